@@ -61,13 +61,13 @@ def _sections(parsed: ParsedFile, warnings: list[str]) -> list[tuple[str, str | 
     for i, visible in visible_lines(lines, parsed.body_start):
         raw = lines[i]
         if cur_anchor is None:
-            opened = ANCHOR_OPEN_RE.search(raw)
+            opened = ANCHOR_OPEN_RE.match(raw)
             if opened:
                 out.append((cur_path, None, cur_start, i))
                 cur_start, cur_anchor, anchor_line = i, opened.group(1), i + 1
                 continue
         else:
-            closed = ANCHOR_CLOSE_RE.search(raw)
+            closed = ANCHOR_CLOSE_RE.match(raw)
             if closed and closed.group(1).lower() == cur_anchor.lower():
                 out.append((cur_path, cur_anchor, cur_start, i + 1))
                 cur_start, cur_anchor, cur_path = i + 1, None, path()
@@ -107,6 +107,9 @@ def _split(piece: _Piece, lines: list[str], counts: list[int], budget: int, coun
             cut = last_blank + 1 if last_blank is not None and last_blank > start else i
             out.append(_Piece(piece.heading, piece.anchor, start, cut, sum(counts[start:cut])))
             start, total, last_blank = cut, sum(counts[cut:i]), None
+            if total + n > budget and i > start:  # the tail after the blank line is still too long
+                out.append(_Piece(piece.heading, piece.anchor, start, i, total))
+                start, total = i, 0
         if not lines[i].strip():
             last_blank = i
         total += n

@@ -24,6 +24,8 @@ Progress = Callable[[str, int, int], None]
 FILES_PER_BATCH = 200
 CHUNKS_PER_EMBED_BATCH = 256
 CACHE_TTL_MS = 30 * 24 * 3600 * 1000
+# Bump when parsing or chunking changes what a file's rows would be: the next scan re-indexes every file.
+INDEX_FORMAT = "1"
 
 
 @dataclass
@@ -109,8 +111,12 @@ def reset_vectors_if_model_changed(conn: apsw.Connection, model_id: str) -> bool
     return True
 
 
-def write_memory(conn: apsw.Connection, prep: Prepared, memory_id: int | None, vec_model: str | None) -> int:
-    """Insert or replace one memory with its chunks and FTS rows; reuse cached vectors. Call inside write_tx."""
+def write_memory(
+    conn: apsw.Connection, prep: Prepared, memory_id: int | None, vec_model: str | None
+) -> tuple[int, int]:
+    """Insert or replace one memory with its chunks and FTS rows; reuse cached vectors. Call inside write_tx.
+
+    Returns (memory id, number of chunks whose vector came from the cache)."""
     now = db.now_ms()
     p = prep.parsed
     values = {
@@ -146,6 +152,7 @@ def write_memory(conn: apsw.Connection, prep: Prepared, memory_id: int | None, v
     triggers = " ; ".join(p.trigger_phrases)
     tags = " ".join(p.tags)
     all_embedded = True
+    reused = 0
     for chunk in prep.chunks:
         text_hash = chunk.text_hash
         conn.execute(
@@ -171,11 +178,12 @@ def write_memory(conn: apsw.Connection, prep: Prepared, memory_id: int | None, v
                 "UPDATE embedding_cache SET used_at = ? WHERE model = ? AND text_hash = ?",
                 (now, vec_model, text_hash),
             )
+            reused += 1
         else:
             all_embedded = False
     status = "none" if not prep.chunks else ("done" if all_embedded else "pending")
     conn.execute("UPDATE memory_index SET embedding_status = ? WHERE id = ?", (status, memory_id))
-    return memory_id
+    return memory_id, reused
 
 
 def _existing(conn: apsw.Connection, roots: Iterable[Path]) -> dict[Path, tuple[int, int, int, str]]:
@@ -203,6 +211,8 @@ def scan(
     report = ScanReport()
     roots = roots or config.roots
     reset_vectors_if_model_changed(conn, embedder.model_id)
+    if db.get_config(conn, "index_format") != INDEX_FORMAT:
+        force = True
 
     walked = files.walk(roots, exclude=(config.db_path.parent,))
     report.problems.extend(walked.problems)
@@ -259,7 +269,7 @@ def scan(
             prepared.append((prep, mid, kind))
         with db.write_tx(conn):
             for prep, mid, kind in prepared:
-                write_memory(conn, prep, mid, vec_model)
+                report.reused_chunks += write_memory(conn, prep, mid, vec_model)[1]
                 setattr(report, kind, getattr(report, kind) + 1)
                 report.warnings.extend((str(prep.path), w) for w in prep.warnings)
             if start == 0:
@@ -274,13 +284,17 @@ def scan(
             signal.touch(config.signal_path)
         if progress:
             progress("indexing", min(start + FILES_PER_BATCH, len(changed)), len(changed))
+    if force and db.get_config(conn, "index_format") != INDEX_FORMAT:
+        with db.write_tx(conn):
+            db.set_config(conn, "index_format", INDEX_FORMAT)
     report.keyword_seconds = time.perf_counter() - kw_started
 
     if embed:
         emb_started = time.perf_counter()
         try:
             embedded, reused = embed_pending(conn, embedder, config.signal_path, progress=progress)
-            report.embedded_chunks, report.reused_chunks = embedded, reused
+            report.embedded_chunks = embedded
+            report.reused_chunks += reused
         except ModelUnavailable as exc:
             report.embedding_error = str(exc)
         report.embed_seconds = time.perf_counter() - emb_started
@@ -305,6 +319,9 @@ def embed_pending(
 
     The model runs outside any transaction; each batch's write is one short transaction, then `.db-updated`.
     """
+    pending = int(conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 0").fetchall()[0][0])
+    if pending == 0 and (vectors_usable(conn, embedder.model_id) or not db.has_table(conn, "vec_memories")):
+        return 0, 0  # nothing to embed: do not load the model
     dim = embedder.dim  # loads the model; raises ModelUnavailable
     with db.write_tx(conn):
         db.ensure_vec_table(conn, embedder.model_id, dim)

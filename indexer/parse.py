@@ -22,8 +22,9 @@ DEFAULT_TIER = "normal"
 
 FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 HEADING_RE = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
-ANCHOR_OPEN_RE = re.compile(r"<!--\s*ANCHOR:\s*([\w.\-]+)\s*-->", re.IGNORECASE)
-ANCHOR_CLOSE_RE = re.compile(r"<!--\s*/ANCHOR:\s*([\w.\-]+)\s*-->", re.IGNORECASE)
+# Anchor markers stand alone on their line (a marker quoted inside a sentence or inline code is text).
+ANCHOR_OPEN_RE = re.compile(r"^\s*<!--\s*ANCHOR:\s*([\w.\-]+)\s*-->\s*$", re.IGNORECASE)
+ANCHOR_CLOSE_RE = re.compile(r"^\s*<!--\s*/ANCHOR:\s*([\w.\-]+)\s*-->\s*$", re.IGNORECASE)
 COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
 # `importance_tier: critical`, `**Importance Tier:** critical`, `[IMPORTANCE_TIER: critical]` in the body.
 BODY_TIER_RE = re.compile(

@@ -1,0 +1,75 @@
+from pathlib import PurePosixPath
+
+import pytest
+
+from indexer.chunk import chunk_file
+from indexer.embed import SentenceTransformerEmbedder, get_embedder
+from indexer.parse import parse
+from tests.conftest import SHARED_DATA
+
+
+def chunks_of(text: str, max_tokens: int = 256, embedder=None):
+    embedder = embedder or get_embedder("hash:64")
+    parsed = parse(text.encode(), PurePosixPath("a/memory/x.md"))
+    return parsed, *chunk_file(parsed, embedder.count_tokens, max_tokens)
+
+
+def test_line_ranges_match_the_file():
+    text = "---\ntitle: T\n---\n# T\n\nintro one two three\n\n## A\n\nalpha text more\n\n## B\n\nbeta text more\n"
+    parsed, chunks, warnings = chunks_of(text, max_tokens=14)
+    assert warnings == []
+    lines = text.split("\n")
+    for c in chunks:
+        assert c.text == "\n".join(lines[c.start_line - 1 : c.end_line])
+    assert [c.heading for c in chunks] == ["T", "T › A", "T › B"]
+
+
+def test_small_sections_are_packed_until_the_budget():
+    parsed, chunks, _ = chunks_of("# T\n\n## A\none\n\n## B\ntwo\n", max_tokens=256)
+    assert len(chunks) == 1 and chunks[0].start_line == 1 and chunks[0].end_line == 7
+
+
+def test_anchors_are_chunks_of_their_own():
+    text = "# T\nbefore\n<!-- ANCHOR:decision -->\n## Decision\nuse apsw\n<!-- /ANCHOR:decision -->\nafter\n"
+    _, chunks, warnings = chunks_of(text)
+    anchored = [c for c in chunks if c.anchor]
+    assert [(c.anchor, c.start_line, c.end_line) for c in anchored] == [("decision", 3, 6)]
+    assert len(chunks) == 3 and warnings == []
+
+
+def test_unclosed_anchor_warns():
+    _, chunks, warnings = chunks_of("# T\n<!-- ANCHOR:x -->\nrest\n")
+    assert chunks[-1].anchor == "x" and "never closed" in warnings[0]
+
+
+def test_headings_in_code_blocks_do_not_split():
+    _, chunks, _ = chunks_of("# T\n```\n# not a heading\n```\ntext\n", max_tokens=256)
+    assert len(chunks) == 1 and chunks[0].heading == "T"
+
+
+@pytest.fixture(scope="module")
+def minilm_counter():
+    return SentenceTransformerEmbedder("all-MiniLM-L6-v2")  # only its tokenizer is used: no model load
+
+
+def test_every_chunk_fits_the_model_limit_with_the_real_tokenizer(minilm_counter):
+    long_para = " ".join(f"word{i} supercalifragilistic" for i in range(400))
+    one_line = "x" * 5000
+    text = f"# Big\n\n{long_para}\n\n## Code\n\n{one_line}\n\n" + "\n".join(f"line {i} text" for i in range(600))
+    parsed, chunks, _ = chunks_of(text, minilm_counter.max_tokens, minilm_counter)
+    assert len(chunks) > 5
+    counts = minilm_counter.count_tokens([c.embed_text for c in chunks])
+    assert max(counts) + 2 <= minilm_counter.max_tokens
+    # Nothing was dropped: every word of the file is in some chunk.
+    joined = " ".join(c.text for c in chunks)
+    assert "word399" in joined and joined.count("x") >= 5000
+
+
+def test_hugo_corpus_chunks_fit(minilm_counter):
+    files = sorted((SHARED_DATA / "md-hugo-docs" / "content").rglob("*.md"))[:150]
+    texts = []
+    for f in files:
+        parsed = parse(f.read_bytes(), PurePosixPath(f.name))
+        chunks, _ = chunk_file(parsed, minilm_counter.count_tokens, minilm_counter.max_tokens)
+        texts += [c.embed_text for c in chunks]
+    assert max(minilm_counter.count_tokens(texts)) + 2 <= minilm_counter.max_tokens

@@ -1,0 +1,27 @@
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_indexer_never_imports_server():
+    offenders = []
+    for path in (ROOT / "indexer").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n == "server" or n.startswith("server.")]
+    assert offenders == []
+
+
+def test_no_heavy_imports_at_module_level_in_indexer():
+    """torch and sentence-transformers load lazily, never on import."""
+    for path in (ROOT / "indexer").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+        mods = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
+        mods += [n.module for n in top if isinstance(n, ast.ImportFrom) and n.module]
+        assert not any(m.split(".")[0] in {"torch", "sentence_transformers", "transformers"} for m in mods), path

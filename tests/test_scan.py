@@ -1,0 +1,209 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from indexer import index, signal
+from indexer.config import resolve
+from tests.conftest import memory, write
+
+
+def rows(conn):
+    return {Path(p).name: (i, h) for i, p, h in conn.execute("SELECT id, path, content_hash FROM memory_index")}
+
+
+def test_add_update_remove(conn, specs, run_scan):
+    write(specs / "001-a" / "memory" / "one.md", memory("One", "first"))
+    write(specs / "001-a" / "memory" / "two.md", memory("Two", "second"))
+    r = run_scan()
+    assert (r.added, r.updated, r.removed, r.pending_embeddings) == (2, 0, 0, 0)
+    write(specs / "001-a" / "memory" / "one.md", memory("One", "changed text"))
+    (specs / "001-a" / "memory" / "two.md").unlink()
+    r = run_scan()
+    assert (r.added, r.updated, r.unchanged, r.removed) == (0, 1, 0, 1)
+    assert set(rows(conn)) == {"one.md"}
+    assert conn.execute("SELECT count(*) FROM memory_fts WHERE memory_fts MATCH 'second'").fetchall()[0][0] == 0
+
+
+def test_fast_path_reads_nothing(conn, specs, run_scan, monkeypatch):
+    for i in range(20):
+        write(specs / f"f{i}.md", memory(f"F{i}", "text"))
+    run_scan()
+    reads = []
+    real = index.read_head
+    monkeypatch.setattr(index, "read_head", lambda *a: reads.append(a) or real(*a))
+    r = run_scan()
+    assert r.unchanged == 20 and reads == []
+
+
+def test_touch_without_change_rewrites_nothing(conn, specs, run_scan):
+    path = write(specs / "a.md", memory("A", "alpha"))
+    run_scan()
+    chunk_ids = conn.execute("SELECT id FROM memory_chunks").fetchall()
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    r = run_scan()
+    assert (r.unchanged, r.updated, r.embedded_chunks) == (1, 0, 0)
+    assert conn.execute("SELECT id FROM memory_chunks").fetchall() == chunk_ids
+    assert conn.execute("SELECT mtime_ns FROM memory_index").fetchall()[0][0] == path.stat().st_mtime_ns
+
+
+def test_rename_and_move_keep_id_and_embeddings(conn, specs, run_scan):
+    write(specs / "001-a" / "memory" / "old.md", memory("Moving", "content that moves\n\n## Part\n\nmore"))
+    run_scan()
+    (before,) = rows(conn).values()
+    (specs / "002-b" / "memory").mkdir(parents=True)
+    (specs / "001-a" / "memory" / "old.md").rename(specs / "002-b" / "memory" / "new.md")
+    r = run_scan()
+    assert (r.moved, r.added, r.removed, r.embedded_chunks) == (1, 0, 0, 0)
+    assert r.reused_chunks >= 1
+    assert rows(conn)["new.md"] == before
+    assert conn.execute("SELECT spec_folder, embedding_status FROM memory_index").fetchall() == [("002-b", "done")]
+
+
+def test_only_changed_chunks_are_embedded(conn, specs, run_scan):
+    sections = "\n\n".join(f"## Section {i}\n\n" + f"words of section {i} " * 60 for i in range(4))
+    path = write(specs / "a.md", memory("Big", sections))
+    first = run_scan()
+    assert first.embedded_chunks >= 4
+    path.write_text(path.read_text().replace("words of section 2 ", "edited words of section 2 ", 1))
+    r = run_scan()
+    assert r.updated == 1 and r.embedded_chunks == 1 and r.reused_chunks == first.embedded_chunks - 1
+
+
+def test_keyword_phase_first_then_embeddings(conn, specs, run_scan, cfg):
+    write(specs / "a.md", memory("A", "zebra crossing"))
+    r = run_scan(embed=False)
+    assert r.pending_embeddings == 1
+    assert conn.execute("SELECT count(*) FROM memory_fts WHERE memory_fts MATCH 'zebra'").fetchall()[0][0] == 1
+    r = run_scan()
+    assert (r.unchanged, r.embedded_chunks, r.pending_embeddings) == (1, 1, 0)
+
+
+def test_signal_touched_after_each_batch(conn, specs, run_scan, cfg, monkeypatch):
+    monkeypatch.setattr(index, "FILES_PER_BATCH", 10)
+    for i in range(25):
+        write(specs / f"f{i}.md", memory(f"F{i}", "text"))
+    run_scan(embed=False)
+    assert signal.read(cfg.signal_path).generation == 3  # three keyword batches
+    run_scan()
+    assert signal.read(cfg.signal_path).generation >= 4  # and the embedding batch
+
+
+def test_ignore_rules(conn, specs, run_scan, isolated):
+    (isolated / ".git").mkdir()
+    write(isolated / ".gitignore", "specs/drafts/\n")
+    write(specs / ".gitignore", "*.tmp.md\nprivate/\n!keep.tmp.md\n")
+    write(specs / "sub" / ".gitignore", "local.md\n")
+    write(specs / ".specmemignore", "skipme.md\n")
+    for rel in ["ok.md", "keep.tmp.md", "x.tmp.md", "private/p.md", "sub/local.md", "sub/fine.md", "skipme.md",
+                "drafts/d.md", ".hidden/h.md", "node_modules/n.md", ".dot.md", "notes.txt",
+                "x.md~", "#x.md#", "sub/.#lock.md"]:
+        write(specs / rel, "# t\n")
+    run_scan()
+    assert set(rows(conn)) == {"ok.md", "keep.tmp.md", "fine.md"}
+    # A repository nested inside the root has its own rules: the outer .gitignore stops applying below it.
+    write(specs / ".git" / "HEAD", "ref: refs/heads/main\n")
+    run_scan()
+    assert "d.md" in rows(conn) and ".git" not in {Path(p).parent.name for p in rows(conn)}
+
+
+def test_new_ignore_rule_removes_indexed_files(conn, specs, run_scan):
+    write(specs / "a.md", "# a\n")
+    write(specs / "b.md", "# b\n")
+    run_scan()
+    write(specs / ".specmemignore", "b.md\n")
+    r = run_scan()
+    assert r.removed == 1 and set(rows(conn)) == {"a.md"}
+
+
+def test_symlink_loop_and_escape_are_reported(conn, specs, run_scan, tmp_path):
+    write(specs / "real" / "a.md", "# a\n")
+    (specs / "real" / "loop").symlink_to(specs / "real", target_is_directory=True)
+    outside = write(tmp_path / "outside" / "secret.md", "# secret\n")
+    (specs / "escape.md").symlink_to(outside)
+    r = run_scan()
+    assert set(rows(conn)) == {"a.md"}
+    messages = " ".join(m for _, m in r.problems)
+    assert "symlink loop" in messages and "outside the roots" in messages
+
+
+def test_unreadable_folder_keeps_its_rows(conn, specs, run_scan, monkeypatch):
+    write(specs / "locked" / "a.md", "# a\n")
+    write(specs / "open" / "b.md", "# b\n")
+    run_scan()
+    real = os.scandir
+
+    def deny(path):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", deny)
+    r = run_scan()
+    assert r.removed == 0 and set(rows(conn)) == {"a.md", "b.md"}
+    assert any("cannot read folder" in m for _, m in r.problems)
+
+
+def test_unreadable_file_keeps_its_row(conn, specs, run_scan, monkeypatch):
+    path = write(specs / "a.md", "# a\n")
+    run_scan()
+    path.write_text("# a changed\n")
+    real = index.read_head
+
+    def deny(p, limit):
+        if p == path:
+            raise PermissionError(13, "Permission denied")
+        return real(p, limit)
+
+    monkeypatch.setattr(index, "read_head", deny)
+    r = run_scan()
+    assert r.removed == 0 and set(rows(conn)) == {"a.md"}
+    assert any("cannot read" in m for _, m in r.problems)
+
+
+def test_bad_files_are_indexed_with_warnings(conn, specs, run_scan, isolated, monkeypatch):
+    monkeypatch.setenv("SPECMEM_MAX_FILE_BYTES", "1000")
+    cfg = resolve()
+    write(specs / "bin.md", b"\x00\x01\x02binary")
+    write(specs / "empty.md", b"")
+    write(specs / "huge.md", "# Huge\n" + "needle words here\n" * 200)
+    write(specs / "bad.md", "---\ntitle: [oops\n---\nbody\n")
+    write(specs / "utf16.md", b"\xff\xfe" + "# Wide\n".encode("utf-16-le"))
+    r = run_scan(cfg=cfg)
+    assert r.added == 5
+    warned = {Path(p).name for p, _ in r.warnings}
+    assert warned == {"bin.md", "empty.md", "huge.md", "bad.md", "utf16.md"}
+    stored = dict(conn.execute("SELECT rel_path, warnings FROM memory_index"))
+    assert "over the size limit" in stored["huge.md"]
+    assert conn.execute("SELECT count(*) FROM memory_fts WHERE memory_fts MATCH 'needle'").fetchall()[0][0] >= 1
+
+
+def test_missing_root_is_a_problem_not_a_wipe(conn, specs, run_scan, cfg, tmp_path):
+    write(specs / "a.md", "# a\n")
+    run_scan()
+    renamed = tmp_path / "elsewhere"
+    specs.rename(renamed)
+    r = run_scan()
+    assert r.removed == 0 and len(rows(conn)) == 1
+    assert any("does not exist" in m for _, m in r.problems)
+
+
+def test_database_inside_a_root_is_not_indexed(specs, hash_embedder, monkeypatch):
+    monkeypatch.setenv("SPECMEM_DB", str(specs / "index-data" / "index.db"))
+    cfg = resolve()
+    write(specs / "a.md", "# a\n")
+    write(specs / "index-data" / "notes.md", "# inside the db folder\n")
+    from indexer import db
+
+    conn = db.connect(cfg.db_path)
+    report = index.scan(conn, cfg, hash_embedder)
+    assert report.added == 1
+
+
+@pytest.mark.parametrize("force", [True])
+def test_force_reindexes_everything_but_embeds_nothing_new(conn, specs, run_scan, force):
+    write(specs / "a.md", memory("A", "alpha"))
+    run_scan()
+    r = run_scan(force=force)
+    assert r.updated == 1 and r.embedded_chunks == 0 and r.reused_chunks == 1
