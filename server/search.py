@@ -166,7 +166,9 @@ def _semantic(
             "JOIN embedding_cache e ON e.model = ? AND e.text_hash = c.text_hash "
             f"WHERE c.embedded = 1 AND {where} GROUP BY c.memory_id ORDER BY d LIMIT ?"
         )
-        return {mid: (cid, 1.0 - d) for mid, cid, d in conn.execute(sql, [vector, model, *args, k])}
+        rows = conn.execute(sql, [vector, model, *args, k]).fetchall()
+        # A NULL distance means a zero query vector (a query with no words): nothing to match by meaning.
+        return {mid: (cid, 1.0 - d) for mid, cid, d in rows if d is not None}
     total = int(conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 1").fetchall()[0][0])
     chunk_k = min(max(k * 4, 50), 4096)
     while True:
@@ -177,7 +179,7 @@ def _semantic(
         ).fetchall()
         best: dict[int, tuple[int, float]] = {}
         for cid, distance, mid in hits:
-            if mid not in best:
+            if mid not in best and distance is not None:
                 best[mid] = (cid, 1.0 - distance)
         if best:
             ids = list(best)

@@ -25,3 +25,13 @@ def test_no_heavy_imports_at_module_level_in_indexer():
         mods = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
         mods += [n.module for n in top if isinstance(n, ast.ImportFrom) and n.module]
         assert not any(m.split(".")[0] in {"torch", "sentence_transformers", "transformers"} for m in mods), path
+
+
+def test_ruff_is_clean():
+    import subprocess
+    import sys
+
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run([str(ruff), "check", "indexer", "server", "tests"], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout

@@ -1,0 +1,146 @@
+import datetime as dt
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indexer import db
+from indexer.index import scan
+from server.search import Filters, SearchError, fts_query, search
+from tests.conftest import memory, write
+
+
+@pytest.fixture
+def corpus(specs, run_scan, conn):
+    write(specs / "constitutional" / "rule.md", memory("Always run tests", "tests before merge"))
+    write(specs / "001-auth" / "memory" / "jwt.md",
+          memory("JWT tokens", "tokens expire after one hour", importance_tier="critical", tags="[auth, security]",
+                 context_type="decision"))
+    write(specs / "001-auth" / "memory" / "old.md", memory("Session cookies", "tokens in cookies",
+                                                          importance_tier="deprecated"))
+    write(specs / "001-auth" / "memory" / "gone.md", memory("Expired note", "tokens temporary",
+                                                           importance_tier="temporary", expires="2020-01-01"))
+    write(specs / "002-db" / "memory" / "wal.md", memory("WAL mode", "tokens of the write ahead log", tags="[sqlite]"))
+    run_scan()
+    return conn
+
+
+def titles(response):
+    return [r.title for r in response.results]
+
+
+def test_constitutional_first_deprecated_and_expired_hidden(corpus, hash_embedder):
+    r = search(corpus, "tokens", embedder=hash_embedder)
+    assert titles(r)[0] == "Always run tests" and r.results[0].always_surfaced
+    assert set(titles(r)[1:]) == {"JWT tokens", "WAL mode"}
+    assert "Session cookies" in titles(search(corpus, "tokens", include_deprecated=True, embedder=hash_embedder))
+    assert "Always run tests" not in titles(search(corpus, "tokens", include_constitutional=False, mode="keyword"))
+
+
+def test_tier_weight_reaches_the_ranking(specs, run_scan, conn):
+    write(specs / "a" / "memory" / "plain.md", memory("Plain", "identical body about caching"))
+    write(specs / "a" / "memory" / "crit.md", memory("Crit", "identical body about caching", importance_tier="critical"))
+    write(specs / "a" / "memory" / "temp.md", memory("Temp", "identical body about caching", importance_tier="temporary"))
+    run_scan()
+    r = search(conn, "caching", mode="keyword")
+    assert titles(r) == ["Crit", "Plain", "Temp"]
+    assert r.results[0].parts.tier_weight == 1.5
+
+
+def test_result_fields(corpus):
+    r = search(corpus, "expire hour", mode="keyword", include_constitutional=False)
+    top = r.results[0]
+    assert (top.title, top.tier, top.spec_folder, top.tags, top.context_type) == (
+        "JWT tokens", "critical", "001-auth", ["auth", "security"], "decision")
+    assert top.path.endswith("001-auth/memory/jwt.md") and (top.start_line, top.end_line) == (7, 9)
+    assert "**expire**" in top.snippet and top.parts.keyword > 0 and top.score > 0
+    assert r.mode_used == "keyword" and r.keyword_only
+
+
+@pytest.mark.parametrize("mode", ["keyword", "semantic", "hybrid"])
+def test_filters(corpus, hash_embedder, mode):
+    f = lambda **kw: titles(search(corpus, "tokens", mode=mode, filters=Filters(**kw),  # noqa: E731
+                                   embedder=hash_embedder, include_constitutional=False))
+    assert f(spec_folder="002-db") == ["WAL mode"]
+    assert f(tiers=["critical"]) == ["JWT tokens"]
+    assert f(tags=["auth", "security"]) == ["JWT tokens"]
+    assert f(context_type="decision") == ["JWT tokens"]
+    assert f(path_glob="002-*/memory/*.md") == ["WAL mode"]
+    assert f(since=dt.datetime.now() + dt.timedelta(days=1)) == []
+    with pytest.raises(SearchError, match="unknown tier"):
+        f(tiers=["urgent"])
+
+
+def test_filters_apply_before_the_limit(specs, run_scan, conn, hash_embedder):
+    for i in range(30):
+        write(specs / "big" / "memory" / f"m{i}.md", memory(f"Big {i}", "database database database"))
+    for i in range(3):
+        write(specs / "small" / "memory" / f"s{i}.md", memory(f"Small {i}", "database mentioned once among words"))
+    run_scan()
+    for mode in ("keyword", "semantic", "hybrid"):
+        r = search(conn, "database", limit=3, mode=mode, filters=Filters(spec_folder="small"), embedder=hash_embedder)
+        assert sorted(titles(r)) == ["Small 0", "Small 1", "Small 2"], mode
+        assert len(search(conn, "database", limit=7, mode=mode, embedder=hash_embedder).results) == 7
+
+
+def test_keyword_fallback_when_model_cannot_load(corpus, specs, cfg):
+    from indexer.embed import SentenceTransformerEmbedder
+
+    broken = SentenceTransformerEmbedder("/nonexistent/model")
+    r = search(corpus, "tokens", mode="hybrid", embedder=broken)
+    # The index holds hash vectors, so a different model is refused before anything loads.
+    assert r.mode_used == "keyword" and r.results and any("keyword mode" in n for n in r.notes)
+    r = search(corpus, "tokens", mode="semantic", embedder=None)
+    assert r.keyword_only and "not loaded" in r.notes[0]
+
+
+def test_pending_embeddings_are_reported(specs, run_scan, conn, hash_embedder):
+    write(specs / "a.md", memory("A", "alpha"))
+    run_scan()
+    write(specs / "b.md", memory("B", "alpha beta"))
+    run_scan(embed=False)
+    r = search(conn, "alpha", embedder=hash_embedder)
+    assert r.pending_embeddings == 1 and {"A", "B"} <= set(titles(r))
+    assert any("waiting for embeddings" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("query", ['"', '"unbalanced', "NEAR(a b)", "a* OR -b", "col:val", "^x", "AND", "()", "\x00",
+                                   "'; DROP TABLE memory_index; --", "x" * 100_000, "", "   ", "🙂 ünïcödé"])
+def test_hostile_queries(corpus, hash_embedder, query):
+    r = search(corpus, query, embedder=hash_embedder)
+    assert r.total_memories == 5
+    assert db.has_table(corpus, "memory_index")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_fts_query_never_raises(text):
+    import apsw
+
+    conn = apsw.Connection(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE t USING fts5(x)")
+    q = fts_query(text)
+    if q is not None:
+        conn.execute("SELECT * FROM t WHERE t MATCH ?", (q,)).fetchall()
+
+
+def test_search_never_writes(corpus, cfg):
+    before = os.stat(cfg.db_path).st_mtime_ns, os.path.getsize(f"{cfg.db_path}-wal")
+    reader = db.connect(cfg.db_path, readonly=True)
+    for _ in range(5):
+        search(reader, "tokens", mode="keyword")
+    assert (os.stat(cfg.db_path).st_mtime_ns, os.path.getsize(f"{cfg.db_path}-wal")) == before
+
+
+def test_semantic_search_finds_meaning_without_shared_words(specs, cfg, real_embedder):
+    write(specs / "a" / "memory" / "v1.md", memory("Vehicles", "The automobile needs new tyres and an oil change."))
+    write(specs / "a" / "memory" / "v2.md", memory("Cooking", "Bake the bread at a high oven temperature."))
+    write(specs / "a" / "memory" / "v3.md", memory("Animals", "The puppy chews shoes when left alone."))
+    conn = db.connect(cfg.db_path)
+    scan(conn, cfg, real_embedder)
+    r = search(conn, "servicing my car", mode="semantic", embedder=real_embedder)
+    assert titles(r)[0] == "Vehicles" and r.mode_used == "semantic"
+    assert not search(conn, "servicing my car", mode="keyword").results
+    r = search(conn, "dog behaviour", mode="hybrid", embedder=real_embedder)
+    assert titles(r)[0] == "Animals"
