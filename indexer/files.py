@@ -91,7 +91,9 @@ def walk(roots: tuple[Path, ...], *, exclude: tuple[Path, ...] = ()) -> WalkResu
             continue
         rules = IgnoreRules(root)
         seen_dirs: set[tuple[int, int]] = set()
-        _walk_dir(root, root, roots, rules, exclude, seen_dirs, result)
+        # Only folders strictly inside this root are left out (a root may itself lie inside the database's folder).
+        inside = tuple(x for x in exclude if x != root and within(x, root))
+        _walk_dir(root, root, roots, rules, inside, seen_dirs, result)
     return result
 
 

@@ -207,3 +207,12 @@ def test_force_reindexes_everything_but_embeds_nothing_new(conn, specs, run_scan
     run_scan()
     r = run_scan(force=force)
     assert r.updated == 1 and r.embedded_chunks == 0 and r.reused_chunks == 1
+
+
+def test_root_inside_the_database_folder_is_walked(tmp_path, hash_embedder):
+    from indexer import db
+
+    write(tmp_path / "data" / "notes" / "deep" / "a.md", "# a\n")
+    cfg = resolve(db=tmp_path / "data" / "index.db", roots=[tmp_path / "data" / "notes"])
+    report = index.scan(db.connect(cfg.db_path), cfg, hash_embedder)
+    assert report.added == 1
