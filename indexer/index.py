@@ -256,7 +256,8 @@ def scan(
 
     vec_model = embedder.model_id if vectors_usable(conn, embedder.model_id) else None
     kw_started = time.perf_counter()
-    for start in range(0, max(len(changed), 1), FILES_PER_BATCH):
+    nothing_to_write = not (changed or stat_only or gone)
+    for start in range(0, 0 if nothing_to_write else max(len(changed), 1), FILES_PER_BATCH):
         batch = changed[start : start + FILES_PER_BATCH]
         prepared = []
         for path, root, st, data, truncated_from, mid in batch:
@@ -280,8 +281,7 @@ def scan(
                     )
                 db.delete_memories(conn, [row[0] for row in gone.values()])
                 report.removed = len(gone)
-        if batch or stat_only or gone or start == 0:
-            signal.touch(config.signal_path)
+        signal.touch(config.signal_path)
         if progress:
             progress("indexing", min(start + FILES_PER_BATCH, len(changed)), len(changed))
     if force and db.get_config(conn, "index_format") != INDEX_FORMAT:

@@ -216,3 +216,14 @@ def test_root_inside_the_database_folder_is_walked(tmp_path, hash_embedder):
     cfg = resolve(db=tmp_path / "data" / "index.db", roots=[tmp_path / "data" / "notes"])
     report = index.scan(db.connect(cfg.db_path), cfg, hash_embedder)
     assert report.added == 1
+
+
+def test_no_change_scan_writes_nothing_and_signals_nothing(conn, specs, run_scan, cfg):
+    write(specs / "a.md", memory("A", "alpha"))
+    run_scan()
+    generation = signal.read(cfg.signal_path).generation
+    changes = conn.total_changes()
+    r = run_scan()
+    assert r.unchanged == 1
+    assert signal.read(cfg.signal_path).generation == generation
+    assert conn.total_changes() == changes
