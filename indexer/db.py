@@ -208,16 +208,22 @@ def ensure_vec_table(conn: apsw.Connection, model: str, dim: int) -> bool:
     same = get_config(conn, "model") == model and get_config(conn, "dim") == str(dim)
     if same and has_table(conn, "vec_memories"):
         return False
-    conn.execute("DROP TABLE IF EXISTS vec_memories")
+    reset_vectors(conn)
     conn.execute(
         f"CREATE VIRTUAL TABLE vec_memories USING vec0("
         f"chunk_id INTEGER PRIMARY KEY, embedding float[{int(dim)}] distance_metric=cosine)"
     )
-    conn.execute("UPDATE memory_chunks SET embedded = 0")
-    conn.execute("UPDATE memory_index SET embedding_status = 'pending' WHERE embedding_status != 'none'")
     set_config(conn, "model", model)
     set_config(conn, "dim", str(dim))
     return True
+
+
+def reset_vectors(conn: apsw.Connection) -> None:
+    """Drop every vector and mark every memory for embedding again. Call inside write_tx."""
+    conn.execute("DROP TABLE IF EXISTS vec_memories")
+    conn.execute("DELETE FROM config WHERE key IN ('model', 'dim')")
+    conn.execute("UPDATE memory_chunks SET embedded = 0")
+    conn.execute("UPDATE memory_index SET embedding_status = 'pending' WHERE embedding_status != 'none'")
 
 
 def delete_memories(conn: apsw.Connection, memory_ids: list[int]) -> None:

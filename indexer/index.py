@@ -104,10 +104,7 @@ def reset_vectors_if_model_changed(conn: apsw.Connection, model_id: str) -> bool
     if current is None or current == model_id:
         return False
     with db.write_tx(conn):
-        conn.execute("DROP TABLE IF EXISTS vec_memories")
-        conn.execute("DELETE FROM config WHERE key IN ('model', 'dim')")
-        conn.execute("UPDATE memory_chunks SET embedded = 0")
-        conn.execute("UPDATE memory_index SET embedding_status = 'pending' WHERE embedding_status != 'none'")
+        db.reset_vectors(conn)
     return True
 
 

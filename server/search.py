@@ -292,19 +292,12 @@ def search(
             )
         }
     rows = _memory_rows(conn, candidate_ids)
-    scored: list[tuple[bool, float, SearchResult]] = []
-    chunk_ids: dict[int, tuple[int | None, str]] = {}
-    for mid in candidate_ids:
-        row = rows.get(mid)
-        if row is None:
-            continue
-        best = kw.get(mid) or sem.get(mid)
-        if kw.get(mid) and sem.get(mid):
-            best = kw[mid] if used != "semantic" else sem[mid]
-        chunk = _chunk(conn, best[0] if best else None, mid)
-        if chunk is None:
-            continue
+    # Rank on memory rows alone; chunks are looked up only for the memories that are returned.
+    ranked: list[tuple[bool, float, int, ScoreParts]] = []
+    for mid, row in rows.items():
         surfaced = include_constitutional and row["importance_tier"] == "constitutional"
+        if not surfaced and mid not in kw and mid not in sem:
+            continue
         parts = ScoreParts(
             keyword=round(kw[mid][1], 6) if mid in kw else None,
             semantic=round(sem[mid][1], 6) if mid in sem else None,
@@ -314,33 +307,39 @@ def search(
             confidence=0.8 + 0.4 * row["confidence"],
         )
         score = parts.fused * parts.tier_weight * parts.recency * parts.confidence
-        result = SearchResult(
-            id=mid,
-            path=row["path"],
-            rel_path=row["rel_path"],
-            start_line=chunk["start_line"],
-            end_line=chunk["end_line"],
-            title=row["title"],
-            heading=chunk["heading"],
-            anchor=chunk["anchor"],
-            tier=row["importance_tier"],
-            spec_folder=row["spec_folder"],
-            context_type=row["context_type"],
-            tags=json.loads(row["tags"]),
-            score=round(score, 6),
-            parts=parts,
-            snippet="",
-            always_surfaced=surfaced,
-        )
-        scored.append((surfaced, score, result))
-        chunk_ids[mid] = (chunk["id"], chunk["text"])
+        ranked.append((surfaced, score, mid, parts))
+    ranked.sort(key=lambda x: (not x[0], -x[1], x[2]))
+    surfaced_count = sum(1 for r in ranked if r[0])
 
-    surfaced_results = [r for s, _, r in sorted(scored, key=lambda x: (-x[1], x[2].title)) if s]
-    ranked = [r for s, _, r in sorted(scored, key=lambda x: (-x[1], x[2].id)) if not s and _matched(r)][:limit]
-    results = surfaced_results + ranked
-    for r in results:
-        chunk_id, text = chunk_ids[r.id]
-        r.snippet = _snippet(conn, fts, chunk_id, text)
+    results: list[SearchResult] = []
+    for surfaced, score, mid, parts in ranked:
+        if not surfaced and len(results) >= surfaced_count + limit:
+            break
+        row = rows[mid]
+        best = kw.get(mid) or sem.get(mid)
+        chunk = _chunk(conn, best[0] if best else None, mid)
+        if chunk is None:  # replaced by a writer since the candidate query
+            continue
+        results.append(
+            SearchResult(
+                id=mid,
+                path=row["path"],
+                rel_path=row["rel_path"],
+                start_line=chunk["start_line"],
+                end_line=chunk["end_line"],
+                title=row["title"],
+                heading=chunk["heading"],
+                anchor=chunk["anchor"],
+                tier=row["importance_tier"],
+                spec_folder=row["spec_folder"],
+                context_type=row["context_type"],
+                tags=json.loads(row["tags"]),
+                score=round(score, 6),
+                parts=parts,
+                snippet=_snippet(conn, fts, chunk["id"], chunk["text"]),
+                always_surfaced=surfaced,
+            )
+        )
 
     pending = int(conn.execute("SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'").fetchall()[0][0])
     if pending and used != "keyword":
@@ -357,10 +356,6 @@ def search(
         notes=notes,
     )
 
-
-def _matched(result: SearchResult) -> bool:
-    """A ranked result must have matched the query by keyword or meaning."""
-    return result.parts.keyword is not None or result.parts.semantic is not None
 
 
 def _memory_rows(conn: apsw.Connection, ids: Sequence[int] | set[int]) -> dict[int, dict[str, object]]:
