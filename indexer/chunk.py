@@ -89,7 +89,9 @@ def _sections(parsed: ParsedFile, warnings: list[str]) -> list[tuple[str, str | 
     return out
 
 
-def _split(piece: _Piece, lines: list[str], counts: list[int], budget: int, count: TokenCounter) -> list[_Piece]:
+def _split(
+    piece: _Piece, lines: list[str], counts: list[int], budget: int, count: TokenCounter
+) -> list[_Piece]:
     """Split an oversized piece at blank lines where possible, else at lines, else at words."""
     out: list[_Piece] = []
     start, total, last_blank = piece.start, 0, None

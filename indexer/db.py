@@ -108,7 +108,9 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DatabaseError(f"cannot create {path.parent}: {exc.strerror}; set SPECMEM_DB or --db") from exc
+            raise DatabaseError(
+                f"cannot create {path.parent}: {exc.strerror}; set SPECMEM_DB or --db"
+            ) from exc
         _ignore_folder(path.parent)
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     try:
@@ -161,7 +163,9 @@ def write_tx(conn: apsw.Connection) -> Iterator[apsw.Connection]:
 
 def migrate(conn: apsw.Connection) -> None:
     """Apply pending migrations, each with its record in one transaction."""
-    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)"
+    )
     done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
     for fn in MIGRATIONS:
         if fn.__name__ in done:
@@ -171,9 +175,7 @@ def migrate(conn: apsw.Connection) -> None:
             if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,)).fetchall():
                 continue
             fn(conn)
-            conn.execute(
-                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (fn.__name__, now_ms())
-            )
+            conn.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (fn.__name__, now_ms()))
             set_config(conn, "schema_version", str(len(MIGRATIONS)))
 
 

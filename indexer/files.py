@@ -86,7 +86,9 @@ def walk(roots: tuple[Path, ...], *, exclude: tuple[Path, ...] = ()) -> WalkResu
     result = WalkResult()
     for root in roots:
         if not root.is_dir():
-            result.problems.append((str(root), "root folder does not exist or is not a folder; nothing scanned"))
+            result.problems.append(
+                (str(root), "root folder does not exist or is not a folder; nothing scanned")
+            )
             result.incomplete.append(root)
             continue
         rules = IgnoreRules(root)
@@ -110,12 +112,16 @@ def _walk_dir(
         st = folder.stat()
         key = (st.st_dev, st.st_ino)
         if key in seen_dirs:
-            result.problems.append((str(folder), "symlink loop: this folder was already walked; not followed"))
+            result.problems.append(
+                (str(folder), "symlink loop: this folder was already walked; not followed")
+            )
             return
         seen_dirs.add(key)
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        result.problems.append((str(folder), f"cannot read folder ({exc.strerror}); its memories are kept as they were"))
+        result.problems.append(
+            (str(folder), f"cannot read folder ({exc.strerror}); its memories are kept as they were")
+        )
         result.incomplete.append(folder)
         return
     for entry in entries:
@@ -131,7 +137,9 @@ def _walk_dir(
             target = path.resolve()
             if not any(within(target, r) for r in roots):
                 if is_dir or is_memory_name(entry.name):
-                    result.problems.append((str(path), f"symlink to {target}, outside the roots; not indexed"))
+                    result.problems.append(
+                        (str(path), f"symlink to {target}, outside the roots; not indexed")
+                    )
                 continue
         if is_dir:
             if is_skipped_dir(entry.name) or any(within(path, x) for x in exclude):

@@ -155,8 +155,16 @@ def write_memory(
         conn.execute(
             "INSERT INTO memory_chunks (memory_id, seq, heading, anchor, start_line, end_line, text, text_hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (memory_id, chunk.seq, chunk.heading, chunk.anchor, chunk.start_line, chunk.end_line, chunk.text,
-             text_hash),
+            (
+                memory_id,
+                chunk.seq,
+                chunk.heading,
+                chunk.anchor,
+                chunk.start_line,
+                chunk.end_line,
+                chunk.text,
+                text_hash,
+            ),
         )
         chunk_id = conn.last_insert_rowid()
         conn.execute(
@@ -169,7 +177,9 @@ def write_memory(
                 "SELECT vector FROM embedding_cache WHERE model = ? AND text_hash = ?", (vec_model, text_hash)
             ).fetchall()
         if cached:
-            conn.execute("INSERT INTO vec_memories (chunk_id, embedding) VALUES (?, ?)", (chunk_id, cached[0][0]))
+            conn.execute(
+                "INSERT INTO vec_memories (chunk_id, embedding) VALUES (?, ?)", (chunk_id, cached[0][0])
+            )
             conn.execute("UPDATE memory_chunks SET embedded = 1 WHERE id = ?", (chunk_id,))
             conn.execute(
                 "UPDATE embedding_cache SET used_at = ? WHERE model = ? AND text_hash = ?",
@@ -229,7 +239,9 @@ def scan(
             try:
                 data, truncated_from = read_head(path, config.max_file_bytes)
             except OSError as exc:
-                report.problems.append((str(path), f"cannot read ({exc.strerror}); its memory is kept as it was"))
+                report.problems.append(
+                    (str(path), f"cannot read ({exc.strerror}); its memory is kept as it was")
+                )
                 unreadable.add(path)
                 continue
             if row and not force and digest_of(data, truncated_from) == row[3]:
@@ -301,7 +313,9 @@ def scan(
 
 
 def pending_count(conn: apsw.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'").fetchall()[0][0])
+    return int(
+        conn.execute("SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'").fetchall()[0][0]
+    )
 
 
 def embed_pending(

@@ -90,7 +90,9 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
     closers = ("---", "...") if fence == "---" else ("+++",)
     end = next((i for i in range(1, len(lines)) if lines[i].rstrip() in closers), None)
     if end is None:
-        warnings.append(f"frontmatter opened with `{fence}` on line 1 is never closed; the file is indexed as body")
+        warnings.append(
+            f"frontmatter opened with `{fence}` on line 1 is never closed; the file is indexed as body"
+        )
         return {}, 0
     block = "\n".join(lines[1:end])
     try:
@@ -112,7 +114,9 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
-        warnings.append(f"frontmatter is a {type(meta).__name__}, not a mapping of keys; indexed with defaults")
+        warnings.append(
+            f"frontmatter is a {type(meta).__name__}, not a mapping of keys; indexed with defaults"
+        )
         return {}, end + 1
     return meta, end + 1
 
@@ -190,7 +194,9 @@ def _tier(value: Any, source: str, warnings: list[str]) -> str | None:
     tier = str(value).strip().lower()
     if tier in TIERS:
         return tier
-    warnings.append(f"unknown importance tier {str(value)!r} in {source}; using a default (one of: {', '.join(TIERS)})")
+    warnings.append(
+        f"unknown importance tier {str(value)!r} in {source}; using a default (one of: {', '.join(TIERS)})"
+    )
     return None
 
 

@@ -34,7 +34,9 @@ def touch(path: Path) -> Signal:
     fd, tmp = tempfile.mkstemp(prefix=".db-updated.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"committed_ms": signal.committed_ms, "generation": signal.generation, "pid": os.getpid()}, fh)
+            json.dump(
+                {"committed_ms": signal.committed_ms, "generation": signal.generation, "pid": os.getpid()}, fh
+            )
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -30,12 +30,24 @@ KNOWN_ERRORS = (configmod.ConfigError, db.DatabaseError, SearchError, memories.M
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options every command shares: where the index is, which roots, which model."""
 
-    @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Index file [env SPECMEM_DB; default "
-                  "<project>/.specmem/index.db].")
-    @click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False),
-                  help="A folder of memory files; repeat for several [env SPECMEM_ROOTS; default <project>/specs].")
-    @click.option("--model", help="Embedding model: a sentence-transformers folder or name [env SPECMEM_MODEL; "
-                  f"default {configmod.DEFAULT_MODEL}, shipped offline].")
+    @click.option(
+        "--db",
+        "db_path",
+        type=click.Path(dir_okay=False),
+        help="Index file [env SPECMEM_DB; default <project>/.specmem/index.db].",
+    )
+    @click.option(
+        "--root",
+        "roots",
+        multiple=True,
+        type=click.Path(file_okay=False),
+        help="A folder of memory files; repeat for several [env SPECMEM_ROOTS; default <project>/specs].",
+    )
+    @click.option(
+        "--model",
+        help="Embedding model: a sentence-transformers folder or name [env SPECMEM_MODEL; "
+        f"default {configmod.DEFAULT_MODEL}, shipped offline].",
+    )
     @functools.wraps(fn)
     def wrapper(db_path: str | None, roots: tuple[str, ...], model: str | None, **kwargs: Any) -> Any:
         extra_roots = kwargs.pop("root_args", ()) or ()
@@ -70,7 +82,9 @@ def _progress_cb(progress: Progress) -> Callable[[str, int, int], None]:
 @cli.command("scan")
 @click.argument("root_args", nargs=-1, type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Re-read and re-index every file, even unchanged ones.")
-@click.option("--no-embed", is_flag=True, help="Keyword phase only; a later plain scan completes the embeddings.")
+@click.option(
+    "--no-embed", is_flag=True, help="Keyword phase only; a later plain scan completes the embeddings."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @common
 def scan_cmd(cfg: configmod.Config, force: bool, no_embed: bool, as_json: bool) -> None:
@@ -87,9 +101,16 @@ def scan_cmd(cfg: configmod.Config, force: bool, no_embed: bool, as_json: bool) 
     conn = db.connect(cfg.db_path)
     embedder = get_embedder(cfg.model)
     if err.is_terminal and not as_json:
-        columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        columns = (
+            TextColumn("{task.description:>10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=err, transient=True) as progress:
-            report = scan(conn, cfg, embedder, force=force, embed=not no_embed, progress=_progress_cb(progress))
+            report = scan(
+                conn, cfg, embedder, force=force, embed=not no_embed, progress=_progress_cb(progress)
+            )
     else:
         report = scan(conn, cfg, embedder, force=force, embed=not no_embed)
     if as_json:
@@ -131,14 +152,25 @@ def _parse_since(value: str | None) -> dt.datetime | None:
 
 @cli.command("search")
 @click.argument("query")
-@click.option("-n", "--limit", default=10, show_default=True, type=click.IntRange(1, 1000), help="Results to show.")
-@click.option("--mode", type=click.Choice(["hybrid", "keyword", "semantic"]), default="hybrid", show_default=True,
-              help="Keyword (BM25), semantic (embeddings) or both fused.")
+@click.option(
+    "-n", "--limit", default=10, show_default=True, type=click.IntRange(1, 1000), help="Results to show."
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["hybrid", "keyword", "semantic"]),
+    default="hybrid",
+    show_default=True,
+    help="Keyword (BM25), semantic (embeddings) or both fused.",
+)
 @click.option("--spec-folder", help="Only memories of this spec folder (and below), e.g. 003-auth.")
 @click.option("--tier", "tiers", multiple=True, type=click.Choice(TIERS), help="Only this tier; repeatable.")
 @click.option("--context-type", help="Only memories of this context type.")
-@click.option("--tag", "tags", multiple=True, help="Only memories carrying this tag; repeat to require several.")
-@click.option("--path", "path_glob", help="Only paths matching this glob, relative to the root (e.g. '00*/*').")
+@click.option(
+    "--tag", "tags", multiple=True, help="Only memories carrying this tag; repeat to require several."
+)
+@click.option(
+    "--path", "path_glob", help="Only paths matching this glob, relative to the root (e.g. '00*/*')."
+)
 @click.option("--since", help="Only memories modified since this date (YYYY-MM-DD).")
 @click.option("--include-deprecated", is_flag=True, help="Show deprecated memories too.")
 @click.option("--no-constitutional", is_flag=True, help="Do not put constitutional memories first.")
@@ -173,8 +205,14 @@ def search_cmd(
     if mode != "keyword" and db.get_config(conn, "model") is not None:
         embedder = get_embedder(cfg.model)
     response = search(
-        conn, query, limit=limit, mode=mode, filters=filters, embedder=embedder,  # type: ignore[arg-type]
-        include_deprecated=include_deprecated, include_constitutional=not no_constitutional,
+        conn,
+        query,
+        limit=limit,
+        mode=mode,
+        filters=filters,
+        embedder=embedder,  # type: ignore[arg-type]
+        include_deprecated=include_deprecated,
+        include_constitutional=not no_constitutional,
     )
     if as_json:
         out.print_json(response.model_dump_json())
@@ -232,11 +270,19 @@ def stats_cmd(cfg: configmod.Config, as_json: bool) -> None:
     if as_json:
         out.print_json(stats.model_dump_json())
         return
-    out.print(f"[bold]{stats.memories} memories[/], {stats.chunks} chunks, index {stats.db_bytes / 1e6:.1f} MB "
-              f"at {stats.db_path}")
-    out.print(f"model {stats.model or '(none yet)'} · dimension {stats.dim or '-'} · schema v{stats.schema_version}")
-    for name, counts in (("tiers", stats.by_tier), ("embeddings", stats.by_embedding_status),
-                         ("context types", stats.by_context_type), ("spec folders", stats.by_spec_folder)):
+    out.print(
+        f"[bold]{stats.memories} memories[/], {stats.chunks} chunks, index {stats.db_bytes / 1e6:.1f} MB "
+        f"at {stats.db_path}"
+    )
+    out.print(
+        f"model {stats.model or '(none yet)'} · dimension {stats.dim or '-'} · schema v{stats.schema_version}"
+    )
+    for name, counts in (
+        ("tiers", stats.by_tier),
+        ("embeddings", stats.by_embedding_status),
+        ("context types", stats.by_context_type),
+        ("spec folders", stats.by_spec_folder),
+    ):
         shown = ", ".join(f"{escape(k or '-')} {v}" for k, v in counts.items()) or "-"
         out.print(f"{name}: {shown}")
     if stats.warnings:
@@ -282,4 +328,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

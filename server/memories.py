@@ -76,7 +76,9 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple:
     if text.isdigit():
         rows = conn.execute(f"SELECT {MEMORY_COLS} FROM memory_index WHERE id = ?", (int(text),)).fetchall()
         if not rows:
-            raise MemoryNotFound(f"no memory with id {text}; `specmem search` or `specmem stats` list what exists")
+            raise MemoryNotFound(
+                f"no memory with id {text}; `specmem search` or `specmem stats` list what exists"
+            )
         return rows[0]
     if "\x00" in text:
         raise MemoryNotFound("a path cannot contain a NUL character")
@@ -84,13 +86,17 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple:
     candidates += [root / text for root in cfg.roots]
     for candidate in candidates:
         absolute = Path(os.path.abspath(candidate))
-        rows = conn.execute(f"SELECT {MEMORY_COLS} FROM memory_index WHERE path = ?", (str(absolute),)).fetchall()
+        rows = conn.execute(
+            f"SELECT {MEMORY_COLS} FROM memory_index WHERE path = ?", (str(absolute),)
+        ).fetchall()
         if rows:
             return rows[0]
     rows = conn.execute(f"SELECT {MEMORY_COLS} FROM memory_index WHERE rel_path = ?", (text,)).fetchall()
     if len(rows) == 1:
         return rows[0]
-    raise MemoryNotFound(f"no indexed memory at {text!r}; give an id or a path inside the roots, or run `specmem scan`")
+    raise MemoryNotFound(
+        f"no indexed memory at {text!r}; give an id or a path inside the roots, or run `specmem scan`"
+    )
 
 
 def get(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Memory:
@@ -107,10 +113,23 @@ def get(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Memory:
         raise MemoryNotFound(f"cannot read {path}: {exc.strerror}") from None
     content, _, binary = decode(data)
     return Memory(
-        id=row[0], path=row[1], rel_path=row[2], title=row[3], tier=row[4], spec_folder=row[5], context_type=row[6],
-        trigger_phrases=json.loads(row[7]), tags=json.loads(row[8]), expires=row[9], anchors=json.loads(row[10]),
-        warnings=json.loads(row[11]), embedding_status=row[12], confidence=row[13], line_count=row[14],
-        updated_at=row[15], content="" if binary else content,
+        id=row[0],
+        path=row[1],
+        rel_path=row[2],
+        title=row[3],
+        tier=row[4],
+        spec_folder=row[5],
+        context_type=row[6],
+        trigger_phrases=json.loads(row[7]),
+        tags=json.loads(row[8]),
+        expires=row[9],
+        anchors=json.loads(row[10]),
+        warnings=json.loads(row[11]),
+        embedding_status=row[12],
+        confidence=row[13],
+        line_count=row[14],
+        updated_at=row[15],
+        content="" if binary else content,
     )
 
 
@@ -123,11 +142,11 @@ def stats(conn: apsw.Connection, cfg: Config) -> Stats:
     dim = db.get_config(conn, "dim")
     warned = [
         FileWarnings(path=p, messages=json.loads(w))
-        for p, w in conn.execute("SELECT path, warnings FROM memory_index WHERE warnings != '[]' ORDER BY path")
+        for p, w in conn.execute(
+            "SELECT path, warnings FROM memory_index WHERE warnings != '[]' ORDER BY path"
+        )
     ]
-    db_bytes = sum(
-        os.stat(p).st_size for p in (cfg.db_path, Path(f"{cfg.db_path}-wal")) if os.path.exists(p)
-    )
+    db_bytes = sum(os.stat(p).st_size for p in (cfg.db_path, Path(f"{cfg.db_path}-wal")) if os.path.exists(p))
     return Stats(
         db_path=str(cfg.db_path),
         db_bytes=db_bytes,

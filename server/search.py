@@ -51,7 +51,9 @@ class Filters(BaseModel):
     tiers: list[str] | None = Field(None, description="Only these importance tiers")
     context_type: str | None = None
     tags: list[str] | None = Field(None, description="Only memories carrying all of these tags")
-    path_glob: str | None = Field(None, description="Glob on the path relative to its root, e.g. '*/memory/*.md'")
+    path_glob: str | None = Field(
+        None, description="Glob on the path relative to its root, e.g. '*/memory/*.md'"
+    )
     since: dt.datetime | None = Field(None, description="Only memories modified at or after this time")
 
     def is_empty(self) -> bool:
@@ -140,7 +142,9 @@ def _where(filters: Filters, include_deprecated: bool, today: str) -> tuple[str,
     return " AND ".join(clauses), args
 
 
-def _keyword(conn: apsw.Connection, query: str, where: str, args: list[object], k: int) -> dict[int, tuple[int, float]]:
+def _keyword(
+    conn: apsw.Connection, query: str, where: str, args: list[object], k: int
+) -> dict[int, tuple[int, float]]:
     """memory id → (best chunk id, bm25 score, higher is better)."""
     weights = ", ".join(str(w) for w in BM25_WEIGHTS)
     sql = (
@@ -288,7 +292,8 @@ def search(
         candidate_ids |= {
             r[0]
             for r in conn.execute(
-                f"SELECT m.id FROM memory_index m WHERE m.importance_tier = 'constitutional' AND {where}", args
+                f"SELECT m.id FROM memory_index m WHERE m.importance_tier = 'constitutional' AND {where}",
+                args,
             )
         }
     rows = _memory_rows(conn, candidate_ids)
@@ -341,7 +346,9 @@ def search(
             )
         )
 
-    pending = int(conn.execute("SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'").fetchall()[0][0])
+    pending = int(
+        conn.execute("SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'").fetchall()[0][0]
+    )
     if pending and used != "keyword":
         notes.append(f"{pending} memories are still waiting for embeddings: they are found by keyword only")
     total = int(conn.execute("SELECT count(*) FROM memory_index").fetchall()[0][0])
@@ -357,12 +364,21 @@ def search(
     )
 
 
-
 def _memory_rows(conn: apsw.Connection, ids: Sequence[int] | set[int]) -> dict[int, dict[str, object]]:
     ids = list(ids)
     out: dict[int, dict[str, object]] = {}
-    cols = ("id", "path", "rel_path", "title", "importance_tier", "spec_folder", "context_type", "tags",
-            "updated_at", "confidence")
+    cols = (
+        "id",
+        "path",
+        "rel_path",
+        "title",
+        "importance_tier",
+        "spec_folder",
+        "context_type",
+        "tags",
+        "updated_at",
+        "confidence",
+    )
     for start in range(0, len(ids), 500):
         part = ids[start : start + 500]
         for row in conn.execute(
@@ -375,10 +391,13 @@ def _memory_rows(conn: apsw.Connection, ids: Sequence[int] | set[int]) -> dict[i
 def _chunk(conn: apsw.Connection, chunk_id: int | None, memory_id: int) -> dict[str, object] | None:
     cols = ("id", "heading", "anchor", "start_line", "end_line", "text")
     if chunk_id is not None:
-        rows = conn.execute(f"SELECT {', '.join(cols)} FROM memory_chunks WHERE id = ?", (chunk_id,)).fetchall()
+        rows = conn.execute(
+            f"SELECT {', '.join(cols)} FROM memory_chunks WHERE id = ?", (chunk_id,)
+        ).fetchall()
     else:
         rows = conn.execute(
-            f"SELECT {', '.join(cols)} FROM memory_chunks WHERE memory_id = ? ORDER BY seq LIMIT 1", (memory_id,)
+            f"SELECT {', '.join(cols)} FROM memory_chunks WHERE memory_id = ? ORDER BY seq LIMIT 1",
+            (memory_id,),
         ).fetchall()
     if rows:
         return dict(zip(cols, rows[0], strict=True))
@@ -386,4 +405,3 @@ def _chunk(conn: apsw.Connection, chunk_id: int | None, memory_id: int) -> dict[
         # A memory without chunks (empty or binary file) still cites its first line.
         return {"id": None, "heading": "", "anchor": None, "start_line": 1, "end_line": 1, "text": ""}
     return None
-

@@ -55,7 +55,9 @@ def minilm_counter():
 def test_every_chunk_fits_the_model_limit_with_the_real_tokenizer(minilm_counter):
     long_para = " ".join(f"word{i} supercalifragilistic" for i in range(400))
     one_line = "x" * 5000
-    text = f"# Big\n\n{long_para}\n\n## Code\n\n{one_line}\n\n" + "\n".join(f"line {i} text" for i in range(600))
+    text = f"# Big\n\n{long_para}\n\n## Code\n\n{one_line}\n\n" + "\n".join(
+        f"line {i} text" for i in range(600)
+    )
     parsed, chunks, _ = chunks_of(text, minilm_counter.max_tokens, minilm_counter)
     assert len(chunks) > 5
     counts = minilm_counter.count_tokens([c.embed_text for c in chunks])

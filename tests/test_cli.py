@@ -26,7 +26,10 @@ def main_wrapper(ctx):
 
 @pytest.fixture
 def indexed(specs):
-    write(specs / "001-a" / "memory" / "apsw.md", memory("Use apsw", "apsw loads sqlite-vec", importance_tier="critical"))
+    write(
+        specs / "001-a" / "memory" / "apsw.md",
+        memory("Use apsw", "apsw loads sqlite-vec", importance_tier="critical"),
+    )
     write(specs / "constitutional" / "truth.md", memory("Files are truth", "the index is derived"))
     result = run("scan")
     assert result.exit_code == 0, result.output
@@ -56,15 +59,18 @@ def test_search_text_and_json(indexed):
     lines = result.output.splitlines()
     assert lines[0].startswith("★ Files are truth") and lines[3].startswith("1. Use apsw")
     assert "001-a/memory/apsw.md:5-7" in result.output
-    data = json.loads(run("search", "sqlite-vec", "--json", "--no-constitutional", "--mode", "keyword").output)
+    data = json.loads(
+        run("search", "sqlite-vec", "--json", "--no-constitutional", "--mode", "keyword").output
+    )
     assert [r["title"] for r in data["results"]] == ["Use apsw"] and data["mode_used"] == "keyword"
 
 
 def test_search_filters(indexed):
     data = json.loads(run("search", "apsw", "--json", "--tier", "normal", "--no-constitutional").output)
     assert data["results"] == []
-    data = json.loads(run("search", "apsw", "--json", "--spec-folder", "001-a", "--tag", "x",
-                          "--no-constitutional").output)
+    data = json.loads(
+        run("search", "apsw", "--json", "--spec-folder", "001-a", "--tag", "x", "--no-constitutional").output
+    )
     assert data["results"] == []
     assert run("search", "x", "--since", "not-a-date").exit_code == 2
 
@@ -80,7 +86,9 @@ def test_get_by_id_and_path(indexed):
 
 def test_get_refuses_unknown_and_outside(indexed, tmp_path):
     result = run("get", "999")
-    assert result.exit_code == 1 and result.output.count("\n") == 1 and "no memory with id 999" in result.output
+    assert (
+        result.exit_code == 1 and result.output.count("\n") == 1 and "no memory with id 999" in result.output
+    )
     outside = write(tmp_path / "secret.md", "# secret\n")
     assert run("get", str(outside)).exit_code == 1
     assert run("get", "../../secret.md").exit_code == 1
@@ -115,8 +123,16 @@ def test_console_script_end_to_end(specs, isolated):
     write(specs / "a.md", memory("Entry point", "console script works"))
     exe = Path(sys.executable).with_name("specmem")
     env = {**os.environ, "NO_COLOR": "1"}
-    scan = subprocess.run([str(exe), "scan"], capture_output=True, text=True, env=env, cwd=isolated, timeout=120)
+    scan = subprocess.run(
+        [str(exe), "scan"], capture_output=True, text=True, env=env, cwd=isolated, timeout=120
+    )
     assert scan.returncode == 0, scan.stderr
-    found = subprocess.run([str(exe), "search", "console", "--mode", "keyword"], capture_output=True, text=True,
-                           env=env, cwd=isolated, timeout=120)
+    found = subprocess.run(
+        [str(exe), "search", "console", "--mode", "keyword"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=isolated,
+        timeout=120,
+    )
     assert found.returncode == 0 and "Entry point" in found.stdout

@@ -24,7 +24,9 @@ def test_no_heavy_imports_at_module_level_in_indexer():
         top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
         mods = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
         mods += [n.module for n in top if isinstance(n, ast.ImportFrom) and n.module]
-        assert not any(m.split(".")[0] in {"torch", "sentence_transformers", "transformers"} for m in mods), path
+        assert not any(m.split(".")[0] in {"torch", "sentence_transformers", "transformers"} for m in mods), (
+            path
+        )
 
 
 def test_ruff_is_clean():
@@ -32,6 +34,7 @@ def test_ruff_is_clean():
     import sys
 
     ruff = Path(sys.executable).with_name("ruff")
-    result = subprocess.run([str(ruff), "check", "indexer", "server", "tests"], cwd=ROOT, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [str(ruff), "check", "indexer", "server", "tests"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout

@@ -31,7 +31,9 @@ def test_camel_case_aliases_of_spec_kit_files():
     assert (r.tier, r.context_type, r.trigger_phrases) == ("important", "research", ["a b", "c"])
 
 
-@pytest.mark.parametrize("tier", ["constitutional", "critical", "important", "normal", "temporary", "deprecated"])
+@pytest.mark.parametrize(
+    "tier", ["constitutional", "critical", "important", "normal", "temporary", "deprecated"]
+)
 def test_all_six_tiers(tier):
     assert p(f"---\nimportance_tier: {tier.upper()}\n---\nx").tier == tier
 
@@ -57,7 +59,9 @@ def test_body_tier_line_but_never_in_comments_or_code():
 
 
 def test_trigger_phrase_section_merges_with_frontmatter():
-    r = p("---\ntrigger_phrases: [alpha]\n---\n# T\n\n## Trigger Phrases\n- beta\n* `gamma`\n1. alpha\n\n## Next\n- not one\n")
+    r = p(
+        "---\ntrigger_phrases: [alpha]\n---\n# T\n\n## Trigger Phrases\n- beta\n* `gamma`\n1. alpha\n\n## Next\n- not one\n"
+    )
     assert r.trigger_phrases == ["alpha", "beta", "gamma"]
 
 
@@ -86,10 +90,12 @@ def test_malformed_yaml_warns_and_keeps_body():
     r = p("---\ntitle: [unclosed\ntags: x\n---\n# Heading\nbody text\n")
     assert r.title == "Heading"
     assert any("not valid YAML" in w for w in r.warnings)
-    assert "body text" in r.lines[r.body_start:]
+    assert "body text" in r.lines[r.body_start :]
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (SHARED_DATA / "md-hugo-docs" / "archetypes").glob("*.md")))
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (SHARED_DATA / "md-hugo-docs" / "archetypes").glob("*.md"))
+)
 def test_hugo_archetypes_with_go_template_frontmatter(name):
     path = SHARED_DATA / "md-hugo-docs" / "archetypes" / name
     r = parse(path.read_bytes(), PurePosixPath("archetypes") / name)
@@ -151,8 +157,12 @@ def test_parser_never_raises(data):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["title", "importance_tier", "tags", "trigger_phrases", "expires", "x"]),
-                       st.none() | st.integers() | st.text(max_size=20) | st.lists(st.text(max_size=5), max_size=3)))
+@given(
+    st.dictionaries(
+        st.sampled_from(["title", "importance_tier", "tags", "trigger_phrases", "expires", "x"]),
+        st.none() | st.integers() | st.text(max_size=20) | st.lists(st.text(max_size=5), max_size=3),
+    )
+)
 def test_random_frontmatter_values_never_raise(meta):
     import yaml
 
@@ -163,7 +173,8 @@ def test_random_frontmatter_values_never_raise(meta):
 
 def test_real_memory_bank_corpus_parses_cleanly_or_with_warnings():
     folder = SHARED_DATA / "md-memory-bank-genesis10"
-    results = [parse(f.read_bytes(), PurePosixPath(f.relative_to(folder).as_posix())) for f in folder.rglob("*.md")]
+    results = [
+        parse(f.read_bytes(), PurePosixPath(f.relative_to(folder).as_posix())) for f in folder.rglob("*.md")
+    ]
     assert len(results) == 80
     assert all(r.title for r in results)
-

@@ -9,7 +9,9 @@ from tests.conftest import memory, write
 
 
 def rows(conn):
-    return {Path(p).name: (i, h) for i, p, h in conn.execute("SELECT id, path, content_hash FROM memory_index")}
+    return {
+        Path(p).name: (i, h) for i, p, h in conn.execute("SELECT id, path, content_hash FROM memory_index")
+    }
 
 
 def test_add_update_remove(conn, specs, run_scan):
@@ -22,7 +24,9 @@ def test_add_update_remove(conn, specs, run_scan):
     r = run_scan()
     assert (r.added, r.updated, r.unchanged, r.removed) == (0, 1, 0, 1)
     assert set(rows(conn)) == {"one.md"}
-    assert conn.execute("SELECT count(*) FROM memory_fts WHERE memory_fts MATCH 'second'").fetchall()[0][0] == 0
+    assert (
+        conn.execute("SELECT count(*) FROM memory_fts WHERE memory_fts MATCH 'second'").fetchall()[0][0] == 0
+    )
 
 
 def test_fast_path_reads_nothing(conn, specs, run_scan, monkeypatch):
@@ -58,7 +62,9 @@ def test_rename_and_move_keep_id_and_embeddings(conn, specs, run_scan):
     assert (r.moved, r.added, r.removed, r.embedded_chunks) == (1, 0, 0, 0)
     assert r.reused_chunks >= 1
     assert rows(conn)["new.md"] == before
-    assert conn.execute("SELECT spec_folder, embedding_status FROM memory_index").fetchall() == [("002-b", "done")]
+    assert conn.execute("SELECT spec_folder, embedding_status FROM memory_index").fetchall() == [
+        ("002-b", "done")
+    ]
 
 
 def test_only_changed_chunks_are_embedded(conn, specs, run_scan):
@@ -75,7 +81,9 @@ def test_keyword_phase_first_then_embeddings(conn, specs, run_scan, cfg):
     write(specs / "a.md", memory("A", "zebra crossing"))
     r = run_scan(embed=False)
     assert r.pending_embeddings == 1
-    assert conn.execute("SELECT count(*) FROM memory_fts WHERE memory_fts MATCH 'zebra'").fetchall()[0][0] == 1
+    assert (
+        conn.execute("SELECT count(*) FROM memory_fts WHERE memory_fts MATCH 'zebra'").fetchall()[0][0] == 1
+    )
     r = run_scan()
     assert (r.unchanged, r.embedded_chunks, r.pending_embeddings) == (1, 1, 0)
 
@@ -96,9 +104,23 @@ def test_ignore_rules(conn, specs, run_scan, isolated):
     write(specs / ".gitignore", "*.tmp.md\nprivate/\n!keep.tmp.md\n")
     write(specs / "sub" / ".gitignore", "local.md\n")
     write(specs / ".specmemignore", "skipme.md\n")
-    for rel in ["ok.md", "keep.tmp.md", "x.tmp.md", "private/p.md", "sub/local.md", "sub/fine.md", "skipme.md",
-                "drafts/d.md", ".hidden/h.md", "node_modules/n.md", ".dot.md", "notes.txt",
-                "x.md~", "#x.md#", "sub/.#lock.md"]:
+    for rel in [
+        "ok.md",
+        "keep.tmp.md",
+        "x.tmp.md",
+        "private/p.md",
+        "sub/local.md",
+        "sub/fine.md",
+        "skipme.md",
+        "drafts/d.md",
+        ".hidden/h.md",
+        "node_modules/n.md",
+        ".dot.md",
+        "notes.txt",
+        "x.md~",
+        "#x.md#",
+        "sub/.#lock.md",
+    ]:
         write(specs / rel, "# t\n")
     run_scan()
     assert set(rows(conn)) == {"ok.md", "keep.tmp.md", "fine.md"}
@@ -176,7 +198,9 @@ def test_bad_files_are_indexed_with_warnings(conn, specs, run_scan, isolated, mo
     assert warned == {"bin.md", "empty.md", "huge.md", "bad.md", "utf16.md"}
     stored = dict(conn.execute("SELECT rel_path, warnings FROM memory_index"))
     assert "over the size limit" in stored["huge.md"]
-    assert conn.execute("SELECT count(*) FROM memory_fts WHERE memory_fts MATCH 'needle'").fetchall()[0][0] >= 1
+    assert (
+        conn.execute("SELECT count(*) FROM memory_fts WHERE memory_fts MATCH 'needle'").fetchall()[0][0] >= 1
+    )
 
 
 def test_missing_root_is_a_problem_not_a_wipe(conn, specs, run_scan, cfg, tmp_path):

@@ -14,14 +14,28 @@ from tests.conftest import memory, write
 @pytest.fixture
 def corpus(specs, run_scan, conn):
     write(specs / "constitutional" / "rule.md", memory("Always run tests", "tests before merge"))
-    write(specs / "001-auth" / "memory" / "jwt.md",
-          memory("JWT tokens", "tokens expire after one hour", importance_tier="critical", tags="[auth, security]",
-                 context_type="decision"))
-    write(specs / "001-auth" / "memory" / "old.md", memory("Session cookies", "tokens in cookies",
-                                                          importance_tier="deprecated"))
-    write(specs / "001-auth" / "memory" / "gone.md", memory("Expired note", "tokens temporary",
-                                                           importance_tier="temporary", expires="2020-01-01"))
-    write(specs / "002-db" / "memory" / "wal.md", memory("WAL mode", "tokens of the write ahead log", tags="[sqlite]"))
+    write(
+        specs / "001-auth" / "memory" / "jwt.md",
+        memory(
+            "JWT tokens",
+            "tokens expire after one hour",
+            importance_tier="critical",
+            tags="[auth, security]",
+            context_type="decision",
+        ),
+    )
+    write(
+        specs / "001-auth" / "memory" / "old.md",
+        memory("Session cookies", "tokens in cookies", importance_tier="deprecated"),
+    )
+    write(
+        specs / "001-auth" / "memory" / "gone.md",
+        memory("Expired note", "tokens temporary", importance_tier="temporary", expires="2020-01-01"),
+    )
+    write(
+        specs / "002-db" / "memory" / "wal.md",
+        memory("WAL mode", "tokens of the write ahead log", tags="[sqlite]"),
+    )
     run_scan()
     return conn
 
@@ -34,14 +48,24 @@ def test_constitutional_first_deprecated_and_expired_hidden(corpus, hash_embedde
     r = search(corpus, "tokens", embedder=hash_embedder)
     assert titles(r)[0] == "Always run tests" and r.results[0].always_surfaced
     assert set(titles(r)[1:]) == {"JWT tokens", "WAL mode"}
-    assert "Session cookies" in titles(search(corpus, "tokens", include_deprecated=True, embedder=hash_embedder))
-    assert "Always run tests" not in titles(search(corpus, "tokens", include_constitutional=False, mode="keyword"))
+    assert "Session cookies" in titles(
+        search(corpus, "tokens", include_deprecated=True, embedder=hash_embedder)
+    )
+    assert "Always run tests" not in titles(
+        search(corpus, "tokens", include_constitutional=False, mode="keyword")
+    )
 
 
 def test_tier_weight_reaches_the_ranking(specs, run_scan, conn):
     write(specs / "a" / "memory" / "plain.md", memory("Plain", "identical body about caching"))
-    write(specs / "a" / "memory" / "crit.md", memory("Crit", "identical body about caching", importance_tier="critical"))
-    write(specs / "a" / "memory" / "temp.md", memory("Temp", "identical body about caching", importance_tier="temporary"))
+    write(
+        specs / "a" / "memory" / "crit.md",
+        memory("Crit", "identical body about caching", importance_tier="critical"),
+    )
+    write(
+        specs / "a" / "memory" / "temp.md",
+        memory("Temp", "identical body about caching", importance_tier="temporary"),
+    )
     run_scan()
     r = search(conn, "caching", mode="keyword")
     assert titles(r) == ["Crit", "Plain", "Temp"]
@@ -52,7 +76,12 @@ def test_result_fields(corpus):
     r = search(corpus, "expire hour", mode="keyword", include_constitutional=False)
     top = r.results[0]
     assert (top.title, top.tier, top.spec_folder, top.tags, top.context_type) == (
-        "JWT tokens", "critical", "001-auth", ["auth", "security"], "decision")
+        "JWT tokens",
+        "critical",
+        "001-auth",
+        ["auth", "security"],
+        "decision",
+    )
     assert top.path.endswith("001-auth/memory/jwt.md") and (top.start_line, top.end_line) == (7, 9)
     assert "**expire**" in top.snippet and top.parts.keyword > 0 and top.score > 0
     assert r.mode_used == "keyword" and r.keyword_only
@@ -60,8 +89,19 @@ def test_result_fields(corpus):
 
 @pytest.mark.parametrize("mode", ["keyword", "semantic", "hybrid"])
 def test_filters(corpus, hash_embedder, mode):
-    f = lambda **kw: titles(search(corpus, "tokens", mode=mode, filters=Filters(**kw),  # noqa: E731
-                                   embedder=hash_embedder, include_constitutional=False))
+    def f(**kw):
+        filters = Filters(**kw)
+        return titles(
+            search(
+                corpus,
+                "tokens",
+                mode=mode,
+                filters=filters,
+                embedder=hash_embedder,
+                include_constitutional=False,
+            )
+        )
+
     assert f(spec_folder="002-db") == ["WAL mode"]
     assert f(tiers=["critical"]) == ["JWT tokens"]
     assert f(tags=["auth", "security"]) == ["JWT tokens"]
@@ -76,10 +116,15 @@ def test_filters_apply_before_the_limit(specs, run_scan, conn, hash_embedder):
     for i in range(30):
         write(specs / "big" / "memory" / f"m{i}.md", memory(f"Big {i}", "database database database"))
     for i in range(3):
-        write(specs / "small" / "memory" / f"s{i}.md", memory(f"Small {i}", "database mentioned once among words"))
+        write(
+            specs / "small" / "memory" / f"s{i}.md",
+            memory(f"Small {i}", "database mentioned once among words"),
+        )
     run_scan()
     for mode in ("keyword", "semantic", "hybrid"):
-        r = search(conn, "database", limit=3, mode=mode, filters=Filters(spec_folder="small"), embedder=hash_embedder)
+        r = search(
+            conn, "database", limit=3, mode=mode, filters=Filters(spec_folder="small"), embedder=hash_embedder
+        )
         assert sorted(titles(r)) == ["Small 0", "Small 1", "Small 2"], mode
         assert len(search(conn, "database", limit=7, mode=mode, embedder=hash_embedder).results) == 7
 
@@ -105,8 +150,25 @@ def test_pending_embeddings_are_reported(specs, run_scan, conn, hash_embedder):
     assert any("waiting for embeddings" in n for n in r.notes)
 
 
-@pytest.mark.parametrize("query", ['"', '"unbalanced', "NEAR(a b)", "a* OR -b", "col:val", "^x", "AND", "()", "\x00",
-                                   "'; DROP TABLE memory_index; --", "x" * 100_000, "", "   ", "🙂 ünïcödé"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"',
+        '"unbalanced',
+        "NEAR(a b)",
+        "a* OR -b",
+        "col:val",
+        "^x",
+        "AND",
+        "()",
+        "\x00",
+        "'; DROP TABLE memory_index; --",
+        "x" * 100_000,
+        "",
+        "   ",
+        "🙂 ünïcödé",
+    ],
+)
 def test_hostile_queries(corpus, hash_embedder, query):
     r = search(corpus, query, embedder=hash_embedder)
     assert r.total_memories == 5
@@ -134,7 +196,10 @@ def test_search_never_writes(corpus, cfg):
 
 
 def test_semantic_search_finds_meaning_without_shared_words(specs, cfg, real_embedder):
-    write(specs / "a" / "memory" / "v1.md", memory("Vehicles", "The automobile needs new tyres and an oil change."))
+    write(
+        specs / "a" / "memory" / "v1.md",
+        memory("Vehicles", "The automobile needs new tyres and an oil change."),
+    )
     write(specs / "a" / "memory" / "v2.md", memory("Cooking", "Bake the bread at a high oven temperature."))
     write(specs / "a" / "memory" / "v3.md", memory("Animals", "The puppy chews shoes when left alone."))
     conn = db.connect(cfg.db_path)

@@ -34,7 +34,9 @@ def pct(values: list[float], p: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     out: dict[str, float] = {}
@@ -53,7 +55,9 @@ def main() -> None:
 
         chunks = conn.execute("SELECT heading || char(10) || text FROM memory_chunks ORDER BY id").fetchall()
         out["chunks"] = len(chunks)
-        texts = list(dict.fromkeys(r[0] for r in chunks))  # identical chunks are embedded once, by either path
+        texts = list(
+            dict.fromkeys(r[0] for r in chunks)
+        )  # identical chunks are embedded once, by either path
         t = time.perf_counter()
         embedded, _ = embed_pending(conn, embedder, cfg.signal_path)
         pipeline_s = time.perf_counter() - t
@@ -77,8 +81,9 @@ def main() -> None:
         files = [Path(r[0]) for r in conn.execute("SELECT path FROM memory_index ORDER BY id")]
         for i in range(7):
             target = files[i * 97 % len(files)]
-            target.write_text(target.read_text(encoding="utf-8") + f"\n\nEdited paragraph number {i}.\n",
-                              encoding="utf-8")
+            target.write_text(
+                target.read_text(encoding="utf-8") + f"\n\nEdited paragraph number {i}.\n", encoding="utf-8"
+            )
             t = time.perf_counter()
             r = scan(conn, cfg, embedder)
             times.append(time.perf_counter() - t)
@@ -104,10 +109,15 @@ def main() -> None:
         ("embedding, raw SentenceTransformer.encode", f"{out['raw_encode_chunks_per_s']:.1f} chunks/s"),
         ("pipeline / raw", f"{out['pipeline_vs_raw'] * 100:.0f}%"),
         ("no-change rescan (median of 7)", f"{out['no_change_rescan_s'] * 1000:.0f} ms"),
-        ("one file changed, rescan with embedding (median of 7)", f"{out['one_file_changed_rescan_s'] * 1000:.0f} ms"),
+        (
+            "one file changed, rescan with embedding (median of 7)",
+            f"{out['one_file_changed_rescan_s'] * 1000:.0f} ms",
+        ),
     ] + [
-        (f"search {m}, p50 / p95 over {out['queries']:.0f} queries",
-         f"{out[f'search_{m}_p50_ms']:.1f} / {out[f'search_{m}_p95_ms']:.1f} ms")
+        (
+            f"search {m}, p50 / p95 over {out['queries']:.0f} queries",
+            f"{out[f'search_{m}_p50_ms']:.1f} / {out[f'search_{m}_p95_ms']:.1f} ms",
+        )
         for m in ("keyword", "semantic", "hybrid")
     ]
     print("| measure | value |")

@@ -50,8 +50,14 @@ def recall_at(ranked: list[str], gains: dict[str, int], k: int = 10) -> float:
     return len(set(ranked[:k]) & set(gains)) / len(gains) if gains else 0.0
 
 
-def evaluate(name: str, root: Path, queries: list[tuple[str, str]], qrels: dict[str, dict[str, int]],
-             doc_id: callable, workdir: Path) -> dict[str, dict[str, float]]:
+def evaluate(
+    name: str,
+    root: Path,
+    queries: list[tuple[str, str]],
+    qrels: dict[str, dict[str, int]],
+    doc_id: callable,
+    workdir: Path,
+) -> dict[str, dict[str, float]]:
     cfg = config.resolve(db=workdir / f"{name}.db", roots=[root], cwd=workdir)
     conn = db.connect(cfg.db_path)
     embedder = get_embedder(cfg.model)
@@ -69,8 +75,11 @@ def evaluate(name: str, root: Path, queries: list[tuple[str, str]], qrels: dict[
             ranked = [doc_id(r) for r in response.results]
             ndcgs.append(ndcg_at(ranked, qrels[qid]))
             recalls.append(recall_at(ranked, qrels[qid]))
-        out[mode] = {"ndcg@10": sum(ndcgs) / len(ndcgs), "recall@10": sum(recalls) / len(recalls),
-                     "queries": len(ndcgs)}
+        out[mode] = {
+            "ndcg@10": sum(ndcgs) / len(ndcgs),
+            "recall@10": sum(recalls) / len(recalls),
+            "queries": len(ndcgs),
+        }
     return out
 
 
@@ -82,20 +91,38 @@ def cranfield(workdir: Path) -> dict[str, dict[str, float]]:
         doc = json.loads(line)
         title = doc["title"].strip().rstrip(" .") or f"doc {doc['_id']}"
         (root / f"{doc['_id']}.md").write_text(f"# {title}\n\n{doc['text'].strip()}\n")
-    queries = [(q["_id"], q["text"]) for q in map(json.loads, (src / "queries.jsonl").read_text().splitlines())]
-    return evaluate("cranfield", root, queries, load_qrels(src / "qrels" / "test.tsv"),
-                    lambda r: Path(r.rel_path).stem, workdir)
+    queries = [
+        (q["_id"], q["text"]) for q in map(json.loads, (src / "queries.jsonl").read_text().splitlines())
+    ]
+    return evaluate(
+        "cranfield",
+        root,
+        queries,
+        load_qrels(src / "qrels" / "test.tsv"),
+        lambda r: Path(r.rel_path).stem,
+        workdir,
+    )
 
 
 def qa(workdir: Path) -> dict[str, dict[str, float]]:
     src = DATA / "qa-anthropic-docs"
-    queries = [(q["_id"], q["text"]) for q in map(json.loads, (src / "queries.jsonl").read_text().splitlines())]
-    return evaluate("qa-anthropic-docs", src / "pages", queries, load_qrels(src / "qrels" / "test_pages.tsv"),
-                    lambda r: f"pages/{r.rel_path}", workdir)
+    queries = [
+        (q["_id"], q["text"]) for q in map(json.loads, (src / "queries.jsonl").read_text().splitlines())
+    ]
+    return evaluate(
+        "qa-anthropic-docs",
+        src / "pages",
+        queries,
+        load_qrels(src / "qrels" / "test_pages.tsv"),
+        lambda r: f"pages/{r.rel_path}",
+        workdir,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", choices=["cranfield", "qa"])
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
