@@ -32,8 +32,12 @@ class Config:
         return self.db_path.parent / ".db-updated"
 
     @property
-    def lock_path(self) -> Path:
+    def watcher_lock_path(self) -> Path:
         return self.db_path.parent / "watcher.lock"
+
+    @property
+    def write_lock_path(self) -> Path:
+        return self.db_path.parent / "write.lock"
 
 
 def find_project(start: Path | None = None) -> Path | None:

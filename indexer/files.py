@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat as stat_mod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,22 +82,85 @@ class WalkResult:
     incomplete: list[Path] = field(default_factory=list)  # folders that could not be read: keep their rows
 
 
-def walk(roots: tuple[Path, ...], *, exclude: tuple[Path, ...] = ()) -> WalkResult:
-    """Every memory file under the roots. Unreadable folders and symlink loops are reported, never fatal."""
+def root_of(path: Path, roots: tuple[Path, ...]) -> Path | None:
+    """The innermost root holding `path`, or None when it lies outside every root."""
+    holding = [r for r in roots if within(path, r)]
+    return max(holding, key=lambda r: len(r.parts)) if holding else None
+
+
+def walk(
+    roots: tuple[Path, ...], *, exclude: tuple[Path, ...] = (), scopes: tuple[Path, ...] | None = None
+) -> WalkResult:
+    """Every memory file under the roots, or only under `scopes` (files or folders inside the roots).
+
+    Unreadable folders and symlink loops are reported, never fatal. A scope that no longer exists yields nothing
+    (its memories are gone); a scope that cannot be read is listed as incomplete (its memories are kept)."""
     result = WalkResult()
+    missing_roots: set[Path] = set()
     for root in roots:
         if not root.is_dir():
             result.problems.append(
                 (str(root), "root folder does not exist or is not a folder; nothing scanned")
             )
             result.incomplete.append(root)
+            missing_roots.add(root)
+    rules_of: dict[Path, IgnoreRules] = {}
+    seen_dirs: set[tuple[int, int]] = set()
+    for scope in _scope_list(roots, scopes):
+        root = root_of(scope, roots)
+        if root is None or root in missing_roots:
             continue
-        rules = IgnoreRules(root)
-        seen_dirs: set[tuple[int, int]] = set()
         # Only folders strictly inside this root are left out (a root may itself lie inside the database's folder).
         inside = tuple(x for x in exclude if x != root and within(x, root))
-        _walk_dir(root, root, roots, rules, inside, seen_dirs, result)
+        if any(within(scope, x) for x in inside):
+            continue
+        rules = rules_of.setdefault(root, IgnoreRules(root))
+        if scope == root:
+            _walk_dir(root, root, roots, rules, inside, seen_dirs, result)
+            continue
+        try:
+            st = os.stat(scope)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # gone: nothing to find here
+        except OSError as exc:
+            result.problems.append(
+                (str(scope), f"cannot stat ({exc.strerror}); its memories are kept as they were")
+            )
+            result.incomplete.append(scope)
+            continue
+        is_dir = stat_mod.S_ISDIR(st.st_mode)
+        if rules.ignored(scope, is_dir=is_dir) or _escapes(scope, roots, result):
+            continue
+        if is_dir:
+            _walk_dir(scope, root, roots, rules, inside, seen_dirs, result)
+        elif stat_mod.S_ISREG(st.st_mode) and is_memory_name(scope.name):
+            result.files[scope] = (root, st)
     return result
+
+
+def _scope_list(roots: tuple[Path, ...], scopes: tuple[Path, ...] | None) -> list[Path]:
+    """Scopes without those inside another folder scope; a folder scope brings the nested roots inside it."""
+    if scopes is None:
+        return list(roots)
+    wanted = set(scopes)
+    wanted |= {r for r in roots for s in scopes if r != s and within(r, s)}
+    ordered = sorted(wanted, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for scope in ordered:
+        if not any(within(scope, k) and root_of(scope, roots) == root_of(k, roots) for k in kept):
+            kept.append(scope)
+    return kept
+
+
+def _escapes(path: Path, roots: tuple[Path, ...], result: WalkResult) -> bool:
+    """A symlink leading outside the roots is never followed."""
+    if not path.is_symlink():
+        return False
+    target = path.resolve()
+    if any(within(target, r) for r in roots):
+        return False
+    result.problems.append((str(path), f"symlink to {target}, outside the roots; not indexed"))
+    return True
 
 
 def _walk_dir(

@@ -18,12 +18,16 @@ from indexer import db, files, signal
 from indexer.chunk import Chunk, chunk_file
 from indexer.config import Config
 from indexer.embed import Embedder, ModelUnavailable, to_blob
+from indexer.lock import FileLock
 from indexer.parse import ParsedFile, parse, spec_folder
 
 Progress = Callable[[str, int, int], None]
 FILES_PER_BATCH = 200
 CHUNKS_PER_EMBED_BATCH = 256
 CACHE_TTL_MS = 30 * 24 * 3600 * 1000
+WRITE_LOCK_TIMEOUT = 120.0
+SETTLE_ATTEMPTS = 4
+SETTLE_DELAY = 0.05
 # Bump when parsing or chunking changes what a file's rows would be: the next scan re-indexes every file.
 INDEX_FORMAT = "1"
 
@@ -39,6 +43,7 @@ class ScanReport:
     reused_chunks: int = 0
     pending_embeddings: int = 0
     files_seen: int = 0
+    unsettled: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     embedding_error: str | None = None
@@ -53,11 +58,23 @@ class ScanReport:
         return data
 
 
+@dataclass(frozen=True)
+class FileStat:
+    """What the fast path compares: size and mtime. An mtime of -1 matches no file, forcing a re-read."""
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStat:
+        return cls(st.st_size, st.st_mtime_ns)
+
+
 @dataclass
 class Prepared:
     path: Path
     root: Path
-    stat: os.stat_result
+    stat: FileStat
     digest: str
     parsed: ParsedFile
     chunks: list[Chunk]
@@ -83,7 +100,7 @@ def digest_of(data: bytes, truncated_from: int | None) -> str:
 
 
 def prepare(
-    path: Path, root: Path, stat: os.stat_result, data: bytes, truncated_from: int | None, embedder: Embedder
+    path: Path, root: Path, stat: FileStat, data: bytes, truncated_from: int | None, embedder: Embedder
 ) -> Prepared:
     rel = PurePosixPath(path.relative_to(root).as_posix())
     parsed = parse(data, rel, truncated_from=truncated_from)
@@ -116,6 +133,12 @@ def write_memory(
     Returns (memory id, number of chunks whose vector came from the cache)."""
     now = db.now_ms()
     p = prep.parsed
+    # Defensive: the path may have been indexed since the caller looked (one row per path, always).
+    holder = conn.execute("SELECT id FROM memory_index WHERE path = ?", (str(prep.path),)).fetchall()
+    if holder and memory_id is None:
+        memory_id = holder[0][0]
+    elif holder and holder[0][0] != memory_id:
+        db.delete_memories(conn, [holder[0][0]])
     values = {
         "path": str(prep.path),
         "root": str(prep.root),
@@ -128,12 +151,12 @@ def write_memory(
         "tags": json.dumps(p.tags, ensure_ascii=False),
         "expires": p.expires,
         "anchors": json.dumps([c.anchor for c in prep.chunks if c.anchor], ensure_ascii=False),
-        "size": prep.stat.st_size,
-        "mtime_ns": prep.stat.st_mtime_ns,
+        "size": prep.stat.size,
+        "mtime_ns": prep.stat.mtime_ns,
         "content_hash": prep.digest,
         "line_count": len(p.lines),
         "warnings": json.dumps(prep.warnings, ensure_ascii=False),
-        "updated_at": prep.stat.st_mtime_ns // 1_000_000,
+        "updated_at": max(prep.stat.mtime_ns, 0) // 1_000_000 or now,
         "indexed_at": now,
     }
     if memory_id is None:
@@ -193,14 +216,43 @@ def write_memory(
     return memory_id, reused
 
 
-def _existing(conn: apsw.Connection, roots: Iterable[Path]) -> dict[Path, tuple[int, int, int, str]]:
+def _existing(
+    conn: apsw.Connection, roots: Iterable[Path], scopes: tuple[Path, ...] | None
+) -> dict[Path, tuple[int, int, int, str]]:
+    """Indexed memories under the roots, or under the scopes (a scope is a file or a folder)."""
     out: dict[Path, tuple[int, int, int, str]] = {}
-    for root in roots:
-        for mid, path, size, mtime_ns, digest in conn.execute(
-            "SELECT id, path, size, mtime_ns, content_hash FROM memory_index WHERE root = ?", (str(root),)
-        ):
+    cols = "SELECT id, path, size, mtime_ns, content_hash FROM memory_index"
+    if scopes is None:
+        queries = [(f"{cols} WHERE root = ?", (str(root),)) for root in roots]
+    else:
+        # A range on the unique path index: every path equal to the scope or below it as a folder.
+        queries = [
+            (
+                f"{cols} WHERE path = ? OR (path > ? AND path < ?)",
+                (str(s), f"{s}{os.sep}", f"{s}{chr(ord(os.sep) + 1)}"),
+            )
+            for s in scopes
+        ]
+    for sql, args in queries:
+        for mid, path, size, mtime_ns, digest in conn.execute(sql, args):
             out[Path(path)] = (mid, size, mtime_ns, digest)
     return out
+
+
+def read_settled(path: Path, limit: int, st: FileStat) -> tuple[bytes, int | None, FileStat]:
+    """Read a file that may be being written: retry until its size and mtime hold still across the read.
+
+    Returns (data, truncated_from, stat of the data). When the file never settles the stat carries mtime -1,
+    so that the next pass reads it again."""
+    for attempt in range(SETTLE_ATTEMPTS):
+        data, truncated_from = read_head(path, limit)
+        after = FileStat.of(path.stat())
+        if after == st:
+            return data, truncated_from, after
+        st = after
+        if attempt < SETTLE_ATTEMPTS - 1:
+            time.sleep(SETTLE_DELAY)
+    return data, truncated_from, FileStat(st.size, -1)
 
 
 def scan(
@@ -209,41 +261,78 @@ def scan(
     embedder: Embedder,
     *,
     roots: tuple[Path, ...] | None = None,
+    scopes: tuple[Path, ...] | None = None,
     force: bool = False,
     embed: bool = True,
     progress: Progress | None = None,
+    lock_timeout: float = WRITE_LOCK_TIMEOUT,
 ) -> ScanReport:
-    """Bring the index in line with the files under the roots. Never deletes rows of folders it could not read."""
+    """Bring the index in line with the files under the roots (or only under `scopes`: files or folders).
+
+    Holds the database's write lock while it classifies files and commits keyword rows, so scans from the CLI,
+    the servers and the watcher never interleave. Never deletes rows of folders or files it could not read."""
     started = time.perf_counter()
     report = ScanReport()
     roots = roots or config.roots
     reset_vectors_if_model_changed(conn, embedder.model_id)
-    if db.get_config(conn, "index_format") != INDEX_FORMAT:
-        force = True
+    with FileLock(config.write_lock_path, "scan") as write_lock:
+        write_lock.acquire(lock_timeout)
+        _keyword_phase(conn, config, embedder, roots, scopes, force, progress, report)
+    if embed:
+        emb_started = time.perf_counter()
+        try:
+            embedded, reused = embed_pending(conn, embedder, config.signal_path, progress=progress)
+            report.embedded_chunks = embedded
+            report.reused_chunks += reused
+        except ModelUnavailable as exc:
+            report.embedding_error = str(exc)
+        report.embed_seconds = time.perf_counter() - emb_started
+    report.pending_embeddings = pending_count(conn)
+    report.seconds = time.perf_counter() - started
+    return report
 
-    walked = files.walk(roots, exclude=(config.db_path.parent,))
+
+def _keyword_phase(
+    conn: apsw.Connection,
+    config: Config,
+    embedder: Embedder,
+    roots: tuple[Path, ...],
+    scopes: tuple[Path, ...] | None,
+    force: bool,
+    progress: Progress | None,
+    report: ScanReport,
+) -> None:
+    kw_started = time.perf_counter()
+    if db.get_config(conn, "index_format") != INDEX_FORMAT:
+        force, scopes = True, None  # every file's rows must be rebuilt, not only those in scope
+    walked = files.walk(roots, exclude=(config.db_path.parent,), scopes=scopes)
     report.problems.extend(walked.problems)
     report.files_seen = len(walked.files)
-    existing = _existing(conn, roots)
+    existing = _existing(conn, roots, scopes)
 
     # Classify: cheapest test first. Reading happens outside any transaction.
-    changed: list[tuple[Path, Path, os.stat_result, bytes, int | None, int | None]] = []
-    stat_only: list[tuple[int, os.stat_result]] = []
+    changed: list[tuple[Path, Path, FileStat, bytes, int | None, int | None]] = []
+    stat_only: list[tuple[int, FileStat]] = []
     unreadable: set[Path] = set()
     total = len(walked.files)
-    for done, (path, (root, st)) in enumerate(walked.files.items(), 1):
+    for done, (path, (root, os_stat)) in enumerate(walked.files.items(), 1):
         row = existing.get(path)
-        if row and not force and row[1] == st.st_size and row[2] == st.st_mtime_ns:
+        st = FileStat.of(os_stat)
+        if row and not force and row[1] == st.size and row[2] == st.mtime_ns:
             report.unchanged += 1
         else:
             try:
-                data, truncated_from = read_head(path, config.max_file_bytes)
+                data, truncated_from, st = read_settled(path, config.max_file_bytes, st)
+            except FileNotFoundError:
+                continue  # vanished since the walk: its row (if any) goes with the others that are gone
             except OSError as exc:
                 report.problems.append(
                     (str(path), f"cannot read ({exc.strerror}); its memory is kept as it was")
                 )
                 unreadable.add(path)
                 continue
+            if st.mtime_ns == -1:
+                report.unsettled.append(str(path))
             if row and not force and digest_of(data, truncated_from) == row[3]:
                 stat_only.append((row[0], st))
                 report.unchanged += 1
@@ -264,7 +353,7 @@ def scan(
         gone_by_digest[row[3]].append((path, row[0]))
 
     vec_model = embedder.model_id if vectors_usable(conn, embedder.model_id) else None
-    kw_started = time.perf_counter()
+    claimed: set[int] = set()
     nothing_to_write = not (changed or stat_only or gone)
     for start in range(0, 0 if nothing_to_write else max(len(changed), 1), FILES_PER_BATCH):
         batch = changed[start : start + FILES_PER_BATCH]
@@ -276,6 +365,10 @@ def scan(
                 old_path, mid = gone_by_digest[prep.digest].pop()
                 del gone[old_path]
                 kind = "moved"
+            elif mid is None and scopes is not None:
+                # The move's other side may lie outside these scopes (the watcher saw the new name first).
+                mid = _moved_from_elsewhere(conn, prep.digest, walked.files, claimed)
+                kind = "moved" if mid is not None else kind
             prepared.append((prep, mid, kind))
         with db.write_tx(conn):
             for prep, mid, kind in prepared:
@@ -286,7 +379,7 @@ def scan(
                 for mid, st in stat_only:
                     conn.execute(
                         "UPDATE memory_index SET size = ?, mtime_ns = ? WHERE id = ?",
-                        (st.st_size, st.st_mtime_ns, mid),
+                        (st.size, st.mtime_ns, mid),
                     )
                 db.delete_memories(conn, [row[0] for row in gone.values()])
                 report.removed = len(gone)
@@ -298,18 +391,16 @@ def scan(
             db.set_config(conn, "index_format", INDEX_FORMAT)
     report.keyword_seconds = time.perf_counter() - kw_started
 
-    if embed:
-        emb_started = time.perf_counter()
-        try:
-            embedded, reused = embed_pending(conn, embedder, config.signal_path, progress=progress)
-            report.embedded_chunks = embedded
-            report.reused_chunks += reused
-        except ModelUnavailable as exc:
-            report.embedding_error = str(exc)
-        report.embed_seconds = time.perf_counter() - emb_started
-    report.pending_embeddings = pending_count(conn)
-    report.seconds = time.perf_counter() - started
-    return report
+
+def _moved_from_elsewhere(
+    conn: apsw.Connection, digest: str, found: dict[Path, tuple[Path, os.stat_result]], claimed: set[int]
+) -> int | None:
+    """The id of an indexed memory with this content whose file no longer exists: the source of a move."""
+    for mid, path in conn.execute("SELECT id, path FROM memory_index WHERE content_hash = ?", (digest,)):
+        if mid not in claimed and Path(path) not in found and not os.path.lexists(path):
+            claimed.add(mid)
+            return int(mid)
+    return None
 
 
 def pending_count(conn: apsw.Connection) -> int:
@@ -325,6 +416,7 @@ def embed_pending(
     *,
     batch_size: int = CHUNKS_PER_EMBED_BATCH,
     progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[int, int]:
     """Embed every chunk still lacking a vector, in batches committed as they come. Returns (embedded, reused).
 
@@ -339,7 +431,7 @@ def embed_pending(
     total = int(conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 0").fetchall()[0][0])
     embedded = reused = done = 0
     last_id = 0
-    while True:
+    while not (should_stop and should_stop()):
         # Shortest texts first within a batch keeps padding low; id order keeps the walk resumable.
         rows = conn.execute(
             "SELECT id, heading, text, text_hash FROM memory_chunks WHERE embedded = 0 AND id > ? ORDER BY id LIMIT ?",

@@ -5,7 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,13 +22,21 @@ from indexer import config as configmod
 from indexer import db
 from indexer.embed import get_embedder, resolve_model_path
 from indexer.index import ScanReport, scan
+from indexer.lock import LockTimeout, WatcherBusy
 from indexer.parse import TIERS
 from server import memories
 from server.search import Filters, SearchError, SearchResponse, search
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-KNOWN_ERRORS = (configmod.ConfigError, db.DatabaseError, SearchError, memories.MemoryNotFound)
+KNOWN_ERRORS = (
+    configmod.ConfigError,
+    db.DatabaseError,
+    SearchError,
+    memories.MemoryNotFound,
+    LockTimeout,
+    WatcherBusy,
+)
 
 
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -137,6 +149,92 @@ def _print_report(report: ScanReport, cfg: configmod.Config) -> None:
     for path, message in report.warnings:
         out.print(f"[yellow]warning[/] {escape(path)}: {escape(message)}")
     out.print(f"index: {cfg.db_path}")
+
+
+@cli.command("watch")
+@click.argument("root_args", nargs=-1, type=click.Path(file_okay=False))
+@click.option(
+    "--debounce",
+    type=click.FloatRange(0.0, 10.0),
+    default=0.15,
+    show_default=True,
+    help="Seconds of quiet after the last change before a batch is applied.",
+)
+@click.option(
+    "--polling",
+    is_flag=True,
+    help="Poll the folders every second instead of native events (network drives, some containers).",
+)
+@click.option(
+    "--no-embed", is_flag=True, help="Keep keyword rows live only; a later scan computes embeddings."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every batch and event on stderr.")
+@common
+def watch_cmd(cfg: configmod.Config, debounce: float, polling: bool, no_embed: bool, verbose: bool) -> None:
+    """Keep the index live: reconcile once, then apply every save, rename, delete and git checkout as it happens.
+
+    Changes are coalesced for --debounce seconds and applied in one write batch; keyword search sees them at once,
+    embeddings follow in the background. One watcher per database: a second one exits, naming the first.
+    Stop with Ctrl-C (or SIGTERM): the batch in progress is finished first. Status lines go to stderr.
+    """
+    from indexer.watch import Watcher
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger("watchdog").setLevel(logging.WARNING)
+    for root in cfg.roots:
+        if not root.is_dir():
+            err.print(f"[yellow]warning:[/] root {escape(str(root))} does not exist yet; watching for it")
+    ready = threading.Event()
+
+    def on_batch(report: ScanReport) -> None:
+        changed = report.added + report.updated + report.moved + report.removed
+        if not ready.is_set():
+            ready.set()
+            err.print(
+                f"{time.strftime('%H:%M:%S')} ready: {report.files_seen} memory files "
+                f"({report.added} added, {report.updated} updated, {report.moved} moved, {report.removed} removed "
+                f"since last time); watching {', '.join(str(r) for r in cfg.roots)} (Ctrl-C to stop)"
+            )
+        elif changed or verbose:
+            err.print(
+                f"{time.strftime('%H:%M:%S')} indexed: {report.added} added, {report.updated} updated, "
+                f"{report.moved} moved, {report.removed} removed in {report.keyword_seconds * 1000:.0f} ms"
+                + (
+                    f" · {report.pending_embeddings} waiting for embeddings"
+                    if report.pending_embeddings
+                    else ""
+                )
+            )
+
+    def on_embedded(count: int) -> None:
+        if verbose:
+            err.print(f"{time.strftime('%H:%M:%S')} embedded {count} chunks")
+
+    watcher = Watcher(
+        cfg,
+        get_embedder(cfg.model),
+        debounce=debounce,
+        polling=polling,
+        embed=not no_embed,
+        on_batch=on_batch,
+        on_embedded=on_embedded,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    watcher.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        err.print("stopping: finishing the batch in progress")
+        watcher.stop()
+    err.print(f"stopped after {watcher.status.batches} batches")
 
 
 def _parse_since(value: str | None) -> dt.datetime | None:

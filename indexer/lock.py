@@ -1,0 +1,159 @@
+"""Advisory lock files: the kernel releases them when their holder dies, so a crash never leaves one stuck.
+
+`watcher.lock` is held for a watcher's whole life (one watcher per database); `write.lock` is held while one
+writer classifies files and commits their keyword rows, so a CLI scan, a server and the watcher never interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+class LockTimeout(RuntimeError):
+    """The lock stayed held by another process; the message names it."""
+
+
+class WatcherBusy(RuntimeError):
+    """Another process already watches this database; the message names it."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int
+    host: str
+    since_ms: int
+    role: str
+
+    @property
+    def alive(self) -> bool:
+        """Whether the recorded process still runs (only meaningful on this host)."""
+        if self.host != socket.gethostname():
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def describe(self) -> str:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since_ms / 1000))
+        return f"{self.role} pid {self.pid} on {self.host}, since {started}"
+
+
+class FileLock:
+    """An exclusive advisory lock on one file. Each acquisition opens its own descriptor, so two threads of one
+    process exclude each other just as two processes do."""
+
+    def __init__(self, path: Path, role: str) -> None:
+        self.path = Path(path)
+        self.role = role
+        self._fd: int | None = None
+        self._mutex = threading.Lock()
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if nobody holds it; never waits."""
+        with self._mutex:
+            if self._fd is not None:
+                return True
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            if not _try_lock(fd):
+                os.close(fd)
+                return False
+            record = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "since_ms": time.time_ns() // 1_000_000,
+                "role": self.role,
+            }
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(record).encode())
+            self._fd = fd
+            return True
+
+    def acquire(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the lock; raise LockTimeout naming the holder."""
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while not self.try_acquire():
+            if time.monotonic() >= deadline:
+                holder = read_holder(self.path)
+                who = holder.describe() if holder else "another process"
+                raise LockTimeout(
+                    f"{self.path} stayed held by {who} for {timeout:.0f} s; is that process stuck?"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._fd is None:
+                return
+            fd, self._fd = self._fd, None
+            try:
+                os.ftruncate(fd, 0)  # a clean exit leaves no holder record behind
+                _unlock(fd)
+            finally:
+                os.close(fd)
+
+    def __enter__(self) -> FileLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def read_holder(path: Path) -> Holder | None:
+    """Who holds (or last held) the lock at `path`; None when unknown. Garbled content is not an error."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return Holder(int(data["pid"]), str(data["host"]), int(data["since_ms"]), str(data.get("role", "?")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def current_holder(path: Path) -> Holder | None:
+    """The live holder of the lock at `path`, or None when nobody holds it (a dead holder's record is ignored)."""
+    holder = read_holder(path)
+    return holder if holder is not None and holder.alive else None

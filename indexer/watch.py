@@ -1,0 +1,399 @@
+"""The live watcher: filesystem events, coalesced per path, applied in one write batch, embeddings behind.
+
+Start-up queues a full reconcile (the scan's fast path) as the first batch, so nothing that changed while no
+watcher ran is missed; the observer is scheduled before it, so nothing that changes during it is missed either.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver, ObservedWatch
+from watchdog.observers.polling import PollingObserver
+
+from indexer import db, files
+from indexer.config import Config
+from indexer.embed import Embedder, ModelUnavailable
+from indexer.index import ScanReport, embed_pending, scan
+from indexer.lock import FileLock, WatcherBusy, read_holder
+
+log = logging.getLogger("specmem.watch")
+# watchdog 7 warns when a moved folder's inotify watch is registered again under its new path; the watch is
+# replaced and events keep coming (tests/test_watch.py edits files inside moved folders), so the warning is noise.
+warnings.filterwarnings("ignore", message="Callback with id .* already exists", category=RuntimeWarning)
+
+DEBOUNCE = 0.15  # quiet time after the last event before a batch is applied
+MAX_DELAY = 1.0  # a steady stream of events still gets applied this often
+ROOT_CHECK = 1.0  # how often the roots themselves are checked (deleted, recreated, replaced)
+RETRY_MAX = 30.0  # back-off ceiling after a failed batch
+EVENTS = [
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileClosedEvent,
+    FileAttribEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+]
+
+
+@dataclass
+class WatchStatus:
+    started_ms: int = 0
+    batches: int = 0
+    last_batch_ms: int | None = None
+    last_report: ScanReport | None = None
+    embedded_chunks: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        paths = [event.src_path, getattr(event, "dest_path", "")]
+        self.watcher.notice([Path(os.fsdecode(p)) for p in paths if p], is_dir=event.is_directory)
+
+
+class Watcher:
+    """Keeps one database in line with the files under its roots until stopped.
+
+    `start()` takes the database's watcher lock (raising WatcherBusy if another process holds it), schedules
+    the observer and returns; batches and embeddings run in two background threads."""
+
+    def __init__(
+        self,
+        config: Config,
+        embedder: Embedder,
+        *,
+        debounce: float = DEBOUNCE,
+        max_delay: float = MAX_DELAY,
+        polling: bool = False,
+        polling_interval: float = 1.0,
+        embed: bool = True,
+        on_batch: Callable[[ScanReport], None] | None = None,
+        on_embedded: Callable[[int], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.debounce = debounce
+        self.max_delay = max_delay
+        self.polling = polling
+        self.polling_interval = polling_interval
+        self.embed = embed
+        self.on_batch = on_batch
+        self.on_embedded = on_embedded
+        self.status = WatchStatus()
+        self.lock = FileLock(config.watcher_lock_path, "watcher")
+        self._cond = threading.Condition()
+        self._pending: set[Path] = set()
+        self._full = False
+        self._first_event = 0.0
+        self._last_event = 0.0
+        self._stopping = threading.Event()
+        self._embed_wanted = threading.Event()
+        self._observer: BaseObserver | None = None
+        self._watches: dict[Path, tuple[ObservedWatch, tuple[int, int]]] = {}
+        self._parent_watches: dict[Path, ObservedWatch] = {}
+        self._threads: list[threading.Thread] = []
+        self._db_dir = config.db_path.parent
+        self._busy = False  # a batch or an embedding pass is running
+        self._embedding = False
+        self._root_changed = False
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Take the lock, schedule the observer, queue the start-up reconcile and start the worker threads."""
+        if not self.lock.try_acquire():
+            holder = read_holder(self.lock.path)
+            who = holder.describe() if holder else "another process"
+            raise WatcherBusy(
+                f"{self.config.db_path} is already watched by {who}; it keeps the index live, "
+                "so there is nothing to do (stop that process first to watch from here)"
+            )
+        try:
+            self.status.started_ms = db.now_ms()
+            self._observer = PollingObserver(timeout=self.polling_interval) if self.polling else Observer()
+            self._observer.start()
+            self._check_roots()
+            self._queue_full()
+            for target, name in ((self._apply_loop, "specmem-apply"), (self._embed_loop, "specmem-embed")):
+                thread = threading.Thread(target=target, name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        except BaseException:
+            self._shutdown_observer()
+            self.lock.release()
+            raise
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch being applied, stop watching and release the lock."""
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._embed_wanted.set()
+        self._shutdown_observer()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+        self.lock.release()
+
+    def _shutdown_observer(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            if self._observer.is_alive():
+                self._observer.join(5)
+            self._observer = None
+
+    @property
+    def running(self) -> bool:
+        return bool(self._threads) and not self._stopping.is_set()
+
+    def idle(self) -> bool:
+        """No event waiting, no batch being applied, no embedding running or wanted."""
+        with self._cond:
+            quiet = not self._pending and not self._full and not self._busy
+        return quiet and not self._embedding and not self._embed_wanted.is_set()
+
+    # -- events ---------------------------------------------------------------------------------------------
+
+    def notice(self, paths: list[Path], *, is_dir: bool) -> None:
+        """Record paths that changed; cheap, called on the observer's thread."""
+        wanted: list[Path] = []
+        full_roots = False
+        for path in paths:
+            if path.name in files.IGNORE_FILES:
+                full_roots = True  # an ignore rule changed: which files count may have changed anywhere
+                continue
+            if path in self.config.roots:
+                self._root_changed = True
+            root = files.root_of(path, self.config.roots)
+            if root is None or self._noise(path, root, is_dir):
+                continue
+            wanted.append(path)
+        if not wanted and not full_roots:
+            return
+        now = time.monotonic()
+        with self._cond:
+            if not self._pending and not self._full:
+                self._first_event = now
+            self._last_event = now
+            self._pending.update(wanted)
+            self._full = self._full or full_roots
+            self._cond.notify_all()
+
+    _root_changed = False
+
+    def _noise(self, path: Path, root: Path, is_dir: bool) -> bool:
+        """Events that can never change the index: non-memory files, hidden or skipped folders, our database."""
+        if not is_dir and not files.is_memory_name(path.name):
+            return True
+        rel = path.relative_to(root).parts
+        if any(files.is_skipped_dir(part) for part in rel[:-1]) or (
+            is_dir and rel and files.is_skipped_dir(rel[-1])
+        ):
+            # A hidden folder moved to a visible name arrives as a move event whose other side is visible.
+            return True
+        return self._db_dir != root and files.within(self._db_dir, root) and files.within(path, self._db_dir)
+
+    def _queue_full(self) -> None:
+        with self._cond:
+            if not self._pending and not self._full:
+                self._first_event = time.monotonic()
+            self._last_event = 0.0  # no need to wait for quiet
+            self._full = True
+            self._cond.notify_all()
+
+    def _queue(self, paths: set[Path]) -> None:
+        with self._cond:
+            if not self._pending and not self._full:
+                self._first_event = time.monotonic()
+            self._last_event = time.monotonic()
+            self._pending |= paths
+            self._cond.notify_all()
+
+    # -- roots ----------------------------------------------------------------------------------------------
+
+    def _check_roots(self) -> None:
+        """Watch roots that appeared, re-watch roots that were replaced, and reconcile those."""
+        assert self._observer is not None
+        for root in self.config.roots:
+            try:
+                st = os.stat(root)
+                ident: tuple[int, int] | None = (st.st_dev, st.st_ino) if root.is_dir() else None
+            except OSError:
+                ident = None
+            current = self._watches.get(root)
+            if current and current[1] == ident:
+                continue
+            if current:
+                try:
+                    self._observer.unschedule(current[0])
+                except (KeyError, OSError):
+                    pass  # its emitter already stopped when the folder was deleted
+                del self._watches[root]
+                log.info(
+                    "root %s %s", root, "was replaced; watching the new folder" if ident else "was deleted"
+                )
+            self._watch_parents(root)
+            if ident is None:
+                continue
+            try:
+                watch = self._observer.schedule(
+                    _Handler(self), str(root), recursive=True, event_filter=EVENTS
+                )
+            except OSError as exc:
+                log.warning("cannot watch %s (%s); will retry", root, exc.strerror or exc)
+                continue
+            self._watches[root] = (watch, ident)
+            if current is not None or self.status.batches:
+                self._queue({root})
+
+    def _watch_parents(self, root: Path) -> None:
+        """Ignore files above a root (up to the repository top) and the root's own appearance are seen too."""
+        assert self._observer is not None
+        base = files.IgnoreRules(root).base
+        folder = root.parent
+        while files.within(folder, base):
+            if folder not in self._parent_watches and folder.is_dir():
+                try:
+                    self._parent_watches[folder] = self._observer.schedule(
+                        _Handler(self), str(folder), recursive=False, event_filter=EVENTS
+                    )
+                except OSError as exc:
+                    log.debug("cannot watch %s: %s", folder, exc)
+            if folder == base or folder.parent == folder:
+                break
+            folder = folder.parent
+
+    # -- batches --------------------------------------------------------------------------------------------
+
+    def _take_batch(self) -> tuple[bool, set[Path]] | None:
+        """Wait for events and then for a quiet moment; None when stopping. Idle waits also check the roots."""
+        while True:
+            check_roots = False
+            with self._cond:
+                if self._stopping.is_set():
+                    return None
+                if self._pending or self._full:
+                    now = time.monotonic()
+                    due = min(self._last_event + self.debounce, self._first_event + self.max_delay)
+                    if now >= due:
+                        batch = (self._full, self._pending)
+                        self._full, self._pending = False, set()
+                        self._busy = True
+                        return batch
+                    self._cond.wait(due - now)
+                else:
+                    self._cond.wait(ROOT_CHECK)
+                    check_roots = not (self._pending or self._full or self._stopping.is_set())
+            if check_roots:
+                self._check_roots()
+
+    def _apply_loop(self) -> None:
+        conn = None
+        backoff = 0.5
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                break
+            full, paths = batch
+            try:
+                if conn is None:
+                    conn = db.connect(self.config.db_path)
+                if self._root_changed:
+                    self._root_changed = False
+                    self._check_roots()
+                report = scan(
+                    conn, self.config, self.embedder, scopes=None if full else tuple(paths), embed=False
+                )
+                backoff = 0.5
+            except Exception as exc:  # noqa: BLE001 - a failed batch is retried, never fatal
+                log.error(
+                    "could not apply %s change(s): %s; retrying in %.1f s", len(paths) or "all", exc, backoff
+                )
+                self.status.errors = [*self.status.errors[-9:], str(exc)]
+                with self._cond:
+                    self._busy = False
+                    self._full = self._full or full
+                    self._pending |= paths
+                    self._last_event = time.monotonic()
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, RETRY_MAX)
+                if conn is not None and isinstance(exc, db.DatabaseError):
+                    conn.close()
+                    conn = None
+                continue
+            self.status.batches += 1
+            self.status.last_batch_ms = db.now_ms()
+            self.status.last_report = report
+            for path, message in report.problems:
+                log.warning("%s: %s", path, message)
+            if report.unsettled:
+                log.debug("still being written, reading again: %s", ", ".join(report.unsettled))
+                self._queue({Path(p) for p in report.unsettled})
+            if self.embed:
+                self._embed_wanted.set()
+            with self._cond:
+                self._busy = False
+            if self.on_batch:
+                self.on_batch(report)
+        if conn is not None:
+            conn.close()
+
+    def _embed_loop(self) -> None:
+        conn = None
+        while not self._stopping.is_set():
+            self._embed_wanted.wait()
+            if self._stopping.is_set():
+                break
+            self._embed_wanted.clear()
+            self._embedding = True
+            try:
+                if conn is None:
+                    conn = db.connect(self.config.db_path)
+                embedded, _ = embed_pending(
+                    conn, self.embedder, self.config.signal_path, should_stop=self._stopping.is_set
+                )
+                self.status.embedded_chunks += embedded
+                if embedded and self.on_embedded:
+                    self.on_embedded(embedded)
+            except ModelUnavailable as exc:
+                if str(exc) not in self.status.errors:
+                    log.warning("embeddings unavailable (%s); keyword search keeps working", exc)
+                    self.status.errors = [*self.status.errors[-9:], str(exc)]
+            except Exception as exc:  # noqa: BLE001 - retried with the next batch
+                log.error("embedding failed: %s; will retry after the next change", exc)
+                self.status.errors = [*self.status.errors[-9:], str(exc)]
+                if conn is not None and isinstance(exc, db.DatabaseError):
+                    conn.close()
+                    conn = None
+            finally:
+                self._embedding = False
+        if conn is not None:
+            conn.close()

@@ -1,0 +1,423 @@
+"""The live watcher, driven through real files and a real watchdog observer. Waits are on conditions, with
+timeouts; nothing here asserts a duration."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal as signals
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import frontmatter
+import pytest
+
+from indexer import config, db, index
+from indexer.embed import Embedder
+from indexer.lock import WatcherBusy, current_holder
+from indexer.watch import Watcher
+from tests.conftest import memory, write
+
+TIMEOUT = 15.0
+
+
+def wait_for(cond: Callable[[], object], timeout: float = TIMEOUT, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def rows(conn) -> dict[str, tuple[int, str, str]]:
+    """rel_path → (id, title, content hash)."""
+    return {
+        rel: (mid, title, digest)
+        for mid, rel, title, digest in conn.execute(
+            "SELECT id, rel_path, title, content_hash FROM memory_index"
+        )
+    }
+
+
+def hits(conn, word: str) -> set[str]:
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT m.rel_path FROM memory_fts f JOIN memory_chunks c ON c.id = f.rowid "
+            "JOIN memory_index m ON m.id = c.memory_id WHERE memory_fts MATCH ?",
+            (f'"{word}"',),
+        )
+    }
+
+
+def snapshot(conn) -> tuple[list[tuple], int, int]:
+    """What a fresh scan must reproduce: every memory's metadata, and the chunk and FTS row counts."""
+    mems = sorted(
+        conn.execute(
+            "SELECT rel_path, title, importance_tier, content_hash, line_count, size FROM memory_index"
+        ).fetchall()
+    )
+    chunks = conn.execute("SELECT count(*) FROM memory_chunks").fetchall()[0][0]
+    fts = conn.execute("SELECT count(*) FROM memory_fts").fetchall()[0][0]
+    return mems, chunks, fts
+
+
+def fresh_snapshot(cfg: config.Config, embedder: Embedder, tmp_path: Path) -> tuple[list[tuple], int, int]:
+    other = config.resolve(db=str(tmp_path / "fresh" / "index.db"), roots=[str(r) for r in cfg.roots])
+    conn = db.connect(other.db_path)
+    try:
+        index.scan(conn, other, embedder, embed=False)
+        return snapshot(conn)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def watch(cfg, hash_embedder) -> Iterator[Callable[..., Watcher]]:
+    started: list[Watcher] = []
+
+    def start(**kwargs) -> Watcher:
+        kwargs.setdefault("debounce", 0.05)
+        watcher = Watcher(kwargs.pop("cfg", cfg), hash_embedder, **kwargs)
+        watcher.start()
+        started.append(watcher)
+        wait_for(lambda: watcher.status.batches >= 1, what="the start-up reconcile")
+        return watcher
+
+    yield start
+    for watcher in started:
+        watcher.stop()
+
+
+def test_startup_reconcile_then_live(conn, cfg, specs, watch, hash_embedder):
+    write(specs / "001-a" / "memory" / "kept.md", memory("Kept", "present before start"))
+    write(specs / "001-a" / "memory" / "gone.md", memory("Gone", "deleted while nobody watched"))
+    index.scan(conn, cfg, hash_embedder, embed=False)
+    (specs / "001-a" / "memory" / "gone.md").unlink()
+    write(specs / "001-a" / "memory" / "new.md", memory("New", "created while nobody watched"))
+    watch()
+    assert set(rows(conn)) == {"001-a/memory/kept.md", "001-a/memory/new.md"}
+    write(specs / "001-a" / "memory" / "live.md", memory("Live", "zebrafish appear"))
+    wait_for(
+        lambda: hits(conn, "zebrafish") == {"001-a/memory/live.md"}, what="the new file to be searchable"
+    )
+
+
+# -- editors' save patterns --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def edited(conn, specs, watch) -> tuple[Path, int]:
+    """One indexed memory file under a running watcher: (path, id)."""
+    path = write(specs / "001-a" / "memory" / "note.md", memory("Note", "original wording"))
+    watch()
+    wait_for(lambda: "001-a/memory/note.md" in rows(conn))
+    return path, rows(conn)["001-a/memory/note.md"][0]
+
+
+def settled_on(conn, word: str, mid: int) -> None:
+    wait_for(lambda: hits(conn, word) == {"001-a/memory/note.md"}, what=f"{word!r} to be searchable")
+    current = rows(conn)
+    assert set(current) == {"001-a/memory/note.md"}, "a temporary or backup file was indexed"
+    assert current["001-a/memory/note.md"][0] == mid, "the memory lost its id"
+    assert hits(conn, "original") == set()
+
+
+def test_in_place_write_vscode(conn, edited):
+    path, mid = edited
+    with open(path, "r+", encoding="utf-8") as fh:
+        fh.truncate(0)
+        fh.write(memory("Note", "inplace wording"))
+    settled_on(conn, "inplace", mid)
+
+
+def test_temp_file_renamed_over_vim_backupcopy_no(conn, edited):
+    path, mid = edited
+    tmp = path.with_name("4913")  # vim's probe file, created and deleted first
+    tmp.write_text("")
+    tmp.unlink()
+    tmp = path.with_name(".note.md.swx")
+    tmp.write_text(memory("Note", "vimrename wording"))
+    os.replace(tmp, path)
+    settled_on(conn, "vimrename", mid)
+
+
+def test_jetbrains_safe_write(conn, edited):
+    path, mid = edited
+    tmp = path.with_name("note.md___jb_tmp___")
+    old = path.with_name("note.md___jb_old___")
+    tmp.write_text(memory("Note", "jetbrains wording"))
+    os.rename(path, old)
+    os.rename(tmp, path)
+    old.unlink()
+    settled_on(conn, "jetbrains", mid)
+
+
+def test_sed_in_place(conn, edited):
+    path, mid = edited
+    subprocess.run(["sed", "-i", "s/original/sedited/", str(path)], check=True)
+    settled_on(conn, "sedited", mid)
+
+
+def test_python_frontmatter_writer(conn, edited):
+    path, mid = edited
+    post = frontmatter.load(path)
+    post.content = "# Note\n\nfrontmatterlib wording\n"
+    frontmatter.dump(post, path)
+    settled_on(conn, "frontmatterlib", mid)
+
+
+def test_vim_backup_then_write(conn, edited):
+    path, mid = edited
+    backup = path.with_name("note.md~")
+    os.rename(path, backup)
+    path.write_text(memory("Note", "vimbackup wording"))
+    backup.unlink()
+    settled_on(conn, "vimbackup", mid)
+
+
+def test_emacs_lock_autosave_and_backup(conn, edited):
+    path, mid = edited
+    lock = path.with_name(".#note.md")
+    os.symlink("user@host.1234:1700000000", lock)
+    autosave = path.with_name("#note.md#")
+    autosave.write_text(memory("Note", "autosaved wording"))
+    shutil.copy2(path, path.with_name("note.md~"))
+    path.write_text(memory("Note", "emacs wording"))
+    autosave.unlink()
+    lock.unlink()
+    settled_on(conn, "emacs", mid)
+    assert hits(conn, "autosaved") == set()
+
+
+def test_delete_then_create(conn, edited):
+    path, mid = edited
+    path.unlink()
+    path.write_text(memory("Note", "recreated wording"))
+    settled_on(conn, "recreated", mid)
+
+
+def test_touch_rewrites_nothing(conn, edited):
+    path, mid = edited
+    wait_for(lambda: conn.execute("SELECT embedding_status FROM memory_index").fetchall()[0][0] == "done")
+    chunks = conn.execute("SELECT id, embedded FROM memory_chunks").fetchall()
+    vectors = conn.execute("SELECT count(*) FROM vec_memories").fetchall()[0][0]
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 7_000_000_000))
+    wait_for(
+        lambda: conn.execute("SELECT mtime_ns FROM memory_index").fetchall()[0][0] == path.stat().st_mtime_ns
+    )
+    assert conn.execute("SELECT id, embedded FROM memory_chunks").fetchall() == chunks
+    assert conn.execute("SELECT count(*) FROM vec_memories").fetchall()[0][0] == vectors
+    assert rows(conn)["001-a/memory/note.md"][0] == mid
+
+
+# -- moves and deletes -------------------------------------------------------------------------------------------
+
+
+def ids_by_title(conn) -> dict[str, tuple[int, str]]:
+    return {title: (mid, rel) for rel, (mid, title, _) in rows(conn).items()}
+
+
+@pytest.fixture
+def tree(conn, specs, watch) -> tuple[Watcher, dict[str, tuple[int, str]]]:
+    """Three memories in two spec folders under a running watcher, embedded."""
+    write(specs / "001-a" / "memory" / "one.md", memory("One", "first memory\n\n## Details\n\nmore words"))
+    write(specs / "001-a" / "memory" / "two.md", memory("Two", "second memory"))
+    write(specs / "002-b" / "memory" / "three.md", memory("Three", "third memory"))
+    watcher = watch()
+    wait_for(lambda: len(rows(conn)) == 3)
+    wait_for(lambda: watcher.idle(), what="embeddings")
+    assert {r[0] for r in conn.execute("SELECT embedding_status FROM memory_index")} == {"done"}
+    return watcher, ids_by_title(conn)
+
+
+def test_file_rename_and_move_keep_id_without_embedding(conn, specs, tree):
+    watcher, before = tree
+    embedded = watcher.status.embedded_chunks
+    (specs / "001-a" / "memory" / "one.md").rename(specs / "001-a" / "memory" / "uno.md")
+    (specs / "001-a" / "memory" / "two.md").rename(specs / "002-b" / "memory" / "two.md")
+    wait_for(
+        lambda: (
+            {rel for _, rel in ids_by_title(conn).values()} >= {"001-a/memory/uno.md", "002-b/memory/two.md"}
+        )
+    )
+    wait_for(watcher.idle)
+    after = ids_by_title(conn)
+    assert {t: v[0] for t, v in after.items()} == {t: v[0] for t, v in before.items()}
+    assert watcher.status.embedded_chunks == embedded, "a moved file was embedded again"
+    assert {r[0] for r in conn.execute("SELECT embedding_status FROM memory_index")} == {"done"}
+    assert (
+        conn.execute("SELECT spec_folder FROM memory_index WHERE title = 'Two'").fetchall()[0][0] == "002-b"
+    )
+
+
+def test_folder_rename_and_move(conn, specs, tree):
+    watcher, before = tree
+    (specs / "001-a").rename(specs / "001-renamed")
+    wait_for(
+        lambda: all(rel.startswith(("001-renamed/", "002-b/")) for _, rel in ids_by_title(conn).values())
+    )
+    (specs / "archive").mkdir()
+    (specs / "002-b").rename(specs / "archive" / "002-b")
+    wait_for(lambda: ids_by_title(conn)["Three"][1] == "archive/002-b/memory/three.md")
+    wait_for(lambda: "002-b/memory/three.md" not in rows(conn))
+    assert {t: v[0] for t, v in ids_by_title(conn).items()} == {t: v[0] for t, v in before.items()}
+    # The moved folders are still watched.
+    write(specs / "archive" / "002-b" / "memory" / "three.md", memory("Three", "edited after the move"))
+    write(specs / "001-renamed" / "memory" / "five.md", memory("Five", "created after the rename"))
+    wait_for(lambda: hits(conn, "edited") == {"archive/002-b/memory/three.md"})
+    wait_for(lambda: "Five" in ids_by_title(conn))
+
+
+def test_deleted_file_and_folder_leave_the_index(conn, specs, tree):
+    (specs / "001-a" / "memory" / "two.md").unlink()
+    wait_for(lambda: "Two" not in ids_by_title(conn))
+    shutil.rmtree(specs / "001-a")
+    wait_for(lambda: set(ids_by_title(conn)) == {"Three"})
+    orphans = conn.execute(
+        "SELECT count(*) FROM memory_chunks WHERE memory_id NOT IN (SELECT id FROM memory_index)"
+    )
+    assert orphans.fetchall()[0][0] == 0
+    assert (
+        conn.execute("SELECT count(*) FROM memory_fts").fetchall()[0][0]
+        == conn.execute("SELECT count(*) FROM memory_chunks").fetchall()[0][0]
+    )
+
+
+def test_moves_out_of_roots_into_ignored_and_back_in(conn, specs, tree, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (specs / "001-a" / "memory" / "one.md").rename(outside / "one.md")
+    wait_for(lambda: "One" not in ids_by_title(conn))
+    (specs / ".trash").mkdir()
+    (specs / "001-a" / "memory" / "two.md").rename(specs / ".trash" / "two.md")
+    wait_for(lambda: "Two" not in ids_by_title(conn))
+    (outside / "one.md").rename(specs / "002-b" / "memory" / "one.md")
+    wait_for(lambda: "One" in ids_by_title(conn))
+    (specs / ".trash" / "two.md").rename(specs / "002-b" / "memory" / "two.md")
+    wait_for(lambda: "Two" in ids_by_title(conn))
+    folder = outside / "004-d" / "memory"
+    write(folder / "four.md", memory("Four", "a whole folder moved in"))
+    (outside / "004-d").rename(specs / "004-d")
+    wait_for(lambda: ids_by_title(conn).get("Four", (0, ""))[1] == "004-d/memory/four.md")
+
+
+@pytest.fixture
+def git_dir(isolated: Path) -> Path:
+    (isolated / ".git").mkdir()
+    return isolated
+
+
+def test_new_gitignore_rule_applies_to_indexed_files(conn, specs, git_dir, tree):
+    gitignore = git_dir / ".gitignore"
+    gitignore.write_text("specs/002-b/\n")
+    wait_for(lambda: set(ids_by_title(conn)) == {"One", "Two"}, what="the ignore rule to remove Three")
+    gitignore.write_text("")
+    wait_for(lambda: set(ids_by_title(conn)) == {"One", "Two", "Three"}, what="Three to come back")
+    write(specs / "001-a" / ".specmemignore", "two.md\nmemory/two.md\n")
+    wait_for(lambda: set(ids_by_title(conn)) == {"One", "Three"}, what="the .specmemignore rule")
+
+
+# -- bursts ------------------------------------------------------------------------------------------------------
+
+
+def test_burst_is_few_batches_and_equals_a_fresh_scan(conn, cfg, specs, watch, hash_embedder, tmp_path):
+    for i in range(150):
+        write(specs / f"{i % 5:03d}-f" / "memory" / f"m{i}.md", memory(f"M{i}", f"version one of {i}"))
+    watcher = watch(debounce=0.2)
+    batches = watcher.status.batches
+    # What a branch switch does: many files rewritten, some deleted, some added, within milliseconds.
+    for i in range(150):
+        path = specs / f"{i % 5:03d}-f" / "memory" / f"m{i}.md"
+        if i % 10 == 0:
+            path.unlink()
+        else:
+            path.write_text(memory(f"M{i}", f"version two of {i}"))
+    for i in range(150, 200):
+        write(specs / "009-new" / "memory" / f"m{i}.md", memory(f"M{i}", f"brand new {i}"))
+    expected = fresh_snapshot(cfg, hash_embedder, tmp_path)
+    wait_for(lambda: snapshot(conn) == expected, what="the index to equal a fresh scan")
+    assert watcher.status.batches - batches <= 10, f"{watcher.status.batches - batches} batches for one burst"
+
+
+# -- one watcher per database, serialised writers -------------------------------------------------------------
+
+
+def test_second_watcher_is_refused_naming_the_first(cfg, watch, hash_embedder):
+    watch()
+    with pytest.raises(WatcherBusy, match=f"pid {os.getpid()}"):
+        Watcher(cfg, hash_embedder).start()
+    holder = current_holder(cfg.watcher_lock_path)
+    assert holder is not None and holder.pid == os.getpid() and holder.role == "watcher"
+
+
+def test_cli_watch_refused_and_sigterm_stops_cleanly(specs, isolated, cfg):
+    write(specs / "001-a" / "memory" / "a.md", memory("A", "alpha"))
+    env = {**os.environ, "SPECMEM_MODEL": "hash:64"}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "watch"],
+        cwd=isolated,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            lambda: current_holder(cfg.watcher_lock_path) is not None, what="the watcher to take its lock"
+        )
+        second = subprocess.run(
+            [sys.executable, "-m", "server.cli", "watch"],
+            cwd=isolated,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert f"already watched by watcher pid {first.pid}" in second.stderr
+        first.send_signal(signals.SIGTERM)
+        _, stderr = first.communicate(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, stderr
+    assert "ready: 1 memory files" in stderr and "stopped after" in stderr
+    assert current_holder(cfg.watcher_lock_path) is None
+
+
+def test_scans_from_elsewhere_are_serialised_with_the_watcher(
+    conn, cfg, specs, watch, hash_embedder, tmp_path
+):
+    watcher = watch()
+    errors: list[BaseException] = []
+
+    def scanner() -> None:
+        other = db.connect(cfg.db_path)
+        try:
+            for _ in range(15):
+                index.scan(other, cfg, hash_embedder)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            other.close()
+
+    threads = [threading.Thread(target=scanner) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(120):
+        write(specs / f"{i % 4:03d}-x" / "memory" / f"n{i}.md", memory(f"N{i}", f"text {i}"))
+        if i % 7 == 0 and i:
+            (specs / f"{(i - 7) % 4:03d}-x" / "memory" / f"n{i - 7}.md").unlink()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    expected = fresh_snapshot(cfg, hash_embedder, tmp_path)
+    wait_for(lambda: snapshot(conn) == expected, what="the index to equal a fresh scan")
+    assert watcher.status.errors == []
