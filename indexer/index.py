@@ -314,6 +314,7 @@ def _keyword_phase(
     changed: list[tuple[Path, Path, FileStat, bytes, int | None, int | None]] = []
     stat_only: list[tuple[int, FileStat]] = []
     unreadable: set[Path] = set()
+    vanished: set[Path] = set()
     total = len(walked.files)
     for done, (path, (root, os_stat)) in enumerate(walked.files.items(), 1):
         row = existing.get(path)
@@ -324,7 +325,8 @@ def _keyword_phase(
             try:
                 data, truncated_from, st = read_settled(path, config.max_file_bytes, st)
             except FileNotFoundError:
-                continue  # vanished since the walk: its row (if any) goes with the others that are gone
+                vanished.add(path)  # deleted since the walk: its row (if any) goes with the others that are gone
+                continue
             except OSError as exc:
                 report.problems.append(
                     (str(path), f"cannot read ({exc.strerror}); its memory is kept as it was")
@@ -344,7 +346,7 @@ def _keyword_phase(
     gone = {
         path: row
         for path, row in existing.items()
-        if path not in walked.files
+        if (path not in walked.files or path in vanished)
         and path not in unreadable
         and not any(files.within(path, folder) for folder in walked.incomplete)
     }

@@ -249,8 +249,8 @@ class Watcher:
             except OSError:
                 ident = None
             current = self._watches.get(root)
-            if current and current[1] == ident:
-                continue
+            if current and current[1] == ident and self._alive(current[0]):
+                continue  # (a deleted root's emitter stops: a new folder may reuse the old inode number)
             if current:
                 try:
                     self._observer.unschedule(current[0])
@@ -273,6 +273,10 @@ class Watcher:
             self._watches[root] = (watch, ident)
             if current is not None or self.status.batches:
                 self._queue({root})
+
+    def _alive(self, watch: ObservedWatch) -> bool:
+        assert self._observer is not None
+        return any(e.watch == watch and e.is_alive() for e in self._observer.emitters)
 
     def _watch_parents(self, root: Path) -> None:
         """Ignore files above a root (up to the repository top) and the root's own appearance are seen too."""

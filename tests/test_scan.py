@@ -251,3 +251,119 @@ def test_no_change_scan_writes_nothing_and_signals_nothing(conn, specs, run_scan
     assert r.unchanged == 1
     assert signal.read(cfg.signal_path).generation == generation
     assert conn.total_changes() == changes
+
+
+def test_scoped_scan_touches_only_its_scopes(conn, specs, run_scan):
+    write(specs / "001-a" / "one.md", memory("One", "first"))
+    write(specs / "002-b" / "two.md", memory("Two", "second"))
+    run_scan()
+    (specs / "001-a" / "one.md").unlink()
+    (specs / "002-b" / "two.md").unlink()
+    write(specs / "001-a" / "new.md", memory("New", "third"))
+    r = run_scan(scopes=(specs / "001-a",))
+    assert (r.added, r.removed) == (1, 1)
+    assert set(rows(conn)) == {"new.md", "two.md"}, "a row outside the scope was touched"
+    r = run_scan(scopes=(specs / "002-b" / "two.md", specs / "nowhere" / "x.md"))
+    assert r.removed == 1 and set(rows(conn)) == {"new.md"}
+
+
+def test_scoped_scan_finds_the_source_of_a_move_outside_its_scopes(conn, specs, run_scan):
+    write(specs / "001-a" / "old.md", memory("Moved", "content that moves"))
+    run_scan()
+    (before,) = rows(conn).values()
+    (specs / "002-b").mkdir()
+    (specs / "001-a" / "old.md").rename(specs / "002-b" / "new.md")
+    r = run_scan(scopes=(specs / "002-b" / "new.md",))  # the watcher saw the new name first
+    assert (r.moved, r.added, r.embedded_chunks) == (1, 0, 0)
+    assert rows(conn)["new.md"][0] == before[0]
+    assert run_scan(scopes=(specs / "001-a" / "old.md",)).removed == 0
+
+
+def test_scoped_scan_honours_ignore_rules_and_nested_roots(conn, specs, isolated, hash_embedder):
+    nested = specs / "inner"
+    write(nested / "in.md", memory("In", "nested root"))
+    write(specs / "top.md", memory("Top", "outer root"))
+    write(specs / "skip" / "s.md", memory("Skip", "ignored"))
+    write(specs / ".specmemignore", "skip/\n")
+    cfg = resolve(roots=[specs, nested])
+    index.scan(conn, cfg, hash_embedder)
+    assert conn.execute("SELECT root FROM memory_index WHERE title = 'In'").fetchall()[0][0] == str(nested)
+    r = index.scan(conn, cfg, hash_embedder, scopes=(specs,))
+    assert (r.added, r.removed, r.updated) == (0, 0, 0), "the nested root's rows were disturbed"
+    r = index.scan(conn, cfg, hash_embedder, scopes=(specs / "skip" / "s.md",))
+    assert r.added == 0
+
+
+def test_file_vanishing_while_read_is_gone_not_a_problem(conn, specs, run_scan, monkeypatch):
+    kept = write(specs / "kept.md", memory("Kept", "stays"))
+    doomed = write(specs / "doomed.md", memory("Doomed", "goes"))
+    run_scan()
+    doomed.write_text(memory("Doomed", "changed, then deleted while being read"))
+    real = index.read_head
+
+    def vanish(p, limit):
+        if p == doomed:
+            doomed.unlink()
+            raise FileNotFoundError(2, "No such file or directory")
+        return real(p, limit)
+
+    monkeypatch.setattr(index, "read_head", vanish)
+    r = run_scan(scopes=(doomed, kept))
+    assert r.removed == 1 and r.problems == [] and set(rows(conn)) == {"kept.md"}
+
+
+def test_file_being_written_is_read_again_until_it_settles(conn, specs, run_scan, monkeypatch):
+    path = write(specs / "growing.md", memory("Growing", "start"))
+    real = index.read_head
+    calls = []
+
+    def still_writing(p, limit):
+        data = real(p, limit)
+        calls.append(p)
+        if len(calls) == 1:  # the writer appends while we read the first time
+            with open(p, "a") as fh:
+                fh.write("appended later\n")
+            st = p.stat()
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        return data
+
+    monkeypatch.setattr(index, "read_head", still_writing)
+    r = run_scan()
+    assert len(calls) == 2 and r.unsettled == []
+    assert (
+        conn.execute("SELECT count(*) FROM memory_fts WHERE memory_fts MATCH 'appended'").fetchall()[0][0]
+        == 1
+    )
+    assert conn.execute("SELECT mtime_ns FROM memory_index").fetchall()[0][0] == path.stat().st_mtime_ns
+
+
+def test_file_that_never_settles_is_read_again_next_time(conn, specs, run_scan, monkeypatch):
+    path = write(specs / "busy.md", memory("Busy", "start"))
+    real = index.read_head
+
+    def always_writing(p, limit):
+        data = real(p, limit)
+        st = p.stat()
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        return data
+
+    monkeypatch.setattr(index, "read_head", always_writing)
+    monkeypatch.setattr(index, "SETTLE_DELAY", 0.0)
+    r = run_scan()
+    assert r.unsettled == [str(path)] and r.added == 1
+    assert conn.execute("SELECT mtime_ns FROM memory_index").fetchall()[0][0] == -1
+    monkeypatch.setattr(index, "read_head", real)
+    r = run_scan()
+    assert r.unsettled == [] and r.unchanged == 1  # read again (hash unchanged), stat now recorded
+    assert conn.execute("SELECT mtime_ns FROM memory_index").fetchall()[0][0] == path.stat().st_mtime_ns
+
+
+def test_write_lock_serialises_writers_and_names_a_stuck_holder(conn, cfg, specs, hash_embedder):
+    from indexer.lock import FileLock, LockTimeout
+
+    write(specs / "a.md", memory("A", "alpha"))
+    with FileLock(cfg.write_lock_path, "test") as held:
+        assert held.try_acquire()
+        with pytest.raises(LockTimeout, match=f"test pid {os.getpid()}"):
+            index.scan(conn, cfg, hash_embedder, lock_timeout=0.2)
+    assert index.scan(conn, cfg, hash_embedder).added == 1

@@ -421,3 +421,106 @@ def test_scans_from_elsewhere_are_serialised_with_the_watcher(
     expected = fresh_snapshot(cfg, hash_embedder, tmp_path)
     wait_for(lambda: snapshot(conn) == expected, what="the index to equal a fresh scan")
     assert watcher.status.errors == []
+
+
+# -- resilience --------------------------------------------------------------------------------------------------
+
+
+def test_unreadable_file_is_kept_and_retried_on_the_next_change(conn, edited, watch, monkeypatch):
+    path, mid = edited
+    real = index.read_head
+
+    def deny(p, limit):
+        if p == path:
+            raise PermissionError(13, "Permission denied")
+        return real(p, limit)
+
+    monkeypatch.setattr(index, "read_head", deny)
+    path.write_text(memory("Note", "denied wording"))
+    sibling = write(path.with_name("sibling.md"), memory("Sibling", "sibling wording"))
+    wait_for(lambda: "001-a/memory/sibling.md" in rows(conn))
+    assert hits(conn, "original") == {"001-a/memory/note.md"}, "an unreadable file lost its row"
+    monkeypatch.setattr(index, "read_head", real)
+    path.write_text(memory("Note", "readable wording"))
+    wait_for(lambda: hits(conn, "readable") == {"001-a/memory/note.md"})
+    assert rows(conn)["001-a/memory/note.md"][0] == mid
+    del sibling
+
+
+def test_file_written_while_watched_ends_with_its_final_content(conn, specs, watch):
+    watch()
+    path = specs / "001-a" / "memory" / "log.md"
+    path.parent.mkdir(parents=True)
+    with open(path, "w") as fh:
+        fh.write("# Log\n\n")
+        for i in range(200):
+            fh.write(f"line {i} of a slow writer\n")
+            fh.flush()
+            if i % 20 == 0:
+                time.sleep(0.01)  # a slow writer, not a wait for the watcher
+        fh.write("finalword\n")
+    final = index.digest_of(path.read_bytes(), None)
+    wait_for(lambda: rows(conn).get("001-a/memory/log.md", (0, "", ""))[2] == final, what="the final content")
+    assert hits(conn, "finalword") == {"001-a/memory/log.md"}
+
+
+def test_root_deleted_and_recreated(conn, cfg, specs, watch, hash_embedder, tmp_path):
+    write(specs / "001-a" / "memory" / "a.md", memory("A", "before the deletion"))
+    watcher = watch()
+    shutil.rmtree(specs)
+    specs.mkdir()
+    write(specs / "002-b" / "memory" / "b.md", memory("B", "after the recreation"))
+    expected = fresh_snapshot(cfg, hash_embedder, tmp_path)
+    wait_for(lambda: snapshot(conn) == expected, what="the recreated root to be reconciled")
+    write(specs / "002-b" / "memory" / "c.md", memory("C", "still watched"))
+    wait_for(lambda: hits(conn, "watched") == {"002-b/memory/c.md"}, what="events from the recreated root")
+    assert watcher.status.errors == []
+
+
+def test_database_folder_inside_a_root_causes_no_feedback_loop(isolated, hash_embedder, monkeypatch, watch):
+    root = isolated / "notes"
+    monkeypatch.setenv("SPECMEM_DB", str(root / "index-data" / "index.db"))
+    monkeypatch.setenv("SPECMEM_ROOTS", str(root))
+    cfg = config.resolve()
+    write(root / "a.md", memory("A", "first"))
+    watcher = watch(cfg=cfg)
+    reader = db.connect(cfg.db_path)
+    try:
+        wait_for(watcher.idle)
+        settled = watcher.status.batches
+        write(root / "b.md", memory("B", "sentinel"))
+        wait_for(lambda: hits(reader, "sentinel") == {"b.md"})
+        wait_for(watcher.idle, what="the watcher to go idle (it would not, if its own writes fed it events)")
+        assert watcher.status.batches - settled <= 2
+        assert set(rows(reader)) == {"a.md", "b.md"}
+    finally:
+        reader.close()
+
+
+def test_polling_observer(conn, specs, watch):
+    watch(polling=True, polling_interval=0.1)
+    path = write(specs / "001-a" / "memory" / "p.md", memory("P", "polled wording"))
+    wait_for(lambda: hits(conn, "polled") == {"001-a/memory/p.md"})
+    path.unlink()
+    wait_for(lambda: rows(conn) == {})
+
+
+def test_keyword_rows_first_then_embeddings_with_their_own_signal(conn, cfg, specs, watch):
+    from indexer import signal
+
+    write(specs / "001-a" / "memory" / "first.md", memory("First", "indexed at start-up"))
+    watcher = watch()
+    wait_for(watcher.idle)
+    before = signal.read(cfg.signal_path)
+    write(specs / "001-a" / "memory" / "e.md", memory("E", "embedded later"))
+    wait_for(
+        lambda: (
+            conn.execute("SELECT embedding_status FROM memory_index WHERE title = 'E'").fetchall()
+            == [("done",)]
+        )
+    )
+    after = signal.read(cfg.signal_path)
+    assert before is not None and after is not None
+    assert after.generation >= before.generation + 2, (
+        "keyword batch and embedding batch each touch the signal"
+    )
