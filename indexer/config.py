@@ -36,6 +36,10 @@ class Config:
         return self.db_path.parent / "watcher.lock"
 
     @property
+    def watcher_status_path(self) -> Path:
+        return self.db_path.parent / "watcher.json"
+
+    @property
     def write_lock_path(self) -> Path:
         return self.db_path.parent / "write.lock"
 

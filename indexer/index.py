@@ -325,7 +325,9 @@ def _keyword_phase(
             try:
                 data, truncated_from, st = read_settled(path, config.max_file_bytes, st)
             except FileNotFoundError:
-                vanished.add(path)  # deleted since the walk: its row (if any) goes with the others that are gone
+                vanished.add(
+                    path
+                )  # deleted since the walk: its row (if any) goes with the others that are gone
                 continue
             except OSError as exc:
                 report.problems.append(

@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -90,6 +91,11 @@ class FileLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    @property
+    def holder(self) -> Holder | None:
+        """This lock's own record while held."""
+        return read_holder(self.path) if self._fd is not None else None
+
     def try_acquire(self) -> bool:
         """Take the lock if nobody holds it; never waits."""
         with self._mutex:
@@ -157,3 +163,60 @@ def current_holder(path: Path) -> Holder | None:
     """The live holder of the lock at `path`, or None when nobody holds it (a dead holder's record is ignored)."""
     holder = read_holder(path)
     return holder if holder is not None and holder.alive else None
+
+
+@dataclass(frozen=True)
+class WatcherInfo:
+    """Who keeps a database live, since when, and what its last batch did."""
+
+    pid: int
+    host: str
+    since_ms: int
+    batches: int
+    last_batch_ms: int | None
+    last_batch: str | None
+
+
+def write_watcher_status(
+    path: Path, holder: Holder, batches: int, last_batch_ms: int | None, summary: str
+) -> None:
+    """Replace the watcher's status file atomically (readers never see half of it)."""
+    record = {
+        "pid": holder.pid,
+        "host": holder.host,
+        "since_ms": holder.since_ms,
+        "batches": batches,
+        "last_batch_ms": last_batch_ms,
+        "last_batch": summary,
+    }
+    fd, tmp = tempfile.mkstemp(prefix=".watcher.", dir=Path(path).parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def watcher_info(lock_path: Path, status_path: Path) -> WatcherInfo | None:
+    """The live watcher of a database with its last batch, or None when no process watches it."""
+    holder = current_holder(lock_path)
+    if holder is None or holder.role != "watcher":
+        return None
+    try:
+        data = json.loads(Path(status_path).read_text(encoding="utf-8"))
+        if int(data["pid"]) != holder.pid or int(data["since_ms"]) != holder.since_ms:
+            data = {}
+    except (OSError, ValueError, KeyError, TypeError):
+        data = {}
+    return WatcherInfo(
+        pid=holder.pid,
+        host=holder.host,
+        since_ms=holder.since_ms,
+        batches=int(data.get("batches", 0)),
+        last_batch_ms=data.get("last_batch_ms"),
+        last_batch=data.get("last_batch"),
+    )

@@ -36,7 +36,7 @@ from indexer import db, files
 from indexer.config import Config
 from indexer.embed import Embedder, ModelUnavailable
 from indexer.index import ScanReport, embed_pending, scan
-from indexer.lock import FileLock, WatcherBusy, read_holder
+from indexer.lock import FileLock, WatcherBusy, read_holder, write_watcher_status
 
 log = logging.getLogger("specmem.watch")
 # watchdog 7 warns when a moved folder's inotify watch is registered again under its new path; the watch is
@@ -356,6 +356,7 @@ class Watcher:
             self.status.batches += 1
             self.status.last_batch_ms = db.now_ms()
             self.status.last_report = report
+            self._publish(report)
             for path, message in report.problems:
                 log.warning("%s: %s", path, message)
             if report.unsettled:
@@ -369,6 +370,19 @@ class Watcher:
                 self.on_batch(report)
         if conn is not None:
             conn.close()
+
+    def _publish(self, report: ScanReport) -> None:
+        """Tell `specmem stats` and `memory_health` what this watcher did last."""
+        holder = self.lock.holder
+        if holder is None:
+            return
+        summary = (
+            f"{report.added} added, {report.updated} updated, {report.moved} moved, {report.removed} removed, "
+            f"{report.unchanged} unchanged"
+        )
+        write_watcher_status(
+            self.config.watcher_status_path, holder, self.status.batches, self.status.last_batch_ms, summary
+        )
 
     def _embed_loop(self) -> None:
         conn = None

@@ -383,10 +383,26 @@ def stats_cmd(cfg: configmod.Config, as_json: bool) -> None:
     ):
         shown = ", ".join(f"{escape(k or '-')} {v}" for k, v in counts.items()) or "-"
         out.print(f"{name}: {shown}")
+    if stats.watcher:
+        w = stats.watcher
+        last = (
+            f"last batch {_clock(w.last_batch_ms)} ({w.last_batch})"
+            if w.last_batch_ms
+            else "no batch applied yet"
+        )
+        out.print(
+            f"watcher: pid {w.pid} on {escape(w.host)} since {_clock(w.since_ms)}; {w.batches} batches, {last}"
+        )
+    else:
+        out.print("watcher: none (`specmem watch` keeps the index live)")
     if stats.warnings:
         out.print(f"[yellow]{len(stats.warnings)} files with warnings:[/]")
         for w in stats.warnings:
             out.print(f"  {escape(w.path)}: {escape('; '.join(w.messages))}")
+
+
+def _clock(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @cli.command("paths")
@@ -398,6 +414,7 @@ def paths_cmd(cfg: configmod.Config) -> None:
         ("project", str(cfg.project)),
         ("database", str(cfg.db_path)),
         ("signal", str(cfg.signal_path)),
+        ("watcher lock", str(cfg.watcher_lock_path)),
         ("roots", ", ".join(str(r) for r in cfg.roots)),
         ("model", cfg.model + (f" ({model_path})" if model_path else "")),
         ("max file size", f"{cfg.max_file_bytes} bytes"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ from pydantic import BaseModel
 
 from indexer import db, files
 from indexer.config import Config
+from indexer.lock import watcher_info
 from indexer.parse import decode
 
 
@@ -43,6 +45,15 @@ class FileWarnings(BaseModel):
     messages: list[str]
 
 
+class Watcher(BaseModel):
+    pid: int
+    host: str
+    since_ms: int
+    batches: int
+    last_batch_ms: int | None
+    last_batch: str | None
+
+
 class Stats(BaseModel):
     db_path: str
     db_bytes: int
@@ -56,6 +67,7 @@ class Stats(BaseModel):
     by_context_type: dict[str, int]
     by_embedding_status: dict[str, int]
     warnings: list[FileWarnings]
+    watcher: Watcher | None
 
 
 MEMORY_COLS = (
@@ -160,4 +172,10 @@ def stats(conn: apsw.Connection, cfg: Config) -> Stats:
         by_context_type=_counts(conn, "context_type"),
         by_embedding_status=_counts(conn, "embedding_status"),
         warnings=warned,
+        watcher=_watcher(cfg),
     )
+
+
+def _watcher(cfg: Config) -> Watcher | None:
+    info = watcher_info(cfg.watcher_lock_path, cfg.watcher_status_path)
+    return Watcher(**dataclasses.asdict(info)) if info else None

@@ -3,6 +3,7 @@ timeouts; nothing here asserts a duration."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal as signals
@@ -382,6 +383,21 @@ def test_cli_watch_refused_and_sigterm_stops_cleanly(specs, isolated, cfg):
         )
         assert second.returncode == 1
         assert f"already watched by watcher pid {first.pid}" in second.stderr
+
+        def stats() -> dict:
+            done = subprocess.run(
+                [sys.executable, "-m", "server.cli", "stats", "--json"],
+                cwd=isolated,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            return json.loads(done.stdout)
+
+        wait_for(lambda: (stats()["watcher"] or {}).get("batches", 0) >= 1, what="the watcher's status")
+        watcher = stats()["watcher"]
+        assert watcher["pid"] == first.pid and "1 added" in watcher["last_batch"]
         first.send_signal(signals.SIGTERM)
         _, stderr = first.communicate(timeout=30)
     finally:
