@@ -386,6 +386,12 @@ class Watcher:
 
     def _embed_loop(self) -> None:
         conn = None
+        if self.embed:
+            try:
+                _ = self.embedder.dim  # load the model now, so the first edit does not wait for it
+            except ModelUnavailable as exc:
+                log.warning("embeddings unavailable (%s); keyword search keeps working", exc)
+                self.status.errors = [*self.status.errors[-9:], str(exc)]
         while not self._stopping.is_set():
             self._embed_wanted.wait()
             if self._stopping.is_set():
