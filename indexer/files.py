@@ -146,9 +146,13 @@ def _scope_list(roots: tuple[Path, ...], scopes: tuple[Path, ...] | None) -> lis
     wanted |= {r for r in roots for s in scopes if r != s and within(r, s)}
     ordered = sorted(wanted, key=lambda p: len(p.parts))
     kept: list[Path] = []
+    kept_set: set[Path] = set()
     for scope in ordered:
-        if not any(within(scope, k) and root_of(scope, roots) == root_of(k, roots) for k in kept):
+        # Ancestors only (O(depth)): a burst of a thousand file scopes must not cost a million comparisons.
+        inside = [a for a in scope.parents if a in kept_set]
+        if not any(root_of(a, roots) == root_of(scope, roots) for a in inside):
             kept.append(scope)
+            kept_set.add(scope)
     return kept
 
 
