@@ -237,6 +237,31 @@ def watch_cmd(cfg: configmod.Config, debounce: float, polling: bool, no_embed: b
     err.print(f"stopped after {watcher.status.batches} batches")
 
 
+@cli.command("serve")
+@click.option(
+    "--http", is_flag=True, help="Serve over streamable HTTP (for several clients) instead of stdio."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP address to bind; keep it local.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="HTTP port.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every tool call on stderr.")
+@common
+def serve_cmd(cfg: configmod.Config, http: bool, host: str, port: int, verbose: bool) -> None:
+    """Run the MCP server: memory_search, memory_get, memory_list and the other tools.
+
+    Over stdio by default, which is how Claude Desktop, Claude Code and editors launch it; the protocol owns
+    stdout and logs go to stderr. The embedding model loads in the background: until it is ready, searches
+    answer at once in keyword mode and say so.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s specmem %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    from server.mcp_server import serve
+
+    serve(cfg, http=http, host=host, port=port)
+
+
 def _parse_since(value: str | None) -> dt.datetime | None:
     if not value:
         return None

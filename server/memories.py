@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 
 import apsw
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 from indexer import db, files
 from indexer.config import Config
 from indexer.lock import watcher_info
-from indexer.parse import decode
+from indexer.parse import decode, normalise
 
 
 class MemoryNotFound(LookupError):
@@ -37,6 +38,8 @@ class Memory(BaseModel):
     confidence: float
     line_count: int
     updated_at: int
+    start_line: int
+    end_line: int
     content: str
 
 
@@ -111,9 +114,21 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple:
     )
 
 
-def get(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Memory:
-    """One memory with its content read from the file, which must lie inside the roots."""
+def get(
+    conn: apsw.Connection,
+    cfg: Config,
+    path_or_id: str | int,
+    *,
+    anchor: str | None = None,
+    start_line: int | None = None,
+    end_line: int | None = None,
+) -> Memory:
+    """One memory with its content read from the file, which must lie inside the roots.
+
+    `anchor` (a `<!-- ANCHOR:name -->` section) or a 1-based inclusive line range returns only that part."""
     row = find(conn, cfg, path_or_id)
+    if anchor is not None and (start_line is not None or end_line is not None):
+        raise MemoryNotFound("give an anchor or a line range, not both")
     path = Path(row[1])
     if not inside_roots(path, cfg):
         raise MemoryNotFound(f"{path} is outside the configured roots; it is not served")
@@ -124,7 +139,30 @@ def get(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Memory:
     except OSError as exc:
         raise MemoryNotFound(f"cannot read {path}: {exc.strerror}") from None
     content, _, binary = decode(data)
+    content = "" if binary else content
+    lines = content.splitlines(keepends=True)
+    first, last = 1, max(len(lines), 1)
+    if anchor is not None:
+        spans = conn.execute(
+            "SELECT min(start_line), max(end_line) FROM memory_chunks WHERE memory_id = ? AND anchor = ?",
+            (row[0], anchor),
+        ).fetchall()
+        if not spans or spans[0][0] is None:
+            known = ", ".join(json.loads(row[10])) or "none"
+            raise MemoryNotFound(f"memory {row[0]} has no anchor {anchor!r} (its anchors: {known})")
+        first, last = spans[0]
+    elif start_line is not None or end_line is not None:
+        first, last = start_line or 1, end_line or len(lines)
+        if first < 1 or last < first:
+            raise MemoryNotFound(f"bad line range {first}-{last}: lines are 1-based and start <= end")
+        if first > len(lines):
+            raise MemoryNotFound(f"line {first} is past the end: the file has {len(lines)} lines")
+        last = min(last, len(lines))
+    if (first, last) != (1, max(len(lines), 1)):
+        content = "".join(lines[first - 1 : last])
     return Memory(
+        start_line=first,
+        end_line=last,
         id=row[0],
         path=row[1],
         rel_path=row[2],
@@ -141,7 +179,7 @@ def get(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Memory:
         confidence=row[13],
         line_count=row[14],
         updated_at=row[15],
-        content="" if binary else content,
+        content=content,
     )
 
 
@@ -179,3 +217,118 @@ def stats(conn: apsw.Connection, cfg: Config) -> Stats:
 def _watcher(cfg: Config) -> Watcher | None:
     info = watcher_info(cfg.watcher_lock_path, cfg.watcher_status_path)
     return Watcher(**dataclasses.asdict(info)) if info else None
+
+
+class ListItem(BaseModel):
+    id: int
+    path: str
+    rel_path: str
+    title: str
+    tier: str
+    spec_folder: str
+    context_type: str | None
+    updated_at: int
+    embedding_status: str
+
+
+class MemoryList(BaseModel):
+    total: int
+    offset: int
+    items: list[ListItem]
+
+
+SORTS = {
+    "updated": "updated_at DESC, id",
+    "title": "title COLLATE NOCASE, id",
+    "path": "rel_path, id",
+    "tier": "CASE importance_tier WHEN 'constitutional' THEN 0 WHEN 'critical' THEN 1 WHEN 'important' THEN 2 "
+    "WHEN 'normal' THEN 3 WHEN 'temporary' THEN 4 ELSE 5 END, updated_at DESC, id",
+}
+
+
+def list_memories(
+    conn: apsw.Connection,
+    *,
+    offset: int = 0,
+    limit: int = 50,
+    spec_folder: str | None = None,
+    tier: str | None = None,
+    sort: str = "updated",
+) -> MemoryList:
+    """One page of memories, newest first by default."""
+    where, args = ["1"], []
+    if spec_folder:
+        where.append("(spec_folder = ? OR spec_folder LIKE ? ESCAPE '\\')")
+        escaped = spec_folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        args += [spec_folder, f"{escaped}/%"]
+    if tier:
+        where.append("importance_tier = ?")
+        args.append(tier)
+    clause = " AND ".join(where)
+    total = conn.execute(f"SELECT count(*) FROM memory_index WHERE {clause}", args).fetchall()[0][0]
+    rows = conn.execute(
+        "SELECT id, path, rel_path, title, importance_tier, spec_folder, context_type, updated_at, embedding_status "
+        f"FROM memory_index WHERE {clause} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
+        [*args, limit, offset],
+    ).fetchall()
+    items = [
+        ListItem(
+            id=r[0],
+            path=r[1],
+            rel_path=r[2],
+            title=r[3],
+            tier=r[4],
+            spec_folder=r[5],
+            context_type=r[6],
+            updated_at=r[7],
+            embedding_status=r[8],
+        )
+        for r in rows
+    ]
+    return MemoryList(total=total, offset=offset, items=items)
+
+
+class TriggerMatch(BaseModel):
+    id: int
+    path: str
+    title: str
+    tier: str
+    spec_folder: str
+    phrases: list[str]
+
+
+def trigger_index(conn: apsw.Connection) -> list[tuple[re.Pattern[str], str, tuple]]:
+    """Every trigger phrase as a word-bounded pattern over normalised text, with its memory's row."""
+    out = []
+    for mid, path, title, tier, folder, phrases in conn.execute(
+        "SELECT id, path, title, importance_tier, spec_folder, trigger_phrases FROM memory_index "
+        "WHERE trigger_phrases != '[]' AND importance_tier != 'deprecated'"
+    ):
+        for phrase in json.loads(phrases):
+            norm = " ".join(normalise(phrase).split())
+            if norm:
+                pattern = re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, norm.split())) + r"(?!\w)")
+                out.append((pattern, phrase, (mid, path, title, tier, folder)))
+    return out
+
+
+TIER_ORDER = ["constitutional", "critical", "important", "normal", "temporary", "deprecated"]
+
+
+def match_triggers(
+    index: list[tuple[re.Pattern[str], str, tuple]], prompt: str, limit: int
+) -> list[TriggerMatch]:
+    """Memories whose trigger phrases occur in the prompt as whole words (case- and Unicode-insensitive)."""
+    text = normalise(prompt)
+    found: dict[int, TriggerMatch] = {}
+    for pattern, phrase, (mid, path, title, tier, folder) in index:
+        if pattern.search(text):
+            match = found.setdefault(
+                mid, TriggerMatch(id=mid, path=path, title=title, tier=tier, spec_folder=folder, phrases=[])
+            )
+            match.phrases.append(phrase)
+    ranked = sorted(
+        found.values(),
+        key=lambda m: (TIER_ORDER.index(m.tier) if m.tier in TIER_ORDER else 9, -len(m.phrases), m.id),
+    )
+    return ranked[:limit]

@@ -1,0 +1,117 @@
+"""What a server process holds between tool calls: a read-only connection reopened when `.db-updated` changes,
+the caches that go with it, and the embedding model loading in the background.
+
+The check before every call is two `stat`s (signal file and database file); a missing or garbled signal is no
+error. Nothing here imports torch or sentence-transformers: the model loads in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import apsw
+
+from indexer import db
+from indexer.config import Config
+from indexer.embed import Embedder, ModelUnavailable, get_embedder
+
+log = logging.getLogger("specmem.server")
+T = TypeVar("T")
+
+
+def _stamp(path: os.PathLike[str] | str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class ReadState:
+    """The server's view of one index. `conn()` is called at the start of every tool call."""
+
+    def __init__(self, config: Config, *, load_model: bool = True) -> None:
+        self.config = config
+        self._local = threading.local()
+        self._open: set[apsw.Connection] = set()
+        self._cache_stamp: tuple[object, object] | None = None
+        self._caches: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.reloads = 0
+        self.embedder: Embedder = get_embedder(config.model)
+        self.model_error: str | None = None
+        self._model_ready = threading.Event()
+        if load_model:
+            threading.Thread(target=self._load_model, name="specmem-model", daemon=True).start()
+
+    # -- the model --------------------------------------------------------------------------------------------
+
+    def _load_model(self) -> None:
+        try:
+            _ = self.embedder.dim
+        except ModelUnavailable as exc:
+            self.model_error = str(exc)
+            log.warning("embedding model unavailable (%s); searches answer in keyword mode", exc)
+        except Exception as exc:  # noqa: BLE001 - any failure to load means keyword mode, never a dead server
+            self.model_error = f"{type(exc).__name__}: {exc}"
+            log.exception("embedding model failed to load")
+        else:
+            self._model_ready.set()
+
+    @property
+    def model_state(self) -> str:
+        if self._model_ready.is_set():
+            return "ready"
+        return "unavailable" if self.model_error else "loading"
+
+    def ready_embedder(self) -> Embedder | None:
+        """The embedder if its model is loaded; never waits for it."""
+        return self.embedder if self._model_ready.is_set() else None
+
+    # -- the connection ---------------------------------------------------------------------------------------
+
+    def conn(self) -> apsw.Connection:
+        """This thread's read-only connection, reopened (and the caches dropped) when the index changed on disk.
+
+        Tool calls run on worker threads; each keeps its own connection, so a reload never closes a connection
+        that another call is using."""
+        stamp = (_stamp(self.config.signal_path), _stamp(self.config.db_path))
+        local = self._local
+        if getattr(local, "conn", None) is None or local.stamp != stamp:
+            if getattr(local, "conn", None) is not None:
+                local.conn.close()
+                with self._lock:
+                    self._open.discard(local.conn)
+            local.conn = None
+            local.conn = db.connect(self.config.db_path, readonly=True)
+            local.stamp = stamp
+            with self._lock:
+                self._open.add(local.conn)
+        with self._lock:
+            if self._cache_stamp != stamp:
+                if self._cache_stamp is not None:
+                    self.reloads += 1
+                self._caches.clear()
+                self._cache_stamp = stamp
+        return local.conn
+
+    def cached(self, name: str, build: Callable[[apsw.Connection], T]) -> T:
+        """A value derived from the index, kept until the index next changes."""
+        conn = self.conn()
+        with self._lock:
+            if name in self._caches:
+                return self._caches[name]
+        value = build(conn)
+        with self._lock:
+            self._caches.setdefault(name, value)
+        return value
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._open:
+                conn.close()
+            self._open.clear()

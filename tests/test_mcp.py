@@ -1,0 +1,418 @@
+"""The MCP server through real clients: the SDK's client over stdio (spawning `specmem serve`), over streamable
+HTTP, raw JSON-RPC lines on stdin, and the MCP Inspector's CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from indexer import config, db, index
+from indexer.embed import get_embedder
+from tests.conftest import memory, write
+
+READ_TOOLS = {
+    "memory_search",
+    "memory_match_triggers",
+    "memory_get",
+    "memory_list",
+    "memory_stats",
+    "memory_health",
+}
+WRITE_TOOLS = {"memory_index_scan", "memory_save", "memory_validate"}
+
+
+@pytest.fixture
+def corpus(specs: Path, cfg: config.Config) -> Path:
+    write(specs / "constitutional" / "rule.md", memory("Files are the truth", "the index is derived"))
+    write(
+        specs / "001-db" / "memory" / "wal.md",
+        memory(
+            "WAL mode",
+            "readers never block the writer\n\n<!-- ANCHOR:why -->\nbecause of WAL\n<!-- /ANCHOR:why -->",
+            trigger_phrases="[database is locked, WAL]",
+            importance_tier="critical",
+        ),
+    )
+    write(specs / "002-auth" / "memory" / "jwt.md", memory("JWT tokens", "tokens expire after one hour"))
+    write(
+        specs / "002-auth" / "memory" / "old.md",
+        memory("Old sessions", "cookie sessions", importance_tier="deprecated"),
+    )
+    conn = db.connect(cfg.db_path)
+    index.scan(conn, cfg, get_embedder(cfg.model))
+    conn.close()
+    return specs
+
+
+def run(
+    scenario: Callable[[Client], Awaitable[None]],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> None:
+    """Spawn `specmem serve` over stdio and run one scenario against it."""
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "server.cli", "serve"],
+        env={**os.environ, **(env or {})},
+        cwd=str(cwd or Path.cwd()),
+    )
+
+    async def main() -> None:
+        with anyio.fail_after(120):
+            async with Client(params) as client:
+                await scenario(client)
+
+    anyio.run(main)
+
+
+async def call(client: Client, tool: str, **args: Any) -> Any:
+    result = await client.call_tool(tool, args)
+    assert not result.is_error, result.content[0].text
+    data = result.structured_content
+    return data["result"] if set(data) == {"result"} else data
+
+
+async def fails(client: Client, tool: str, **args: Any) -> str:
+    result = await client.call_tool(tool, args)
+    assert result.is_error, result.structured_content
+    return result.content[0].text
+
+
+def test_tools_are_listed_with_hints_and_no_stubs(corpus):
+    async def scenario(client: Client) -> None:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert set(tools) == READ_TOOLS | WRITE_TOOLS
+        for name in READ_TOOLS:
+            assert tools[name].annotations.read_only_hint is True, name
+            assert tools[name].description and tools[name].output_schema, name
+        for name in WRITE_TOOLS:
+            assert tools[name].annotations.read_only_hint is False, name
+
+    run(scenario)
+
+
+def test_read_tools_success_and_errors(corpus, cfg):
+    async def scenario(client: Client) -> None:
+        answer = await call(client, "memory_search", query="readers block writer", limit=5)
+        titles = [r["title"] for r in answer["results"]]
+        assert titles[0] == "Files are the truth" and "WAL mode" in titles  # constitutional first
+        assert answer["index"]["pending_embeddings"] == 0 and answer["index"]["last_indexed_ms"] > 0
+        filtered = await call(
+            client,
+            "memory_search",
+            query="tokens",
+            filters={"spec_folder": "002-auth"},
+            include_constitutional=False,
+        )
+        assert [r["title"] for r in filtered["results"]] == ["JWT tokens"]
+        assert "limit" in await fails(client, "memory_search", query="x", limit=101)
+        assert "mode" in await fails(client, "memory_search", query="x", mode="fuzzy")
+
+        matches = await call(
+            client, "memory_match_triggers", prompt="Why is the DATABASE   is locked error back?"
+        )
+        assert [m["title"] for m in matches] == ["WAL mode"] and matches[0]["phrases"] == [
+            "database is locked"
+        ]
+        assert await call(client, "memory_match_triggers", prompt="walrus databases") == []
+
+        wal_id = next(r["id"] for r in answer["results"] if r["title"] == "WAL mode")
+        got = await call(client, "memory_get", id_or_path=str(wal_id))
+        assert got["title"] == "WAL mode" and "readers never block" in got["content"]
+        section = await call(client, "memory_get", id_or_path="001-db/memory/wal.md", anchor="why")
+        assert "because of WAL" in section["content"] and "readers never" not in section["content"]
+        lines = await call(client, "memory_get", id_or_path=str(wal_id), start_line=1, end_line=2)
+        assert lines["content"].count("\n") == 2 and (lines["start_line"], lines["end_line"]) == (1, 2)
+        assert "no anchor" in await fails(client, "memory_get", id_or_path=str(wal_id), anchor="nope")
+        assert "no memory with id" in await fails(client, "memory_get", id_or_path="99999")
+        outside = await fails(client, "memory_get", id_or_path="/etc/passwd")
+        assert "no indexed memory" in outside
+
+        listed = await call(client, "memory_list", limit=2, sort="title")
+        assert listed["total"] == 4 and [i["title"] for i in listed["items"]] == [
+            "Files are the truth",
+            "JWT tokens",
+        ]
+        page2 = await call(client, "memory_list", offset=2, limit=2, sort="title")
+        assert [i["title"] for i in page2["items"]] == ["Old sessions", "WAL mode"]
+        assert (await call(client, "memory_list", spec_folder="002-auth"))["total"] == 2
+        assert (await call(client, "memory_list", tier="critical"))["items"][0]["title"] == "WAL mode"
+        await fails(client, "memory_list", tier="urgent")
+
+        stats = await call(client, "memory_stats")
+        assert stats["memories"] == 4 and stats["by_tier"]["deprecated"] == 1
+        health = await call(client, "memory_health")
+        assert health["database"] == str(cfg.db_path) and health["schema_version"] >= 1
+        assert health["sqlite_vec_version"].startswith("v") and health["pending_embeddings"] == 0
+        assert health["model_state"] == "ready" and health["watcher"] is None
+
+    run(scenario)
+
+
+def test_next_call_sees_commits_from_another_process_through_the_signal(corpus, cfg, tmp_path):
+    async def scenario(client: Client) -> None:
+        assert (
+            await call(
+                client, "memory_search", query="zebrafish", mode="keyword", include_constitutional=False
+            )
+        )["results"] == []
+        write(corpus / "003-new" / "memory" / "fish.md", memory("Fish", "zebrafish regenerate fins"))
+        done = subprocess.run(
+            [sys.executable, "-m", "server.cli", "scan"], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        found = await call(
+            client, "memory_search", query="zebrafish", mode="keyword", include_constitutional=False
+        )
+        assert [r["title"] for r in found["results"]] == ["Fish"]
+        health = await call(client, "memory_health")
+        assert health["reloads"] >= 1
+
+        # A database replaced on disk (a restore, a rebuild) is picked up by the next call.
+        other = config.resolve(db=str(tmp_path / "other" / "index.db"))
+        (corpus / "003-new" / "memory" / "fish.md").unlink()
+        conn = db.connect(other.db_path)
+        index.scan(conn, other, get_embedder(other.model))
+        conn.close()
+        for suffix in ("", "-wal", "-shm"):  # a replaced database brings its own WAL, or none
+            if Path(f"{other.db_path}{suffix}").exists():
+                os.replace(f"{other.db_path}{suffix}", f"{cfg.db_path}{suffix}")
+            else:
+                Path(f"{cfg.db_path}{suffix}").unlink(missing_ok=True)
+        assert (
+            await call(
+                client, "memory_search", query="zebrafish", mode="keyword", include_constitutional=False
+            )
+        )["results"] == []
+
+    run(scenario)
+
+
+def test_write_tools(corpus, cfg, tmp_path):
+    async def scenario(client: Client) -> None:
+        path = write(corpus / "002-auth" / "memory" / "mfa.md", memory("MFA", "second factor required"))
+        summary = await call(client, "memory_save", path="002-auth/memory/mfa.md")
+        assert summary["added"] == 1 and summary["scope"] == [str(path)]
+        assert [
+            r["title"]
+            for r in (
+                await call(
+                    client,
+                    "memory_search",
+                    query="second factor",
+                    mode="keyword",
+                    include_constitutional=False,
+                )
+            )["results"]
+        ] == ["MFA"]
+        assert "outside the memory roots" in await fails(client, "memory_save", path=str(tmp_path / "x.md"))
+        assert "outside the memory roots" in await fails(client, "memory_save", path="../../etc/passwd")
+        assert "not a memory file" in await fails(client, "memory_save", path="002-auth")
+
+        path.unlink()
+        scanned = await call(client, "memory_index_scan", spec_folder="002-auth")
+        assert scanned["removed"] == 1 and scanned["files_seen"] == 2
+        assert "no spec folder" in await fails(client, "memory_index_scan", spec_folder="999-none")
+        assert "not a path" in await fails(client, "memory_index_scan", spec_folder="../..")
+        everything = await call(client, "memory_index_scan", force=True)
+        assert everything["updated"] == 4
+
+        jwt = (await call(client, "memory_search", query="tokens", include_constitutional=False))["results"][
+            0
+        ]
+        first = await call(client, "memory_validate", id=jwt["id"], useful=False)
+        second = await call(client, "memory_validate", id=jwt["id"], useful=False)
+        assert (
+            first["confidence_before"] == 0.5 and second["confidence_after"] < first["confidence_after"] < 0.5
+        )
+        again = (await call(client, "memory_search", query="tokens", include_constitutional=False))[
+            "results"
+        ][0]
+        assert again["parts"]["confidence"] < jwt["parts"]["confidence"]
+        assert "no memory with id" in await fails(client, "memory_validate", id=424242, useful=True)
+
+    run(scenario)
+
+
+def test_keyword_answer_while_the_model_loads(corpus, cfg):
+    """With the real model configured, the first search answers in keyword mode (saying so) instead of waiting."""
+    env = {"SPECMEM_MODEL": config.DEFAULT_MODEL, "HF_HUB_OFFLINE": "1"}
+
+    async def scenario(client: Client) -> None:
+        first = await call(client, "memory_search", query="readers block writer")
+        assert first["keyword_only"] is True and first["index"]["model_state"] == "loading"
+        assert any("keyword mode" in n for n in first["notes"])
+        assert first["results"], "a keyword answer, not an empty one"
+        deadline = time.monotonic() + 90
+        while (await call(client, "memory_health"))["model_state"] == "loading":
+            assert time.monotonic() < deadline, "the model never finished loading"
+            await anyio.sleep(0.2)
+        health = await call(client, "memory_health")
+        assert health["model_state"] == "ready", health["model_error"]
+
+    run(scenario, env=env)
+
+
+def test_start_up_imports_no_torch(corpus):
+    code = (
+        "import sys; from indexer import config; from server.mcp_server import build_server; import server.cli; "
+        "build_server(config.resolve(model='" + config.DEFAULT_MODEL + "'), load_model=False); "
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_stdout_carries_only_the_protocol(corpus):
+    """Raw JSON-RPC lines, including garbage and hostile input: every stdout line is a protocol message."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    replies: dict[int, dict] = {}
+
+    def send(message: dict | str) -> None:
+        proc.stdin.write((message if isinstance(message, str) else json.dumps(message)) + "\n")
+        proc.stdin.flush()
+
+    def reply(wanted: int) -> dict:
+        while wanted not in replies:
+            line = proc.stdout.readline()
+            assert line, f"server closed stdout; stderr: {proc.stderr.read()}"
+            message = json.loads(line)  # fails the test if anything but JSON reaches stdout
+            if "id" in message and message["id"] is not None:
+                replies[message["id"]] = message
+        return replies[wanted]
+
+    def tool(id_: int, name: str, arguments: dict) -> dict:
+        send(
+            {
+                "jsonrpc": "2.0",
+                "id": id_,
+                "method": "tools/call",
+                "params": {"name": name, "arguments": arguments},
+            }
+        )
+        return reply(id_)
+
+    try:
+        init = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        }
+        send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init})
+        assert reply(1)["result"]["serverInfo"]["name"] == "specmem"
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        send({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        assert len(reply(2)["result"]["tools"]) == len(READ_TOOLS | WRITE_TOOLS)
+        unknown = tool(3, "no_such_tool", {})
+        assert unknown.get("error") or unknown["result"]["isError"]
+        hostile = tool(4, "memory_search", {"query": '" OR 1=1; DROP TABLE memory_index; -- NEAR(* \x00'})
+        assert not hostile["result"]["isError"]
+        send("not json at all")
+        send({"jsonrpc": "2.0", "id": 5, "method": "no/such/method"})
+        assert "error" in reply(5)
+        assert tool(6, "memory_stats", {})["result"]["structuredContent"]["memories"] == 4
+    finally:
+        proc.stdin.close()
+        proc.wait(30)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_streamable_http(corpus):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--http", "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        async def main() -> None:
+            with anyio.fail_after(60):
+                while True:
+                    try:
+                        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                            break
+                    except OSError:
+                        await anyio.sleep(0.05)
+                async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                    names = {t.name for t in (await client.list_tools()).tools}
+                    assert names == READ_TOOLS | WRITE_TOOLS
+                    found = await call(
+                        client, "memory_search", query="tokens expire", include_constitutional=False
+                    )
+                    assert found["results"][0]["title"] == "JWT tokens"
+
+        anyio.run(main)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_mcp_inspector_cli(corpus, isolated):
+    npx = shutil.which("npx")
+    if npx is None:
+        pytest.skip("npx is not installed: the MCP Inspector CLI cannot run here")
+    base = [
+        npx,
+        "-y",
+        "@modelcontextprotocol/inspector",
+        "--cli",
+        sys.executable,
+        "-m",
+        "server.cli",
+        "serve",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    listed = subprocess.run(
+        [*base, "--method", "tools/list"], capture_output=True, text=True, timeout=300, cwd=isolated, env=env
+    )
+    if listed.returncode != 0 and ("ENOTFOUND" in listed.stderr or "EAI_AGAIN" in listed.stderr):
+        pytest.skip(f"npm registry unreachable: {listed.stderr.strip()[-200:]}")
+    assert listed.returncode == 0, listed.stderr
+    assert {t["name"] for t in json.loads(listed.stdout)["tools"]} == READ_TOOLS | WRITE_TOOLS
+    searched = subprocess.run(
+        [
+            *base,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "memory_search",
+            "--tool-arg",
+            "query=tokens expire",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=isolated,
+        env=env,
+    )
+    assert searched.returncode == 0, searched.stderr
+    reply = json.loads(searched.stdout)
+    assert not reply.get("isError") and "JWT tokens" in json.dumps(reply["structuredContent"])
