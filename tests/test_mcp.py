@@ -416,3 +416,24 @@ def test_mcp_inspector_cli(corpus, isolated):
     assert searched.returncode == 0, searched.stderr
     reply = json.loads(searched.stdout)
     assert not reply.get("isError") and "JWT tokens" in json.dumps(reply["structuredContent"])
+
+
+def test_a_crashing_call_is_an_error_result_and_the_server_goes_on(corpus, cfg, monkeypatch):
+    """In-process (so the fault can be injected): an unexpected exception in one call fails only that call."""
+    from server import mcp_server
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected fault")
+
+    real = mcp_server.search
+    monkeypatch.setattr(mcp_server, "search", broken)
+
+    async def main() -> None:
+        async with Client(mcp_server.build_server(cfg, load_model=False)) as client:
+            crashed = await client.call_tool("memory_search", {"query": "tokens"})
+            assert crashed.is_error
+            monkeypatch.setattr(mcp_server, "search", real)
+            stats = await call(client, "memory_stats")
+            assert stats["memories"] == 4
+
+    anyio.run(main)

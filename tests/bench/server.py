@@ -1,0 +1,132 @@
+"""The MCP server on the 1,000 pages of md-hugo-docs, through the SDK's client over stdio, with the real model.
+
+    .venv/bin/python tests/bench/server.py
+
+Measures, in one run:
+- start-up: from spawning `specmem serve` to the `tools/list` answer (median of 5 spawns; torch installed, never
+  imported on that path);
+- the cost of the `.db-updated` check made before every call (ReadState.conn with nothing changed), in-process;
+- memory_search p50/p95 over stdio in keyword and hybrid mode (200 queries each, after the model is ready), next
+  to the same search called in-process on the same index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from mcp import Client  # noqa: E402
+from mcp.client.stdio import StdioServerParameters  # noqa: E402
+
+from indexer import config, db  # noqa: E402
+from indexer.embed import get_embedder  # noqa: E402
+from indexer.index import scan  # noqa: E402
+from server.search import search  # noqa: E402
+from server.state import ReadState  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "md-hugo-docs"
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def queries(conn, n: int) -> list[str]:
+    """Page titles as queries: realistic, and each has a right answer in the corpus."""
+    rows = conn.execute("SELECT title FROM memory_index ORDER BY id").fetchall()
+    return [rows[i * len(rows) // n][0] for i in range(n)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
+    args = parser.parse_args()
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        root = tmp / "hugo"
+        shutil.copytree(CORPUS, root)
+        cfg = config.resolve(db=tmp / "index.db", roots=[root], cwd=tmp)
+        conn = db.connect(cfg.db_path)
+        embedder = get_embedder(cfg.model)
+        scan(conn, cfg, embedder)
+        texts = queries(conn, args.queries)
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "SPECMEM_DB": str(cfg.db_path),
+            "SPECMEM_ROOTS": str(root),
+        }
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "server.cli", "serve"], env=env, cwd=name
+        )
+
+        async def startup() -> float:
+            started = time.perf_counter()
+            async with Client(params) as client:
+                await client.list_tools()
+                return time.perf_counter() - started
+
+        out["startup_to_tools_list_s"] = statistics.median(anyio.run(startup) for _ in range(5))
+
+        state = ReadState(cfg, load_model=False)
+        state.conn()
+        n = 20_000
+        started = time.perf_counter()
+        for _ in range(n):
+            state.conn()
+        out["signal_check_us"] = 1e6 * (time.perf_counter() - started) / n
+        state.close()
+
+        for mode in ("keyword", "hybrid"):
+            times = []
+            for q in texts:
+                t = time.perf_counter()
+                search(conn, q, limit=10, mode=mode, embedder=embedder)
+                times.append(time.perf_counter() - t)
+            out[f"inprocess_{mode}_p50_ms"] = 1000 * statistics.median(times)
+            out[f"inprocess_{mode}_p95_ms"] = 1000 * pct(times, 95)
+
+        async def over_stdio() -> None:
+            async with Client(params) as client:
+                while (await client.call_tool("memory_health", {})).structured_content[
+                    "model_state"
+                ] == "loading":
+                    await anyio.sleep(0.2)
+                for mode in ("keyword", "hybrid"):
+                    times = []
+                    for q in texts:
+                        t = time.perf_counter()
+                        result = await client.call_tool(
+                            "memory_search", {"query": q, "limit": 10, "mode": mode}
+                        )
+                        times.append(time.perf_counter() - t)
+                        assert not result.is_error and result.structured_content["mode_used"] == mode
+                    out[f"stdio_{mode}_p50_ms"] = 1000 * statistics.median(times)
+                    out[f"stdio_{mode}_p95_ms"] = 1000 * pct(times, 95)
+
+        anyio.run(over_stdio)
+        conn.close()
+    for key, value in out.items():
+        print(f"{key:>28}: {value:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
