@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import apsw
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from indexer import db, files
 from indexer.config import Config
@@ -60,6 +60,7 @@ class Watcher(BaseModel):
 class Stats(BaseModel):
     db_path: str
     db_bytes: int
+    files_bytes: int = Field(description="Total size of the indexed memory files")
     schema_version: int
     model: str | None
     dim: int | None
@@ -200,6 +201,7 @@ def stats(conn: apsw.Connection, cfg: Config) -> Stats:
     return Stats(
         db_path=str(cfg.db_path),
         db_bytes=db_bytes,
+        files_bytes=conn.execute("SELECT coalesce(sum(size), 0) FROM memory_index").fetchall()[0][0],
         schema_version=db.schema_version(conn),
         model=db.get_config(conn, "model"),
         dim=int(dim) if dim else None,

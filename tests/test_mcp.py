@@ -154,7 +154,7 @@ def test_read_tools_success_and_errors(corpus, cfg):
         await fails(client, "memory_list", tier="urgent")
 
         stats = await call(client, "memory_stats")
-        assert stats["memories"] == 4 and stats["by_tier"]["deprecated"] == 1
+        assert stats["memories"] == 4 and stats["by_tier"]["deprecated"] == 1 and stats["files_bytes"] > 0
         health = await call(client, "memory_health")
         assert health["database"] == str(cfg.db_path) and health["schema_version"] >= 1
         assert health["sqlite_vec_version"].startswith("v") and health["pending_embeddings"] == 0
