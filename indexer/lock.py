@@ -44,6 +44,9 @@ else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+WATCHER_ROLES = ("watcher", "server")  # `specmem watch`, or a `specmem serve` hosting the watcher
+
+
 class LockTimeout(RuntimeError):
     """The lock stayed held by another process; the message names it."""
 
@@ -169,6 +172,7 @@ def current_holder(path: Path) -> Holder | None:
 class WatcherInfo:
     """Who keeps a database live, since when, and what its last batch did."""
 
+    role: str
     pid: int
     host: str
     since_ms: int
@@ -204,7 +208,7 @@ def write_watcher_status(
 def watcher_info(lock_path: Path, status_path: Path) -> WatcherInfo | None:
     """The live watcher of a database with its last batch, or None when no process watches it."""
     holder = current_holder(lock_path)
-    if holder is None or holder.role != "watcher":
+    if holder is None or holder.role not in WATCHER_ROLES:
         return None
     try:
         data = json.loads(Path(status_path).read_text(encoding="utf-8"))
@@ -213,6 +217,7 @@ def watcher_info(lock_path: Path, status_path: Path) -> WatcherInfo | None:
     except (OSError, ValueError, KeyError, TypeError):
         data = {}
     return WatcherInfo(
+        role=holder.role,
         pid=holder.pid,
         host=holder.host,
         since_ms=holder.since_ms,

@@ -47,6 +47,7 @@ DEBOUNCE = 0.15  # quiet time after the last event before a batch is applied
 MAX_DELAY = 1.0  # a steady stream of events still gets applied this often
 ROOT_CHECK = 1.0  # how often the roots themselves are checked (deleted, recreated, replaced)
 RETRY_MAX = 30.0  # back-off ceiling after a failed batch
+TAKEOVER_RETRY = 2.0  # how often a server that does not watch tries the watcher lock
 EVENTS = [
     FileCreatedEvent,
     FileDeletedEvent,
@@ -97,6 +98,7 @@ class Watcher:
         embed: bool = True,
         on_batch: Callable[[ScanReport], None] | None = None,
         on_embedded: Callable[[int], None] | None = None,
+        role: str = "watcher",
     ) -> None:
         self.config = config
         self.embedder = embedder
@@ -108,7 +110,7 @@ class Watcher:
         self.on_batch = on_batch
         self.on_embedded = on_embedded
         self.status = WatchStatus()
-        self.lock = FileLock(config.watcher_lock_path, "watcher")
+        self.lock = FileLock(config.watcher_lock_path, role)
         self._cond = threading.Condition()
         self._pending: set[Path] = set()
         self._full = False
@@ -421,3 +423,43 @@ class Watcher:
                 self._embedding = False
         if conn is not None:
             conn.close()
+
+
+class WatchHost:
+    """Runs a watcher inside another process (a server) when the database's watcher lock is free.
+
+    Tries at once, then every `retry` seconds (a non-blocking lock attempt: no scan, no file read), so when the
+    watching process exits or dies, one of the waiting servers takes over within seconds."""
+
+    def __init__(self, config: Config, embedder: Embedder, *, retry: float = TAKEOVER_RETRY) -> None:
+        self.watcher = Watcher(config, embedder, role="server")
+        self.retry = retry
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="specmem-watch-host", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def watching(self) -> bool:
+        return self.watcher.running
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.watcher.start()
+            except WatcherBusy:
+                self._stop.wait(self.retry)
+                continue
+            except Exception:  # noqa: BLE001 - e.g. the database folder cannot be created; try again later
+                log.exception("could not start the watcher; retrying in %.0f s", self.retry)
+                self._stop.wait(self.retry)
+                continue
+            log.info("this server now watches %s", self.watcher.config.db_path)
+            return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        if self.watcher.running:
+            self.watcher.stop()

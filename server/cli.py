@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -243,14 +244,22 @@ def watch_cmd(cfg: configmod.Config, debounce: float, polling: bool, no_embed: b
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="HTTP address to bind; keep it local.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="HTTP port.")
+@click.option(
+    "--watch/--no-watch",
+    default=None,
+    help="Host the live watcher when no other process does (default on) [env SPECMEM_WATCH=0 turns it off].",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every tool call on stderr.")
 @common
-def serve_cmd(cfg: configmod.Config, http: bool, host: str, port: int, verbose: bool) -> None:
+def serve_cmd(
+    cfg: configmod.Config, http: bool, host: str, port: int, watch: bool | None, verbose: bool
+) -> None:
     """Run the MCP server: memory_search, memory_get, memory_list and the other tools.
 
     Over stdio by default, which is how Claude Desktop, Claude Code and editors launch it; the protocol owns
     stdout and logs go to stderr. The embedding model loads in the background: until it is ready, searches
-    answer at once in keyword mode and say so.
+    answer at once in keyword mode and say so. Exactly one process watches a database: the first server (or
+    `specmem watch`) to take its watcher lock; the others read, and take over within seconds if it exits.
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -259,7 +268,9 @@ def serve_cmd(cfg: configmod.Config, http: bool, host: str, port: int, verbose: 
     )
     from server.mcp_server import serve
 
-    serve(cfg, http=http, host=host, port=port)
+    if watch is None:
+        watch = os.environ.get("SPECMEM_WATCH", "1").strip().lower() not in ("0", "false", "no", "off")
+    serve(cfg, http=http, host=host, port=port, watch=watch)
 
 
 def _parse_since(value: str | None) -> dt.datetime | None:
@@ -419,7 +430,7 @@ def stats_cmd(cfg: configmod.Config, as_json: bool) -> None:
             f"watcher: pid {w.pid} on {escape(w.host)} since {_clock(w.since_ms)}; {w.batches} batches, {last}"
         )
     else:
-        out.print("watcher: none (`specmem watch` keeps the index live)")
+        out.print("watcher: none (`specmem watch`, or any `specmem serve`, keeps the index live)")
     if stats.warnings:
         out.print(f"[yellow]{len(stats.warnings)} files with warnings:[/]")
         for w in stats.warnings:

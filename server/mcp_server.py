@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from indexer import db, files, lock, signal
 from indexer.config import Config, ConfigError
 from indexer.index import ScanReport, embed_pending, pending_count, scan
+from indexer.watch import WatchHost
 from server import memories
 from server.search import Filters, Mode, SearchError, SearchResult, search
 from server.state import ReadState
@@ -69,6 +70,7 @@ class Health(BaseModel):
     signal_generation: int | None
     last_indexed_ms: int | None
     reloads: int = Field(description="Times this server reopened its connection after a change")
+    watching: bool = Field(description="Whether this server process is the one keeping the index live")
 
 
 class ScanSummary(BaseModel):
@@ -92,16 +94,26 @@ class Validation(BaseModel):
     confidence_after: float
 
 
-def build_server(config: Config, *, load_model: bool = True) -> MCPServer:
-    """The specmem MCP server for one index. The model starts loading in the background when it starts."""
+def build_server(config: Config, *, load_model: bool = True, watch: bool = False) -> MCPServer:
+    """The specmem MCP server for one index. When it starts, the model begins loading in the background and,
+    with `watch`, the server hosts the database's watcher whenever no other process does."""
     holder: dict[str, ReadState] = {}
+    hosts: list[WatchHost] = []
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
         holder["state"] = ReadState(config, load_model=load_model)
+        if watch:
+            hosts.append(WatchHost(config, holder["state"].embedder))
+            hosts[
+                0
+            ].start()  # in its own thread: the protocol never waits for the lock, the reconcile or a scan
         try:
             yield
         finally:
+            for host in hosts:
+                host.stop()
+            hosts.clear()
             holder.pop("state").close()
 
     server = MCPServer(
@@ -263,6 +275,7 @@ def build_server(config: Config, *, load_model: bool = True) -> MCPServer:
                 signal_generation=sig.generation if sig else None,
                 last_indexed_ms=sig.committed_ms if sig else None,
                 reloads=st.reloads,
+                watching=bool(hosts) and hosts[0].watching,
             )
 
         return guarded(run)
@@ -410,10 +423,12 @@ def _embed_in_background(config: Config, st: ReadState) -> None:
     threading.Thread(target=run, name="specmem-embed", daemon=True).start()
 
 
-def serve(config: Config, *, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
+def serve(
+    config: Config, *, http: bool = False, host: str = "127.0.0.1", port: int = 8765, watch: bool = True
+) -> None:
     """Run the server until the client disconnects (stdio) or the process is stopped (HTTP)."""
     started = time.perf_counter()
-    server = build_server(config)
+    server = build_server(config, watch=watch)
     log.info(
         "specmem serving %s over %s (built in %.0f ms)",
         config.db_path,

@@ -49,6 +49,7 @@ class FileWarnings(BaseModel):
 
 
 class Watcher(BaseModel):
+    role: str = Field(description="'watcher' (specmem watch) or 'server' (a specmem serve hosting it)")
     pid: int
     host: str
     since_ms: int

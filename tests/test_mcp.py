@@ -34,6 +34,12 @@ READ_TOOLS = {
 WRITE_TOOLS = {"memory_index_scan", "memory_save", "memory_validate"}
 
 
+@pytest.fixture(autouse=True)
+def no_watcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the tools; hosting the watcher is tested in test_takeover.py."""
+    monkeypatch.setenv("SPECMEM_WATCH", "0")
+
+
 @pytest.fixture
 def corpus(specs: Path, cfg: config.Config) -> Path:
     write(specs / "constitutional" / "rule.md", memory("Files are the truth", "the index is derived"))
@@ -158,7 +164,7 @@ def test_read_tools_success_and_errors(corpus, cfg):
         health = await call(client, "memory_health")
         assert health["database"] == str(cfg.db_path) and health["schema_version"] >= 1
         assert health["sqlite_vec_version"].startswith("v") and health["pending_embeddings"] == 0
-        assert health["model_state"] == "ready" and health["watcher"] is None
+        assert health["model_state"] == "ready" and health["watcher"] is None and health["watching"] is False
 
     run(scenario)
 
