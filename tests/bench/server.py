@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -26,21 +25,15 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from common import hugo_copy, pct  # noqa: E402
 from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
-from indexer import config, db  # noqa: E402
+from indexer import db  # noqa: E402
 from indexer.embed import get_embedder  # noqa: E402
 from indexer.index import scan  # noqa: E402
 from server.search import search  # noqa: E402
 from server.state import ReadState  # noqa: E402
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "md-hugo-docs"
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def queries(conn, n: int) -> list[str]:
@@ -59,9 +52,7 @@ def main() -> None:
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        root = tmp / "hugo"
-        shutil.copytree(CORPUS, root)
-        cfg = config.resolve(db=tmp / "index.db", roots=[root], cwd=tmp)
+        root, cfg = hugo_copy(tmp)
         conn = db.connect(cfg.db_path)
         embedder = get_embedder(cfg.model)
         scan(conn, cfg, embedder)
