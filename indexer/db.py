@@ -91,6 +91,26 @@ def m001_initial(conn: apsw.Connection) -> None:
     )
 
 
+@migration
+def m002_checkpoints(conn: apsw.Connection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE checkpoints (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            created_at INTEGER NOT NULL,
+            scope TEXT,
+            git_branch TEXT,
+            git_commit TEXT,
+            file_count INTEGER NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            automatic INTEGER NOT NULL DEFAULT 0,
+            data BLOB NOT NULL
+        );
+        """
+    )
+
+
 def _load_vec(conn: apsw.Connection) -> None:
     conn.enable_load_extension(True)
     conn.load_extension(sqlite_vec.loadable_path())

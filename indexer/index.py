@@ -266,18 +266,23 @@ def scan(
     embed: bool = True,
     progress: Progress | None = None,
     lock_timeout: float = WRITE_LOCK_TIMEOUT,
+    one_transaction: bool = False,
+    finalize: Callable[[apsw.Connection], None] | None = None,
 ) -> ScanReport:
     """Bring the index in line with the files under the roots (or only under `scopes`: files or folders).
 
     Holds the database's write lock while it classifies files and commits keyword rows, so scans from the CLI,
-    the servers and the watcher never interleave. Never deletes rows of folders or files it could not read."""
+    the servers and the watcher never interleave. Never deletes rows of folders or files it could not read.
+    `one_transaction` commits every change in one transaction; `finalize` runs inside the last one."""
     started = time.perf_counter()
     report = ScanReport()
     roots = roots or config.roots
     reset_vectors_if_model_changed(conn, embedder.model_id)
     with FileLock(config.write_lock_path, "scan") as write_lock:
         write_lock.acquire(lock_timeout)
-        _keyword_phase(conn, config, embedder, roots, scopes, force, progress, report)
+        _keyword_phase(
+            conn, config, embedder, roots, scopes, force, progress, report, one_transaction, finalize
+        )
     if embed:
         emb_started = time.perf_counter()
         try:
@@ -301,6 +306,8 @@ def _keyword_phase(
     force: bool,
     progress: Progress | None,
     report: ScanReport,
+    one_transaction: bool = False,
+    finalize: Callable[[apsw.Connection], None] | None = None,
 ) -> None:
     kw_started = time.perf_counter()
     if db.get_config(conn, "index_format") != INDEX_FORMAT:
@@ -359,8 +366,13 @@ def _keyword_phase(
     vec_model = embedder.model_id if vectors_usable(conn, embedder.model_id) else None
     claimed: set[int] = set()
     nothing_to_write = not (changed or stat_only or gone)
-    for start in range(0, 0 if nothing_to_write else max(len(changed), 1), FILES_PER_BATCH):
-        batch = changed[start : start + FILES_PER_BATCH]
+    step = max(len(changed), 1) if one_transaction else FILES_PER_BATCH
+    last_start = ((max(len(changed), 1) - 1) // step) * step
+    if nothing_to_write and finalize is not None:
+        with db.write_tx(conn):
+            finalize(conn)
+    for start in range(0, 0 if nothing_to_write else max(len(changed), 1), step):
+        batch = changed[start : start + step]
         prepared = []
         for path, root, st, data, truncated_from, mid in batch:
             prep = prepare(path, root, st, data, truncated_from, embedder)
@@ -387,9 +399,11 @@ def _keyword_phase(
                     )
                 db.delete_memories(conn, [row[0] for row in gone.values()])
                 report.removed = len(gone)
+            if start == last_start and finalize is not None:
+                finalize(conn)
         signal.touch(config.signal_path)
         if progress:
-            progress("indexing", min(start + FILES_PER_BATCH, len(changed)), len(changed))
+            progress("indexing", min(start + step, len(changed)), len(changed))
     if force and db.get_config(conn, "index_format") != INDEX_FORMAT:
         with db.write_tx(conn):
             db.set_config(conn, "index_format", INDEX_FORMAT)

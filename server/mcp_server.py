@@ -24,7 +24,7 @@ from indexer import db, files, lock, signal
 from indexer.config import Config, ConfigError
 from indexer.index import ScanReport, embed_pending, pending_count, scan
 from indexer.watch import WatchHost
-from server import memories
+from server import memories, write_tools
 from server.search import Filters, Mode, SearchError, SearchResult, search
 from server.state import ReadState
 
@@ -287,8 +287,7 @@ def build_server(config: Config, *, load_model: bool = True, watch: bool = False
             report = scan(conn, config, st.embedder, scopes=scopes, force=force, embed=False)
         finally:
             conn.close()
-        if st.ready_embedder() is not None:
-            _embed_in_background(config, st)
+        embed_soon()
         return _summary(report, scopes or config.roots)
 
     @server.tool(annotations=WRITES)
@@ -343,6 +342,11 @@ def build_server(config: Config, *, load_model: bool = True, watch: bool = False
 
         return guarded(run)
 
+    def embed_soon() -> None:
+        if state().ready_embedder() is not None:
+            _embed_in_background(config, state())
+
+    write_tools.register(server, config, lambda: state().embedder, embed_soon)
     return server
 
 

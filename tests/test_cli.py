@@ -8,6 +8,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from indexer import db
 from server.cli import cli, main
 from tests.conftest import memory, write
 
@@ -98,7 +99,7 @@ def test_stats_and_paths(indexed, isolated):
     data = json.loads(run("stats", "--json").output)
     assert data["memories"] == 2 and data["by_tier"] == {"constitutional": 1, "critical": 1}
     text = run("stats").output
-    assert "2 memories" in text and "schema v1" in text
+    assert "2 memories" in text and f"schema v{len(db.MIGRATIONS)}" in text
     paths = run("paths").output
     assert str(isolated / ".specmem" / "index.db") in paths and "hash:64" in paths
 

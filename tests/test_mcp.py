@@ -30,8 +30,19 @@ READ_TOOLS = {
     "memory_list",
     "memory_stats",
     "memory_health",
+    "checkpoint_list",
 }
-WRITE_TOOLS = {"memory_index_scan", "memory_save", "memory_validate"}
+WRITE_TOOLS = {
+    "memory_index_scan",
+    "memory_save",
+    "memory_validate",
+    "memory_write",
+    "memory_update",
+    "memory_delete",
+    "checkpoint_create",
+    "checkpoint_restore",
+    "checkpoint_delete",
+}
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,240 @@
+"""Checkpoints: the content of every memory file in a scope, plus the index-only metadata, compressed in the
+database. Restoring rewrites the files and re-indexes them in one transaction; vectors come from the cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+
+from indexer import db, files, signal
+from indexer.config import Config
+from indexer.embed import Embedder
+from indexer.index import scan
+from indexer.write import WriteError, replace_file
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_COUNT = int(os.environ.get("SPECMEM_CHECKPOINT_MAX", "50"))
+MAX_AGE_DAYS = float(os.environ.get("SPECMEM_CHECKPOINT_MAX_DAYS", "90"))
+
+
+class CheckpointError(ValueError):
+    """A checkpoint operation that cannot be done as asked; the message says how to fix it."""
+
+
+@dataclass
+class CheckpointInfo:
+    name: str
+    created_at: int
+    scope: str | None
+    git_branch: str | None
+    git_commit: str | None
+    file_count: int
+    size_bytes: int
+    automatic: bool
+
+
+@dataclass
+class RestoreReport:
+    name: str
+    restored: list[str]
+    unchanged: int
+    removed: list[str]
+    newer_kept: list[str]
+
+
+def _git(project: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(project), *args], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def scope_dirs(config: Config, spec_folder: str | None) -> list[tuple[Path, Path]]:
+    """(root, folder) pairs a checkpoint covers: whole roots, or one spec folder in each root holding it."""
+    if spec_folder is None:
+        return [(r, r) for r in config.roots]
+    if Path(spec_folder).is_absolute() or ".." in Path(spec_folder).parts or "\x00" in spec_folder:
+        raise CheckpointError("scope is a spec folder name such as 003-auth, not a path")
+    found = [(r, r / spec_folder) for r in config.roots if (r / spec_folder).is_dir()]
+    if not found:
+        raise CheckpointError(f"no spec folder {spec_folder!r} under the roots")
+    return found
+
+
+def _files_in(config: Config, pairs: list[tuple[Path, Path]]) -> dict[Path, Path]:
+    walked = files.walk(config.roots, exclude=(config.db_path.parent,), scopes=tuple(f for _, f in pairs))
+    return {path: root for path, (root, _) in walked.files.items()}
+
+
+def create(
+    conn: apsw.Connection,
+    config: Config,
+    name: str,
+    *,
+    spec_folder: str | None = None,
+    automatic: bool = False,
+) -> CheckpointInfo:
+    """Save every memory file in scope and its index-only metadata. Never overwrites a checkpoint."""
+    if not NAME_RE.match(name):
+        raise CheckpointError(
+            f"checkpoint name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    pairs = scope_dirs(config, spec_folder)
+    entries = []
+    size = 0
+    for path, root in sorted(_files_in(config, pairs).items()):
+        data = path.read_bytes()
+        size += len(data)
+        row = conn.execute(
+            "SELECT confidence, access_count FROM memory_index WHERE path = ?", (str(path),)
+        ).fetchall()
+        entries.append(
+            {
+                "root": str(root),
+                "rel": path.relative_to(root).as_posix(),
+                "data": base64.b64encode(data).decode(),
+                "mode": path.stat().st_mode & 0o7777,
+                "confidence": row[0][0] if row else None,
+                "access_count": row[0][1] if row else None,
+            }
+        )
+    blob = zlib.compress(json.dumps({"scope": spec_folder, "files": entries}).encode(), 6)
+    info = CheckpointInfo(
+        name=name,
+        created_at=db.now_ms(),
+        scope=spec_folder,
+        git_branch=_git(config.project, "rev-parse", "--abbrev-ref", "HEAD"),
+        git_commit=_git(config.project, "rev-parse", "HEAD"),
+        file_count=len(entries),
+        size_bytes=size,
+        automatic=automatic,
+    )
+    with db.write_tx(conn):
+        if conn.execute("SELECT 1 FROM checkpoints WHERE name = ?", (name,)).fetchall():
+            raise CheckpointError(
+                f"a checkpoint named {name!r} exists; choose another name or delete it first"
+            )
+        conn.execute(
+            "INSERT INTO checkpoints (name, created_at, scope, git_branch, git_commit, file_count, size_bytes, "
+            "automatic, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                name,
+                info.created_at,
+                spec_folder,
+                info.git_branch,
+                info.git_commit,
+                info.file_count,
+                size,
+                int(automatic),
+                blob,
+            ),
+        )
+        _retain(conn, keep=name)
+    return info
+
+
+def _retain(conn: apsw.Connection, keep: str) -> None:
+    """Drop checkpoints past the configured count or age (never the one just made). Call inside write_tx."""
+    cutoff = db.now_ms() - int(MAX_AGE_DAYS * 86_400_000)
+    conn.execute("DELETE FROM checkpoints WHERE created_at < ? AND name != ?", (cutoff, keep))
+    conn.execute(
+        "DELETE FROM checkpoints WHERE name != ? AND id NOT IN "
+        "(SELECT id FROM checkpoints ORDER BY created_at DESC, id DESC LIMIT ?)",
+        (keep, max(MAX_COUNT, 1)),
+    )
+
+
+def list_all(conn: apsw.Connection) -> list[CheckpointInfo]:
+    return [
+        CheckpointInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]))
+        for r in conn.execute(
+            "SELECT name, created_at, scope, git_branch, git_commit, file_count, size_bytes, automatic "
+            "FROM checkpoints ORDER BY created_at DESC, id DESC"
+        )
+    ]
+
+
+def delete(conn: apsw.Connection, name: str) -> None:
+    with db.write_tx(conn):
+        if not conn.execute("SELECT 1 FROM checkpoints WHERE name = ?", (name,)).fetchall():
+            raise CheckpointError(f"no checkpoint named {name!r}; checkpoint_list shows them")
+        conn.execute("DELETE FROM checkpoints WHERE name = ?", (name,))
+
+
+def restore(
+    conn: apsw.Connection, config: Config, embedder: Embedder, name: str, *, clear_newer: bool = False
+) -> RestoreReport:
+    """Rewrite the files of a checkpoint, re-index them in one transaction and bring back their metadata."""
+    rows = conn.execute("SELECT data FROM checkpoints WHERE name = ?", (name,)).fetchall()
+    if not rows:
+        raise CheckpointError(f"no checkpoint named {name!r}; checkpoint_list shows them")
+    saved = json.loads(zlib.decompress(rows[0][0]))
+    report = RestoreReport(name=name, restored=[], unchanged=0, removed=[], newer_kept=[])
+    roots = {str(r): r for r in config.roots}
+    wanted: dict[Path, dict] = {}
+    for entry in saved["files"]:
+        root = roots.get(entry["root"])
+        if root is None:
+            raise CheckpointError(f"the checkpoint covers {entry['root']}, which is no longer a root")
+        path = root / entry["rel"]
+        if not files.within(Path(os.path.abspath(path)), root):
+            raise CheckpointError(f"the checkpoint names {entry['rel']}, outside its root; refusing it")
+        wanted[path] = entry
+    pairs = [(r, r) for r in config.roots] if saved["scope"] is None else scope_dirs(config, saved["scope"])
+    current = _files_in(config, pairs)
+    for path, entry in wanted.items():
+        data = base64.b64decode(entry["data"])
+        try:
+            if path.read_bytes() == data:
+                report.unchanged += 1
+                continue
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            replace_file(path, data)
+        else:
+            path.write_bytes(data)
+            os.chmod(path, entry["mode"])
+        report.restored.append(str(path))
+    for path in sorted(set(current) - set(wanted)):
+        if clear_newer:
+            path.unlink(missing_ok=True)
+            report.removed.append(str(path))
+        else:
+            report.newer_kept.append(str(path))
+    scopes = tuple(f for _, f in pairs)
+
+    def metadata(c: apsw.Connection) -> None:
+        for path, entry in wanted.items():
+            if entry["confidence"] is not None:
+                c.execute(
+                    "UPDATE memory_index SET confidence = ?, access_count = ? WHERE path = ?",
+                    (entry["confidence"], entry["access_count"], str(path)),
+                )
+
+    scan(conn, config, embedder, scopes=scopes, embed=False, one_transaction=True, finalize=metadata)
+    signal.touch(config.signal_path)
+    return report
+
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointInfo",
+    "RestoreReport",
+    "WriteError",
+    "create",
+    "delete",
+    "list_all",
+    "restore",
+]

@@ -1,0 +1,318 @@
+"""Writing memory files: the file first (atomically), then the index follows through a scoped scan.
+
+A new file never overwrites another: its name is claimed with a hard link from a finished temporary file, which
+fails if the name exists. An update rewrites only the frontmatter lines of the keys it changes; everything else
+(body, key order, comments, unknown keys, line endings) stays byte for byte.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import re
+import threading
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import apsw
+import yaml
+
+from indexer import files
+from indexer.config import Config
+from indexer.embed import Embedder
+from indexer.index import ScanReport, scan
+from indexer.parse import TIERS, parse
+
+SEGMENT_RE = re.compile(r"^[\w][\w .\-]{0,99}$", re.UNICODE)
+MAX_TITLE = 200
+# Frontmatter keys the write tools manage, with the spellings the parser accepts (first = the one written).
+KEYS = {
+    "title": ("title",),
+    "importance_tier": ("importance_tier", "importanceTier"),
+    "context_type": ("context_type", "contextType"),
+    "trigger_phrases": ("trigger_phrases", "triggerPhrases"),
+    "tags": ("tags",),
+}
+
+
+_COUNTER = itertools.count()
+
+
+class WriteError(ValueError):
+    """A write that cannot be done as asked; nothing was written. The message says how to fix it."""
+
+
+def _clean(name: str, value: str | None) -> None:
+    if value is not None and "\x00" in value:
+        raise WriteError(f"{name} contains a NUL character")
+
+
+def spec_memory_dir(config: Config, spec_folder: str) -> Path:
+    """`<root>/<spec_folder>/memory`, refusing names that are paths, hidden, or lead out of the roots."""
+    _clean("spec_folder", spec_folder)
+    parts = Path(spec_folder).parts
+    if not parts or Path(spec_folder).is_absolute() or any(not SEGMENT_RE.match(p) for p in parts):
+        raise WriteError(
+            f"spec_folder {spec_folder!r} is not a folder name like 003-auth (letters, digits, '-', '_', '.'; "
+            "no '..', no leading '.', no absolute path)"
+        )
+    root = next((r for r in config.roots if (r / spec_folder).is_dir()), config.roots[0])
+    folder = root / spec_folder / "memory"
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not files.within(existing.resolve(), root.resolve()):
+        raise WriteError(f"{folder} leads out of the root {root} (a symlink); refusing to write there")
+    return folder
+
+
+def slug(title: str) -> str:
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
+    return text[:60].rstrip("-") or "memory"
+
+
+def _yaml_value(value: Any) -> str:
+    """One YAML value on one line (flow style), e.g. `Some title`, `'a: b'`, `[x, y]`."""
+    text = yaml.safe_dump([value], default_flow_style=True, allow_unicode=True, width=10**9).strip()
+    return text[1:-1]
+
+
+def render(
+    title: str,
+    content: str,
+    tier: str,
+    context_type: str | None,
+    trigger_phrases: list[str],
+    tags: list[str],
+) -> str:
+    lines = [f"title: {_yaml_value(title)}", f"importance_tier: {tier}"]
+    if context_type:
+        lines.append(f"context_type: {_yaml_value(context_type)}")
+    if trigger_phrases:
+        lines.append("trigger_phrases:")
+        lines += [f"  - {_yaml_value(p)}" for p in trigger_phrases]
+    if tags:
+        lines.append(f"tags: {_yaml_value(tags)}")
+    body = content if content.lstrip().startswith("#") else f"# {title}\n\n{content}"
+    return "---\n" + "\n".join(lines) + "\n---\n" + body.rstrip("\n") + "\n"
+
+
+def _validate(config: Config, title: str | None, tier: str | None, texts: dict[str, str | None]) -> None:
+    for name, value in texts.items():
+        _clean(name, value)
+    if title is not None and (not title.strip() or len(title) > MAX_TITLE or "\n" in title):
+        raise WriteError(f"title must be one line of 1 to {MAX_TITLE} characters")
+    if tier is not None and tier not in TIERS:
+        raise WriteError(f"unknown tier {tier!r}; use one of: {', '.join(TIERS)}")
+
+
+def _write_tmp(folder: Path, name: str, data: bytes, mode: int | None = None) -> Path:
+    """A finished temporary file beside the target; a dot name, so the watcher and scans never index it."""
+    while True:
+        tmp = folder / f".{name}.{os.getpid()}.{threading.get_ident()}.{next(_COUNTER)}.tmp"
+        try:
+            fd = os.open(
+                tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666
+            )  # the umask applies, as for an editor
+            break
+        except FileExistsError:
+            continue
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if mode is not None:
+        os.chmod(tmp, mode)
+    return tmp
+
+
+def create_file(folder: Path, stem: str, data: bytes) -> Path:
+    """Write `data` to `<folder>/<stem>.md`, or `<stem>-2.md`, ...: a name is claimed atomically, never reused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = _write_tmp(folder, stem, data)
+    try:
+        for n in range(1, 10_000):
+            target = folder / (f"{stem}.md" if n == 1 else f"{stem}-{n}.md")
+            try:
+                os.link(tmp, target)
+                return target
+            except FileExistsError:
+                continue
+        raise WriteError(f"too many files named {stem}*.md in {folder}")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace a file's content atomically (temporary file + rename), keeping its permissions."""
+    mode = path.stat().st_mode & 0o7777
+    tmp = _write_tmp(path.parent, path.name, data, mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def index_now(
+    conn: apsw.Connection, config: Config, embedder: Embedder, paths: tuple[Path, ...]
+) -> ScanReport:
+    return scan(conn, config, embedder, scopes=paths, embed=False)
+
+
+def write_memory(
+    conn: apsw.Connection,
+    config: Config,
+    embedder: Embedder,
+    *,
+    title: str,
+    content: str,
+    spec_folder: str,
+    tier: str = "normal",
+    context_type: str | None = None,
+    trigger_phrases: list[str] | None = None,
+    tags: list[str] | None = None,
+    today: dt.date | None = None,
+) -> tuple[int, Path]:
+    """Create a new memory file and index it; returns (id, path)."""
+    trigger_phrases, tags = list(trigger_phrases or []), list(tags or [])
+    _validate(
+        config,
+        title,
+        tier,
+        {
+            "title": title,
+            "content": content,
+            "context_type": context_type,
+            **{f"trigger phrase {p!r}": p for p in trigger_phrases},
+            **{f"tag {t!r}": t for t in tags},
+        },
+    )
+    data = render(title, content, tier, context_type, trigger_phrases, tags).encode("utf-8")
+    if len(data) > config.max_file_bytes:
+        raise WriteError(
+            f"the memory would be {len(data)} bytes, over the {config.max_file_bytes}-byte limit "
+            "(SPECMEM_MAX_FILE_BYTES); split it into several memories"
+        )
+    folder = spec_memory_dir(config, spec_folder)
+    stem = f"{(today or dt.date.today()).isoformat()}-{slug(title)}"
+    path = create_file(folder, stem, data)
+    index_now(conn, config, embedder, (path,))
+    row = conn.execute("SELECT id FROM memory_index WHERE path = ?", (str(path),)).fetchall()
+    return int(row[0][0]), path
+
+
+# -- updating frontmatter in place ------------------------------------------------------------------------------
+
+
+def update_frontmatter(text: str, changes: dict[str, Any]) -> str:
+    """`text` with the given frontmatter keys set, touching no other byte. Keys: those of KEYS."""
+    nl = "\r\n" if "\r\n" in text else "\n"
+    lines = text.splitlines(keepends=True)
+    if lines and lines[0].rstrip("\r\n") == "+++":
+        raise WriteError(
+            "TOML frontmatter (+++) is not updated in place; edit the file by hand or convert it"
+        )
+    if not lines or lines[0].rstrip("\r\n") != "---":
+        block = "".join(f"{KEYS[k][0]}: {_yaml_value(v)}{nl}" for k, v in changes.items() if v is not None)
+        return f"---{nl}{block}---{nl}{text}"
+    end = next((i for i in range(1, len(lines)) if lines[i].rstrip("\r\n") in ("---", "...")), None)
+    if end is None:
+        raise WriteError("the frontmatter is never closed; fix the file before updating it")
+    for key, value in changes.items():
+        span = _key_span(lines, end, KEYS[key])
+        if span is None:
+            if value is None:
+                continue
+            lines.insert(end, f"{KEYS[key][0]}: {_yaml_value(value)}{nl}")
+            end += 1
+            continue
+        first, stop, name = span
+        if value is None:
+            del lines[first:stop]
+            end -= stop - first
+            continue
+        new = _render_key(name, value, lines[first:stop], nl)
+        lines[first:stop] = new
+        end += len(new) - (stop - first)
+    return "".join(lines)
+
+
+def _key_span(lines: list[str], end: int, names: tuple[str, ...]) -> tuple[int, int, str] | None:
+    """Lines [first, stop) holding a top-level key (its line and its indented or list continuation lines)."""
+    for i in range(1, end):
+        m = re.match(r"^([A-Za-z_][\w]*)\s*:", lines[i])
+        if m and m.group(1) in names:
+            stop = i + 1
+            while stop < end and (lines[stop][:1] in (" ", "\t") or lines[stop].startswith("- ")):
+                stop += 1
+            return i, stop, m.group(1)
+    return None
+
+
+def _render_key(name: str, value: Any, old: list[str], nl: str) -> list[str]:
+    """New lines for a key, in the old style: block lists stay block lists, an inline comment is kept."""
+    if isinstance(value, list) and len(old) > 1:
+        item = re.match(r"^(\s*-\s*)", old[1])
+        prefix = item.group(1) if item else "  - "
+        return [f"{name}:{nl}"] + [f"{prefix}{_yaml_value(v)}{nl}" for v in value]
+    comment = re.search(r"\s+#[^'\"\n]*$", old[0].rstrip("\r\n")) if len(old) == 1 else None
+    return [f"{name}: {_yaml_value(value)}{comment.group(0) if comment else ''}{nl}"]
+
+
+def update_memory(
+    conn: apsw.Connection, config: Config, embedder: Embedder, path: Path, changes: dict[str, Any]
+) -> list[str]:
+    """Set frontmatter keys of one memory file (atomically) and re-index it; returns the keys that changed."""
+    _validate(
+        config,
+        changes.get("title"),
+        changes.get("importance_tier"),
+        {k: v for k, v in changes.items() if isinstance(v, str)},
+    )
+    for key in ("trigger_phrases", "tags"):
+        for item in changes.get(key) or []:
+            _clean(key, item)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WriteError(f"{path} is not UTF-8 text; it cannot be updated in place") from None
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    text = text[len(bom) :]
+    before = parse(raw, Path(path.name))
+    current = {
+        "title": before.title,
+        "importance_tier": before.tier,
+        "context_type": before.context_type,
+        "trigger_phrases": before.trigger_phrases,
+        "tags": before.tags,
+    }
+    wanted = {k: v for k, v in changes.items() if v is not None and current.get(k) != v}
+    if wanted:
+        updated = bom + update_frontmatter(text, wanted)
+        after = parse(updated.encode("utf-8"), Path(path.name))
+        got = {
+            "title": after.title,
+            "importance_tier": after.tier,
+            "context_type": after.context_type,
+            "trigger_phrases": after.trigger_phrases,
+            "tags": after.tags,
+        }
+        if any(got[k] != v for k, v in wanted.items()):
+            raise WriteError(
+                "the updated frontmatter would not read back as asked; the file was left unchanged"
+            )
+        replace_file(path, updated.encode("utf-8"))
+    index_now(conn, config, embedder, (path,))
+    return sorted(wanted)
+
+
+def delete_files(
+    conn: apsw.Connection, config: Config, embedder: Embedder, paths: list[Path], scopes: tuple[Path, ...]
+) -> ScanReport:
+    """Remove memory files and re-index their scopes (the rows go in one transaction with their chunks)."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    return index_now(conn, config, embedder, scopes)
