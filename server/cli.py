@@ -21,10 +21,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from indexer import config as configmod
 from indexer import db
+from indexer.checkpoints import CheckpointError
 from indexer.embed import get_embedder, resolve_model_path
 from indexer.index import ScanReport, scan
 from indexer.lock import LockTimeout, WatcherBusy
 from indexer.parse import TIERS
+from indexer.write import WriteError
 from server import memories
 from server.search import Filters, SearchError, SearchResponse, search
 
@@ -37,6 +39,8 @@ KNOWN_ERRORS = (
     memories.MemoryNotFound,
     LockTimeout,
     WatcherBusy,
+    WriteError,
+    CheckpointError,
 )
 
 
@@ -271,6 +275,106 @@ def serve_cmd(
     if watch is None:
         watch = os.environ.get("SPECMEM_WATCH", "1").strip().lower() not in ("0", "false", "no", "off")
     serve(cfg, http=http, host=host, port=port, watch=watch)
+
+
+@cli.command("write")
+@click.option("--title", required=True, help="One line; also names the file (date + slug).")
+@click.option("--spec-folder", required=True, help="e.g. 003-auth; the file goes to <spec folder>/memory/.")
+@click.option("--tier", type=click.Choice(TIERS), default="normal", show_default=True)
+@click.option("--context-type", help="e.g. decision, context, convention.")
+@click.option("--trigger", "triggers", multiple=True, help="A trigger phrase; repeatable.")
+@click.option("--tag", "tags", multiple=True, help="A tag; repeatable.")
+@click.argument("content", required=False)
+@common
+def write_cmd(
+    cfg: configmod.Config,
+    title: str,
+    spec_folder: str,
+    tier: str,
+    context_type: str | None,
+    triggers: tuple[str, ...],
+    tags: tuple[str, ...],
+    content: str | None,
+) -> None:
+    """Save a new memory file (CONTENT, or stdin when omitted) and index it at once. Never overwrites a file."""
+    from indexer.write import write_memory
+
+    if content is None:
+        content = sys.stdin.read()
+    conn = db.connect(cfg.db_path)
+    mid, path = write_memory(
+        conn,
+        cfg,
+        get_embedder(cfg.model),
+        title=title,
+        content=content,
+        spec_folder=spec_folder,
+        tier=tier,
+        context_type=context_type,
+        trigger_phrases=list(triggers),
+        tags=list(tags),
+    )
+    out.print(f"memory {mid} written to {escape(str(path))}")
+
+
+@cli.group("checkpoint")
+def checkpoint_group() -> None:
+    """Save and restore the memory files (with their validation scores) as they are now."""
+
+
+@checkpoint_group.command("create")
+@click.argument("name")
+@click.option("--spec-folder", help="Only this spec folder (default: every memory file).")
+@common
+def checkpoint_create_cmd(cfg: configmod.Config, name: str, spec_folder: str | None) -> None:
+    """Save a checkpoint called NAME."""
+    from indexer import checkpoints
+
+    info = checkpoints.create(db.connect(cfg.db_path), cfg, name, spec_folder=spec_folder)
+    out.print(f"checkpoint {escape(name)}: {info.file_count} files, {info.size_bytes} bytes")
+
+
+@checkpoint_group.command("list")
+@common
+def checkpoint_list_cmd(cfg: configmod.Config) -> None:
+    """Checkpoints, newest first."""
+    from indexer import checkpoints
+
+    for c in checkpoints.list_all(db.connect(cfg.db_path)):
+        where = f" · {c.git_branch}@{(c.git_commit or '')[:8]}" if c.git_branch else ""
+        out.print(
+            f"{escape(c.name)}  {_clock(c.created_at)}  scope {escape(c.scope or 'all')}  {c.file_count} files"
+            f"{where}{' (automatic)' if c.automatic else ''}"
+        )
+
+
+@checkpoint_group.command("restore")
+@click.argument("name")
+@click.option("--clear-newer", is_flag=True, help="Also delete memory files created since the checkpoint.")
+@common
+def checkpoint_restore_cmd(cfg: configmod.Config, name: str, clear_newer: bool) -> None:
+    """Rewrite the memory files to their content in checkpoint NAME and re-index them."""
+    from indexer import checkpoints
+
+    report = checkpoints.restore(
+        db.connect(cfg.db_path), cfg, get_embedder(cfg.model), name, clear_newer=clear_newer
+    )
+    out.print(
+        f"restored {len(report.restored)} files, {report.unchanged} unchanged, {len(report.removed)} removed"
+    )
+    for path in report.newer_kept:
+        out.print(f"kept (created since; --clear-newer removes it): {escape(path)}")
+
+
+@checkpoint_group.command("delete")
+@click.argument("name")
+@common
+def checkpoint_delete_cmd(cfg: configmod.Config, name: str) -> None:
+    """Delete checkpoint NAME."""
+    from indexer import checkpoints
+
+    checkpoints.delete(db.connect(cfg.db_path), name)
+    out.print(f"deleted checkpoint {escape(name)}")
 
 
 def _parse_since(value: str | None) -> dt.datetime | None:

@@ -137,3 +137,48 @@ def test_console_script_end_to_end(specs, isolated):
         timeout=120,
     )
     assert found.returncode == 0 and "Entry point" in found.stdout
+
+
+def test_write_and_checkpoint_commands(specs, isolated):
+    runner = CliRunner()
+    done = runner.invoke(
+        cli,
+        [
+            "write",
+            "--title",
+            "Cache keys",
+            "--spec-folder",
+            "004-cache",
+            "--tier",
+            "important",
+            "--trigger",
+            "cache key",
+            "keys are hashed",
+        ],
+        catch_exceptions=False,
+    )
+    assert done.exit_code == 0 and "written to" in done.output
+    path = next((specs / "004-cache" / "memory").glob("*-cache-keys.md"))
+    assert "importance_tier: important" in path.read_text()
+    assert runner.invoke(cli, ["checkpoint", "create", "first"], catch_exceptions=False).exit_code == 0
+    path.write_text(memory("Cache keys", "edited"))
+    listed = runner.invoke(cli, ["checkpoint", "list"], catch_exceptions=False)
+    assert listed.output.startswith("first ") and "1 files" in listed.output
+    restored = runner.invoke(cli, ["checkpoint", "restore", "first"], catch_exceptions=False)
+    assert "restored 1 files" in restored.output and "keys are hashed" in path.read_text()
+    assert runner.invoke(cli, ["checkpoint", "delete", "first"], catch_exceptions=False).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["write", "--title", "x", "--spec-folder", "../up", "body"], "not a folder name"),
+        (["checkpoint", "create", "a/b"], "must be 1-64"),
+        (["checkpoint", "restore", "nope"], "no checkpoint named"),
+    ],
+)
+def test_write_and_checkpoint_errors_are_one_line(specs, isolated, args, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
