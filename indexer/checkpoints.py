@@ -201,11 +201,7 @@ def restore(
         except FileNotFoundError:
             pass
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            replace_file(path, data)
-        else:
-            path.write_bytes(data)
-            os.chmod(path, entry["mode"])
+        replace_file(path, data, entry["mode"])
         report.restored.append(str(path))
     for path in sorted(set(current) - set(wanted)):
         if clear_newer:

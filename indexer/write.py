@@ -144,9 +144,12 @@ def create_file(folder: Path, stem: str, data: bytes) -> Path:
         tmp.unlink(missing_ok=True)
 
 
-def replace_file(path: Path, data: bytes) -> None:
-    """Replace a file's content atomically (temporary file + rename), keeping its permissions."""
-    mode = path.stat().st_mode & 0o7777
+def replace_file(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Set a file's content atomically (temporary file + rename), keeping its permissions if it exists."""
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        pass
     tmp = _write_tmp(path.parent, path.name, data, mode)
     try:
         os.replace(tmp, path)
