@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -132,6 +133,7 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
                 f"cannot create {path.parent}: {exc.strerror}; set SPECMEM_DB or --db"
             ) from exc
         _ignore_folder(path.parent)
+        _owner_only(path)
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     try:
         conn = apsw.Connection(str(path), flags=flags)
@@ -146,6 +148,18 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
     except apsw.Error as exc:
         raise DatabaseError(f"cannot open the index at {path}: {exc}") from exc
     return conn
+
+
+def _owner_only(path: Path) -> None:
+    """The index holds every memory's text (and the checkpoints): readable by its owner only."""
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    if path.parent.name == ".specmem":
+        try:
+            os.chmod(path.parent, 0o700)
+        except OSError:
+            pass
 
 
 def _ignore_folder(folder: Path) -> None:

@@ -7,7 +7,9 @@ what to do; any other exception becomes an error result for that call, never the
 
 from __future__ import annotations
 
+import hmac
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,8 +19,12 @@ from typing import Annotated, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from indexer import db, files, lock, signal
 from indexer.config import Config, ConfigError
@@ -427,6 +433,40 @@ def _embed_in_background(config: Config, st: ReadState) -> None:
     threading.Thread(target=run, name="specmem-embed", daemon=True).start()
 
 
+def http_app(server: MCPServer, host: str, port: int, token: str | None, origins: list[str]) -> ASGIApp:
+    """The streamable HTTP app: Host and Origin checked against DNS rebinding, and a bearer token if set."""
+    local = ["127.0.0.1", "localhost", "[::1]"]
+    names = local if host in ("127.0.0.1", "localhost", "::1") else [*local, host]
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{n}:{port}" for n in names] + names,
+        allowed_origins=[f"http://{n}:{port}" for n in names] + origins,
+    )
+    app: ASGIApp = server.streamable_http_app(transport_security=security, host=host)
+    return BearerToken(app, token) if token else app
+
+
+class BearerToken:
+    """Refuse every HTTP request that does not carry `Authorization: Bearer <token>` (constant-time compare)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = Headers(scope=scope).get("authorization", "").encode()
+            if not hmac.compare_digest(given, self.expected):
+                response = PlainTextResponse(
+                    "missing or wrong bearer token: send Authorization: Bearer <SPECMEM_HTTP_TOKEN>",
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def serve(
     config: Config, *, http: bool = False, host: str = "127.0.0.1", port: int = 8765, watch: bool = True
 ) -> None:
@@ -439,7 +479,16 @@ def serve(
         "http" if http else "stdio",
         1000 * (time.perf_counter() - started),
     )
-    if http:
-        server.run("streamable-http", host=host, port=port)
-    else:
+    if not http:
         server.run("stdio")
+        return
+    import uvicorn
+
+    token = os.environ.get("SPECMEM_HTTP_TOKEN") or None
+    origins = [o.strip() for o in os.environ.get("SPECMEM_HTTP_ORIGINS", "").split(",") if o.strip()]
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        log.warning(
+            "serving on %s without SPECMEM_HTTP_TOKEN: anyone who can reach it can read the memories", host
+        )
+    app = http_app(server, host, port, token, origins)
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()

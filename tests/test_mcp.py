@@ -454,3 +454,80 @@ def test_a_crashing_call_is_an_error_result_and_the_server_goes_on(corpus, cfg, 
             assert stats["memories"] == 4
 
     anyio.run(main)
+
+
+# -- HTTP transport security ------------------------------------------------------------------------------------
+
+
+def http_server(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--http", "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, port
+        except OSError:
+            assert time.monotonic() < deadline, "the HTTP server never listened"
+            time.sleep(0.05)
+
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "0"},
+    },
+}
+HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+class Reply:
+    def __init__(self, status_code: int, text: str) -> None:
+        self.status_code, self.text = status_code, text
+
+
+def post(url: str, headers: dict[str, str]) -> Reply:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=json.dumps(INIT).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return Reply(response.status, response.read(2000).decode(errors="replace"))
+    except urllib.error.HTTPError as exc:
+        return Reply(exc.code, exc.read().decode(errors="replace"))
+
+
+def test_http_token_host_and_origin_checks(corpus):
+    proc, port = http_server({"SPECMEM_HTTP_TOKEN": "s3cret-token"})
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        assert post(url, HEADERS).status_code == 401
+        wrong = post(url, {**HEADERS, "Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and "SPECMEM_HTTP_TOKEN" in wrong.text
+        auth = {**HEADERS, "Authorization": "Bearer s3cret-token"}
+        assert post(url, auth).status_code == 200
+        evil_origin = post(url, {**auth, "Origin": "http://evil.example"})
+        assert evil_origin.status_code == 403
+        rebound = post(url, {**auth, "Host": f"evil.example:{port}"})
+        assert rebound.status_code == 421
+        local_origin = post(url, {**auth, "Origin": f"http://localhost:{port}"})
+        assert local_origin.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_index_is_owner_only(corpus, cfg):
+    import stat
+
+    assert stat.S_IMODE(cfg.db_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cfg.db_path.parent.stat().st_mode) == 0o700
