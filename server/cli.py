@@ -377,6 +377,24 @@ def checkpoint_delete_cmd(cfg: configmod.Config, name: str) -> None:
     out.print(f"deleted checkpoint {escape(name)}")
 
 
+@cli.command("doctor")
+@click.option("--no-model", is_flag=True, help="Skip loading the embedding model (a few seconds).")
+@common
+def doctor_cmd(cfg: configmod.Config, no_model: bool) -> None:
+    """Check the install (apsw, FTS5, sqlite-vec, the model offline) and the index (integrity, schema, model,
+    orphan rows, pending embeddings, watcher lock), and say what to do about each problem. Exit 1 on a failure."""
+    from server import doctor
+
+    checks = doctor.run(cfg, load_model=not no_model)
+    colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for c in checks:
+        out.print(f"[{colour[c.status]}]{c.status:>4}[/] {c.name:<11} {escape(c.detail)}")
+        if c.fix:
+            out.print(f"{'':17}→ {escape(c.fix)}")
+    if any(c.status == "fail" for c in checks):
+        sys.exit(1)
+
+
 def _parse_since(value: str | None) -> dt.datetime | None:
     if not value:
         return None

