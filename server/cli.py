@@ -220,6 +220,13 @@ def watch_cmd(cfg: configmod.Config, debounce: float, polling: bool, no_embed: b
         if verbose:
             err.print(f"{time.strftime('%H:%M:%S')} embedded {count} chunks")
 
+    # A background daemon: the servers answering an assistant come first on a busy CPU. Lower priority, and
+    # embeddings on one core (torch reads this when it loads, which happens later, in the embedding thread).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        os.nice(10)
+    except (AttributeError, OSError):
+        pass
     watcher = Watcher(
         cfg,
         get_embedder(cfg.model),

@@ -62,6 +62,7 @@ class SearchAnswer(BaseModel):
 
 
 class Health(BaseModel):
+    pid: int = Field(description="This server's process id")
     database: str
     schema_version: int
     sqlite_vec_version: str
@@ -267,6 +268,7 @@ def build_server(config: Config, *, load_model: bool = True, watch: bool = False
             stats = memories.stats(conn, config)
             sig = signal.read(config.signal_path)
             return Health(
+                pid=os.getpid(),
                 database=str(config.db_path),
                 schema_version=db.schema_version(conn),
                 sqlite_vec_version=conn.execute("SELECT vec_version()").fetchall()[0][0],
