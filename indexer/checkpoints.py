@@ -19,7 +19,7 @@ from indexer import db, files, signal
 from indexer.config import Config
 from indexer.embed import Embedder
 from indexer.index import scan
-from indexer.write import WriteError, replace_file
+from indexer.write import replace_file
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_COUNT = int(os.environ.get("SPECMEM_CHECKPOINT_MAX", "50"))
@@ -63,12 +63,7 @@ def scope_dirs(config: Config, spec_folder: str | None) -> list[tuple[Path, Path
     """(root, folder) pairs a checkpoint covers: whole roots, or one spec folder in each root holding it."""
     if spec_folder is None:
         return [(r, r) for r in config.roots]
-    if Path(spec_folder).is_absolute() or ".." in Path(spec_folder).parts or "\x00" in spec_folder:
-        raise CheckpointError("scope is a spec folder name such as 003-auth, not a path")
-    found = [(r, r / spec_folder) for r in config.roots if (r / spec_folder).is_dir()]
-    if not found:
-        raise CheckpointError(f"no spec folder {spec_folder!r} under the roots")
-    return found
+    return files.spec_folder_dirs(config.roots, spec_folder)
 
 
 def _files_in(config: Config, pairs: list[tuple[Path, Path]]) -> dict[Path, Path]:
@@ -222,15 +217,3 @@ def restore(
     scan(conn, config, embedder, scopes=scopes, embed=False, one_transaction=True, finalize=metadata)
     signal.touch(config.signal_path)
     return report
-
-
-__all__ = [
-    "CheckpointError",
-    "CheckpointInfo",
-    "RestoreReport",
-    "WriteError",
-    "create",
-    "delete",
-    "list_all",
-    "restore",
-]

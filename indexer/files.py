@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat as stat_mod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pathspec
 
 IGNORE_FILES = (".gitignore", ".specmemignore")
+SEGMENT_RE = re.compile(r"^[\w][\w .\-]{0,99}$", re.UNICODE)
 NEVER_DIRS = {"node_modules"}
 
 
@@ -17,6 +19,29 @@ def is_memory_name(name: str) -> bool:
     """`*.md`, but never a hidden file: editors' temporary, backup and lock files all start with `.` or `#`
     or do not end in `.md` (`x.md~`, `.x.md.swp`, `#x.md#`, `.#x.md`, `x.md___jb_tmp___`)."""
     return name.lower().endswith(".md") and not name.startswith((".", "#")) and len(name) > 3
+
+
+class SpecFolderError(ValueError):
+    """A spec folder name that is really a path, or names no folder; the message says what is expected."""
+
+
+def spec_folder_dirs(
+    roots: tuple[Path, ...], name: str, *, must_exist: bool = True
+) -> list[tuple[Path, Path]]:
+    """(root, folder) for each root holding spec folder `name` as `<root>/<name>` or `<root>/specs/<name>`.
+
+    The one place that turns a client's spec folder name into folders: names that are paths (`..`, absolute,
+    a leading dot, NUL) are refused."""
+    parts = Path(name).parts if "\x00" not in name else ()
+    if not parts or Path(name).is_absolute() or any(not SEGMENT_RE.match(p) for p in parts):
+        raise SpecFolderError(
+            f"spec_folder {name!r} is not a folder name like 003-auth (letters, digits, '-', '_', '.'; "
+            "no '..', no leading '.', no absolute path, no NUL)"
+        )
+    found = [(r, f) for r in roots for f in (r / name, r / "specs" / name) if f.is_dir()]
+    if must_exist and not found:
+        raise SpecFolderError(f"no spec folder {name!r} under the roots; memory_list shows the folders")
+    return found
 
 
 def is_skipped_dir(name: str) -> bool:

@@ -25,7 +25,6 @@ from indexer.embed import Embedder
 from indexer.index import ScanReport, scan
 from indexer.parse import TIERS, parse
 
-SEGMENT_RE = re.compile(r"^[\w][\w .\-]{0,99}$", re.UNICODE)
 MAX_TITLE = 200
 # Frontmatter keys the write tools manage, with the spellings the parser accepts (first = the one written).
 KEYS = {
@@ -50,20 +49,17 @@ def _clean(name: str, value: str | None) -> None:
 
 
 def spec_memory_dir(config: Config, spec_folder: str) -> Path:
-    """`<root>/<spec_folder>/memory`, refusing names that are paths, hidden, or lead out of the roots."""
-    _clean("spec_folder", spec_folder)
-    parts = Path(spec_folder).parts
-    if not parts or Path(spec_folder).is_absolute() or any(not SEGMENT_RE.match(p) for p in parts):
-        raise WriteError(
-            f"spec_folder {spec_folder!r} is not a folder name like 003-auth (letters, digits, '-', '_', '.'; "
-            "no '..', no leading '.', no absolute path)"
-        )
-    root = next((r for r in config.roots if (r / spec_folder).is_dir()), config.roots[0])
-    folder = root / spec_folder / "memory"
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    """`<spec folder>/memory`, in the root that already holds the spec folder (else the first root)."""
+    try:
+        found = files.spec_folder_dirs(config.roots, spec_folder, must_exist=False)
+    except files.SpecFolderError as exc:
+        raise WriteError(str(exc)) from None
+    root, folder = found[0] if found else (config.roots[0], config.roots[0] / spec_folder)
+    target = folder / "memory"
+    existing = next(p for p in (target, *target.parents) if p.exists())
     if not files.within(existing.resolve(), root.resolve()):
-        raise WriteError(f"{folder} leads out of the root {root} (a symlink); refusing to write there")
-    return folder
+        raise WriteError(f"{target} leads out of the root {root} (a symlink); refusing to write there")
+    return target
 
 
 def slug(title: str) -> str:

@@ -23,6 +23,7 @@ from indexer import config as configmod
 from indexer import db
 from indexer.checkpoints import CheckpointError
 from indexer.embed import get_embedder, resolve_model_path
+from indexer.files import SpecFolderError
 from indexer.index import ScanReport, scan
 from indexer.lock import LockTimeout, WatcherBusy
 from indexer.parse import TIERS
@@ -41,6 +42,7 @@ KNOWN_ERRORS = (
     WatcherBusy,
     WriteError,
     CheckpointError,
+    SpecFolderError,
 )
 
 

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
+import apsw
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
@@ -29,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from indexer import db, files, lock, signal
 from indexer.config import Config, ConfigError
 from indexer.index import ScanReport, embed_pending, pending_count, scan
+from indexer.lock import WatcherInfo
 from indexer.watch import WatchHost
 from server import memories, write_tools
 from server.search import Filters, Mode, SearchError, SearchResult, search
@@ -41,7 +43,15 @@ WRITES = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
 _EMBEDDING = threading.Lock()  # one background embedding pass at a time per process
-KNOWN = (memories.MemoryNotFound, SearchError, db.DatabaseError, ConfigError, lock.LockTimeout, LookupError)
+KNOWN = (
+    files.SpecFolderError,
+    memories.MemoryNotFound,
+    SearchError,
+    db.DatabaseError,
+    ConfigError,
+    lock.LockTimeout,
+    LookupError,
+)
 
 
 class IndexState(BaseModel):
@@ -73,7 +83,7 @@ class Health(BaseModel):
     pending_embeddings: int
     memories: int
     files_with_warnings: list[memories.FileWarnings]
-    watcher: memories.Watcher | None
+    watcher: WatcherInfo | None
     signal_generation: int | None
     last_indexed_ms: int | None
     reloads: int = Field(description="Times this server reopened its connection after a change")
@@ -144,10 +154,15 @@ def build_server(config: Config, *, load_model: bool = True, watch: bool = False
             raise ToolError(str(exc)) from None
 
     def index_state(st: ReadState) -> IndexState:
-        sig = signal.read(config.signal_path)
+        def build(conn: apsw.Connection) -> tuple[int, int | None]:
+            sig = signal.read(config.signal_path)
+            return pending_count(conn), sig.committed_ms if sig else None
+
+        # Counted once per index generation, not on every search.
+        pending, last = st.cached("index_state", build)
         return IndexState(
-            pending_embeddings=pending_count(st.conn()),
-            last_indexed_ms=sig.committed_ms if sig else None,
+            pending_embeddings=pending,
+            last_indexed_ms=last,
             model_state=st.model_state,  # type: ignore[arg-type]
         )
 
@@ -365,10 +380,8 @@ def _inside(config: Config, text: str) -> Path:
     raw = Path(text).expanduser()
     candidates = [raw] if raw.is_absolute() else [root / raw for root in config.roots]
     for candidate in candidates:
-        resolved = candidate.resolve()
-        if any(files.within(resolved, root.resolve()) for root in config.roots):
-            if candidate.exists() or len(candidates) == 1:
-                return Path(candidate).absolute()
+        if memories.inside_roots(candidate, config) and (candidate.exists() or len(candidates) == 1):
+            return candidate.absolute()
     roots = ", ".join(str(r) for r in config.roots)
     raise ToolError(f"{text} is outside the memory roots ({roots}); give a path inside them")
 
@@ -379,17 +392,7 @@ def _scopes(config: Config, spec_folder: str | None, path_prefix: str | None) ->
     if path_prefix:
         return (_inside(config, path_prefix),)
     if spec_folder:
-        if "\x00" in spec_folder or Path(spec_folder).is_absolute() or ".." in Path(spec_folder).parts:
-            raise ToolError("spec_folder is a folder name such as 003-auth, not a path")
-        found = [
-            folder
-            for root in config.roots
-            for folder in (root / spec_folder, root / "specs" / spec_folder)
-            if folder.is_dir()
-        ]
-        if not found:
-            raise ToolError(f"no spec folder {spec_folder!r} under the roots; memory_list shows the folders")
-        return tuple(found)
+        return tuple(folder for _, folder in files.spec_folder_dirs(config.roots, spec_folder))
     return None
 
 

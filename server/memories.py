@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -13,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from indexer import db, files
 from indexer.config import Config
-from indexer.lock import watcher_info
+from indexer.lock import WatcherInfo, watcher_info
 from indexer.parse import decode, normalise
 
 
@@ -21,7 +20,7 @@ class MemoryNotFound(LookupError):
     """No such memory, or a path that is not a memory file inside the roots."""
 
 
-class Memory(BaseModel):
+class ListItem(BaseModel):
     id: int
     path: str
     rel_path: str
@@ -29,15 +28,18 @@ class Memory(BaseModel):
     tier: str
     spec_folder: str
     context_type: str | None
+    updated_at: int
+    embedding_status: str
+
+
+class Memory(ListItem):
     trigger_phrases: list[str]
     tags: list[str]
     expires: str | None
     anchors: list[str]
     warnings: list[str]
-    embedding_status: str
     confidence: float
     line_count: int
-    updated_at: int
     start_line: int
     end_line: int
     content: str
@@ -46,16 +48,6 @@ class Memory(BaseModel):
 class FileWarnings(BaseModel):
     path: str
     messages: list[str]
-
-
-class Watcher(BaseModel):
-    role: str = Field(description="'watcher' (specmem watch) or 'server' (a specmem serve hosting it)")
-    pid: int
-    host: str
-    since_ms: int
-    batches: int
-    last_batch_ms: int | None
-    last_batch: str | None
 
 
 class Stats(BaseModel):
@@ -72,7 +64,7 @@ class Stats(BaseModel):
     by_context_type: dict[str, int]
     by_embedding_status: dict[str, int]
     warnings: list[FileWarnings]
-    watcher: Watcher | None
+    watcher: WatcherInfo | None
 
 
 MEMORY_COLS = (
@@ -116,6 +108,15 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple:
     )
 
 
+def find_served(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple[tuple, Path]:
+    """The memory row and its file, refusing a file that (through a symlink) lies outside the roots."""
+    row = find(conn, cfg, path_or_id)
+    path = Path(row[1])
+    if not inside_roots(path, cfg):
+        raise MemoryNotFound(f"{path} is outside the configured roots; it is not served")
+    return row, path
+
+
 def get(
     conn: apsw.Connection,
     cfg: Config,
@@ -128,12 +129,9 @@ def get(
     """One memory with its content read from the file, which must lie inside the roots.
 
     `anchor` (a `<!-- ANCHOR:name -->` section) or a 1-based inclusive line range returns only that part."""
-    row = find(conn, cfg, path_or_id)
     if anchor is not None and (start_line is not None or end_line is not None):
         raise MemoryNotFound("give an anchor or a line range, not both")
-    path = Path(row[1])
-    if not inside_roots(path, cfg):
-        raise MemoryNotFound(f"{path} is outside the configured roots; it is not served")
+    row, path = find_served(conn, cfg, path_or_id)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -217,21 +215,8 @@ def stats(conn: apsw.Connection, cfg: Config) -> Stats:
     )
 
 
-def _watcher(cfg: Config) -> Watcher | None:
-    info = watcher_info(cfg.watcher_lock_path, cfg.watcher_status_path)
-    return Watcher(**dataclasses.asdict(info)) if info else None
-
-
-class ListItem(BaseModel):
-    id: int
-    path: str
-    rel_path: str
-    title: str
-    tier: str
-    spec_folder: str
-    context_type: str | None
-    updated_at: int
-    embedding_status: str
+def _watcher(cfg: Config) -> WatcherInfo | None:
+    return watcher_info(cfg.watcher_lock_path, cfg.watcher_status_path)
 
 
 class MemoryList(BaseModel):

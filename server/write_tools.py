@@ -39,27 +39,6 @@ class Deleted(BaseModel):
     checkpoint: str = Field(description="Restore this checkpoint to undo the delete")
 
 
-class Checkpoint(BaseModel):
-    name: str
-    created_at: int
-    scope: str | None
-    git_branch: str | None
-    git_commit: str | None
-    file_count: int
-    size_bytes: int
-    automatic: bool
-
-
-class Restored(BaseModel):
-    name: str
-    restored: list[str]
-    unchanged: int
-    removed: list[str]
-    newer_kept: list[str] = Field(
-        description="Files created since the checkpoint, kept (clear_newer removes them)"
-    )
-
-
 def register(
     server: MCPServer, config: Config, embedder: Callable[[], Embedder], after_write: Callable[[], None]
 ) -> None:
@@ -72,7 +51,13 @@ def register(
             result = fn(conn)
             after_write()
             return result
-        except (WriteError, checkpoints.CheckpointError, memories.MemoryNotFound, db.DatabaseError) as exc:
+        except (
+            WriteError,
+            checkpoints.CheckpointError,
+            files.SpecFolderError,
+            memories.MemoryNotFound,
+            db.DatabaseError,
+        ) as exc:
             raise ToolError(str(exc)) from None
         finally:
             conn.close()
@@ -124,10 +109,7 @@ def register(
         change are rewritten; the body, comments, key order and other keys stay as they were."""
 
         def run(conn):  # type: ignore[no-untyped-def]
-            row = memories.find(conn, config, id_or_path)
-            path = Path(row[1])
-            if not memories.inside_roots(path, config):
-                raise memories.MemoryNotFound(f"{path} is outside the configured roots")
+            row, path = memories.find_served(conn, config, id_or_path)
             changes = {
                 "title": title,
                 "importance_tier": tier,
@@ -153,10 +135,7 @@ def register(
             if (id_or_path is None) == (spec_folder is None):
                 raise WriteError("give id_or_path or spec_folder (one of them)")
             if id_or_path is not None:
-                row = memories.find(conn, config, id_or_path)
-                path = Path(row[1])
-                if not memories.inside_roots(path, config):
-                    raise memories.MemoryNotFound(f"{path} is outside the configured roots")
+                row, path = memories.find_served(conn, config, id_or_path)
                 rel = Path(row[2])
                 scope = rel.parts[0] if len(rel.parts) > 1 else None
                 targets, scopes = [path], (path,)
@@ -175,28 +154,24 @@ def register(
         return writing(run)
 
     @server.tool(annotations=CHANGES)
-    def checkpoint_create(name: str, spec_folder: str | None = None) -> Checkpoint:
+    def checkpoint_create(name: str, spec_folder: str | None = None) -> checkpoints.CheckpointInfo:
         """Save the content of every memory file (all, or one spec folder) and their validation scores."""
-        return writing(
-            lambda conn: Checkpoint(**vars(checkpoints.create(conn, config, name, spec_folder=spec_folder)))
-        )
+        return writing(lambda conn: checkpoints.create(conn, config, name, spec_folder=spec_folder))
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
-    def checkpoint_list() -> list[Checkpoint]:
+    def checkpoint_list() -> list[checkpoints.CheckpointInfo]:
         """Checkpoints, newest first, with scope, git branch and commit, file count and size."""
-        return writing(lambda conn: [Checkpoint(**vars(c)) for c in checkpoints.list_all(conn)])
+        return writing(checkpoints.list_all)
 
     @server.tool(annotations=DESTROYS)
     def checkpoint_restore(
         name: str,
         clear_newer: Annotated[bool, Field(description="Also delete memory files created since")] = False,
-    ) -> Restored:
+    ) -> checkpoints.RestoreReport:
         """Rewrite the memory files to their content in a checkpoint and re-index them in one transaction
         (embeddings come back from the cache). Files created since are reported, or removed with clear_newer."""
         return writing(
-            lambda conn: Restored(
-                **vars(checkpoints.restore(conn, config, embedder(), name, clear_newer=clear_newer))
-            )
+            lambda conn: checkpoints.restore(conn, config, embedder(), name, clear_newer=clear_newer)
         )
 
     @server.tool(annotations=DESTROYS)

@@ -244,7 +244,7 @@ def test_write_tools(corpus, cfg, tmp_path):
         scanned = await call(client, "memory_index_scan", spec_folder="002-auth")
         assert scanned["removed"] == 1 and scanned["files_seen"] == 2
         assert "no spec folder" in await fails(client, "memory_index_scan", spec_folder="999-none")
-        assert "not a path" in await fails(client, "memory_index_scan", spec_folder="../..")
+        assert "not a folder name" in await fails(client, "memory_index_scan", spec_folder="../..")
         everything = await call(client, "memory_index_scan", force=True)
         assert everything["updated"] == 4
 
