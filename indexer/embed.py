@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -166,6 +167,23 @@ class SentenceTransformerEmbedder:
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def background_thread(*, idle: bool) -> None:
+    """Make the calling thread yield the CPU to searches: embeddings are background work, answers are not.
+
+    Linux schedules threads, so this touches only the calling thread. `idle` (SCHED_IDLE) runs it only when a
+    core has nothing else to do and lets any woken search preempt it at once: for the standalone watcher, whose
+    process serves no searches. Otherwise nice 19, which still guarantees a small share of the CPU: a server's
+    own embedding thread shares the GIL with its searches, and a thread that never runs could hold the GIL.
+    Elsewhere (or without permission) nothing changes."""
+    try:
+        if idle and hasattr(os, "sched_setscheduler"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        elif sys.platform.startswith("linux"):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except OSError:
+        pass
 
 
 _CACHE: dict[str, Embedder] = {}

@@ -34,7 +34,7 @@ from watchdog.observers.polling import PollingObserver
 
 from indexer import db, files
 from indexer.config import Config
-from indexer.embed import Embedder, ModelUnavailable
+from indexer.embed import Embedder, ModelUnavailable, background_thread
 from indexer.index import ScanReport, embed_pending, scan
 from indexer.lock import FileLock, WatcherBusy, read_holder, write_watcher_status
 
@@ -110,6 +110,7 @@ class Watcher:
         self.on_batch = on_batch
         self.on_embedded = on_embedded
         self.status = WatchStatus()
+        self.role = role
         self.lock = FileLock(config.watcher_lock_path, role)
         self._cond = threading.Condition()
         self._pending: set[Path] = set()
@@ -388,6 +389,8 @@ class Watcher:
 
     def _embed_loop(self) -> None:
         conn = None
+        # Batches make edits searchable by keyword; embeddings follow on whatever CPU the searches leave.
+        background_thread(idle=self.role == "watcher")
         if self.embed:
             try:
                 _ = self.embedder.dim  # load the model now, so the first edit does not wait for it

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from indexer import db, files, lock, signal
 from indexer.config import Config, ConfigError
+from indexer.embed import background_thread
 from indexer.index import ScanReport, embed_pending, pending_count, scan
 from indexer.lock import WatcherInfo
 from indexer.watch import WatchHost
@@ -424,6 +425,7 @@ def _embed_in_background(config: Config, st: ReadState) -> None:
         return
 
     def run() -> None:
+        background_thread(idle=False)
         try:
             conn = db.connect(config.db_path)
             try:
@@ -477,6 +479,11 @@ def serve(
 ) -> None:
     """Run the server until the client disconnects (stdio) or the process is stopped (HTTP)."""
     started = time.perf_counter()
+    # One torch thread per search: a short query embeds as fast on one core (measured), and several servers on
+    # one machine then do not fight over every core (two threads each made the p95 of four servers ten times
+    # worse with a watcher at work). Read by torch when the model loads, later, in a thread; OMP_NUM_THREADS
+    # set by the user wins.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     server = build_server(config, watch=watch)
     log.info(
         "specmem serving %s over %s (built in %.0f ms)",

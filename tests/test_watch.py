@@ -540,3 +540,22 @@ def test_keyword_rows_first_then_embeddings_with_their_own_signal(conn, cfg, spe
     assert after.generation >= before.generation + 2, (
         "keyword batch and embedding batch each touch the signal"
     )
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread scheduling is Linux's")
+def test_embedding_thread_yields_the_cpu_to_searches(cfg, specs, watch):
+    """Embeddings are background work: a standalone watcher's embedding thread runs SCHED_IDLE (any search
+    preempts it), a server's own at nice 19 (it shares the GIL with that server's searches); the thread that
+    applies batches, and so keyword visibility, keeps its priority."""
+    watcher = watch()
+    embed = next(t for t in watcher._threads if t.name == "specmem-embed")
+    apply = next(t for t in watcher._threads if t.name == "specmem-apply")
+    wait_for(lambda: os.sched_getscheduler(embed.native_id) == os.SCHED_IDLE, what="SCHED_IDLE")
+    assert os.sched_getscheduler(apply.native_id) == os.SCHED_OTHER
+    watcher.stop()
+
+    hosted = watch(role="server")
+    embed = next(t for t in hosted._threads if t.name == "specmem-embed")
+    wait_for(lambda: os.getpriority(os.PRIO_PROCESS, embed.native_id) == 19, what="nice 19")
+    assert os.sched_getscheduler(embed.native_id) == os.SCHED_OTHER
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 19

@@ -3,8 +3,11 @@
     .venv/bin/python tests/bench/concurrency.py
 
 In one run:
-- reader latency: `memory_search` (hybrid) p50/p95 over stdio with 1 server and no writer, then with 1, 2 and 4
-  servers searching at once while a `specmem watch` applies a steady stream of edits (one file every 100 ms);
+- reader latency: `memory_search` (hybrid) p50/p95 over stdio through 1, 2 and 4 servers at once, each client
+  searching back to back or paced (random pauses averaging --pace s), without and with a writer: a standalone
+  `specmem watch` applying a steady stream of edits (one file every 100 ms, each re-indexed and re-embedded).
+  Quiet and writing rounds alternate, so both sides see the same machine; p95 ratios are given against 1 server
+  with no writer (the issue's bar) and against the same number of servers with no writer (the writer's own cost);
 - `memory_write` throughput through one server, then through four servers at once;
 - RSS of one server with the corpus indexed and the model warm.
 """
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,29 +49,116 @@ async def ready(client: Client) -> int:
         await anyio.sleep(0.2)
 
 
-async def searches(params: StdioServerParameters, servers: int, queries: list[str]) -> list[float]:
-    times: list[float] = []
+class Editor:
+    """The steady stream of edits: while on, one line appended to a random page every 100 ms (the standalone
+    watcher indexes and embeds each one). `pause()` returns once the watcher has caught up: the last edit
+    searchable and no embedding pending, so a quiet round really has no writer at work."""
+
+    def __init__(self, root: Path, db_path: Path, watcher_pid: int) -> None:
+        self.pages = sorted(root.rglob("*.md"))
+        self.db_path = db_path
+        self.watcher_pid = watcher_pid
+        self.edits = 0
+        self.lags: list[float] = []
+        self.busy_wall = self.busy_cpu = 0.0
+        self._on = threading.Event()
+        self._quit = threading.Event()
+        self._rng = random.Random(1)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._quit.is_set():
+            if not self._on.wait(0.05):
+                continue
+            page = self._rng.choice(self.pages)
+            page.write_text(page.read_text(errors="replace") + f"\nsteadyedit{self.edits}\n")
+            self.edits += 1
+            time.sleep(0.1)
+
+    def _cpu(self) -> float:
+        fields = Path(f"/proc/{self.watcher_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def start(self) -> None:
+        self._on.set()
+        time.sleep(1.5)  # into the steady state: batches applied and embeddings running
+        self._started = (time.perf_counter(), self._cpu())
+
+    def pause(self) -> None:
+        self.busy_wall += time.perf_counter() - self._started[0]
+        self.busy_cpu += self._cpu() - self._started[1]
+        self._on.clear()
+        time.sleep(0.15)  # an edit in progress finishes
+        stopped = time.perf_counter()
+        conn = db.connect(self.db_path, readonly=True)
+        try:
+            last = f"steadyedit{self.edits - 1}"
+            while not conn.execute("SELECT 1 FROM memory_fts WHERE memory_fts MATCH ?", (last,)).fetchall():
+                if time.perf_counter() - stopped > 60:
+                    raise SystemExit(f"the watcher did not index {last} within 60 s")
+                time.sleep(0.02)
+            self.lags.append(time.perf_counter() - stopped)
+            while conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 0").fetchall()[0][0]:
+                time.sleep(0.05)
+        finally:
+            conn.close()
+        time.sleep(0.5)
+
+    def close(self) -> None:
+        self._quit.set()
+        self._on.clear()
+        self._thread.join()
+
+
+async def searches(
+    params: StdioServerParameters,
+    servers: int,
+    queries: list[str],
+    pace: float | None,
+    editor: Editor,
+    rounds: int,
+) -> dict[bool, list[float]]:
+    """Latencies of `memory_search` (hybrid) through `servers` servers at once, without and with the writer.
+
+    The queries are split into `rounds`; each round is run once quiet and once with the editor on, the order
+    alternating from round to round, so drift on a shared machine falls on both sides alike. Each server's client
+    sends its queries back to back (`pace` None) or with random pauses averaging `pace` seconds (assistants that
+    search now and then)."""
+    times: dict[bool, list[float]] = {False: [], True: []}
     async with AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(Client(params)) for _ in range(servers)]
         for client in clients:
             await ready(client)
 
-        async def one(client: Client) -> None:
-            for q in queries:
+        async def one(client: Client, part: list[str], out: list[float], rng: random.Random) -> None:
+            for q in part:
+                if pace is not None:
+                    await anyio.sleep(rng.expovariate(1 / pace))
                 t = time.perf_counter()
                 result = await client.call_tool("memory_search", {"query": q, "limit": 10, "mode": "hybrid"})
-                times.append(time.perf_counter() - t)
+                out.append(time.perf_counter() - t)
                 assert not result.is_error and result.structured_content["mode_used"] == "hybrid"
 
-        async with anyio.create_task_group() as tg:
-            for client in clients:
-                tg.start_soon(one, client)
+        rng = random.Random(servers)
+        for r in range(rounds):
+            part = queries[r * len(queries) // rounds : (r + 1) * len(queries) // rounds]
+            for writing in (False, True) if r % 2 == 0 else (True, False):
+                if writing:
+                    await anyio.to_thread.run_sync(editor.start)
+                async with anyio.create_task_group() as tg:
+                    for client in clients:
+                        tg.start_soon(one, client, part, times[writing], rng)
+                if writing:
+                    await anyio.to_thread.run_sync(editor.pause)
     return times
 
 
 async def writes(params: StdioServerParameters, servers: int, each: int) -> float:
     async with AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(Client(params)) for _ in range(servers)]
+        for client in clients:
+            await ready(client)  # writes measured with the models loaded, not while four processes load them
 
         async def one(k: int, client: Client) -> None:
             for i in range(each):
@@ -105,6 +196,21 @@ def main() -> None:
     )
     parser.add_argument("--queries", type=int, default=100, help="searches per server per setting")
     parser.add_argument("--writes", type=int, default=40, help="memory_write calls per server")
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.25,
+        help="mean seconds between one client's searches in the paced load",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternating quiet/writing rounds the queries are split into"
+    )
+    parser.add_argument("--readers-only", action="store_true", help="skip the write throughput and RSS parts")
+    parser.add_argument(
+        "--from-index",
+        type=Path,
+        help="copy this index of the same corpus instead of building one (for repeated experiments)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     out: dict[str, float] = {}
@@ -116,6 +222,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         root, cfg = hugo_copy(tmp)
+        if args.from_index:
+            # Repeated experiments: start from an index a previous run built (the scan below then changes nothing).
+            shutil.copy2(args.from_index, cfg.db_path)
         conn = db.connect(cfg.db_path)
         scan(conn, cfg, get_embedder(cfg.model))
         titles = [r[0] for r in conn.execute("SELECT title FROM memory_index ORDER BY id")]
@@ -132,43 +241,44 @@ def main() -> None:
             command=sys.executable, args=["-m", "server.cli", "serve"], env=env, cwd=name
         )
 
-        base = anyio.run(searches, params, 1, queries)
-        show("no_writer_1_server_p50_ms", 1000 * statistics.median(base))
-        show("no_writer_1_server_p95_ms", 1000 * pct(base, 95))
-
         watcher = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "watch"], env=env, cwd=name, stderr=subprocess.DEVNULL
         )
-        stop = threading.Event()
-        edits = [0]
-
-        def editor() -> None:
-            pages = sorted(root.rglob("*.md"))
-            rng = random.Random(1)
-            while not stop.wait(0.1):
-                page = rng.choice(pages)
-                page.write_text(page.read_text(errors="replace") + f"\nsteady edit {edits[0]}\n")
-                edits[0] += 1
-
-        thread = threading.Thread(target=editor, daemon=True)
         time.sleep(3)  # the watcher's start-up reconcile
-        thread.start()
+        editor = Editor(root, cfg.db_path, watcher.pid)
         try:
-            for n in (1, 2, 4):
-                times = anyio.run(searches, params, n, queries)
-                show(f"with_watcher_{n}_servers_p50_ms", 1000 * statistics.median(times))
-                show(f"with_watcher_{n}_servers_p95_ms", 1000 * pct(times, 95))
-                show(f"with_watcher_{n}_servers_p95_ratio", pct(times, 95) / pct(base, 95))
+            results = {
+                (load, n): anyio.run(searches, params, n, queries, pace, editor, args.rounds)
+                for load, pace in (("back_to_back", None), ("paced", args.pace))
+                for n in (1, 2, 4)
+            }
         finally:
-            stop.set()
-            thread.join()
+            editor.close()
             watcher.terminate()
             watcher.wait(30)
-        show("edits_applied_during_reads", float(edits[0]))
+        for (load, n), times in results.items():
+            base = pct(results[load, 1][False], 95)
+            quiet, busy = pct(times[False], 95), pct(times[True], 95)
+            show(f"{load}_{n}_servers_no_writer_p50_ms", 1000 * statistics.median(times[False]))
+            show(f"{load}_{n}_servers_no_writer_p95_ms", 1000 * quiet)
+            show(f"{load}_{n}_servers_with_writer_p50_ms", 1000 * statistics.median(times[True]))
+            show(f"{load}_{n}_servers_with_writer_p95_ms", 1000 * busy)
+            show(f"{load}_{n}_servers_p95_ratio_vs_1_quiet", busy / base)
+            show(f"{load}_{n}_servers_p95_ratio_vs_{n}_quiet", busy / quiet)
+        show("edits_during_reads", float(editor.edits))
+        show("edit_keyword_lag_max_s", max(editor.lags))
+        show("watcher_cpu_share_while_editing", editor.busy_cpu / editor.busy_wall)
+
+        if args.readers_only:
+            return finish(args, out)
 
         show("memory_write_per_s_1_server", anyio.run(writes, params, 1, args.writes))
         show("memory_write_per_s_4_servers", anyio.run(writes, params, 4, args.writes))
         show("server_rss_mb_model_warm", anyio.run(rss, params, queries))
+    finish(args, out)
+
+
+def finish(args: argparse.Namespace, out: dict[str, float]) -> None:
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
 
