@@ -176,14 +176,18 @@ def background_thread(*, idle: bool) -> None:
     core has nothing else to do and lets any woken search preempt it at once: for the standalone watcher, whose
     process serves no searches. Otherwise nice 19, which still guarantees a small share of the CPU: a server's
     own embedding thread shares the GIL with its searches, and a thread that never runs could hold the GIL.
-    Elsewhere (or without permission) nothing changes."""
-    try:
-        if idle and hasattr(os, "sched_setscheduler"):
+    Without SCHED_IDLE (or permission for it) the thread gets nice 19; elsewhere nothing changes."""
+    if idle:
+        try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        elif sys.platform.startswith("linux"):
+            return
+        except (AttributeError, OSError):
+            pass
+    if sys.platform.startswith("linux"):
+        try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except OSError:
-        pass
+        except OSError:
+            pass
 
 
 _CACHE: dict[str, Embedder] = {}

@@ -110,7 +110,6 @@ class Watcher:
         self.on_batch = on_batch
         self.on_embedded = on_embedded
         self.status = WatchStatus()
-        self.role = role
         self.lock = FileLock(config.watcher_lock_path, role)
         self._cond = threading.Condition()
         self._pending: set[Path] = set()
@@ -390,7 +389,7 @@ class Watcher:
     def _embed_loop(self) -> None:
         conn = None
         # Batches make edits searchable by keyword; embeddings follow on whatever CPU the searches leave.
-        background_thread(idle=self.role == "watcher")
+        background_thread(idle=self.lock.role == "watcher")
         if self.embed:
             try:
                 _ = self.embedder.dim  # load the model now, so the first edit does not wait for it

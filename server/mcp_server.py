@@ -479,10 +479,10 @@ def serve(
 ) -> None:
     """Run the server until the client disconnects (stdio) or the process is stopped (HTTP)."""
     started = time.perf_counter()
-    # One torch thread per search: a short query embeds as fast on one core (measured), and several servers on
-    # one machine then do not fight over every core (two threads each made the p95 of four servers ten times
-    # worse with a watcher at work). Read by torch when the model loads, later, in a thread; OMP_NUM_THREADS
-    # set by the user wins.
+    # One torch thread per search: a short query embeds as fast on one core, and several servers on one machine
+    # then do not fight over every core (with two threads, four paced servers and a writing watcher had a p95 of
+    # 359 ms instead of 54: tests/bench/concurrency.py). Read by torch when the model loads, later, in a thread;
+    # OMP_NUM_THREADS set by the user wins.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     server = build_server(config, watch=watch)
     log.info(

@@ -38,7 +38,7 @@ from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
 from indexer import db  # noqa: E402
 from indexer.embed import get_embedder  # noqa: E402
-from indexer.index import scan  # noqa: E402
+from indexer.index import pending_count, scan  # noqa: E402
 
 
 async def ready(client: Client) -> int:
@@ -99,7 +99,7 @@ class Editor:
                     raise SystemExit(f"the watcher did not index {last} within 60 s")
                 time.sleep(0.02)
             self.lags.append(time.perf_counter() - stopped)
-            while conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 0").fetchall()[0][0]:
+            while pending_count(conn):
                 time.sleep(0.05)
         finally:
             conn.close()
