@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import apsw
-
-from indexer import db, files, signal
-from indexer.config import Config
-from indexer.embed import Embedder
-from indexer.index import scan
-from indexer.write import replace_file
+from specmem.indexer import db, files, signal
+from specmem.indexer.config import Config
+from specmem.indexer.embed import Embedder
+from specmem.indexer.index import scan
+from specmem.indexer.write import replace_file
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_COUNT = int(os.environ.get("SPECMEM_CHECKPOINT_MAX", "50"))

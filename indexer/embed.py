@@ -17,8 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import xxhash
-
-from indexer.config import DEFAULT_MODEL
+from specmem.indexer.config import DEFAULT_MODEL
 
 DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 WORD_RE = re.compile(r"\w+", re.UNICODE)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import apsw
-
-from indexer import db, signal
-from indexer.config import Config
+from specmem.indexer import db, signal
+from specmem.indexer.config import Config
 
 STEP = 0.2  # each vote moves confidence a fifth of the way toward 1 (useful) or 0 (not useful)
 FLOOR = 0.05  # never zero: a memory voted down still ranks, just low

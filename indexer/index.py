@@ -13,13 +13,12 @@ from pathlib import Path, PurePosixPath
 import apsw
 import numpy as np
 import xxhash
-
-from indexer import db, files, signal
-from indexer.chunk import Chunk, chunk_file
-from indexer.config import Config
-from indexer.embed import Embedder, ModelUnavailable, to_blob
-from indexer.lock import FileLock
-from indexer.parse import ParsedFile, parse, spec_folder
+from specmem.indexer import db, files, signal
+from specmem.indexer.chunk import Chunk, chunk_file
+from specmem.indexer.config import Config
+from specmem.indexer.embed import Embedder, ModelUnavailable, to_blob
+from specmem.indexer.lock import FileLock
+from specmem.indexer.parse import ParsedFile, parse, spec_folder
 
 Progress = Callable[[str, int, int], None]
 FILES_PER_BATCH = 200

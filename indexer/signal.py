@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.db import now_ms
+from specmem.indexer.db import now_ms
 
 
 @dataclass(frozen=True)

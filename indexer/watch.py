@@ -15,6 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from specmem.indexer import db, files
+from specmem.indexer.config import Config
+from specmem.indexer.embed import Embedder, ModelUnavailable, background_thread
+from specmem.indexer.index import ScanReport, embed_pending, scan
+from specmem.indexer.lock import FileLock, WatcherBusy, read_holder, write_watcher_status
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
@@ -31,12 +36,6 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
-
-from indexer import db, files
-from indexer.config import Config
-from indexer.embed import Embedder, ModelUnavailable, background_thread
-from indexer.index import ScanReport, embed_pending, scan
-from indexer.lock import FileLock, WatcherBusy, read_holder, write_watcher_status
 
 log = logging.getLogger("specmem.watch")
 # watchdog 7 warns when a moved folder's inotify watch is registered again under its new path; the watch is

@@ -18,12 +18,11 @@ from typing import Any
 
 import apsw
 import yaml
-
-from indexer import files
-from indexer.config import Config
-from indexer.embed import Embedder
-from indexer.index import ScanReport, scan
-from indexer.parse import TIERS, parse
+from specmem.indexer import files
+from specmem.indexer.config import Config
+from specmem.indexer.embed import Embedder
+from specmem.indexer.index import ScanReport, scan
+from specmem.indexer.parse import TIERS, parse
 
 MAX_TITLE = 200
 # Frontmatter keys the write tools manage, with the spellings the parser accepts (first = the one written).

@@ -18,18 +18,17 @@ import click
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from indexer import config as configmod
-from indexer import db
-from indexer.checkpoints import CheckpointError
-from indexer.embed import get_embedder, resolve_model_path
-from indexer.files import SpecFolderError
-from indexer.index import ScanReport, scan
-from indexer.lock import LockTimeout, WatcherBusy
-from indexer.parse import TIERS
-from indexer.write import WriteError
-from server import memories
-from server.search import Filters, SearchError, SearchResponse, search
+from specmem.indexer import config as configmod
+from specmem.indexer import db
+from specmem.indexer.checkpoints import CheckpointError
+from specmem.indexer.embed import get_embedder, resolve_model_path
+from specmem.indexer.files import SpecFolderError
+from specmem.indexer.index import ScanReport, scan
+from specmem.indexer.lock import LockTimeout, WatcherBusy
+from specmem.indexer.parse import TIERS
+from specmem.indexer.write import WriteError
+from specmem.server import memories
+from specmem.server.search import Filters, SearchError, SearchResponse, search
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -184,7 +183,7 @@ def watch_cmd(cfg: configmod.Config, debounce: float, polling: bool, no_embed: b
     embeddings follow in the background. One watcher per database: a second one exits, naming the first.
     Stop with Ctrl-C (or SIGTERM): the batch in progress is finished first. Status lines go to stderr.
     """
-    from indexer.watch import Watcher
+    from specmem.indexer.watch import Watcher
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -279,7 +278,7 @@ def serve_cmd(
         format="%(asctime)s specmem %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    from server.mcp_server import serve
+    from specmem.server.mcp_server import serve
 
     if watch is None:
         watch = os.environ.get("SPECMEM_WATCH", "1").strip().lower() not in ("0", "false", "no", "off")
@@ -306,7 +305,7 @@ def write_cmd(
     content: str | None,
 ) -> None:
     """Save a new memory file (CONTENT, or stdin when omitted) and index it at once. Never overwrites a file."""
-    from indexer.write import write_memory
+    from specmem.indexer.write import write_memory
 
     if content is None:
         content = sys.stdin.read()
@@ -337,7 +336,7 @@ def checkpoint_group() -> None:
 @common
 def checkpoint_create_cmd(cfg: configmod.Config, name: str, spec_folder: str | None) -> None:
     """Save a checkpoint called NAME."""
-    from indexer import checkpoints
+    from specmem.indexer import checkpoints
 
     info = checkpoints.create(db.connect(cfg.db_path), cfg, name, spec_folder=spec_folder)
     out.print(f"checkpoint {escape(name)}: {info.file_count} files, {info.size_bytes} bytes")
@@ -347,7 +346,7 @@ def checkpoint_create_cmd(cfg: configmod.Config, name: str, spec_folder: str | N
 @common
 def checkpoint_list_cmd(cfg: configmod.Config) -> None:
     """Checkpoints, newest first."""
-    from indexer import checkpoints
+    from specmem.indexer import checkpoints
 
     for c in checkpoints.list_all(db.connect(cfg.db_path)):
         where = f" · {c.git_branch}@{(c.git_commit or '')[:8]}" if c.git_branch else ""
@@ -363,7 +362,7 @@ def checkpoint_list_cmd(cfg: configmod.Config) -> None:
 @common
 def checkpoint_restore_cmd(cfg: configmod.Config, name: str, clear_newer: bool) -> None:
     """Rewrite the memory files to their content in checkpoint NAME and re-index them."""
-    from indexer import checkpoints
+    from specmem.indexer import checkpoints
 
     report = checkpoints.restore(
         db.connect(cfg.db_path), cfg, get_embedder(cfg.model), name, clear_newer=clear_newer
@@ -380,7 +379,7 @@ def checkpoint_restore_cmd(cfg: configmod.Config, name: str, clear_newer: bool) 
 @common
 def checkpoint_delete_cmd(cfg: configmod.Config, name: str) -> None:
     """Delete checkpoint NAME."""
-    from indexer import checkpoints
+    from specmem.indexer import checkpoints
 
     checkpoints.delete(db.connect(cfg.db_path), name)
     out.print(f"deleted checkpoint {escape(name)}")
@@ -392,7 +391,7 @@ def checkpoint_delete_cmd(cfg: configmod.Config, name: str) -> None:
 def doctor_cmd(cfg: configmod.Config, no_model: bool) -> None:
     """Check the install (apsw, FTS5, sqlite-vec, the model offline) and the index (integrity, schema, model,
     orphan rows, pending embeddings, watcher lock), and say what to do about each problem. Exit 1 on a failure."""
-    from server import doctor
+    from specmem.server import doctor
 
     checks = doctor.run(cfg, load_model=not no_model)
     colour = {"ok": "green", "warn": "yellow", "fail": "red"}

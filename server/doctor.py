@@ -6,10 +6,10 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-from indexer import db
-from indexer.config import Config
-from indexer.embed import ModelUnavailable, get_embedder
-from indexer.lock import current_holder, read_holder
+from specmem.indexer import db
+from specmem.indexer.config import Config
+from specmem.indexer.embed import ModelUnavailable, get_embedder
+from specmem.indexer.lock import current_holder, read_holder
 
 Status = Literal["ok", "warn", "fail"]
 

@@ -23,19 +23,18 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
+from specmem.indexer import db, files, lock, signal
+from specmem.indexer.config import Config, ConfigError
+from specmem.indexer.embed import background_thread
+from specmem.indexer.index import ScanReport, embed_pending, pending_count, scan
+from specmem.indexer.lock import WatcherInfo
+from specmem.indexer.watch import WatchHost
+from specmem.server import memories, write_tools
+from specmem.server.search import Filters, Mode, SearchError, SearchResult, search
+from specmem.server.state import ReadState
 from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
-
-from indexer import db, files, lock, signal
-from indexer.config import Config, ConfigError
-from indexer.embed import background_thread
-from indexer.index import ScanReport, embed_pending, pending_count, scan
-from indexer.lock import WatcherInfo
-from indexer.watch import WatchHost
-from server import memories, write_tools
-from server.search import Filters, Mode, SearchError, SearchResult, search
-from server.state import ReadState
 
 log = logging.getLogger("specmem.server")
 T = TypeVar("T")
@@ -354,7 +353,7 @@ def build_server(config: Config, *, load_model: bool = True, watch: bool = False
         useful: Annotated[bool, Field(description="Whether the memory helped")],
     ) -> Validation:
         """Tell the index whether a memory was useful. Its confidence moves toward 1 or 0 and weighs its ranking."""
-        from indexer.feedback import validate
+        from specmem.indexer.feedback import validate
 
         def run() -> Validation:
             conn = db.connect(config.db_path)

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import apsw
 from pydantic import BaseModel, Field
-
-from indexer import db, files
-from indexer.config import Config
-from indexer.lock import WatcherInfo, watcher_info
-from indexer.parse import decode, normalise
+from specmem.indexer import db, files
+from specmem.indexer.config import Config
+from specmem.indexer.lock import WatcherInfo, watcher_info
+from specmem.indexer.parse import decode, normalise
 
 
 class MemoryNotFound(LookupError):

@@ -14,10 +14,9 @@ from typing import Literal
 import apsw
 import numpy as np
 from pydantic import BaseModel, Field
-
-from indexer import db
-from indexer.embed import Embedder, ModelUnavailable
-from indexer.parse import TIERS, normalise
+from specmem.indexer import db
+from specmem.indexer.embed import Embedder, ModelUnavailable
+from specmem.indexer.parse import TIERS, normalise
 
 Mode = Literal["keyword", "semantic", "hybrid"]
 

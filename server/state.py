@@ -14,10 +14,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import apsw
-
-from indexer import db
-from indexer.config import Config
-from indexer.embed import Embedder, ModelUnavailable, get_embedder
+from specmem.indexer import db
+from specmem.indexer.config import Config
+from specmem.indexer.embed import Embedder, ModelUnavailable, get_embedder
 
 log = logging.getLogger("specmem.server")
 T = TypeVar("T")

@@ -11,12 +11,11 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
-
-from indexer import checkpoints, db, files
-from indexer.config import Config
-from indexer.embed import Embedder
-from indexer.write import WriteError, delete_files, update_memory, write_memory
-from server import memories
+from specmem.indexer import checkpoints, db, files
+from specmem.indexer.config import Config
+from specmem.indexer.embed import Embedder
+from specmem.indexer.write import WriteError, delete_files, update_memory, write_memory
+from specmem.server import memories
 
 T = TypeVar("T")
 Tier = Literal["constitutional", "critical", "important", "normal", "temporary", "deprecated"]

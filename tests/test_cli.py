@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from specmem.indexer import db
+from specmem.server.cli import cli, main
 
-from indexer import db
-from server.cli import cli, main
 from tests.conftest import memory, write
 
 
@@ -179,6 +179,6 @@ def test_write_and_checkpoint_commands(specs, isolated):
 )
 def test_write_and_checkpoint_errors_are_one_line(specs, isolated, args, message):
     done = subprocess.run(
-        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "specmem", *args], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr

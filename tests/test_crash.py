@@ -12,9 +12,9 @@ import sys
 import time
 
 import pytest
+from specmem.indexer import config, db, index
+from specmem.indexer.embed import get_embedder
 
-from indexer import config, db, index
-from indexer.embed import get_embedder
 from tests.conftest import SHARED_DATA
 
 KILLS = 20
@@ -104,7 +104,7 @@ def test_kill_9_at_random_points(specs, cfg, tmp_path):
                 page.write_text(page.read_text(errors="replace") + f"\nround {round_}\n")
         command = "watch" if round_ % 2 else "scan"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", command],
+            [sys.executable, "-m", "specmem", command],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -118,7 +118,7 @@ def test_kill_9_at_random_points(specs, cfg, tmp_path):
             interrupted += not up_to_date(cfg.db_path, pages)
 
     done = subprocess.run(
-        [sys.executable, "-m", "server.cli", "scan"], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "specmem", "scan"], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
     invariants(cfg.db_path)

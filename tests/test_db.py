@@ -1,8 +1,8 @@
 import apsw
 import pytest
+from specmem.indexer import db, signal
+from specmem.indexer.embed import HashEmbedder
 
-from indexer import db, signal
-from indexer.embed import HashEmbedder
 from tests.conftest import memory, write
 
 

@@ -7,14 +7,15 @@ import socket
 import subprocess
 import sys
 
-from indexer import db, index
-from indexer.embed import get_embedder
+from specmem.indexer import db, index
+from specmem.indexer.embed import get_embedder
+
 from tests.conftest import memory, write
 
 
 def doctor(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", "doctor", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "specmem", "doctor", *args], capture_output=True, text=True, timeout=120
     )
 
 

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
+from specmem.indexer import db, index
+from specmem.indexer.embed import get_embedder
+from specmem.server.mcp_server import build_server
+from specmem.server.search import search
 
-from indexer import db, index
-from indexer.embed import get_embedder
-from server.mcp_server import build_server
-from server.search import search
 from tests.conftest import memory, write
 
 FTS_NOISE = st.sampled_from(

@@ -13,7 +13,11 @@ def test_indexer_never_imports_server():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n == "server" or n.startswith("server.")]
+            offenders += [
+                f"{path.name}: {n}"
+                for n in names
+                if n.startswith(("server", "specmem.server")) or n == "specmem"
+            ]
     assert offenders == []
 
 
@@ -35,7 +39,10 @@ def test_ruff_is_clean():
 
     ruff = Path(sys.executable).with_name("ruff")
     result = subprocess.run(
-        [str(ruff), "check", "indexer", "server", "tests"], cwd=ROOT, capture_output=True, text=True
+        [str(ruff), "check", "specmem", "indexer", "server", "tests"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout
 
@@ -46,7 +53,7 @@ def test_ruff_format_is_applied():
 
     ruff = Path(sys.executable).with_name("ruff")
     result = subprocess.run(
-        [str(ruff), "format", "--check", "indexer", "server", "tests"],
+        [str(ruff), "format", "--check", "specmem", "indexer", "server", "tests"],
         cwd=ROOT,
         capture_output=True,
         text=True,

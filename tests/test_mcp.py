@@ -18,9 +18,9 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from specmem.indexer import config, db, index
+from specmem.indexer.embed import get_embedder
 
-from indexer import config, db, index
-from indexer.embed import get_embedder
 from tests.conftest import memory, write
 
 READ_TOOLS = {
@@ -83,7 +83,7 @@ def run(
     """Spawn `specmem serve` over stdio and run one scenario against it."""
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "server.cli", "serve"],
+        args=["-m", "specmem", "serve"],
         env={**os.environ, **(env or {})},
         cwd=str(cwd or Path.cwd()),
     )
@@ -189,7 +189,7 @@ def test_next_call_sees_commits_from_another_process_through_the_signal(corpus, 
         )["results"] == []
         write(corpus / "003-new" / "memory" / "fish.md", memory("Fish", "zebrafish regenerate fins"))
         done = subprocess.run(
-            [sys.executable, "-m", "server.cli", "scan"], capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "specmem", "scan"], capture_output=True, text=True, timeout=120
         )
         assert done.returncode == 0, done.stderr
         found = await call(
@@ -286,7 +286,8 @@ def test_keyword_answer_while_the_model_loads(corpus, cfg):
 
 def test_start_up_imports_no_torch(corpus):
     code = (
-        "import sys; from indexer import config; from server.mcp_server import build_server; import server.cli; "
+        "import sys; from specmem.indexer import config; from specmem.server.mcp_server import build_server; "
+        "import specmem.server.cli; "
         "build_server(config.resolve(model='" + config.DEFAULT_MODEL + "'), load_model=False); "
         "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules]; "
         "assert not heavy, heavy"
@@ -298,7 +299,7 @@ def test_start_up_imports_no_torch(corpus):
 def test_stdout_carries_only_the_protocol(corpus):
     """Raw JSON-RPC lines, including garbage and hostile input: every stdout line is a protocol message."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve"],
+        [sys.executable, "-m", "specmem", "serve"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -365,7 +366,7 @@ def free_port() -> int:
 def test_streamable_http(corpus):
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--http", "--port", str(port)],
+        [sys.executable, "-m", "specmem", "serve", "--http", "--port", str(port)],
         stderr=subprocess.DEVNULL,
     )
     try:
@@ -403,7 +404,7 @@ def test_mcp_inspector_cli(corpus, isolated):
         "--cli",
         sys.executable,
         "-m",
-        "server.cli",
+        "specmem",
         "serve",
     ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -437,7 +438,7 @@ def test_mcp_inspector_cli(corpus, isolated):
 
 def test_a_crashing_call_is_an_error_result_and_the_server_goes_on(corpus, cfg, monkeypatch):
     """In-process (so the fault can be injected): an unexpected exception in one call fails only that call."""
-    from server import mcp_server
+    from specmem.server import mcp_server
 
     def broken(*args, **kwargs):
         raise RuntimeError("injected fault")
@@ -462,7 +463,7 @@ def test_a_crashing_call_is_an_error_result_and_the_server_goes_on(corpus, cfg, 
 def http_server(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--http", "--port", str(port)],
+        [sys.executable, "-m", "specmem", "serve", "--http", "--port", str(port)],
         stderr=subprocess.DEVNULL,
         env={**os.environ, **env},
     )

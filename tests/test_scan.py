@@ -2,9 +2,9 @@ import os
 from pathlib import Path
 
 import pytest
+from specmem.indexer import index, signal
+from specmem.indexer.config import resolve
 
-from indexer import index, signal
-from indexer.config import resolve
 from tests.conftest import memory, write
 
 
@@ -218,7 +218,7 @@ def test_database_inside_a_root_is_not_indexed(specs, hash_embedder, monkeypatch
     cfg = resolve()
     write(specs / "a.md", "# a\n")
     write(specs / "index-data" / "notes.md", "# inside the db folder\n")
-    from indexer import db
+    from specmem.indexer import db
 
     conn = db.connect(cfg.db_path)
     report = index.scan(conn, cfg, hash_embedder)
@@ -234,7 +234,7 @@ def test_force_reindexes_everything_but_embeds_nothing_new(conn, specs, run_scan
 
 
 def test_root_inside_the_database_folder_is_walked(tmp_path, hash_embedder):
-    from indexer import db
+    from specmem.indexer import db
 
     write(tmp_path / "data" / "notes" / "deep" / "a.md", "# a\n")
     cfg = resolve(db=tmp_path / "data" / "index.db", roots=[tmp_path / "data" / "notes"])
@@ -359,7 +359,7 @@ def test_file_that_never_settles_is_read_again_next_time(conn, specs, run_scan, 
 
 
 def test_write_lock_serialises_writers_and_names_a_stuck_holder(conn, cfg, specs, hash_embedder):
-    from indexer.lock import FileLock, LockTimeout
+    from specmem.indexer.lock import FileLock, LockTimeout
 
     write(specs / "a.md", memory("A", "alpha"))
     with FileLock(cfg.write_lock_path, "test") as held:

@@ -4,10 +4,10 @@ import os
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from specmem.indexer import db
+from specmem.indexer.index import scan
+from specmem.server.search import Filters, SearchError, fts_query, search
 
-from indexer import db
-from indexer.index import scan
-from server.search import Filters, SearchError, fts_query, search
 from tests.conftest import memory, write
 
 
@@ -130,7 +130,7 @@ def test_filters_apply_before_the_limit(specs, run_scan, conn, hash_embedder):
 
 
 def test_keyword_fallback_when_model_cannot_load(corpus, specs, cfg):
-    from indexer.embed import SentenceTransformerEmbedder
+    from specmem.indexer.embed import SentenceTransformerEmbedder
 
     broken = SentenceTransformerEmbedder("/nonexistent/model")
     r = search(corpus, "tokens", mode="hybrid", embedder=broken)

@@ -20,9 +20,9 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from specmem.indexer import config, db, index
+from specmem.indexer.embed import get_embedder
 
-from indexer import config, db, index
-from indexer.embed import get_embedder
 from tests.conftest import SHARED_DATA, memory
 
 SECONDS = float(os.environ.get("SPECMEM_STRESS_SECONDS", "25"))
@@ -65,7 +65,7 @@ def test_four_servers_a_watcher_and_an_editor(specs, cfg, tmp_path):
     logs.mkdir()
     env = dict(os.environ)
     watcher_log = open(logs / "watcher.log", "w")  # noqa: SIM115 - closed in finally
-    watcher = subprocess.Popen([sys.executable, "-m", "server.cli", "watch"], env=env, stderr=watcher_log)
+    watcher = subprocess.Popen([sys.executable, "-m", "specmem", "watch"], env=env, stderr=watcher_log)
     rng = random.Random(7)
     errors: list[str] = []
     searches = [0]
@@ -100,7 +100,7 @@ def test_four_servers_a_watcher_and_an_editor(specs, cfg, tmp_path):
     def params(i: int) -> StdioServerParameters:
         return StdioServerParameters(
             command=sys.executable,
-            args=["-m", "server.cli", "serve"],
+            args=["-m", "specmem", "serve"],
             env=env,
             cwd=str(Path.cwd()),
         )

@@ -15,10 +15,10 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from specmem.indexer import config, db, index
+from specmem.indexer.embed import get_embedder
+from specmem.indexer.lock import current_holder
 
-from indexer import config, db, index
-from indexer.embed import get_embedder
-from indexer.lock import current_holder
 from tests.conftest import memory, write
 
 TIMEOUT = 30.0
@@ -36,7 +36,7 @@ def corpus(specs: Path, cfg: config.Config) -> Path:
 def params(**env: str) -> StdioServerParameters:
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "server.cli", "serve"],
+        args=["-m", "specmem", "serve"],
         env={**os.environ, **env},
         cwd=str(Path.cwd()),
     )
@@ -112,7 +112,7 @@ async def _has(client: Client, word: str, title: str) -> bool:
 
 def test_standalone_watch_holds_the_lock_then_a_server_takes_over(corpus, cfg, isolated):
     standalone = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "watch"],
+        [sys.executable, "-m", "specmem", "watch"],
         cwd=isolated,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

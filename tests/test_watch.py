@@ -16,11 +16,11 @@ from pathlib import Path
 
 import frontmatter
 import pytest
+from specmem.indexer import config, db, index
+from specmem.indexer.embed import Embedder
+from specmem.indexer.lock import WatcherBusy, current_holder
+from specmem.indexer.watch import Watcher
 
-from indexer import config, db, index
-from indexer.embed import Embedder
-from indexer.lock import WatcherBusy, current_holder
-from indexer.watch import Watcher
 from tests.conftest import memory, write
 
 TIMEOUT = 15.0
@@ -362,7 +362,7 @@ def test_cli_watch_refused_and_sigterm_stops_cleanly(specs, isolated, cfg):
     write(specs / "001-a" / "memory" / "a.md", memory("A", "alpha"))
     env = {**os.environ, "SPECMEM_MODEL": "hash:64"}
     first = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "watch"],
+        [sys.executable, "-m", "specmem", "watch"],
         cwd=isolated,
         env=env,
         stderr=subprocess.PIPE,
@@ -374,7 +374,7 @@ def test_cli_watch_refused_and_sigterm_stops_cleanly(specs, isolated, cfg):
             lambda: current_holder(cfg.watcher_lock_path) is not None, what="the watcher to take its lock"
         )
         second = subprocess.run(
-            [sys.executable, "-m", "server.cli", "watch"],
+            [sys.executable, "-m", "specmem", "watch"],
             cwd=isolated,
             env=env,
             capture_output=True,
@@ -386,7 +386,7 @@ def test_cli_watch_refused_and_sigterm_stops_cleanly(specs, isolated, cfg):
 
         def stats() -> dict:
             done = subprocess.run(
-                [sys.executable, "-m", "server.cli", "stats", "--json"],
+                [sys.executable, "-m", "specmem", "stats", "--json"],
                 cwd=isolated,
                 env=env,
                 capture_output=True,
@@ -522,7 +522,7 @@ def test_polling_observer(conn, specs, watch):
 
 
 def test_keyword_rows_first_then_embeddings_with_their_own_signal(conn, cfg, specs, watch):
-    from indexer import signal
+    from specmem.indexer import signal
 
     write(specs / "001-a" / "memory" / "first.md", memory("First", "indexed at start-up"))
     watcher = watch()

@@ -13,9 +13,9 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from specmem.indexer import checkpoints, db
+from specmem.indexer.write import WriteError, update_frontmatter, update_memory, write_memory
 
-from indexer import checkpoints, db
-from indexer.write import WriteError, update_frontmatter, update_memory, write_memory
 from tests.conftest import memory, write
 
 TODAY = dt.date(2026, 11, 21)
@@ -179,7 +179,7 @@ def test_update_touches_only_the_changed_keys():
 
 def test_update_memory_reindexes_without_reembedding(conn, cfg, specs, hash_embedder):
     path = write(specs / "001-a" / "memory" / "odd.md", ODD.encode())
-    from indexer.index import scan
+    from specmem.indexer.index import scan
 
     scan(conn, cfg, hash_embedder)
     vectors = conn.execute("SELECT count(*) FROM embedding_cache").fetchall()[0][0]
@@ -203,8 +203,8 @@ def test_update_memory_reindexes_without_reembedding(conn, cfg, specs, hash_embe
 def test_restore_after_edits_deletes_and_additions(conn, cfg, specs, hash_embedder):
     a = write(specs / "001-a" / "memory" / "a.md", memory("A", "alpha original"))
     b = write(specs / "001-a" / "memory" / "b.md", memory("B", "bravo original"))
-    from indexer.feedback import validate
-    from indexer.index import scan
+    from specmem.indexer.feedback import validate
+    from specmem.indexer.index import scan
 
     scan(conn, cfg, hash_embedder)
     validate(conn, cfg, rows(conn)["001-a/memory/a.md"][0], True)
@@ -253,7 +253,7 @@ def test_round_trip_through_the_server(specs, isolated, monkeypatch):
     monkeypatch.setenv("SPECMEM_WATCH", "0")
     write(specs / "001-a" / "memory" / "other.md", memory("Other", "penguins nest on ice shelves"))
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "server.cli", "serve"], env=dict(os.environ), cwd=str(isolated)
+        command=sys.executable, args=["-m", "specmem", "serve"], env=dict(os.environ), cwd=str(isolated)
     )
 
     async def call(client: Client, tool: str, **args: Any) -> Any:
@@ -319,7 +319,7 @@ def test_round_trip_through_the_server(specs, isolated, monkeypatch):
 
 
 def test_a_write_under_the_watcher_is_indexed_once(conn, cfg, specs, hash_embedder):
-    from indexer.watch import Watcher
+    from specmem.indexer.watch import Watcher
 
     watcher = Watcher(cfg, hash_embedder, debounce=0.05)
     watcher.start()

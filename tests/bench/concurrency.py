@@ -35,10 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common import hugo_copy, pct  # noqa: E402
 from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
-
-from indexer import db  # noqa: E402
-from indexer.embed import get_embedder  # noqa: E402
-from indexer.index import pending_count, scan  # noqa: E402
+from specmem.indexer import db  # noqa: E402
+from specmem.indexer.embed import get_embedder  # noqa: E402
+from specmem.indexer.index import pending_count, scan  # noqa: E402
 
 
 async def ready(client: Client) -> int:
@@ -238,11 +237,11 @@ def main() -> None:
             "SPECMEM_WATCH": "0",
         }
         params = StdioServerParameters(
-            command=sys.executable, args=["-m", "server.cli", "serve"], env=env, cwd=name
+            command=sys.executable, args=["-m", "specmem", "serve"], env=env, cwd=name
         )
 
         watcher = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "watch"], env=env, cwd=name, stderr=subprocess.DEVNULL
+            [sys.executable, "-m", "specmem", "watch"], env=env, cwd=name, stderr=subprocess.DEVNULL
         )
         time.sleep(3)  # the watcher's start-up reconcile
         editor = Editor(root, cfg.db_path, watcher.pid)

@@ -28,12 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common import hugo_copy, pct  # noqa: E402
 from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
-
-from indexer import db  # noqa: E402
-from indexer.embed import get_embedder  # noqa: E402
-from indexer.index import scan  # noqa: E402
-from server.search import search  # noqa: E402
-from server.state import ReadState  # noqa: E402
+from specmem.indexer import db  # noqa: E402
+from specmem.indexer.embed import get_embedder  # noqa: E402
+from specmem.indexer.index import scan  # noqa: E402
+from specmem.server.search import search  # noqa: E402
+from specmem.server.state import ReadState  # noqa: E402
 
 
 def queries(conn, n: int) -> list[str]:
@@ -64,7 +63,7 @@ def main() -> None:
             "SPECMEM_ROOTS": str(root),
         }
         params = StdioServerParameters(
-            command=sys.executable, args=["-m", "server.cli", "serve"], env=env, cwd=name
+            command=sys.executable, args=["-m", "specmem", "serve"], env=env, cwd=name
         )
 
         async def startup() -> float:

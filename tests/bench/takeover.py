@@ -29,10 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common import hugo_copy, pct  # noqa: E402
 from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
-
-from indexer import db  # noqa: E402
-from indexer.embed import get_embedder  # noqa: E402
-from indexer.index import scan  # noqa: E402
+from specmem.indexer import db  # noqa: E402
+from specmem.indexer.embed import get_embedder  # noqa: E402
+from specmem.indexer.index import scan  # noqa: E402
 
 
 async def one_run(params: StdioServerParameters, root: Path, i: int) -> float:
@@ -85,7 +84,7 @@ def main() -> None:
             "SPECMEM_MODEL": cfg.model,
         }
         params = StdioServerParameters(
-            command=sys.executable, args=["-m", "server.cli", "serve"], env=env, cwd=name
+            command=sys.executable, args=["-m", "specmem", "serve"], env=env, cwd=name
         )
         times = [anyio.run(one_run, params, root, i) for i in range(args.runs)]
     out = {

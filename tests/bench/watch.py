@@ -33,11 +33,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from indexer import config, db  # noqa: E402
-from indexer.embed import get_embedder  # noqa: E402
-from indexer.index import pending_count, scan  # noqa: E402
-from indexer.lock import watcher_info  # noqa: E402
-from server.search import Filters, search  # noqa: E402
+from specmem.indexer import config, db  # noqa: E402
+from specmem.indexer.embed import get_embedder  # noqa: E402
+from specmem.indexer.index import pending_count, scan  # noqa: E402
+from specmem.indexer.lock import watcher_info  # noqa: E402
+from specmem.server.search import Filters, search  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "md-hugo-docs"
 ANIMALS = [
@@ -116,7 +116,7 @@ def setup(tmp: Path, out: dict[str, float]) -> tuple[config.Config, Path]:
 def start_watcher(cfg: config.Config, repo: Path) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "watch", "--root", str(cfg.roots[0]), "--db", str(cfg.db_path)],
+        [sys.executable, "-m", "specmem", "watch", "--root", str(cfg.roots[0]), "--db", str(cfg.db_path)],
         cwd=Path(__file__).resolve().parents[2],
         env=env,
         stderr=subprocess.DEVNULL,
