@@ -14,19 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import apsw
+
 from specmem.indexer import db, files, signal
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
-from specmem.indexer.index import scan
+from specmem.indexer.errors import CheckpointError
+from specmem.indexer.scan import scan
 from specmem.indexer.write import replace_file
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_COUNT = int(os.environ.get("SPECMEM_CHECKPOINT_MAX", "50"))
 MAX_AGE_DAYS = float(os.environ.get("SPECMEM_CHECKPOINT_MAX_DAYS", "90"))
-
-
-class CheckpointError(ValueError):
-    """A checkpoint operation that cannot be done as asked; the message says how to fix it."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import xxhash
+
 from specmem.indexer.parse import ANCHOR_CLOSE_RE, ANCHOR_OPEN_RE, HEADING_RE, ParsedFile, visible_lines
 
 TokenCounter = Callable[[Sequence[str]], list[int]]

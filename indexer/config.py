@@ -10,13 +10,11 @@ from pathlib import Path
 
 import platformdirs
 
+from specmem.indexer.errors import ConfigError
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MAX_FILE_BYTES = 5 * 1024 * 1024
 DB_DIRNAME = ".specmem"
-
-
-class ConfigError(ValueError):
-    """A setting that cannot be used; the message says how to fix it."""
 
 
 @dataclass(frozen=True)

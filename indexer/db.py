@@ -11,16 +11,14 @@ from pathlib import Path
 import apsw
 import sqlite_vec
 
+from specmem.indexer.errors import DatabaseError
+
 BUSY_TIMEOUT_MS = 15_000
 # BEGIN IMMEDIATE is retried this many times (each waiting up to the busy timeout) before a write gives up loudly.
 WRITE_ATTEMPTS = 4
 
 Migration = Callable[[apsw.Connection], None]
 MIGRATIONS: list[Migration] = []
-
-
-class DatabaseError(RuntimeError):
-    """The database cannot be used; the message says how to fix it."""
 
 
 def migration(fn: Migration) -> Migration:
@@ -260,28 +258,6 @@ def reset_vectors(conn: apsw.Connection) -> None:
     conn.execute("DELETE FROM config WHERE key IN ('model', 'dim')")
     conn.execute("UPDATE memory_chunks SET embedded = 0")
     conn.execute("UPDATE memory_index SET embedding_status = 'pending' WHERE embedding_status != 'none'")
-
-
-def delete_memories(conn: apsw.Connection, memory_ids: list[int]) -> None:
-    """Remove memories with their chunks, FTS rows and vectors. Call inside write_tx."""
-    if not memory_ids:
-        return
-    has_vec = has_table(conn, "vec_memories")
-    for mid in memory_ids:
-        delete_chunks(conn, mid, has_vec=has_vec)
-        conn.execute("DELETE FROM memory_index WHERE id = ?", (mid,))
-
-
-def delete_chunks(conn: apsw.Connection, memory_id: int, *, has_vec: bool | None = None) -> None:
-    """Remove one memory's chunks with their FTS rows and vectors. Call inside write_tx."""
-    if has_vec is None:
-        has_vec = has_table(conn, "vec_memories")
-    ids = [r[0] for r in conn.execute("SELECT id FROM memory_chunks WHERE memory_id = ?", (memory_id,))]
-    for cid in ids:
-        conn.execute("DELETE FROM memory_fts WHERE rowid = ?", (cid,))
-        if has_vec:
-            conn.execute("DELETE FROM vec_memories WHERE chunk_id = ?", (cid,))
-    conn.execute("DELETE FROM memory_chunks WHERE memory_id = ?", (memory_id,))
 
 
 def now_ms() -> int:

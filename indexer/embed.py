@@ -11,20 +11,23 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import apsw
 import numpy as np
 import xxhash
+
+from specmem.indexer import db, signal
 from specmem.indexer.config import DEFAULT_MODEL
+from specmem.indexer.errors import ModelUnavailable
 
 DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 WORD_RE = re.compile(r"\w+", re.UNICODE)
-
-
-class ModelUnavailable(RuntimeError):
-    """The embedding model cannot be loaded; search falls back to keyword mode."""
+CHUNKS_PER_EMBED_BATCH = 256
+CACHE_TTL_MS = 30 * 24 * 3600 * 1000
+Progress = Callable[[str, int, int], None]
 
 
 class Embedder(Protocol):
@@ -204,3 +207,106 @@ def get_embedder(name: str) -> Embedder:
 
 def to_blob(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=np.float32).tobytes()
+
+
+# -- the embedding stage of a scan ---------------------------------------------------------------------
+
+
+def vectors_usable(conn: apsw.Connection, model_id: str) -> bool:
+    """Whether `vec_memories` holds vectors of this model (so cached vectors may be reused right away)."""
+    return db.get_config(conn, "model") == model_id and db.has_table(conn, "vec_memories")
+
+
+def reset_vectors_if_model_changed(conn: apsw.Connection, model_id: str) -> bool:
+    """A database embedded with another model: drop its vectors so they are never mixed. Returns True if reset."""
+    current = db.get_config(conn, "model")
+    if current is None or current == model_id:
+        return False
+    with db.write_tx(conn):
+        db.reset_vectors(conn)
+    return True
+
+
+def embed_pending(
+    conn: apsw.Connection,
+    embedder: Embedder,
+    signal_path: Path,
+    *,
+    batch_size: int = CHUNKS_PER_EMBED_BATCH,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[int, int]:
+    """Embed every chunk still lacking a vector, in batches committed as they come. Returns (embedded, reused).
+
+    The model runs outside any transaction; each batch's write is one short transaction, then `.db-updated`.
+    """
+    pending = int(conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 0").fetchall()[0][0])
+    if pending == 0 and (vectors_usable(conn, embedder.model_id) or not db.has_table(conn, "vec_memories")):
+        return 0, 0  # nothing to embed: do not load the model
+    dim = embedder.dim  # loads the model; raises ModelUnavailable
+    with db.write_tx(conn):
+        db.ensure_vec_table(conn, embedder.model_id, dim)
+    total = int(conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 0").fetchall()[0][0])
+    embedded = reused = done = 0
+    last_id = 0
+    while not (should_stop and should_stop()):
+        # Shortest texts first within a batch keeps padding low; id order keeps the walk resumable.
+        rows = conn.execute(
+            "SELECT id, heading, text, text_hash FROM memory_chunks WHERE embedded = 0 AND id > ? ORDER BY id LIMIT ?",
+            (last_id, batch_size),
+        ).fetchall()
+        if not rows:
+            break
+        last_id = rows[-1][0]
+        hashes = sorted({r[3] for r in rows})
+        cached = {
+            h: v
+            for h, v in conn.execute(
+                f"SELECT text_hash, vector FROM embedding_cache WHERE model = ? AND text_hash IN "
+                f"({','.join('?' * len(hashes))})",
+                (embedder.model_id, *hashes),
+            )
+        }
+        todo = {r[3]: f"{r[1]}\n{r[2]}" for r in rows if r[3] not in cached}
+        fresh: dict[str, bytes] = {}
+        if todo:
+            keys = sorted(todo, key=lambda h: len(todo[h]))
+            vectors: np.ndarray = embedder.encode([todo[h] for h in keys])
+            fresh = {h: to_blob(v) for h, v in zip(keys, vectors, strict=True)}
+        now = db.now_ms()
+        with db.write_tx(conn):
+            for h, blob in fresh.items():
+                conn.execute(
+                    "INSERT OR REPLACE INTO embedding_cache (model, text_hash, vector, used_at) VALUES (?, ?, ?, ?)",
+                    (embedder.model_id, h, blob, now),
+                )
+            touched: set[int] = set()
+            for chunk_id, _, _, text_hash in rows:
+                # The chunk may have been replaced by another writer while the model ran.
+                live = conn.execute(
+                    "SELECT memory_id FROM memory_chunks WHERE id = ? AND embedded = 0", (chunk_id,)
+                ).fetchall()
+                if not live:
+                    continue
+                blob = fresh.get(text_hash) or cached.get(text_hash)
+                conn.execute("INSERT INTO vec_memories (chunk_id, embedding) VALUES (?, ?)", (chunk_id, blob))
+                conn.execute("UPDATE memory_chunks SET embedded = 1 WHERE id = ?", (chunk_id,))
+                touched.add(live[0][0])
+            for mid in touched:
+                conn.execute(
+                    "UPDATE memory_index SET embedding_status = 'done' WHERE id = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM memory_chunks WHERE memory_id = ? AND embedded = 0)",
+                    (mid, mid),
+                )
+        signal.touch(signal_path)
+        embedded += len(fresh)
+        reused += len(rows) - len(fresh)
+        done += len(rows)
+        if progress:
+            progress("embedding", done, max(total, done))
+    with db.write_tx(conn):
+        conn.execute(
+            "DELETE FROM embedding_cache WHERE used_at < ? AND text_hash NOT IN (SELECT text_hash FROM memory_chunks)",
+            (db.now_ms() - CACHE_TTL_MS,),
+        )
+    return embedded, reused

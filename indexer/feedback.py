@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import apsw
+
 from specmem.indexer import db, signal
 from specmem.indexer.config import Config
+from specmem.indexer.errors import NotFound
 
 STEP = 0.2  # each vote moves confidence a fifth of the way toward 1 (useful) or 0 (not useful)
 FLOOR = 0.05  # never zero: a memory voted down still ranks, just low
 
 
 def validate(conn: apsw.Connection, config: Config, memory_id: int, useful: bool) -> tuple[float, float]:
-    """Record one vote; returns (confidence before, confidence after). Raises LookupError for an unknown id."""
+    """Record one vote; returns (confidence before, confidence after). Raises NotFound for an unknown id."""
     with db.write_tx(conn):
         rows = conn.execute("SELECT confidence FROM memory_index WHERE id = ?", (memory_id,)).fetchall()
         if not rows:
-            raise LookupError(f"no memory with id {memory_id}; search or list to find its id")
+            raise NotFound(f"no memory with id {memory_id}; search or list to find its id")
         before = float(rows[0][0])
         after = before + STEP * ((1.0 if useful else 0.0) - before)
         after = max(FLOOR, min(1.0, after))

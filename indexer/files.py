@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pathspec
 
+from specmem.indexer.errors import SpecFolderError
+
 IGNORE_FILES = (".gitignore", ".specmemignore")
 SEGMENT_RE = re.compile(r"^[\w][\w .\-]{0,99}$", re.UNICODE)
 NEVER_DIRS = {"node_modules"}
@@ -19,10 +21,6 @@ def is_memory_name(name: str) -> bool:
     """`*.md`, but never a hidden file: editors' temporary, backup and lock files all start with `.` or `#`
     or do not end in `.md` (`x.md~`, `.x.md.swp`, `#x.md#`, `.#x.md`, `x.md___jb_tmp___`)."""
     return name.lower().endswith(".md") and not name.startswith((".", "#")) and len(name) > 3
-
-
-class SpecFolderError(ValueError):
-    """A spec folder name that is really a path, or names no folder; the message says what is expected."""
 
 
 def spec_folder_dirs(

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from specmem.indexer.errors import LockTimeout
+
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
 
@@ -45,14 +47,6 @@ else:
 
 
 WATCHER_ROLES = ("watcher", "server")  # `specmem watch`, or a `specmem serve` hosting the watcher
-
-
-class LockTimeout(RuntimeError):
-    """The lock stayed held by another process; the message names it."""
-
-
-class WatcherBusy(RuntimeError):
-    """Another process already watches this database; the message names it."""
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,7 @@ from typing import Any
 import yaml
 from frontmatter.default_handlers import YAMLHandler
 
-TIERS = ("constitutional", "critical", "important", "normal", "temporary", "deprecated")
-DEFAULT_TIER = "normal"
+from specmem.indexer.tiers import DEFAULT_TIER, TIERS
 
 FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 HEADING_RE = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")

@@ -15,11 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from specmem.indexer import db, files
-from specmem.indexer.config import Config
-from specmem.indexer.embed import Embedder, ModelUnavailable, background_thread
-from specmem.indexer.index import ScanReport, embed_pending, scan
-from specmem.indexer.lock import FileLock, WatcherBusy, read_holder, write_watcher_status
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
@@ -36,6 +31,13 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
+
+from specmem.indexer import db, files
+from specmem.indexer.config import Config
+from specmem.indexer.embed import Embedder, background_thread, embed_pending
+from specmem.indexer.errors import DatabaseError, ModelUnavailable, WatcherBusy
+from specmem.indexer.lock import FileLock, read_holder, write_watcher_status
+from specmem.indexer.scan import ScanReport, scan
 
 log = logging.getLogger("specmem.watch")
 # watchdog 7 warns when a moved folder's inotify watch is registered again under its new path; the watch is
@@ -350,7 +352,7 @@ class Watcher:
                     self._last_event = time.monotonic()
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, RETRY_MAX)
-                if conn is not None and isinstance(exc, db.DatabaseError):
+                if conn is not None and isinstance(exc, DatabaseError):
                     conn.close()
                     conn = None
                 continue
@@ -417,7 +419,7 @@ class Watcher:
             except Exception as exc:  # noqa: BLE001 - retried with the next batch
                 log.error("embedding failed: %s; will retry after the next change", exc)
                 self.status.errors = [*self.status.errors[-9:], str(exc)]
-                if conn is not None and isinstance(exc, db.DatabaseError):
+                if conn is not None and isinstance(exc, DatabaseError):
                     conn.close()
                     conn = None
             finally:

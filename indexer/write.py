@@ -18,11 +18,14 @@ from typing import Any
 
 import apsw
 import yaml
+
 from specmem.indexer import files
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
-from specmem.indexer.index import ScanReport, scan
-from specmem.indexer.parse import TIERS, parse
+from specmem.indexer.errors import SpecFolderError, WriteError
+from specmem.indexer.parse import parse
+from specmem.indexer.scan import ScanReport, scan
+from specmem.indexer.tiers import TIERS
 
 MAX_TITLE = 200
 # Frontmatter keys the write tools manage, with the spellings the parser accepts (first = the one written).
@@ -38,10 +41,6 @@ KEYS = {
 _COUNTER = itertools.count()
 
 
-class WriteError(ValueError):
-    """A write that cannot be done as asked; nothing was written. The message says how to fix it."""
-
-
 def _clean(name: str, value: str | None) -> None:
     if value is not None and "\x00" in value:
         raise WriteError(f"{name} contains a NUL character")
@@ -51,7 +50,7 @@ def spec_memory_dir(config: Config, spec_folder: str) -> Path:
     """`<spec folder>/memory`, in the root that already holds the spec folder (else the first root)."""
     try:
         found = files.spec_folder_dirs(config.roots, spec_folder, must_exist=False)
-    except files.SpecFolderError as exc:
+    except SpecFolderError as exc:
         raise WriteError(str(exc)) from None
     root, folder = found[0] if found else (config.roots[0], config.roots[0] / spec_folder)
     target = folder / "memory"

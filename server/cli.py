@@ -18,31 +18,21 @@ import click
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from specmem.indexer import config as configmod
 from specmem.indexer import db
-from specmem.indexer.checkpoints import CheckpointError
 from specmem.indexer.embed import get_embedder, resolve_model_path
-from specmem.indexer.files import SpecFolderError
-from specmem.indexer.index import ScanReport, scan
-from specmem.indexer.lock import LockTimeout, WatcherBusy
-from specmem.indexer.parse import TIERS
-from specmem.indexer.write import WriteError
+from specmem.indexer.errors import (
+    ConfigError,
+    SpecmemError,
+)
+from specmem.indexer.scan import ScanReport, scan
+from specmem.indexer.tiers import TIERS
 from specmem.server import memories
-from specmem.server.search import Filters, SearchError, SearchResponse, search
+from specmem.server.search import Filters, SearchResponse, search
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-KNOWN_ERRORS = (
-    configmod.ConfigError,
-    db.DatabaseError,
-    SearchError,
-    memories.MemoryNotFound,
-    LockTimeout,
-    WatcherBusy,
-    WriteError,
-    CheckpointError,
-    SpecFolderError,
-)
 
 
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -113,7 +103,7 @@ def scan_cmd(cfg: configmod.Config, force: bool, no_embed: bool, as_json: bool) 
     """
     missing = [r for r in cfg.roots if not r.is_dir()]
     if missing:
-        raise configmod.ConfigError(
+        raise ConfigError(
             f"root folder {missing[0]} does not exist; create it, or pass an existing folder (specmem scan DIR)"
         )
     conn = db.connect(cfg.db_path)
@@ -600,7 +590,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except KNOWN_ERRORS as exc:
+    except SpecmemError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(1)
     except BrokenPipeError:

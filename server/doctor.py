@@ -8,7 +8,8 @@ from typing import Literal
 
 from specmem.indexer import db
 from specmem.indexer.config import Config
-from specmem.indexer.embed import ModelUnavailable, get_embedder
+from specmem.indexer.embed import get_embedder
+from specmem.indexer.errors import DatabaseError, ModelUnavailable
 from specmem.indexer.lock import current_holder, read_holder
 
 Status = Literal["ok", "warn", "fail"]
@@ -79,7 +80,7 @@ def _database(config: Config) -> list[Check]:
     out: list[Check] = []
     try:
         conn = db.connect(path, readonly=True)
-    except db.DatabaseError as exc:
+    except DatabaseError as exc:
         return [
             Check("database", "fail", str(exc), "move the file aside and run `specmem scan` to rebuild it")
         ]

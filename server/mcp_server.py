@@ -23,18 +23,24 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
-from specmem.indexer import db, files, lock, signal
-from specmem.indexer.config import Config, ConfigError
-from specmem.indexer.embed import background_thread
-from specmem.indexer.index import ScanReport, embed_pending, pending_count, scan
-from specmem.indexer.lock import WatcherInfo
-from specmem.indexer.watch import WatchHost
-from specmem.server import memories, write_tools
-from specmem.server.search import Filters, Mode, SearchError, SearchResult, search
-from specmem.server.state import ReadState
 from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from specmem.indexer import db, files, signal
+from specmem.indexer.config import Config
+from specmem.indexer.embed import background_thread, embed_pending
+from specmem.indexer.errors import (
+    SpecmemError,
+)
+from specmem.indexer.lock import WatcherInfo
+from specmem.indexer.scan import ScanReport, scan
+from specmem.indexer.store import pending_count
+from specmem.indexer.tiers import Tier
+from specmem.indexer.watch import WatchHost
+from specmem.server import memories, write_tools
+from specmem.server.search import Filters, Mode, SearchResult, search
+from specmem.server.state import ReadState
 
 log = logging.getLogger("specmem.server")
 T = TypeVar("T")
@@ -43,15 +49,6 @@ WRITES = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
 _EMBEDDING = threading.Lock()  # one background embedding pass at a time per process
-KNOWN = (
-    files.SpecFolderError,
-    memories.MemoryNotFound,
-    SearchError,
-    db.DatabaseError,
-    ConfigError,
-    lock.LockTimeout,
-    LookupError,
-)
 
 
 class IndexState(BaseModel):
@@ -150,7 +147,7 @@ def build_server(config: Config, *, load_model: bool = True, watch: bool = False
     def guarded(fn: Callable[[], T]) -> T:
         try:
             return fn()
-        except KNOWN as exc:
+        except SpecmemError as exc:
             raise ToolError(str(exc)) from None
 
     def index_state(st: ReadState) -> IndexState:
@@ -251,8 +248,7 @@ def build_server(config: Config, *, load_model: bool = True, watch: bool = False
         offset: Annotated[int, Field(ge=0)] = 0,
         limit: Annotated[int, Field(ge=1, le=500)] = 50,
         spec_folder: str | None = None,
-        tier: Literal["constitutional", "critical", "important", "normal", "temporary", "deprecated"]
-        | None = None,
+        tier: Tier | None = None,
         sort: Literal["updated", "title", "path", "tier"] = "updated",
     ) -> memories.MemoryList:
         """A page of memories with their ids, paths, titles, tiers and spec folders (newest first by default)."""

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import apsw
 from pydantic import BaseModel, Field
-from specmem.indexer import db, files
+
+from specmem.indexer import db, files, tiers
 from specmem.indexer.config import Config
+from specmem.indexer.errors import NotFound
 from specmem.indexer.lock import WatcherInfo, watcher_info
 from specmem.indexer.parse import decode, normalise
-
-
-class MemoryNotFound(LookupError):
-    """No such memory, or a path that is not a memory file inside the roots."""
 
 
 class ListItem(BaseModel):
@@ -84,12 +82,10 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple:
     if text.isdigit():
         rows = conn.execute(f"SELECT {MEMORY_COLS} FROM memory_index WHERE id = ?", (int(text),)).fetchall()
         if not rows:
-            raise MemoryNotFound(
-                f"no memory with id {text}; `specmem search` or `specmem stats` list what exists"
-            )
+            raise NotFound(f"no memory with id {text}; `specmem search` or `specmem stats` list what exists")
         return rows[0]
     if "\x00" in text:
-        raise MemoryNotFound("a path cannot contain a NUL character")
+        raise NotFound("a path cannot contain a NUL character")
     candidates = [Path(text).expanduser()] if Path(text).is_absolute() else [Path.cwd() / text]
     candidates += [root / text for root in cfg.roots]
     for candidate in candidates:
@@ -102,7 +98,7 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple:
     rows = conn.execute(f"SELECT {MEMORY_COLS} FROM memory_index WHERE rel_path = ?", (text,)).fetchall()
     if len(rows) == 1:
         return rows[0]
-    raise MemoryNotFound(
+    raise NotFound(
         f"no indexed memory at {text!r}; give an id or a path inside the roots, or run `specmem scan`"
     )
 
@@ -112,7 +108,7 @@ def find_served(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tu
     row = find(conn, cfg, path_or_id)
     path = Path(row[1])
     if not inside_roots(path, cfg):
-        raise MemoryNotFound(f"{path} is outside the configured roots; it is not served")
+        raise NotFound(f"{path} is outside the configured roots; it is not served")
     return row, path
 
 
@@ -129,14 +125,14 @@ def get(
 
     `anchor` (a `<!-- ANCHOR:name -->` section) or a 1-based inclusive line range returns only that part."""
     if anchor is not None and (start_line is not None or end_line is not None):
-        raise MemoryNotFound("give an anchor or a line range, not both")
+        raise NotFound("give an anchor or a line range, not both")
     row, path = find_served(conn, cfg, path_or_id)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise MemoryNotFound(f"{path} was removed since the last scan; run `specmem scan`") from None
+        raise NotFound(f"{path} was removed since the last scan; run `specmem scan`") from None
     except OSError as exc:
-        raise MemoryNotFound(f"cannot read {path}: {exc.strerror}") from None
+        raise NotFound(f"cannot read {path}: {exc.strerror}") from None
     content, _, binary = decode(data)
     content = "" if binary else content
     lines = content.splitlines(keepends=True)
@@ -148,14 +144,14 @@ def get(
         ).fetchall()
         if not spans or spans[0][0] is None:
             known = ", ".join(json.loads(row[10])) or "none"
-            raise MemoryNotFound(f"memory {row[0]} has no anchor {anchor!r} (its anchors: {known})")
+            raise NotFound(f"memory {row[0]} has no anchor {anchor!r} (its anchors: {known})")
         first, last = spans[0]
     elif start_line is not None or end_line is not None:
         first, last = start_line or 1, end_line or len(lines)
         if first < 1 or last < first:
-            raise MemoryNotFound(f"bad line range {first}-{last}: lines are 1-based and start <= end")
+            raise NotFound(f"bad line range {first}-{last}: lines are 1-based and start <= end")
         if first > len(lines):
-            raise MemoryNotFound(f"line {first} is past the end: the file has {len(lines)} lines")
+            raise NotFound(f"line {first} is past the end: the file has {len(lines)} lines")
         last = min(last, len(lines))
     if (first, last) != (1, max(len(lines), 1)):
         content = "".join(lines[first - 1 : last])
@@ -228,8 +224,7 @@ SORTS = {
     "updated": "updated_at DESC, id",
     "title": "title COLLATE NOCASE, id",
     "path": "rel_path, id",
-    "tier": "CASE importance_tier WHEN 'constitutional' THEN 0 WHEN 'critical' THEN 1 WHEN 'important' THEN 2 "
-    "WHEN 'normal' THEN 3 WHEN 'temporary' THEN 4 ELSE 5 END, updated_at DESC, id",
+    "tier": f"{tiers.sql_rank('importance_tier')}, updated_at DESC, id",
 }
 
 
@@ -299,9 +294,6 @@ def trigger_index(conn: apsw.Connection) -> list[tuple[re.Pattern[str], str, tup
     return out
 
 
-TIER_ORDER = ["constitutional", "critical", "important", "normal", "temporary", "deprecated"]
-
-
 def match_triggers(
     index: list[tuple[re.Pattern[str], str, tuple]], prompt: str, limit: int
 ) -> list[TriggerMatch]:
@@ -316,6 +308,6 @@ def match_triggers(
             match.phrases.append(phrase)
     ranked = sorted(
         found.values(),
-        key=lambda m: (TIER_ORDER.index(m.tier) if m.tier in TIER_ORDER else 9, -len(m.phrases), m.id),
+        key=lambda m: (tiers.rank(m.tier), -len(m.phrases), m.id),
     )
     return ranked[:limit]

@@ -14,20 +14,15 @@ from typing import Literal
 import apsw
 import numpy as np
 from pydantic import BaseModel, Field
-from specmem.indexer import db
-from specmem.indexer.embed import Embedder, ModelUnavailable
-from specmem.indexer.parse import TIERS, normalise
+
+from specmem.indexer import db, tiers
+from specmem.indexer.embed import Embedder
+from specmem.indexer.errors import ModelUnavailable, SearchError
+from specmem.indexer.parse import normalise
+from specmem.indexer.tiers import TIERS
 
 Mode = Literal["keyword", "semantic", "hybrid"]
 
-TIER_WEIGHTS = {
-    "constitutional": 1.5,
-    "critical": 1.5,
-    "important": 1.2,
-    "normal": 1.0,
-    "temporary": 0.8,
-    "deprecated": 0.5,
-}
 # bm25 column weights: text, title/heading path, trigger phrases, tags, path.
 BM25_WEIGHTS = (1.0, 2.0, 3.0, 2.0, 0.5)
 CANDIDATES = 100  # memories taken from each retriever before fusion
@@ -39,10 +34,6 @@ STOPWORDS = frozenset(
     "which while who why will with would you your".split()
 )
 WORD_RE = re.compile(r"\w+", re.UNICODE)
-
-
-class SearchError(ValueError):
-    """A search that cannot run as asked; the message says how to fix it."""
 
 
 class Filters(BaseModel):
@@ -306,7 +297,7 @@ def search(
             keyword=round(kw[mid][1], 6) if mid in kw else None,
             semantic=round(sem[mid][1], 6) if mid in sem else None,
             fused=fused.get(mid, 0.0),
-            tier_weight=TIER_WEIGHTS[row["importance_tier"]],
+            tier_weight=tiers.WEIGHTS[row["importance_tier"]],
             recency=_recency(row["updated_at"], now, row["importance_tier"]),
             confidence=0.8 + 0.4 * row["confidence"],
         )

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import apsw
+
 from specmem.indexer import db
 from specmem.indexer.config import Config
-from specmem.indexer.embed import Embedder, ModelUnavailable, get_embedder
+from specmem.indexer.embed import Embedder, get_embedder
+from specmem.indexer.errors import ModelUnavailable
 
 log = logging.getLogger("specmem.server")
 T = TypeVar("T")

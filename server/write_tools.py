@@ -5,20 +5,25 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
+
 from specmem.indexer import checkpoints, db, files
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
-from specmem.indexer.write import WriteError, delete_files, update_memory, write_memory
+from specmem.indexer.errors import (
+    SpecmemError,
+    WriteError,
+)
+from specmem.indexer.tiers import Tier
+from specmem.indexer.write import delete_files, update_memory, write_memory
 from specmem.server import memories
 
 T = TypeVar("T")
-Tier = Literal["constitutional", "critical", "important", "normal", "temporary", "deprecated"]
 CHANGES = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
 )
@@ -50,13 +55,7 @@ def register(
             result = fn(conn)
             after_write()
             return result
-        except (
-            WriteError,
-            checkpoints.CheckpointError,
-            files.SpecFolderError,
-            memories.MemoryNotFound,
-            db.DatabaseError,
-        ) as exc:
+        except SpecmemError as exc:
             raise ToolError(str(exc)) from None
         finally:
             conn.close()

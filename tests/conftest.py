@@ -7,9 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from specmem.indexer import config, db
 from specmem.indexer.embed import Embedder, get_embedder
-from specmem.indexer.index import ScanReport, scan
+from specmem.indexer.scan import ScanReport, scan
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -1,10 +1,10 @@
 from pathlib import PurePosixPath
 
 import pytest
+
 from specmem.indexer.chunk import chunk_file
 from specmem.indexer.embed import SentenceTransformerEmbedder, get_embedder
 from specmem.indexer.parse import parse
-
 from tests.conftest import SHARED_DATA
 
 

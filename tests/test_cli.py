@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+
 from specmem.indexer import db
 from specmem.server.cli import cli, main
-
 from tests.conftest import memory, write
 
 

@@ -12,9 +12,9 @@ import sys
 import time
 
 import pytest
-from specmem.indexer import config, db, index
-from specmem.indexer.embed import get_embedder
 
+from specmem.indexer import config, db, scan
+from specmem.indexer.embed import get_embedder
 from tests.conftest import SHARED_DATA
 
 KILLS = 20
@@ -124,7 +124,7 @@ def test_kill_9_at_random_points(specs, cfg, tmp_path):
     invariants(cfg.db_path)
     fresh = config.resolve(db=str(tmp_path / "fresh" / "index.db"))
     conn = db.connect(fresh.db_path)
-    index.scan(conn, fresh, get_embedder(fresh.model))
+    scan.scan(conn, fresh, get_embedder(fresh.model))
     conn.close()
     assert snapshot(cfg.db_path) == snapshot(fresh.db_path)
     conn = db.connect(cfg.db_path, readonly=True)

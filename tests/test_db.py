@@ -1,8 +1,9 @@
 import apsw
 import pytest
-from specmem.indexer import db, signal
-from specmem.indexer.embed import HashEmbedder
 
+from specmem.indexer import db, signal, store
+from specmem.indexer.embed import HashEmbedder
+from specmem.indexer.errors import DatabaseError
 from tests.conftest import memory, write
 
 
@@ -25,7 +26,7 @@ def test_migrations_recorded_once(cfg, conn):
 
 
 def test_reader_runs_no_ddl(tmp_path):
-    with pytest.raises(db.DatabaseError, match="run `specmem scan` first"):
+    with pytest.raises(DatabaseError, match="run `specmem scan` first"):
         db.connect(tmp_path / "missing.db", readonly=True)
     writer = db.connect(tmp_path / "x.db")
     reader = db.connect(tmp_path / "x.db", readonly=True)
@@ -53,7 +54,7 @@ def test_delete_removes_chunks_fts_and_vectors(conn, cfg, specs, run_scan):
     before = counts()
     assert before[0] == 1 and before[1] == before[2] == before[3] > 1
     with db.write_tx(conn):
-        db.delete_memories(conn, [1])
+        store.delete_memories(conn, [1])
     assert counts() == [0, 0, 0, 0]
 
 

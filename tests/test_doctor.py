@@ -7,9 +7,8 @@ import socket
 import subprocess
 import sys
 
-from specmem.indexer import db, index
+from specmem.indexer import db, scan
 from specmem.indexer.embed import get_embedder
-
 from tests.conftest import memory, write
 
 
@@ -22,7 +21,7 @@ def doctor(*args: str) -> subprocess.CompletedProcess[str]:
 def test_healthy_index(specs, cfg):
     write(specs / "a.md", memory("A", "alpha"))
     conn = db.connect(cfg.db_path)
-    index.scan(conn, cfg, get_embedder(cfg.model))
+    scan.scan(conn, cfg, get_embedder(cfg.model))
     conn.close()
     done = doctor()
     assert done.returncode == 0, done.stdout
@@ -46,7 +45,7 @@ def test_missing_index_orphans_and_stale_lock(specs, cfg):
 
     write(specs / "a.md", memory("A", "alpha"))
     conn = db.connect(cfg.db_path)
-    index.scan(conn, cfg, get_embedder(cfg.model))
+    scan.scan(conn, cfg, get_embedder(cfg.model))
     conn.execute("PRAGMA foreign_keys=OFF")  # simulate damage that the schema would normally prevent
     with db.write_tx(conn):
         conn.execute(

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
-from specmem.indexer import db, index
+
+from specmem.indexer import db, scan
 from specmem.indexer.embed import get_embedder
 from specmem.server.mcp_server import build_server
 from specmem.server.search import search
-
 from tests.conftest import memory, write
 
 FTS_NOISE = st.sampled_from(
@@ -49,7 +49,7 @@ def corpus(specs, cfg):
     write(specs / "001-a" / "memory" / "a.md", memory("Alpha", "tokens expire after one hour"))
     write(specs / "001-a" / "memory" / "b.md", memory("Bravo", "readers never block the writer"))
     conn = db.connect(cfg.db_path)
-    index.scan(conn, cfg, get_embedder(cfg.model))
+    scan.scan(conn, cfg, get_embedder(cfg.model))
     yield conn
     conn.close()
 

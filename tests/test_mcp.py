@@ -18,9 +18,9 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from specmem.indexer import config, db, index
-from specmem.indexer.embed import get_embedder
 
+from specmem.indexer import config, db, scan
+from specmem.indexer.embed import get_embedder
 from tests.conftest import memory, write
 
 READ_TOOLS = {
@@ -69,7 +69,7 @@ def corpus(specs: Path, cfg: config.Config) -> Path:
         memory("Old sessions", "cookie sessions", importance_tier="deprecated"),
     )
     conn = db.connect(cfg.db_path)
-    index.scan(conn, cfg, get_embedder(cfg.model))
+    scan.scan(conn, cfg, get_embedder(cfg.model))
     conn.close()
     return specs
 
@@ -203,7 +203,7 @@ def test_next_call_sees_commits_from_another_process_through_the_signal(corpus, 
         other = config.resolve(db=str(tmp_path / "other" / "index.db"))
         (corpus / "003-new" / "memory" / "fish.md").unlink()
         conn = db.connect(other.db_path)
-        index.scan(conn, other, get_embedder(other.model))
+        scan.scan(conn, other, get_embedder(other.model))
         conn.close()
         for suffix in ("", "-wal", "-shm"):  # a replaced database brings its own WAL, or none
             if Path(f"{other.db_path}{suffix}").exists():

@@ -3,8 +3,8 @@ from pathlib import PurePosixPath
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from specmem.indexer.parse import parse, spec_folder
 
+from specmem.indexer.parse import parse, spec_folder
 from tests.conftest import SHARED_DATA
 
 

@@ -2,9 +2,9 @@ import os
 from pathlib import Path
 
 import pytest
-from specmem.indexer import index, signal
-from specmem.indexer.config import resolve
 
+from specmem.indexer import scan, signal
+from specmem.indexer.config import resolve
 from tests.conftest import memory, write
 
 
@@ -34,8 +34,8 @@ def test_fast_path_reads_nothing(conn, specs, run_scan, monkeypatch):
         write(specs / f"f{i}.md", memory(f"F{i}", "text"))
     run_scan()
     reads = []
-    real = index.read_head
-    monkeypatch.setattr(index, "read_head", lambda *a: reads.append(a) or real(*a))
+    real = scan.read_head
+    monkeypatch.setattr(scan, "read_head", lambda *a: reads.append(a) or real(*a))
     r = run_scan()
     assert r.unchanged == 20 and reads == []
 
@@ -89,7 +89,7 @@ def test_keyword_phase_first_then_embeddings(conn, specs, run_scan, cfg):
 
 
 def test_signal_touched_after_each_batch(conn, specs, run_scan, cfg, monkeypatch):
-    monkeypatch.setattr(index, "FILES_PER_BATCH", 10)
+    monkeypatch.setattr(scan, "FILES_PER_BATCH", 10)
     for i in range(25):
         write(specs / f"f{i}.md", memory(f"F{i}", "text"))
     run_scan(embed=False)
@@ -171,14 +171,14 @@ def test_unreadable_file_keeps_its_row(conn, specs, run_scan, monkeypatch):
     path = write(specs / "a.md", "# a\n")
     run_scan()
     path.write_text("# a changed\n")
-    real = index.read_head
+    real = scan.read_head
 
     def deny(p, limit):
         if p == path:
             raise PermissionError(13, "Permission denied")
         return real(p, limit)
 
-    monkeypatch.setattr(index, "read_head", deny)
+    monkeypatch.setattr(scan, "read_head", deny)
     r = run_scan()
     assert r.removed == 0 and set(rows(conn)) == {"a.md"}
     assert any("cannot read" in m for _, m in r.problems)
@@ -221,7 +221,7 @@ def test_database_inside_a_root_is_not_indexed(specs, hash_embedder, monkeypatch
     from specmem.indexer import db
 
     conn = db.connect(cfg.db_path)
-    report = index.scan(conn, cfg, hash_embedder)
+    report = scan.scan(conn, cfg, hash_embedder)
     assert report.added == 1
 
 
@@ -238,7 +238,7 @@ def test_root_inside_the_database_folder_is_walked(tmp_path, hash_embedder):
 
     write(tmp_path / "data" / "notes" / "deep" / "a.md", "# a\n")
     cfg = resolve(db=tmp_path / "data" / "index.db", roots=[tmp_path / "data" / "notes"])
-    report = index.scan(db.connect(cfg.db_path), cfg, hash_embedder)
+    report = scan.scan(db.connect(cfg.db_path), cfg, hash_embedder)
     assert report.added == 1
 
 
@@ -286,11 +286,11 @@ def test_scoped_scan_honours_ignore_rules_and_nested_roots(conn, specs, isolated
     write(specs / "skip" / "s.md", memory("Skip", "ignored"))
     write(specs / ".specmemignore", "skip/\n")
     cfg = resolve(roots=[specs, nested])
-    index.scan(conn, cfg, hash_embedder)
+    scan.scan(conn, cfg, hash_embedder)
     assert conn.execute("SELECT root FROM memory_index WHERE title = 'In'").fetchall()[0][0] == str(nested)
-    r = index.scan(conn, cfg, hash_embedder, scopes=(specs,))
+    r = scan.scan(conn, cfg, hash_embedder, scopes=(specs,))
     assert (r.added, r.removed, r.updated) == (0, 0, 0), "the nested root's rows were disturbed"
-    r = index.scan(conn, cfg, hash_embedder, scopes=(specs / "skip" / "s.md",))
+    r = scan.scan(conn, cfg, hash_embedder, scopes=(specs / "skip" / "s.md",))
     assert r.added == 0
 
 
@@ -299,7 +299,7 @@ def test_file_vanishing_while_read_is_gone_not_a_problem(conn, specs, run_scan, 
     doomed = write(specs / "doomed.md", memory("Doomed", "goes"))
     run_scan()
     doomed.write_text(memory("Doomed", "changed, then deleted while being read"))
-    real = index.read_head
+    real = scan.read_head
 
     def vanish(p, limit):
         if p == doomed:
@@ -307,14 +307,14 @@ def test_file_vanishing_while_read_is_gone_not_a_problem(conn, specs, run_scan, 
             raise FileNotFoundError(2, "No such file or directory")
         return real(p, limit)
 
-    monkeypatch.setattr(index, "read_head", vanish)
+    monkeypatch.setattr(scan, "read_head", vanish)
     r = run_scan(scopes=(doomed, kept))
     assert r.removed == 1 and r.problems == [] and set(rows(conn)) == {"kept.md"}
 
 
 def test_file_being_written_is_read_again_until_it_settles(conn, specs, run_scan, monkeypatch):
     path = write(specs / "growing.md", memory("Growing", "start"))
-    real = index.read_head
+    real = scan.read_head
     calls = []
 
     def still_writing(p, limit):
@@ -327,7 +327,7 @@ def test_file_being_written_is_read_again_until_it_settles(conn, specs, run_scan
             os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
         return data
 
-    monkeypatch.setattr(index, "read_head", still_writing)
+    monkeypatch.setattr(scan, "read_head", still_writing)
     r = run_scan()
     assert len(calls) == 2 and r.unsettled == []
     assert (
@@ -339,7 +339,7 @@ def test_file_being_written_is_read_again_until_it_settles(conn, specs, run_scan
 
 def test_file_that_never_settles_is_read_again_next_time(conn, specs, run_scan, monkeypatch):
     path = write(specs / "busy.md", memory("Busy", "start"))
-    real = index.read_head
+    real = scan.read_head
 
     def always_writing(p, limit):
         data = real(p, limit)
@@ -347,23 +347,24 @@ def test_file_that_never_settles_is_read_again_next_time(conn, specs, run_scan, 
         os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
         return data
 
-    monkeypatch.setattr(index, "read_head", always_writing)
-    monkeypatch.setattr(index, "SETTLE_DELAY", 0.0)
+    monkeypatch.setattr(scan, "read_head", always_writing)
+    monkeypatch.setattr(scan, "SETTLE_DELAY", 0.0)
     r = run_scan()
     assert r.unsettled == [str(path)] and r.added == 1
     assert conn.execute("SELECT mtime_ns FROM memory_index").fetchall()[0][0] == -1
-    monkeypatch.setattr(index, "read_head", real)
+    monkeypatch.setattr(scan, "read_head", real)
     r = run_scan()
     assert r.unsettled == [] and r.unchanged == 1  # read again (hash unchanged), stat now recorded
     assert conn.execute("SELECT mtime_ns FROM memory_index").fetchall()[0][0] == path.stat().st_mtime_ns
 
 
 def test_write_lock_serialises_writers_and_names_a_stuck_holder(conn, cfg, specs, hash_embedder):
-    from specmem.indexer.lock import FileLock, LockTimeout
+    from specmem.indexer.errors import LockTimeout
+    from specmem.indexer.lock import FileLock
 
     write(specs / "a.md", memory("A", "alpha"))
     with FileLock(cfg.write_lock_path, "test") as held:
         assert held.try_acquire()
         with pytest.raises(LockTimeout, match=f"test pid {os.getpid()}"):
-            index.scan(conn, cfg, hash_embedder, lock_timeout=0.2)
-    assert index.scan(conn, cfg, hash_embedder).added == 1
+            scan.scan(conn, cfg, hash_embedder, lock_timeout=0.2)
+    assert scan.scan(conn, cfg, hash_embedder).added == 1

@@ -4,10 +4,11 @@ import os
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from specmem.indexer import db
-from specmem.indexer.index import scan
-from specmem.server.search import Filters, SearchError, fts_query, search
 
+from specmem.indexer import db
+from specmem.indexer.errors import SearchError
+from specmem.indexer.scan import scan
+from specmem.server.search import Filters, fts_query, search
 from tests.conftest import memory, write
 
 

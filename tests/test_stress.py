@@ -20,9 +20,9 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from specmem.indexer import config, db, index
-from specmem.indexer.embed import get_embedder
 
+from specmem.indexer import config, db, scan
+from specmem.indexer.embed import get_embedder
 from tests.conftest import SHARED_DATA, memory
 
 SECONDS = float(os.environ.get("SPECMEM_STRESS_SECONDS", "25"))
@@ -58,7 +58,7 @@ def test_four_servers_a_watcher_and_an_editor(specs, cfg, tmp_path):
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(page, target)
     conn = db.connect(cfg.db_path)
-    index.scan(conn, cfg, get_embedder(cfg.model))
+    scan.scan(conn, cfg, get_embedder(cfg.model))
     conn.close()
 
     logs = tmp_path / "logs"
@@ -147,7 +147,7 @@ def test_four_servers_a_watcher_and_an_editor(specs, cfg, tmp_path):
         anyio.run(main)
         fresh = config.resolve(db=str(tmp_path / "fresh" / "index.db"))
         fconn = db.connect(fresh.db_path)
-        index.scan(fconn, fresh, get_embedder(fresh.model), embed=False)
+        scan.scan(fconn, fresh, get_embedder(fresh.model), embed=False)
         fconn.close()
         expected = snapshot(fresh.db_path)
         deadline = time.monotonic() + 60

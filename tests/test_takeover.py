@@ -15,10 +15,10 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from specmem.indexer import config, db, index
+
+from specmem.indexer import config, db, scan
 from specmem.indexer.embed import get_embedder
 from specmem.indexer.lock import current_holder
-
 from tests.conftest import memory, write
 
 TIMEOUT = 30.0
@@ -28,7 +28,7 @@ TIMEOUT = 30.0
 def corpus(specs: Path, cfg: config.Config) -> Path:
     write(specs / "001-a" / "memory" / "a.md", memory("Alpha", "first memory"))
     conn = db.connect(cfg.db_path)
-    index.scan(conn, cfg, get_embedder(cfg.model))
+    scan.scan(conn, cfg, get_embedder(cfg.model))
     conn.close()
     return specs
 

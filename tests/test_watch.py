@@ -16,11 +16,12 @@ from pathlib import Path
 
 import frontmatter
 import pytest
-from specmem.indexer import config, db, index
-from specmem.indexer.embed import Embedder
-from specmem.indexer.lock import WatcherBusy, current_holder
-from specmem.indexer.watch import Watcher
 
+from specmem.indexer import config, db, scan
+from specmem.indexer.embed import Embedder
+from specmem.indexer.errors import WatcherBusy
+from specmem.indexer.lock import current_holder
+from specmem.indexer.watch import Watcher
 from tests.conftest import memory, write
 
 TIMEOUT = 15.0
@@ -72,7 +73,7 @@ def fresh_snapshot(cfg: config.Config, embedder: Embedder, tmp_path: Path) -> tu
     other = config.resolve(db=str(tmp_path / "fresh" / "index.db"), roots=[str(r) for r in cfg.roots])
     conn = db.connect(other.db_path)
     try:
-        index.scan(conn, other, embedder, embed=False)
+        scan.scan(conn, other, embedder, embed=False)
         return snapshot(conn)
     finally:
         conn.close()
@@ -98,7 +99,7 @@ def watch(cfg, hash_embedder) -> Iterator[Callable[..., Watcher]]:
 def test_startup_reconcile_then_live(conn, cfg, specs, watch, hash_embedder):
     write(specs / "001-a" / "memory" / "kept.md", memory("Kept", "present before start"))
     write(specs / "001-a" / "memory" / "gone.md", memory("Gone", "deleted while nobody watched"))
-    index.scan(conn, cfg, hash_embedder, embed=False)
+    scan.scan(conn, cfg, hash_embedder, embed=False)
     (specs / "001-a" / "memory" / "gone.md").unlink()
     write(specs / "001-a" / "memory" / "new.md", memory("New", "created while nobody watched"))
     watch()
@@ -418,7 +419,7 @@ def test_scans_from_elsewhere_are_serialised_with_the_watcher(
         other = db.connect(cfg.db_path)
         try:
             for _ in range(15):
-                index.scan(other, cfg, hash_embedder)
+                scan.scan(other, cfg, hash_embedder)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:
@@ -444,19 +445,19 @@ def test_scans_from_elsewhere_are_serialised_with_the_watcher(
 
 def test_unreadable_file_is_kept_and_retried_on_the_next_change(conn, edited, watch, monkeypatch):
     path, mid = edited
-    real = index.read_head
+    real = scan.read_head
 
     def deny(p, limit):
         if p == path:
             raise PermissionError(13, "Permission denied")
         return real(p, limit)
 
-    monkeypatch.setattr(index, "read_head", deny)
+    monkeypatch.setattr(scan, "read_head", deny)
     path.write_text(memory("Note", "denied wording"))
     sibling = write(path.with_name("sibling.md"), memory("Sibling", "sibling wording"))
     wait_for(lambda: "001-a/memory/sibling.md" in rows(conn))
     assert hits(conn, "original") == {"001-a/memory/note.md"}, "an unreadable file lost its row"
-    monkeypatch.setattr(index, "read_head", real)
+    monkeypatch.setattr(scan, "read_head", real)
     path.write_text(memory("Note", "readable wording"))
     wait_for(lambda: hits(conn, "readable") == {"001-a/memory/note.md"})
     assert rows(conn)["001-a/memory/note.md"][0] == mid
@@ -475,7 +476,7 @@ def test_file_written_while_watched_ends_with_its_final_content(conn, specs, wat
             if i % 20 == 0:
                 time.sleep(0.01)  # a slow writer, not a wait for the watcher
         fh.write("finalword\n")
-    final = index.digest_of(path.read_bytes(), None)
+    final = scan.digest_of(path.read_bytes(), None)
     wait_for(lambda: rows(conn).get("001-a/memory/log.md", (0, "", ""))[2] == final, what="the final content")
     assert hits(conn, "finalword") == {"001-a/memory/log.md"}
 

@@ -13,9 +13,10 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from specmem.indexer import checkpoints, db
-from specmem.indexer.write import WriteError, update_frontmatter, update_memory, write_memory
 
+from specmem.indexer import checkpoints, db
+from specmem.indexer.errors import CheckpointError, WriteError
+from specmem.indexer.write import update_frontmatter, update_memory, write_memory
 from tests.conftest import memory, write
 
 TODAY = dt.date(2026, 11, 21)
@@ -179,7 +180,7 @@ def test_update_touches_only_the_changed_keys():
 
 def test_update_memory_reindexes_without_reembedding(conn, cfg, specs, hash_embedder):
     path = write(specs / "001-a" / "memory" / "odd.md", ODD.encode())
-    from specmem.indexer.index import scan
+    from specmem.indexer.scan import scan
 
     scan(conn, cfg, hash_embedder)
     vectors = conn.execute("SELECT count(*) FROM embedding_cache").fetchall()[0][0]
@@ -204,17 +205,17 @@ def test_restore_after_edits_deletes_and_additions(conn, cfg, specs, hash_embedd
     a = write(specs / "001-a" / "memory" / "a.md", memory("A", "alpha original"))
     b = write(specs / "001-a" / "memory" / "b.md", memory("B", "bravo original"))
     from specmem.indexer.feedback import validate
-    from specmem.indexer.index import scan
+    from specmem.indexer.scan import scan
 
     scan(conn, cfg, hash_embedder)
     validate(conn, cfg, rows(conn)["001-a/memory/a.md"][0], True)
     before = rows(conn)
     info = checkpoints.create(conn, cfg, "before-changes")
     assert (info.file_count, info.scope) == (2, None)
-    with pytest.raises(checkpoints.CheckpointError, match="exists"):
+    with pytest.raises(CheckpointError, match="exists"):
         checkpoints.create(conn, cfg, "before-changes")
     for bad in ("a/b", "x\x00", "", "../up", ".hidden"):
-        with pytest.raises(checkpoints.CheckpointError, match="name"):
+        with pytest.raises(CheckpointError, match="name"):
             checkpoints.create(conn, cfg, bad)
 
     a.write_text(memory("A", "alpha edited"))
@@ -242,7 +243,7 @@ def test_restore_after_edits_deletes_and_additions(conn, cfg, specs, hash_embedd
     assert set(rows(conn)) == {"001-a/memory/a.md", "001-a/memory/b.md"}
     assert [i.name for i in checkpoints.list_all(conn)] == ["before-changes"]
     checkpoints.delete(conn, "before-changes")
-    with pytest.raises(checkpoints.CheckpointError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         checkpoints.restore(conn, cfg, hash_embedder, "before-changes")
 
 

@@ -35,9 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common import hugo_copy, pct  # noqa: E402
 from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
+
 from specmem.indexer import db  # noqa: E402
 from specmem.indexer.embed import get_embedder  # noqa: E402
-from specmem.indexer.index import pending_count, scan  # noqa: E402
+from specmem.indexer.scan import scan  # noqa: E402
+from specmem.indexer.store import pending_count  # noqa: E402
 
 
 async def ready(client: Client) -> int:

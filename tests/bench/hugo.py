@@ -21,8 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from specmem.indexer import config, db  # noqa: E402
-from specmem.indexer.embed import get_embedder  # noqa: E402
-from specmem.indexer.index import embed_pending, scan  # noqa: E402
+from specmem.indexer.embed import (
+    embed_pending,  # noqa: E402
+    get_embedder,  # noqa: E402
+)
+from specmem.indexer.scan import scan  # noqa: E402
 from specmem.server.search import search  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "md-hugo-docs"

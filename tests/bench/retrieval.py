@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from specmem.indexer import config, db  # noqa: E402
 from specmem.indexer.embed import get_embedder  # noqa: E402
-from specmem.indexer.index import scan  # noqa: E402
+from specmem.indexer.scan import scan  # noqa: E402
 from specmem.server.search import search  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"

@@ -29,9 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common import hugo_copy, pct  # noqa: E402
 from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
+
 from specmem.indexer import db  # noqa: E402
 from specmem.indexer.embed import get_embedder  # noqa: E402
-from specmem.indexer.index import scan  # noqa: E402
+from specmem.indexer.scan import scan  # noqa: E402
 
 
 async def one_run(params: StdioServerParameters, root: Path, i: int) -> float:

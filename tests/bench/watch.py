@@ -35,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from specmem.indexer import config, db  # noqa: E402
 from specmem.indexer.embed import get_embedder  # noqa: E402
-from specmem.indexer.index import pending_count, scan  # noqa: E402
 from specmem.indexer.lock import watcher_info  # noqa: E402
+from specmem.indexer.scan import scan  # noqa: E402
+from specmem.indexer.store import pending_count  # noqa: E402
 from specmem.server.search import Filters, search  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "md-hugo-docs"

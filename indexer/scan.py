@@ -1,0 +1,264 @@
+"""Scanning: walk the roots, detect what changed (size and mtime, then content hash, then moves), prepare each
+changed file (parse, chunk) and store its keyword rows at once; embeddings follow (embed.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+import apsw
+import xxhash
+
+from specmem.indexer import db, files, signal, store
+from specmem.indexer.chunk import chunk_file
+from specmem.indexer.config import Config
+from specmem.indexer.embed import Embedder, embed_pending, reset_vectors_if_model_changed, vectors_usable
+from specmem.indexer.errors import ModelUnavailable
+from specmem.indexer.lock import FileLock
+from specmem.indexer.parse import parse
+from specmem.indexer.store import FileStat, Prepared
+
+Progress = Callable[[str, int, int], None]
+FILES_PER_BATCH = 200
+WRITE_LOCK_TIMEOUT = 120.0
+SETTLE_ATTEMPTS = 4
+SETTLE_DELAY = 0.05
+# Bump when parsing or chunking changes what a file's rows would be: the next scan re-indexes every file.
+INDEX_FORMAT = "1"
+
+
+@dataclass
+class ScanReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    removed: int = 0
+    embedded_chunks: int = 0
+    reused_chunks: int = 0
+    pending_embeddings: int = 0
+    files_seen: int = 0
+    unsettled: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    embedding_error: str | None = None
+    keyword_seconds: float = 0.0
+    embed_seconds: float = 0.0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["warnings"] = [{"path": p, "message": m} for p, m in self.warnings]
+        data["problems"] = [{"path": p, "message": m} for p, m in self.problems]
+        return data
+
+
+def read_head(path: Path, limit: int) -> tuple[bytes, int | None]:
+    """The file's bytes, at most `limit` of them; the second value is the real size when it was cut."""
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+        if len(data) > limit:
+            return data[:limit], os.fstat(fh.fileno()).st_size
+    return data, None
+
+
+def digest_of(data: bytes, truncated_from: int | None) -> str:
+    digest = xxhash.xxh3_128_hexdigest(data)
+    return f"{digest}:{truncated_from}" if truncated_from is not None else digest
+
+
+def prepare(
+    path: Path, root: Path, stat: FileStat, data: bytes, truncated_from: int | None, embedder: Embedder
+) -> Prepared:
+    rel = PurePosixPath(path.relative_to(root).as_posix())
+    parsed = parse(data, rel, truncated_from=truncated_from)
+    chunks, chunk_warnings = chunk_file(parsed, embedder.count_tokens, embedder.max_tokens)
+    return Prepared(
+        path, root, stat, digest_of(data, truncated_from), parsed, chunks, parsed.warnings + chunk_warnings
+    )
+
+
+def read_settled(path: Path, limit: int, st: FileStat) -> tuple[bytes, int | None, FileStat]:
+    """Read a file that may be being written: retry until its size and mtime hold still across the read.
+
+    Returns (data, truncated_from, stat of the data). When the file never settles the stat carries mtime -1,
+    so that the next pass reads it again."""
+    for attempt in range(SETTLE_ATTEMPTS):
+        data, truncated_from = read_head(path, limit)
+        after = FileStat.of(path.stat())
+        if after == st:
+            return data, truncated_from, after
+        st = after
+        if attempt < SETTLE_ATTEMPTS - 1:
+            time.sleep(SETTLE_DELAY)
+    return data, truncated_from, FileStat(st.size, -1)
+
+
+def scan(
+    conn: apsw.Connection,
+    config: Config,
+    embedder: Embedder,
+    *,
+    roots: tuple[Path, ...] | None = None,
+    scopes: tuple[Path, ...] | None = None,
+    force: bool = False,
+    embed: bool = True,
+    progress: Progress | None = None,
+    lock_timeout: float = WRITE_LOCK_TIMEOUT,
+    one_transaction: bool = False,
+    finalize: Callable[[apsw.Connection], None] | None = None,
+) -> ScanReport:
+    """Bring the index in line with the files under the roots (or only under `scopes`: files or folders).
+
+    Holds the database's write lock while it classifies files and commits keyword rows, so scans from the CLI,
+    the servers and the watcher never interleave. Never deletes rows of folders or files it could not read.
+    `one_transaction` commits every change in one transaction; `finalize` runs inside the last one."""
+    started = time.perf_counter()
+    report = ScanReport()
+    roots = roots or config.roots
+    reset_vectors_if_model_changed(conn, embedder.model_id)
+    with FileLock(config.write_lock_path, "scan") as write_lock:
+        write_lock.acquire(lock_timeout)
+        _keyword_phase(
+            conn, config, embedder, roots, scopes, force, progress, report, one_transaction, finalize
+        )
+    if embed:
+        emb_started = time.perf_counter()
+        try:
+            embedded, reused = embed_pending(conn, embedder, config.signal_path, progress=progress)
+            report.embedded_chunks = embedded
+            report.reused_chunks += reused
+        except ModelUnavailable as exc:
+            report.embedding_error = str(exc)
+        report.embed_seconds = time.perf_counter() - emb_started
+    report.pending_embeddings = store.pending_count(conn)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _keyword_phase(
+    conn: apsw.Connection,
+    config: Config,
+    embedder: Embedder,
+    roots: tuple[Path, ...],
+    scopes: tuple[Path, ...] | None,
+    force: bool,
+    progress: Progress | None,
+    report: ScanReport,
+    one_transaction: bool = False,
+    finalize: Callable[[apsw.Connection], None] | None = None,
+) -> None:
+    kw_started = time.perf_counter()
+    if db.get_config(conn, "index_format") != INDEX_FORMAT:
+        force, scopes = True, None  # every file's rows must be rebuilt, not only those in scope
+    walked = files.walk(roots, exclude=(config.db_path.parent,), scopes=scopes)
+    report.problems.extend(walked.problems)
+    report.files_seen = len(walked.files)
+    existing = store.existing(conn, roots, scopes)
+
+    # Classify: cheapest test first. Reading happens outside any transaction.
+    changed: list[tuple[Path, Path, FileStat, bytes, int | None, int | None]] = []
+    stat_only: list[tuple[int, FileStat]] = []
+    unreadable: set[Path] = set()
+    vanished: set[Path] = set()
+    total = len(walked.files)
+    for done, (path, (root, os_stat)) in enumerate(walked.files.items(), 1):
+        row = existing.get(path)
+        st = FileStat.of(os_stat)
+        if row and not force and row.size == st.size and row.mtime_ns == st.mtime_ns:
+            report.unchanged += 1
+        else:
+            try:
+                data, truncated_from, st = read_settled(path, config.max_file_bytes, st)
+            except FileNotFoundError:
+                vanished.add(
+                    path
+                )  # deleted since the walk: its row (if any) goes with the others that are gone
+                continue
+            except OSError as exc:
+                report.problems.append(
+                    (str(path), f"cannot read ({exc.strerror}); its memory is kept as it was")
+                )
+                unreadable.add(path)
+                continue
+            if st.mtime_ns == -1:
+                report.unsettled.append(str(path))
+            if row and not force and digest_of(data, truncated_from) == row.content_hash:
+                stat_only.append((row.id, st))
+                report.unchanged += 1
+            else:
+                changed.append((path, root, st, data, truncated_from, row.id if row else None))
+        if progress and (done % 200 == 0 or done == total):
+            progress("checking", done, total)
+
+    gone = {
+        path: row
+        for path, row in existing.items()
+        if (path not in walked.files or path in vanished)
+        and path not in unreadable
+        and not any(files.within(path, folder) for folder in walked.incomplete)
+    }
+    gone_by_digest: dict[str, list[tuple[Path, int]]] = defaultdict(list)
+    for path, row in gone.items():
+        gone_by_digest[row.content_hash].append((path, row.id))
+
+    vec_model = embedder.model_id if vectors_usable(conn, embedder.model_id) else None
+    claimed: set[int] = set()
+    nothing_to_write = not (changed or stat_only or gone)
+    step = max(len(changed), 1) if one_transaction else FILES_PER_BATCH
+    last_start = ((max(len(changed), 1) - 1) // step) * step
+    if nothing_to_write and finalize is not None:
+        with db.write_tx(conn):
+            finalize(conn)
+    for start in range(0, 0 if nothing_to_write else max(len(changed), 1), step):
+        batch = changed[start : start + step]
+        prepared = []
+        for path, root, st, data, truncated_from, mid in batch:
+            prep = prepare(path, root, st, data, truncated_from, embedder)
+            kind = "updated" if mid is not None else "added"
+            if mid is None and gone_by_digest.get(prep.digest):
+                old_path, mid = gone_by_digest[prep.digest].pop()
+                del gone[old_path]
+                kind = "moved"
+            elif mid is None and scopes is not None:
+                # The move's other side may lie outside these scopes (the watcher saw the new name first).
+                mid = _moved_from_elsewhere(conn, prep.digest, walked.files, claimed)
+                kind = "moved" if mid is not None else kind
+            prepared.append((prep, mid, kind))
+        with db.write_tx(conn):
+            for prep, mid, kind in prepared:
+                report.reused_chunks += store.store_memory(conn, prep, mid, vec_model)[1]
+                setattr(report, kind, getattr(report, kind) + 1)
+                report.warnings.extend((str(prep.path), w) for w in prep.warnings)
+            if start == 0:
+                for mid, st in stat_only:
+                    conn.execute(
+                        "UPDATE memory_index SET size = ?, mtime_ns = ? WHERE id = ?",
+                        (st.size, st.mtime_ns, mid),
+                    )
+                store.delete_memories(conn, [row.id for row in gone.values()])
+                report.removed = len(gone)
+            if start == last_start and finalize is not None:
+                finalize(conn)
+        signal.touch(config.signal_path)
+        if progress:
+            progress("indexing", min(start + step, len(changed)), len(changed))
+    if force and db.get_config(conn, "index_format") != INDEX_FORMAT:
+        with db.write_tx(conn):
+            db.set_config(conn, "index_format", INDEX_FORMAT)
+    report.keyword_seconds = time.perf_counter() - kw_started
+
+
+def _moved_from_elsewhere(
+    conn: apsw.Connection, digest: str, found: dict[Path, tuple[Path, os.stat_result]], claimed: set[int]
+) -> int | None:
+    """The id of an indexed memory with this content whose file no longer exists: the source of a move."""
+    for mid, path in conn.execute("SELECT id, path FROM memory_index WHERE content_hash = ?", (digest,)):
+        if mid not in claimed and Path(path) not in found and not os.path.lexists(path):
+            claimed.add(mid)
+            return int(mid)
+    return None

@@ -1,0 +1,195 @@
+"""Storage: one memory's rows (memory_index, memory_chunks, memory_fts, cached vectors) written and removed
+together. Call everything here inside `db.write_tx` unless it only reads."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import apsw
+
+from specmem.indexer import db
+from specmem.indexer.chunk import Chunk
+from specmem.indexer.parse import ParsedFile, spec_folder
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What the fast path compares: size and mtime. An mtime of -1 matches no file, forcing a re-read."""
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStat:
+        return cls(st.st_size, st.st_mtime_ns)
+
+
+@dataclass
+class Prepared:
+    path: Path
+    root: Path
+    stat: FileStat
+    digest: str
+    parsed: ParsedFile
+    chunks: list[Chunk]
+    warnings: list[str]
+
+    @property
+    def rel(self) -> PurePosixPath:
+        return PurePosixPath(self.path.relative_to(self.root).as_posix())
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """What change detection needs of a memory already in the index."""
+
+    id: int
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+def store_memory(
+    conn: apsw.Connection, prep: Prepared, memory_id: int | None, vec_model: str | None
+) -> tuple[int, int]:
+    """Insert or replace one memory with its chunks and FTS rows; reuse cached vectors. Call inside write_tx.
+
+    Returns (memory id, number of chunks whose vector came from the cache)."""
+    now = db.now_ms()
+    p = prep.parsed
+    # Defensive: the path may have been indexed since the caller looked (one row per path, always).
+    holder = conn.execute("SELECT id FROM memory_index WHERE path = ?", (str(prep.path),)).fetchall()
+    if holder and memory_id is None:
+        memory_id = holder[0][0]
+    elif holder and holder[0][0] != memory_id:
+        delete_memories(conn, [holder[0][0]])
+    values = {
+        "path": str(prep.path),
+        "root": str(prep.root),
+        "rel_path": str(prep.rel),
+        "spec_folder": spec_folder(prep.rel),
+        "title": p.title,
+        "importance_tier": p.tier,
+        "context_type": p.context_type,
+        "trigger_phrases": json.dumps(p.trigger_phrases, ensure_ascii=False),
+        "tags": json.dumps(p.tags, ensure_ascii=False),
+        "expires": p.expires,
+        "anchors": json.dumps([c.anchor for c in prep.chunks if c.anchor], ensure_ascii=False),
+        "size": prep.stat.size,
+        "mtime_ns": prep.stat.mtime_ns,
+        "content_hash": prep.digest,
+        "line_count": len(p.lines),
+        "warnings": json.dumps(prep.warnings, ensure_ascii=False),
+        "updated_at": max(prep.stat.mtime_ns, 0) // 1_000_000 or now,
+        "indexed_at": now,
+    }
+    if memory_id is None:
+        cols = ", ".join(values) + ", created_at"
+        marks = ", ".join(f":{k}" for k in values) + ", :indexed_at"
+        conn.execute(f"INSERT INTO memory_index ({cols}) VALUES ({marks})", values)
+        memory_id = conn.last_insert_rowid()
+    else:
+        sets = ", ".join(f"{k} = :{k}" for k in values)
+        conn.execute(f"UPDATE memory_index SET {sets} WHERE id = :id", {**values, "id": memory_id})
+        delete_chunks(conn, memory_id)
+
+    triggers = " ; ".join(p.trigger_phrases)
+    tags = " ".join(p.tags)
+    all_embedded = True
+    reused = 0
+    for chunk in prep.chunks:
+        text_hash = chunk.text_hash
+        conn.execute(
+            "INSERT INTO memory_chunks (memory_id, seq, heading, anchor, start_line, end_line, text, text_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                memory_id,
+                chunk.seq,
+                chunk.heading,
+                chunk.anchor,
+                chunk.start_line,
+                chunk.end_line,
+                chunk.text,
+                text_hash,
+            ),
+        )
+        chunk_id = conn.last_insert_rowid()
+        conn.execute(
+            "INSERT INTO memory_fts (rowid, text, title, triggers, tags, path) VALUES (?, ?, ?, ?, ?, ?)",
+            (chunk_id, chunk.text, chunk.heading, triggers, tags, str(prep.rel)),
+        )
+        cached = None
+        if vec_model is not None:
+            cached = conn.execute(
+                "SELECT vector FROM embedding_cache WHERE model = ? AND text_hash = ?", (vec_model, text_hash)
+            ).fetchall()
+        if cached:
+            conn.execute(
+                "INSERT INTO vec_memories (chunk_id, embedding) VALUES (?, ?)", (chunk_id, cached[0][0])
+            )
+            conn.execute("UPDATE memory_chunks SET embedded = 1 WHERE id = ?", (chunk_id,))
+            conn.execute(
+                "UPDATE embedding_cache SET used_at = ? WHERE model = ? AND text_hash = ?",
+                (now, vec_model, text_hash),
+            )
+            reused += 1
+        else:
+            all_embedded = False
+    status = "none" if not prep.chunks else ("done" if all_embedded else "pending")
+    conn.execute("UPDATE memory_index SET embedding_status = ? WHERE id = ?", (status, memory_id))
+    return memory_id, reused
+
+
+def existing(
+    conn: apsw.Connection, roots: Iterable[Path], scopes: tuple[Path, ...] | None
+) -> dict[Path, Indexed]:
+    """Indexed memories under the roots, or under the scopes (a scope is a file or a folder)."""
+    out: dict[Path, Indexed] = {}
+    cols = "SELECT id, path, size, mtime_ns, content_hash FROM memory_index"
+    if scopes is None:
+        queries = [(f"{cols} WHERE root = ?", (str(root),)) for root in roots]
+    else:
+        # A range on the unique path index: every path equal to the scope or below it as a folder.
+        queries = [
+            (
+                f"{cols} WHERE path = ? OR (path > ? AND path < ?)",
+                (str(s), f"{s}{os.sep}", f"{s}{chr(ord(os.sep) + 1)}"),
+            )
+            for s in scopes
+        ]
+    for sql, args in queries:
+        for mid, path, size, mtime_ns, digest in conn.execute(sql, args):
+            out[Path(path)] = Indexed(mid, size, mtime_ns, digest)
+    return out
+
+
+def pending_count(conn: apsw.Connection) -> int:
+    return int(
+        conn.execute("SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'").fetchall()[0][0]
+    )
+
+
+def delete_memories(conn: apsw.Connection, memory_ids: list[int]) -> None:
+    """Remove memories with their chunks, FTS rows and vectors. Call inside write_tx."""
+    if not memory_ids:
+        return
+    has_vec = db.has_table(conn, "vec_memories")
+    for mid in memory_ids:
+        delete_chunks(conn, mid, has_vec=has_vec)
+        conn.execute("DELETE FROM memory_index WHERE id = ?", (mid,))
+
+
+def delete_chunks(conn: apsw.Connection, memory_id: int, *, has_vec: bool | None = None) -> None:
+    """Remove one memory's chunks with their FTS rows and vectors. Call inside write_tx."""
+    if has_vec is None:
+        has_vec = db.has_table(conn, "vec_memories")
+    ids = [r[0] for r in conn.execute("SELECT id FROM memory_chunks WHERE memory_id = ?", (memory_id,))]
+    for cid in ids:
+        conn.execute("DELETE FROM memory_fts WHERE rowid = ?", (cid,))
+        if has_vec:
+            conn.execute("DELETE FROM vec_memories WHERE chunk_id = ?", (cid,))
+    conn.execute("DELETE FROM memory_chunks WHERE memory_id = ?", (memory_id,))
