@@ -23,8 +23,6 @@ from specmem.indexer.scan import scan
 from specmem.indexer.write import replace_file
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-MAX_COUNT = int(os.environ.get("SPECMEM_CHECKPOINT_MAX", "50"))
-MAX_AGE_DAYS = float(os.environ.get("SPECMEM_CHECKPOINT_MAX_DAYS", "90"))
 
 
 @dataclass
@@ -131,18 +129,18 @@ def create(
                 blob,
             ),
         )
-        _retain(conn, keep=name)
+        _retain(conn, config, keep=name)
     return info
 
 
-def _retain(conn: apsw.Connection, keep: str) -> None:
+def _retain(conn: apsw.Connection, config: Config, keep: str) -> None:
     """Drop checkpoints past the configured count or age (never the one just made). Call inside write_tx."""
-    cutoff = db.now_ms() - int(MAX_AGE_DAYS * 86_400_000)
+    cutoff = db.now_ms() - int(config.checkpoint_max_days * 86_400_000)
     conn.execute("DELETE FROM checkpoints WHERE created_at < ? AND name != ?", (cutoff, keep))
     conn.execute(
         "DELETE FROM checkpoints WHERE name != ? AND id NOT IN "
         "(SELECT id FROM checkpoints ORDER BY created_at DESC, id DESC LIMIT ?)",
-        (keep, max(MAX_COUNT, 1)),
+        (keep, config.checkpoint_max),
     )
 
 

@@ -1,12 +1,16 @@
-"""Resolved configuration: argument, then SPECMEM_* environment variable, then default."""
+"""Every setting, resolved in one order: option, then SPECMEM_* environment variable, then the project's
+`specmem.toml`, then a default. `resolve()` validates each value and remembers where it came from, so that
+`specmem paths` can show it."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import platformdirs
 
@@ -15,15 +19,29 @@ from specmem.indexer.errors import ConfigError
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MAX_FILE_BYTES = 5 * 1024 * 1024
 DB_DIRNAME = ".specmem"
+PROJECT_FILE = "specmem.toml"
+FALSE_WORDS = ("0", "false", "no", "off")
+TRUE_WORDS = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
 class Config:
+    """Where the index and the memory files are, and how specmem behaves. Build it with `resolve()`."""
+
     project: Path
     db_path: Path
     roots: tuple[Path, ...]
-    model: str
-    max_file_bytes: int
+    model: str = DEFAULT_MODEL
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    checkpoint_max: int = 50
+    checkpoint_max_days: float = 90.0
+    watch: bool = True
+    threads: int | None = None
+    surface_constitutional: int = 3
+    http_token: str | None = field(default=None, repr=False)
+    http_origins: tuple[str, ...] = ()
+    project_file: Path | None = None
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def signal_path(self) -> Path:
@@ -41,14 +59,154 @@ class Config:
     def write_lock_path(self) -> Path:
         return self.db_path.parent / "write.lock"
 
+    def shown(self) -> list[tuple[str, str, str]]:
+        """(setting, value, where it came from) for every setting, secrets masked."""
+        rows = [
+            ("project", str(self.project), "specmem.toml" if self.project_file else "found from the roots"),
+            ("project file", str(self.project_file or "(none)"), ""),
+        ]
+        for setting in SETTINGS:
+            name = setting.name
+            value = getattr(self, _ATTR.get(name, name))
+            if name == "http_token":
+                text = "(set, hidden)" if value else "(none)"
+            elif isinstance(value, tuple):
+                text = ", ".join(str(v) for v in value) or "(none)"
+            else:
+                text = "(default)" if value is None else str(value)
+            rows.append((name, text, self.sources.get(name, "default")))
+        return rows
+
+
+def _path_list(text: str) -> list[str]:
+    return [p.strip() for p in text.split(os.pathsep) if p.strip()]
+
+
+def _positive_int(value: Any, what: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{what}={value!r} is not a whole number") from None
+    if number <= 0:
+        raise ConfigError(f"{what} must be a positive whole number, not {number}")
+    return number
+
+
+def _count(value: Any, what: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{what}={value!r} is not a whole number") from None
+    if number < 0:
+        raise ConfigError(f"{what} must be 0 or more, not {number}")
+    return number
+
+
+def _positive_float(value: Any, what: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{what}={value!r} is not a number") from None
+    if not number > 0:
+        raise ConfigError(f"{what} must be a positive number, not {number}")
+    return number
+
+
+def _bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{what}={value!r} is not on or off; use 1 or 0")
+
+
+def _origins(value: Any, what: str) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else str(value).split(",")
+    return tuple(str(o).strip() for o in items if str(o).strip())
+
+
+def _text(value: Any, what: str) -> str:
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"{what} must be a non-empty text, not {value!r}")
+    return text.strip()
+
+
+class Setting(NamedTuple):
+    name: str
+    env: str
+    key: str | None  # its key in specmem.toml; None: not settable there (a secret)
+    parse: Callable[[Any, str], Any]
+    help: str
+
+
+SETTINGS = [
+    Setting("database", "SPECMEM_DB", "db", _text, "the index file"),
+    Setting("roots", "SPECMEM_ROOTS", "roots", _text, "folders of memory files"),
+    Setting("model", "SPECMEM_MODEL", "model", _text, "embedding model"),
+    Setting(
+        "max_file_bytes", "SPECMEM_MAX_FILE_BYTES", "max_file_bytes", _positive_int, "larger files: head only"
+    ),
+    Setting("checkpoint_max", "SPECMEM_CHECKPOINT_MAX", "checkpoint_max", _positive_int, "checkpoints kept"),
+    Setting(
+        "checkpoint_max_days",
+        "SPECMEM_CHECKPOINT_MAX_DAYS",
+        "checkpoint_max_days",
+        _positive_float,
+        "days kept",
+    ),
+    Setting("watch", "SPECMEM_WATCH", "watch", _bool, "servers host the watcher"),
+    Setting("threads", "SPECMEM_THREADS", "threads", _positive_int, "embedding threads"),
+    Setting(
+        "surface_constitutional",
+        "SPECMEM_SURFACE",
+        "surface_constitutional",
+        _count,
+        "rules on top of a search",
+    ),
+    Setting("http_token", "SPECMEM_HTTP_TOKEN", None, _text, "bearer token for HTTP"),
+    Setting("http_origins", "SPECMEM_HTTP_ORIGINS", "http_origins", _origins, "extra allowed origins"),
+]
+_ATTR = {"database": "db_path"}
+
 
 def find_project(start: Path | None = None) -> Path | None:
-    """The nearest folder at or above `start` holding `.git` or `specs/`, or None."""
+    """The nearest folder at or above `start` holding `specmem.toml`, `.git` or `specs/`, or None."""
     start = (start or Path.cwd()).resolve()
     for folder in (start, *start.parents):
-        if (folder / ".git").exists() or (folder / "specs").is_dir():
+        if (folder / PROJECT_FILE).is_file() or (folder / ".git").exists() or (folder / "specs").is_dir():
             return folder
     return None
+
+
+def find_project_file(start: Path) -> Path | None:
+    """The nearest `specmem.toml` at or above `start`, stopping at the repository top."""
+    for folder in (start, *start.parents):
+        if (folder / PROJECT_FILE).is_file():
+            return folder / PROJECT_FILE
+        if (folder / ".git").exists():
+            return None
+    return None
+
+
+def read_project_file(path: Path) -> dict[str, Any]:
+    """The settings in a `specmem.toml`; unknown keys and bad TOML are errors that name the file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix it or delete it") from None
+    known = {s.key for s in SETTINGS if s.key}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return data
 
 
 def user_data_dir() -> Path:
@@ -62,29 +220,71 @@ def resolve(
     roots: Sequence[str | os.PathLike[str]] | None = None,
     model: str | None = None,
     max_file_bytes: int | None = None,
+    watch: bool | None = None,
+    threads: int | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Config:
-    """Resolve every setting in one order: argument, then environment, then default."""
+    """Resolve every setting in one order: option, then environment, then `specmem.toml`, then default."""
     env = os.environ if env is None else env
     cwd = (cwd or Path.cwd()).resolve()
+    sources: dict[str, str] = {}
 
-    if roots:
-        root_values = [cwd / Path(r).expanduser() for r in roots]
-    elif env.get("SPECMEM_ROOTS"):
-        parts = env["SPECMEM_ROOTS"].split(os.pathsep)
-        root_values = [cwd / Path(r.strip()).expanduser() for r in parts if r.strip()]
+    options: dict[str, Any] = {
+        "database": db,
+        "roots": list(roots) if roots else None,
+        "model": model,
+        "max_file_bytes": max_file_bytes,
+        "watch": watch,
+        "threads": threads,
+    }
+    if options["roots"]:
+        root_values = [cwd / Path(r).expanduser() for r in options["roots"]]
+        sources["roots"] = "option"
+    elif env.get("SPECMEM_ROOTS", "").strip():
+        root_values = [cwd / Path(r).expanduser() for r in _path_list(env["SPECMEM_ROOTS"])]
+        sources["roots"] = "env SPECMEM_ROOTS"
     else:
         root_values = []
-    # The project is found from the first root when roots are given, so that
+    # With roots given, the project (and its database) is found from the first root, so that
     # `specmem scan ~/code/app/specs` run from anywhere uses that project's database.
-    project = find_project(root_values[0].resolve().parent if root_values else cwd)
+    start = root_values[0].resolve().parent if root_values else cwd
+    project_file = find_project_file(root_values[0].resolve() if root_values else cwd)
+    file_settings = read_project_file(project_file) if project_file else {}
+    project = project_file.parent if project_file else find_project(start)
+    if not root_values and "roots" in file_settings:
+        listed = file_settings["roots"]
+        if not isinstance(listed, list) or not all(isinstance(r, str) and r.strip() for r in listed):
+            raise ConfigError(f'{project_file}: roots must be a list of folders, e.g. roots = ["specs"]')
+        assert project_file is not None
+        root_values = [project_file.parent / Path(r).expanduser() for r in listed]
+        sources["roots"] = str(project_file)
     if not root_values:
         root_values = [(project or cwd) / "specs"]
     resolved_roots = tuple(dict.fromkeys(p.resolve() for p in root_values))
 
-    if db or env.get("SPECMEM_DB"):
-        db_path = (cwd / Path(db or env["SPECMEM_DB"]).expanduser()).resolve()
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        name = setting.name
+        if name == "roots":
+            continue
+        if options.get(name) is not None:
+            raw, source = options[name], "option"
+        elif env.get(setting.env, "").strip():
+            raw, source = env[setting.env], f"env {setting.env}"
+        elif setting.key is not None and setting.key in file_settings:
+            raw, source = file_settings[setting.key], str(project_file)
+        else:
+            continue
+        values[name] = setting.parse(raw, setting.env if source.startswith("env") else name)
+        sources[name] = source
+
+    if "threads" not in values and env.get("OMP_NUM_THREADS", "").strip():
+        values["threads"] = _positive_int(env["OMP_NUM_THREADS"], "OMP_NUM_THREADS")
+        sources["threads"] = "env OMP_NUM_THREADS"
+    if "database" in values:
+        base = project_file.parent if sources["database"] == str(project_file) and project_file else cwd
+        db_path = (base / Path(values.pop("database")).expanduser()).resolve()
     elif project is not None:
         db_path = project / DB_DIRNAME / "index.db"
     else:
@@ -92,18 +292,11 @@ def resolve(
         slug = hashlib.sha1(str(resolved_roots[0]).encode()).hexdigest()[:12]
         db_path = user_data_dir() / "indexes" / f"{resolved_roots[0].name}-{slug}" / "index.db"
 
-    model_name = model or env.get("SPECMEM_MODEL") or DEFAULT_MODEL
-
-    raw_limit = max_file_bytes if max_file_bytes is not None else env.get("SPECMEM_MAX_FILE_BYTES")
-    try:
-        limit = int(raw_limit) if raw_limit is not None else DEFAULT_MAX_FILE_BYTES
-    except ValueError:
-        raise ConfigError(
-            f"SPECMEM_MAX_FILE_BYTES={raw_limit!r} is not a whole number of bytes; set e.g. 5242880"
-        ) from None
-    if limit <= 0:
-        raise ConfigError(f"the file size limit must be positive, not {limit}")
-
     return Config(
-        project=project or cwd, db_path=db_path, roots=resolved_roots, model=model_name, max_file_bytes=limit
+        project=project or cwd,
+        db_path=db_path,
+        roots=resolved_roots,
+        project_file=project_file,
+        sources=sources,
+        **values,
     )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import apsw
-import sqlite_vec
 
 from specmem.indexer.errors import DatabaseError
 
@@ -110,9 +112,18 @@ def m002_checkpoints(conn: apsw.Connection) -> None:
     )
 
 
+def vec_extension_path() -> str:
+    """The sqlite-vec extension bundled with the sqlite-vec package, found without importing the package (its
+    import pulls in numpy and sqlite3, a third of a second on every CLI command)."""
+    spec = importlib.util.find_spec("sqlite_vec")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatabaseError("the sqlite-vec package is not installed; pip install sqlite-vec")
+    return os.path.join(next(iter(spec.submodule_search_locations)), "vec0")
+
+
 def _load_vec(conn: apsw.Connection) -> None:
     conn.enable_load_extension(True)
-    conn.load_extension(sqlite_vec.loadable_path())
+    conn.load_extension(vec_extension_path())
     conn.enable_load_extension(False)
 
 
@@ -258,6 +269,35 @@ def reset_vectors(conn: apsw.Connection) -> None:
     conn.execute("DELETE FROM config WHERE key IN ('model', 'dim')")
     conn.execute("UPDATE memory_chunks SET embedded = 0")
     conn.execute("UPDATE memory_index SET embedding_status = 'pending' WHERE embedding_status != 'none'")
+
+
+_ROW_TYPES: dict[tuple[str, ...], Any] = {}
+
+
+def _named(cursor: apsw.Cursor, values: apsw.SQLiteValues) -> Any:
+    names = tuple(d[0] for d in cursor.get_description())
+    row_type = _ROW_TYPES.get(names)
+    if row_type is None:
+        row_type = _ROW_TYPES.setdefault(names, namedtuple("Row", names, rename=True))  # type: ignore[misc]
+    return row_type._make(values)
+
+
+def rows(conn: apsw.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
+    """The result rows as named tuples (`row.title`, never `row[3]`)."""
+    cursor = conn.cursor()
+    cursor.row_trace = _named
+    return cursor.execute(sql, args).fetchall()
+
+
+def one(conn: apsw.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> Any | None:
+    """The first result row as a named tuple, or None."""
+    found = rows(conn, sql, args)
+    return found[0] if found else None
+
+
+def scalar(conn: apsw.Connection, sql: str, args: Sequence[Any] = ()) -> Any:
+    """The first column of the first row (e.g. a count)."""
+    return conn.execute(sql, args).fetchall()[0][0]
 
 
 def now_ms() -> int:

@@ -171,6 +171,14 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+def use_threads(count: int) -> None:
+    """Run the model's math on `count` threads: read by torch when the model loads, applied at once if loaded."""
+    os.environ["OMP_NUM_THREADS"] = str(count)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(count)
+
+
 def background_thread(*, idle: bool) -> None:
     """Make the calling thread yield the CPU to searches: embeddings are background work, answers are not.
 

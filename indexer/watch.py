@@ -40,9 +40,6 @@ from specmem.indexer.lock import FileLock, read_holder, write_watcher_status
 from specmem.indexer.scan import ScanReport, scan
 
 log = logging.getLogger("specmem.watch")
-# watchdog 7 warns when a moved folder's inotify watch is registered again under its new path; the watch is
-# replaced and events keep coming (tests/test_watch.py edits files inside moved folders), so the warning is noise.
-warnings.filterwarnings("ignore", message="Callback with id .* already exists", category=RuntimeWarning)
 
 DEBOUNCE = 0.15  # quiet time after the last event before a batch is applied
 MAX_DELAY = 1.0  # a steady stream of events still gets applied this often
@@ -139,6 +136,10 @@ class Watcher:
                 f"{self.config.db_path} is already watched by {who}; it keeps the index live, "
                 "so there is nothing to do (stop that process first to watch from here)"
             )
+        # watchdog 7 warns when a moved folder's inotify watch is registered again under its new path; the watch
+        # is replaced and events keep coming (tests/test_watch.py edits files inside moved folders): noise. Set
+        # here, when watching starts, not on import (importing a module changes no process state).
+        warnings.filterwarnings("ignore", message="Callback with id .* already exists", category=RuntimeWarning)
         try:
             self.status.started_ms = db.now_ms()
             self._observer = PollingObserver(timeout=self.polling_interval) if self.polling else Observer()

@@ -22,7 +22,7 @@ import yaml
 from specmem.indexer import files
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
-from specmem.indexer.errors import SpecFolderError, WriteError
+from specmem.indexer.errors import WriteError
 from specmem.indexer.parse import parse
 from specmem.indexer.scan import ScanReport, scan
 from specmem.indexer.tiers import TIERS
@@ -48,10 +48,7 @@ def _clean(name: str, value: str | None) -> None:
 
 def spec_memory_dir(config: Config, spec_folder: str) -> Path:
     """`<spec folder>/memory`, in the root that already holds the spec folder (else the first root)."""
-    try:
-        found = files.spec_folder_dirs(config.roots, spec_folder, must_exist=False)
-    except SpecFolderError as exc:
-        raise WriteError(str(exc)) from None
+    found = files.spec_folder_dirs(config.roots, spec_folder, must_exist=False)
     root, folder = found[0] if found else (config.roots[0], config.roots[0] / spec_folder)
     target = folder / "memory"
     existing = next(p for p in (target, *target.parents) if p.exists())

@@ -1,8 +1,11 @@
-"""The `specmem` command: thin wrappers that parse arguments, call one library function and print the result."""
+"""The `specmem` command: thin wrappers that parse arguments, call one method of the public API and print.
+
+Only click is imported at start-up; everything else is imported by the command that needs it, so `--help`,
+`--version` and the quick commands start fast. Text output goes to stdout, notes and progress to stderr.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 import logging
@@ -12,27 +15,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from specmem.indexer import config as configmod
-from specmem.indexer import db
-from specmem.indexer.embed import get_embedder, resolve_model_path
-from specmem.indexer.errors import (
-    ConfigError,
-    SpecmemError,
-)
-from specmem.indexer.scan import ScanReport, scan
 from specmem.indexer.tiers import TIERS
-from specmem.server import memories
-from specmem.server.search import Filters, SearchResponse, search
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from specmem.api import Memories
+    from specmem.indexer.config import Config
+    from specmem.indexer.scan import ScanReport
 
 
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,15 +46,27 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
     @click.option(
         "--model",
         help="Embedding model: a sentence-transformers folder or name [env SPECMEM_MODEL; "
-        f"default {configmod.DEFAULT_MODEL}, shipped offline].",
+        "default all-MiniLM-L6-v2, shipped offline].",
     )
     @functools.wraps(fn)
     def wrapper(db_path: str | None, roots: tuple[str, ...], model: str | None, **kwargs: Any) -> Any:
+        from specmem.indexer import config as configmod
+
         extra_roots = kwargs.pop("root_args", ()) or ()
         cfg = configmod.resolve(db=db_path, roots=[*roots, *extra_roots] or None, model=model)
         return fn(cfg, **kwargs)
 
     return wrapper
+
+
+def opened(cfg: Config) -> Memories:
+    from specmem.api import Memories
+
+    return Memories(cfg)
+
+
+def say(text: str = "", *, err: bool = False, **style: Any) -> None:
+    click.echo(click.style(text, **style) if style else text, err=err)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -72,19 +76,40 @@ def cli() -> None:
 
     Memory files are *.md files under the roots (default: the project's specs/ folder), with YAML frontmatter
     giving each an importance tier. `specmem scan` indexes them into SQLite; `specmem search` finds them.
-    Settings resolve as: option, then SPECMEM_* environment variable, then default (see `specmem paths`).
+    Settings resolve as: option, then SPECMEM_* environment variable, then specmem.toml, then default
+    (see `specmem paths`).
     """
 
 
-def _progress_cb(progress: Progress) -> Callable[[str, int, int], None]:
-    tasks: dict[str, Any] = {}
+class ProgressLine:
+    """Progress of a long scan on stderr: a line redrawn in place on a terminal; off a terminal, a full line
+    every few seconds with done/total, rate and time left."""
 
-    def update(phase: str, done: int, total: int) -> None:
-        if phase not in tasks:
-            tasks[phase] = progress.add_task(phase, total=total)
-        progress.update(tasks[phase], completed=done, total=total)
+    def __init__(self, every: float = 5.0) -> None:
+        self.tty = sys.stderr.isatty()
+        self.every = every
+        self.phase: str | None = None
+        self.started = self.last = time.monotonic()
 
-    return update
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if phase != self.phase:
+            self.finish()
+            self.phase, self.started, self.last = phase, now, 0.0
+        if not self.tty and now - self.last < self.every and done < total:
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-9)
+        left = f", {(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
+        line = f"{phase}: {done}/{total} ({rate:.0f}/s{left})"
+        if self.tty:
+            click.echo(f"\r\033[K{line}", err=True, nl=False)
+        else:
+            click.echo(line, err=True)
+
+    def finish(self) -> None:
+        if self.tty and self.phase is not None:
+            click.echo("\r\033[K", err=True, nl=False)
 
 
 @cli.command("scan")
@@ -95,56 +120,48 @@ def _progress_cb(progress: Progress) -> Callable[[str, int, int], None]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @common
-def scan_cmd(cfg: configmod.Config, force: bool, no_embed: bool, as_json: bool) -> None:
+def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
     """Index the memory files under ROOT... (default: the configured roots).
 
     Unchanged files are skipped by size and mtime, then by content hash; removed files leave the index; moved or
     renamed files keep their embeddings. Keyword search sees the changes before the embeddings are computed.
+    Progress goes to stderr (a bar on a terminal, a line every few seconds otherwise).
     """
+    from specmem.indexer.errors import ConfigError
+
     missing = [r for r in cfg.roots if not r.is_dir()]
     if missing:
         raise ConfigError(
             f"root folder {missing[0]} does not exist; create it, or pass an existing folder (specmem scan DIR)"
         )
-    conn = db.connect(cfg.db_path)
-    embedder = get_embedder(cfg.model)
-    if err.is_terminal and not as_json:
-        columns = (
-            TextColumn("{task.description:>10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=err, transient=True) as progress:
-            report = scan(
-                conn, cfg, embedder, force=force, embed=not no_embed, progress=_progress_cb(progress)
-            )
-    else:
-        report = scan(conn, cfg, embedder, force=force, embed=not no_embed)
+    progress = ProgressLine()
+    with opened(cfg) as mem:
+        report = mem.scan(force=force, embed=not no_embed, progress=None if as_json else progress)
+    progress.finish()
     if as_json:
-        out.print_json(json.dumps(report.to_dict()))
+        click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        _print_report(report, cfg)
+        print_report(report, cfg)
 
 
-def _print_report(report: ScanReport, cfg: configmod.Config) -> None:
-    out.print(
+def print_report(report: ScanReport, cfg: Config) -> None:
+    say(
         f"scanned {report.files_seen} files in {', '.join(str(r) for r in cfg.roots)}: "
         f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, {report.moved} moved, "
         f"{report.removed} removed"
     )
-    out.print(
+    say(
         f"embeddings: {report.embedded_chunks} chunks embedded, {report.reused_chunks} reused from cache, "
         f"{report.pending_embeddings} memories pending; {report.seconds:.2f} s "
         f"(keyword phase {report.keyword_seconds:.2f} s)"
     )
     if report.embedding_error:
-        out.print(f"[yellow]embeddings skipped:[/] {escape(report.embedding_error)}")
+        say(f"embeddings skipped: {report.embedding_error}", fg="yellow")
     for path, message in report.problems:
-        out.print(f"[red]problem[/] {escape(path)}: {escape(message)}")
+        say(f"problem {path}: {message}", fg="red")
     for path, message in report.warnings:
-        out.print(f"[yellow]warning[/] {escape(path)}: {escape(message)}")
-    out.print(f"index: {cfg.db_path}")
+        say(f"warning {path}: {message}", fg="yellow")
+    say(f"index: {cfg.db_path}")
 
 
 @cli.command("watch")
@@ -166,14 +183,14 @@ def _print_report(report: ScanReport, cfg: configmod.Config) -> None:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every batch and event on stderr.")
 @common
-def watch_cmd(cfg: configmod.Config, debounce: float, polling: bool, no_embed: bool, verbose: bool) -> None:
+def watch_cmd(cfg: Config, debounce: float, polling: bool, no_embed: bool, verbose: bool) -> None:
     """Keep the index live: reconcile once, then apply every save, rename, delete and git checkout as it happens.
 
     Changes are coalesced for --debounce seconds and applied in one write batch; keyword search sees them at once,
     embeddings follow in the background. One watcher per database: a second one exits, naming the first.
     Stop with Ctrl-C (or SIGTERM): the batch in progress is finished first. Status lines go to stderr.
     """
-    from specmem.indexer.watch import Watcher
+    from specmem.indexer.embed import use_threads
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -184,60 +201,54 @@ def watch_cmd(cfg: configmod.Config, debounce: float, polling: bool, no_embed: b
     logging.getLogger("watchdog").setLevel(logging.WARNING)
     for root in cfg.roots:
         if not root.is_dir():
-            err.print(f"[yellow]warning:[/] root {escape(str(root))} does not exist yet; watching for it")
+            say(f"warning: root {root} does not exist yet; watching for it", err=True, fg="yellow")
     ready = threading.Event()
 
     def on_batch(report: ScanReport) -> None:
         changed = report.added + report.updated + report.moved + report.removed
         if not ready.is_set():
             ready.set()
-            err.print(
+            say(
                 f"{time.strftime('%H:%M:%S')} ready: {report.files_seen} memory files "
                 f"({report.added} added, {report.updated} updated, {report.moved} moved, {report.removed} removed "
-                f"since last time); watching {', '.join(str(r) for r in cfg.roots)} (Ctrl-C to stop)"
+                f"since last time); watching {', '.join(str(r) for r in cfg.roots)} (Ctrl-C to stop)",
+                err=True,
             )
         elif changed or verbose:
-            err.print(
+            waiting = (
+                f" · {report.pending_embeddings} waiting for embeddings" if report.pending_embeddings else ""
+            )
+            say(
                 f"{time.strftime('%H:%M:%S')} indexed: {report.added} added, {report.updated} updated, "
-                f"{report.moved} moved, {report.removed} removed in {report.keyword_seconds * 1000:.0f} ms"
-                + (
-                    f" · {report.pending_embeddings} waiting for embeddings"
-                    if report.pending_embeddings
-                    else ""
-                )
+                f"{report.moved} moved, {report.removed} removed in {report.keyword_seconds * 1000:.0f} ms{waiting}",
+                err=True,
             )
 
     def on_embedded(count: int) -> None:
         if verbose:
-            err.print(f"{time.strftime('%H:%M:%S')} embedded {count} chunks")
+            say(f"{time.strftime('%H:%M:%S')} embedded {count} chunks", err=True)
 
     # A background daemon: the servers answering an assistant come first on a busy CPU. Lower priority, and
-    # embeddings on one core (torch reads this when it loads, which happens later, in the embedding thread).
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # embeddings on one core unless SPECMEM_THREADS says otherwise (torch reads it when the model loads).
+    use_threads(cfg.threads or 1)
     try:
         os.nice(10)
     except (AttributeError, OSError):
         pass
-    watcher = Watcher(
-        cfg,
-        get_embedder(cfg.model),
-        debounce=debounce,
-        polling=polling,
-        embed=not no_embed,
-        on_batch=on_batch,
-        on_embedded=on_embedded,
-    )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    watcher.start()
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        err.print("stopping: finishing the batch in progress")
-        watcher.stop()
-    err.print(f"stopped after {watcher.status.batches} batches")
+    with opened(cfg) as mem:
+        watcher = mem.watch(
+            debounce=debounce, polling=polling, embed=not no_embed, on_batch=on_batch, on_embedded=on_embedded
+        )
+        try:
+            while not stop.wait(1.0):
+                pass
+        finally:
+            say("stopping: finishing the batch in progress", err=True)
+            watcher.stop()
+    say(f"stopped after {watcher.status.batches} batches", err=True)
 
 
 @cli.command("serve")
@@ -253,9 +264,7 @@ def watch_cmd(cfg: configmod.Config, debounce: float, polling: bool, no_embed: b
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every tool call on stderr.")
 @common
-def serve_cmd(
-    cfg: configmod.Config, http: bool, host: str, port: int, watch: bool | None, verbose: bool
-) -> None:
+def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None, verbose: bool) -> None:
     """Run the MCP server: memory_search, memory_get, memory_list and the other tools.
 
     Over stdio by default, which is how Claude Desktop, Claude Code and editors launch it; the protocol owns
@@ -263,16 +272,23 @@ def serve_cmd(
     answer at once in keyword mode and say so. Exactly one process watches a database: the first server (or
     `specmem watch`) to take its watcher lock; the others read, and take over within seconds if it exits.
     """
+    import dataclasses
+
+    from specmem.indexer.embed import use_threads
+    from specmem.server.mcp_server import serve
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s specmem %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    from specmem.server.mcp_server import serve
-
-    if watch is None:
-        watch = os.environ.get("SPECMEM_WATCH", "1").strip().lower() not in ("0", "false", "no", "off")
-    serve(cfg, http=http, host=host, port=port, watch=watch)
+    if watch is not None:
+        cfg = dataclasses.replace(cfg, watch=watch)
+    # One torch thread per search: a short query embeds as fast on one core, and several servers on one machine
+    # then do not fight over every core (with two threads, four paced servers and a writing watcher had a p95 of
+    # 359 ms instead of 54: tests/bench/concurrency.py). SPECMEM_THREADS overrides it.
+    use_threads(cfg.threads or 1)
+    serve(cfg, http=http, host=host, port=port)
 
 
 @cli.command("write")
@@ -285,7 +301,7 @@ def serve_cmd(
 @click.argument("content", required=False)
 @common
 def write_cmd(
-    cfg: configmod.Config,
+    cfg: Config,
     title: str,
     spec_folder: str,
     tier: str,
@@ -295,24 +311,19 @@ def write_cmd(
     content: str | None,
 ) -> None:
     """Save a new memory file (CONTENT, or stdin when omitted) and index it at once. Never overwrites a file."""
-    from specmem.indexer.write import write_memory
-
     if content is None:
         content = sys.stdin.read()
-    conn = db.connect(cfg.db_path)
-    mid, path = write_memory(
-        conn,
-        cfg,
-        get_embedder(cfg.model),
-        title=title,
-        content=content,
-        spec_folder=spec_folder,
-        tier=tier,
-        context_type=context_type,
-        trigger_phrases=list(triggers),
-        tags=list(tags),
-    )
-    out.print(f"memory {mid} written to {escape(str(path))}")
+    with opened(cfg) as mem:
+        written = mem.write(
+            title,
+            content,
+            spec_folder,
+            tier=tier,
+            context_type=context_type,
+            trigger_phrases=triggers,
+            tags=tags,
+        )
+    say(f"memory {written.id} written to {written.path}")
 
 
 @cli.group("checkpoint")
@@ -324,61 +335,53 @@ def checkpoint_group() -> None:
 @click.argument("name")
 @click.option("--spec-folder", help="Only this spec folder (default: every memory file).")
 @common
-def checkpoint_create_cmd(cfg: configmod.Config, name: str, spec_folder: str | None) -> None:
+def checkpoint_create_cmd(cfg: Config, name: str, spec_folder: str | None) -> None:
     """Save a checkpoint called NAME."""
-    from specmem.indexer import checkpoints
-
-    info = checkpoints.create(db.connect(cfg.db_path), cfg, name, spec_folder=spec_folder)
-    out.print(f"checkpoint {escape(name)}: {info.file_count} files, {info.size_bytes} bytes")
+    with opened(cfg) as mem:
+        info = mem.checkpoint(name, spec_folder=spec_folder)
+    say(f"checkpoint {name}: {info.file_count} files, {info.size_bytes} bytes")
 
 
 @checkpoint_group.command("list")
 @common
-def checkpoint_list_cmd(cfg: configmod.Config) -> None:
+def checkpoint_list_cmd(cfg: Config) -> None:
     """Checkpoints, newest first."""
-    from specmem.indexer import checkpoints
-
-    for c in checkpoints.list_all(db.connect(cfg.db_path)):
-        where = f" · {c.git_branch}@{(c.git_commit or '')[:8]}" if c.git_branch else ""
-        out.print(
-            f"{escape(c.name)}  {_clock(c.created_at)}  scope {escape(c.scope or 'all')}  {c.file_count} files"
-            f"{where}{' (automatic)' if c.automatic else ''}"
-        )
+    with opened(cfg) as mem:
+        for c in mem.checkpoints():
+            where = f" · {c.git_branch}@{(c.git_commit or '')[:8]}" if c.git_branch else ""
+            say(
+                f"{c.name}  {clock(c.created_at)}  scope {c.scope or 'all'}  {c.file_count} files"
+                f"{where}{' (automatic)' if c.automatic else ''}"
+            )
 
 
 @checkpoint_group.command("restore")
 @click.argument("name")
 @click.option("--clear-newer", is_flag=True, help="Also delete memory files created since the checkpoint.")
 @common
-def checkpoint_restore_cmd(cfg: configmod.Config, name: str, clear_newer: bool) -> None:
+def checkpoint_restore_cmd(cfg: Config, name: str, clear_newer: bool) -> None:
     """Rewrite the memory files to their content in checkpoint NAME and re-index them."""
-    from specmem.indexer import checkpoints
-
-    report = checkpoints.restore(
-        db.connect(cfg.db_path), cfg, get_embedder(cfg.model), name, clear_newer=clear_newer
-    )
-    out.print(
-        f"restored {len(report.restored)} files, {report.unchanged} unchanged, {len(report.removed)} removed"
-    )
+    with opened(cfg) as mem:
+        report = mem.restore(name, clear_newer=clear_newer)
+    say(f"restored {len(report.restored)} files, {report.unchanged} unchanged, {len(report.removed)} removed")
     for path in report.newer_kept:
-        out.print(f"kept (created since; --clear-newer removes it): {escape(path)}")
+        say(f"kept (created since; --clear-newer removes it): {path}")
 
 
 @checkpoint_group.command("delete")
 @click.argument("name")
 @common
-def checkpoint_delete_cmd(cfg: configmod.Config, name: str) -> None:
+def checkpoint_delete_cmd(cfg: Config, name: str) -> None:
     """Delete checkpoint NAME."""
-    from specmem.indexer import checkpoints
-
-    checkpoints.delete(db.connect(cfg.db_path), name)
-    out.print(f"deleted checkpoint {escape(name)}")
+    with opened(cfg) as mem:
+        mem.delete_checkpoint(name)
+    say(f"deleted checkpoint {name}")
 
 
 @cli.command("doctor")
 @click.option("--no-model", is_flag=True, help="Skip loading the embedding model (a few seconds).")
 @common
-def doctor_cmd(cfg: configmod.Config, no_model: bool) -> None:
+def doctor_cmd(cfg: Config, no_model: bool) -> None:
     """Check the install (apsw, FTS5, sqlite-vec, the model offline) and the index (integrity, schema, model,
     orphan rows, pending embeddings, watcher lock), and say what to do about each problem. Exit 1 on a failure."""
     from specmem.server import doctor
@@ -386,14 +389,16 @@ def doctor_cmd(cfg: configmod.Config, no_model: bool) -> None:
     checks = doctor.run(cfg, load_model=not no_model)
     colour = {"ok": "green", "warn": "yellow", "fail": "red"}
     for c in checks:
-        out.print(f"[{colour[c.status]}]{c.status:>4}[/] {c.name:<11} {escape(c.detail)}")
+        click.echo(f"{click.style(f'{c.status:>4}', fg=colour[c.status])} {c.name:<11} {c.detail}")
         if c.fix:
-            out.print(f"{'':17}→ {escape(c.fix)}")
+            say(f"{'':17}→ {c.fix}")
     if any(c.status == "fail" for c in checks):
         sys.exit(1)
 
 
-def _parse_since(value: str | None) -> dt.datetime | None:
+def parse_since(value: str | None) -> Any:
+    import datetime as dt
+
     if not value:
         return None
     try:
@@ -431,7 +436,7 @@ def _parse_since(value: str | None) -> dt.datetime | None:
 @click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
 @common
 def search_cmd(
-    cfg: configmod.Config,
+    cfg: Config,
     query: str,
     limit: int,
     mode: str,
@@ -446,89 +451,88 @@ def search_cmd(
     as_json: bool,
 ) -> None:
     """Search the memories for QUERY, best first. Constitutional memories lead; deprecated ones are hidden."""
-    conn = db.connect(cfg.db_path, readonly=True)
+    from specmem.server.search import Filters
+
     filters = Filters(
         spec_folder=spec_folder,
         tiers=list(tiers) or None,
         context_type=context_type,
         tags=list(tags) or None,
         path_glob=path_glob,
-        since=_parse_since(since),
+        since=parse_since(since),
     )
-    embedder = None
-    if mode != "keyword" and db.get_config(conn, "model") is not None:
-        embedder = get_embedder(cfg.model)
-    response = search(
-        conn,
-        query,
-        limit=limit,
-        mode=mode,
-        filters=filters,
-        embedder=embedder,  # type: ignore[arg-type]
-        include_deprecated=include_deprecated,
-        include_constitutional=not no_constitutional,
-    )
-    if as_json:
-        out.print_json(response.model_dump_json())
-    else:
-        _print_results(response)
-
-
-def _print_results(response: SearchResponse) -> None:
-    for note in response.notes:
-        err.print(f"[yellow]note:[/] {escape(note)}")
-    if not response.results:
-        out.print(f"no memories match {response.query!r} ({response.total_memories} indexed)")
-        return
-    for rank, r in enumerate(response.results, 1):
-        label = "★" if r.always_surfaced else f"{rank - sum(x.always_surfaced for x in response.results)}."
-        folder = r.spec_folder or "-"
-        out.print(
-            f"[bold]{label} {escape(r.title)}[/]  [dim]{r.tier} · {escape(folder)} · score {r.score:.4f}[/]"
+    with opened(cfg) as mem:
+        response = mem.search(
+            query,
+            limit=limit,
+            mode=mode,  # type: ignore[arg-type]
+            filters=filters,
+            include_deprecated=include_deprecated,
+            include_constitutional=not no_constitutional,
         )
-        out.print(f"   [cyan]{escape(r.path)}:{r.start_line}-{r.end_line}[/]")
-        snippet = escape(r.snippet).replace("**", "\x00")
-        parts = snippet.split("\x00")
-        rendered = "".join(f"[bold yellow]{p}[/]" if i % 2 else p for i, p in enumerate(parts))
-        out.print(f"   {rendered}")
-    out.print(f"[dim]{response.mode_used} search over {response.total_memories} memories[/]")
+    if as_json:
+        click.echo(response.model_dump_json(indent=2))
+        return
+    for note in response.notes:
+        say(f"note: {note}", err=True, fg="yellow")
+    if not response.results:
+        say(f"no memories match {response.query!r} ({response.total_memories} indexed)")
+        return
+    surfaced = sum(r.always_surfaced for r in response.results)
+    for rank, r in enumerate(response.results, 1):
+        label = "★" if r.always_surfaced else f"{rank - surfaced}."
+        say(
+            f"{click.style(f'{label} {r.title}', bold=True)}  "
+            + click.style(f"{r.tier} · {r.spec_folder or '-'} · score {r.score:.4f}", dim=True)
+        )
+        say("   " + click.style(f"{r.path}:{r.start_line}-{r.end_line}", fg="cyan"))
+        parts = r.snippet.split("**")
+        say(
+            "   "
+            + "".join(click.style(p, bold=True, fg="yellow") if i % 2 else p for i, p in enumerate(parts))
+        )
+    say(click.style(f"{response.mode_used} search over {response.total_memories} memories", dim=True))
 
 
 @cli.command("get")
 @click.argument("path_or_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the memory and its metadata as JSON.")
 @common
-def get_cmd(cfg: configmod.Config, path_or_id: str, as_json: bool) -> None:
+def get_cmd(cfg: Config, path_or_id: str, as_json: bool) -> None:
     """Print one memory by id or path (absolute, or relative to the current folder or a root)."""
-    conn = db.connect(cfg.db_path, readonly=True)
-    memory = memories.get(conn, cfg, path_or_id)
+    with opened(cfg) as mem:
+        memory = mem.get(path_or_id)
     if as_json:
-        out.print_json(memory.model_dump_json())
+        click.echo(memory.model_dump_json(indent=2))
         return
-    err.print(
-        f"[dim]#{memory.id} {escape(memory.path)} · {memory.tier} · {escape(memory.spec_folder or '-')}"
-        f" · embeddings {memory.embedding_status}[/]"
+    say(
+        click.style(
+            f"#{memory.id} {memory.path} · {memory.tier} · {memory.spec_folder or '-'}"
+            f" · embeddings {memory.embedding_status}",
+            dim=True,
+        ),
+        err=True,
     )
     for warning in memory.warnings:
-        err.print(f"[yellow]warning:[/] {escape(warning)}")
-    sys.stdout.write(memory.content if memory.content.endswith("\n") else memory.content + "\n")
+        say(f"warning: {warning}", err=True, fg="yellow")
+    click.echo(memory.content if memory.content.endswith("\n") else memory.content + "\n", nl=False)
 
 
 @cli.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 @common
-def stats_cmd(cfg: configmod.Config, as_json: bool) -> None:
+def stats_cmd(cfg: Config, as_json: bool) -> None:
     """Counts by tier, spec folder, context type and embedding status; files with warnings."""
-    conn = db.connect(cfg.db_path, readonly=True)
-    stats = memories.stats(conn, cfg)
+    with opened(cfg) as mem:
+        stats = mem.stats()
     if as_json:
-        out.print_json(stats.model_dump_json())
+        click.echo(stats.model_dump_json(indent=2))
         return
-    out.print(
-        f"[bold]{stats.memories} memories[/], {stats.chunks} chunks, index {stats.db_bytes / 1e6:.1f} MB "
-        f"at {stats.db_path}"
+    say(
+        click.style(f"{stats.memories} memories", bold=True)
+        + f", {stats.chunks} chunks, index {stats.db_bytes / 1e6:.1f} MB at {stats.db_path}"
     )
-    out.print(
+    say(
         f"model {stats.model or '(none yet)'} · dimension {stats.dim or '-'} · schema v{stats.schema_version}"
     )
     for name, counts in (
@@ -537,61 +541,63 @@ def stats_cmd(cfg: configmod.Config, as_json: bool) -> None:
         ("context types", stats.by_context_type),
         ("spec folders", stats.by_spec_folder),
     ):
-        shown = ", ".join(f"{escape(k or '-')} {v}" for k, v in counts.items()) or "-"
-        out.print(f"{name}: {shown}")
+        shown = ", ".join(f"{k or '-'} {v}" for k, v in counts.items()) or "-"
+        say(f"{name}: {shown}")
     if stats.watcher:
         w = stats.watcher
         last = (
-            f"last batch {_clock(w.last_batch_ms)} ({w.last_batch})"
+            f"last batch {clock(w.last_batch_ms)} ({w.last_batch})"
             if w.last_batch_ms
             else "no batch applied yet"
         )
-        out.print(
-            f"watcher: pid {w.pid} on {escape(w.host)} since {_clock(w.since_ms)}; {w.batches} batches, {last}"
-        )
+        say(f"watcher: pid {w.pid} on {w.host} since {clock(w.since_ms)}; {w.batches} batches, {last}")
     else:
-        out.print("watcher: none (`specmem watch`, or any `specmem serve`, keeps the index live)")
+        say("watcher: none (`specmem watch`, or any `specmem serve`, keeps the index live)")
     if stats.warnings:
-        out.print(f"[yellow]{len(stats.warnings)} files with warnings:[/]")
-        for w in stats.warnings:
-            out.print(f"  {escape(w.path)}: {escape('; '.join(w.messages))}")
+        say(f"{len(stats.warnings)} files with warnings:", fg="yellow")
+        for fw in stats.warnings:
+            say(f"  {fw.path}: {'; '.join(fw.messages)}")
 
 
-def _clock(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+def clock(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
 
 
 @cli.command("paths")
 @common
-def paths_cmd(cfg: configmod.Config) -> None:
-    """Print every resolved setting (option, then SPECMEM_* variable, then default)."""
+def paths_cmd(cfg: Config) -> None:
+    """Print every resolved setting and where it came from (option, SPECMEM_* variable, specmem.toml, default)."""
+    from specmem.indexer import config as configmod
+    from specmem.indexer.embed import resolve_model_path
+
     model_path = resolve_model_path(cfg.model) if not cfg.model.startswith("hash:") else None
     rows = [
-        ("project", str(cfg.project)),
-        ("database", str(cfg.db_path)),
-        ("signal", str(cfg.signal_path)),
-        ("watcher lock", str(cfg.watcher_lock_path)),
-        ("roots", ", ".join(str(r) for r in cfg.roots)),
-        ("model", cfg.model + (f" ({model_path})" if model_path else "")),
-        ("max file size", f"{cfg.max_file_bytes} bytes"),
-        ("user data", str(configmod.user_data_dir())),
+        *cfg.shown(),
+        ("signal", str(cfg.signal_path), ""),
+        ("watcher lock", str(cfg.watcher_lock_path), ""),
+        ("model folder", str(model_path or "-"), ""),
+        ("user data", str(configmod.user_data_dir()), ""),
     ]
-    for name, value in rows:
-        out.print(f"{name:>14}: {escape(value)}")
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
+        say(f"{name:>{width}}: {value}" + (click.style(f"  ({source})", dim=True) if source else ""))
 
 
 def main() -> None:
-    """Entry point: known errors become one line on stderr and exit code 1; tracebacks are for bugs."""
+    """Entry point: errors the library raises on purpose become one line on stderr and exit code 1 (usage
+    errors: 2); anything else is a bug and keeps its traceback."""
+    from specmem.indexer.errors import SpecmemError
+
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        err.print("aborted")
+        say("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except SpecmemError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
+        say(f"error: {exc}", err=True, fg="red")
         sys.exit(1)
     except BrokenPipeError:
         sys.exit(0)

@@ -33,13 +33,12 @@ def run(config: Config, *, load_model: bool = True) -> list[Check]:
 
 def _install(config: Config, load_model: bool) -> list[Check]:
     import apsw
-    import sqlite_vec
 
     out = [Check("apsw", "ok", f"apsw {apsw.apsw_version()}, SQLite {apsw.sqlite_lib_version()}")]
     try:
         conn = apsw.Connection(":memory:")
         conn.enable_load_extension(True)
-        conn.load_extension(sqlite_vec.loadable_path())
+        conn.load_extension(db.vec_extension_path())
         version = conn.execute("SELECT vec_version()").fetchall()[0][0]
         fts = conn.execute("SELECT sqlite_compileoption_used('ENABLE_FTS5')").fetchall()[0][0]
         out.append(Check("sqlite-vec", "ok", f"loads ({version})"))

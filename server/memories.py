@@ -6,6 +6,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import apsw
 from pydantic import BaseModel, Field
@@ -64,10 +65,13 @@ class Stats(BaseModel):
     watcher: WatcherInfo | None
 
 
+# A memory's index row, named as the models below name them.
 MEMORY_COLS = (
-    "id, path, rel_path, title, importance_tier, spec_folder, context_type, trigger_phrases, tags, expires, "
-    "anchors, warnings, embedding_status, confidence, line_count, updated_at"
+    "id, path, rel_path, title, importance_tier AS tier, spec_folder, context_type, trigger_phrases, tags, "
+    "expires, anchors, warnings, embedding_status, confidence, line_count, updated_at"
 )
+LIST_COLS = "id, path, rel_path, title, importance_tier AS tier, spec_folder, context_type, updated_at, embedding_status"
+JSON_FIELDS = ("trigger_phrases", "tags", "anchors", "warnings")
 
 
 def inside_roots(path: Path, cfg: Config) -> bool:
@@ -76,37 +80,37 @@ def inside_roots(path: Path, cfg: Config) -> bool:
     return any(files.within(real, root.resolve()) for root in cfg.roots)
 
 
-def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple:
-    """The memory row for an id or a path (absolute, relative to the cwd, or relative to a root)."""
+def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Any:
+    """The memory row (named) for an id or a path (absolute, relative to the cwd, or relative to a root)."""
     text = str(path_or_id).strip()
-    if text.isdigit():
-        rows = conn.execute(f"SELECT {MEMORY_COLS} FROM memory_index WHERE id = ?", (int(text),)).fetchall()
-        if not rows:
-            raise NotFound(f"no memory with id {text}; `specmem search` or `specmem stats` list what exists")
-        return rows[0]
+    if text.isascii() and text.isdigit():
+        row = None
+        if int(text) < 2**63:  # SQLite's integers are 64-bit: a larger id names no memory
+            row = db.one(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE id = ?", (int(text),))
+        if row is None:
+            raise NotFound(f"no memory with id {text}; `specmem search` or `specmem list` show what exists")
+        return row
     if "\x00" in text:
         raise NotFound("a path cannot contain a NUL character")
     candidates = [Path(text).expanduser()] if Path(text).is_absolute() else [Path.cwd() / text]
     candidates += [root / text for root in cfg.roots]
     for candidate in candidates:
         absolute = Path(os.path.abspath(candidate))
-        rows = conn.execute(
-            f"SELECT {MEMORY_COLS} FROM memory_index WHERE path = ?", (str(absolute),)
-        ).fetchall()
-        if rows:
-            return rows[0]
-    rows = conn.execute(f"SELECT {MEMORY_COLS} FROM memory_index WHERE rel_path = ?", (text,)).fetchall()
-    if len(rows) == 1:
-        return rows[0]
+        row = db.one(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE path = ?", (str(absolute),))
+        if row is not None:
+            return row
+    found = db.rows(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE rel_path = ?", (text,))
+    if len(found) == 1:
+        return found[0]
     raise NotFound(
         f"no indexed memory at {text!r}; give an id or a path inside the roots, or run `specmem scan`"
     )
 
 
-def find_served(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple[tuple, Path]:
+def find_served(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple[Any, Path]:
     """The memory row and its file, refusing a file that (through a symlink) lies outside the roots."""
     row = find(conn, cfg, path_or_id)
-    path = Path(row[1])
+    path = Path(row.path)
     if not inside_roots(path, cfg):
         raise NotFound(f"{path} is outside the configured roots; it is not served")
     return row, path
@@ -140,11 +144,11 @@ def get(
     if anchor is not None:
         spans = conn.execute(
             "SELECT min(start_line), max(end_line) FROM memory_chunks WHERE memory_id = ? AND anchor = ?",
-            (row[0], anchor),
+            (row.id, anchor),
         ).fetchall()
         if not spans or spans[0][0] is None:
-            known = ", ".join(json.loads(row[10])) or "none"
-            raise NotFound(f"memory {row[0]} has no anchor {anchor!r} (its anchors: {known})")
+            known = ", ".join(json.loads(row.anchors)) or "none"
+            raise NotFound(f"memory {row.id} has no anchor {anchor!r} (its anchors: {known})")
         first, last = spans[0]
     elif start_line is not None or end_line is not None:
         first, last = start_line or 1, end_line or len(lines)
@@ -155,27 +159,9 @@ def get(
         last = min(last, len(lines))
     if (first, last) != (1, max(len(lines), 1)):
         content = "".join(lines[first - 1 : last])
-    return Memory(
-        start_line=first,
-        end_line=last,
-        id=row[0],
-        path=row[1],
-        rel_path=row[2],
-        title=row[3],
-        tier=row[4],
-        spec_folder=row[5],
-        context_type=row[6],
-        trigger_phrases=json.loads(row[7]),
-        tags=json.loads(row[8]),
-        expires=row[9],
-        anchors=json.loads(row[10]),
-        warnings=json.loads(row[11]),
-        embedding_status=row[12],
-        confidence=row[13],
-        line_count=row[14],
-        updated_at=row[15],
-        content=content,
-    )
+    fields = row._asdict()
+    fields.update({name: json.loads(fields[name]) for name in JSON_FIELDS})
+    return Memory(**fields, start_line=first, end_line=last, content=content)
 
 
 def _counts(conn: apsw.Connection, column: str) -> dict[str, int]:
@@ -248,25 +234,12 @@ def list_memories(
         args.append(tier)
     clause = " AND ".join(where)
     total = conn.execute(f"SELECT count(*) FROM memory_index WHERE {clause}", args).fetchall()[0][0]
-    rows = conn.execute(
-        "SELECT id, path, rel_path, title, importance_tier, spec_folder, context_type, updated_at, embedding_status "
-        f"FROM memory_index WHERE {clause} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
+    found = db.rows(
+        conn,
+        f"SELECT {LIST_COLS} FROM memory_index WHERE {clause} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
         [*args, limit, offset],
-    ).fetchall()
-    items = [
-        ListItem(
-            id=r[0],
-            path=r[1],
-            rel_path=r[2],
-            title=r[3],
-            tier=r[4],
-            spec_folder=r[5],
-            context_type=r[6],
-            updated_at=r[7],
-            embedding_status=r[8],
-        )
-        for r in rows
-    ]
+    )
+    items = [ListItem(**r._asdict()) for r in found]
     return MemoryList(total=total, offset=offset, items=items)
 
 
@@ -279,31 +252,40 @@ class TriggerMatch(BaseModel):
     phrases: list[str]
 
 
-def trigger_index(conn: apsw.Connection) -> list[tuple[re.Pattern[str], str, tuple]]:
+def trigger_index(conn: apsw.Connection) -> list[tuple[re.Pattern[str], str, Any]]:
     """Every trigger phrase as a word-bounded pattern over normalised text, with its memory's row."""
     out = []
-    for mid, path, title, tier, folder, phrases in conn.execute(
-        "SELECT id, path, title, importance_tier, spec_folder, trigger_phrases FROM memory_index "
-        "WHERE trigger_phrases != '[]' AND importance_tier != 'deprecated'"
+    for row in db.rows(
+        conn,
+        "SELECT id, path, title, importance_tier AS tier, spec_folder, trigger_phrases FROM memory_index "
+        "WHERE trigger_phrases != '[]' AND importance_tier != 'deprecated'",
     ):
-        for phrase in json.loads(phrases):
+        for phrase in json.loads(row.trigger_phrases):
             norm = " ".join(normalise(phrase).split())
             if norm:
                 pattern = re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, norm.split())) + r"(?!\w)")
-                out.append((pattern, phrase, (mid, path, title, tier, folder)))
+                out.append((pattern, phrase, row))
     return out
 
 
 def match_triggers(
-    index: list[tuple[re.Pattern[str], str, tuple]], prompt: str, limit: int
+    index: list[tuple[re.Pattern[str], str, Any]], prompt: str, limit: int
 ) -> list[TriggerMatch]:
     """Memories whose trigger phrases occur in the prompt as whole words (case- and Unicode-insensitive)."""
     text = normalise(prompt)
     found: dict[int, TriggerMatch] = {}
-    for pattern, phrase, (mid, path, title, tier, folder) in index:
+    for pattern, phrase, row in index:
         if pattern.search(text):
             match = found.setdefault(
-                mid, TriggerMatch(id=mid, path=path, title=title, tier=tier, spec_folder=folder, phrases=[])
+                row.id,
+                TriggerMatch(
+                    id=row.id,
+                    path=row.path,
+                    title=row.title,
+                    tier=row.tier,
+                    spec_folder=row.spec_folder,
+                    phrases=[],
+                ),
             )
             match.phrases.append(phrase)
     ranked = sorted(

@@ -35,7 +35,7 @@ def _stamp(path: os.PathLike[str] | str) -> tuple[int, int, int] | None:
 class ReadState:
     """The server's view of one index. `conn()` is called at the start of every tool call."""
 
-    def __init__(self, config: Config, *, load_model: bool = True) -> None:
+    def __init__(self, config: Config, *, load_model: bool = True, embedder: Embedder | None = None) -> None:
         self.config = config
         self._local = threading.local()
         self._open: set[apsw.Connection] = set()
@@ -43,7 +43,7 @@ class ReadState:
         self._caches: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.reloads = 0
-        self.embedder: Embedder = get_embedder(config.model)
+        self.embedder: Embedder = embedder or get_embedder(config.model)
         self.model_error: str | None = None
         self._model_ready = threading.Event()
         if load_model:

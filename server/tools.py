@@ -1,0 +1,310 @@
+"""The MCP tools that read and index: module-level functions over the `Memories` of the server's lifespan.
+
+Each tool checks `.db-updated` first (through the API's reader), so a change committed by any process is seen by
+the next call. Errors the library raises on purpose (`SpecmemError`) become a tool error with their one-line
+message; anything else is a bug, logged with its traceback by the SDK.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from specmem.api import Memories, Validation
+from specmem.indexer import db, signal
+from specmem.indexer.errors import SpecmemError
+from specmem.indexer.lock import WatcherInfo
+from specmem.indexer.scan import ScanReport
+from specmem.indexer.tiers import Tier
+from specmem.server.memories import FileWarnings, Memory, MemoryList, Stats, TriggerMatch
+from specmem.server.search import Filters, Mode, SearchResult
+
+F = TypeVar("F", bound=Callable[..., Any])
+READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+INDEXES = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+VOTES = ToolAnnotations(read_only_hint=False, idempotent_hint=False, open_world_hint=False)
+
+
+@dataclass
+class App:
+    """What the server's lifespan holds: the project's memory and whether this process watches it."""
+
+    memories: Memories
+    watching: Callable[[], bool] = field(default=lambda: False)
+
+
+TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = []
+
+
+def tool(annotations: ToolAnnotations) -> Callable[[F], F]:
+    """Register a module-level function as a tool; `SpecmemError` becomes a one-line tool error."""
+
+    def register(fn: F) -> F:
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except SpecmemError as exc:
+                raise ToolError(str(exc)) from None
+
+        TOOLS.append((call, annotations))
+        return fn
+
+    return register
+
+
+def app(ctx: Context) -> App:
+    lifespan = ctx.request_context.lifespan_context
+    assert isinstance(lifespan, App), "tools run inside the specmem server's lifespan"
+    return lifespan
+
+
+class IndexState(BaseModel):
+    pending_embeddings: int = Field(description="Memories whose embeddings are not computed yet")
+    last_indexed_ms: int | None = Field(description="When the index last changed (ms since the epoch)")
+    model_state: Literal["ready", "loading", "unavailable"]
+
+
+class SearchAnswer(BaseModel):
+    query: str
+    mode_requested: Mode
+    mode_used: Mode
+    keyword_only: bool = Field(description="True when no embeddings took part in this answer")
+    results: list[SearchResult]
+    total_memories: int
+    notes: list[str]
+    index: IndexState
+
+
+class Health(BaseModel):
+    pid: int = Field(description="This server's process id")
+    database: str
+    schema_version: int
+    sqlite_vec_version: str
+    model: str
+    model_state: Literal["ready", "loading", "unavailable"]
+    model_error: str | None
+    index_model: str | None
+    pending_embeddings: int
+    memories: int
+    files_with_warnings: list[FileWarnings]
+    watcher: WatcherInfo | None
+    signal_generation: int | None
+    last_indexed_ms: int | None
+    reloads: int = Field(description="Times this server reopened its connection after a change")
+    watching: bool = Field(description="Whether this server process is the one keeping the index live")
+
+
+class ScanSummary(BaseModel):
+    scope: list[str]
+    added: int
+    updated: int
+    unchanged: int
+    moved: int
+    removed: int
+    files_seen: int
+    pending_embeddings: int
+    seconds: float
+    warnings: list[FileWarnings]
+    problems: list[FileWarnings]
+
+
+def index_state(mem: Memories) -> IndexState:
+    sig = signal.read(mem.config.signal_path)
+    return IndexState(
+        pending_embeddings=mem.pending(),
+        last_indexed_ms=sig.committed_ms if sig else None,
+        model_state=mem.reader.model_state,  # type: ignore[arg-type]
+    )
+
+
+@tool(READ_ONLY)
+def memory_search(
+    ctx: Context,
+    query: Annotated[str, Field(description="What to look for, in plain words", max_length=10_000)],
+    limit: Annotated[int, Field(ge=1, le=100)] = 10,
+    mode: Mode = "hybrid",
+    filters: Filters | None = None,
+    include_deprecated: bool = False,
+    include_constitutional: Annotated[
+        bool, Field(description="Put constitutional memories first, whatever the query")
+    ] = True,
+) -> SearchAnswer:
+    """Search the project's memories (decisions, context, conventions) by keywords and meaning.
+
+    Results carry path:start-end, title, tier, spec folder, score parts and a snippet. While the embedding model
+    loads, the answer comes at once in keyword mode and says so (keyword_only, notes)."""
+    mem = app(ctx).memories
+    response = mem.search(
+        query,
+        limit=limit,
+        mode=mode,
+        filters=filters,
+        include_deprecated=include_deprecated,
+        include_constitutional=include_constitutional,
+    )
+    notes = list(response.notes)
+    reader = mem.reader
+    if reader.ready_embedder() is None and mode != "keyword":
+        notes = [n for n in notes if not n.startswith("embedding model not loaded")]
+        notes.append(
+            f"embedding model {reader.model_state}"
+            + (f" ({reader.model_error})" if reader.model_error else "")
+            + ": answered in keyword mode"
+        )
+    return SearchAnswer(
+        **response.model_dump(exclude={"notes", "pending_embeddings"}), notes=notes, index=index_state(mem)
+    )
+
+
+@tool(READ_ONLY)
+def memory_match_triggers(
+    ctx: Context,
+    prompt: Annotated[str, Field(max_length=100_000)],
+    limit: Annotated[int, Field(ge=1, le=100)] = 10,
+) -> list[TriggerMatch]:
+    """Memories whose trigger phrases occur in the prompt, as whole words, ignoring case and accents.
+
+    Cheap (no embeddings): call it on a user's prompt to see which memories it should bring to mind."""
+    return app(ctx).memories.triggers(prompt, limit=limit)
+
+
+@tool(READ_ONLY)
+def memory_get(
+    ctx: Context,
+    id_or_path: Annotated[
+        str, Field(description="A memory id, or its path (absolute or relative to a root)")
+    ],
+    anchor: Annotated[str | None, Field(description="Only the section marked <!-- ANCHOR:name -->")] = None,
+    start_line: Annotated[int | None, Field(ge=1)] = None,
+    end_line: Annotated[int | None, Field(ge=1)] = None,
+) -> Memory:
+    """One memory's content and metadata; optionally one anchored section or a 1-based line range.
+
+    Only files inside the configured roots are served."""
+    return app(ctx).memories.get(id_or_path, anchor=anchor, start_line=start_line, end_line=end_line)
+
+
+@tool(READ_ONLY)
+def memory_list(
+    ctx: Context,
+    offset: Annotated[int, Field(ge=0)] = 0,
+    limit: Annotated[int, Field(ge=1, le=500)] = 50,
+    spec_folder: str | None = None,
+    tier: Tier | None = None,
+    sort: Literal["updated", "title", "path", "tier"] = "updated",
+) -> MemoryList:
+    """A page of memories with their ids, paths, titles, tiers and spec folders (newest first by default)."""
+    return app(ctx).memories.list(offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort)
+
+
+@tool(READ_ONLY)
+def memory_stats(ctx: Context) -> Stats:
+    """Counts by tier, spec folder, context type and embedding status; index size; files with warnings."""
+    return app(ctx).memories.stats()
+
+
+@tool(READ_ONLY)
+def memory_health(ctx: Context) -> Health:
+    """Whether everything works: model state, sqlite-vec and schema versions, database path, pending
+    embeddings, files that did not parse cleanly, and which process (if any) keeps the index live."""
+    state = app(ctx)
+    mem = state.memories
+    reader = mem.reader
+    conn = reader.conn()
+    stats = mem.stats()
+    sig = signal.read(mem.config.signal_path)
+    return Health(
+        pid=os.getpid(),
+        database=str(mem.config.db_path),
+        schema_version=db.schema_version(conn),
+        sqlite_vec_version=db.scalar(conn, "SELECT vec_version()"),
+        model=mem.config.model,
+        model_state=reader.model_state,  # type: ignore[arg-type]
+        model_error=reader.model_error,
+        index_model=db.get_config(conn, "model"),
+        pending_embeddings=mem.pending(),
+        memories=stats.memories,
+        files_with_warnings=stats.warnings,
+        watcher=stats.watcher,
+        signal_generation=sig.generation if sig else None,
+        last_indexed_ms=sig.committed_ms if sig else None,
+        reloads=reader.reloads,
+        watching=state.watching(),
+    )
+
+
+def summary(report: ScanReport, scope: tuple[Path, ...] | list[Path]) -> ScanSummary:
+    def grouped(pairs: list[tuple[str, str]]) -> list[FileWarnings]:
+        by_path: dict[str, list[str]] = {}
+        for path, message in pairs:
+            by_path.setdefault(path, []).append(message)
+        return [FileWarnings(path=p, messages=m) for p, m in by_path.items()]
+
+    return ScanSummary(
+        scope=[str(p) for p in scope],
+        added=report.added,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        moved=report.moved,
+        removed=report.removed,
+        files_seen=report.files_seen,
+        pending_embeddings=report.pending_embeddings,
+        seconds=round(report.seconds, 3),
+        warnings=grouped(report.warnings),
+        problems=grouped(report.problems),
+    )
+
+
+@tool(INDEXES)
+def memory_index_scan(
+    ctx: Context,
+    spec_folder: Annotated[str | None, Field(description="Only this spec folder, e.g. 003-auth")] = None,
+    path_prefix: Annotated[
+        str | None, Field(description="Only this folder or file (absolute, or relative to a root)")
+    ] = None,
+    force: Annotated[bool, Field(description="Re-index even unchanged files")] = False,
+) -> ScanSummary:
+    """Bring the index in line with the files now (all roots, one spec folder, or one path).
+
+    Keyword rows are committed before this returns; embeddings follow in the background (see
+    pending_embeddings). Serialised with the watcher and other scans: never 'database is locked'."""
+    mem = app(ctx).memories
+    paths = [path_prefix] if path_prefix else None
+    report = mem.scan(paths, spec_folder=spec_folder, force=force)
+    scope = [mem.resolve_path(path_prefix)] if path_prefix else list(mem.config.roots)
+    return summary(report, scope)
+
+
+@tool(INDEXES)
+def memory_save(
+    ctx: Context,
+    path: Annotated[
+        str, Field(description="A memory file inside the roots (absolute, or relative to a root)")
+    ],
+) -> ScanSummary:
+    """Index one file now (after you wrote or edited it), without waiting for the watcher."""
+    mem = app(ctx).memories
+    report = mem.save(path)
+    return summary(report, [mem.resolve_path(path)])
+
+
+@tool(VOTES)
+def memory_validate(
+    ctx: Context,
+    id: Annotated[int, Field(description="The memory's id")],
+    useful: Annotated[bool, Field(description="Whether the memory helped")],
+) -> Validation:
+    """Tell the index whether a memory was useful. Its confidence moves toward 1 or 0 and weighs its ranking."""
+    return app(ctx).memories.validate(id, useful)

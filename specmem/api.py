@@ -1,0 +1,437 @@
+"""The public Python API: one object opened on a project's memory, with methods named after what users do.
+
+    import specmem
+    with specmem.open("specs") as mem:
+        mem.scan()
+        for hit in mem.search("why apsw", limit=5).results:
+            print(hit.citation, hit.title)
+
+Connections (read-only for reading, short-lived writers for writing), the embedding model and the write lock are
+handled inside. The CLI and the MCP tools are thin layers over this class.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import apsw
+from pydantic import BaseModel, Field
+
+from specmem.indexer import checkpoints, config, db, files
+from specmem.indexer.checkpoints import CheckpointInfo, RestoreReport
+from specmem.indexer.config import Config
+from specmem.indexer.embed import Embedder, background_thread, embed_pending
+from specmem.indexer.errors import NotFound, WriteError
+from specmem.indexer.feedback import validate
+from specmem.indexer.scan import Progress, ScanReport, scan
+from specmem.indexer.store import pending_count
+from specmem.indexer.watch import Watcher
+from specmem.indexer.write import delete_files, update_memory, write_memory
+from specmem.server import memories
+from specmem.server.memories import Memory, MemoryList, Stats, TriggerMatch
+from specmem.server.search import Filters, Mode, SearchResponse, search
+from specmem.server.state import ReadState
+
+log = logging.getLogger("specmem")
+
+
+class Written(BaseModel):
+    """A memory file written or updated, and indexed."""
+
+    id: int
+    path: str
+    changed: list[str] = Field(default_factory=list, description="Frontmatter keys that changed (updates)")
+
+
+class Deleted(BaseModel):
+    """Memory files deleted, and the checkpoint that undoes it."""
+
+    deleted: list[str]
+    checkpoint: str = Field(description="Restore this checkpoint to undo the delete")
+
+
+class Validation(BaseModel):
+    id: int
+    useful: bool
+    confidence_before: float
+    confidence_after: float
+
+
+class Memories:
+    """A project's memory: the markdown files under its roots and the index derived from them.
+
+    `background=True` is for long-running hosts (the MCP server): the model loads in a thread (unless
+    `load_model=False`), searches never wait for it (they answer in keyword mode and say so), and embeddings
+    after a write are computed in a thread. Otherwise the model loads when first needed and writes embed before
+    they return."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        embedder: Embedder | None = None,
+        background: bool = False,
+        load_model: bool = True,
+    ) -> None:
+        self.config = config
+        self.background = background
+        self._reader = ReadState(config, load_model=background and load_model, embedder=embedder)
+        self._embedding = threading.Lock()
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the read connections (writers are closed after each write)."""
+        self._reader.close()
+
+    def __enter__(self) -> Memories:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Memories {', '.join(str(r) for r in self.config.roots)} → {self.config.db_path}>"
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._reader.embedder
+
+    @property
+    def reader(self) -> ReadState:
+        """The read side: a read-only connection per thread, reopened when the index changes on disk."""
+        return self._reader
+
+    @contextmanager
+    def writer(self) -> Iterator[apsw.Connection]:
+        """A short-lived writing connection (creates the index and applies migrations when needed)."""
+        conn = db.connect(self.config.db_path)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    # -- reading ----------------------------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        limit: int = 10,
+        mode: Mode = "hybrid",
+        filters: Filters | None = None,
+        include_deprecated: bool = False,
+        include_constitutional: bool = True,
+        now: dt.datetime | None = None,
+    ) -> SearchResponse:
+        """Memories for `query`, best first, with citations, score parts and snippets."""
+        conn = self._reader.conn()
+        return search(
+            conn,
+            query,
+            limit=limit,
+            mode=mode,
+            filters=filters,
+            embedder=self._query_embedder(conn, mode),
+            include_deprecated=include_deprecated,
+            include_constitutional=include_constitutional,
+            now=now,
+        )
+
+    def _query_embedder(self, conn: apsw.Connection, mode: Mode) -> Embedder | None:
+        if mode == "keyword":
+            return None
+        if self.background:
+            return self._reader.ready_embedder()
+        return self._reader.embedder if db.get_config(conn, "model") is not None else None
+
+    def get(
+        self,
+        id_or_path: str | int,
+        *,
+        anchor: str | None = None,
+        start_line: int | None = None,
+        end_line: int | None = None,
+    ) -> Memory:
+        """One memory with its content read from its file (which must lie inside the roots)."""
+        return memories.get(
+            self._reader.conn(),
+            self.config,
+            id_or_path,
+            anchor=anchor,
+            start_line=start_line,
+            end_line=end_line,
+        )
+
+    def list(
+        self,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        spec_folder: str | None = None,
+        tier: str | None = None,
+        sort: str = "updated",
+    ) -> MemoryList:
+        """A page of memories (newest first by default)."""
+        return memories.list_memories(
+            self._reader.conn(), offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort
+        )
+
+    def triggers(self, prompt: str, *, limit: int = 10) -> builtins.list[TriggerMatch]:
+        """Memories whose trigger phrases occur in `prompt` as whole words."""
+        index = self._reader.cached("triggers", memories.trigger_index)
+        return memories.match_triggers(index, prompt, limit)
+
+    def stats(self) -> Stats:
+        """Counts by tier, folder, context type and embedding status; files with warnings; the watcher."""
+        return self._reader.cached("stats", lambda conn: memories.stats(conn, self.config))
+
+    def pending(self) -> int:
+        """Memories whose embeddings are not computed yet."""
+        return self._reader.cached("pending", pending_count)
+
+    # -- indexing ---------------------------------------------------------------------------------------------
+
+    def scan(
+        self,
+        paths: Sequence[str | os.PathLike[str]] | None = None,
+        *,
+        spec_folder: str | None = None,
+        force: bool = False,
+        embed: bool | None = None,
+        progress: Progress | None = None,
+    ) -> ScanReport:
+        """Bring the index in line with the files: every root, some `paths` inside them, or one spec folder.
+
+        Keyword rows are committed before embeddings are computed; `embed=False` leaves those for later
+        (a background host embeds them in a thread)."""
+        scopes = self._scopes(paths, spec_folder)
+        if embed is None:
+            embed = not self.background
+        with self.writer() as conn:
+            report = scan(
+                conn, self.config, self.embedder, scopes=scopes, force=force, embed=embed, progress=progress
+            )
+        if not embed:
+            self._embed_soon()
+        return report
+
+    def save(self, path: str | os.PathLike[str]) -> ScanReport:
+        """Index one memory file now (after writing or editing it)."""
+        target = self.resolve_path(path)
+        if target.is_dir() or not files.is_memory_name(target.name):
+            raise NotFound(f"{path} is not a memory file: give one *.md file (scan does folders)")
+        if (
+            not target.exists()
+            and db.one(self._reader.conn(), "SELECT id FROM memory_index WHERE path = ?", (str(target),))
+            is None
+        ):
+            raise NotFound(f"{target} does not exist and is not indexed; give the path of a memory file")
+        return self.scan([target])  # a file deleted since it was indexed leaves the index
+
+    def resolve_path(self, path: str | os.PathLike[str]) -> Path:
+        """A path named by a user, resolved against the roots (or the current folder); refused outside them."""
+        text = os.fspath(path)
+        if "\x00" in text:
+            raise NotFound("a path cannot contain a NUL character")
+        raw = Path(text).expanduser()
+        if raw.is_absolute():
+            candidates = [raw]
+        else:
+            bases = [Path.cwd(), self.config.project, *self.config.roots]
+            candidates = list(dict.fromkeys(base / raw for base in bases))
+        inside = [c for c in candidates if memories.inside_roots(c, self.config)]
+        for candidate in inside:
+            if candidate.exists():
+                return Path(os.path.abspath(candidate))
+        if inside and raw.is_absolute():
+            return Path(os.path.abspath(inside[0]))
+        roots = ", ".join(str(r) for r in self.config.roots)
+        if inside:
+            raise NotFound(f"{text} does not exist under the memory roots ({roots})")
+        raise NotFound(f"{text} is outside the memory roots ({roots}); give a path inside them")
+
+    def _scopes(
+        self, paths: Sequence[str | os.PathLike[str]] | None, spec_folder: str | None
+    ) -> tuple[Path, ...] | None:
+        if paths and spec_folder:
+            raise WriteError("give paths or a spec folder, not both")
+        if paths:
+            return tuple(self.resolve_path(p) for p in paths)
+        if spec_folder:
+            return tuple(folder for _, folder in files.spec_folder_dirs(self.config.roots, spec_folder))
+        return None
+
+    def embed(self) -> int:
+        """Compute every missing embedding now; returns how many chunks were embedded."""
+        with self.writer() as conn:
+            embedded, _ = embed_pending(conn, self.embedder, self.config.signal_path)
+        return embedded
+
+    def _embed_soon(self) -> None:
+        """In a background host, embed what a write left pending, off the caller's thread (one pass at a time)."""
+        if not self.background or self._reader.ready_embedder() is None:
+            return
+        if not self._embedding.acquire(blocking=False):
+            return
+
+        def run() -> None:
+            background_thread(idle=False)
+            try:
+                self.embed()
+            except Exception:  # noqa: BLE001 - logged with its traceback; the next write retries
+                log.exception("background embedding failed")
+            finally:
+                self._embedding.release()
+
+        threading.Thread(target=run, name="specmem-embed", daemon=True).start()
+
+    def watch(self, **options: Any) -> Watcher:
+        """Start keeping the index live (see `Watcher`); call `.stop()` on the result, or use it in `with`."""
+        watcher = Watcher(self.config, self.embedder, **options)
+        watcher.start()
+        return watcher
+
+    # -- writing ----------------------------------------------------------------------------------------------
+
+    def _after_write(self, conn: apsw.Connection) -> None:
+        if self.background:
+            self._embed_soon()
+        else:
+            embed_pending(conn, self.embedder, self.config.signal_path)
+
+    def write(
+        self,
+        title: str,
+        content: str,
+        spec_folder: str,
+        *,
+        tier: str = "normal",
+        context_type: str | None = None,
+        trigger_phrases: Sequence[str] = (),
+        tags: Sequence[str] = (),
+    ) -> Written:
+        """Save a new memory file (`<spec_folder>/memory/<date>-<slug>.md`, never overwriting one) and index it."""
+        with self.writer() as conn:
+            mid, path = write_memory(
+                conn,
+                self.config,
+                self.embedder,
+                title=title,
+                content=content,
+                spec_folder=spec_folder,
+                tier=tier,
+                context_type=context_type,
+                trigger_phrases=list(trigger_phrases),
+                tags=list(tags),
+            )
+            self._after_write(conn)
+        return Written(id=mid, path=str(path))
+
+    def update(
+        self,
+        id_or_path: str | int,
+        *,
+        title: str | None = None,
+        tier: str | None = None,
+        context_type: str | None = None,
+        trigger_phrases: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> Written:
+        """Change frontmatter keys of one memory; only the lines of the keys that change are rewritten."""
+        changes = {
+            "title": title,
+            "importance_tier": tier,
+            "context_type": context_type,
+            "trigger_phrases": list(trigger_phrases) if trigger_phrases is not None else None,
+            "tags": list(tags) if tags is not None else None,
+        }
+        with self.writer() as conn:
+            row, path = memories.find_served(conn, self.config, id_or_path)
+            changed = update_memory(conn, self.config, self.embedder, path, changes)
+        return Written(id=row.id, path=str(path), changed=changed)
+
+    def delete(
+        self, id_or_path: str | int | None = None, *, spec_folder: str | None = None, confirm: bool = False
+    ) -> Deleted:
+        """Delete one memory, or every memory of a spec folder (`confirm=True`), after an automatic checkpoint."""
+        if (id_or_path is None) == (spec_folder is None):
+            raise WriteError("give a memory (id or path) or a spec folder, one of them")
+        with self.writer() as conn:
+            if id_or_path is not None:
+                row, path = memories.find_served(conn, self.config, id_or_path)
+                rel = Path(row.rel_path)
+                scope = rel.parts[0] if len(rel.parts) > 1 else None
+                targets, scopes = [path], (path,)
+            else:
+                assert spec_folder is not None
+                if not confirm:
+                    raise WriteError(f"deleting every memory of {spec_folder!r} needs confirm")
+                scope = spec_folder
+                folders = [f for _, f in checkpoints.scope_dirs(self.config, spec_folder)]
+                walked = files.walk(
+                    self.config.roots, exclude=(self.config.db_path.parent,), scopes=tuple(folders)
+                )
+                targets, scopes = sorted(walked.files), tuple(folders)
+            name = f"auto-delete-{db.now_ms()}-{os.getpid()}"
+            checkpoints.create(conn, self.config, name, spec_folder=scope, automatic=True)
+            delete_files(conn, self.config, self.embedder, targets, scopes)
+        return Deleted(deleted=[str(p) for p in targets], checkpoint=name)
+
+    def validate(self, memory_id: int, useful: bool) -> Validation:
+        """Record whether a memory helped: its confidence moves toward 1 or 0 and weighs its ranking."""
+        with self.writer() as conn:
+            before, after = validate(conn, self.config, memory_id, useful)
+        return Validation(id=memory_id, useful=useful, confidence_before=before, confidence_after=after)
+
+    # -- checkpoints ------------------------------------------------------------------------------------------
+
+    def checkpoint(self, name: str, *, spec_folder: str | None = None) -> CheckpointInfo:
+        """Save the content of every memory file (all, or one spec folder) with their validation scores."""
+        with self.writer() as conn:
+            return checkpoints.create(conn, self.config, name, spec_folder=spec_folder)
+
+    def checkpoints(self) -> builtins.list[CheckpointInfo]:
+        """Checkpoints, newest first."""
+        return checkpoints.list_all(self._reader.conn())
+
+    def restore(self, name: str, *, clear_newer: bool = False) -> RestoreReport:
+        """Rewrite the memory files to their content in a checkpoint and re-index them."""
+        with self.writer() as conn:
+            report = checkpoints.restore(conn, self.config, self.embedder, name, clear_newer=clear_newer)
+            self._after_write(conn)
+        return report
+
+    def delete_checkpoint(self, name: str) -> None:
+        """Delete one checkpoint."""
+        with self.writer() as conn:
+            checkpoints.delete(conn, name)
+
+
+def open(  # noqa: A001 - specmem.open(...), like sqlite3.connect or io.open
+    roots: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    *,
+    db: str | os.PathLike[str] | None = None,
+    model: str | None = None,
+    embedder: Embedder | None = None,
+    background: bool = False,
+) -> Memories:
+    """Open a project's memory: `roots` (a folder or several; default the project's `specs/`), its index `db`
+    (default `<project>/.specmem/index.db`), and the embedding `model`. Settings not given resolve from the
+    SPECMEM_* environment and `specmem.toml`, as the CLI does."""
+    if roots is None:
+        root_list = None
+    elif isinstance(roots, str | os.PathLike):
+        root_list = [roots]
+    else:
+        root_list = list(roots)
+    cfg = config.resolve(db=db, roots=root_list, model=model)
+    return Memories(cfg, embedder=embedder, background=background)
