@@ -82,13 +82,23 @@ def test_watch_keeps_the_index_live(mem, specs):
 
 
 def test_import_is_cheap_and_side_effect_free():
-    """`import specmem` loads nothing heavy and changes no process state (warning filters, environment)."""
+    """`import specmem` loads nothing heavy; importing any of its modules changes no process state (warning
+    filters, environment, threads) beyond what its third-party dependencies do on their own import."""
     code = (
-        "import os, sys, warnings; env = dict(os.environ); filters = list(warnings.filters); import specmem; "
-        "import specmem.indexer.watch, specmem.indexer.checkpoints, specmem.server.cli; "
-        "heavy = [m for m in ('torch', 'sentence_transformers', 'numpy', 'pydantic') if m in sys.modules]; "
-        "assert not heavy or 'specmem.indexer.watch' in sys.modules, heavy; "
-        "assert warnings.filters == filters, 'warning filters changed'; assert dict(os.environ) == env"
+        "import os, sys, threading, warnings, pkgutil, importlib\n"
+        "for dep in ('numpy', 'watchdog.observers', 'apsw', 'pydantic', 'yaml', 'frontmatter', 'xxhash', "
+        "'pathspec', 'platformdirs', 'click', 'mcp.server.mcpserver', 'starlette', 'tokenizers'):\n"
+        "    importlib.import_module(dep)\n"
+        "env, filters, threads = dict(os.environ), list(warnings.filters), threading.active_count()\n"
+        "import specmem, specmem.indexer, specmem.server\n"
+        "for package in (specmem.indexer, specmem.server):\n"
+        "    for info in pkgutil.iter_modules(package.__path__):\n"
+        "        importlib.import_module(f'{package.__name__}.{info.name}')\n"
+        "import specmem.api\n"
+        "assert warnings.filters == filters, [f for f in warnings.filters if f not in filters]\n"
+        "assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())\n"
+        "assert threading.active_count() == threads\n"
+        "assert not [m for m in ('torch', 'sentence_transformers') if m in sys.modules]\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
