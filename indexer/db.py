@@ -231,7 +231,7 @@ def get_config(conn: apsw.Connection, key: str) -> str | None:
         rows = conn.execute("SELECT value FROM config WHERE key = ?", (key,)).fetchall()
     except apsw.SQLError:
         return None
-    return rows[0][0] if rows else None
+    return str(rows[0][0]) if rows else None
 
 
 def set_config(conn: apsw.Connection, key: str, value: str) -> None:
@@ -278,7 +278,7 @@ def _named(cursor: apsw.Cursor, values: apsw.SQLiteValues) -> Any:
     names = tuple(d[0] for d in cursor.get_description())
     row_type = _ROW_TYPES.get(names)
     if row_type is None:
-        row_type = _ROW_TYPES.setdefault(names, namedtuple("Row", names, rename=True))  # type: ignore[misc]
+        row_type = _ROW_TYPES.setdefault(names, namedtuple("Row", names, rename=True))
     return row_type._make(values)
 
 

@@ -15,10 +15,10 @@ FLOOR = 0.05  # never zero: a memory voted down still ranks, just low
 def validate(conn: apsw.Connection, config: Config, memory_id: int, useful: bool) -> tuple[float, float]:
     """Record one vote; returns (confidence before, confidence after). Raises NotFound for an unknown id."""
     with db.write_tx(conn):
-        rows = conn.execute("SELECT confidence FROM memory_index WHERE id = ?", (memory_id,)).fetchall()
-        if not rows:
+        row = db.one(conn, "SELECT confidence FROM memory_index WHERE id = ?", (memory_id,))
+        if row is None:
             raise NotFound(f"no memory with id {memory_id}; search or list to find its id")
-        before = float(rows[0][0])
+        before = float(row.confidence)
         after = before + STEP * ((1.0 if useful else 0.0) - before)
         after = max(FLOOR, min(1.0, after))
         conn.execute("UPDATE memory_index SET confidence = ? WHERE id = ?", (after, memory_id))

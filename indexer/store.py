@@ -62,11 +62,11 @@ def store_memory(
     now = db.now_ms()
     p = prep.parsed
     # Defensive: the path may have been indexed since the caller looked (one row per path, always).
-    holder = conn.execute("SELECT id FROM memory_index WHERE path = ?", (str(prep.path),)).fetchall()
-    if holder and memory_id is None:
-        memory_id = holder[0][0]
-    elif holder and holder[0][0] != memory_id:
-        delete_memories(conn, [holder[0][0]])
+    holder = db.one(conn, "SELECT id FROM memory_index WHERE path = ?", (str(prep.path),))
+    if holder is not None and memory_id is None:
+        memory_id = holder.id
+    elif holder is not None and holder.id != memory_id:
+        delete_memories(conn, [holder.id])
     values = {
         "path": str(prep.path),
         "root": str(prep.root),
@@ -151,7 +151,9 @@ def existing(
     out: dict[Path, Indexed] = {}
     cols = "SELECT id, path, size, mtime_ns, content_hash FROM memory_index"
     if scopes is None:
-        queries = [(f"{cols} WHERE root = ?", (str(root),)) for root in roots]
+        queries: list[tuple[str, tuple[str, ...]]] = [
+            (f"{cols} WHERE root = ?", (str(root),)) for root in roots
+        ]
     else:
         # A range on the unique path index: every path equal to the scope or below it as a folder.
         queries = [
@@ -162,15 +164,14 @@ def existing(
             for s in scopes
         ]
     for sql, args in queries:
-        for mid, path, size, mtime_ns, digest in conn.execute(sql, args):
-            out[Path(path)] = Indexed(mid, size, mtime_ns, digest)
+        for row in db.rows(conn, sql, args):
+            out[Path(row.path)] = Indexed(row.id, row.size, row.mtime_ns, row.content_hash)
     return out
 
 
 def pending_count(conn: apsw.Connection) -> int:
-    return int(
-        conn.execute("SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'").fetchall()[0][0]
-    )
+    """Memories whose embeddings are not all computed yet."""
+    return int(db.scalar(conn, "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"))
 
 
 def delete_memories(conn: apsw.Connection, memory_ids: list[int]) -> None:

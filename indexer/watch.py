@@ -139,7 +139,9 @@ class Watcher:
         # watchdog 7 warns when a moved folder's inotify watch is registered again under its new path; the watch
         # is replaced and events keep coming (tests/test_watch.py edits files inside moved folders): noise. Set
         # here, when watching starts, not on import (importing a module changes no process state).
-        warnings.filterwarnings("ignore", message="Callback with id .* already exists", category=RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", message="Callback with id .* already exists", category=RuntimeWarning
+        )
         try:
             self.status.started_ms = db.now_ms()
             self._observer = PollingObserver(timeout=self.polling_interval) if self.polling else Observer()

@@ -90,7 +90,7 @@ def _database(config: Config) -> list[Check]:
             Check(
                 "integrity",
                 "ok" if ok else "fail",
-                "ok" if ok else "; ".join(r[0] for r in result[:5]),
+                "ok" if ok else "; ".join(str(r[0]) for r in result[:5]),
                 "" if ok else "the index is derived: delete it and run `specmem scan` to rebuild",
             )
         )

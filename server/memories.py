@@ -142,7 +142,7 @@ def get(
     lines = content.splitlines(keepends=True)
     first, last = 1, max(len(lines), 1)
     if anchor is not None:
-        spans = conn.execute(
+        spans: list[Any] = conn.execute(
             "SELECT min(start_line), max(end_line) FROM memory_chunks WHERE memory_id = ? AND anchor = ?",
             (row.id, anchor),
         ).fetchall()
@@ -181,12 +181,12 @@ def stats(conn: apsw.Connection, cfg: Config) -> Stats:
     return Stats(
         db_path=str(cfg.db_path),
         db_bytes=db_bytes,
-        files_bytes=conn.execute("SELECT coalesce(sum(size), 0) FROM memory_index").fetchall()[0][0],
+        files_bytes=db.scalar(conn, "SELECT coalesce(sum(size), 0) FROM memory_index"),
         schema_version=db.schema_version(conn),
         model=db.get_config(conn, "model"),
         dim=int(dim) if dim else None,
-        memories=conn.execute("SELECT count(*) FROM memory_index").fetchall()[0][0],
-        chunks=conn.execute("SELECT count(*) FROM memory_chunks").fetchall()[0][0],
+        memories=db.scalar(conn, "SELECT count(*) FROM memory_index"),
+        chunks=db.scalar(conn, "SELECT count(*) FROM memory_chunks"),
         by_tier=_counts(conn, "importance_tier"),
         by_spec_folder=_counts(conn, "spec_folder"),
         by_context_type=_counts(conn, "context_type"),
@@ -233,7 +233,7 @@ def list_memories(
         where.append("importance_tier = ?")
         args.append(tier)
     clause = " AND ".join(where)
-    total = conn.execute(f"SELECT count(*) FROM memory_index WHERE {clause}", args).fetchall()[0][0]
+    total = db.scalar(conn, f"SELECT count(*) FROM memory_index WHERE {clause}", args)
     found = db.rows(
         conn,
         f"SELECT {LIST_COLS} FROM memory_index WHERE {clause} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",

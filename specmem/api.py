@@ -365,6 +365,7 @@ class Memories:
         """Delete one memory, or every memory of a spec folder (`confirm=True`), after an automatic checkpoint."""
         if (id_or_path is None) == (spec_folder is None):
             raise WriteError("give a memory (id or path) or a spec folder, one of them")
+        scopes: tuple[Path, ...]
         with self.writer() as conn:
             if id_or_path is not None:
                 row, path = memories.find_served(conn, self.config, id_or_path)
