@@ -114,3 +114,19 @@ def test_import_is_cheap_and_side_effect_free():
     )
     assert bare.returncode == 0, bare.stderr
     assert set(specmem.__all__) <= set(dir(specmem)) and all(getattr(specmem, n) for n in specmem.__all__)
+
+
+def test_the_readme_example_runs(specs, capsys):
+    """The README's Python API example, run as written against a small project."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"## Python API.*?```python\n(.*?)```", readme, re.S)
+    assert example, "the README has no Python API example"
+    write(
+        specs / "001-db" / "memory" / "apsw.md",
+        memory("Use apsw", "apsw instead of sqlite3: it loads sqlite-vec"),
+    )
+    exec(compile(example.group(1), "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "001-db/memory/apsw.md:5-7" in printed and "We hash cache keys with xxh3." in printed
