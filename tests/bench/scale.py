@@ -221,6 +221,12 @@ def main() -> None:
         "--reps", type=int, default=5, help="In-process repetitions of each query (default 5)."
     )
     parser.add_argument(
+        "--keep",
+        type=Path,
+        help="Work in this folder instead of a temporary one and leave the largest size's project and index "
+        "there (for profiling); delete it yourself.",
+    )
+    parser.add_argument(
         "--no-record", action="store_true", help="Print only; leave tests/bench/results/ alone."
     )
     args = parser.parse_args()
