@@ -129,4 +129,6 @@ def test_the_readme_example_runs(specs, capsys):
     )
     exec(compile(example.group(1), "README.md", "exec"), {})
     printed = capsys.readouterr().out
-    assert "001-db/memory/apsw.md:4-6 normal Use apsw" in printed and "We hash cache keys with xxh3." in printed
+    assert (
+        "001-db/memory/apsw.md:4-6 normal Use apsw" in printed and "We hash cache keys with xxh3." in printed
+    )

@@ -39,17 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import CORPUS_NAME, QUERIES  # noqa: E402
 from runner import PYTHON, ROOT, SPECMEM, Run, clean_env, git_init, run, slope, summary  # noqa: E402
 
-# Runs in a child process so that this benchmark imports nothing of specmem itself; the one place that knows
-# where the search function lives (both layouts, before and after indexer/ and server/ move under specmem/).
+# Runs in a child process so that this benchmark imports nothing of specmem itself.
 SEARCH_CHILD = r"""
 import json, sys, time
 from pathlib import Path
-try:
-    from specmem.indexer import db
-    from specmem.server.search import fts_query, search
-except ImportError:
-    from indexer import db
-    from server.search import fts_query, search
+from specmem.indexer import db
+from specmem.server.search import fts_query, search
 
 path, queries, reps = Path(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
 conn = db.connect(path, readonly=True)

@@ -27,12 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-try:  # the layout after indexer/ and server/ move under specmem/, then the one before
-    from specmem.indexer import db
-except ImportError:
-    from indexer import db  # type: ignore[no-redef]
+from specmem.indexer import db
 
 DIM = 384
 K = 400
