@@ -1,4 +1,10 @@
-"""Each test gets its own database and roots; plumbing tests use the deterministic hash embedder."""
+"""Each test gets its own database and roots; plumbing tests use the deterministic hash embedder.
+
+Two opt-in groups, switched on by environment variables (so CI runs the README's plain test command):
+- `data`: tests on the real corpora of the shared data folder named by SPECMEM_TEST_DATA (.ci/run sets it);
+- `network`: tests that reach the network (SPECMEM_TEST_NETWORK=1; .ci/run sets it).
+Without them those tests skip with one reason each; everything else generates what it needs (tests/corpus.py).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,46 @@ from specmem.indexer import config, db
 from specmem.indexer.embed import Embedder, get_embedder
 from specmem.indexer.scan import ScanReport, scan
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+def data_folder() -> tuple[Path | None, str]:
+    """The shared data folder named by SPECMEM_TEST_DATA, or None and the reason its tests skip."""
+    value = os.environ.get("SPECMEM_TEST_DATA", "")
+    if not value:
+        return None, (
+            "real corpora: SPECMEM_TEST_DATA is not set (point it at the shared data folder, "
+            "e.g. ../shared/data; .ci/run does)"
+        )
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        return None, f"real corpora: SPECMEM_TEST_DATA={value} is not a folder"
+    return folder.resolve(), ""
+
+
+def network_allowed() -> tuple[bool, str]:
+    """Whether tests may use the network (SPECMEM_TEST_NETWORK=1), and the reason they skip otherwise."""
+    allowed = os.environ.get("SPECMEM_TEST_NETWORK", "").lower() in ("1", "true", "yes")
+    return allowed, "uses the network: set SPECMEM_TEST_NETWORK=1 to run it (.ci/run does)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    folder, data_reason = data_folder()
+    network, network_reason = network_allowed()
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
+        if folder is None and item.get_closest_marker("data"):
+            item.add_marker(pytest.mark.skip(reason=data_reason))
+        if not network and item.get_closest_marker("network"):
+            item.add_marker(pytest.mark.skip(reason=network_reason))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared data folder (SPECMEM_TEST_DATA); tests using it are marked `data` and skip without it."""
+    folder, reason = data_folder()
+    if folder is None:
+        pytest.skip(reason)
+    return folder
 
 
 @pytest.fixture(autouse=True)

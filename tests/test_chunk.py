@@ -5,7 +5,6 @@ import pytest
 from specmem.indexer.chunk import chunk_file
 from specmem.indexer.embed import SentenceTransformerEmbedder, get_embedder
 from specmem.indexer.parse import parse
-from tests.conftest import SHARED_DATA
 
 
 def chunks_of(text: str, max_tokens: int = 256, embedder=None):
@@ -67,8 +66,8 @@ def test_every_chunk_fits_the_model_limit_with_the_real_tokenizer(minilm_counter
     assert "word399" in joined and joined.count("x") >= 5000
 
 
-def test_hugo_corpus_chunks_fit(minilm_counter):
-    files = sorted((SHARED_DATA / "md-hugo-docs" / "content").rglob("*.md"))[:150]
+def test_hugo_corpus_chunks_fit(minilm_counter, shared_data):
+    files = sorted((shared_data / "md-hugo-docs" / "content").rglob("*.md"))[:150]
     texts = []
     for f in files:
         parsed = parse(f.read_bytes(), PurePosixPath(f.name))

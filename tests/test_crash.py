@@ -11,11 +11,8 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from specmem.indexer import config, db, scan
 from specmem.indexer.embed import get_embedder
-from tests.conftest import SHARED_DATA
 
 KILLS = 20
 
@@ -88,11 +85,8 @@ def snapshot(path) -> list[tuple]:  # type: ignore[no-untyped-def]
         conn.close()
 
 
-@pytest.mark.skipif(
-    not (SHARED_DATA / "md-hugo-docs").is_dir(), reason="../shared/data/md-hugo-docs is missing"
-)
-def test_kill_9_at_random_points(specs, cfg, tmp_path):
-    shutil.copytree(SHARED_DATA / "md-hugo-docs" / "content", specs, dirs_exist_ok=True)
+def test_kill_9_at_random_points(specs, cfg, tmp_path, shared_data):
+    shutil.copytree(shared_data / "md-hugo-docs" / "content", specs, dirs_exist_ok=True)
     pages = sorted(specs.rglob("*.md"))
     rng = random.Random(20261121)
     env = dict(os.environ)

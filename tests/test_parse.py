@@ -5,7 +5,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from specmem.indexer.parse import parse, spec_folder
-from tests.conftest import SHARED_DATA
 
 
 def p(text: str | bytes, rel: str = "001-x/memory/a.md"):
@@ -93,14 +92,13 @@ def test_malformed_yaml_warns_and_keeps_body():
     assert "body text" in r.lines[r.body_start :]
 
 
-@pytest.mark.parametrize(
-    "name", sorted(p.name for p in (SHARED_DATA / "md-hugo-docs" / "archetypes").glob("*.md"))
-)
-def test_hugo_archetypes_with_go_template_frontmatter(name):
-    path = SHARED_DATA / "md-hugo-docs" / "archetypes" / name
-    r = parse(path.read_bytes(), PurePosixPath("archetypes") / name)
-    assert any("frontmatter is not valid YAML" in w for w in r.warnings)
-    assert r.tier == "normal" and r.title
+def test_hugo_archetypes_with_go_template_frontmatter(shared_data):
+    archetypes = sorted((shared_data / "md-hugo-docs" / "archetypes").glob("*.md"))
+    assert archetypes
+    for path in archetypes:
+        r = parse(path.read_bytes(), PurePosixPath("archetypes") / path.name)
+        assert any("frontmatter is not valid YAML" in w for w in r.warnings), path.name
+        assert r.tier == "normal" and r.title, path.name
 
 
 def test_unclosed_and_non_mapping_frontmatter():
@@ -171,8 +169,8 @@ def test_random_frontmatter_values_never_raise(meta):
     assert isinstance(r.tags, list) and isinstance(r.trigger_phrases, list)
 
 
-def test_real_memory_bank_corpus_parses_cleanly_or_with_warnings():
-    folder = SHARED_DATA / "md-memory-bank-genesis10"
+def test_real_memory_bank_corpus_parses_cleanly_or_with_warnings(shared_data):
+    folder = shared_data / "md-memory-bank-genesis10"
     results = [
         parse(f.read_bytes(), PurePosixPath(f.relative_to(folder).as_posix())) for f in folder.rglob("*.md")
     ]

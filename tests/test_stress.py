@@ -17,13 +17,12 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
-import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from specmem.indexer import config, db, scan
 from specmem.indexer.embed import get_embedder
-from tests.conftest import SHARED_DATA, memory
+from tests.conftest import memory
 
 SECONDS = float(os.environ.get("SPECMEM_STRESS_SECONDS", "25"))
 WORDS = [
@@ -48,11 +47,8 @@ def snapshot(path: Path) -> list[tuple]:
         conn.close()
 
 
-@pytest.mark.skipif(
-    not (SHARED_DATA / "md-hugo-docs").is_dir(), reason="../shared/data/md-hugo-docs is missing"
-)
-def test_four_servers_a_watcher_and_an_editor(specs, cfg, tmp_path):
-    source = sorted((SHARED_DATA / "md-hugo-docs" / "content").rglob("*.md"))[:200]
+def test_four_servers_a_watcher_and_an_editor(specs, cfg, tmp_path, shared_data):
+    source = sorted((shared_data / "md-hugo-docs" / "content").rglob("*.md"))[:200]
     for i, page in enumerate(source):
         target = specs / f"{i % 8:03d}-docs" / "memory" / page.name
         target.parent.mkdir(parents=True, exist_ok=True)
