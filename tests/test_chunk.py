@@ -5,6 +5,7 @@ import pytest
 from specmem.indexer.chunk import chunk_file
 from specmem.indexer.embed import SentenceTransformerEmbedder, get_embedder
 from specmem.indexer.parse import parse
+from tests.corpus import generate
 
 
 def chunks_of(text: str, max_tokens: int = 256, embedder=None):
@@ -64,6 +65,25 @@ def test_every_chunk_fits_the_model_limit_with_the_real_tokenizer(minilm_counter
     # Nothing was dropped: every word of the file is in some chunk.
     joined = " ".join(c.text for c in chunks)
     assert "word399" in joined and joined.count("x") >= 5000
+
+
+def test_generated_corpus_chunks_fit_and_keep_every_line(minilm_counter):
+    """Generated files of every shape: chunks fit the real tokenizer's limit, cite the right lines, lose no
+    text, and each anchor is a chunk of its own."""
+    texts = []
+    for m in generate(400, seed=9):
+        parsed = parse(m.data, PurePosixPath(m.rel_path))
+        chunks, warnings = chunk_file(parsed, minilm_counter.count_tokens, minilm_counter.max_tokens)
+        assert warnings == [], (m.rel_path, warnings)
+        covered = set()
+        for c in chunks:
+            assert c.text == "\n".join(parsed.lines[c.start_line - 1 : c.end_line]), m.rel_path
+            covered.update(range(c.start_line - 1, c.end_line))
+        body = [i for i in range(parsed.body_start, len(parsed.lines)) if parsed.lines[i].strip()]
+        assert set(body) <= covered, m.rel_path
+        assert set(m.anchors) == {c.anchor for c in chunks if c.anchor}, m.rel_path
+        texts += [c.embed_text for c in chunks]
+    assert max(minilm_counter.count_tokens(texts)) + 2 <= minilm_counter.max_tokens
 
 
 def test_hugo_corpus_chunks_fit(minilm_counter, shared_data):
