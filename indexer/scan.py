@@ -240,6 +240,7 @@ def _keyword_phase(
                         "UPDATE memory_index SET size = ?, mtime_ns = ? WHERE id = ?",
                         (st.size, st.mtime_ns, mid),
                     )
+            if start == last_start:  # after every batch has claimed the gone rows its moves came from
                 store.delete_memories(conn, [row.id for row in gone.values()])
                 report.removed = len(gone)
             if start == last_start and finalize is not None:

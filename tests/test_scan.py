@@ -67,6 +67,21 @@ def test_rename_and_move_keep_id_and_embeddings(conn, specs, run_scan):
     ]
 
 
+def test_a_move_in_a_later_batch_keeps_its_row(conn, specs, run_scan, monkeypatch):
+    """Many changed files and a move: the gone rows are deleted after every batch has claimed its moves."""
+    monkeypatch.setattr(scan, "FILES_PER_BATCH", 3)
+    for i in range(7):
+        write(specs / "001-a" / "memory" / f"m{i}.md", memory(f"M{i}", f"body {i}"))
+    run_scan()
+    before = rows(conn)
+    for i in range(6):
+        write(specs / "001-a" / "memory" / f"m{i}.md", memory(f"M{i}", f"body {i} changed"))
+    (specs / "001-a" / "memory" / "m6.md").rename(specs / "001-a" / "memory" / "zz-moved.md")  # walked last
+    r = run_scan()
+    assert (r.updated, r.moved, r.added, r.removed) == (6, 1, 0, 0)
+    assert rows(conn)["zz-moved.md"] == before["m6.md"]
+
+
 def test_only_changed_chunks_are_embedded(conn, specs, run_scan):
     sections = "\n\n".join(f"## Section {i}\n\n" + f"words of section {i} " * 60 for i in range(4))
     path = write(specs / "a.md", memory("Big", sections))
