@@ -1,5 +1,10 @@
 """Crash consistency: kill -9 a scan or a watcher at random points while it indexes; every time the database
-passes its integrity check with all tables agreeing, and the next run converges to a fresh scan's state."""
+passes its integrity check with all tables agreeing, and the next run converges to a fresh scan's state.
+
+Runs on 1,000 generated memories, and on the 1,000 pages of md-hugo-docs under the `data` marker. A kill only
+tests something when it lands while the process works, so the kill point is drawn after the process's first
+write to the database, within the time a whole run took so far; and the test asserts that at least a quarter of
+the kills left the index unfinished."""
 
 from __future__ import annotations
 
@@ -11,8 +16,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from specmem.indexer import config, db, scan
 from specmem.indexer.embed import get_embedder
+from tests.conftest import memory
+from tests.corpus import write_corpus
 
 KILLS = 20
 
@@ -56,7 +65,7 @@ def invariants(path) -> None:  # type: ignore[no-untyped-def]
 
 
 def up_to_date(path, pages) -> bool:  # type: ignore[no-untyped-def]
-    """Whether every page's row matches the file on disk and is embedded (the killed run had finished)."""
+    """Whether the rows are exactly the pages, each matching its file and embedded (the killed run had finished)."""
     conn = db.connect(path, readonly=True)
     try:
         stored = {
@@ -65,6 +74,8 @@ def up_to_date(path, pages) -> bool:  # type: ignore[no-untyped-def]
         }
     finally:
         conn.close()
+    if set(stored) != {str(page) for page in pages}:
+        return False
     for page in pages:
         st = page.stat()
         if (
@@ -85,31 +96,84 @@ def snapshot(path) -> list[tuple]:  # type: ignore[no-untyped-def]
         conn.close()
 
 
-def test_kill_9_at_random_points(specs, cfg, tmp_path, shared_data):
-    shutil.copytree(shared_data / "md-hugo-docs" / "content", specs, dirs_exist_ok=True)
+def disk_state(path) -> tuple:  # type: ignore[no-untyped-def]
+    """The database file and its WAL as stat sees them: changes when a process writes to the database."""
+    out = []
+    for suffix in ("", "-wal"):
+        try:
+            st = os.stat(f"{path}{suffix}")
+            out.append((st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
+
+
+def change_files(specs, pages, rng, round_: int) -> None:  # type: ignore[no-untyped-def]
+    """Real work for the next run: rewrite a fifth of the pages, move three, delete two, create two."""
+    for page in rng.sample(pages, len(pages) // 5):
+        page.write_text(page.read_text(errors="replace") + f"\nround {round_}\n")
+    for k, page in enumerate(rng.sample(pages, 3)):
+        moved = rng.choice(pages).parent / f"moved-{round_}-{k}-{page.name}"
+        page.rename(moved)
+        pages[pages.index(page)] = moved
+    for page in rng.sample(pages, 2):
+        page.unlink()
+        pages.remove(page)
+    for k in range(2):
+        new = rng.choice(pages).parent / f"new-{round_}-{k}.md"
+        new.write_text(memory(f"New {round_} {k}", f"written before round {round_}"))
+        pages.append(new)
+
+
+@pytest.mark.parametrize("source", ["generated", pytest.param("md-hugo-docs", marks=pytest.mark.data)])
+def test_kill_9_at_random_points(specs, cfg, tmp_path, request, source):
+    if source == "generated":
+        write_corpus(specs, n=1000, seed=20261121)
+    else:
+        shutil.copytree(
+            request.getfixturevalue("shared_data") / source / "content", specs, dirs_exist_ok=True
+        )
     pages = sorted(specs.rglob("*.md"))
     rng = random.Random(20261121)
     env = dict(os.environ)
     interrupted = 0
+    work = (
+        1.0  # seconds from a run's first write to its end, learnt from the runs that finished before the kill
+    )
     for round_ in range(KILLS):
-        # Give every run real work: rewrite a random fifth of the pages, move a few, delete a few.
-        for page in rng.sample(pages, len(pages) // 5):
-            if page.exists():
-                page.write_text(page.read_text(errors="replace") + f"\nround {round_}\n")
+        if round_:  # the first run indexes every page into a new database
+            change_files(specs, pages, rng, round_)
         command = "watch" if round_ % 2 else "scan"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "specmem", command],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        time.sleep(rng.uniform(0.3, 1.6))  # the kill point: the randomness is the test's input
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+        before = disk_state(cfg.db_path)
+        log = tmp_path / f"round-{round_}-{command}.log"
+        with open(log, "w") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "specmem", command],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 120
+        while disk_state(cfg.db_path) == before and proc.poll() is None:  # until it starts writing
+            assert time.monotonic() < deadline, f"`specmem {command}` never wrote to the database"
+            time.sleep(0.005)
+        began = time.monotonic()
+        try:
+            status = proc.wait(rng.uniform(0, work))  # the kill point: the randomness is the test's input
+            assert status == 0, log.read_text()
+            work = time.monotonic() - began  # it finished first: aim earlier next time
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
         if cfg.db_path.exists():
             invariants(cfg.db_path)
-            interrupted += not up_to_date(cfg.db_path, pages)
+            if up_to_date(cfg.db_path, pages):
+                work = min(work, time.monotonic() - began)  # a watcher that had caught up
+            else:
+                interrupted += 1
+                work *= 1.25  # and later next time, so kills also land late in a run
+    assert interrupted >= KILLS // 4, f"only {interrupted} of {KILLS} kills landed while there was work"
 
     done = subprocess.run(
         [sys.executable, "-m", "specmem", "scan"], env=env, capture_output=True, text=True, timeout=300
