@@ -136,8 +136,8 @@ def test_read_tools_success_and_errors(corpus, cfg):
             include_constitutional=False,
         )
         assert [r["title"] for r in filtered["results"]] == ["JWT tokens"]
-        assert "limit" in await fails(client, "memory_search", query="x", limit=101)
-        assert "mode" in await fails(client, "memory_search", query="x", mode="fuzzy")
+        assert "type=less_than_equal" in await fails(client, "memory_search", query="x", limit=101)
+        assert "type=literal_error" in await fails(client, "memory_search", query="x", mode="fuzzy")
 
         matches = await call(
             client, "memory_match_triggers", prompt="Why is the DATABASE   is locked error back?"
@@ -157,7 +157,7 @@ def test_read_tools_success_and_errors(corpus, cfg):
         assert "no anchor" in await fails(client, "memory_get", id_or_path=str(wal_id), anchor="nope")
         assert "no memory with id" in await fails(client, "memory_get", id_or_path="99999")
         outside = await fails(client, "memory_get", id_or_path="/etc/passwd")
-        assert "no indexed memory" in outside
+        assert "no indexed memory at '/etc/passwd'; give an id or a path inside the roots" in outside
 
         listed = await call(client, "memory_list", limit=2, sort="title")
         assert listed["total"] == 4 and [i["title"] for i in listed["items"]] == [
@@ -168,7 +168,7 @@ def test_read_tools_success_and_errors(corpus, cfg):
         assert [i["title"] for i in page2["items"]] == ["Old sessions", "WAL mode"]
         assert (await call(client, "memory_list", spec_folder="002-auth"))["total"] == 2
         assert (await call(client, "memory_list", tier="critical"))["items"][0]["title"] == "WAL mode"
-        await fails(client, "memory_list", tier="urgent")
+        assert "type=literal_error" in await fails(client, "memory_list", tier="urgent")
 
         stats = await call(client, "memory_stats")
         assert stats["memories"] == 4 and stats["by_tier"]["deprecated"] == 1 and stats["files_bytes"] > 0
@@ -236,15 +236,20 @@ def test_write_tools(corpus, cfg, tmp_path):
                 )
             )["results"]
         ] == ["MFA"]
-        assert "outside the memory roots" in await fails(client, "memory_save", path=str(tmp_path / "x.md"))
-        assert "outside the memory roots" in await fails(client, "memory_save", path="../../etc/passwd")
+        roots = f"is outside the memory roots ({corpus}); give a path inside them"
+        assert f"{tmp_path / 'x.md'} {roots}" in await fails(
+            client, "memory_save", path=str(tmp_path / "x.md")
+        )
+        assert f"../../etc/passwd {roots}" in await fails(client, "memory_save", path="../../etc/passwd")
         assert "not a memory file" in await fails(client, "memory_save", path="002-auth")
 
         path.unlink()
         scanned = await call(client, "memory_index_scan", spec_folder="002-auth")
         assert scanned["removed"] == 1 and scanned["files_seen"] == 2
         assert "no spec folder" in await fails(client, "memory_index_scan", spec_folder="999-none")
-        assert "not a folder name" in await fails(client, "memory_index_scan", spec_folder="../..")
+        assert "spec_folder '../..' is not a folder name like 003-auth" in await fails(
+            client, "memory_index_scan", spec_folder="../.."
+        )
         everything = await call(client, "memory_index_scan", force=True)
         assert everything["updated"] == 4
 
