@@ -15,7 +15,6 @@ In one run:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -32,7 +31,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from common import hugo_copy, pct  # noqa: E402
+from common import hugo_copy, pct, record  # noqa: E402
 from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
@@ -212,7 +211,6 @@ def main() -> None:
         type=Path,
         help="copy this index of the same corpus instead of building one (for repeated experiments)",
     )
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     out: dict[str, float] = {}
 
@@ -280,8 +278,13 @@ def main() -> None:
 
 
 def finish(args: argparse.Namespace, out: dict[str, float]) -> None:
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+    """Record the figures; a partial run, or one with a thread setting, under its own name (the README cites
+    the full default run as `concurrency`, and a `--readers-only` run with OMP_NUM_THREADS=2 as
+    `concurrency-readers-only-omp2`)."""
+    name = "concurrency" + ("-readers-only" if args.readers_only else "")
+    if os.environ.get("OMP_NUM_THREADS"):
+        name += f"-omp{os.environ['OMP_NUM_THREADS']}"
+    record(name, out)
 
 
 if __name__ == "__main__":

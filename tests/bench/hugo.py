@@ -5,13 +5,12 @@
 Measures, in one run: the keyword phase of a first scan; embedding throughput of the pipeline next to the raw
 throughput of SentenceTransformer.encode on the same chunk texts; a no-change rescan; a rescan after one file
 changed; search latency p50/p95 over 200 queries in each mode. Compare ratios within a run: the machine is shared.
+The figures go to tests/bench/results/hugo.json, from which scripts/readme_tables.py writes the README's table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import statistics
 import sys
 import tempfile
@@ -20,7 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from specmem.indexer import config, db  # noqa: E402
+from common import hugo_copy, pct, record  # noqa: E402
+
+from specmem.indexer import db  # noqa: E402
 from specmem.indexer.embed import (
     embed_pending,  # noqa: E402
     get_embedder,  # noqa: E402
@@ -28,25 +29,15 @@ from specmem.indexer.embed import (
 from specmem.indexer.scan import scan  # noqa: E402
 from specmem.server.search import search  # noqa: E402
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "md-hugo-docs"
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
-    args = parser.parse_args()
+    parser.parse_args()
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "hugo"
-        shutil.copytree(CORPUS, root)
-        cfg = config.resolve(db=Path(tmp) / "index.db", roots=[root], cwd=Path(tmp))
+        _, cfg = hugo_copy(Path(tmp))
         conn = db.connect(cfg.db_path)
         embedder = get_embedder(cfg.model)
         embedder.encode(["warm up the model"])  # load outside the timings
@@ -105,30 +96,9 @@ def main() -> None:
             out[f"search_{mode}_p95_ms"] = pct(lat, 95)
         out["queries"] = len(queries)
 
-    rows = [
-        ("files indexed", f"{out['files']:.0f} ({out['chunks']:.0f} chunks)"),
-        ("keyword phase (parse, chunk, FTS commit)", f"{out['keyword_phase_s']:.2f} s"),
-        ("embedding, pipeline", f"{out['pipeline_chunks_per_s']:.1f} chunks/s"),
-        ("embedding, raw SentenceTransformer.encode", f"{out['raw_encode_chunks_per_s']:.1f} chunks/s"),
-        ("pipeline / raw", f"{out['pipeline_vs_raw'] * 100:.0f}%"),
-        ("no-change rescan (median of 7)", f"{out['no_change_rescan_s'] * 1000:.0f} ms"),
-        (
-            "one file changed, rescan with embedding (median of 7)",
-            f"{out['one_file_changed_rescan_s'] * 1000:.0f} ms",
-        ),
-    ] + [
-        (
-            f"search {m}, p50 / p95 over {out['queries']:.0f} queries",
-            f"{out[f'search_{m}_p50_ms']:.1f} / {out[f'search_{m}_p95_ms']:.1f} ms",
-        )
-        for m in ("keyword", "semantic", "hybrid")
-    ]
-    print("| measure | value |")
-    print("|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+    for key, value in out.items():
+        print(f"{key:>28}: {value:.3f}" if isinstance(value, float) else f"{key:>28}: {value}")
+    record("hugo", out)
 
 
 if __name__ == "__main__":

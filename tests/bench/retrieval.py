@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from common import record  # noqa: E402
+
 from specmem.indexer import config, db  # noqa: E402
 from specmem.indexer.embed import get_embedder  # noqa: E402
 from specmem.indexer.scan import scan  # noqa: E402
@@ -139,6 +141,8 @@ def main() -> None:
             print(f"| {name} ({m['queries']} queries) | {mode} | {m['ndcg@10']:.3f} | {m['recall@10']:.3f} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    if args.only is None:  # the README shows both collections
+        record("retrieval", results)
     for name, modes in results.items():
         best_single = max(modes["keyword"]["ndcg@10"], modes["semantic"]["ndcg@10"])
         verdict = "beats" if modes["hybrid"]["ndcg@10"] > best_single else "DOES NOT beat"

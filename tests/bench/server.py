@@ -13,7 +13,6 @@ Measures, in one run:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,7 +24,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from common import hugo_copy, pct  # noqa: E402
+from common import hugo_copy, pct, record  # noqa: E402
 from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
@@ -47,7 +46,6 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as name:
@@ -57,6 +55,7 @@ def main() -> None:
         embedder = get_embedder(cfg.model)
         scan(conn, cfg, embedder)
         texts = queries(conn, args.queries)
+        out["queries"] = len(texts)
         env = {
             **os.environ,
             "HF_HUB_OFFLINE": "1",
@@ -73,6 +72,7 @@ def main() -> None:
                 await client.list_tools()
                 return time.perf_counter() - started
 
+        out["startup_spawns"] = 5
         out["startup_to_tools_list_s"] = statistics.median(anyio.run(startup) for _ in range(5))
 
         state = ReadState(cfg, load_model=False)
@@ -114,9 +114,8 @@ def main() -> None:
         anyio.run(over_stdio)
         conn.close()
     for key, value in out.items():
-        print(f"{key:>28}: {value:.3f}")
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+        print(f"{key:>28}: {value:.3f}" if isinstance(value, float) else f"{key:>28}: {value}")
+    record("server", out)
 
 
 if __name__ == "__main__":

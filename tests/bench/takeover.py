@@ -12,7 +12,6 @@ half of that plus a fast-path reconcile of the 1,000 files plus one debounce.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -26,7 +25,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from common import hugo_copy, pct  # noqa: E402
+from common import hugo_copy, pct, record  # noqa: E402
 from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
@@ -69,7 +68,6 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -97,8 +95,7 @@ def main() -> None:
     }
     for key, value in out.items():
         print(f"{key:>28}: {value:.3f}" if isinstance(value, float) else f"{key:>28}: {value}")
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+    record("takeover", out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ figures compare with. Then a `specmem watch` process is started on it, and:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -33,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from common import CORPUS, pct, record  # noqa: E402
+
 from specmem.indexer import config, db  # noqa: E402
 from specmem.indexer.embed import get_embedder  # noqa: E402
 from specmem.indexer.lock import watcher_info  # noqa: E402
@@ -40,7 +41,6 @@ from specmem.indexer.scan import scan  # noqa: E402
 from specmem.indexer.store import pending_count  # noqa: E402
 from specmem.server.search import Filters, search  # noqa: E402
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "md-hugo-docs"
 ANIMALS = [
     "arctic tern",
     "humpback whale",
@@ -54,11 +54,6 @@ ANIMALS = [
     "honey bee",
 ]
 PLACES = ["frozen tundra", "coral reef", "cloud forest", "salt marsh", "volcanic island"]
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def git(repo: Path, *args: str) -> None:
@@ -202,6 +197,7 @@ def bench_latency(cfg: config.Config, out: dict[str, float], edits: int) -> None
         except TimeoutError:
             out["semantic_not_found"] = out.get("semantic_not_found", 0) + 1
     conn.close()
+    out["edits"] = len(pages)
     for kind, values in (("keyword", keyword), ("semantic", semantic)):
         both = values["inplace"] + values["rename"]
         out[f"{kind}_visible_p50_ms"] = 1000 * statistics.median(both)
@@ -256,7 +252,6 @@ def main() -> None:
     parser.add_argument("which", nargs="*", help="idle, latency, branch (default: all three)")
     parser.add_argument("--edits", type=int, default=50)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
-    parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     which = args.which or ["idle", "latency", "branch"]
     if set(which) - {"idle", "latency", "branch"}:
@@ -284,8 +279,8 @@ def main() -> None:
             proc.terminate()
             proc.wait(30)
     show(out)
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+    # A run of some parts only is kept apart from the full run the README shows.
+    record("watch" if len(which) == 3 else "watch-" + "-".join(which), out)
 
 
 if __name__ == "__main__":
