@@ -78,7 +78,9 @@ def store_memory(
         "trigger_phrases": json.dumps(p.trigger_phrases, ensure_ascii=False),
         "tags": json.dumps(p.tags, ensure_ascii=False),
         "expires": p.expires,
-        "anchors": json.dumps([c.anchor for c in prep.chunks if c.anchor], ensure_ascii=False),
+        "anchors": json.dumps(
+            list(dict.fromkeys(c.anchor for c in prep.chunks if c.anchor)), ensure_ascii=False
+        ),
         "size": prep.stat.size,
         "mtime_ns": prep.stat.mtime_ns,
         "content_hash": prep.digest,

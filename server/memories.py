@@ -92,8 +92,8 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Any:
         return row
     if "\x00" in text:
         raise NotFound("a path cannot contain a NUL character")
-    candidates = [Path(text).expanduser()] if Path(text).is_absolute() else [Path.cwd() / text]
-    candidates += [root / text for root in cfg.roots]
+    raw = Path(text).expanduser()
+    candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw, *(root / raw for root in cfg.roots)]
     for candidate in candidates:
         absolute = Path(os.path.abspath(candidate))
         row = db.one(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE path = ?", (str(absolute),))
@@ -102,6 +102,9 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Any:
     found = db.rows(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE rel_path = ?", (text,))
     if len(found) == 1:
         return found[0]
+    if not any(inside_roots(c, cfg) for c in candidates):
+        roots = ", ".join(str(r) for r in cfg.roots)
+        raise NotFound(f"{text} is outside the memory roots ({roots}); give a path inside them")
     raise NotFound(
         f"no indexed memory at {text!r}; give an id or a path inside the roots, or run `specmem scan`"
     )

@@ -282,9 +282,8 @@ def memory_index_scan(
     pending_embeddings). Serialised with the watcher and other scans: never 'database is locked'."""
     mem = app(ctx).memories
     paths = [path_prefix] if path_prefix else None
-    report = mem.scan(paths, spec_folder=spec_folder, force=force)
-    scope = [mem.resolve_path(path_prefix)] if path_prefix else list(mem.config.roots)
-    return summary(report, scope)
+    scope = mem.scopes(paths, spec_folder) or mem.config.roots
+    return summary(mem.scan(paths, spec_folder=spec_folder, force=force), scope)
 
 
 @tool(INDEXES)

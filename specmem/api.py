@@ -213,7 +213,7 @@ class Memories:
 
         Keyword rows are committed before embeddings are computed; `embed=False` leaves those for later
         (a background host embeds them in a thread)."""
-        scopes = self._scopes(paths, spec_folder)
+        scopes = self.scopes(paths, spec_folder)
         if embed is None:
             embed = not self.background
         with self.writer() as conn:
@@ -259,9 +259,10 @@ class Memories:
             raise NotFound(f"{text} does not exist under the memory roots ({roots})")
         raise NotFound(f"{text} is outside the memory roots ({roots}); give a path inside them")
 
-    def _scopes(
-        self, paths: Sequence[str | os.PathLike[str]] | None, spec_folder: str | None
+    def scopes(
+        self, paths: Sequence[str | os.PathLike[str]] | None = None, spec_folder: str | None = None
     ) -> tuple[Path, ...] | None:
+        """The folders or files a scan of `paths` or of `spec_folder` covers (None: every root)."""
         if paths and spec_folder:
             raise WriteError("give paths or a spec folder, not both")
         if paths:

@@ -98,11 +98,13 @@ def refusal(call: str, bad: str, specs: Path) -> str:
     """What the refusal of `bad` by `call` must say: why it is refused, not only that it failed."""
     nul = "a path cannot contain a NUL character"
     not_a_name = f"spec_folder {bad!r} is not a folder name like 003-auth"
-    if call in ("memory_get", "memory_update", "memory_delete"):  # look-ups: only indexed memories exist
-        return (
-            nul if "\x00" in bad else f"no indexed memory at {bad!r}; give an id or a path inside the roots"
-        )
-    if call in ("memory_save", "memory_index_scan path_prefix"):
+    if call in (
+        "memory_get",
+        "memory_update",
+        "memory_delete",
+        "memory_save",
+        "memory_index_scan path_prefix",
+    ):
         return (
             nul if "\x00" in bad else f"{bad} is outside the memory roots ({specs}); give a path inside them"
         )
