@@ -15,12 +15,11 @@ from pathlib import Path
 
 import apsw
 
-from specmem.indexer import db, files, signal
+from specmem.indexer import atomic, db, files, signal
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import CheckpointError
 from specmem.indexer.scan import scan
-from specmem.indexer.write import replace_file
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -181,25 +180,27 @@ def restore(
             raise CheckpointError(f"the checkpoint names {entry['rel']}, outside its root; refusing it")
         wanted[path] = entry
     pairs = [(r, r) for r in config.roots] if saved["scope"] is None else scope_dirs(config, saved["scope"])
-    current = _files_in(config, pairs)
+    scopes = tuple(f for _, f in pairs)
+    current = _files_in(config, pairs) if pairs else {}
     for path, entry in wanted.items():
         data = base64.b64decode(entry["data"])
+        real = Path(os.path.realpath(path))  # a symlinked memory: the file it points to
         try:
-            if path.read_bytes() == data:
+            if real.read_bytes() == data:
                 report.unchanged += 1
                 continue
         except FileNotFoundError:
             pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_file(path, data, entry["mode"])
+        with atomic.open_folder(real.parent, config.roots, create=True) as place:
+            place.replace(real.name, data, mode=entry["mode"])
         report.restored.append(str(path))
     for path in sorted(set(current) - set(wanted)):
         if clear_newer:
-            path.unlink(missing_ok=True)
+            with atomic.open_folder(path.parent, config.roots) as place:
+                place.unlink(path.name)
             report.removed.append(str(path))
         else:
             report.newer_kept.append(str(path))
-    scopes = tuple(f for _, f in pairs)
 
     def metadata(c: apsw.Connection) -> None:
         for path, entry in wanted.items():

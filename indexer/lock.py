@@ -10,13 +10,13 @@ import json
 import os
 import socket
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from specmem.indexer.errors import LockTimeout
+from specmem.indexer.atomic import pid_alive, write_own_file
+from specmem.indexer.errors import LockTimeout, SpecmemError
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
@@ -59,15 +59,7 @@ class Holder:
     @property
     def alive(self) -> bool:
         """Whether the recorded process still runs (only meaningful on this host)."""
-        if self.host != socket.gethostname():
-            return True
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return self.host != socket.gethostname() or pid_alive(self.pid)
 
     def describe(self) -> str:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since_ms / 1000))
@@ -187,16 +179,10 @@ def write_watcher_status(
         "last_batch_ms": last_batch_ms,
         "last_batch": summary,
     }
-    fd, tmp = tempfile.mkstemp(prefix=".watcher.", dir=Path(path).parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        write_own_file(Path(path), json.dumps(record).encode())
+    except SpecmemError:
+        pass  # the status is informative: a full disk must not stop the watcher
 
 
 def watcher_info(lock_path: Path, status_path: Path) -> WatcherInfo | None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from specmem.indexer.atomic import write_own_file
 from specmem.indexer.db import now_ms
+
+_TOUCHING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -27,21 +30,11 @@ def read(path: Path) -> Signal | None:
 
 
 def touch(path: Path) -> Signal:
-    """Replace the signal file atomically: write a temporary file beside it, then os.replace."""
+    """Replace the signal file atomically (indexer/atomic.py)."""
     path = Path(path)
-    previous = read(path)
-    signal = Signal(now_ms(), (previous.generation + 1) if previous else 1)
-    fd, tmp = tempfile.mkstemp(prefix=".db-updated.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(
-                {"committed_ms": signal.committed_ms, "generation": signal.generation, "pid": os.getpid()}, fh
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with _TOUCHING:  # the batch and the embedding threads of a watcher each count their commits
+        previous = read(path)
+        signal = Signal(now_ms(), (previous.generation + 1) if previous else 1)
+        record = {"committed_ms": signal.committed_ms, "generation": signal.generation, "pid": os.getpid()}
+        write_own_file(path, json.dumps(record).encode())
     return signal

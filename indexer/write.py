@@ -8,10 +8,8 @@ fails if the name exists. An update rewrites only the frontmatter lines of the k
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import os
 import re
-import threading
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from typing import Any
 import apsw
 import yaml
 
-from specmem.indexer import files
+from specmem.indexer import atomic, files
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import WriteError
@@ -38,9 +36,6 @@ KEYS = {
 }
 
 
-_COUNTER = itertools.count()
-
-
 def _clean(name: str, value: str | None) -> None:
     if value is not None and "\x00" in value:
         raise WriteError(f"{name} contains a NUL character")
@@ -49,12 +44,8 @@ def _clean(name: str, value: str | None) -> None:
 def spec_memory_dir(config: Config, spec_folder: str) -> Path:
     """`<spec folder>/memory`, in the root that already holds the spec folder (else the first root)."""
     found = files.spec_folder_dirs(config.roots, spec_folder, must_exist=False)
-    root, folder = found[0] if found else (config.roots[0], config.roots[0] / spec_folder)
-    target = folder / "memory"
-    existing = next(p for p in (target, *target.parents) if p.exists())
-    if not files.within(existing.resolve(), root.resolve()):
-        raise WriteError(f"{target} leads out of the root {root} (a symlink); refusing to write there")
-    return target
+    _, folder = found[0] if found else (config.roots[0], config.roots[0] / spec_folder)
+    return folder / "memory"
 
 
 def slug(title: str) -> str:
@@ -96,57 +87,6 @@ def _validate(config: Config, title: str | None, tier: str | None, texts: dict[s
         raise WriteError(f"title must be one line of 1 to {MAX_TITLE} characters")
     if tier is not None and tier not in TIERS:
         raise WriteError(f"unknown tier {tier!r}; use one of: {', '.join(TIERS)}")
-
-
-def _write_tmp(folder: Path, name: str, data: bytes, mode: int | None = None) -> Path:
-    """A finished temporary file beside the target; a dot name, so the watcher and scans never index it."""
-    while True:
-        tmp = folder / f".{name}.{os.getpid()}.{threading.get_ident()}.{next(_COUNTER)}.tmp"
-        try:
-            fd = os.open(
-                tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666
-            )  # the umask applies, as for an editor
-            break
-        except FileExistsError:
-            continue
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    if mode is not None:
-        os.chmod(tmp, mode)
-    return tmp
-
-
-def create_file(folder: Path, stem: str, data: bytes) -> Path:
-    """Write `data` to `<folder>/<stem>.md`, or `<stem>-2.md`, ...: a name is claimed atomically, never reused."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = _write_tmp(folder, stem, data)
-    try:
-        for n in range(1, 10_000):
-            target = folder / (f"{stem}.md" if n == 1 else f"{stem}-{n}.md")
-            try:
-                os.link(tmp, target)
-                return target
-            except FileExistsError:
-                continue
-        raise WriteError(f"too many files named {stem}*.md in {folder}")
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def replace_file(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Set a file's content atomically (temporary file + rename), keeping its permissions if it exists."""
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        pass
-    tmp = _write_tmp(path.parent, path.name, data, mode)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def index_now(
@@ -191,9 +131,18 @@ def write_memory(
         )
     folder = spec_memory_dir(config, spec_folder)
     stem = f"{(today or dt.date.today()).isoformat()}-{slug(title)}"
-    path = create_file(folder, stem, data)
+    names = (f"{stem}.md" if n == 1 else f"{stem}-{n}.md" for n in range(1, 10_000))
+    with atomic.open_folder(folder, config.roots, create=True) as place:
+        name = place.create(names, data)
+    if name is None:
+        raise WriteError(f"too many files named {stem}*.md in {folder}; nothing was written")
+    path = folder / name
     index_now(conn, config, embedder, (path,))
     row = conn.execute("SELECT id FROM memory_index WHERE path = ?", (str(path),)).fetchall()
+    if not row:
+        raise WriteError(
+            f"{path} was written but is not indexed (its folder moved, or is ignored); run a scan"
+        )
     return int(row[0][0]), path
 
 
@@ -255,10 +204,43 @@ def _render_key(name: str, value: Any, old: list[str], nl: str) -> list[str]:
     return [f"{name}: {_yaml_value(value)}{comment.group(0) if comment else ''}{nl}"]
 
 
+def _set_keys(raw: bytes, changes: dict[str, Any], name: str) -> tuple[list[str], bytes]:
+    """The changed keys and the new bytes of a memory file (its other bytes untouched)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WriteError(f"{name} is not UTF-8 text; it cannot be updated in place") from None
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    text = text[len(bom) :]
+    before = _metadata(raw, name)
+    wanted = {k: v for k, v in changes.items() if v is not None and before.get(k) != v}
+    if not wanted:
+        return [], raw
+    updated = (bom + update_frontmatter(text, wanted)).encode("utf-8")
+    after = _metadata(updated, name)
+    if any(after[k] != v for k, v in wanted.items()):
+        raise WriteError("the updated frontmatter would not read back as asked; the file was left unchanged")
+    return sorted(wanted), updated
+
+
+def _metadata(data: bytes, name: str) -> dict[str, Any]:
+    parsed = parse(data, Path(name))
+    return {
+        "title": parsed.title,
+        "importance_tier": parsed.tier,
+        "context_type": parsed.context_type,
+        "trigger_phrases": parsed.trigger_phrases,
+        "tags": parsed.tags,
+    }
+
+
 def update_memory(
     conn: apsw.Connection, config: Config, embedder: Embedder, path: Path, changes: dict[str, Any]
 ) -> list[str]:
-    """Set frontmatter keys of one memory file (atomically) and re-index it; returns the keys that changed."""
+    """Set frontmatter keys of one memory file (atomically) and re-index it; returns the keys that changed.
+
+    A symlinked memory is updated in the file it points to; a hard-linked one in place, so that every name keeps
+    seeing it."""
     _validate(
         config,
         changes.get("title"),
@@ -268,45 +250,24 @@ def update_memory(
     for key in ("trigger_phrases", "tags"):
         for item in changes.get(key) or []:
             _clean(key, item)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise WriteError(f"{path} is not UTF-8 text; it cannot be updated in place") from None
-    bom = "\ufeff" if text.startswith("\ufeff") else ""
-    text = text[len(bom) :]
-    before = parse(raw, Path(path.name))
-    current = {
-        "title": before.title,
-        "importance_tier": before.tier,
-        "context_type": before.context_type,
-        "trigger_phrases": before.trigger_phrases,
-        "tags": before.tags,
-    }
-    wanted = {k: v for k, v in changes.items() if v is not None and current.get(k) != v}
-    if wanted:
-        updated = bom + update_frontmatter(text, wanted)
-        after = parse(updated.encode("utf-8"), Path(path.name))
-        got = {
-            "title": after.title,
-            "importance_tier": after.tier,
-            "context_type": after.context_type,
-            "trigger_phrases": after.trigger_phrases,
-            "tags": after.tags,
-        }
-        if any(got[k] != v for k, v in wanted.items()):
-            raise WriteError(
-                "the updated frontmatter would not read back as asked; the file was left unchanged"
-            )
-        replace_file(path, updated.encode("utf-8"))
+    path = Path(path)
+    real = Path(os.path.realpath(path))
+    with atomic.open_folder(real.parent, config.roots) as place:
+        changed, updated = _set_keys(place.read(real.name), changes, path.name)
+        if changed:
+            place.replace(real.name, updated).close()
     index_now(conn, config, embedder, (path,))
-    return sorted(wanted)
+    return changed
 
 
 def delete_files(
     conn: apsw.Connection, config: Config, embedder: Embedder, paths: list[Path], scopes: tuple[Path, ...]
 ) -> ScanReport:
-    """Remove memory files and re-index their scopes (the rows go in one transaction with their chunks)."""
+    """Remove memory files and re-index their scopes (the rows go in one transaction with their chunks).
+
+    A file is removed through its folder, reached from a root without following symlinks: a folder swapped for
+    a symlink never leads the delete outside the roots. A symlinked memory loses the link, not its target."""
     for path in paths:
-        path.unlink(missing_ok=True)
+        with atomic.open_folder(path.parent, config.roots) as place:
+            place.unlink(path.name)
     return index_now(conn, config, embedder, scopes)
