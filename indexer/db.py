@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import time
@@ -13,9 +14,11 @@ from typing import Any
 
 import apsw
 
+from specmem.indexer import atomic
 from specmem.indexer.errors import DatabaseError
 
 BUSY_TIMEOUT_MS = 15_000
+MAX_ROWID = 2**63 - 1  # the largest id SQLite stores; a bigger number names no memory
 # BEGIN IMMEDIATE is retried this many times (each waiting up to the busy timeout) before a write gives up loudly.
 WRITE_ATTEMPTS = 4
 
@@ -142,8 +145,14 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
                 f"cannot create {path.parent}: {exc.strerror}; set SPECMEM_DB or --db"
             ) from exc
         _ignore_folder(path.parent)
-        _owner_only(path)
+        try:
+            _owner_only(path)
+        except OSError as exc:
+            raise DatabaseError(
+                atomic.describe(exc, path, "create the index") + "; or set SPECMEM_DB"
+            ) from None
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    conn: apsw.Connection | None = None
     try:
         conn = apsw.Connection(str(path), flags=flags)
         conn.setbusytimeout(BUSY_TIMEOUT_MS)
@@ -155,7 +164,10 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
         if not readonly:
             migrate(conn)
     except apsw.Error as exc:
-        raise DatabaseError(f"cannot open the index at {path}: {exc}") from exc
+        advice = _advice(conn, exc) or str(exc)
+        if conn is not None:
+            conn.close()
+        raise DatabaseError(f"cannot open the index at {path}: {advice}") from exc
     return conn
 
 
@@ -181,9 +193,34 @@ def _ignore_folder(folder: Path) -> None:
             pass
 
 
+# Failures of the disk or of the file, not of specmem: each becomes one line saying what to do.
+_STORAGE_ADVICE: dict[type[apsw.Error], str] = {
+    apsw.FullError: atomic.DISK_FULL,
+    apsw.ReadOnlyError: "it cannot be written here (read-only); check its permissions, or set SPECMEM_DB",
+    apsw.PermissionsError: "permission denied; check the permissions of the file and its folder",
+    apsw.IOError: "the disk reported an I/O error; check the disk",
+    apsw.CantOpenError: "the file cannot be opened; check that its folder exists and is writable",
+    apsw.CorruptError: "it is damaged; delete it (with its -wal and -shm files): `specmem scan` rebuilds it",
+    apsw.NotADBError: "it is not a specmem index; delete it or set SPECMEM_DB to another file",
+}
+
+
+def _advice(conn: apsw.Connection | None, exc: BaseException) -> str | None:
+    if isinstance(exc, apsw.Error) and conn is not None and conn.system_errno in (errno.ENOSPC, errno.EDQUOT):
+        return _STORAGE_ADVICE[apsw.FullError]  # e.g. a disk I/O error growing the -shm file of a full disk
+    return next((text for kind, text in _STORAGE_ADVICE.items() if isinstance(exc, kind)), None)
+
+
+def storage_error(conn: apsw.Connection, exc: BaseException) -> DatabaseError | None:
+    """The DatabaseError for an SQLite failure of the disk or the file; None for anything else (a bug)."""
+    advice = _advice(conn, exc)
+    return None if advice is None else DatabaseError(f"cannot write the index at {conn.filename}: {advice}")
+
+
 @contextmanager
 def write_tx(conn: apsw.Connection) -> Iterator[apsw.Connection]:
-    """One short write transaction (BEGIN IMMEDIATE), retried while another writer holds the lock."""
+    """One short write transaction (BEGIN IMMEDIATE), retried while another writer holds the lock. A full or
+    failing disk raises DatabaseError (the transaction rolled back)."""
     for attempt in range(WRITE_ATTEMPTS):
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -195,13 +232,24 @@ def write_tx(conn: apsw.Connection) -> Iterator[apsw.Connection]:
                     "check for a stuck specmem process (`specmem stats` shows the watcher)"
                 ) from None
             time.sleep(0.05)
+        except apsw.Error as exc:
+            failure = storage_error(conn, exc)
+            if failure is None:
+                raise
+            raise failure from exc
     try:
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    else:
         conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:  # SQLite may already have rolled back (a full disk does)
+            try:
+                conn.execute("ROLLBACK")
+            except apsw.Error:
+                pass  # the original error says what went wrong
+        failure = storage_error(conn, exc)
+        if failure is None:
+            raise
+        raise failure from exc
 
 
 def migrate(conn: apsw.Connection) -> None:

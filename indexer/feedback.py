@@ -14,6 +14,8 @@ FLOOR = 0.05  # never zero: a memory voted down still ranks, just low
 
 def validate(conn: apsw.Connection, config: Config, memory_id: int, useful: bool) -> tuple[float, float]:
     """Record one vote; returns (confidence before, confidence after). Raises NotFound for an unknown id."""
+    if not 0 < memory_id <= db.MAX_ROWID:
+        raise NotFound(f"no memory with id {memory_id}; search or list to find its id")
     with db.write_tx(conn):
         row = db.one(conn, "SELECT confidence FROM memory_index WHERE id = ?", (memory_id,))
         if row is None:

@@ -15,6 +15,7 @@ from specmem.indexer.errors import SpecFolderError
 IGNORE_FILES = (".gitignore", ".specmemignore")
 SEGMENT_RE = re.compile(r"^[\w][\w .\-]{0,99}$", re.UNICODE)
 NEVER_DIRS = {"node_modules"}
+NAME_MAX = 255  # bytes in one file or folder name, on every common file system
 
 
 def is_memory_name(name: str) -> bool:
@@ -36,10 +37,22 @@ def spec_folder_dirs(
             f"spec_folder {name!r} is not a folder name like 003-auth (letters, digits, '-', '_', '.'; "
             "no '..', no leading '.', no absolute path, no NUL)"
         )
-    found = [(r, f) for r in roots for f in (r / name, r / "specs" / name) if f.is_dir()]
+    if any(len(p.encode("utf-8")) > NAME_MAX for p in parts):
+        raise SpecFolderError(
+            f"spec_folder {name!r} has a folder name over {NAME_MAX} bytes, too long for the file system; "
+            "use a shorter name"
+        )
+    found = [(r, f) for r in roots for f in (r / name, r / "specs" / name) if _is_dir(f)]
     if must_exist and not found:
         raise SpecFolderError(f"no spec folder {name!r} under the roots; memory_list shows the folders")
     return found
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat_mod.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def is_skipped_dir(name: str) -> bool:

@@ -6,6 +6,7 @@ writer classifies files and commits their keyword rows, so a CLI scan, a server 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -15,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from specmem.indexer.atomic import pid_alive, write_own_file
-from specmem.indexer.errors import LockTimeout, SpecmemError
+from specmem.indexer.atomic import describe, pid_alive, write_own_file
+from specmem.indexer.errors import DatabaseError, LockTimeout, SpecmemError
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
@@ -86,24 +87,40 @@ class FileLock:
         return read_holder(self.path) if self._fd is not None else None
 
     def try_acquire(self) -> bool:
-        """Take the lock if nobody holds it; never waits."""
+        """Take the lock if nobody holds it; never waits. A failure (a full disk) leaves nothing taken."""
         with self._mutex:
             if self._fd is not None:
                 return True
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            if not _try_lock(fd):
-                os.close(fd)
-                return False
             record = {
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
                 "since_ms": time.time_ns() // 1_000_000,
                 "role": self.role,
             }
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, json.dumps(record).encode())
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            except OSError as exc:
+                raise DatabaseError(describe(exc, self.path, "open the lock file")) from None
+            try:
+                if not _try_lock(fd):
+                    os.close(fd)
+                    return False
+                try:
+                    os.ftruncate(fd, 0)
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    data = json.dumps(record).encode()
+                    if os.write(fd, data) != len(data):  # a short write: the disk filled up
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                except BaseException:
+                    _unlock(fd)
+                    raise
+            except OSError as exc:
+                os.close(fd)
+                raise DatabaseError(describe(exc, self.path, "record the lock holder in")) from None
+            except BaseException:
+                os.close(fd)
+                raise
             self._fd = fd
             return True
 

@@ -20,7 +20,7 @@ import yaml
 from specmem.indexer import atomic, files
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
-from specmem.indexer.errors import WriteError
+from specmem.indexer.errors import SpecmemError, WriteError
 from specmem.indexer.parse import parse
 from specmem.indexer.scan import ScanReport, scan
 from specmem.indexer.tiers import TIERS
@@ -132,17 +132,40 @@ def write_memory(
     folder = spec_memory_dir(config, spec_folder)
     stem = f"{(today or dt.date.today()).isoformat()}-{slug(title)}"
     names = (f"{stem}.md" if n == 1 else f"{stem}-{n}.md" for n in range(1, 10_000))
-    with atomic.open_folder(folder, config.roots, create=True) as place:
+    place = atomic.open_folder(folder, config.roots, create=True)
+    try:
         name = place.create(names, data)
-    if name is None:
-        raise WriteError(f"too many files named {stem}*.md in {folder}; nothing was written")
-    path = folder / name
-    index_now(conn, config, embedder, (path,))
-    row = conn.execute("SELECT id FROM memory_index WHERE path = ?", (str(path),)).fetchall()
-    if not row:
-        raise WriteError(
-            f"{path} was written but is not indexed (its folder moved, or is ignored); run a scan"
-        )
+        if name is None:
+            raise WriteError(f"too many files named {stem}*.md in {folder}; nothing was written")
+    except BaseException:
+        place.discard_created()
+        place.close()
+        raise
+    with place:
+        path = folder / name
+        written = place.lstat(name)
+        try:
+            report = index_now(conn, config, embedder, (path,))
+            row = conn.execute("SELECT id FROM memory_index WHERE path = ?", (str(path),)).fetchall()
+            if not row:
+                why = "; ".join(m for p, m in report.problems if files.within(path, Path(p))) or (
+                    "its folder is excluded by .gitignore or .specmemignore, or leads out of the roots"
+                )
+                raise WriteError(f"{path} would not be indexed ({why}); choose another spec folder")
+        except BaseException as exc:
+            # The write did not complete: take back the file (if it is still the one written here).
+            try:
+                if written is not None:
+                    place.unlink_if(name, written)
+                place.discard_created()
+            except SpecmemError as undo:
+                raise WriteError(
+                    f"{path} was written but not indexed ({exc}), and could not be removed ({undo}); "
+                    "the next scan indexes it"
+                ) from exc
+            if isinstance(exc, SpecmemError):
+                raise WriteError(f"nothing was written: {exc}") from exc
+            raise
     return int(row[0][0]), path
 
 
@@ -256,7 +279,13 @@ def update_memory(
         changed, updated = _set_keys(place.read(real.name), changes, path.name)
         if changed:
             place.replace(real.name, updated).close()
-    index_now(conn, config, embedder, (path,))
+    try:
+        index_now(conn, config, embedder, (path,))
+    except SpecmemError as exc:
+        raise WriteError(
+            f"{path} was updated on disk ({', '.join(changed) or 'no change'}), but the index could not "
+            f"follow: {exc}; the next scan (or the watcher) indexes it"
+        ) from exc
     return changed
 
 
@@ -267,7 +296,29 @@ def delete_files(
 
     A file is removed through its folder, reached from a root without following symlinks: a folder swapped for
     a symlink never leads the delete outside the roots. A symlinked memory loses the link, not its target."""
-    for path in paths:
-        with atomic.open_folder(path.parent, config.roots) as place:
-            place.unlink(path.name)
-    return index_now(conn, config, embedder, scopes)
+    removed: list[Path] = []
+    try:
+        for path in paths:
+            with atomic.open_folder(path.parent, config.roots) as place:
+                place.unlink(path.name)
+            removed.append(path)
+    except SpecmemError as exc:
+        index_now(
+            conn,
+            config,
+            embedder,
+            scopes,
+        )
+        done = f"{len(removed)} of {len(paths)} files were deleted" if removed else "nothing was deleted"
+        raise WriteError(f"{done}: {exc}") from exc
+    try:
+        return index_now(
+            conn,
+            config,
+            embedder,
+            scopes,
+        )
+    except SpecmemError as exc:
+        raise WriteError(
+            f"{len(paths)} files were deleted, but the index could not follow: {exc}; the next scan removes them"
+        ) from exc

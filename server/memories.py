@@ -85,7 +85,7 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Any:
     text = str(path_or_id).strip()
     if text.isascii() and text.isdigit():
         row = None
-        if int(text) < 2**63:  # SQLite's integers are 64-bit: a larger id names no memory
+        if int(text) <= db.MAX_ROWID:
             row = db.one(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE id = ?", (int(text),))
         if row is None:
             raise NotFound(f"no memory with id {text}; `specmem search` or `specmem list` show what exists")

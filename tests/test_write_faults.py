@@ -6,17 +6,23 @@ SIGKILL, ENOSPC from a failing system call (or from a small tmpfs where one can 
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import anyio
 import pytest
 
 from specmem.indexer import checkpoints
 from specmem.indexer.errors import WriteError
+from specmem.indexer.lock import FileLock
 from specmem.indexer.scan import scan
 from specmem.indexer.write import update_memory, write_memory
 from tests.conftest import memory, write
@@ -173,3 +179,186 @@ def test_kill_9_in_a_write_leaves_nothing_behind(conn, cfg, specs, hash_embedder
         proc.stdout.close()
     write_memory(conn, cfg, hash_embedder, title="After", content="next write", spec_folder="001-k")
     assert leftovers(specs) == [], "a killed writer's temporary file was left in the user's folder"
+
+
+# -- a full disk ---------------------------------------------------------------------------------------------------
+
+
+def fail_writes_to(monkeypatch: pytest.MonkeyPatch, target: Path) -> None:
+    """os.write raises ENOSPC for the file `target` (as on a full disk); other writes go through."""
+    real_write = os.write
+    ident = (target.stat().st_dev, target.stat().st_ino)
+
+    def write(fd: int, data: bytes) -> int:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) == ident:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+
+
+def test_a_full_disk_while_taking_the_write_lock_leaves_nothing_taken(
+    conn, cfg, specs, hash_embedder, monkeypatch
+):
+    write(specs / "001-a" / "memory" / "old.md", memory("Old", "was here"))
+    scan(conn, cfg, hash_embedder)
+    fail_writes_to(monkeypatch, cfg.write_lock_path)
+    with pytest.raises(WriteError, match="disk is full") as refused:
+        write_memory(conn, cfg, hash_embedder, title="New", content="x", spec_folder="001-a")
+    assert "nothing was written" in str(refused.value)
+    monkeypatch.undo()
+    assert sorted(p.name for p in (specs / "001-a" / "memory").iterdir()) == ["old.md"]
+    other = FileLock(cfg.write_lock_path, "test")
+    assert other.try_acquire(), "the failed writer kept the write lock"
+    other.release()
+    _, path = write_memory(conn, cfg, hash_embedder, title="New", content="x", spec_folder="001-a")
+    assert not path.stem.endswith("-2"), "the failed write left its file behind"
+    assert str(path) in indexed(conn)
+
+
+FULL_DISK = r"""
+import json, os, subprocess, sys
+from pathlib import Path
+
+disk, specs = Path(sys.argv[1]), Path(sys.argv[2])
+env = {**os.environ, "SPECMEM_DB": str(disk / "index.db")}
+
+def specmem(*args):
+    done = subprocess.run([sys.executable, "-m", "specmem", *args], capture_output=True, text=True, env=env)
+    return {"code": done.returncode, "err": done.stderr, "out": done.stdout}
+
+def fill(leave=0):
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while os.write(fd, b"\1" * 4096):
+            pass
+    except OSError:
+        pass
+    os.close(fd)
+    if leave:
+        os.truncate(disk / "filler", max(0, (disk / "filler").stat().st_size - leave))
+
+results = {"first_scan": specmem("scan", "--no-embed")}
+fill()
+for n in range(300):
+    (specs / "002-b" / "memory").mkdir(parents=True, exist_ok=True)
+    (specs / "002-b" / "memory" / f"m{n}.md").write_text(f"# Memory {n}\n\n" + f"word{n} " * 150)
+results["scan_full"] = specmem("scan", "--no-embed")
+results["write_full"] = specmem("write", "--title", "On a full disk", "--spec-folder", "003-c", "body")
+fill(leave=64 * 1024)  # room for the lock and a little, not for the new rows
+results["scan_almost_full"] = specmem("scan", "--no-embed")
+results["write_almost_full"] = specmem("write", "--title", "On a full disk", "--spec-folder", "003-c", "body")
+os.unlink(disk / "filler")
+results["write_after"] = specmem("write", "--title", "On a full disk", "--spec-folder", "003-c", "body")
+results["scan_after"] = specmem("scan", "--no-embed")
+print(json.dumps(results))
+"""
+
+
+def test_a_full_disk_gets_one_clear_line_and_leaves_nothing_behind(specs, isolated, tmp_path):
+    """The database on a real 8 MB tmpfs (in a private mount namespace), filled up."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a private tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    write(specs / "001-a" / "memory" / "a.md", memory("A", "alpha"))
+    mount = 'mount -t tmpfs -o size=8m tmpfs "$0" && exec "$@"'
+    userns = [] if os.geteuid() == 0 else ["--map-root-user"]
+    done = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            *userns,
+            "sh",
+            "-c",
+            mount,
+            str(disk),
+            sys.executable,
+            "-c",
+            FULL_DISK,
+            str(disk),
+            str(specs),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=isolated,
+        timeout=600,
+    )
+    if done.returncode != 0 and "mount" in done.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert results["first_scan"]["code"] == 0, results["first_scan"]
+    for step in ("scan_full", "write_full", "scan_almost_full", "write_almost_full"):
+        result = results[step]
+        assert result["code"] == 1, (step, result)
+        assert "Traceback" not in result["err"] and "the disk is full; free some space" in result["err"], (
+            step,
+            result,
+        )
+        assert len([line for line in result["err"].splitlines() if "error" in line]) == 1, (step, result)
+    assert results["write_after"]["code"] == 0, results["write_after"]
+    assert results["scan_after"]["code"] == 0, results["scan_after"]
+    written = sorted(p.name for p in (specs / "003-c" / "memory").iterdir())
+    assert len(written) == 1 and not written[0].endswith("-2.md"), written
+
+
+# -- one clear line for every failure ------------------------------------------------------------------------------
+
+
+def tools(cfg, scenario) -> None:
+    """Run `scenario(call)` against an in-process server; call(tool, **args) returns (is_error, data or text)."""
+    from mcp import Client
+
+    from specmem.server.mcp_server import build_server
+
+    async def main() -> None:
+        async with Client(build_server(cfg, load_model=False)) as client:
+
+            async def call(tool: str, **args):
+                result = await client.call_tool(tool, args)
+                if result.is_error:
+                    return True, result.content[0].text
+                data = result.structured_content
+                return False, data["result"] if set(data) == {"result"} else data
+
+            await scenario(call)
+
+    anyio.run(main)
+
+
+def test_tools_say_why_they_fail(cfg, conn, specs, hash_embedder, tmp_path):
+    write(specs / "001-a" / "memory" / "a.md", memory("A", "alpha"))
+    scan(conn, cfg, hash_embedder)
+
+    async def scenario(call) -> None:
+        failed, text = await call("memory_write", title="T", content="x", spec_folder="名" * 100)
+        assert failed and "too long" in text, text
+        for id_or_path in ("99999999999999999999999", "²", "-1"):
+            failed, text = await call("memory_get", id_or_path=id_or_path)
+            assert failed and "no memory" in text or "no indexed memory" in text, text
+            failed, text = await call("memory_update", id_or_path=id_or_path, tier="critical")
+            assert failed and "no memory" in text or "no indexed memory" in text, text
+        failed, text = await call("memory_validate", id=10**20, useful=True)
+        assert failed and "no memory with id" in text, text
+
+    tools(cfg, scenario)
+    assert not list(specs.glob("名*"))
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the database folder should be\n")
+    unusable = dataclasses.replace(cfg, db_path=blocked / "index.db")
+
+    async def no_database(call) -> None:
+        for tool, args in [
+            ("memory_write", {"title": "T", "content": "x", "spec_folder": "001-a"}),
+            ("checkpoint_create", {"name": "cp"}),
+            ("checkpoint_list", {}),
+            ("memory_index_scan", {}),
+        ]:
+            failed, text = await call(tool, **args)
+            assert failed and text.strip() != f"Error executing tool {tool}", (tool, text)
+            assert "cannot create" in text or "no index" in text, (tool, text)
+
+    tools(unusable, no_database)
