@@ -15,7 +15,7 @@ from pathlib import Path
 
 import apsw
 
-from specmem.indexer import atomic, db, files, signal
+from specmem.indexer import atomic, db, files, signal, unfinished
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import CheckpointError
@@ -182,6 +182,7 @@ def restore(
     pairs = [(r, r) for r in config.roots] if saved["scope"] is None else scope_dirs(config, saved["scope"])
     scopes = tuple(f for _, f in pairs)
     current = _files_in(config, pairs) if pairs else {}
+    key = unfinished.begin(conn, scopes)
     for path, entry in wanted.items():
         data = base64.b64decode(entry["data"])
         real = Path(os.path.realpath(path))  # a symlinked memory: the file it points to
@@ -203,6 +204,7 @@ def restore(
             report.newer_kept.append(str(path))
 
     def metadata(c: apsw.Connection) -> None:
+        unfinished.end(c, key)
         for path, entry in wanted.items():
             if entry["confidence"] is not None:
                 c.execute(

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 import apsw
 import xxhash
 
-from specmem.indexer import db, files, signal, store
+from specmem.indexer import db, files, signal, store, unfinished
 from specmem.indexer.chunk import chunk_file
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder, embed_pending, reset_vectors_if_model_changed, vectors_usable
@@ -123,6 +123,11 @@ def scan(
     reset_vectors_if_model_changed(conn, embedder.model_id)
     with FileLock(config.write_lock_path, "scan") as write_lock:
         write_lock.acquire(lock_timeout)
+        # What a killed writer changed on disk but did not index is indexed now, whatever this scan's scopes.
+        abandoned, left = unfinished.abandoned(conn)
+        if abandoned:
+            scopes = None if scopes is None else (*scopes, *left)
+            finalize = unfinished.dropping(abandoned, finalize)
         _keyword_phase(
             conn, config, embedder, roots, scopes, force, progress, report, one_transaction, finalize
         )

@@ -11,13 +11,14 @@ import datetime as dt
 import os
 import re
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import apsw
 import yaml
 
-from specmem.indexer import atomic, files
+from specmem.indexer import atomic, files, unfinished
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import SpecmemError, WriteError
@@ -90,9 +91,13 @@ def _validate(config: Config, title: str | None, tier: str | None, texts: dict[s
 
 
 def index_now(
-    conn: apsw.Connection, config: Config, embedder: Embedder, paths: tuple[Path, ...]
+    conn: apsw.Connection,
+    config: Config,
+    embedder: Embedder,
+    paths: tuple[Path, ...],
+    finalize: Callable[[apsw.Connection], None] | None = None,
 ) -> ScanReport:
-    return scan(conn, config, embedder, scopes=paths, embed=False)
+    return scan(conn, config, embedder, scopes=paths, embed=False, finalize=finalize)
 
 
 def write_memory(
@@ -132,20 +137,25 @@ def write_memory(
     folder = spec_memory_dir(config, spec_folder)
     stem = f"{(today or dt.date.today()).isoformat()}-{slug(title)}"
     names = (f"{stem}.md" if n == 1 else f"{stem}-{n}.md" for n in range(1, 10_000))
-    place = atomic.open_folder(folder, config.roots, create=True)
+    key = unfinished.begin(conn, (folder,))
     try:
-        name = place.create(names, data)
-        if name is None:
-            raise WriteError(f"too many files named {stem}*.md in {folder}; nothing was written")
-    except BaseException:
-        place.discard_created()
-        place.close()
+        place = atomic.open_folder(folder, config.roots, create=True)
+        try:
+            name = place.create(names, data)
+            if name is None:
+                raise WriteError(f"too many files named {stem}*.md in {folder}; nothing was written")
+        except BaseException:
+            place.discard_created()
+            place.close()
+            raise
+    except SpecmemError:
+        unfinished.cancel(conn, key)
         raise
     with place:
         path = folder / name
         written = place.lstat(name)
         try:
-            report = index_now(conn, config, embedder, (path,))
+            report = index_now(conn, config, embedder, (path,), finalize=lambda c: unfinished.end(c, key))
             row = conn.execute("SELECT id FROM memory_index WHERE path = ?", (str(path),)).fetchall()
             if not row:
                 why = "; ".join(m for p, m in report.problems if files.within(path, Path(p))) or (
@@ -158,6 +168,7 @@ def write_memory(
                 if written is not None:
                     place.unlink_if(name, written)
                 place.discard_created()
+                unfinished.cancel(conn, key)
             except SpecmemError as undo:
                 raise WriteError(
                     f"{path} was written but not indexed ({exc}), and could not be removed ({undo}); "
@@ -274,13 +285,18 @@ def update_memory(
         for item in changes.get(key) or []:
             _clean(key, item)
     path = Path(path)
-    real = Path(os.path.realpath(path))
-    with atomic.open_folder(real.parent, config.roots) as place:
-        changed, updated = _set_keys(place.read(real.name), changes, path.name)
-        if changed:
-            place.replace(real.name, updated).close()
+    key = unfinished.begin(conn, (path,))
     try:
-        index_now(conn, config, embedder, (path,))
+        real = Path(os.path.realpath(path))
+        with atomic.open_folder(real.parent, config.roots) as place:
+            changed, updated = _set_keys(place.read(real.name), changes, path.name)
+            if changed:
+                place.replace(real.name, updated).close()
+    except SpecmemError:
+        unfinished.cancel(conn, key)
+        raise
+    try:
+        index_now(conn, config, embedder, (path,), finalize=lambda c: unfinished.end(c, key))
     except SpecmemError as exc:
         raise WriteError(
             f"{path} was updated on disk ({', '.join(changed) or 'no change'}), but the index could not "
@@ -296,6 +312,7 @@ def delete_files(
 
     A file is removed through its folder, reached from a root without following symlinks: a folder swapped for
     a symlink never leads the delete outside the roots. A symlinked memory loses the link, not its target."""
+    key = unfinished.begin(conn, scopes)
     removed: list[Path] = []
     try:
         for path in paths:
@@ -303,21 +320,11 @@ def delete_files(
                 place.unlink(path.name)
             removed.append(path)
     except SpecmemError as exc:
-        index_now(
-            conn,
-            config,
-            embedder,
-            scopes,
-        )
+        index_now(conn, config, embedder, scopes, finalize=lambda c: unfinished.end(c, key))
         done = f"{len(removed)} of {len(paths)} files were deleted" if removed else "nothing was deleted"
         raise WriteError(f"{done}: {exc}") from exc
     try:
-        return index_now(
-            conn,
-            config,
-            embedder,
-            scopes,
-        )
+        return index_now(conn, config, embedder, scopes, finalize=lambda c: unfinished.end(c, key))
     except SpecmemError as exc:
         raise WriteError(
             f"{len(paths)} files were deleted, but the index could not follow: {exc}; the next scan removes them"

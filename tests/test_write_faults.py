@@ -362,3 +362,65 @@ def test_tools_say_why_they_fail(cfg, conn, specs, hash_embedder, tmp_path):
             assert "cannot create" in text or "no index" in text, (tool, text)
 
     tools(unusable, no_database)
+
+
+# -- restore -------------------------------------------------------------------------------------------------------
+
+
+def titles_on_disk_and_indexed(conn, specs: Path) -> tuple[dict[str, str], dict[str, str]]:
+    on_disk = {
+        str(p): p.read_text().split("\n")[1].removeprefix("title: ")
+        for p in specs.rglob("*.md")
+        if p.is_file()
+    }
+    return on_disk, indexed(conn)
+
+
+KILLED_RESTORE = """
+import os, sys, time
+from specmem.indexer import checkpoints, config, db
+from specmem.indexer.embed import get_embedder
+
+cfg = config.resolve()
+conn = db.connect(cfg.db_path)
+real, calls = os.replace, [0]
+
+def counting(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] > 10:
+        print("paused", flush=True)
+        time.sleep(600)
+    return real(*args, **kwargs)
+
+os.replace = counting
+checkpoints.restore(conn, cfg, get_embedder("hash:64"), "cp")
+"""
+
+
+def test_kill_9_during_a_restore_the_next_write_brings_the_index_in_line(
+    conn, cfg, specs, hash_embedder, isolated
+):
+    folder = specs / "001-a" / "memory"
+    for n in range(40):
+        write(folder / f"m{n:02}.md", memory(f"v1 {n}", "body"))
+    scan(conn, cfg, hash_embedder)
+    checkpoints.create(conn, cfg, "cp")
+    for n in range(40):
+        write(folder / f"m{n:02}.md", memory(f"v2 {n}", "body"))
+    scan(conn, cfg, hash_embedder)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RESTORE], cwd=isolated, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "paused"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(30)
+        proc.stdout.close()
+    on_disk, _ = titles_on_disk_and_indexed(conn, specs)
+    assert 0 < sum(t.startswith("v1") for t in on_disk.values()) < 40, "the restore was not stopped half-way"
+    # Any later write (here one in another spec folder) brings the index in line with what the restore wrote.
+    write_memory(conn, cfg, hash_embedder, title="Elsewhere", content="x", spec_folder="002-b")
+    on_disk, rows = titles_on_disk_and_indexed(conn, specs)
+    assert rows == on_disk
