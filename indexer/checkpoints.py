@@ -1,5 +1,6 @@
 """Checkpoints: the content of every memory file in a scope, plus the index-only metadata, compressed in the
-database. Restoring rewrites the files and re-indexes them in one transaction; vectors come from the cache.
+database. Restoring checks every target first, then rewrites the files and re-indexes them in one transaction;
+vectors come from the cache. Whatever happens half-way, the index follows what was written.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import apsw
 from specmem.indexer import atomic, db, files, signal, unfinished
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
-from specmem.indexer.errors import CheckpointError
+from specmem.indexer.errors import CheckpointError, WriteError
 from specmem.indexer.scan import scan
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SHOWN_PROBLEMS = 5
 
 
 @dataclass
@@ -160,10 +162,56 @@ def delete(conn: apsw.Connection, name: str) -> None:
         conn.execute("DELETE FROM checkpoints WHERE name = ?", (name,))
 
 
+@dataclass
+class _Target:
+    path: Path  # as saved (below its root)
+    real: Path  # where the bytes go: symlinks inside the roots followed
+    data: bytes
+    entry: dict
+
+
+def _plan(config: Config, wanted: dict[Path, dict]) -> tuple[list[_Target], int, list[str]]:
+    """What a restore would write, how many files already match, and every reason it cannot be done."""
+    targets: list[_Target] = []
+    unchanged = 0
+    problems: list[str] = []
+    seen: set[Path] = set()
+    roots = [Path(os.path.realpath(r)) for r in config.roots]
+    for path, entry in wanted.items():
+        data = base64.b64decode(entry["data"])
+        real = Path(os.path.realpath(path))
+        if not any(files.within(real, r) for r in roots):
+            problems.append(f"{path} leads to {real}, outside the roots (a symlink)")
+            continue
+        if os.path.isdir(real):
+            problems.append(f"{path} is a folder now")
+            continue
+        blocker = next((p for p in real.parents if os.path.lexists(p) and not os.path.isdir(p)), None)
+        if blocker is not None:
+            problems.append(f"{blocker} is a file where {path} needs a folder")
+            continue
+        if real in seen:
+            continue  # a symlinked memory and the file it points to: one file
+        seen.add(real)
+        try:
+            if real.exists() and real.read_bytes() == data:
+                unchanged += 1
+                continue
+        except OSError as exc:
+            problems.append(atomic.describe(exc, path, "read"))
+            continue
+        targets.append(_Target(path, real, data, entry))
+    return targets, unchanged, problems
+
+
 def restore(
     conn: apsw.Connection, config: Config, embedder: Embedder, name: str, *, clear_newer: bool = False
 ) -> RestoreReport:
-    """Rewrite the files of a checkpoint, re-index them in one transaction and bring back their metadata."""
+    """Rewrite the files of a checkpoint, re-index them in one transaction and bring back their metadata.
+
+    Every target is checked first (inside the roots, not a folder, its folders not files); any problem refuses
+    the whole restore before a byte is written. Should writing fail half-way (a full disk), the index still
+    follows what was written and the error says how far it got."""
     rows = conn.execute("SELECT data FROM checkpoints WHERE name = ?", (name,)).fetchall()
     if not rows:
         raise CheckpointError(f"no checkpoint named {name!r}; checkpoint_list shows them")
@@ -182,26 +230,32 @@ def restore(
     pairs = [(r, r) for r in config.roots] if saved["scope"] is None else scope_dirs(config, saved["scope"])
     scopes = tuple(f for _, f in pairs)
     current = _files_in(config, pairs) if pairs else {}
+    targets, report.unchanged, problems = _plan(config, wanted)
+    if problems:
+        more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
+        raise CheckpointError(
+            f"cannot restore {name!r}: {'; '.join(problems[:SHOWN_PROBLEMS])}{more}. Nothing was changed; "
+            "move these out of the way and restore again"
+        )
+    extra = sorted(set(current) - set(wanted))
+    # A symlinked memory is restored in the file it points to, which may lie in another folder.
+    scopes += tuple(t.real for t in targets if not any(files.within(t.real, f) for f in scopes))
     key = unfinished.begin(conn, scopes)
-    for path, entry in wanted.items():
-        data = base64.b64decode(entry["data"])
-        real = Path(os.path.realpath(path))  # a symlinked memory: the file it points to
-        try:
-            if real.read_bytes() == data:
-                report.unchanged += 1
-                continue
-        except FileNotFoundError:
-            pass
-        with atomic.open_folder(real.parent, config.roots, create=True) as place:
-            place.replace(real.name, data, mode=entry["mode"])
-        report.restored.append(str(path))
-    for path in sorted(set(current) - set(wanted)):
-        if clear_newer:
-            with atomic.open_folder(path.parent, config.roots) as place:
-                place.unlink(path.name)
-            report.removed.append(str(path))
-        else:
-            report.newer_kept.append(str(path))
+    failure: WriteError | None = None
+    try:
+        for target in targets:
+            with atomic.open_folder(target.real.parent, config.roots, create=True) as place:
+                place.replace(target.real.name, target.data, mode=target.entry["mode"])
+            report.restored.append(str(target.path))
+        for path in extra:
+            if clear_newer:
+                with atomic.open_folder(path.parent, config.roots) as place:
+                    place.unlink(path.name)
+                report.removed.append(str(path))
+            else:
+                report.newer_kept.append(str(path))
+    except WriteError as exc:
+        failure = exc
 
     def metadata(c: apsw.Connection) -> None:
         unfinished.end(c, key)
@@ -214,4 +268,9 @@ def restore(
 
     scan(conn, config, embedder, scopes=scopes, embed=False, one_transaction=True, finalize=metadata)
     signal.touch(config.signal_path)
+    if failure is not None:
+        raise CheckpointError(
+            f"restored {len(report.restored)} of {len(targets)} files of {name!r}, then: {failure}. "
+            "The index shows the files as they are now; fix that and restore again"
+        ) from failure
     return report

@@ -21,7 +21,7 @@ import anyio
 import pytest
 
 from specmem.indexer import checkpoints
-from specmem.indexer.errors import WriteError
+from specmem.indexer.errors import CheckpointError, WriteError
 from specmem.indexer.lock import FileLock
 from specmem.indexer.scan import scan
 from specmem.indexer.write import update_memory, write_memory
@@ -424,3 +424,45 @@ def test_kill_9_during_a_restore_the_next_write_brings_the_index_in_line(
     write_memory(conn, cfg, hash_embedder, title="Elsewhere", content="x", spec_folder="002-b")
     on_disk, rows = titles_on_disk_and_indexed(conn, specs)
     assert rows == on_disk
+
+
+def test_restore_checks_every_target_before_writing(conn, cfg, specs, hash_embedder):
+    folder = specs / "001-a" / "memory"
+    for n in range(6):
+        write(folder / f"m{n}.md", memory(f"v1 {n}", "body"))
+    notes = write(specs / "001-a" / "notes" / "n.md", memory("v1 notes", "body"))
+    scan(conn, cfg, hash_embedder)
+    checkpoints.create(conn, cfg, "cp")
+    for n in range(6):
+        write(folder / f"m{n}.md", memory(f"v2 {n}", "body"))
+    (folder / "m3.md").unlink()
+    (folder / "m3.md").mkdir()  # a path that became a folder
+    notes.unlink()
+    notes.parent.rmdir()
+    write(notes.parent, "a file where a folder was\n")  # a folder that became a file
+    scan(conn, cfg, hash_embedder)
+    before = {p: p.read_bytes() for p in folder.glob("*.md") if p.is_file()}
+    with pytest.raises(CheckpointError, match="m3.md is a folder now") as refused:
+        checkpoints.restore(conn, cfg, hash_embedder, "cp")
+    assert "Nothing was changed" in str(refused.value) and f"{notes.parent} is a file" in str(refused.value)
+    assert {p: p.read_bytes() for p in folder.glob("*.md") if p.is_file()} == before
+    on_disk, rows = titles_on_disk_and_indexed(conn, specs)
+    assert on_disk == rows
+
+
+def test_restore_refuses_a_folder_that_became_a_symlink_out_of_the_roots(
+    conn, cfg, specs, tmp_path, hash_embedder
+):
+    a = write(specs / "001-a" / "memory" / "a.md", memory("A", "alpha"))
+    write(specs / "001-a" / "memory" / "b.md", memory("B", "bravo"))
+    scan(conn, cfg, hash_embedder)
+    checkpoints.create(conn, cfg, "cp")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.md").write_text("someone else's file\n")
+    os.rename(a.parent, specs / "001-a" / "moved")
+    os.symlink(outside, a.parent)
+    with pytest.raises(CheckpointError, match="outside the roots"):
+        checkpoints.restore(conn, cfg, hash_embedder, "cp")
+    assert sorted(p.name for p in outside.iterdir()) == ["a.md"]
+    assert (outside / "a.md").read_text() == "someone else's file\n"
