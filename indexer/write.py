@@ -27,6 +27,7 @@ from specmem.indexer.scan import ScanReport, scan
 from specmem.indexer.tiers import TIERS
 
 MAX_TITLE = 200
+UPDATE_ATTEMPTS = 20  # reads and replaces tried while another program keeps writing the file
 # Frontmatter keys the write tools manage, with the spellings the parser accepts (first = the one written).
 KEYS = {
     "title": ("title",),
@@ -273,8 +274,9 @@ def update_memory(
 ) -> list[str]:
     """Set frontmatter keys of one memory file (atomically) and re-index it; returns the keys that changed.
 
-    A symlinked memory is updated in the file it points to; a hard-linked one in place, so that every name keeps
-    seeing it."""
+    The file is replaced only if it still holds what was read (else read again, a few times): an editor writing
+    at the same moment loses nothing. A symlinked memory is updated in the file it points to; a hard-linked one
+    in place, so that every name keeps seeing it."""
     _validate(
         config,
         changes.get("title"),
@@ -287,22 +289,52 @@ def update_memory(
     path = Path(path)
     key = unfinished.begin(conn, (path,))
     try:
-        real = Path(os.path.realpath(path))
-        with atomic.open_folder(real.parent, config.roots) as place:
-            changed, updated = _set_keys(place.read(real.name), changes, path.name)
-            if changed:
-                place.replace(real.name, updated).close()
+        changed, place, previous = _replace_keys(config, path, changes)
     except SpecmemError:
         unfinished.cancel(conn, key)
         raise
     try:
-        index_now(conn, config, embedder, (path,), finalize=lambda c: unfinished.end(c, key))
-    except SpecmemError as exc:
-        raise WriteError(
-            f"{path} was updated on disk ({', '.join(changed) or 'no change'}), but the index could not "
-            f"follow: {exc}; the next scan (or the watcher) indexes it"
-        ) from exc
+        try:
+            index_now(conn, config, embedder, (path,), finalize=lambda c: unfinished.end(c, key))
+        except SpecmemError as exc:
+            raise WriteError(
+                f"{path} was updated on disk ({', '.join(changed) or 'no change'}), but the index could not "
+                f"follow: {exc}; the next scan (or the watcher) indexes it"
+            ) from exc
+        # An editor that opened the file just before it was replaced may have written to the old one since.
+        if previous is not None and previous.settle(lambda data: _set_keys(data, changes, path.name)[1]):
+            index_now(conn, config, embedder, (path,))
+    finally:
+        if previous is not None:
+            previous.close()
+        if place is not None:
+            place.close()
     return changed
+
+
+def _replace_keys(
+    config: Config, path: Path, changes: dict[str, Any]
+) -> tuple[list[str], atomic.Folder | None, atomic.Previous | None]:
+    """Replace the file with its keys changed, reading it again while another program keeps writing it."""
+    for _ in range(UPDATE_ATTEMPTS):
+        real = Path(os.path.realpath(path))
+        place = atomic.open_folder(real.parent, config.roots)
+        try:
+            raw = place.read(real.name)
+            changed, updated = _set_keys(raw, changes, path.name)
+            if not changed:
+                place.close()
+                return [], None, None
+            return changed, place, place.replace(real.name, updated, expected=raw)
+        except atomic.Changed:
+            place.close()
+        except BaseException:
+            place.close()
+            raise
+    raise WriteError(
+        f"{path} kept changing while being updated (another program is writing it); nothing was changed: "
+        "try again once it is saved"
+    )
 
 
 def delete_files(

@@ -466,3 +466,53 @@ def test_restore_refuses_a_folder_that_became_a_symlink_out_of_the_roots(
         checkpoints.restore(conn, cfg, hash_embedder, "cp")
     assert sorted(p.name for p in outside.iterdir()) == ["a.md"]
     assert (outside / "a.md").read_text() == "someone else's file\n"
+
+
+# -- a concurrent editor -------------------------------------------------------------------------------------------
+
+
+EDITOR = """
+import os, sys, time
+path, stop = sys.argv[1], sys.argv[2]
+n = 0
+while not os.path.exists(stop):
+    with open(path, "a") as fh:
+        fh.write(f"line {n}\\n")
+    n += 1
+    if n == 1:
+        print("started", flush=True)
+    time.sleep(0.002)
+print(n, flush=True)
+"""
+
+
+def test_update_loses_nothing_an_editor_appends_meanwhile(conn, cfg, specs, tmp_path, hash_embedder):
+    """An editor process appends a line every 2 ms while the tier is flipped 110 times."""
+    path = write(
+        specs / "001-a" / "memory" / "busy.md", memory("Busy", "lines follow", importance_tier="normal")
+    )
+    scan(conn, cfg, hash_embedder)
+    stop = tmp_path / "stop"
+    editor = subprocess.Popen(
+        [sys.executable, "-c", EDITOR, str(path), str(stop)], stdout=subprocess.PIPE, text=True
+    )
+    refused = 0
+    try:
+        assert editor.stdout.readline().strip() == "started"
+        for i in range(110):
+            try:
+                update_memory(
+                    conn, cfg, hash_embedder, path, {"importance_tier": ("critical", "normal")[i % 2]}
+                )
+            except WriteError as exc:
+                assert "kept changing" in str(exc)
+                refused += 1
+    finally:
+        stop.touch()
+        lines = int(editor.stdout.readline())
+        editor.wait(30)
+        editor.stdout.close()
+    text = path.read_text()
+    missing = [n for n in range(lines) if f"line {n}\n" not in text]
+    assert missing == [], f"{len(missing)} of {lines} appended lines were lost"
+    assert refused < 110
