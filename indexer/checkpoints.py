@@ -73,14 +73,18 @@ def create(
     name: str,
     *,
     spec_folder: str | None = None,
+    folders: list[tuple[Path, Path]] | None = None,
     automatic: bool = False,
 ) -> CheckpointInfo:
-    """Save every memory file in scope and its index-only metadata. Never overwrites a checkpoint."""
+    """Save every memory file in scope and its index-only metadata. Never overwrites a checkpoint.
+
+    The scope is every root, one spec folder (by name), or `folders`: (root, folder) pairs taken from the index
+    (a folder that exists, whatever its name), labelled `spec_folder`."""
     if not NAME_RE.match(name):
         raise CheckpointError(
             f"checkpoint name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
-    pairs = scope_dirs(config, spec_folder)
+    pairs = folders if folders is not None else scope_dirs(config, spec_folder)
     entries = []
     size = 0
     for path, root in sorted(_files_in(config, pairs).items()):
@@ -99,7 +103,8 @@ def create(
                 "access_count": row[0][1] if row else None,
             }
         )
-    blob = zlib.compress(json.dumps({"scope": spec_folder, "files": entries}).encode(), 6)
+    covered = [[str(root), folder.relative_to(root).as_posix()] for root, folder in pairs]
+    blob = zlib.compress(json.dumps({"scope": spec_folder, "folders": covered, "files": entries}).encode(), 6)
     info = CheckpointInfo(
         name=name,
         created_at=db.now_ms(),
@@ -160,6 +165,26 @@ def delete(conn: apsw.Connection, name: str) -> None:
         if not conn.execute("SELECT 1 FROM checkpoints WHERE name = ?", (name,)).fetchall():
             raise CheckpointError(f"no checkpoint named {name!r}; checkpoint_list shows them")
         conn.execute("DELETE FROM checkpoints WHERE name = ?", (name,))
+
+
+def _covered(config: Config, saved: dict) -> list[tuple[Path, Path]]:
+    """(root, folder) pairs a saved checkpoint covers, whether or not the folders still exist."""
+    roots = {str(r): r for r in config.roots}
+    if saved["scope"] is None and "folders" not in saved:
+        return [(r, r) for r in config.roots]
+    if "folders" in saved:  # recorded at creation
+        pairs = [(roots[r], roots[r] / rel) for r, rel in saved["folders"] if r in roots]
+    else:  # checkpoints of earlier versions: the spec folder in each root its files came from
+        pairs = []
+        for entry in saved["files"]:
+            root = roots.get(entry["root"])
+            if root is None:
+                continue
+            rel = Path(entry["rel"])
+            for folder in (Path(saved["scope"]), Path("specs") / saved["scope"]):
+                if files.within(rel, folder) and (root, root / folder) not in pairs:
+                    pairs.append((root, root / folder))
+    return [(r, f) for r, f in pairs if files.within(Path(os.path.abspath(f)), r)]
 
 
 @dataclass
@@ -227,7 +252,7 @@ def restore(
         if not files.within(Path(os.path.abspath(path)), root):
             raise CheckpointError(f"the checkpoint names {entry['rel']}, outside its root; refusing it")
         wanted[path] = entry
-    pairs = [(r, r) for r in config.roots] if saved["scope"] is None else scope_dirs(config, saved["scope"])
+    pairs = _covered(config, saved)
     scopes = tuple(f for _, f in pairs)
     current = _files_in(config, pairs) if pairs else {}
     targets, report.unchanged, problems = _plan(config, wanted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat as stat_mod
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,21 +31,33 @@ def spec_folder_dirs(
     """(root, folder) for each root holding spec folder `name` as `<root>/<name>` or `<root>/specs/<name>`.
 
     The one place that turns a client's spec folder name into folders: names that are paths (`..`, absolute,
-    a leading dot, NUL) are refused."""
+    a leading dot, NUL) are refused. An existing folder is found whatever its name (`(`, `+`, `&`, decomposed
+    accents, long names); a folder to be created must have a plain name (SEGMENT_RE)."""
     parts = Path(name).parts if "\x00" not in name else ()
-    if not parts or Path(name).is_absolute() or any(not SEGMENT_RE.match(p) for p in parts):
+    if not parts or Path(name).is_absolute() or any(p.startswith(".") or p in ("/", "\\") for p in parts):
         raise SpecFolderError(
-            f"spec_folder {name!r} is not a folder name like 003-auth (letters, digits, '-', '_', '.'; "
-            "no '..', no leading '.', no absolute path, no NUL)"
+            f"spec_folder {name!r} is not a folder name like 003-auth (no '..', no leading '.', no absolute "
+            "path, no NUL)"
         )
     if any(len(p.encode("utf-8")) > NAME_MAX for p in parts):
         raise SpecFolderError(
             f"spec_folder {name!r} has a folder name over {NAME_MAX} bytes, too long for the file system; "
             "use a shorter name"
         )
-    found = [(r, f) for r in roots for f in (r / name, r / "specs" / name) if _is_dir(f)]
-    if must_exist and not found:
+    spellings = dict.fromkeys(unicodedata.normalize(form, name) for form in ("NFC", "NFD"))
+    found = [
+        (r, f) for r in roots for n in (name, *spellings) for f in (r / n, r / "specs" / n) if _is_dir(f)
+    ]
+    found = list(dict.fromkeys(found))
+    if found:
+        return found
+    if must_exist:
         raise SpecFolderError(f"no spec folder {name!r} under the roots; memory_list shows the folders")
+    if any(not SEGMENT_RE.match(p) for p in parts):
+        raise SpecFolderError(
+            f"spec_folder {name!r} is not a folder name like 003-auth (letters, digits, '-', '_', '.'; "
+            "at most 100 characters each)"
+        )
     return found
 
 

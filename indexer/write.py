@@ -18,7 +18,7 @@ from typing import Any
 import apsw
 import yaml
 
-from specmem.indexer import atomic, files, unfinished
+from specmem.indexer import atomic, checkpoints, db, files, unfinished
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import SpecmemError, WriteError
@@ -361,3 +361,44 @@ def delete_files(
         raise WriteError(
             f"{len(paths)} files were deleted, but the index could not follow: {exc}; the next scan removes them"
         ) from exc
+
+
+def delete_memory(
+    conn: apsw.Connection, config: Config, embedder: Embedder, path: Path
+) -> tuple[list[Path], str]:
+    """Delete one memory file after an automatic checkpoint of its spec folder (the first folder below its root,
+    whatever its name); returns (deleted files, the checkpoint that undoes it)."""
+    path = Path(os.path.abspath(path))
+    root = files.root_of(path, config.roots)
+    if root is None:
+        raise WriteError(f"{path} is outside the memory roots; give a memory inside them")
+    rel = path.relative_to(root)
+    first = rel.parts[0] if len(rel.parts) > 1 else None
+    name = _auto_name()
+    checkpoints.create(
+        conn,
+        config,
+        name,
+        spec_folder=first,
+        folders=[(root, root / first if first else root)],
+        automatic=True,
+    )
+    delete_files(conn, config, embedder, [path], (path,))
+    return [path], name
+
+
+def delete_spec_folder(
+    conn: apsw.Connection, config: Config, embedder: Embedder, spec_folder: str
+) -> tuple[list[Path], str]:
+    """Delete every memory of a spec folder (in each root holding it) after an automatic checkpoint of it."""
+    pairs = checkpoints.scope_dirs(config, spec_folder)
+    folders = tuple(f for _, f in pairs)
+    targets = sorted(files.walk(config.roots, exclude=(config.db_path.parent,), scopes=folders).files)
+    name = _auto_name()
+    checkpoints.create(conn, config, name, spec_folder=spec_folder, folders=pairs, automatic=True)
+    delete_files(conn, config, embedder, targets, folders)
+    return targets, name
+
+
+def _auto_name() -> str:
+    return f"auto-delete-{db.now_ms()}-{os.getpid()}"

@@ -34,7 +34,7 @@ from specmem.indexer.feedback import validate
 from specmem.indexer.scan import Progress, ScanReport, scan
 from specmem.indexer.store import pending_count
 from specmem.indexer.watch import Watcher
-from specmem.indexer.write import delete_files, update_memory, write_memory
+from specmem.indexer.write import delete_memory, delete_spec_folder, update_memory, write_memory
 from specmem.server import memories
 from specmem.server.memories import Memory, MemoryList, Stats, TriggerMatch
 from specmem.server.search import Filters, Mode, SearchResponse, search
@@ -366,26 +366,15 @@ class Memories:
         """Delete one memory, or every memory of a spec folder (`confirm=True`), after an automatic checkpoint."""
         if (id_or_path is None) == (spec_folder is None):
             raise WriteError("give a memory (id or path) or a spec folder, one of them")
-        scopes: tuple[Path, ...]
         with self.writer() as conn:
             if id_or_path is not None:
-                row, path = memories.find_served(conn, self.config, id_or_path)
-                rel = Path(row.rel_path)
-                scope = rel.parts[0] if len(rel.parts) > 1 else None
-                targets, scopes = [path], (path,)
+                _, path = memories.find_served(conn, self.config, id_or_path)
+                targets, name = delete_memory(conn, self.config, self.embedder, path)
             else:
                 assert spec_folder is not None
                 if not confirm:
                     raise WriteError(f"deleting every memory of {spec_folder!r} needs confirm")
-                scope = spec_folder
-                folders = [f for _, f in checkpoints.scope_dirs(self.config, spec_folder)]
-                walked = files.walk(
-                    self.config.roots, exclude=(self.config.db_path.parent,), scopes=tuple(folders)
-                )
-                targets, scopes = sorted(walked.files), tuple(folders)
-            name = f"auto-delete-{db.now_ms()}-{os.getpid()}"
-            checkpoints.create(conn, self.config, name, spec_folder=scope, automatic=True)
-            delete_files(conn, self.config, self.embedder, targets, scopes)
+                targets, name = delete_spec_folder(conn, self.config, self.embedder, spec_folder)
         return Deleted(deleted=[str(p) for p in targets], checkpoint=name)
 
     def validate(self, memory_id: int, useful: bool) -> Validation:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import unicodedata
 from pathlib import Path
 
 import anyio
@@ -516,3 +517,49 @@ def test_update_loses_nothing_an_editor_appends_meanwhile(conn, cfg, specs, tmp_
     missing = [n for n in range(lines) if f"line {n}\n" not in text]
     assert missing == [], f"{len(missing)} of {lines} appended lines were lost"
     assert refused < 110
+
+
+# -- deleting in any folder ----------------------------------------------------------------------------------------
+
+
+ODD_FOLDERS = ["007 (draft)", "a+b,c&d@e's", unicodedata.normalize("NFD", "café-notes"), "x" * 150]
+
+
+@pytest.mark.parametrize("folder", ODD_FOLDERS, ids=["parens", "punctuation", "nfd", "long"])
+def test_delete_works_in_any_existing_folder(cfg, conn, specs, hash_embedder, folder):
+    a = write(specs / folder / "memory" / "a.md", memory("A", "alpha"))
+    b = write(specs / folder / "memory" / "b.md", memory("B", "bravo"))
+    c = write(specs / folder / "memory" / "c.md", memory("C", "charlie"))
+    scan(conn, cfg, hash_embedder)
+
+    async def scenario(call) -> None:
+        failed, one = await call("memory_delete", id_or_path=str(a))
+        assert not failed, one
+        assert one["deleted"] == [str(a)] and not a.exists() and b.exists()
+        failed, rest = await call("memory_delete", spec_folder=folder, confirm=True)
+        assert not failed, rest
+        assert sorted(rest["deleted"]) == [str(b), str(c)]
+        for undo in (rest["checkpoint"], one["checkpoint"]):
+            failed, restored = await call("checkpoint_restore", name=undo)
+            assert not failed, restored
+        assert a.exists() and b.exists() and c.exists()
+
+    tools(cfg, scenario)
+    assert set(indexed(conn)) == {str(a), str(b), str(c)}
+
+
+def test_the_undo_of_a_delete_restores_a_folder_that_is_gone(cfg, conn, specs, hash_embedder):
+    a = write(specs / "001-gone" / "memory" / "a.md", memory("A", "alpha"))
+    scan(conn, cfg, hash_embedder)
+
+    async def scenario(call) -> None:
+        failed, deleted = await call("memory_delete", id_or_path=str(a))
+        assert not failed, deleted
+        shutil.rmtree(specs / "001-gone")
+        failed, restored = await call("checkpoint_restore", name=deleted["checkpoint"])
+        assert not failed, restored
+        assert restored["restored"] == [str(a)]
+
+    tools(cfg, scenario)
+    assert a.read_text() == memory("A", "alpha")
+    assert set(indexed(conn)) == {str(a)}
