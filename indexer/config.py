@@ -57,7 +57,7 @@ class Config:
 
     @property
     def write_lock_path(self) -> Path:
-        return self.db_path.parent / "write.lock"
+        return write_lock_of(self.db_path)
 
     def shown(self) -> list[tuple[str, str, str]]:
         """(setting, value, where it came from) for every setting, secrets masked."""
@@ -76,6 +76,11 @@ class Config:
                 text = "(default)" if value is None else str(value)
             rows.append((name, text, self.sources.get(name, "default")))
         return rows
+
+
+def write_lock_of(db_path: Path) -> Path:
+    """The lock file that serialises the writers of the index at `db_path`."""
+    return Path(db_path).parent / "write.lock"
 
 
 def _path_list(text: str) -> list[str]:

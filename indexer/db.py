@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import importlib.util
 import os
@@ -15,10 +16,15 @@ from typing import Any
 import apsw
 
 from specmem.indexer import atomic
-from specmem.indexer.errors import DatabaseError
+from specmem.indexer.config import write_lock_of
+from specmem.indexer.errors import DatabaseError, SpecmemError
+from specmem.indexer.lock import FileLock
 
 BUSY_TIMEOUT_MS = 15_000
 MAX_ROWID = 2**63 - 1  # the largest id SQLite stores; a bigger number names no memory
+CREATE_LOCK_TIMEOUT = 120.0
+LOG_SUFFIXES = ("-wal", "-shm", "-journal")
+WAL_SIZE_LIMIT = 4 * 1024 * 1024  # the -wal file is cut back to this after a checkpoint (and to 0 on close)
 # BEGIN IMMEDIATE is retried this many times (each waiting up to the busy timeout) before a write gives up loudly.
 WRITE_ATTEMPTS = 4
 
@@ -145,12 +151,7 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
                 f"cannot create {path.parent}: {exc.strerror}; set SPECMEM_DB or --db"
             ) from exc
         _ignore_folder(path.parent)
-        try:
-            _owner_only(path)
-        except OSError as exc:
-            raise DatabaseError(
-                atomic.describe(exc, path, "create the index") + "; or set SPECMEM_DB"
-            ) from None
+        _owner_only(path)
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     conn: apsw.Connection | None = None
     try:
@@ -162,7 +163,11 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         if not readonly:
+            _keep_log_files(conn)
             migrate(conn)
+        elif schema_version(conn) == 0:
+            conn.close()
+            raise DatabaseError(f"the index at {path} is empty (it was never filled); run `specmem scan`")
     except apsw.Error as exc:
         advice = _advice(conn, exc) or str(exc)
         if conn is not None:
@@ -174,8 +179,7 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
 def _owner_only(path: Path) -> None:
     """The index holds every memory's text (and the checkpoints): readable by its owner only."""
     if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
+        _create(path)
     if path.parent.name == ".specmem":
         try:
             os.chmod(path.parent, 0o700)
@@ -183,13 +187,65 @@ def _owner_only(path: Path) -> None:
             pass
 
 
+def _create(path: Path) -> None:
+    """Create the index: migrated under a temporary name, then linked into place, so that no process ever opens
+    a half-made index (a creation killed half-way leaves nothing). The -wal and -shm files of a deleted index
+    are removed first: a new database must never take another's log for its own. Under the write lock."""
+    with FileLock(write_lock_of(path), "create") as lock:
+        lock.acquire(CREATE_LOCK_TIMEOUT)
+        if path.exists():
+            return
+        for stale in (*path.parent.glob(f".{path.name}.*.new*"), *(Path(f"{path}{s}") for s in LOG_SUFFIXES)):
+            stale.unlink(missing_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+        conn: apsw.Connection | None = None
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            conn = apsw.Connection(str(tmp))
+            conn.execute("PRAGMA journal_mode=WAL")
+            migrate(conn)
+            conn.close()
+            os.link(tmp, path)
+        except (OSError, apsw.Error, DatabaseError) as exc:
+            why = (
+                atomic.describe(exc, path, "create the index")
+                if isinstance(exc, OSError)
+                else f"cannot create the index at {path}: {_advice(conn, exc) or exc}"
+            )
+            if conn is not None:
+                conn.close()
+            raise DatabaseError(why) from exc
+        finally:
+            for made in (tmp, *(Path(f"{tmp}{s}") for s in LOG_SUFFIXES)):
+                made.unlink(missing_ok=True)
+
+
+def _keep_log_files(conn: apsw.Connection) -> None:
+    """Closing never deletes the -wal and -shm files by name (they are truncated instead): should the index be
+    deleted and created anew while this connection is open, its close must not delete the new index's log."""
+    flag = ctypes.c_int(1)
+    conn.file_control("main", apsw.SQLITE_FCNTL_PERSIST_WAL, ctypes.addressof(flag))
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+
+
+def file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, or None when there is none: a deleted or replaced index shows."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _ignore_folder(folder: Path) -> None:
     """A `.specmem/` folder inside a project carries its own `.gitignore` so the index is never committed."""
     marker = folder / ".gitignore"
     if folder.name == ".specmem" and not marker.exists():
         try:
-            marker.write_text("# specmem's index is derived from the memory files: never commit it\n*\n")
-        except OSError:
+            # Durable: an empty file left by a crash would let git commit the index.
+            text = b"# specmem's index is derived from the memory files: never commit it\n*\n"
+            atomic.write_own_file(marker, text, durable=True)
+        except SpecmemError:
             pass
 
 

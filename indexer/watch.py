@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import apsw
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
@@ -124,6 +125,8 @@ class Watcher:
         self._busy = False  # a batch or an embedding pass is running
         self._embedding = False
         self._root_changed = False
+        self._db_id: tuple[int, int] | None = None  # the database file the batch connection has open
+        self._embed_db_id: tuple[int, int] | None = None
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
@@ -324,6 +327,7 @@ class Watcher:
                     check_roots = not (self._pending or self._full or self._stopping.is_set())
             if check_roots:
                 self._check_roots()
+                self._check_db()
 
     def _apply_loop(self) -> None:
         conn = None
@@ -334,8 +338,8 @@ class Watcher:
                 break
             full, paths = batch
             try:
-                if conn is None:
-                    conn = db.connect(self.config.db_path)
+                conn, reopened = self._connection(conn, "_db_id")
+                full = full or reopened  # a new database is filled from all the files
                 if self._root_changed:
                     self._root_changed = False
                     self._check_roots()
@@ -377,6 +381,31 @@ class Watcher:
         if conn is not None:
             conn.close()
 
+    def _connection(self, conn: apsw.Connection | None, slot: str) -> tuple[apsw.Connection, bool]:
+        """The loop's writer connection, reopened when the database file was deleted or replaced (else every
+        later batch would go into a file nobody reads). True when it was reopened."""
+        if conn is not None and db.file_id(self.config.db_path) == getattr(self, slot):
+            return conn, False
+        reopened = conn is not None
+        if conn is not None:
+            log.warning(
+                "the index %s was deleted or replaced; rebuilding it from the files", self.config.db_path
+            )
+            conn.close()
+        while True:
+            before = db.file_id(self.config.db_path)
+            conn = db.connect(self.config.db_path)
+            opened = db.file_id(self.config.db_path)
+            if before is None or opened == before:  # (else it was replaced while being opened: again)
+                setattr(self, slot, opened)
+                return conn, reopened
+            conn.close()
+
+    def _check_db(self) -> None:
+        """Between batches: a deleted or replaced database is rebuilt at once, not at the next file change."""
+        if self._db_id is not None and db.file_id(self.config.db_path) != self._db_id:
+            self._queue_full()
+
     def _publish(self, report: ScanReport) -> None:
         """Tell `specmem stats` and `memory_health` what this watcher did last."""
         holder = self.lock.holder
@@ -407,8 +436,7 @@ class Watcher:
             self._embed_wanted.clear()
             self._embedding = True
             try:
-                if conn is None:
-                    conn = db.connect(self.config.db_path)
+                conn, _ = self._connection(conn, "_embed_db_id")
                 embedded, _ = embed_pending(
                     conn, self.embedder, self.config.signal_path, should_stop=self._stopping.is_set
                 )

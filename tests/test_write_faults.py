@@ -15,14 +15,16 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import unicodedata
 from pathlib import Path
 
 import anyio
+import apsw
 import pytest
 
-from specmem.indexer import checkpoints
-from specmem.indexer.errors import CheckpointError, WriteError
+from specmem.indexer import checkpoints, db
+from specmem.indexer.errors import CheckpointError, DatabaseError, WriteError
 from specmem.indexer.lock import FileLock
 from specmem.indexer.scan import scan
 from specmem.indexer.write import update_memory, write_memory
@@ -563,3 +565,103 @@ def test_the_undo_of_a_delete_restores_a_folder_that_is_gone(cfg, conn, specs, h
     tools(cfg, scenario)
     assert a.read_text() == memory("A", "alpha")
     assert set(indexed(conn)) == {str(a)}
+
+
+# -- the database deleted under a running watcher ------------------------------------------------------------------
+
+
+def wait_for(condition, what: str, timeout: float = 60.0) -> None:
+    done = threading.Event()
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        done.wait(0.05)
+
+
+def titles_in_index(cfg) -> set[str]:
+    try:
+        reader = db.connect(cfg.db_path, readonly=True)
+    except DatabaseError:
+        return set()
+    try:
+        return {r[0] for r in reader.execute("SELECT title FROM memory_index")}
+    except apsw.Error:
+        return set()
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("who_rebuilds", ["watcher", "a write"])
+def test_a_watcher_follows_its_database_being_deleted(cfg, specs, hash_embedder, who_rebuilds):
+    from specmem.indexer.watch import Watcher
+
+    write(specs / "001-a" / "memory" / "a.md", memory("Alpha", "first"))
+    watcher = Watcher(cfg, hash_embedder, debounce=0.05)
+    watcher.start()
+    try:
+        wait_for(lambda: titles_in_index(cfg) == {"Alpha"}, "the first reconcile")
+        cfg.db_path.unlink()  # `rm index.db` (its -wal and -shm stay, held open by the watcher)
+        if who_rebuilds == "a write":  # a server's write tool, with a connection of its own
+            writer = db.connect(cfg.db_path)
+            write_memory(
+                writer, cfg, hash_embedder, title="Written", content="by a tool", spec_folder="002-b"
+            )
+            writer.close()
+        wait_for(lambda: {"Alpha"} <= titles_in_index(cfg), "the database to be rebuilt")
+        write(specs / "001-a" / "memory" / "c.md", memory("Charlie", "edited after the delete"))
+        wait_for(lambda: "Charlie" in titles_in_index(cfg), "the watcher's next batch in the new database")
+        reader = db.connect(cfg.db_path, readonly=True)
+        assert reader.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        reader.close()
+    finally:
+        watcher.stop()
+
+
+def specmem(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "specmem", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+KILLED_CREATE = """
+import sys, time
+from specmem.indexer import config, db
+
+real = db.migrate
+
+def paused(conn):
+    print("paused", flush=True)
+    time.sleep(600)
+
+db.migrate = paused
+db.connect(config.resolve().db_path)
+"""
+
+
+def test_an_index_killed_while_being_created_is_never_seen_half_made(cfg, specs, isolated):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CREATE], cwd=isolated, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "paused"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(30)
+        proc.stdout.close()
+    assert not cfg.db_path.exists(), "a half-made index is in place"
+    searched = specmem("search", "anything", cwd=isolated)
+    assert searched.returncode == 1 and "Traceback" not in searched.stderr and "no index" in searched.stderr
+    cfg.db_path.touch()  # an empty file where the index should be
+    searched = specmem("search", "anything", cwd=isolated)
+    assert searched.returncode == 1 and "Traceback" not in searched.stderr and "is empty" in searched.stderr
+    write(specs / "001-a" / "memory" / "a.md", memory("A", "alpha"))
+    assert specmem("scan", cwd=isolated).returncode == 0
+    assert specmem("search", "alpha", cwd=isolated).returncode == 0
