@@ -34,10 +34,15 @@ def spec_folder_dirs(
     a leading dot, NUL) are refused. An existing folder is found whatever its name (`(`, `+`, `&`, decomposed
     accents, long names); a folder to be created must have a plain name (SEGMENT_RE)."""
     parts = Path(name).parts if "\x00" not in name else ()
-    if not parts or Path(name).is_absolute() or any(p.startswith(".") or p in ("/", "\\") for p in parts):
+    if (
+        not parts
+        or Path(name).is_absolute()
+        or any(p.startswith(".") or p in ("/", "\\") for p in parts)
+        or not _encodable(name)
+    ):
         raise SpecFolderError(
             f"spec_folder {name!r} is not a folder name like 003-auth (no '..', no leading '.', no absolute "
-            "path, no NUL)"
+            "path, no NUL, UTF-8 text)"
         )
     if any(len(p.encode("utf-8")) > NAME_MAX for p in parts):
         raise SpecFolderError(
@@ -66,6 +71,14 @@ def _is_dir(path: Path) -> bool:
         return stat_mod.S_ISDIR(os.stat(path).st_mode)
     except (OSError, ValueError):
         return False
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_skipped_dir(name: str) -> bool:

@@ -39,8 +39,16 @@ KEYS = {
 
 
 def _clean(name: str, value: str | None) -> None:
-    if value is not None and "\x00" in value:
+    if value is None:
+        return
+    if "\x00" in value:
         raise WriteError(f"{name} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise WriteError(
+            f"{name} is not UTF-8 text (undecodable bytes at character {exc.start}); pass it as UTF-8"
+        ) from None
 
 
 def spec_memory_dir(config: Config, spec_folder: str) -> Path:
@@ -135,6 +143,7 @@ def write_memory(
             f"the memory would be {len(data)} bytes, over the {config.max_file_bytes}-byte limit "
             "(SPECMEM_MAX_FILE_BYTES); split it into several memories"
         )
+    _reads_back(data, title, tier, context_type, trigger_phrases, tags)
     folder = spec_memory_dir(config, spec_folder)
     stem = f"{(today or dt.date.today()).isoformat()}-{slug(title)}"
     names = (f"{stem}.md" if n == 1 else f"{stem}-{n}.md" for n in range(1, 10_000))
@@ -179,6 +188,32 @@ def write_memory(
                 raise WriteError(f"nothing was written: {exc}") from exc
             raise
     return int(row[0][0]), path
+
+
+def _reads_back(
+    data: bytes, title: str, tier: str, context_type: str | None, triggers: list[str], tags: list[str]
+) -> None:
+    """Refuse a memory whose frontmatter would not read back as given (YAML line breaks such as U+0085)."""
+    got = _metadata(data, "new.md")
+
+    def items(values: list[str]) -> list[str]:
+        return list(dict.fromkeys(v.strip() for v in values if v.strip()))
+
+    asked = {
+        "title": title.strip(),
+        "importance_tier": tier,
+        "context_type": (context_type or "").strip() or None,
+        "trigger_phrases": items(triggers),
+        "tags": items(tags),
+    }
+    # A "Trigger phrases" section in the body adds its own phrases after these.
+    got["trigger_phrases"] = got["trigger_phrases"][: len(asked["trigger_phrases"])]
+    for key, value in asked.items():
+        if got[key] != value:
+            raise WriteError(
+                f"the {key} {value!r} would read back as {got[key]!r}; nothing was written: leave out line "
+                "breaks and control characters"
+            )
 
 
 # -- updating frontmatter in place ------------------------------------------------------------------------------

@@ -80,6 +80,14 @@ def inside_roots(path: Path, cfg: Config) -> bool:
     return any(files.within(real, root.resolve()) for root in cfg.roots)
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8
+        return False
+    return True
+
+
 def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Any:
     """The memory row (named) for an id or a path (absolute, relative to the cwd, or relative to a root)."""
     text = str(path_or_id).strip()
@@ -92,6 +100,8 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Any:
         return row
     if "\x00" in text:
         raise NotFound("a path cannot contain a NUL character")
+    if not text.isascii() and not _utf8(text):
+        raise NotFound("a path must be UTF-8 text; give an id or a path inside the roots")
     raw = Path(text).expanduser()
     candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw, *(root / raw for root in cfg.roots)]
     for candidate in candidates:

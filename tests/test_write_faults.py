@@ -665,3 +665,65 @@ def test_an_index_killed_while_being_created_is_never_seen_half_made(cfg, specs,
     write(specs / "001-a" / "memory" / "a.md", memory("A", "alpha"))
     assert specmem("scan", cwd=isolated).returncode == 0
     assert specmem("search", "alpha", cwd=isolated).returncode == 0
+
+
+# -- text that is not UTF-8 ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [b"--title", b"T\xff"],
+        [b"--title", b"T", b"--tag", b"x\xfe"],
+        [b"--title", b"T", b"--context-type", b"d\xff"],
+        [b"--title", b"T", b"--trigger", b"\xc3("],
+        [b"--title", b"T", b"body \xff"],
+    ],
+    ids=["title", "tag", "context-type", "trigger", "content"],
+)
+def test_write_refuses_arguments_that_are_not_utf8(specs, isolated, args):
+    done = subprocess.run(
+        [sys.executable, "-m", "specmem", "write", b"--spec-folder", b"001-a", *args],
+        capture_output=True,
+        cwd=isolated,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout
+    err = done.stderr.decode(errors="replace")
+    assert "Traceback" not in err and "not UTF-8" in err
+    assert not (specs / "001-a").exists(), "a memory was written"
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "a\u2028b",
+        "line\rbreak",
+        "tab\there",
+        "--- dashes",
+        "- item",
+        "key: value # not a comment",
+        "\ufeffbom",
+        "x\x85y",
+    ],
+)
+def test_a_written_memory_reads_back_as_asked_or_is_refused(conn, cfg, specs, hash_embedder, title):
+    try:
+        _, path = write_memory(
+            conn,
+            cfg,
+            hash_embedder,
+            title=title,
+            content="body",
+            spec_folder="001-a",
+            tier="critical",
+            tags=["t"],
+        )
+    except WriteError as exc:
+        assert "one line" in str(exc) or "read back" in str(exc)
+        assert not (specs / "001-a").exists()
+        return
+    row = conn.execute(
+        "SELECT title, importance_tier, tags FROM memory_index WHERE path = ?", (str(path),)
+    ).fetchall()
+    assert row == [(title, "critical", '["t"]')]
