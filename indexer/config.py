@@ -22,6 +22,8 @@ DB_DIRNAME = ".specmem"
 PROJECT_FILE = "specmem.toml"
 FALSE_WORDS = ("0", "false", "no", "off")
 TRUE_WORDS = ("1", "true", "yes", "on")
+# A count, size or number of days beyond this is a typo, and would overflow SQLite or the clock.
+MAX_SETTING = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,8 @@ def _positive_int(value: Any, what: str) -> int:
         number = int(str(value).strip())
     except ValueError:
         raise ConfigError(f"{what}={value!r} is not a whole number") from None
-    if number <= 0:
-        raise ConfigError(f"{what} must be a positive whole number, not {number}")
+    if not 0 < number <= MAX_SETTING:
+        raise ConfigError(f"{what} must be a positive whole number up to {MAX_SETTING}, not {number}")
     return number
 
 
@@ -112,8 +114,8 @@ def _positive_float(value: Any, what: str) -> float:
         number = float(str(value).strip())
     except ValueError:
         raise ConfigError(f"{what}={value!r} is not a number") from None
-    if not number > 0:
-        raise ConfigError(f"{what} must be a positive number, not {number}")
+    if not 0 < number <= MAX_SETTING:  # (not nan, not inf)
+        raise ConfigError(f"{what} must be a positive number up to {MAX_SETTING}, not {number}")
     return number
 
 

@@ -727,3 +727,25 @@ def test_a_written_memory_reads_back_as_asked_or_is_refused(conn, cfg, specs, ha
         "SELECT title, importance_tier, tags FROM memory_index WHERE path = ?", (str(path),)
     ).fetchall()
     assert row == [(title, "critical", '["t"]')]
+
+
+# -- settings ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("SPECMEM_CHECKPOINT_MAX_DAYS", "inf"),
+        ("SPECMEM_CHECKPOINT_MAX_DAYS", "1e400"),
+        ("SPECMEM_CHECKPOINT_MAX_DAYS", "nan"),
+        ("SPECMEM_CHECKPOINT_MAX", "1" + "0" * 25),
+        ("SPECMEM_CHECKPOINT_MAX", "lots"),
+    ],
+)
+def test_checkpoint_retention_out_of_range_is_one_line(specs, isolated, setting, value):
+    """Read when a checkpoint is made; a value SQLite or the clock cannot hold is refused, not a traceback."""
+    write(specs / "001-a" / "memory" / "a.md", memory("A", "alpha"))
+    assert specmem("--help", env={setting: value}).returncode == 0
+    done = specmem("checkpoint", "create", "cp", env={setting: value}, cwd=isolated)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert setting in done.stderr
