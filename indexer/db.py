@@ -202,6 +202,7 @@ def _create(path: Path) -> None:
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             conn = apsw.Connection(str(tmp))
+            _load_vec(conn)  # as every connection: a migration may use it
             conn.execute("PRAGMA journal_mode=WAL")
             migrate(conn)
             conn.close()
