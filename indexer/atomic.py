@@ -460,9 +460,11 @@ def open_folder(path: Path, roots: Iterable[Path], *, create: bool = False) -> F
         real = Path(os.path.realpath(path))
         holding = [r for r in roots if within(real, r)]
         if not holding:
-            raise WriteError(
-                f"{path} leads out of the roots (a symlink to {real}, outside the roots); refusing to write there"
+            logical = Path(os.path.abspath(path))
+            named = max(
+                (r for r in roots if within(logical, r)), key=lambda r: len(r.parts), default=roots[0]
             )
+            raise WriteError(f"{path} leads out of the root {named} (a symlink); refusing to write there")
         root = max(holding, key=lambda r: len(r.parts))
         try:
             return _walk(root, real.relative_to(root).parts, create)
