@@ -3,6 +3,7 @@ changed file (parse, chunk) and store its keyword rows at once; embeddings follo
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import defaultdict
@@ -22,6 +23,7 @@ from specmem.indexer.lock import FileLock
 from specmem.indexer.parse import parse
 from specmem.indexer.store import FileStat, Prepared
 
+log = logging.getLogger("specmem.scan")
 Progress = Callable[[str, int, int], None]
 FILES_PER_BATCH = 200
 WRITE_LOCK_TIMEOUT = 120.0
@@ -218,7 +220,18 @@ def _keyword_phase(
         batch = changed[start : start + step]
         prepared = []
         for path, root, st, data, truncated_from, mid in batch:
-            prep = prepare(path, root, st, data, truncated_from, embedder)
+            try:
+                prep = prepare(path, root, st, data, truncated_from, embedder)
+            except Exception as exc:  # noqa: BLE001 - a bug one file triggers must not stop every other file
+                log.exception("cannot index %s", path)
+                report.problems.append(
+                    (
+                        str(path),
+                        f"cannot be indexed ({type(exc).__name__}: {exc}); this is a bug in specmem, please "
+                        "report it with the file; its memory is kept as it was and retried on its next change",
+                    )
+                )
+                continue
             kind = "updated" if mid is not None else "added"
             if mid is None and gone_by_digest.get(prep.digest):
                 old_path, mid = gone_by_digest[prep.digest].pop()
