@@ -159,36 +159,35 @@ def _keyword_phase(
         force, scopes = True, None  # every file's rows must be rebuilt, not only those in scope
     walked = files.walk(roots, exclude=(config.db_path.parent,), scopes=scopes)
     report.problems.extend(walked.problems)
-    report.files_seen = len(walked.files)
+    report.files_seen = len(walked.found)
     existing = store.existing(conn, roots, scopes)
 
-    # Classify: cheapest test first. Reading happens outside any transaction.
+    # Classify: cheapest test first. Reading happens outside any transaction. Paths stay text until a file
+    # turns out to need work: a no-op rescan of 50,000 files must not build 100,000 Path objects.
     changed: list[tuple[Path, Path, FileStat, bytes, int | None, int | None]] = []
     stat_only: list[tuple[int, FileStat]] = []
-    unreadable: set[Path] = set()
-    vanished: set[Path] = set()
-    total = len(walked.files)
-    for done, (path, (root, os_stat)) in enumerate(walked.files.items(), 1):
-        row = existing.get(path)
+    unreadable: set[str] = set()
+    vanished: set[str] = set()
+    total = len(walked.found)
+    for done, (name, (root, os_stat)) in enumerate(walked.found.items(), 1):
+        row = existing.get(name)
         st = FileStat.of(os_stat)
         if row and not force and row.size == st.size and row.mtime_ns == st.mtime_ns:
             report.unchanged += 1
         else:
+            path = Path(name)
             try:
                 data, truncated_from, st = read_settled(path, config.max_file_bytes, st)
             except FileNotFoundError:
-                vanished.add(
-                    path
-                )  # deleted since the walk: its row (if any) goes with the others that are gone
+                # Deleted since the walk: its row (if any) goes with the others that are gone.
+                vanished.add(name)
                 continue
             except OSError as exc:
-                report.problems.append(
-                    (str(path), f"cannot read ({exc.strerror}); its memory is kept as it was")
-                )
-                unreadable.add(path)
+                report.problems.append((name, f"cannot read ({exc.strerror}); its memory is kept as it was"))
+                unreadable.add(name)
                 continue
             if st.mtime_ns == -1:
-                report.unsettled.append(str(path))
+                report.unsettled.append(name)
             if row and not force and digest_of(data, truncated_from) == row.content_hash:
                 stat_only.append((row.id, st))
                 report.unchanged += 1
@@ -198,15 +197,15 @@ def _keyword_phase(
             progress("checking", done, total)
 
     gone = {
-        path: row
-        for path, row in existing.items()
-        if (path not in walked.files or path in vanished)
-        and path not in unreadable
-        and not any(files.within(path, folder) for folder in walked.incomplete)
+        name: row
+        for name, row in existing.items()
+        if (name not in walked.found or name in vanished)
+        and name not in unreadable
+        and not any(files.within(Path(name), folder) for folder in walked.incomplete)
     }
-    gone_by_digest: dict[str, list[tuple[Path, int]]] = defaultdict(list)
-    for path, row in gone.items():
-        gone_by_digest[row.content_hash].append((path, row.id))
+    gone_by_digest: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for name, row in gone.items():
+        gone_by_digest[row.content_hash].append((name, row.id))
 
     vec_model = embedder.model_id if vectors_usable(conn, embedder.model_id) else None
     claimed: set[int] = set()
@@ -239,7 +238,7 @@ def _keyword_phase(
                 kind = "moved"
             elif mid is None and scopes is not None:
                 # The move's other side may lie outside these scopes (the watcher saw the new name first).
-                mid = _moved_from_elsewhere(conn, prep.digest, walked.files, claimed)
+                mid = _moved_from_elsewhere(conn, prep.digest, walked.found, claimed)
                 kind = "moved" if mid is not None else kind
             prepared.append((prep, mid, kind))
         with db.write_tx(conn):
@@ -268,11 +267,11 @@ def _keyword_phase(
 
 
 def _moved_from_elsewhere(
-    conn: apsw.Connection, digest: str, found: dict[Path, tuple[Path, os.stat_result]], claimed: set[int]
+    conn: apsw.Connection, digest: str, found: dict[str, tuple[Path, os.stat_result]], claimed: set[int]
 ) -> int | None:
     """The id of an indexed memory with this content whose file no longer exists: the source of a move."""
     for mid, path in conn.execute("SELECT id, path FROM memory_index WHERE content_hash = ?", (digest,)):
-        if mid not in claimed and Path(path) not in found and not os.path.lexists(path):
+        if mid not in claimed and path not in found and not os.path.lexists(path):
             claimed.add(mid)
             return int(mid)
     return None

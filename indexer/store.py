@@ -148,9 +148,9 @@ def store_memory(
 
 def existing(
     conn: apsw.Connection, roots: Iterable[Path], scopes: tuple[Path, ...] | None
-) -> dict[Path, Indexed]:
-    """Indexed memories under the roots, or under the scopes (a scope is a file or a folder)."""
-    out: dict[Path, Indexed] = {}
+) -> dict[str, Indexed]:
+    """Indexed memories under the roots, or under the scopes (a scope is a file or a folder), by path text."""
+    out: dict[str, Indexed] = {}
     cols = "SELECT id, path, size, mtime_ns, content_hash FROM memory_index"
     if scopes is None:
         queries: list[tuple[str, tuple[str, ...]]] = [
@@ -167,7 +167,7 @@ def existing(
         ]
     for sql, args in queries:
         for row in db.rows(conn, sql, args):
-            out[Path(row.path)] = Indexed(row.id, row.size, row.mtime_ns, row.content_hash)
+            out[row.path] = Indexed(row.id, row.size, row.mtime_ns, row.content_hash)
     return out
 
 
