@@ -112,6 +112,17 @@ def m002_checkpoints(conn: apsw.Connection) -> None:
     )
 
 
+@migration
+def m003_stat_identity(conn: apsw.Connection) -> None:
+    # Existing rows get -1, which matches no file: each is hashed once at its next look, and nothing is rewritten.
+    conn.execute(
+        """
+        ALTER TABLE memory_index ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT -1;
+        ALTER TABLE memory_index ADD COLUMN inode INTEGER NOT NULL DEFAULT -1;
+        """
+    )
+
+
 def vec_extension_path() -> str:
     """The sqlite-vec extension bundled with the sqlite-vec package, found without importing the package (its
     import pulls in numpy and sqlite3, a third of a second on every CLI command)."""

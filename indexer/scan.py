@@ -29,6 +29,8 @@ FILES_PER_BATCH = 200
 WRITE_LOCK_TIMEOUT = 120.0
 SETTLE_ATTEMPTS = 4
 SETTLE_DELAY = 0.05
+# The coarsest file timestamps in use (FAT: 2 s; HFS+, ext3 and some network filesystems: 1 s).
+RACY_NS = 2_000_000_000
 # Bump when parsing or chunking changes what a file's rows would be: the next scan re-indexes every file.
 INDEX_FORMAT = "1"
 
@@ -84,20 +86,24 @@ def prepare(
     )
 
 
-def read_settled(path: Path, limit: int, st: FileStat) -> tuple[bytes, int | None, FileStat]:
-    """Read a file that may be being written: retry until its size and mtime hold still across the read.
+def read_settled(path: Path, limit: int, st: FileStat) -> tuple[bytes, int | None, FileStat, bool]:
+    """Read a file that may be being written: retry until its stat holds still across the read.
 
-    Returns (data, truncated_from, stat of the data). When the file never settles the stat carries mtime -1,
-    so that the next pass reads it again."""
+    Returns (data, truncated_from, stat of the data, settled). A file that never settles, or that was modified
+    within the timestamp granularity of the read (git's "racy" rule: a filesystem with 1 or 2 s timestamps gives
+    a second write in the same tick the same mtime), is marked so that its next look reads it again."""
+    read_from = time.time_ns()
     for attempt in range(SETTLE_ATTEMPTS):
         data, truncated_from = read_head(path, limit)
         after = FileStat.of(path.stat())
         if after == st:
-            return data, truncated_from, after
+            racy = after.mtime_ns >= read_from - RACY_NS
+            return data, truncated_from, after.recheck() if racy else after, True
         st = after
         if attempt < SETTLE_ATTEMPTS - 1:
             time.sleep(SETTLE_DELAY)
-    return data, truncated_from, FileStat(st.size, -1)
+            read_from = time.time_ns()
+    return data, truncated_from, st.recheck(), False
 
 
 def scan(
@@ -172,12 +178,12 @@ def _keyword_phase(
     for done, (name, (root, os_stat)) in enumerate(walked.found.items(), 1):
         row = existing.get(name)
         st = FileStat.of(os_stat)
-        if row and not force and row.size == st.size and row.mtime_ns == st.mtime_ns:
+        if row and not force and row.stat == st:
             report.unchanged += 1
         else:
             path = Path(name)
             try:
-                data, truncated_from, st = read_settled(path, config.max_file_bytes, st)
+                data, truncated_from, st, settled = read_settled(path, config.max_file_bytes, st)
             except FileNotFoundError:
                 # Deleted since the walk: its row (if any) goes with the others that are gone.
                 vanished.add(name)
@@ -186,10 +192,11 @@ def _keyword_phase(
                 report.problems.append((name, f"cannot read ({exc.strerror}); its memory is kept as it was"))
                 unreadable.add(name)
                 continue
-            if st.mtime_ns == -1:
+            if not settled:
                 report.unsettled.append(name)
             if row and not force and digest_of(data, truncated_from) == row.content_hash:
-                stat_only.append((row.id, st))
+                if st != row.stat:
+                    stat_only.append((row.id, st))
                 report.unchanged += 1
             else:
                 changed.append((path, root, st, data, truncated_from, row.id if row else None))
@@ -248,10 +255,7 @@ def _keyword_phase(
                 report.warnings.extend((str(prep.path), w) for w in prep.warnings)
             if start == 0:
                 for mid, st in stat_only:
-                    conn.execute(
-                        "UPDATE memory_index SET size = ?, mtime_ns = ? WHERE id = ?",
-                        (st.size, st.mtime_ns, mid),
-                    )
+                    store.update_stat(conn, mid, st)
             if start == last_start:  # after every batch has claimed the gone rows its moves came from
                 store.delete_memories(conn, [row.id for row in gone.values()])
                 report.removed = len(gone)
