@@ -3,6 +3,7 @@ changed file (parse, chunk) and store its keyword rows at once; embeddings follo
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import time
@@ -31,6 +32,8 @@ SETTLE_ATTEMPTS = 4
 SETTLE_DELAY = 0.05
 # The coarsest file timestamps in use (FAT: 2 s; HFS+, ext3 and some network filesystems: 1 s).
 RACY_NS = 2_000_000_000
+# An mtime this far ahead of the clock is reported (a little skew from a network filesystem is not).
+FUTURE_SLACK_NS = 60_000_000_000
 # Bump when parsing or chunking changes what a file's rows would be: the next scan re-indexes every file.
 INDEX_FORMAT = "1"
 
@@ -81,9 +84,15 @@ def prepare(
     rel = PurePosixPath(path.relative_to(root).as_posix())
     parsed = parse(data, rel, truncated_from=truncated_from)
     chunks, chunk_warnings = chunk_file(parsed, embedder.count_tokens, embedder.max_tokens)
-    return Prepared(
-        path, root, stat, digest_of(data, truncated_from), parsed, chunks, parsed.warnings + chunk_warnings
-    )
+    warnings = parsed.warnings + chunk_warnings
+    ahead = stat.mtime_ns - time.time_ns()
+    if ahead > FUTURE_SLACK_NS:  # store_memory clamps its time to now
+        when = dt.datetime.fromtimestamp(stat.mtime_ns / 1e9).isoformat(sep=" ", timespec="seconds")
+        warnings.append(
+            f"modified in the future ({when}, {ahead / 86_400e9:.1f} days ahead); counted as modified when it was "
+            "indexed: fix the clock that wrote it, or `touch` the file"
+        )
+    return Prepared(path, root, stat, digest_of(data, truncated_from), parsed, chunks, warnings)
 
 
 def read_settled(path: Path, limit: int, st: FileStat) -> tuple[bytes, int | None, FileStat, bool]:

@@ -95,7 +95,8 @@ def store_memory(
         "content_hash": prep.digest,
         "line_count": len(p.lines),
         "warnings": json.dumps(prep.warnings, ensure_ascii=False),
-        "updated_at": max(prep.stat.mtime_ns, 0) // 1_000_000 or now,
+        # An mtime in the future would never decay and pass every `since`: it counts as now (scan warns).
+        "updated_at": min(max(prep.stat.mtime_ns, 0) // 1_000_000, now) or now,
         "indexed_at": now,
     }
     if memory_id is None:

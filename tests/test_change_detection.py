@@ -4,14 +4,17 @@ within the timestamp granularity of its read is hashed again at its next look (g
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from specmem.indexer import scan
+from specmem.indexer import db, scan
 from specmem.indexer.watch import Watcher
 from tests.conftest import memory, write
 from tests.test_watch import wait_for
@@ -49,6 +52,12 @@ def same_size_same_mtime(path: Path, old: str, new: str, how: str, tmp: Path) ->
         subprocess.run(["cp", "-p", str(source), str(path)], check=True)
     after = path.stat()
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def specmem(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "specmem", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def aged(path: Path, seconds: float = 3600) -> Path:
@@ -118,3 +127,31 @@ def test_rows_indexed_before_ctime_and_inode_were_kept_are_hashed_once(conn, spe
     reads.clear()
     run_scan()
     assert reads == []
+
+
+# -- 18. an mtime in the future ----------------------------------------------------------------------------------
+
+
+def test_a_future_mtime_is_clamped_to_now_with_a_warning(specs, isolated, cfg):
+    """A file dated next year (a wrong clock, an archive, `touch -d`) must neither escape decay (temporary tier)
+    nor pass every `--since`: it counts as modified when it was indexed, and the scan says so."""
+    future = write(
+        specs / "future.md", memory("Future", "a zeppelin from next year", importance_tier="temporary")
+    )
+    next_year = time.time_ns() + 365 * 86_400 * 10**9
+    os.utime(future, ns=(next_year, next_year))
+    aged(write(specs / "past.md", memory("Past", "a zeppelin from last year")))
+    done = specmem("scan", "--json", "--no-embed", cwd=isolated)
+    assert done.returncode == 0, done.stderr
+    warnings = {Path(w["path"]).name: w["message"] for w in json.loads(done.stdout)["warnings"]}
+    assert "in the future" in warnings.get("future.md", ""), warnings
+    tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    found = specmem("search", "zeppelin", "--mode", "keyword", "--since", tomorrow, "--json", cwd=isolated)
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["results"] == []
+    conn = db.connect(cfg.db_path, readonly=True)
+    try:
+        updated = conn.execute("SELECT updated_at FROM memory_index WHERE title = 'Future'").fetchall()[0][0]
+    finally:
+        conn.close()
+    assert updated <= time.time_ns() // 1_000_000
