@@ -6,7 +6,7 @@ import importlib.util
 import os
 import time
 from collections import namedtuple
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -309,6 +309,31 @@ def one(conn: apsw.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any]
 def scalar(conn: apsw.Connection, sql: str, args: Sequence[Any] = ()) -> Any:
     """The first column of the first row (e.g. a count)."""
     return conn.execute(sql, args).fetchall()[0][0]
+
+
+def under(column: str, folders: Iterable[Path]) -> str:
+    """SQL that is true when `column` (a path) lies below one of `folders`: a range on the path's index. The
+    folders are written into the SQL as quoted literals, so that the clause can also define a view."""
+    ranges = []
+    for folder in folders:
+        prefix = str(folder) if str(folder).endswith(os.sep) else f"{folder}{os.sep}"
+        low, high = _quoted(prefix), _quoted(prefix[:-1] + chr(ord(os.sep) + 1))
+        ranges.append(f"({column} > {low} AND {column} < {high})")
+    return "(" + (" OR ".join(ranges) or "0") + ")"
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def serve_only(conn: apsw.Connection, roots: Iterable[Path]) -> None:
+    """Make a reading connection see only the memories under `roots`: a temporary view named `memory_index`,
+    which every unqualified query (and join) reads instead of the table. Rows left by a root that is no longer
+    configured are then served by no tool; the next full scan removes them. Nothing is written to the file."""
+    conn.execute(
+        "DROP VIEW IF EXISTS temp.memory_index; CREATE TEMP VIEW memory_index AS "
+        f"SELECT * FROM main.memory_index WHERE {under('path', roots)}"
+    )
 
 
 def now_ms() -> int:

@@ -219,6 +219,10 @@ def _keyword_phase(
         and name not in unreadable
         and not any(files.within(Path(name), folder) for folder in walked.incomplete)
     }
+    if scopes is None:
+        # Rows of a root that is no longer configured, or that a root symlink no longer points to: readers
+        # already ignore them (db.serve_only); a full scan removes them, or keeps their id if the file moved in.
+        gone.update(store.outside(conn, roots))
     gone_by_digest: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for name, row in gone.items():
         gone_by_digest[row.content_hash].append((name, row.id))

@@ -183,6 +183,22 @@ def existing(
     return out
 
 
+def outside(conn: apsw.Connection, roots: tuple[Path, ...]) -> dict[str, Indexed]:
+    """Memories that no longer belong to the index: not below any of the roots, and not indexed under a folder
+    above one of them either (that is a narrower scan, `specmem scan specs/003-auth`, not a removed root)."""
+    out: dict[str, Indexed] = {}
+    sql = (
+        "SELECT id, path, root, size, mtime_ns, ctime_ns, inode, content_hash FROM main.memory_index "
+        f"WHERE NOT {db.under('path', roots)}"
+    )
+    for row in db.rows(conn, sql):
+        if not any(Path(row.root) == r or Path(row.root) in r.parents for r in roots):
+            out[row.path] = Indexed(
+                row.id, FileStat(row.size, row.mtime_ns, row.ctime_ns, row.inode), row.content_hash
+            )
+    return out
+
+
 def update_stat(conn: apsw.Connection, memory_id: int, st: FileStat) -> None:
     """Record a file's new stat when its content did not change. Call inside write_tx."""
     conn.execute(
