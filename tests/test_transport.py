@@ -1,0 +1,119 @@
+"""The transports under attack and faults, through real server processes: raw JSON-RPC lines written to a
+server's stdin, and real HTTP requests."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import pytest
+
+from tests.test_mcp import corpus  # noqa: F401 - the fixture
+
+TIMEOUT = 60.0
+
+
+@pytest.fixture(autouse=True)
+def no_watcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPECMEM_WATCH", "0")
+
+
+class StdioServer:
+    """`specmem serve` over stdio, spoken to in raw lines; replies are read on a thread, so that a reply that never
+    comes fails the test after a timeout instead of hanging it."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "specmem", "serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.replies: dict[Any, dict] = {}
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def reply(self, wanted: Any) -> dict:
+        while wanted not in self.replies:
+            try:
+                line = self.lines.get(timeout=TIMEOUT)
+            except queue.Empty:
+                raise AssertionError(f"no answer to request {wanted!r} within {TIMEOUT} s") from None
+            message = json.loads(line)
+            self.replies[message.get("id")] = message
+        return self.replies.pop(wanted)
+
+    def initialize(self) -> None:
+        init = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        }
+        self.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}))
+        assert self.reply(1)["result"]["serverInfo"]["name"] == "specmem"
+        self.send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.reader.join(30)
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
+
+
+def search_line(id_: Any, escaped_query: str) -> str:
+    """A tools/call line written by hand, so that the query's JSON escapes reach the server as written."""
+    return (
+        f'{{"jsonrpc":"2.0","id":{json.dumps(id_)},"method":"tools/call",'
+        f'"params":{{"name":"memory_search","arguments":{{"query":"{escaped_query}"}}}}}}'
+    )
+
+
+def test_every_request_line_gets_an_answer_over_stdio(corpus):  # noqa: F811
+    """A lone surrogate escape (`\\ud800`) is valid JSON to most parsers but not to the SDK's: the line was
+    dropped without an answer and the client waited forever. So was any line that is JSON with a request id
+    but not a valid request. Each now gets an error for its id, and the server goes on."""
+    server = StdioServer()
+    try:
+        server.initialize()
+        for id_, query in [(7, "a\\ud800b"), (8, "\\udc00"), ("str-id", "x\\ud83d")]:
+            server.send(search_line(id_, query))
+            answer = server.reply(id_)
+            assert answer["error"]["code"] == -32700 and "surrogate" in answer["error"]["message"], answer
+        server.send('{"jsonrpc":"2.0","id":9,"method":"tools/call","params":"not an object"}')
+        assert server.reply(9)["error"]["code"] == -32600
+        server.send('{"jsonrpc":"2.0","id":10,"method":42}')
+        assert server.reply(10)["error"]["code"] == -32600
+        server.send("not json at all")  # JSON-RPC: a parse error, with a null id
+        assert server.reply(None)["error"]["code"] == -32700
+        # A notification is never answered, not even with an error.
+        server.send('{"jsonrpc":"2.0","method":"notifications/x","params":"no id"}')
+        server.send(search_line(11, "tokens \\ud83d\\ude00 expire"))  # a valid pair is an ordinary query
+        found = server.reply(11)["result"]["structuredContent"]
+        assert found["results"] and not server.replies
+    finally:
+        server.close()
+    assert server.proc.returncode == 0
