@@ -1,5 +1,5 @@
-"""The MCP server over streamable HTTP: Host and Origin checked against DNS rebinding, and a bearer token when
-one is configured."""
+"""The MCP server over streamable HTTP: Host and Origin checked against DNS rebinding, a bearer token when one is
+configured, and idle sessions ended."""
 
 from __future__ import annotations
 
@@ -16,10 +16,18 @@ from specmem.indexer.config import Config
 
 log = logging.getLogger("specmem.server")
 LOCAL = ("127.0.0.1", "localhost", "::1")
+# Each open session holds about 40 KB; abandoned ones end after `http_session_idle`, and this bounds them
+# meanwhile (a new session beyond it is answered 503 until one ends). A few clients use a session each.
+MAX_SESSIONS = 1000
 
 
 def http_app(
-    server: MCPServer, host: str, port: int, token: str | None, origins: tuple[str, ...] = ()
+    server: MCPServer,
+    host: str,
+    port: int,
+    token: str | None,
+    origins: tuple[str, ...] = (),
+    session_idle: float = 1800.0,
 ) -> ASGIApp:
     """The streamable HTTP app: Host and Origin checked against DNS rebinding, and a bearer token if set."""
     local = ["127.0.0.1", "localhost", "[::1]"]
@@ -29,7 +37,9 @@ def http_app(
         allowed_hosts=[f"{n}:{port}" for n in names] + names,
         allowed_origins=[f"http://{n}:{port}" for n in names] + list(origins),
     )
-    app: ASGIApp = server.streamable_http_app(transport_security=security, host=host)
+    app: ASGIApp = server.streamable_http_app(
+        transport_security=security, host=host, session_idle_timeout=session_idle, max_sessions=MAX_SESSIONS
+    )
     return BearerToken(app, token) if token else app
 
 
@@ -62,5 +72,5 @@ def run(server: MCPServer, config: Config, host: str, port: int) -> None:
         log.warning(
             "serving on %s without SPECMEM_HTTP_TOKEN: anyone who can reach it can read the memories", host
         )
-    app = http_app(server, host, port, config.http_token, config.http_origins)
+    app = http_app(server, host, port, config.http_token, config.http_origins, config.http_session_idle)
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()

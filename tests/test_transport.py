@@ -4,15 +4,20 @@ server's stdin, and real HTTP requests."""
 from __future__ import annotations
 
 import json
+import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
 
-from tests.test_mcp import corpus  # noqa: F401 - the fixture
+from tests.test_mcp import HEADERS, INIT, corpus, free_port  # noqa: F401 - corpus is a fixture
 
 TIMEOUT = 60.0
 
@@ -117,3 +122,66 @@ def test_every_request_line_gets_an_answer_over_stdio(corpus):  # noqa: F811
     finally:
         server.close()
     assert server.proc.returncode == 0
+
+
+# -- HTTP --------------------------------------------------------------------------------------------------------
+
+
+def http_server(env: dict[str, str], host: str = "127.0.0.1") -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specmem", "serve", "--http", "--host", host, "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+    )
+    wait_for(lambda: _listening(port), what="the HTTP server to listen")
+    return proc, port
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def http_post(url: str, body: dict, headers: dict[str, str]) -> tuple[int, str, dict[str, str]]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read(4000).decode(errors="replace"), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace"), dict(exc.headers)
+
+
+def wait_for(cond, timeout: float = TIMEOUT, what: str = "condition", every: float = 0.1) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(every)
+
+
+def test_idle_http_sessions_expire(corpus):  # noqa: F811
+    """1,200 abandoned sessions took a server from 91 to 168 MB: with the SDK versions specmem allowed, a session
+    lived until its client deleted it. A session with no request for SPECMEM_HTTP_SESSION_IDLE seconds ends."""
+    proc, port = http_server({"SPECMEM_HTTP_SESSION_IDLE": "1"})
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        sessions = []
+        for _ in range(20):
+            status, _, headers = http_post(url, INIT, HEADERS)
+            assert status == 200
+            sessions.append(headers["mcp-session-id"])
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+
+        def expired(session: str) -> bool:
+            with_session = {**HEADERS, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+            return http_post(url, listing, with_session)[0] == 404
+
+        # Asking a session about itself is a request, which keeps it alive: ask less often than it may idle.
+        wait_for(lambda: all(expired(s) for s in sessions), what="the idle sessions to expire", every=2.5)
+        assert http_post(url, INIT, HEADERS)[0] == 200  # a new client is served as before
+    finally:
+        proc.terminate()
+        proc.wait(30)
