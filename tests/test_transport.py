@@ -146,6 +146,17 @@ def _listening(port: int) -> bool:
         return False
 
 
+def own_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), or None without a network."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
 def http_post(url: str, body: dict, headers: dict[str, str]) -> tuple[int, str, dict[str, str]]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
     try:
@@ -185,3 +196,51 @@ def test_idle_http_sessions_expire(corpus):  # noqa: F811
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_bearer_scheme_is_case_insensitive(corpus):  # noqa: F811
+    proc, port = http_server({"SPECMEM_HTTP_TOKEN": "s3cret-token"})
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+            auth = {**HEADERS, "Authorization": f"{scheme} s3cret-token"}
+            assert http_post(url, INIT, auth)[0] == 200, scheme
+        for wrong in ("Basic s3cret-token", "Bearer s3cret-tokenX", "Bearers3cret-token", "s3cret-token"):
+            status, text, _ = http_post(url, INIT, {**HEADERS, "Authorization": wrong})
+            assert status == 401 and "SPECMEM_HTTP_TOKEN" in text, wrong
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_bound_to_every_interface_the_machine_answers_by_its_own_address(corpus):  # noqa: F811
+    address = own_address()
+    if address is None:
+        pytest.skip("no network interface besides loopback")
+    proc, port = http_server({"SPECMEM_HTTP_TOKEN": "t0ken"}, host="0.0.0.0")
+    auth = {**HEADERS, "Authorization": "Bearer t0ken"}
+    try:
+        assert http_post(f"http://{address}:{port}/mcp", INIT, auth)[0] == 200
+        assert http_post(f"http://127.0.0.1:{port}/mcp", INIT, auth)[0] == 200
+        # DNS rebinding is still refused: a name that is not this machine's, on this machine's address.
+        rebound = http_post(f"http://{address}:{port}/mcp", INIT, {**auth, "Host": f"evil.example:{port}"})
+        assert rebound[0] == 421
+        evil_origin = http_post(
+            f"http://{address}:{port}/mcp", INIT, {**auth, "Origin": "http://evil.example"}
+        )
+        assert evil_origin[0] == 403
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_an_empty_host_is_refused_not_bound_to_every_interface(corpus, isolated):  # noqa: F811
+    done = subprocess.run(
+        [sys.executable, "-m", "specmem", "serve", "--http", "--host", "", "--port", str(free_port())],
+        cwd=isolated,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 1
+    assert "--host" in done.stderr and "0.0.0.0" in done.stderr, done.stderr
