@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import stat
 import time
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -148,16 +149,16 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
     else:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _owner_only(path)
         except OSError as exc:
             raise DatabaseError(
-                f"cannot create {path.parent}: {exc.strerror}; set SPECMEM_DB or --db"
+                f"cannot create {path}: {exc.strerror}; make {path.parent} writable, or set SPECMEM_DB or --db "
+                "(reading needs no write access)"
             ) from exc
         _ignore_folder(path.parent)
-        _owner_only(path)
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     try:
-        conn = apsw.Connection(str(path), flags=flags)
-        conn.setbusytimeout(BUSY_TIMEOUT_MS)
+        conn = _open(path, flags) if not readonly else _open_reader(path)
         _load_vec(conn)
         if not readonly and conn.execute("PRAGMA journal_mode").fetchall()[0][0] != "wal":
             conn.execute("PRAGMA journal_mode=WAL")
@@ -170,16 +171,42 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
     return conn
 
 
+def _open(name: Path | str, flags: int) -> apsw.Connection:
+    conn = apsw.Connection(str(name), flags=flags)
+    conn.setbusytimeout(BUSY_TIMEOUT_MS)  # before the first statement: a reader may meet a writer at once
+    return conn
+
+
+def _open_reader(path: Path) -> apsw.Connection:
+    """A read-only connection, even where this process may not write (an index folder made read-only, or owned by
+    another user). In WAL mode SQLite must create the `-shm` file beside the index before it can read; where it
+    cannot, and there is no `-shm` (no writer has the index open), the file is read as immutable."""
+    conn = _open(path, apsw.SQLITE_OPEN_READONLY)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        return conn
+    except (apsw.ReadOnlyError, apsw.CantOpenError):
+        conn.close()
+        if os.path.exists(f"{path}-shm"):
+            raise
+    return _open(
+        Path(f"{path.absolute().as_uri()}?immutable=1"), apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+    )
+
+
 def _owner_only(path: Path) -> None:
-    """The index holds every memory's text (and the checkpoints): readable by its owner only."""
+    """The index holds every memory's text (and the checkpoints): readable by its owner only. Permissions are
+    only ever taken away from group and others, never added: a folder its user made read-only stays so."""
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
     if path.parent.name == ".specmem":
         try:
-            os.chmod(path.parent, 0o700)
+            current = stat.S_IMODE(path.parent.stat().st_mode)
+            if current & 0o077:
+                os.chmod(path.parent, current & 0o700)
         except OSError:
-            pass
+            pass  # not ours to change (another user's folder)
 
 
 def _ignore_folder(folder: Path) -> None:

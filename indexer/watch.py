@@ -6,6 +6,7 @@ watcher ran is missed; the observer is scheduled before it, so nothing that chan
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -451,10 +452,24 @@ class WatchHost:
         return self.watcher.running
 
     def _run(self) -> None:
+        told = False
         while not self._stop.is_set():
             try:
                 self.watcher.start()
             except WatcherBusy:
+                self._stop.wait(self.retry)
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    log.exception("could not start the watcher; retrying in %.0f s", self.retry)
+                elif not told:  # an index this process may only read: say so once, then keep trying quietly
+                    log.warning(
+                        "%s is not writable here (%s): this server only reads the index, and a process that may "
+                        "write it keeps it live",
+                        self.watcher.config.db_path.parent,
+                        exc.strerror,
+                    )
+                    told = True
                 self._stop.wait(self.retry)
                 continue
             except Exception:  # noqa: BLE001 - e.g. the database folder cannot be created; try again later

@@ -31,12 +31,12 @@ class StdioServer:
     """`specmem serve` over stdio, spoken to in raw lines; replies are read on a thread, so that a reply that never
     comes fails the test after a timeout instead of hanging it."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: tuple[str, ...] = (), stderr: Any = subprocess.DEVNULL) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "specmem", "serve"],
+            [*prefix, sys.executable, "-m", "specmem", "serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             text=True,
             encoding="utf-8",
         )
@@ -74,6 +74,14 @@ class StdioServer:
         self.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}))
         assert self.reply(1)["result"]["serverInfo"]["name"] == "specmem"
         self.send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+
+    def call(self, id_: int, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """A tool's structured result; fails the test on an error."""
+        params = {"name": tool, "arguments": arguments}
+        self.send(json.dumps({"jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": params}))
+        result = self.reply(id_)["result"]
+        assert not result.get("isError"), result
+        return result["structuredContent"]
 
     def close(self) -> None:
         assert self.proc.stdin is not None
