@@ -183,3 +183,26 @@ def test_a_file_that_breaks_the_parser_holds_back_no_other_file(specs, run_scan,
     monkeypatch.setattr(scan, "parse", real_parse)
     assert run_scan().updated == 1  # tried again on the next scan
     assert dict(conn.execute("SELECT rel_path, title FROM memory_index"))["poison.md"] == "Poison v2"
+
+
+def test_a_tree_too_deep_to_watch_leaves_the_watcher_running(specs, cfg, conn, hash_embedder):
+    """watchdog walks a root with os.walk, which recurses on Python 3.11: a committed chain of 1,100 folders made
+    `Watcher.start()` raise, so `specmem watch` died and a server retried with a long traceback every 2 s."""
+    from specmem.indexer.watch import Watcher
+    from tests.test_walk import chain
+
+    write(specs / "a.md", memory("Shallow", "near the top"))
+    bottom = chain(specs, 1100, numbered=False)
+    (bottom / "x.md").write_text("# Deep\n")
+    watcher = Watcher(cfg, hash_embedder, debounce=0.05, embed=False)
+    try:
+        watcher.start()
+        wait_for(lambda: watcher.status.batches >= 1, what="the start-up reconcile")
+        titles = {r[0] for r in conn.execute("SELECT title FROM memory_index")}
+        assert titles == {"Shallow", "Deep"}  # the reconcile (a scan) indexes the deep file
+        assert watcher.running
+    finally:
+        watcher.stop()
+        (bottom / "x.md").unlink()
+        for folder in [bottom, *bottom.parents][:1100]:
+            folder.rmdir()
