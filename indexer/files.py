@@ -203,9 +203,10 @@ def walk(
     rules_of: dict[Path, IgnoreRules] = {}
     seen_dirs: set[tuple[int, int]] = set()
     for scope in _scope_list(roots, scopes):
-        root = root_of(scope, roots)
-        if root is None or root in missing_roots:
+        found_root = root_of(scope, roots)
+        if found_root is None or found_root in missing_roots:
             continue
+        root = found_root
         # Only folders strictly inside this root are left out (a root may itself lie inside the database's folder).
         inside = tuple(x for x in exclude if x != root and within(x, root))
         if any(within(scope, x) for x in inside):

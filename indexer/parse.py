@@ -162,7 +162,7 @@ def visible_lines(lines: list[str], start: int = 0) -> Iterator[tuple[int, str]]
 
 
 def _strip_comments(line: str, in_comment: bool) -> tuple[str, bool]:
-    out = []
+    out: list[str] = []
     pos = 0
     while pos <= len(line):
         if in_comment:
