@@ -176,10 +176,9 @@ def existing(
             for s in scopes
         ]
     for sql, args in queries:
-        for row in db.rows(conn, sql, args):
-            out[row.path] = Indexed(
-                row.id, FileStat(row.size, row.mtime_ns, row.ctime_ns, row.inode), row.content_hash
-            )
+        # Unpacked by name, not through db.rows: a named tuple per row is a third of a no-op rescan at 50k files.
+        for mid, path, size, mtime_ns, ctime_ns, inode, digest in conn.execute(sql, args):
+            out[path] = Indexed(mid, FileStat(size, mtime_ns, ctime_ns, inode), digest)
     return out
 
 
