@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from specmem.indexer import files
@@ -125,6 +125,10 @@ rules = st.lists(st.sampled_from(RULES), min_size=1, max_size=4)
 
 
 @pytest.mark.skipif(GIT is None, reason="git is not installed")
+# Found by this test: pathspec's `a/**` also matched the folder `a` (hiding a file a deeper .gitignore re-includes),
+# and `!b/` re-included the files in b although a rule above excludes them.
+@example(tree=[("a",)], names=["keep.md"], ignores={0: ["!keep.md"]}, top_rules=["a/**"])
+@example(tree=[(), ("b",)], names=["x.md"], ignores={0: ["!b/"]}, top_rules=["/**"])
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     tree=folders,
