@@ -42,6 +42,7 @@ class Config:
     surface_constitutional: int = 3
     http_token: str | None = field(default=None, repr=False)
     http_origins: tuple[str, ...] = ()
+    http_session_idle: float = 1800.0  # seconds without a request before an HTTP session ends
     project_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -176,6 +177,13 @@ SETTINGS = [
     ),
     Setting("http_token", "SPECMEM_HTTP_TOKEN", None, _text, "bearer token for HTTP"),
     Setting("http_origins", "SPECMEM_HTTP_ORIGINS", "http_origins", _origins, "extra allowed origins"),
+    Setting(
+        "http_session_idle",
+        "SPECMEM_HTTP_SESSION_IDLE",
+        "http_session_idle",
+        _positive_float,
+        "idle HTTP sessions end (s)",
+    ),
 ]
 _ATTR = {"database": "db_path"}
 

@@ -6,9 +6,10 @@ import ctypes
 import errno
 import importlib.util
 import os
+import stat
 import time
 from collections import namedtuple
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,17 @@ def m002_checkpoints(conn: apsw.Connection) -> None:
     )
 
 
+@migration
+def m003_stat_identity(conn: apsw.Connection) -> None:
+    # Existing rows get -1, which matches no file: each is hashed once at its next look, and nothing is rewritten.
+    conn.execute(
+        """
+        ALTER TABLE memory_index ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT -1;
+        ALTER TABLE memory_index ADD COLUMN inode INTEGER NOT NULL DEFAULT -1;
+        """
+    )
+
+
 def vec_extension_path() -> str:
     """The sqlite-vec extension bundled with the sqlite-vec package, found without importing the package (its
     import pulls in numpy and sqlite3, a third of a second on every CLI command)."""
@@ -146,17 +158,17 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
     else:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _owner_only(path)
         except OSError as exc:
             raise DatabaseError(
-                f"cannot create {path.parent}: {exc.strerror}; set SPECMEM_DB or --db"
+                f"cannot create {path}: {exc.strerror}; make {path.parent} writable, or set SPECMEM_DB or --db "
+                "(reading needs no write access)"
             ) from exc
         _ignore_folder(path.parent)
-        _owner_only(path)
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     conn: apsw.Connection | None = None
     try:
-        conn = apsw.Connection(str(path), flags=flags)
-        conn.setbusytimeout(BUSY_TIMEOUT_MS)
+        conn = _open(path, flags) if not readonly else _open_reader(path)
         _load_vec(conn)
         if not readonly and conn.execute("PRAGMA journal_mode").fetchall()[0][0] != "wal":
             conn.execute("PRAGMA journal_mode=WAL")
@@ -176,15 +188,41 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
     return conn
 
 
+def _open(name: Path | str, flags: int) -> apsw.Connection:
+    conn = apsw.Connection(str(name), flags=flags)
+    conn.setbusytimeout(BUSY_TIMEOUT_MS)  # before the first statement: a reader may meet a writer at once
+    return conn
+
+
+def _open_reader(path: Path) -> apsw.Connection:
+    """A read-only connection, even where this process may not write (an index folder made read-only, or owned by
+    another user). In WAL mode SQLite must create the `-shm` file beside the index before it can read; where it
+    cannot, and there is no `-shm` (no writer has the index open), the file is read as immutable."""
+    conn = _open(path, apsw.SQLITE_OPEN_READONLY)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        return conn
+    except (apsw.ReadOnlyError, apsw.CantOpenError):
+        conn.close()
+        if os.path.exists(f"{path}-shm"):
+            raise
+    return _open(
+        Path(f"{path.absolute().as_uri()}?immutable=1"), apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+    )
+
+
 def _owner_only(path: Path) -> None:
-    """The index holds every memory's text (and the checkpoints): readable by its owner only."""
+    """The index holds every memory's text (and the checkpoints): readable by its owner only. Permissions are
+    only ever taken away from group and others, never added: a folder its user made read-only stays so."""
     if not path.exists():
         _create(path)
     if path.parent.name == ".specmem":
         try:
-            os.chmod(path.parent, 0o700)
+            current = stat.S_IMODE(path.parent.stat().st_mode)
+            if current & 0o077:
+                os.chmod(path.parent, current & 0o700)
         except OSError:
-            pass
+            pass  # not ours to change (another user's folder)
 
 
 def _create(path: Path) -> None:
@@ -403,6 +441,31 @@ def one(conn: apsw.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any]
 def scalar(conn: apsw.Connection, sql: str, args: Sequence[Any] = ()) -> Any:
     """The first column of the first row (e.g. a count)."""
     return conn.execute(sql, args).fetchall()[0][0]
+
+
+def under(column: str, folders: Iterable[Path]) -> str:
+    """SQL that is true when `column` (a path) lies below one of `folders`: a range on the path's index. The
+    folders are written into the SQL as quoted literals, so that the clause can also define a view."""
+    ranges = []
+    for folder in folders:
+        prefix = str(folder) if str(folder).endswith(os.sep) else f"{folder}{os.sep}"
+        low, high = _quoted(prefix), _quoted(prefix[:-1] + chr(ord(os.sep) + 1))
+        ranges.append(f"({column} > {low} AND {column} < {high})")
+    return "(" + (" OR ".join(ranges) or "0") + ")"
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def serve_only(conn: apsw.Connection, roots: Iterable[Path]) -> None:
+    """Make a reading connection see only the memories under `roots`: a temporary view named `memory_index`,
+    which every unqualified query (and join) reads instead of the table. Rows left by a root that is no longer
+    configured are then served by no tool; the next full scan removes them. Nothing is written to the file."""
+    conn.execute(
+        "DROP VIEW IF EXISTS temp.memory_index; CREATE TEMP VIEW memory_index AS "
+        f"SELECT * FROM main.memory_index WHERE {under('path', roots)}"
+    )
 
 
 def now_ms() -> int:

@@ -86,62 +86,135 @@ def is_skipped_dir(name: str) -> bool:
 
 
 def within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+    """Whether `path` is `folder` or lies below it (by name: symlinks are not resolved). Compares the strings:
+    `folder in path.parents` costs a Path object and a comparison per level, and the walk asks this often."""
+    p, f = str(path), str(folder)
+    return p == f or p.startswith(f if f.endswith(os.sep) else f + os.sep)
+
+
+# One ignore file's rules, last line first: (a regular expression matching a path relative to the file's folder,
+# with a trailing `/` for a folder; whether a match excludes it). A negated line (`!x`) re-includes.
+Rules = tuple[tuple[re.Pattern[str], bool], ...]
+# The rules in force inside one folder: (length of a folder's path prefix, that folder's rules), from the
+# repository top down. A path's text after the prefix is its path relative to that folder, as gitignore wants it.
+Layers = tuple[tuple[int, Rules], ...]
+
+
+def compile_rules(lines: list[str]) -> Rules:
+    """gitignore lines as rules that match a path itself, never merely a folder above it: the walk does not enter
+    an excluded folder, so what is below one never needs matching, and a negated folder (`!b/`) must not
+    re-include the files in it (git's rule). pathspec translates the patterns."""
+    out: list[tuple[re.Pattern[str], bool]] = []
+    for pattern in pathspec.GitIgnoreSpec.from_lines(map(_git_line, lines)).patterns:
+        if pattern.include is not None and pattern.regex is not None:
+            out.append((re.compile(f"(?:{pattern.regex.pattern})\\Z"), pattern.include))
+    return tuple(reversed(out))
+
+
+def _git_line(line: str) -> str:
+    """A trailing `/**` matches everything inside a folder but not the folder itself; pathspec also matches the
+    folder, which would hide a file that a deeper ignore file re-includes. `/**/*` says the same thing exactly."""
+    stripped = line.rstrip(" ")
+    return stripped + "/*" if stripped.endswith("/**") else line
 
 
 class IgnoreRules:
-    """gitignore-style rules for one root, read from ignore files from the repository top down to each folder."""
+    """gitignore-style rules for one root, read from ignore files from the repository top down to each folder.
+
+    The walk carries the layers in force down the tree, so deciding about a path costs one match per ignore file
+    above it, not a walk back to the repository top (which made a deep tree cost depth³)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.base = next((p for p in (root, *root.parents) if (p / ".git").exists()), root)
-        self._specs: dict[Path, pathspec.GitIgnoreSpec | None] = {}
+        self._rules: dict[Path, Rules | None] = {}
+        self._inside: dict[Path, Layers | None] = {}
 
-    def _spec(self, folder: Path) -> pathspec.GitIgnoreSpec | None:
-        if folder not in self._specs:
+    def _read(self, folder: Path) -> Rules | None:
+        if folder not in self._rules:
             lines: list[str] = []
             for name in IGNORE_FILES:
                 try:
                     lines += (folder / name).read_text(encoding="utf-8", errors="replace").splitlines()
                 except OSError:
                     pass
-            self._specs[folder] = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
-        return self._specs[folder]
+            self._rules[folder] = compile_rules(lines) or None
+        return self._rules[folder]
 
-    def excludes(self, path: Path, is_dir: bool) -> bool:
-        """Whether `path` itself is ignored by the rules of the folders above it (deepest file wins)."""
-        folder = path.parent
-        while within(folder, self.base):
-            spec = self._spec(folder)
-            if spec is not None:
-                rel = path.relative_to(folder).as_posix() + ("/" if is_dir else "")
-                result = spec.check_file(rel).include
-                if result is not None:
-                    return bool(result)
-            if folder == self.base:
-                break
-            folder = folder.parent
+    def layers(self, folder: Path, above: Layers, names: set[str] | None = None) -> Layers:
+        """The layers in force inside `folder`: those `above` it plus its own ignore files. `names`, the folder's
+        entries when the caller has listed them, spares opening ignore files that are not there."""
+        if names is not None and not names.intersection(IGNORE_FILES):
+            self._rules.setdefault(folder, None)
+        rules = self._read(folder)
+        if rules is None:
+            return above
+        prefix = str(folder)
+        return (*above, (len(prefix) if prefix.endswith(os.sep) else len(prefix) + 1, rules))
+
+    @staticmethod
+    def matches(layers: Layers, path: str, is_dir: bool) -> bool:
+        """Whether the layers exclude `path` (in the folder they apply to): the deepest ignore file with a matching
+        line decides, and in it the last matching line."""
+        for prefix_len, rules in reversed(layers):
+            rel = path[prefix_len:]
+            if os.sep != "/":
+                rel = rel.replace(os.sep, "/")
+            if is_dir:
+                rel += "/"
+            for regex, exclude in rules:
+                if regex.search(rel):
+                    return exclude
         return False
+
+    def inside(self, folder: Path) -> Layers | None:
+        """The layers in force inside `folder` (the root or a folder below it), or None when it is excluded."""
+        if folder in self._inside:
+            return self._inside[folder]
+        if not within(folder, self.root):
+            raise ValueError(f"{folder} is not inside {self.root}")
+        # Climb to the nearest folder already known (iteratively: a deep tree must not exhaust the stack).
+        chain: list[Path] = []
+        current = folder
+        while current not in self._inside and current != self.root:
+            chain.append(current)
+            current = current.parent
+        if current == self.root and current not in self._inside:
+            up = [self.root, *self.root.parents]
+            top: Layers = ()
+            for above in reversed(up[: up.index(self.base) + 1]):  # from the repository top down to the root
+                top = self.layers(above, top)
+            self._inside[self.root] = top
+        layers = self._inside[current]
+        for below in reversed(chain):
+            if layers is not None and (
+                is_skipped_dir(below.name) or self.matches(layers, str(below), is_dir=True)
+            ):
+                layers = None
+            elif layers is not None:
+                layers = self.layers(below, layers)
+            self._inside[below] = layers
+        return layers
 
     def ignored(self, path: Path, is_dir: bool = False) -> bool:
         """Whether `path` (inside the root) is excluded, by its own name or by an excluded folder above it."""
-        rel_parts = path.relative_to(self.root).parts
-        current = self.root
-        for i, part in enumerate(rel_parts):
-            current = current / part
-            last = i == len(rel_parts) - 1
-            if (not last or is_dir) and is_skipped_dir(part):
-                return True
-            if self.excludes(current, is_dir or not last):
-                return True
-        return False
+        if is_dir:
+            return self.inside(path) is None
+        layers = self.inside(path.parent)
+        return layers is None or self.matches(layers, str(path), is_dir=False)
 
 
 @dataclass
 class WalkResult:
-    files: dict[Path, tuple[Path, os.stat_result]] = field(default_factory=dict)  # path → (root, stat)
+    # path → (root, stat); keyed by the path's text: 50,000 Path objects cost a no-op rescan more than its stats
+    found: dict[str, tuple[Path, os.stat_result]] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
     incomplete: list[Path] = field(default_factory=list)  # folders that could not be read: keep their rows
+
+    @property
+    def files(self) -> dict[Path, tuple[Path, os.stat_result]]:
+        """The memory files found: path → (root, stat)."""
+        return {Path(p): v for p, v in self.found.items()}
 
 
 def root_of(path: Path, roots: tuple[Path, ...]) -> Path | None:
@@ -169,9 +242,10 @@ def walk(
     rules_of: dict[Path, IgnoreRules] = {}
     seen_dirs: set[tuple[int, int]] = set()
     for scope in _scope_list(roots, scopes):
-        root = root_of(scope, roots)
-        if root is None or root in missing_roots:
+        found_root = root_of(scope, roots)
+        if found_root is None or found_root in missing_roots:
             continue
+        root = found_root
         # Only folders strictly inside this root are left out (a root may itself lie inside the database's folder).
         inside = tuple(x for x in exclude if x != root and within(x, root))
         if any(within(scope, x) for x in inside):
@@ -196,7 +270,7 @@ def walk(
         if is_dir:
             _walk_dir(scope, root, roots, rules, inside, seen_dirs, result)
         elif stat_mod.S_ISREG(st.st_mode) and is_memory_name(scope.name):
-            result.files[scope] = (root, st)
+            result.found[str(scope)] = (root, st)
     return result
 
 
@@ -230,7 +304,7 @@ def _escapes(path: Path, roots: tuple[Path, ...], result: WalkResult) -> bool:
 
 
 def _walk_dir(
-    folder: Path,
+    top: Path,
     root: Path,
     roots: tuple[Path, ...],
     rules: IgnoreRules,
@@ -238,53 +312,66 @@ def _walk_dir(
     seen_dirs: set[tuple[int, int]],
     result: WalkResult,
 ) -> None:
-    try:
-        st = folder.stat()
-        key = (st.st_dev, st.st_ino)
-        if key in seen_dirs:
-            result.problems.append(
-                (str(folder), "symlink loop: this folder was already walked; not followed")
-            )
-            return
-        seen_dirs.add(key)
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as exc:
-        result.problems.append(
-            (str(folder), f"cannot read folder ({exc.strerror}); its memories are kept as they were")
-        )
-        result.incomplete.append(folder)
-        return
-    for entry in entries:
-        path = Path(entry.path)
+    """Depth first, in name order, with an explicit stack: no recursion limit on how deep a tree may go."""
+    # (folder, the layers in force in its parent); a scope below the root was found not to be ignored.
+    pending: list[tuple[Path, Layers]] = [(top, () if top == root else rules.inside(top.parent) or ())]
+    while pending:
+        folder, above = pending.pop()
         try:
-            is_link = entry.is_symlink()
-            is_dir = entry.is_dir()
-            is_file = entry.is_file()
+            st = folder.stat()
+            key = (st.st_dev, st.st_ino)
+            if key in seen_dirs:
+                result.problems.append(
+                    (str(folder), "symlink loop: this folder was already walked; not followed")
+                )
+                continue
+            seen_dirs.add(key)
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            result.problems.append((str(path), f"cannot stat ({exc.strerror})"))
+            result.problems.append(
+                (str(folder), f"cannot read folder ({exc.strerror}); its memories are kept as they were")
+            )
+            result.incomplete.append(folder)
             continue
-        if is_link and (is_dir or is_file):
-            target = path.resolve()
-            if not any(within(target, r) for r in roots):
-                if is_dir or is_memory_name(entry.name):
-                    result.problems.append(
-                        (str(path), f"symlink to {target}, outside the roots; not indexed")
-                    )
-                continue
-        if is_dir:
-            if is_skipped_dir(entry.name) or any(within(path, x) for x in exclude):
-                continue
-            if rules.ignored(path, is_dir=True):
-                continue
-            if path != root and path in roots:
-                continue  # a nested root is walked on its own
-            _walk_dir(path, root, roots, rules, exclude, seen_dirs, result)
-        elif is_file and is_memory_name(entry.name):
-            if rules.excludes(path, False) or path in result.files:
-                continue
+        if folder == root:
+            layers = rules.inside(root) or ()
+        else:
+            layers = rules.layers(folder, above, {e.name for e in entries})
+        subdirs: list[tuple[Path, Layers]] = []
+        for entry in entries:
+            name = entry.name
             try:
-                result.files[path] = (root, path.stat())
+                is_link = entry.is_symlink()
+                is_dir = entry.is_dir()
+                is_file = entry.is_file()
             except OSError as exc:
-                result.problems.append((str(path), f"cannot stat ({exc.strerror})"))
-        elif is_link and not is_dir and not is_file and is_memory_name(entry.name):
-            result.problems.append((str(path), "broken symlink; not indexed"))
+                result.problems.append((entry.path, f"cannot stat ({exc.strerror})"))
+                continue
+            if not is_dir and not (is_memory_name(name) and (is_file or is_link)):
+                continue
+            if is_link and (is_dir or is_file):
+                target = Path(entry.path).resolve()
+                if not any(within(target, r) for r in roots):
+                    result.problems.append(
+                        (entry.path, f"symlink to {target}, outside the roots; not indexed")
+                    )
+                    continue
+            if is_dir:
+                path = Path(entry.path)
+                if is_skipped_dir(name) or any(within(path, x) for x in exclude):
+                    continue
+                if path != root and path in roots:
+                    continue  # a nested root is walked on its own
+                if rules.matches(layers, entry.path, is_dir=True):
+                    continue
+                subdirs.append((path, layers))
+            elif is_file:
+                if rules.matches(layers, entry.path, is_dir=False) or entry.path in result.found:
+                    continue
+                try:
+                    result.found[entry.path] = (root, entry.stat())
+                except OSError as exc:
+                    result.problems.append((entry.path, f"cannot stat ({exc.strerror})"))
+            else:
+                result.problems.append((entry.path, "broken symlink; not indexed"))
+        pending.extend(reversed(subdirs))

@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import yaml
+from frontmatter.default_handlers import SafeLoader as YAMLLoader
 from frontmatter.default_handlers import YAMLHandler
 
 from specmem.indexer.tiers import DEFAULT_TIER, TIERS
@@ -32,6 +33,10 @@ BODY_TIER_RE = re.compile(
 )
 TRIGGER_HEADING_RE = re.compile(r"^trigger[ _-]?phrases?$", re.IGNORECASE)
 LIST_ITEM_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.*\S)\s*$")
+# Real frontmatter is a few hundred bytes; a bigger block is not metadata, and parsing it costs time and memory.
+MAX_FRONTMATTER_BYTES = 64 * 1024
+MAX_VALUE_CHARS = 1000  # one metadata value (title, tier, a tag, a phrase) as text
+SHOWN_CHARS = 60  # how much of a bad value a warning quotes
 
 
 @dataclass
@@ -94,8 +99,21 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
         )
         return {}, 0
     block = "\n".join(lines[1:end])
+    size = len(block.encode("utf-8", "surrogatepass"))
+    if size > MAX_FRONTMATTER_BYTES:
+        warnings.append(
+            f"frontmatter is {size / 1024:.0f} KB, over the {MAX_FRONTMATTER_BYTES // 1024} KB limit; indexed with "
+            "default metadata: keep the metadata short and move the rest into the body"
+        )
+        return {}, end + 1
     try:
         if fence == "---":
+            if _has_alias(block):
+                warnings.append(
+                    "frontmatter uses YAML aliases (*name); specmem does not expand them (a few lines of aliases "
+                    "can expand to gigabytes); indexed with default metadata: write the values out"
+                )
+                return {}, end + 1
             meta = YAMLHandler().load(block) if block.strip() else {}
         else:
             meta = tomllib.loads(block)
@@ -120,6 +138,11 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
     return meta, end + 1
 
 
+def _has_alias(block: str) -> bool:
+    """Whether a YAML block refers to an anchor. Parsing events expands nothing, so this is linear in the text."""
+    return any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(block, Loader=YAMLLoader))
+
+
 def visible_lines(lines: list[str], start: int = 0) -> Iterator[tuple[int, str]]:
     """(index, text) of lines outside fenced code blocks, with HTML comments blanked out."""
     fence: str | None = None
@@ -139,7 +162,7 @@ def visible_lines(lines: list[str], start: int = 0) -> Iterator[tuple[int, str]]
 
 
 def _strip_comments(line: str, in_comment: bool) -> tuple[str, bool]:
-    out = []
+    out: list[str] = []
     pos = 0
     while pos <= len(line):
         if in_comment:
@@ -166,6 +189,35 @@ def _get(meta: dict[str, Any], *keys: str) -> Any:
     return None
 
 
+def _text(value: Any, name: str, warnings: list[str]) -> str | None:
+    """One metadata value as text, or None with a warning. The only place a frontmatter value becomes a string:
+    a list or mapping is never stringified (it may be huge), nor an integer too long for Python to print."""
+    if value is None:
+        return None
+    if isinstance(value, dt.date | bool | float):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, int):
+        try:
+            text = str(value)
+        except ValueError:
+            warnings.append(f"`{name}` is a number of thousands of digits, not text; ignored")
+            return None
+    else:
+        warnings.append(f"`{name}` should be text, not a {type(value).__name__}; ignored")
+        return None
+    text = text.strip()
+    if len(text) > MAX_VALUE_CHARS:
+        warnings.append(f"`{name}` is {len(text)} characters long (at most {MAX_VALUE_CHARS}); ignored")
+        return None
+    return text
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…")
+
+
 def _str_list(value: Any, name: str, warnings: list[str]) -> list[str]:
     if value is None:
         return []
@@ -181,35 +233,36 @@ def _str_list(value: Any, name: str, warnings: list[str]) -> list[str]:
         if isinstance(item, dict | list):
             warnings.append(f"`{name}` holds a nested {type(item).__name__}; that item is ignored")
             continue
-        text = str(item).strip()
+        text = _text(item, name, warnings)
         if text and text not in out:
             out.append(text)
     return out
 
 
 def _tier(value: Any, source: str, warnings: list[str]) -> str | None:
-    if value is None:
+    text = _text(value, "importance_tier", warnings)
+    if text is None:
         return None
-    tier = str(value).strip().lower()
-    if tier in TIERS:
-        return tier
+    if text.lower() in TIERS:
+        return text.lower()
     warnings.append(
-        f"unknown importance tier {str(value)!r} in {source}; using a default (one of: {', '.join(TIERS)})"
+        f"unknown importance tier {_shown(text)} in {source}; using a default (one of: {', '.join(TIERS)})"
     )
     return None
 
 
 def _expires(value: Any, warnings: list[str]) -> str | None:
-    if value is None or value == "":
-        return None
     if isinstance(value, dt.datetime):
         return value.date().isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
+    text = _text(value, "expires", warnings)
+    if not text:
+        return None
     try:
-        return dt.date.fromisoformat(str(value).strip()[:10]).isoformat()
+        return dt.date.fromisoformat(text[:10]).isoformat()
     except ValueError:
-        warnings.append(f"`expires` value {str(value)!r} is not a date (YYYY-MM-DD); ignored")
+        warnings.append(f"`expires` value {_shown(text)} is not a date (YYYY-MM-DD); ignored")
         return None
 
 
@@ -281,14 +334,8 @@ def parse(data: bytes, rel_path: PurePosixPath, *, truncated_from: int | None = 
         or ("constitutional" if constitutional_folder else DEFAULT_TIER)
     )
 
-    raw_title = _get(meta, "title")
-    if isinstance(raw_title, dict | list):
-        warnings.append("`title` should be text, not a list or mapping; falling back to the first heading")
-        raw_title = None
-    title = (str(raw_title).strip() if raw_title is not None else "") or first_heading(lines, body_start)
-    title = title or rel_path.stem
-
-    context_type = _get(meta, "context_type", "contextType")
+    title = _text(_get(meta, "title"), "title", warnings) or first_heading(lines, body_start) or rel_path.stem
+    context_type = _text(_get(meta, "context_type", "contextType"), "context_type", warnings)
     triggers = _str_list(_get(meta, "trigger_phrases", "triggerPhrases"), "trigger_phrases", warnings)
     for phrase in _trigger_section(lines, body_start):
         if phrase not in triggers:
@@ -297,7 +344,7 @@ def parse(data: bytes, rel_path: PurePosixPath, *, truncated_from: int | None = 
     return ParsedFile(
         title=title,
         tier=tier,
-        context_type=str(context_type).strip() if context_type is not None else None,
+        context_type=context_type or None,
         trigger_phrases=triggers,
         tags=_str_list(_get(meta, "tags"), "tags", warnings),
         expires=_expires(_get(meta, "expires"), warnings),

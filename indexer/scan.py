@@ -3,6 +3,8 @@ changed file (parse, chunk) and store its keyword rows at once; embeddings follo
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import os
 import time
 from collections import defaultdict
@@ -22,11 +24,16 @@ from specmem.indexer.lock import FileLock
 from specmem.indexer.parse import parse
 from specmem.indexer.store import FileStat, Prepared
 
+log = logging.getLogger("specmem.scan")
 Progress = Callable[[str, int, int], None]
 FILES_PER_BATCH = 200
 WRITE_LOCK_TIMEOUT = 120.0
 SETTLE_ATTEMPTS = 4
 SETTLE_DELAY = 0.05
+# The coarsest file timestamps in use (FAT: 2 s; HFS+, ext3 and some network filesystems: 1 s).
+RACY_NS = 2_000_000_000
+# An mtime this far ahead of the clock is reported (a little skew from a network filesystem is not).
+FUTURE_SLACK_NS = 60_000_000_000
 # Bump when parsing or chunking changes what a file's rows would be: the next scan re-indexes every file.
 INDEX_FORMAT = "1"
 
@@ -77,25 +84,35 @@ def prepare(
     rel = PurePosixPath(path.relative_to(root).as_posix())
     parsed = parse(data, rel, truncated_from=truncated_from)
     chunks, chunk_warnings = chunk_file(parsed, embedder.count_tokens, embedder.max_tokens)
-    return Prepared(
-        path, root, stat, digest_of(data, truncated_from), parsed, chunks, parsed.warnings + chunk_warnings
-    )
+    warnings = parsed.warnings + chunk_warnings
+    ahead = stat.mtime_ns - time.time_ns()
+    if ahead > FUTURE_SLACK_NS:  # store_memory clamps its time to now
+        when = dt.datetime.fromtimestamp(stat.mtime_ns / 1e9).isoformat(sep=" ", timespec="seconds")
+        warnings.append(
+            f"modified in the future ({when}, {ahead / 86_400e9:.1f} days ahead); counted as modified when it was "
+            "indexed: fix the clock that wrote it, or `touch` the file"
+        )
+    return Prepared(path, root, stat, digest_of(data, truncated_from), parsed, chunks, warnings)
 
 
-def read_settled(path: Path, limit: int, st: FileStat) -> tuple[bytes, int | None, FileStat]:
-    """Read a file that may be being written: retry until its size and mtime hold still across the read.
+def read_settled(path: Path, limit: int, st: FileStat) -> tuple[bytes, int | None, FileStat, bool]:
+    """Read a file that may be being written: retry until its stat holds still across the read.
 
-    Returns (data, truncated_from, stat of the data). When the file never settles the stat carries mtime -1,
-    so that the next pass reads it again."""
+    Returns (data, truncated_from, stat of the data, settled). A file that never settles, or that was modified
+    within the timestamp granularity of the read (git's "racy" rule: a filesystem with 1 or 2 s timestamps gives
+    a second write in the same tick the same mtime), is marked so that its next look reads it again."""
+    read_from = time.time_ns()
     for attempt in range(SETTLE_ATTEMPTS):
         data, truncated_from = read_head(path, limit)
         after = FileStat.of(path.stat())
         if after == st:
-            return data, truncated_from, after
+            racy = after.mtime_ns >= read_from - RACY_NS
+            return data, truncated_from, after.recheck() if racy else after, True
         st = after
         if attempt < SETTLE_ATTEMPTS - 1:
             time.sleep(SETTLE_DELAY)
-    return data, truncated_from, FileStat(st.size, -1)
+            read_from = time.time_ns()
+    return data, truncated_from, st.recheck(), False
 
 
 def scan(
@@ -162,38 +179,38 @@ def _keyword_phase(
         force, scopes = True, None  # every file's rows must be rebuilt, not only those in scope
     walked = files.walk(roots, exclude=(config.db_path.parent,), scopes=scopes)
     report.problems.extend(walked.problems)
-    report.files_seen = len(walked.files)
+    report.files_seen = len(walked.found)
     existing = store.existing(conn, roots, scopes)
 
-    # Classify: cheapest test first. Reading happens outside any transaction.
+    # Classify: cheapest test first. Reading happens outside any transaction. Paths stay text until a file
+    # turns out to need work: a no-op rescan of 50,000 files must not build 100,000 Path objects.
     changed: list[tuple[Path, Path, FileStat, bytes, int | None, int | None]] = []
     stat_only: list[tuple[int, FileStat]] = []
-    unreadable: set[Path] = set()
-    vanished: set[Path] = set()
-    total = len(walked.files)
-    for done, (path, (root, os_stat)) in enumerate(walked.files.items(), 1):
-        row = existing.get(path)
+    unreadable: set[str] = set()
+    vanished: set[str] = set()
+    total = len(walked.found)
+    for done, (name, (root, os_stat)) in enumerate(walked.found.items(), 1):
+        row = existing.get(name)
         st = FileStat.of(os_stat)
-        if row and not force and row.size == st.size and row.mtime_ns == st.mtime_ns:
+        if row and not force and row.stat == st:
             report.unchanged += 1
         else:
+            path = Path(name)
             try:
-                data, truncated_from, st = read_settled(path, config.max_file_bytes, st)
+                data, truncated_from, st, settled = read_settled(path, config.max_file_bytes, st)
             except FileNotFoundError:
-                vanished.add(
-                    path
-                )  # deleted since the walk: its row (if any) goes with the others that are gone
+                # Deleted since the walk: its row (if any) goes with the others that are gone.
+                vanished.add(name)
                 continue
             except OSError as exc:
-                report.problems.append(
-                    (str(path), f"cannot read ({exc.strerror}); its memory is kept as it was")
-                )
-                unreadable.add(path)
+                report.problems.append((name, f"cannot read ({exc.strerror}); its memory is kept as it was"))
+                unreadable.add(name)
                 continue
-            if st.mtime_ns == -1:
-                report.unsettled.append(str(path))
+            if not settled:
+                report.unsettled.append(name)
             if row and not force and digest_of(data, truncated_from) == row.content_hash:
-                stat_only.append((row.id, st))
+                if st != row.stat:
+                    stat_only.append((row.id, st))
                 report.unchanged += 1
             else:
                 changed.append((path, root, st, data, truncated_from, row.id if row else None))
@@ -201,15 +218,19 @@ def _keyword_phase(
             progress("checking", done, total)
 
     gone = {
-        path: row
-        for path, row in existing.items()
-        if (path not in walked.files or path in vanished)
-        and path not in unreadable
-        and not any(files.within(path, folder) for folder in walked.incomplete)
+        name: row
+        for name, row in existing.items()
+        if (name not in walked.found or name in vanished)
+        and name not in unreadable
+        and not any(files.within(Path(name), folder) for folder in walked.incomplete)
     }
-    gone_by_digest: dict[str, list[tuple[Path, int]]] = defaultdict(list)
-    for path, row in gone.items():
-        gone_by_digest[row.content_hash].append((path, row.id))
+    if scopes is None:
+        # Rows of a root that is no longer configured, or that a root symlink no longer points to: readers
+        # already ignore them (db.serve_only); a full scan removes them, or keeps their id if the file moved in.
+        gone.update(store.outside(conn, roots))
+    gone_by_digest: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for name, row in gone.items():
+        gone_by_digest[row.content_hash].append((name, row.id))
 
     vec_model = embedder.model_id if vectors_usable(conn, embedder.model_id) else None
     claimed: set[int] = set()
@@ -223,7 +244,18 @@ def _keyword_phase(
         batch = changed[start : start + step]
         prepared = []
         for path, root, st, data, truncated_from, mid in batch:
-            prep = prepare(path, root, st, data, truncated_from, embedder)
+            try:
+                prep = prepare(path, root, st, data, truncated_from, embedder)
+            except Exception as exc:  # noqa: BLE001 - a bug one file triggers must not stop every other file
+                log.exception("cannot index %s", path)
+                report.problems.append(
+                    (
+                        str(path),
+                        f"cannot be indexed ({type(exc).__name__}: {exc}); this is a bug in specmem, please "
+                        "report it with the file; its memory is kept as it was and retried on its next change",
+                    )
+                )
+                continue
             kind = "updated" if mid is not None else "added"
             if mid is None and gone_by_digest.get(prep.digest):
                 old_path, mid = gone_by_digest[prep.digest].pop()
@@ -231,7 +263,7 @@ def _keyword_phase(
                 kind = "moved"
             elif mid is None and scopes is not None:
                 # The move's other side may lie outside these scopes (the watcher saw the new name first).
-                mid = _moved_from_elsewhere(conn, prep.digest, walked.files, claimed)
+                mid = _moved_from_elsewhere(conn, prep.digest, walked.found, claimed)
                 kind = "moved" if mid is not None else kind
             prepared.append((prep, mid, kind))
         with db.write_tx(conn):
@@ -241,10 +273,7 @@ def _keyword_phase(
                 report.warnings.extend((str(prep.path), w) for w in prep.warnings)
             if start == 0:
                 for mid, st in stat_only:
-                    conn.execute(
-                        "UPDATE memory_index SET size = ?, mtime_ns = ? WHERE id = ?",
-                        (st.size, st.mtime_ns, mid),
-                    )
+                    store.update_stat(conn, mid, st)
             if start == last_start:  # after every batch has claimed the gone rows its moves came from
                 store.delete_memories(conn, [row.id for row in gone.values()])
                 report.removed = len(gone)
@@ -260,11 +289,11 @@ def _keyword_phase(
 
 
 def _moved_from_elsewhere(
-    conn: apsw.Connection, digest: str, found: dict[Path, tuple[Path, os.stat_result]], claimed: set[int]
+    conn: apsw.Connection, digest: str, found: dict[str, tuple[Path, os.stat_result]], claimed: set[int]
 ) -> int | None:
     """The id of an indexed memory with this content whose file no longer exists: the source of a move."""
     for mid, path in conn.execute("SELECT id, path FROM memory_index WHERE content_hash = ?", (digest,)):
-        if mid not in claimed and Path(path) not in found and not os.path.lexists(path):
+        if mid not in claimed and path not in found and not os.path.lexists(path):
             claimed.add(mid)
             return int(mid)
     return None

@@ -6,6 +6,7 @@ watcher ran is missed; the observer is scheduled before it, so nothing that chan
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -120,6 +121,7 @@ class Watcher:
         self._observer: BaseObserver | None = None
         self._watches: dict[Path, tuple[ObservedWatch, tuple[int, int]]] = {}
         self._parent_watches: dict[Path, ObservedWatch] = {}
+        self._unwatchable: dict[Path, tuple[int, int]] = {}  # roots too deep to watch (a new folder is tried)
         self._threads: list[threading.Thread] = []
         self._db_dir = config.db_path.parent
         self._busy = False  # a batch or an embedding pass is running
@@ -270,7 +272,7 @@ class Watcher:
                     "root %s %s", root, "was replaced; watching the new folder" if ident else "was deleted"
                 )
             self._watch_parents(root)
-            if ident is None:
+            if ident is None or self._unwatchable.get(root) == ident:
                 continue
             try:
                 watch = self._observer.schedule(
@@ -278,6 +280,16 @@ class Watcher:
                 )
             except OSError as exc:
                 log.warning("cannot watch %s (%s); will retry", root, exc.strerror or exc)
+                continue
+            except RecursionError:
+                # watchdog adds a watch per folder while walking the tree with os.walk, which recurses on
+                # Python 3.11: a tree about 1,000 folders deep cannot be watched. Said once; scans still index it.
+                log.warning(
+                    "%s holds folders too deep for the filesystem watcher to follow on this Python; changes in "
+                    "this root are indexed by scans (memory_index_scan, specmem scan, a server's start), not live",
+                    root,
+                )
+                self._unwatchable[root] = ident
                 continue
             self._watches[root] = (watch, ident)
             if current is not None or self.status.batches:
@@ -479,10 +491,24 @@ class WatchHost:
         return self.watcher.running
 
     def _run(self) -> None:
+        told = False
         while not self._stop.is_set():
             try:
                 self.watcher.start()
             except WatcherBusy:
+                self._stop.wait(self.retry)
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    log.exception("could not start the watcher; retrying in %.0f s", self.retry)
+                elif not told:  # an index this process may only read: say so once, then keep trying quietly
+                    log.warning(
+                        "%s is not writable here (%s): this server only reads the index, and a process that may "
+                        "write it keeps it live",
+                        self.watcher.config.db_path.parent,
+                        exc.strerror,
+                    )
+                    told = True
                 self._stop.wait(self.retry)
                 continue
             except Exception:  # noqa: BLE001 - e.g. the database folder cannot be created; try again later

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from specmem.indexer import db
+from specmem.indexer import db, store
 from specmem.indexer.config import Config
 from specmem.indexer.embed import get_embedder
 from specmem.indexer.errors import DatabaseError, ModelUnavailable
 from specmem.indexer.lock import current_holder, read_holder
+
+if TYPE_CHECKING:
+    import apsw
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -118,6 +121,7 @@ def _database(config: Config) -> list[Check]:
         else:
             out.append(Check("embeddings", "ok", f"{index_model}, {db.get_config(conn, 'dim')} dimensions"))
         out += _orphans(conn)
+        out.append(_outside(conn, config))
         pending = conn.execute(
             "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"
         ).fetchall()[0][0]
@@ -160,6 +164,21 @@ def _orphans(conn) -> list[Check]:  # type: ignore[no-untyped-def]
             Check("orphans", "fail", "; ".join(problems), "run `specmem scan --force` to rebuild every row")
         ]
     return [Check("orphans", "ok", f"{chunks} chunks, {fts} FTS rows, none orphaned")]
+
+
+def _outside(conn: apsw.Connection, config: Config) -> Check:
+    """Rows of a root that is no longer configured (or that a root symlink no longer points to)."""
+    rows = store.outside(conn, config.roots)
+    if not rows:
+        return Check("roots", "ok", "every indexed memory lies under the roots")
+    n = len(rows)
+    return Check(
+        "roots",
+        "warn",
+        f"{n} indexed {'memory lies' if n == 1 else 'memories lie'} outside the roots (e.g. {min(rows)}); "
+        "no tool serves them",
+        "run `specmem scan`: a full scan removes them (or put their root back in the configuration)",
+    )
 
 
 def _lock(config: Config) -> Check:

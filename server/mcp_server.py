@@ -65,4 +65,6 @@ def serve(config: Config, *, http: bool = False, host: str = "127.0.0.1", port: 
 
         http_transport.run(server, config, host, port)
     else:
-        server.run("stdio")
+        from specmem.server import stdio
+
+        stdio.run(server)  # the SDK's transport, but every request line gets an answer

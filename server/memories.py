@@ -199,7 +199,9 @@ def stats(conn: apsw.Connection, cfg: Config) -> Stats:
         model=db.get_config(conn, "model"),
         dim=int(dim) if dim else None,
         memories=db.scalar(conn, "SELECT count(*) FROM memory_index"),
-        chunks=db.scalar(conn, "SELECT count(*) FROM memory_chunks"),
+        chunks=db.scalar(
+            conn, "SELECT count(*) FROM memory_chunks WHERE memory_id IN (SELECT id FROM memory_index)"
+        ),
         by_tier=_counts(conn, "importance_tier"),
         by_spec_folder=_counts(conn, "spec_folder"),
         by_context_type=_counts(conn, "context_type"),

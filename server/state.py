@@ -89,6 +89,7 @@ class ReadState:
                     self._open.discard(local.conn)
             local.conn = None
             local.conn = db.connect(self.config.db_path, readonly=True)
+            db.serve_only(local.conn, self.config.roots)
             local.stamp = stamp
             with self._lock:
                 self._open.add(local.conn)
