@@ -28,7 +28,7 @@ WRITE_LOCK_TIMEOUT = 120.0
 SETTLE_ATTEMPTS = 4
 SETTLE_DELAY = 0.05
 # Bump when parsing or chunking changes what a file's rows would be: the next scan re-indexes every file.
-INDEX_FORMAT = "1"
+INDEX_FORMAT = "2"
 
 
 @dataclass
