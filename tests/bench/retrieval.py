@@ -10,7 +10,7 @@ The development sets (shared/data, see its README):
 - cranfield: 1,400 abstracts, 225 queries, graded judgments.
 - qa-anthropic-docs: 45 pages indexed where they lie, 100 questions, page-level judgments.
 
-Abstracts are written as memory files (`# title` + text) under the work folder. Everything is scanned by `specmem
+Abstracts are written as memory files (`# title` + text) under the system's temporary folder. Everything is scanned by `specmem
 scan`'s library call and searched by `server.search.search`, exactly as the CLI does. With `--cache DIR` the
 indexes are kept there: a rerun re-embeds only chunks whose text changed. Figures go to results/retrieval.json.
 """
@@ -118,9 +118,7 @@ def scifact(work: Path) -> Collection:
     _abstracts(src, work / "scifact-train")
     queries = [Query(q["_id"], q["text"]) for q in _jsonl(src / "queries.jsonl")]
     qrels = load_qrels(src / "qrels" / "train.tsv")
-    return Collection(
-        "scifact-train", work / "scifact-train", queries, qrels, lambda rel: Path(rel).stem
-    )
+    return Collection("scifact-train", work / "scifact-train", queries, qrels, lambda rel: Path(rel).stem)
 
 
 def cranfield(work: Path) -> Collection:
@@ -147,10 +145,14 @@ BUILDERS: dict[str, Callable[[Path], Collection]] = {
 
 
 def open_indexed(name: str, work: Path, embedder: Embedder | None = None):  # noqa: ANN201
-    """The collection, an up-to-date index of it under `work` (re-embedding only changed chunks) and the model."""
-    coll = BUILDERS[name](work / "corpora")
-    (work / "db").mkdir(parents=True, exist_ok=True)
-    cfg = config.resolve(db=work / "db" / f"{name}.db", roots=[coll.root], cwd=work)
+    """The collection, an up-to-date index of it under `work` (re-embedding only changed chunks) and the model.
+
+    Generated corpora go to a fixed folder under the system's temporary directory, not under `work`: a cache
+    inside a git work tree is git-ignored, and the indexer honours .gitignore from the repository's top."""
+    coll = BUILDERS[name](Path(tempfile.gettempdir()) / "specmem-bench-corpora")
+    # One folder per index: the write lock and the change signal live next to the database.
+    (work / "db" / name).mkdir(parents=True, exist_ok=True)
+    cfg = config.resolve(db=work / "db" / name / "index.db", roots=[coll.root], cwd=work)
     conn = db.connect(cfg.db_path)
     embedder = embedder or get_embedder(cfg.model)
     t = time.perf_counter()
