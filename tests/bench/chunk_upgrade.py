@@ -69,6 +69,7 @@ def main() -> None:
         path.write_text(source)
         spec = importlib.util.spec_from_file_location("chunk_before", path)
         before = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[spec.name] = before  # type: ignore[union-attr]  # dataclasses look their module up
         spec.loader.exec_module(before)  # type: ignore[union-attr]
     counter = SentenceTransformerEmbedder(DEFAULT_MODEL)
     figures: dict[str, dict[str, int]] = {}

@@ -39,6 +39,7 @@ def load_before(rev: str, folder: Path):  # noqa: ANN201
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("search_before", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]  # dataclasses look their module up
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
 
