@@ -46,6 +46,19 @@ class _Piece:
     text: str | None = None  # set when a piece is part of one long line
 
 
+@dataclass(frozen=True)
+class _Lead:
+    """Heading lines with no text of their own, carried into the next piece rather than chunked alone."""
+
+    start: int
+    text: str
+    tokens: int
+
+
+def _only_headings(lines: list[str], start: int, end: int) -> bool:
+    return all(not line.strip() or HEADING_RE.match(line) for line in lines[start:end])
+
+
 def _sections(parsed: ParsedFile, warnings: list[str]) -> list[tuple[str, str | None, int, int]]:
     lines = parsed.lines
     title = parsed.title
@@ -98,6 +111,13 @@ def _split(
     i = piece.start
     while i < piece.end:
         n = counts[i]
+        if i > start and total + n > budget and _only_headings(lines, start, i):
+            # A heading that would be a chunk of its own opens the first part of the line after it instead.
+            lead = _Lead(start, "\n".join(lines[start:i]), total)
+            out.extend(_split_line(piece, i, lines[i], budget, count, lead))
+            start, total, last_blank = i + 1, 0, None
+            i += 1
+            continue
         if n > budget:
             if i > start:
                 out.append(_Piece(piece.heading, piece.anchor, start, i, total))
@@ -106,7 +126,8 @@ def _split(
             i += 1
             continue
         if total + n > budget and i > start:
-            cut = last_blank + 1 if last_blank is not None and last_blank > start else i
+            at_blank = last_blank is not None and last_blank > start
+            cut = last_blank + 1 if at_blank and not _only_headings(lines, start, last_blank + 1) else i
             out.append(_Piece(piece.heading, piece.anchor, start, cut, sum(counts[start:cut])))
             start, total, last_blank = cut, sum(counts[cut:i]), None
             if total + n > budget and i > start:  # the tail after the blank line is still too long
@@ -121,26 +142,40 @@ def _split(
     return out
 
 
-def _split_line(piece: _Piece, index: int, line: str, budget: int, count: TokenCounter) -> list[_Piece]:
+def _split_line(
+    piece: _Piece, index: int, line: str, budget: int, count: TokenCounter, lead: _Lead | None = None
+) -> list[_Piece]:
+    """Split one over-long line at words. `lead` (heading lines above it) opens the first part, within budget."""
     words = line.split(" ")
     sizes = count(words)
     out: list[_Piece] = []
     current: list[str] = []
-    total = 0
+    total = lead.tokens if lead else 0
+
+    def flush(text: str, tokens: int) -> None:
+        nonlocal lead
+        if lead is not None:
+            out.append(
+                _Piece(piece.heading, piece.anchor, lead.start, index + 1, tokens, f"{lead.text}\n{text}")
+            )
+            lead = None
+        else:
+            out.append(_Piece(piece.heading, piece.anchor, index, index + 1, tokens, text))
+
     for word, n in zip(words, sizes, strict=True):
         if current and total + n > budget:
-            out.append(_Piece(piece.heading, piece.anchor, index, index + 1, total, " ".join(current)))
+            flush(" ".join(current), total)
             current, total = [], 0
-        # A single "word" longer than the budget (a base64 blob, say) is cut by characters.
-        while n > budget and len(word) > 1:
-            part = word[: max(1, len(word) * budget // (n + 1))]
-            out.append(_Piece(piece.heading, piece.anchor, index, index + 1, budget, part))
+        # A single "word" longer than the room left (a base64 blob, say) is cut by characters.
+        while total + n > budget and not current and len(word) > 1:
+            part = word[: max(1, len(word) * (budget - total) // (n + 1))]
+            flush(part, budget)
             word = word[len(part) :]
-            n = count([word])[0]
+            n, total = count([word])[0], 0
         current.append(word)
         total += n
     if current:
-        out.append(_Piece(piece.heading, piece.anchor, index, index + 1, total, " ".join(current)))
+        flush(" ".join(current), total)
     return out
 
 

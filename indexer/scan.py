@@ -35,7 +35,7 @@ RACY_NS = 2_000_000_000
 # An mtime this far ahead of the clock is reported (a little skew from a network filesystem is not).
 FUTURE_SLACK_NS = 60_000_000_000
 # Bump when parsing or chunking changes what a file's rows would be: the next scan re-indexes every file.
-INDEX_FORMAT = "1"
+INDEX_FORMAT = "2"
 
 
 @dataclass

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from specmem.api import Memories
     from specmem.indexer.config import Config
     from specmem.indexer.scan import ScanReport
+    from specmem.server.search import ScoreParts
 
 
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -434,6 +435,11 @@ def parse_since(value: str | None) -> Any:
 @click.option("--include-deprecated", is_flag=True, help="Show deprecated memories too.")
 @click.option("--no-constitutional", is_flag=True, help="Do not put constitutional memories first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Show each result's raw and normalised scores, the weights and multipliers.",
+)
 @common
 def search_cmd(
     cfg: Config,
@@ -449,6 +455,7 @@ def search_cmd(
     include_deprecated: bool,
     no_constitutional: bool,
     as_json: bool,
+    explain: bool,
 ) -> None:
     """Search the memories for QUERY, best first. Constitutional memories lead; deprecated ones are hidden."""
     from specmem.server.search import Filters
@@ -491,7 +498,27 @@ def search_cmd(
             "   "
             + "".join(click.style(p, bold=True, fg="yellow") if i % 2 else p for i, p in enumerate(parts))
         )
+        if explain:
+            say("   " + click.style(_explain(r.parts), dim=True))
     say(click.style(f"{response.mode_used} search over {response.total_memories} memories", dim=True))
+
+
+def _explain(parts: ScoreParts) -> str:
+    """One line: each side's raw → normalised × weight, then the multipliers."""
+    sides = []
+    for name, raw, norm, weight in (
+        ("keyword bm25", parts.keyword, parts.keyword_norm, parts.keyword_weight),
+        ("semantic cosine", parts.semantic, parts.semantic_norm, parts.semantic_weight),
+    ):
+        shown = "not found" if raw is None else f"{raw:.4f}"
+        if norm is not None:
+            shown += f" → {norm:.3f} × {weight:.2f}"
+        sides.append(f"{name} {shown}")
+    rule = f" ({parts.fusion})" if parts.fusion else ""
+    return (
+        f"{' + '.join(sides)} = fused {parts.fused:.4f}{rule}; × tier {parts.tier_weight:g}"
+        f" × recency {parts.recency:.3f} × confidence {parts.confidence:.2f}"
+    )
 
 
 @cli.command("get")

@@ -20,13 +20,13 @@ from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import ModelUnavailable, SearchError
 from specmem.indexer.parse import normalise
 from specmem.indexer.tiers import TIERS
+from specmem.server import fusion
 
 Mode = Literal["keyword", "semantic", "hybrid"]
 
 # bm25 column weights: text, title/heading path, trigger phrases, tags, path.
 BM25_WEIGHTS = (1.0, 2.0, 3.0, 2.0, 0.5)
 CANDIDATES = 100  # memories taken from each retriever before fusion
-RRF_K = 60
 MAX_QUERY_TOKENS = 64
 STOPWORDS = frozenset(
     "a an and are as at be but by can could do does for from has have how i if in into is it its me my of on "
@@ -53,6 +53,19 @@ class Filters(BaseModel):
 class ScoreParts(BaseModel):
     keyword: float | None = Field(None, description="BM25 of the best chunk (higher is better)")
     semantic: float | None = Field(None, description="Cosine similarity of the best chunk")
+    keyword_norm: float | None = Field(
+        None, description="Hybrid: keyword score normalised over the candidates"
+    )
+    semantic_norm: float | None = Field(
+        None, description="Hybrid: semantic score normalised over the candidates"
+    )
+    keyword_weight: float | None = Field(
+        None, description="Hybrid: weight of the keyword side for this query"
+    )
+    semantic_weight: float | None = Field(
+        None, description="Hybrid: weight of the semantic side for this query"
+    )
+    fusion: str | None = Field(None, description="Hybrid: the normalisation and the weighting rule applied")
     fused: float = 0.0
     tier_weight: float = 1.0
     recency: float = 1.0
@@ -192,19 +205,12 @@ def _semantic(
 
 
 def _recency(updated_ms: int, now: dt.datetime, tier: str) -> float:
-    age_days = max(0.0, (now.timestamp() * 1000 - updated_ms) / 86_400_000)
+    # Whole days, by the calendar: memories changed on the same day weigh the same, so their order is the fusion's.
+    changed = dt.datetime.fromtimestamp(updated_ms / 1000, tz=now.tzinfo).date()
+    age_days = max(0, (now.date() - changed).days)
     if tier == "temporary":
         return 0.5 ** (age_days / 30)  # temporary memories decay
     return 1.0 + 0.1 * 0.5 ** (age_days / 90)
-
-
-def _fuse(kw: dict[int, tuple[int, float]], sem: dict[int, tuple[int, float]]) -> dict[int, float]:
-    """Reciprocal rank fusion: robust to the very different scales of BM25 and cosine."""
-    fused: dict[int, float] = {}
-    for ranked in (kw, sem):
-        for rank, mid in enumerate(sorted(ranked, key=lambda m: -ranked[m][1])):
-            fused[mid] = fused.get(mid, 0.0) + 1.0 / (RRF_K + rank + 1)
-    return fused
 
 
 def _snippet(conn: apsw.Connection, query: str | None, chunk_id: int | None, text: str) -> str:
@@ -270,8 +276,14 @@ def search(
         if vector is not None
         else {}
     )
+    hybrid: dict[int, fusion.Fused] = {}
     if used == "hybrid":
-        fused = _fuse(kw, sem)
+        # Scoped: the filtered semantic side ranked every memory in scope, not a top-k cut of the index.
+        scoped = not filters.is_empty() and len(sem) < k
+        hybrid = fusion.fuse(
+            {mid: s for mid, (_, s) in kw.items()}, {mid: s for mid, (_, s) in sem.items()}, scoped=scoped
+        )
+        fused = {mid: f.score for mid, f in hybrid.items()}
     elif used == "semantic":
         fused = {mid: s for mid, (_, s) in sem.items()}
     else:
@@ -293,9 +305,15 @@ def search(
         surfaced = include_constitutional and row["importance_tier"] == "constitutional"
         if not surfaced and mid not in kw and mid not in sem:
             continue
+        f = hybrid.get(mid)
         parts = ScoreParts(
             keyword=round(kw[mid][1], 6) if mid in kw else None,
             semantic=round(sem[mid][1], 6) if mid in sem else None,
+            keyword_norm=round(f.keyword_norm, 6) if f else None,
+            semantic_norm=round(f.semantic_norm, 6) if f else None,
+            keyword_weight=f.keyword_weight if f else None,
+            semantic_weight=f.semantic_weight if f else None,
+            fusion=f.rule if f else None,
             fused=fused.get(mid, 0.0),
             tier_weight=tiers.WEIGHTS[row["importance_tier"]],
             recency=_recency(row["updated_at"], now, row["importance_tier"]),
@@ -303,7 +321,13 @@ def search(
         )
         score = parts.fused * parts.tier_weight * parts.recency * parts.confidence
         ranked.append((surfaced, score, mid, parts))
-    ranked.sort(key=lambda x: (not x[0], -x[1], x[2]))
+    # Ties (to fusion.TIE_DIGITS significant digits) go to the higher sum of normalised scores, then the id.
+    ranked.sort(
+        key=lambda x: (
+            not x[0],
+            *fusion.order_key(x[1], hybrid[x[2]].norm_sum if x[2] in hybrid else x[3].fused, x[2]),
+        )
+    )
     surfaced_count = sum(1 for r in ranked if r[0])
 
     results: list[SearchResult] = []

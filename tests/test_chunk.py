@@ -94,3 +94,30 @@ def test_hugo_corpus_chunks_fit(minilm_counter, shared_data):
         chunks, _ = chunk_file(parsed, minilm_counter.count_tokens, minilm_counter.max_tokens)
         texts += [c.embed_text for c in chunks]
     assert max(minilm_counter.count_tokens(texts)) + 2 <= minilm_counter.max_tokens
+
+
+def _heading_only(chunk) -> bool:
+    return all(not line.strip() or line.lstrip().startswith("#") for line in chunk.text.split("\n"))
+
+
+def test_an_over_budget_first_section_opens_with_its_heading(minilm_counter):
+    # A SciFact-like abstract: a title, then one paragraph on one line, longer than the model's limit.
+    abstract = " ".join(f"cells{i} express receptor" for i in range(150))
+    text = f"# Receptor expression in cells\n\n{abstract}\n"
+    _, chunks, _ = chunks_of(text, minilm_counter.max_tokens, minilm_counter)
+    assert len(chunks) >= 2 and not any(_heading_only(c) for c in chunks)
+    assert chunks[0].start_line == 1 and chunks[0].text.startswith(
+        "# Receptor expression in cells\n\ncells0 "
+    )
+    assert max(minilm_counter.count_tokens([c.embed_text for c in chunks])) + 2 <= minilm_counter.max_tokens
+    assert " ".join(c.text for c in chunks).split()[-3:] == abstract.split()[-3:]
+
+
+def test_a_heading_leads_its_own_content_not_the_previous_chunk():
+    # The heading used to be cut off alone and packed at the end of the previous section's chunk.
+    code = "\n".join(f"  --flag{i} value  does thing {i}" for i in range(40))
+    text = f"# Tool\n\nintro text\n\n## Options\n\n```\n{code}\n```\n"
+    _, chunks, _ = chunks_of(text, max_tokens=120)
+    assert not any(_heading_only(c) for c in chunks)
+    options = [c for c in chunks if "## Options" in c.text]
+    assert len(options) == 1 and "## Options\n\n```\n  --flag0 value" in options[0].text

@@ -182,3 +182,20 @@ def test_write_and_checkpoint_errors_are_one_line(specs, isolated, args, message
         [sys.executable, "-m", "specmem", *args], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_search_explain_shows_each_side_and_the_weights(indexed):
+    result = run("search", "apsw sqlite-vec", "--explain", "--no-constitutional")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "keyword bm25" in text and "semantic cosine" in text and "fused" in text and "× tier 1.5" in text
+    data = json.loads(run("search", "apsw sqlite-vec", "--json", "--no-constitutional").output)
+    parts = data["results"][0]["parts"]
+    assert {
+        "keyword",
+        "keyword_norm",
+        "keyword_weight",
+        "semantic",
+        "semantic_norm",
+        "semantic_weight",
+    } <= set(parts)

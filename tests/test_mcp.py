@@ -127,6 +127,8 @@ def test_read_tools_success_and_errors(corpus, cfg):
         answer = await call(client, "memory_search", query="readers block writer", limit=5)
         titles = [r["title"] for r in answer["results"]]
         assert titles[0] == "Files are the truth" and "WAL mode" in titles  # constitutional first
+        parts = set(answer["results"][1]["parts"])  # what --explain shows, for hybrid answers
+        assert {"keyword_norm", "keyword_weight", "semantic_norm", "semantic_weight", "fusion"} <= parts
         assert answer["index"]["pending_embeddings"] == 0 and answer["index"]["last_indexed_ms"] > 0
         filtered = await call(
             client,

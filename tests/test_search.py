@@ -210,3 +210,39 @@ def test_semantic_search_finds_meaning_without_shared_words(specs, cfg, real_emb
     assert not search(conn, "servicing my car", mode="keyword").results
     r = search(conn, "dog behaviour", mode="hybrid", embedder=real_embedder)
     assert titles(r)[0] == "Animals"
+
+
+def test_hybrid_parts_carry_raw_and_normalised_scores_and_weights(corpus, hash_embedder):
+    r = search(corpus, "tokens expire hour", embedder=hash_embedder, include_constitutional=False)
+    assert r.mode_used == "hybrid"
+    for result in r.results:
+        p = result.parts
+        assert p.keyword_norm is not None and p.semantic_norm is not None and p.fusion
+        assert p.keyword_weight + p.semantic_weight == pytest.approx(1.0)
+        assert p.fused == pytest.approx(
+            p.keyword_weight * p.keyword_norm + p.semantic_weight * p.semantic_norm, abs=1e-5
+        )
+        assert result.score == pytest.approx(p.fused * p.tier_weight * p.recency * p.confidence, abs=1e-6)
+    assert r.results[0].title == "JWT tokens" and r.results[0].parts.keyword is not None
+    keyword = search(corpus, "tokens", mode="keyword", include_constitutional=False).results[0].parts
+    assert keyword.keyword_norm is None and keyword.keyword_weight is None and keyword.fused > 0
+
+
+def test_equal_scores_are_ordered_by_id_not_by_file_age(specs, run_scan, conn, hash_embedder):
+    paths = [
+        write(specs / f"x{i}" / "memory" / "same.md", memory("Same", "retry the flaky upload"))
+        for i in range(4)
+    ]
+    run_scan()
+    now = dt.datetime(2025, 3, 1, 18, 0, tzinfo=dt.UTC)
+    base = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC).timestamp()
+    orders = []
+    for newest_first in (True, False):
+        for i, path in enumerate(paths):
+            age = i if newest_first else len(paths) - i
+            os.utime(path, (base - 30 * age, base - 30 * age))
+        run_scan()
+        for mode in ("hybrid", "keyword", "semantic"):
+            r = search(conn, "flaky upload", mode=mode, embedder=hash_embedder, now=now)
+            orders.append([res.id for res in r.results])
+    assert all(order == sorted(order) and len(order) == 4 for order in orders)

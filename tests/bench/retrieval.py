@@ -1,11 +1,18 @@
 """Retrieval quality: nDCG@10 and Recall@10 for keyword, semantic and hybrid search, through the real pipeline.
 
-    .venv/bin/python tests/bench/retrieval.py            # both collections, the real model
-    .venv/bin/python tests/bench/retrieval.py --only qa  # one collection
+    .venv/bin/python tests/bench/retrieval.py --cache .cache-bench            # all four sets, the real model
+    .venv/bin/python tests/bench/retrieval.py --cache .cache-bench --only qa-anthropic-docs
 
-Cranfield's 1,400 abstracts are written as memory files into a temporary root; the qa-anthropic-docs pages are
-indexed where they lie (page-level judgments). Both are scanned by `specmem scan`'s library call and searched by
-`server.search.search`, exactly as the CLI does.
+The development sets (shared/data, see its README):
+- locomo-dev: 128 conversation sessions, each `conv-N/` a spec folder; every question is searched within its own
+  conversation (`Filters(spec_folder=...)`), as a user searches the notes of one project. Reported by category too.
+- scifact-train: 5,183 abstracts and the 809 training claims.
+- cranfield: 1,400 abstracts, 225 queries, graded judgments.
+- qa-anthropic-docs: 45 pages indexed where they lie, 100 questions, page-level judgments.
+
+Abstracts are written as memory files (`# title` + text) under the system's temporary folder. Everything is scanned by `specmem
+scan`'s library call and searched by `server.search.search`, exactly as the CLI does. With `--cache DIR` the
+indexes are kept there: a rerun re-embeds only chunks whose text changed. Figures go to results/retrieval.json.
 """
 
 from __future__ import annotations
@@ -17,19 +24,43 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from common import record  # noqa: E402
+from common import DATA, record  # noqa: E402
 
 from specmem.indexer import config, db  # noqa: E402
-from specmem.indexer.embed import get_embedder  # noqa: E402
+from specmem.indexer.embed import Embedder, get_embedder  # noqa: E402
 from specmem.indexer.scan import scan  # noqa: E402
-from specmem.server.search import search  # noqa: E402
+from specmem.server.search import Filters, search  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 MODES = ("keyword", "semantic", "hybrid")
+SETS = ("locomo-dev", "scifact-train", "cranfield", "qa-anthropic-docs")
+
+
+@dataclass(frozen=True)
+class Query:
+    id: str
+    text: str
+    spec_folder: str | None = None
+    category: str | None = None
+
+
+@dataclass
+class Collection:
+    name: str
+    root: Path
+    queries: list[Query]
+    qrels: dict[str, dict[str, int]]
+    doc_id: Callable[[str], str]  # relative path → corpus id in the qrels
+    by_category: bool = False
+    judged: list[Query] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.judged = [q for q in self.queries if q.id in self.qrels]
 
 
 def load_qrels(path: Path) -> dict[str, dict[str, int]]:
@@ -52,101 +83,160 @@ def recall_at(ranked: list[str], gains: dict[str, int], k: int = 10) -> float:
     return len(set(ranked[:k]) & set(gains)) / len(gains) if gains else 0.0
 
 
-def evaluate(
-    name: str,
-    root: Path,
-    queries: list[tuple[str, str]],
-    qrels: dict[str, dict[str, int]],
-    doc_id: callable,
-    workdir: Path,
-) -> dict[str, dict[str, float]]:
-    cfg = config.resolve(db=workdir / f"{name}.db", roots=[root], cwd=workdir)
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _abstracts(src: Path, root: Path) -> None:
+    """One memory file per abstract (`# title` + text); files already there are left alone, so a rescan skips."""
+    root.mkdir(parents=True, exist_ok=True)
+    for doc in _jsonl(src / "corpus.jsonl"):
+        path = root / f"{doc['_id']}.md"
+        if not path.exists():
+            title = doc["title"].strip().rstrip(" .") or f"doc {doc['_id']}"
+            path.write_text(f"# {title}\n\n{doc['text'].strip()}\n")
+
+
+def locomo(work: Path) -> Collection:
+    src = DATA / "locomo-dev"
+    queries = [
+        Query(q["_id"], q["text"], spec_folder=q["conversation"], category=str(q["category"]))
+        for q in _jsonl(src / "queries.jsonl")
+    ]
+    return Collection(
+        "locomo-dev",
+        src / "sessions",
+        queries,
+        load_qrels(src / "qrels" / "dev.tsv"),
+        lambda rel: f"sessions/{rel}",
+        by_category=True,
+    )
+
+
+def scifact(work: Path) -> Collection:
+    src = DATA / "scifact-train"
+    _abstracts(src, work / "scifact-train")
+    queries = [Query(q["_id"], q["text"]) for q in _jsonl(src / "queries.jsonl")]
+    qrels = load_qrels(src / "qrels" / "train.tsv")
+    return Collection("scifact-train", work / "scifact-train", queries, qrels, lambda rel: Path(rel).stem)
+
+
+def cranfield(work: Path) -> Collection:
+    src = DATA / "cranfield"
+    _abstracts(src, work / "cranfield")
+    queries = [Query(q["_id"], q["text"]) for q in _jsonl(src / "queries.jsonl")]
+    qrels = load_qrels(src / "qrels" / "test.tsv")
+    return Collection("cranfield", work / "cranfield", queries, qrels, lambda rel: Path(rel).stem)
+
+
+def qa(work: Path) -> Collection:
+    src = DATA / "qa-anthropic-docs"
+    queries = [Query(q["_id"], q["text"]) for q in _jsonl(src / "queries.jsonl")]
+    qrels = load_qrels(src / "qrels" / "test_pages.tsv")
+    return Collection("qa-anthropic-docs", src / "pages", queries, qrels, lambda rel: f"pages/{rel}")
+
+
+BUILDERS: dict[str, Callable[[Path], Collection]] = {
+    "locomo-dev": locomo,
+    "scifact-train": scifact,
+    "cranfield": cranfield,
+    "qa-anthropic-docs": qa,
+}
+
+
+def open_indexed(name: str, work: Path, embedder: Embedder | None = None):  # noqa: ANN201
+    """The collection, an up-to-date index of it under `work` (re-embedding only changed chunks) and the model.
+
+    Generated corpora go to a fixed folder under the system's temporary directory, not under `work`: a cache
+    inside a git work tree is git-ignored, and the indexer honours .gitignore from the repository's top."""
+    coll = BUILDERS[name](Path(tempfile.gettempdir()) / "specmem-bench-corpora")
+    # One folder per index: the write lock and the change signal live next to the database.
+    (work / "db" / name).mkdir(parents=True, exist_ok=True)
+    cfg = config.resolve(db=work / "db" / name / "index.db", roots=[coll.root], cwd=work)
     conn = db.connect(cfg.db_path)
-    embedder = get_embedder(cfg.model)
+    embedder = embedder or get_embedder(cfg.model)
     t = time.perf_counter()
     report = scan(conn, cfg, embedder)
-    print(f"[{name}] indexed {report.files_seen} files in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-    out: dict[str, dict[str, float]] = {}
+    print(
+        f"[{name}] {report.files_seen} files ({report.added} added, {report.updated} updated), "
+        f"{report.embedded_chunks} chunks embedded, {report.reused_chunks} reused, "
+        f"in {time.perf_counter() - t:.1f} s",
+        file=sys.stderr,
+    )
+    return coll, conn, embedder
+
+
+def evaluate(coll: Collection, conn, embedder: Embedder) -> dict[str, dict]:  # noqa: ANN001
+    out: dict[str, dict] = {}
     for mode in MODES:
-        ndcgs, recalls = [], []
-        for qid, text in queries:
-            if qid not in qrels:
-                continue
-            response = search(conn, text, limit=10, mode=mode, embedder=embedder)
+        per: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for q in coll.judged:
+            filters = Filters(spec_folder=q.spec_folder) if q.spec_folder else None
+            response = search(conn, q.text, limit=10, mode=mode, filters=filters, embedder=embedder)
             assert response.mode_used == mode, response.notes
-            ranked = [doc_id(r) for r in response.results]
-            ndcgs.append(ndcg_at(ranked, qrels[qid]))
-            recalls.append(recall_at(ranked, qrels[qid]))
+            ranked = [coll.doc_id(r.rel_path) for r in response.results]
+            figures = (ndcg_at(ranked, coll.qrels[q.id]), recall_at(ranked, coll.qrels[q.id]))
+            per["all"].append(figures)
+            if coll.by_category:
+                per[f"category {q.category}"].append(figures)
         out[mode] = {
-            "ndcg@10": sum(ndcgs) / len(ndcgs),
-            "recall@10": sum(recalls) / len(recalls),
-            "queries": len(ndcgs),
+            group: {
+                "ndcg@10": sum(n for n, _ in values) / len(values),
+                "recall@10": sum(r for _, r in values) / len(values),
+                "queries": len(values),
+            }
+            for group, values in sorted(per.items())
         }
     return out
 
 
-def cranfield(workdir: Path) -> dict[str, dict[str, float]]:
-    src = DATA / "cranfield"
-    root = workdir / "cranfield"
-    root.mkdir()
-    for line in (src / "corpus.jsonl").read_text().splitlines():
-        doc = json.loads(line)
-        title = doc["title"].strip().rstrip(" .") or f"doc {doc['_id']}"
-        (root / f"{doc['_id']}.md").write_text(f"# {title}\n\n{doc['text'].strip()}\n")
-    queries = [
-        (q["_id"], q["text"]) for q in map(json.loads, (src / "queries.jsonl").read_text().splitlines())
-    ]
-    return evaluate(
-        "cranfield",
-        root,
-        queries,
-        load_qrels(src / "qrels" / "test.tsv"),
-        lambda r: Path(r.rel_path).stem,
-        workdir,
-    )
+def table(results: dict[str, dict[str, dict]]) -> list[str]:
+    lines = ["| collection | mode | nDCG@10 | Recall@10 |", "|---|---|---|---|"]
+    for name, modes in results.items():
+        for group in modes["hybrid"]:
+            label = name if group == "all" else f"{name} {group}"
+            best = max(MODES, key=lambda m: modes[m][group]["ndcg@10"])
+            for mode in MODES:
+                m = modes[mode][group]
+                ndcg = f"{m['ndcg@10']:.3f}"
+                lines.append(
+                    f"| {label} ({m['queries']} queries) | {mode} | "
+                    f"{f'**{ndcg}**' if mode == best else ndcg} | {m['recall@10']:.3f} |"
+                )
+    return lines
 
 
-def qa(workdir: Path) -> dict[str, dict[str, float]]:
-    src = DATA / "qa-anthropic-docs"
-    queries = [
-        (q["_id"], q["text"]) for q in map(json.loads, (src / "queries.jsonl").read_text().splitlines())
-    ]
-    return evaluate(
-        "qa-anthropic-docs",
-        src / "pages",
-        queries,
-        load_qrels(src / "qrels" / "test_pages.tsv"),
-        lambda r: f"pages/{r.rel_path}",
-        workdir,
-    )
+def verdicts(results: dict[str, dict[str, dict]]) -> list[str]:
+    lines = []
+    for name, modes in results.items():
+        halves = max(modes["keyword"]["all"]["ndcg@10"], modes["semantic"]["all"]["ndcg@10"])
+        margin = modes["hybrid"]["all"]["ndcg@10"] - halves
+        verdict = "beats" if margin > 0 else "DOES NOT beat"
+        lines.append(f"{name}: hybrid {verdict} both keyword and semantic on nDCG@10 ({margin:+.3f})")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", choices=["cranfield", "qa"])
-    parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
+    parser.add_argument("--only", choices=SETS, action="append", help="Only this set; repeatable.")
+    parser.add_argument("--cache", type=Path, help="Keep the corpora and indexes here between runs.")
+    parser.add_argument("--no-record", action="store_true", help="Do not write results/retrieval.json.")
     args = parser.parse_args()
-    results = {}
+    names = [n for n in SETS if not args.only or n in args.only]
+    results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        if args.only in (None, "cranfield"):
-            results["cranfield"] = cranfield(Path(tmp))
-        if args.only in (None, "qa"):
-            results["qa-anthropic-docs"] = qa(Path(tmp))
-    print("| collection | mode | nDCG@10 | Recall@10 |")
-    print("|---|---|---|---|")
-    for name, modes in results.items():
-        for mode, m in modes.items():
-            print(f"| {name} ({m['queries']} queries) | {mode} | {m['ndcg@10']:.3f} | {m['recall@10']:.3f} |")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    if args.only is None:  # the README shows both collections
+        work = (args.cache or Path(tmp)).resolve()
+        embedder = None
+        for name in names:
+            coll, conn, embedder = open_indexed(name, work, embedder)
+            results[name] = evaluate(coll, conn, embedder)
+            conn.close()
+    print("\n".join(table(results)))
+    print("\n".join(verdicts(results)))
+    if not args.no_record and names == list(SETS):
         record("retrieval", results)
-    for name, modes in results.items():
-        best_single = max(modes["keyword"]["ndcg@10"], modes["semantic"]["ndcg@10"])
-        verdict = "beats" if modes["hybrid"]["ndcg@10"] > best_single else "DOES NOT beat"
-        print(f"{name}: hybrid {verdict} both keyword and semantic on nDCG@10")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,145 @@
+"""Hybrid fusion: one score per memory from its keyword (BM25) and semantic (cosine) scores.
+
+Pure functions, no I/O. Each side is normalised over its own candidate set, a memory missing from one side gets that
+side's floor, and the two are combined convexly with weights chosen on development data (specs/002-search/memory/
+score-fusion.md; tests/bench/fusion_sweep.py reproduces the choice).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+Normalisation = Literal["minmax", "zscore", "max"]
+NORMALISATIONS: tuple[Normalisation, ...] = ("minmax", "zscore", "max")
+
+# Scores equal to this many significant digits are a tie: float noise, or a recency a few seconds apart, never
+# decides an order. Relative, because raw BM25 of a word found in most memories can be as small as 1e-6.
+TIE_DIGITS = 7
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How the two sides are put on one scale and weighed. RULE below is the one chosen on development data."""
+
+    keyword_norm: Normalisation = "minmax"
+    semantic_norm: Normalisation = "minmax"
+    keyword_weight: float = 0.5
+    # A scoped search (filters on) whose semantic candidates are the whole scope, not a top-k cut.
+    scoped_keyword_weight: float | None = None
+    # The best BM25 leads the second by at least this fraction of itself.
+    lead: float | None = None
+    lead_keyword_weight: float = 0.5
+
+    def weight(self, keyword: Mapping[K, float], scoped: bool) -> tuple[float, str]:
+        """The keyword side's weight for this query, and why (as --explain shows it)."""
+        if self.lead is not None and len(keyword) > 1:
+            best, second = sorted(keyword.values(), reverse=True)[:2]
+            if best > 0 and (best - second) / best >= self.lead:
+                return self.lead_keyword_weight, f"keyword leads by {self.lead:.0%} or more"
+        if scoped and self.scoped_keyword_weight is not None:
+            return self.scoped_keyword_weight, "scoped: every memory in scope is a candidate"
+        return self.keyword_weight, "default weights"
+
+    def __str__(self) -> str:
+        out = f"{self.keyword_norm}/{self.semantic_norm} w_kw {self.keyword_weight:.2f}"
+        if self.scoped_keyword_weight is not None:
+            out += f", scoped w_kw {self.scoped_keyword_weight:.2f}"
+        if self.lead is not None:
+            out += f", lead ≥ {self.lead:.0%} w_kw {self.lead_keyword_weight:.2f}"
+        return out
+
+
+RULE = Rule("minmax", "max", keyword_weight=0.3, scoped_keyword_weight=0.5)
+
+
+@dataclass(frozen=True)
+class Fused:
+    """One memory's fused score with what it was made of: raw and normalised score per side, and the weights."""
+
+    keyword: float | None  # raw BM25 of the best chunk (higher is better); None when keyword did not find it
+    semantic: float | None  # raw cosine of the best chunk; None when semantic did not return it
+    keyword_norm: float
+    semantic_norm: float
+    keyword_weight: float
+    semantic_weight: float
+    rule: str = ""
+
+    @property
+    def score(self) -> float:
+        return self.keyword_weight * self.keyword_norm + self.semantic_weight * self.semantic_norm
+
+    @property
+    def norm_sum(self) -> float:
+        """The unweighted sum of the normalised scores: the first tie-breaker."""
+        return self.keyword_norm + self.semantic_norm
+
+
+def normalise(scores: Mapping[K, float], how: Normalisation = "minmax") -> tuple[dict[K, float], float]:
+    """Each score on a common scale over the candidate set, and the floor for a memory missing from it.
+
+    minmax: (s - min) / (max - min), floor 0. zscore: (s - mean) / stdev, floor the lowest z.
+    max: s / max, floor min / max (falls back to minmax when the best score is not positive).
+    A set whose scores are all equal maps each to the side's best value (1, or 0 for zscore).
+    """
+    if not scores:
+        return {}, 0.0
+    values = list(scores.values())
+    lo, hi = min(values), max(values)
+    if how == "zscore":
+        mean, sd = statistics.fmean(values), statistics.pstdev(values)
+        if sd <= 0:
+            return dict.fromkeys(scores, 0.0), 0.0
+        return {k: (v - mean) / sd for k, v in scores.items()}, (lo - mean) / sd
+    if how == "max" and hi > 0:
+        return {k: v / hi for k, v in scores.items()}, max(lo, 0.0) / hi
+    if hi <= lo:
+        return dict.fromkeys(scores, 1.0), 0.0
+    return {k: (v - lo) / (hi - lo) for k, v in scores.items()}, 0.0
+
+
+def fuse(
+    keyword: Mapping[K, float], semantic: Mapping[K, float], rule: Rule = RULE, *, scoped: bool = False
+) -> dict[K, Fused]:
+    """Every memory found by either side, with its fused score. Raw scores in, higher is better on both sides.
+
+    `scoped`: the search was filtered and the semantic side ranked every memory in scope (no top-k cut)."""
+    kw_norm, kw_floor = normalise(keyword, rule.keyword_norm)
+    sem_norm, sem_floor = normalise(semantic, rule.semantic_norm)
+    if keyword and semantic:
+        w_kw, why = rule.weight(keyword, scoped)
+    else:
+        w_kw, why = (1.0, "keyword only") if keyword else (0.0, "semantic only")
+    name = f"{rule.keyword_norm}/{rule.semantic_norm}, {why}"
+    return {
+        key: Fused(
+            keyword=keyword.get(key),
+            semantic=semantic.get(key),
+            keyword_norm=kw_norm.get(key, kw_floor),
+            semantic_norm=sem_norm.get(key, sem_floor),
+            keyword_weight=w_kw,
+            semantic_weight=1.0 - w_kw,
+            rule=name,
+        )
+        for key in dict.fromkeys([*keyword, *semantic])
+    }
+
+
+def order_key(score: float, norm_sum: float, key: K) -> tuple[float, float, K]:
+    """Sort key, best first: the score to TIE_DIGITS significant digits, then the sum of normalised scores (to as
+    many), then the key."""
+    return (-_significant(score), -_significant(norm_sum), key)
+
+
+def _significant(value: float) -> float:
+    return float(f"{value:.{TIE_DIGITS}g}")
+
+
+def ranked(entries: Iterable[tuple[K, Fused, float]]) -> list[K]:
+    """Keys ordered best first; each entry is (key, fused, multiplier), the multiplier being tier × recency × …"""
+    return [
+        key for key, _, _ in sorted(entries, key=lambda e: order_key(e[1].score * e[2], e[1].norm_sum, e[0]))
+    ]
