@@ -98,6 +98,26 @@ class IgnoreRules:
         return False
 
 
+def skip_reason(path: Path, roots: tuple[Path, ...]) -> str | None:
+    """Why the walk leaves out `path` (a file inside the roots), in words that say how to include it."""
+    root = root_of(path, roots)
+    if root is None:
+        return "it lies outside the memory roots"
+    rules = IgnoreRules(root)
+    current = root
+    for part in path.relative_to(root).parts[:-1]:
+        current = current / part
+        if is_skipped_dir(part):
+            return f"it lies in {current}, a folder that is never indexed (hidden folders and node_modules)"
+        if rules.excludes(current, True):
+            return f"an ignore rule (.gitignore, .specmemignore) excludes {current}"
+    if rules.excludes(path, False):
+        return "an ignore rule (.gitignore, .specmemignore) excludes it"
+    if not is_memory_name(path.name):
+        return "it is not a memory file (*.md, not hidden)"
+    return None
+
+
 @dataclass
 class WalkResult:
     files: dict[Path, tuple[Path, os.stat_result]] = field(default_factory=dict)  # path → (root, stat)

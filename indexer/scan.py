@@ -111,12 +111,14 @@ def scan(
     lock_timeout: float = WRITE_LOCK_TIMEOUT,
     one_transaction: bool = False,
     finalize: Callable[[apsw.Connection], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ScanReport:
     """Bring the index in line with the files under the roots (or only under `scopes`: files or folders).
 
     Holds the database's write lock while it classifies files and commits keyword rows, so scans from the CLI,
     the servers and the watcher never interleave. Never deletes rows of folders or files it could not read.
-    `one_transaction` commits every change in one transaction; `finalize` runs inside the last one."""
+    `one_transaction` commits every change in one transaction; `finalize` runs inside the last one.
+    `should_stop` is asked between batches: a stopped scan keeps what it committed and the next one goes on."""
     started = time.perf_counter()
     report = ScanReport()
     roots = roots or config.roots
@@ -124,12 +126,24 @@ def scan(
     with FileLock(config.write_lock_path, "scan") as write_lock:
         write_lock.acquire(lock_timeout)
         _keyword_phase(
-            conn, config, embedder, roots, scopes, force, progress, report, one_transaction, finalize
+            conn,
+            config,
+            embedder,
+            roots,
+            scopes,
+            force,
+            progress,
+            report,
+            one_transaction,
+            finalize,
+            should_stop,
         )
-    if embed:
+    if embed and not (should_stop and should_stop()):
         emb_started = time.perf_counter()
         try:
-            embedded, reused = embed_pending(conn, embedder, config.signal_path, progress=progress)
+            embedded, reused = embed_pending(
+                conn, embedder, config.signal_path, progress=progress, should_stop=should_stop
+            )
             report.embedded_chunks = embedded
             report.reused_chunks += reused
         except ModelUnavailable as exc:
@@ -151,10 +165,14 @@ def _keyword_phase(
     report: ScanReport,
     one_transaction: bool = False,
     finalize: Callable[[apsw.Connection], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> None:
     kw_started = time.perf_counter()
+    stopping = should_stop or (lambda: False)
     if db.get_config(conn, "index_format") != INDEX_FORMAT:
         force, scopes = True, None  # every file's rows must be rebuilt, not only those in scope
+    if progress:
+        progress("walking", 0, 0)
     walked = files.walk(roots, exclude=(config.db_path.parent,), scopes=scopes)
     report.problems.extend(walked.problems)
     report.files_seen = len(walked.files)
@@ -192,8 +210,13 @@ def _keyword_phase(
                 report.unchanged += 1
             else:
                 changed.append((path, root, st, data, truncated_from, row.id if row else None))
-        if progress and (done % 200 == 0 or done == total):
-            progress("checking", done, total)
+        if done % 200 == 0:
+            if progress:
+                progress("checking", done, total)
+            if stopping():
+                return  # nothing written yet
+    if progress and total % 200:
+        progress("checking", total, total)
 
     gone = {
         path: row
@@ -208,6 +231,7 @@ def _keyword_phase(
 
     vec_model = embedder.model_id if vectors_usable(conn, embedder.model_id) else None
     claimed: set[int] = set()
+    stopped = False
     nothing_to_write = not (changed or stat_only or gone)
     step = max(len(changed), 1) if one_transaction else FILES_PER_BATCH
     last_start = ((max(len(changed), 1) - 1) // step) * step
@@ -215,6 +239,9 @@ def _keyword_phase(
         with db.write_tx(conn):
             finalize(conn)
     for start in range(0, 0 if nothing_to_write else max(len(changed), 1), step):
+        if start and stopping():
+            stopped = True
+            break  # the batches committed so far stay; the next scan finds the rest changed
         batch = changed[start : start + step]
         prepared = []
         for path, root, st, data, truncated_from, mid in batch:
@@ -248,7 +275,7 @@ def _keyword_phase(
         signal.touch(config.signal_path)
         if progress:
             progress("indexing", min(start + step, len(changed)), len(changed))
-    if force and db.get_config(conn, "index_format") != INDEX_FORMAT:
+    if force and not stopped and db.get_config(conn, "index_format") != INDEX_FORMAT:
         with db.write_tx(conn):
             db.set_config(conn, "index_format", INDEX_FORMAT)
     report.keyword_seconds = time.perf_counter() - kw_started

@@ -46,6 +46,7 @@ MAX_DELAY = 1.0  # a steady stream of events still gets applied this often
 ROOT_CHECK = 1.0  # how often the roots themselves are checked (deleted, recreated, replaced)
 RETRY_MAX = 30.0  # back-off ceiling after a failed batch
 TAKEOVER_RETRY = 2.0  # how often a server that does not watch tries the watcher lock
+EMBED_STOP_WAIT = 0.5  # on stop, how long to wait for the embedding thread to notice
 EVENTS = [
     FileCreatedEvent,
     FileDeletedEvent,
@@ -158,14 +159,18 @@ class Watcher:
             raise
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish the batch being applied, stop watching and release the lock."""
+        """Stop within a second or two: the keyword batch being applied is committed (a long reconcile stops
+        after its current 200 files), the embedding in progress is dropped before its commit (its chunks stay
+        pending for the next run); then stop watching and release the lock."""
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
         self._embed_wanted.set()
         self._shutdown_observer()
         for thread in self._threads:
-            thread.join(timeout)
+            # The embedding thread may be inside the model (loading it, or one slice of chunks), which cannot be
+            # interrupted; it writes nothing once stopping is set, so it is not waited for.
+            thread.join(EMBED_STOP_WAIT if thread.name == "specmem-embed" else timeout)
         self._threads.clear()
         self.lock.release()
 
@@ -340,7 +345,12 @@ class Watcher:
                     self._root_changed = False
                     self._check_roots()
                 report = scan(
-                    conn, self.config, self.embedder, scopes=None if full else tuple(paths), embed=False
+                    conn,
+                    self.config,
+                    self.embedder,
+                    scopes=None if full else tuple(paths),
+                    embed=False,
+                    should_stop=self._stopping.is_set,
                 )
                 backoff = 0.5
             except Exception as exc:  # noqa: BLE001 - a failed batch is retried, never fatal

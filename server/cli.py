@@ -21,6 +21,8 @@ import click
 
 from specmem.indexer.tiers import TIERS
 
+STATS_SHOWN = 12
+
 if TYPE_CHECKING:
     from specmem.api import Memories
     from specmem.indexer.config import Config
@@ -82,26 +84,32 @@ def cli() -> None:
 
 
 class ProgressLine:
-    """Progress of a long scan on stderr: a line redrawn in place on a terminal; off a terminal, a full line
-    every few seconds with done/total, rate and time left."""
+    """Progress of a long scan on stderr: a line redrawn in place on a terminal; off a terminal (a log, CI, a
+    pipe), a full line when a phase starts, every few seconds while it runs and when it ends, with done/total,
+    rate and time left. A phase with total 0 has no count (walking the folders, loading the model)."""
 
     def __init__(self, every: float = 5.0) -> None:
         self.tty = sys.stderr.isatty()
         self.every = every
         self.phase: str | None = None
-        self.started = self.last = time.monotonic()
+        self.started = self.last = self.previous = time.monotonic()
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         now = time.monotonic()
         if phase != self.phase:
+            # A phase's first report comes after some of its work: it began when the one before it ended.
             self.finish()
-            self.phase, self.started, self.last = phase, now, 0.0
-        if not self.tty and now - self.last < self.every and done < total:
+            self.phase, self.started, self.last = phase, self.previous, float("-inf")
+        self.previous = now
+        if not self.tty and now - self.last < self.every and 0 < total and done < total:
             return
         self.last = now
-        rate = done / max(now - self.started, 1e-9)
-        left = f", {(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
-        line = f"{phase}: {done}/{total} ({rate:.0f}/s{left})"
+        if total <= 0:
+            line = f"{phase}…"
+        else:
+            rate = done / max(now - self.started, 1e-9)
+            left = f", {(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
+            line = f"{phase}: {done}/{total} ({rate:.0f}/s{left})" if done else f"{phase}: 0/{total}"
         if self.tty:
             click.echo(f"\r\033[K{line}", err=True, nl=False)
         else:
@@ -249,6 +257,20 @@ def watch_cmd(cfg: Config, debounce: float, polling: bool, no_embed: bool, verbo
             say("stopping: finishing the batch in progress", err=True)
             watcher.stop()
     say(f"stopped after {watcher.status.batches} batches", err=True)
+    exit_now(0)
+
+
+def exit_now(code: int) -> None:
+    """Leave at once after an orderly stop (index committed, locks released). An embedding thread may still be
+    inside torch, which cannot be interrupted: waiting for it takes seconds, and tearing the interpreter down
+    under it aborts the process. It holds no transaction, so nothing is lost by not waiting."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 @cli.command("serve")
@@ -277,11 +299,14 @@ def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None,
     from specmem.indexer.embed import use_threads
     from specmem.server.mcp_server import serve
 
+    # -v: specmem's own records (tool names and timings, batches) in detail; other libraries' debug records
+    # stay off, since some of them (sse-starlette over HTTP) log whole response bodies, i.e. memory text.
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s specmem %(levelname)s %(message)s",
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("specmem").setLevel(logging.DEBUG if verbose else logging.WARNING)
     if watch is not None:
         cfg = dataclasses.replace(cfg, watch=watch)
     # One torch thread per search: a short query embeds as fast on one core, and several servers on one machine
@@ -289,6 +314,7 @@ def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None,
     # 359 ms instead of 54: tests/bench/concurrency.py). SPECMEM_THREADS overrides it.
     use_threads(cfg.threads or 1)
     serve(cfg, http=http, host=host, port=port)
+    exit_now(0)
 
 
 @cli.command("write")
@@ -541,8 +567,7 @@ def stats_cmd(cfg: Config, as_json: bool) -> None:
         ("context types", stats.by_context_type),
         ("spec folders", stats.by_spec_folder),
     ):
-        shown = ", ".join(f"{k or '-'} {v}" for k, v in counts.items()) or "-"
-        say(f"{name}: {shown}")
+        say(f"{name}: {counted(counts)}")
     if stats.watcher:
         w = stats.watcher
         last = (
@@ -557,6 +582,17 @@ def stats_cmd(cfg: Config, as_json: bool) -> None:
         say(f"{len(stats.warnings)} files with warnings:", fg="yellow")
         for fw in stats.warnings:
             say(f"  {fw.path}: {'; '.join(fw.messages)}")
+
+
+def counted(counts: dict[str, int], most: int = STATS_SHOWN) -> str:
+    """`a 3, b 2`; past `most` entries only the largest, then `… and 7 more`, so a hundred spec folders stay
+    one short line."""
+    items = list(counts.items())
+    rest = len(items) - most
+    if rest > 0:
+        items = sorted(items, key=lambda kv: (-kv[1], kv[0]))[:most]
+    shown = ", ".join(f"{k or '-'} {v}" for k, v in items) or "-"
+    return shown + (f", … and {rest} more (--json lists them all)" if rest > 0 else "")
 
 
 def clock(ms: int) -> str:

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 
 from mcp.server.mcpserver import MCPServer
 
@@ -44,7 +45,7 @@ def build_server(config: Config, *, load_model: bool = True, watch: bool = False
                 host.stop()
             memories.close()
 
-    server = MCPServer("specmem", instructions=INSTRUCTIONS, lifespan=lifespan)
+    server = MCPServer("specmem", version=version("specmem"), instructions=INSTRUCTIONS, lifespan=lifespan)
     for fn, hints in TOOLS:
         server.add_tool(fn, annotations=hints)
     return server

@@ -8,7 +8,9 @@ message; anything else is a bug, logged with its traceback by the SDK.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from specmem.server.memories import FileWarnings, Memory, MemoryList, Stats, Tri
 from specmem.server.search import Filters, Mode, SearchResult
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("specmem.server.calls")
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 INDEXES = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
@@ -53,10 +56,17 @@ def tool(annotations: ToolAnnotations) -> Callable[[F], F]:
     def register(fn: F) -> F:
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
             except SpecmemError as exc:
+                log.info(
+                    "%s failed after %.0f ms: %s", fn.__name__, 1000 * (time.perf_counter() - started), exc
+                )
                 raise ToolError(str(exc)) from None
+            # Names and timings only: arguments and answers hold memory text, which does not belong in logs.
+            log.info("%s answered in %.0f ms", fn.__name__, 1000 * (time.perf_counter() - started))
+            return result
 
         TOOLS.append((call, annotations))
         return fn

@@ -29,7 +29,7 @@ from specmem.indexer import checkpoints, config, db, files
 from specmem.indexer.checkpoints import CheckpointInfo, RestoreReport
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder, background_thread, embed_pending
-from specmem.indexer.errors import NotFound, WriteError
+from specmem.indexer.errors import NotFound, SearchError, WriteError
 from specmem.indexer.feedback import validate
 from specmem.indexer.scan import Progress, ScanReport, scan
 from specmem.indexer.store import pending_count
@@ -133,6 +133,8 @@ class Memories:
         now: dt.datetime | None = None,
     ) -> SearchResponse:
         """Memories for `query`, best first, with citations, score parts and snippets."""
+        if not query.strip():
+            raise SearchError('the query is empty: give words to search for, e.g. "token expiry"')
         conn = self._reader.conn()
         return search(
             conn,
@@ -235,7 +237,11 @@ class Memories:
             is None
         ):
             raise NotFound(f"{target} does not exist and is not indexed; give the path of a memory file")
-        return self.scan([target])  # a file deleted since it was indexed leaves the index
+        report = self.scan([target])  # a file deleted since it was indexed leaves the index
+        if report.files_seen == 0 and target.exists():
+            why = files.skip_reason(target, self.config.roots) or "it is not a memory file"
+            raise NotFound(f"{target} is not indexed: {why}")
+        return report
 
     def resolve_path(self, path: str | os.PathLike[str]) -> Path:
         """A path named by a user, resolved against the roots (or the current folder); refused outside them."""
