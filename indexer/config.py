@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import platformdirs
 
+from specmem.indexer import conventions as conventions_mod
 from specmem.indexer.errors import ConfigError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -40,6 +41,13 @@ class Config:
     surface_constitutional: int = 3
     http_token: str | None = field(default=None, repr=False)
     http_origins: tuple[str, ...] = ()
+    conventions: tuple[str, ...] = conventions_mod.NAMES
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    # Roots added at the project top for the adopted conventions (CLAUDE.md, .kiro/steering, …); those that are
+    # single files are also in `file_roots`.
+    convention_roots: tuple[Path, ...] = ()
+    file_roots: tuple[Path, ...] = ()
     project_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -68,6 +76,8 @@ class Config:
         for setting in SETTINGS:
             name = setting.name
             value = getattr(self, _ATTR.get(name, name))
+            if name == "roots":
+                value = tuple(r for r in value if r not in self.convention_roots)
             if name == "http_token":
                 text = "(set, hidden)" if value else "(none)"
             elif isinstance(value, tuple):
@@ -75,6 +85,9 @@ class Config:
             else:
                 text = "(default)" if value is None else str(value)
             rows.append((name, text, self.sources.get(name, "default")))
+            if name == "roots" and self.convention_roots:
+                shown = ", ".join(str(r) for r in self.convention_roots)
+                rows.append(("convention roots", shown, "found at the project top"))
         return rows
 
 
@@ -128,6 +141,35 @@ def _origins(value: Any, what: str) -> tuple[str, ...]:
     return tuple(str(o).strip() for o in items if str(o).strip())
 
 
+def _words(value: Any, what: str) -> tuple[str, ...]:
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{what} must be a list of texts, not {value!r}")
+        items = value
+    elif isinstance(value, str):
+        items = value.split(",")
+    else:
+        raise ConfigError(f'{what} must be a list of texts, e.g. ["a", "b"], not {value!r}')
+    return tuple(dict.fromkeys(v.strip() for v in items if v.strip()))
+
+
+def _conventions(value: Any, what: str) -> tuple[str, ...]:
+    if isinstance(value, bool):
+        return conventions_mod.NAMES if value else ()
+    if isinstance(value, str) and value.strip().lower() in ("none", *FALSE_WORDS):
+        return ()
+    if isinstance(value, str) and value.strip().lower() in ("all", *TRUE_WORDS):
+        return conventions_mod.NAMES
+    names = _words(value, what)
+    unknown = [n for n in names if n not in conventions_mod.NAMES]
+    if unknown:
+        raise ConfigError(
+            f"{what}: unknown convention(s) {', '.join(unknown)}; known: {', '.join(conventions_mod.NAMES)} "
+            "(or none)"
+        )
+    return names
+
+
 def _text(value: Any, what: str) -> str:
     text = os.fspath(value) if isinstance(value, os.PathLike) else value
     if not isinstance(text, str) or not text.strip():
@@ -169,6 +211,15 @@ SETTINGS = [
     ),
     Setting("http_token", "SPECMEM_HTTP_TOKEN", None, _text, "bearer token for HTTP"),
     Setting("http_origins", "SPECMEM_HTTP_ORIGINS", "http_origins", _origins, "extra allowed origins"),
+    Setting(
+        "conventions",
+        "SPECMEM_CONVENTIONS",
+        "conventions",
+        _conventions,
+        "assistants' memory places read (specmem init lists them)",
+    ),
+    Setting("include", "SPECMEM_INCLUDE", "include", _words, "hidden folders indexed anyway"),
+    Setting("exclude", "SPECMEM_EXCLUDE", "exclude", _words, "extra ignore patterns"),
 ]
 _ATTR = {"database": "db_path"}
 
@@ -248,7 +299,7 @@ def resolve(
         root_values = []
     # With roots given, the project (and its database) is found from the first root, so that
     # `specmem scan ~/code/app/specs` run from anywhere uses that project's database.
-    start = root_values[0].resolve().parent if root_values else cwd
+    start = root_values[0].resolve() if root_values else cwd
     project_file = find_project_file(root_values[0].resolve() if root_values else cwd)
     file_settings = read_project_file(project_file) if project_file else {}
     project = project_file.parent if project_file else find_project(start)
@@ -276,7 +327,8 @@ def resolve(
             raw, source = file_settings[setting.key], str(project_file)
         else:
             continue
-        values[name] = setting.parse(raw, setting.env if source.startswith("env") else name)
+        what = setting.env if source.startswith("env") else name
+        values[name] = setting.parse(raw, f"{project_file}: {name}" if source == str(project_file) else what)
         sources[name] = source
 
     if "threads" not in values and env.get("OMP_NUM_THREADS", "").strip():
@@ -292,10 +344,21 @@ def resolve(
         slug = hashlib.sha1(str(resolved_roots[0]).encode()).hexdigest()[:12]
         db_path = user_data_dir() / "indexes" / f"{resolved_roots[0].name}-{slug}" / "index.db"
 
+    # The adopted conventions' places at the project top become roots of their own, unless roots were chosen
+    # for this run (an option or SPECMEM_ROOTS: exactly those folders) or a root already holds them.
+    extra: list[tuple[conventions_mod.Convention, Path]] = []
+    if project is not None and not sources.get("roots", "").startswith(("option", "env")):
+        adopted = conventions_mod.named(values.get("conventions", conventions_mod.NAMES))
+        for convention, place in conventions_mod.found_at(project, adopted):
+            if not any(place == r or r in place.parents for r in resolved_roots):
+                extra.append((convention, place))
+
     return Config(
         project=project or cwd,
         db_path=db_path,
-        roots=resolved_roots,
+        roots=resolved_roots + tuple(place for _, place in extra),
+        convention_roots=tuple(place for _, place in extra),
+        file_roots=tuple(place for c, place in extra if not c.folder),
         project_file=project_file,
         sources=sources,
         **values,

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat as stat_mod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pathspec
 
+from specmem.indexer import conventions
+from specmem.indexer.conventions import CONVENTIONS, Convention
 from specmem.indexer.errors import SpecFolderError
+
+if TYPE_CHECKING:
+    from specmem.indexer.config import Config
 
 IGNORE_FILES = (".gitignore", ".specmemignore")
 SEGMENT_RE = re.compile(r"^[\w][\w .\-]{0,99}$", re.UNICODE)
 NEVER_DIRS = {"node_modules"}
+# Hidden folders of tools and version control: skipped without a report, since they never hold memory.
+NEVER_REPORTED = {".git", ".hg", ".svn", ".specmem", ".venv", ".tox", ".nox", ".cache"}
+NEVER_REPORTED |= {".mypy_cache", ".pytest_cache", ".ruff_cache", ".idea", ".vscode", ".obsidian-trash"}
+COUNT_LIMIT = 5000  # entries looked at when counting the markdown in a skipped hidden folder
 
 
 def is_memory_name(name: str) -> bool:
@@ -46,6 +57,58 @@ def is_skipped_dir(name: str) -> bool:
     return name.startswith(".") or name in NEVER_DIRS
 
 
+@dataclass(frozen=True)
+class Policy:
+    """What a walk takes besides plain `*.md` files outside hidden folders: the places of the memory conventions
+    adopted (so their hidden folders are entered), hidden folders the settings include, extra ignore patterns,
+    and roots that are single files (a convention's file at the project top, such as CLAUDE.md)."""
+
+    conventions: tuple[Convention, ...] = CONVENTIONS
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    file_roots: frozenset[Path] = frozenset()
+
+    @classmethod
+    def of(cls, config: Config) -> Policy:
+        return cls(
+            conventions.named(config.conventions),
+            config.include,
+            config.exclude,
+            frozenset(config.file_roots),
+        )
+
+    @functools.cached_property
+    def _included(self) -> pathspec.GitIgnoreSpec | None:
+        return pathspec.GitIgnoreSpec.from_lines(self.include) if self.include else None
+
+    def included(self, rel: tuple[str, ...], is_dir: bool) -> bool:
+        """Whether the settings' `include` patterns name this path (relative to its root) or a folder above it."""
+        spec = self._included
+        return spec is not None and spec.match_file("/".join(rel) + ("/" if is_dir else ""))
+
+    def is_memory_file(self, path: Path) -> bool:
+        """`*.md` (not hidden), or a file its convention reads (Cursor's `*.mdc` rules)."""
+        if is_memory_name(path.name):
+            return True
+        return not path.name.startswith((".", "#")) and conventions.extra_suffix(path, self.conventions)
+
+    def hidden(self, root: Path, path: Path, is_dir: bool) -> bool:
+        """Whether `path` (inside `root`) is left out for lying in node_modules or a hidden folder that is
+        neither an adopted convention's place nor included by the settings."""
+        rel = path.relative_to(root).parts
+        folders = rel if is_dir else rel[:-1]
+        if any(p in NEVER_DIRS for p in folders):
+            return True
+        if not any(p.startswith(".") for p in folders) or self.included(rel, is_dir):
+            return False
+        if is_dir:
+            return not conventions.enters(path, self.conventions)
+        return conventions.match(path, self.conventions) is None
+
+
+DEFAULT_POLICY = Policy()
+
+
 def within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
@@ -53,8 +116,9 @@ def within(path: Path, folder: Path) -> bool:
 class IgnoreRules:
     """gitignore-style rules for one root, read from ignore files from the repository top down to each folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, policy: Policy = DEFAULT_POLICY) -> None:
         self.root = root
+        self.policy = policy
         self.base = next((p for p in (root, *root.parents) if (p / ".git").exists()), root)
         self._specs: dict[Path, pathspec.GitIgnoreSpec | None] = {}
 
@@ -66,6 +130,10 @@ class IgnoreRules:
                     lines += (folder / name).read_text(encoding="utf-8", errors="replace").splitlines()
                 except OSError:
                     pass
+            if folder == self.root:
+                lines += (
+                    self.policy.exclude
+                )  # the settings' extra patterns, as if in the root's .specmemignore
             self._specs[folder] = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
         return self._specs[folder]
 
@@ -86,34 +154,45 @@ class IgnoreRules:
 
     def ignored(self, path: Path, is_dir: bool = False) -> bool:
         """Whether `path` (inside the root) is excluded, by its own name or by an excluded folder above it."""
+        if self.policy.hidden(self.root, path, is_dir):
+            return True
         rel_parts = path.relative_to(self.root).parts
         current = self.root
-        for i, part in enumerate(rel_parts):
-            current = current / part
+        for i, _ in enumerate(rel_parts):
+            current = current / rel_parts[i]
             last = i == len(rel_parts) - 1
-            if (not last or is_dir) and is_skipped_dir(part):
-                return True
             if self.excludes(current, is_dir or not last):
                 return True
         return False
 
 
-def skip_reason(path: Path, roots: tuple[Path, ...]) -> str | None:
+def skip_reason(path: Path, roots: tuple[Path, ...], policy: Policy = DEFAULT_POLICY) -> str | None:
     """Why the walk leaves out `path` (a file inside the roots), in words that say how to include it."""
     root = root_of(path, roots)
     if root is None:
         return "it lies outside the memory roots"
-    rules = IgnoreRules(root)
+    if root in policy.file_roots:
+        return None
+    rules = IgnoreRules(root, policy)
     current = root
     for part in path.relative_to(root).parts[:-1]:
         current = current / part
-        if is_skipped_dir(part):
-            return f"it lies in {current}, a folder that is never indexed (hidden folders and node_modules)"
+        if part in NEVER_DIRS:
+            return f"it lies in {current}, and node_modules folders are never indexed"
         if rules.excludes(current, True):
-            return f"an ignore rule (.gitignore, .specmemignore) excludes {current}"
+            return (
+                f"an ignore rule (.gitignore, .specmemignore, `exclude` in specmem.toml) excludes {current}"
+            )
+    if policy.hidden(root, path, False):
+        hidden = next(p for p in (path.parent, *path.parents) if p.name.startswith("."))
+        rel = hidden.relative_to(root).as_posix()
+        return (
+            f"it lies in the hidden folder {hidden}, which is not a memory convention's place; "
+            f'to index it, add include = ["{rel}"] to specmem.toml'
+        )
     if rules.excludes(path, False):
-        return "an ignore rule (.gitignore, .specmemignore) excludes it"
-    if not is_memory_name(path.name):
+        return "an ignore rule (.gitignore, .specmemignore, `exclude` in specmem.toml) excludes it"
+    if not policy.is_memory_file(path):
         return "it is not a memory file (*.md, not hidden)"
     return None
 
@@ -123,6 +202,7 @@ class WalkResult:
     files: dict[Path, tuple[Path, os.stat_result]] = field(default_factory=dict)  # path → (root, stat)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
     incomplete: list[Path] = field(default_factory=list)  # folders that could not be read: keep their rows
+    skipped: dict[Path, int] = field(default_factory=dict)  # hidden folder → markdown files left out there
 
 
 def root_of(path: Path, roots: tuple[Path, ...]) -> Path | None:
@@ -132,15 +212,22 @@ def root_of(path: Path, roots: tuple[Path, ...]) -> Path | None:
 
 
 def walk(
-    roots: tuple[Path, ...], *, exclude: tuple[Path, ...] = (), scopes: tuple[Path, ...] | None = None
+    roots: tuple[Path, ...],
+    *,
+    exclude: tuple[Path, ...] = (),
+    scopes: tuple[Path, ...] | None = None,
+    policy: Policy = DEFAULT_POLICY,
 ) -> WalkResult:
     """Every memory file under the roots, or only under `scopes` (files or folders inside the roots).
 
     Unreadable folders and symlink loops are reported, never fatal. A scope that no longer exists yields nothing
-    (its memories are gone); a scope that cannot be read is listed as incomplete (its memories are kept)."""
+    (its memories are gone); a scope that cannot be read is listed as incomplete (its memories are kept).
+    Hidden folders holding markdown that the policy leaves out are counted in `skipped`, never dropped silently."""
     result = WalkResult()
     missing_roots: set[Path] = set()
     for root in roots:
+        if root in policy.file_roots:
+            continue  # one file; when it is gone, its memory is gone
         if not root.is_dir():
             result.problems.append(
                 (str(root), "root folder does not exist or is not a folder; nothing scanned")
@@ -153,11 +240,14 @@ def walk(
         root = root_of(scope, roots)
         if root is None or root in missing_roots:
             continue
+        if root in policy.file_roots:
+            _file_root(root, roots, result)
+            continue
         # Only folders strictly inside this root are left out (a root may itself lie inside the database's folder).
         inside = tuple(x for x in exclude if x != root and within(x, root))
         if any(within(scope, x) for x in inside):
             continue
-        rules = rules_of.setdefault(root, IgnoreRules(root))
+        rules = rules_of.setdefault(root, IgnoreRules(root, policy))
         if scope == root:
             _walk_dir(root, root, roots, rules, inside, seen_dirs, result)
             continue
@@ -176,9 +266,43 @@ def walk(
             continue
         if is_dir:
             _walk_dir(scope, root, roots, rules, inside, seen_dirs, result)
-        elif stat_mod.S_ISREG(st.st_mode) and is_memory_name(scope.name):
+        elif stat_mod.S_ISREG(st.st_mode) and policy.is_memory_file(scope):
             result.files[scope] = (root, st)
     return result
+
+
+def _file_root(root: Path, roots: tuple[Path, ...], result: WalkResult) -> None:
+    """A root that is one file: taken when it is a regular file (a symlink only to a file inside the roots)."""
+    try:
+        st = os.stat(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        result.problems.append((str(root), f"cannot stat ({exc.strerror}); its memory is kept as it was"))
+        result.incomplete.append(root)
+        return
+    if stat_mod.S_ISREG(st.st_mode) and not _escapes(root, roots, result):
+        result.files[root] = (root, st)
+
+
+def _count_markdown(folder: Path) -> int:
+    """Markdown files under a folder the walk skips (bounded: a huge folder is only partly counted)."""
+    count = seen = 0
+    stack = [folder]
+    while stack and seen < COUNT_LIMIT:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    seen += 1
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.name.lower().endswith((".md", ".mdc")) and not entry.name.startswith(
+                        (".", "#")
+                    ):
+                        count += 1
+        except OSError:
+            continue
+    return count
 
 
 def _scope_list(roots: tuple[Path, ...], scopes: tuple[Path, ...] | None) -> list[Path]:
@@ -253,19 +377,27 @@ def _walk_dir(
                     )
                 continue
         if is_dir:
-            if is_skipped_dir(entry.name) or any(within(path, x) for x in exclude):
+            if any(within(path, x) for x in exclude):
+                continue
+            if rules.policy.hidden(root, path, True):
+                if entry.name not in NEVER_REPORTED and entry.name not in NEVER_DIRS:
+                    if not rules.excludes(path, True) and (count := _count_markdown(path)):
+                        result.skipped[path] = count
                 continue
             if rules.ignored(path, is_dir=True):
                 continue
             if path != root and path in roots:
                 continue  # a nested root is walked on its own
             _walk_dir(path, root, roots, rules, exclude, seen_dirs, result)
-        elif is_file and is_memory_name(entry.name):
+        elif is_file and rules.policy.is_memory_file(path):
             if rules.excludes(path, False) or path in result.files:
+                continue
+            if rules.policy.hidden(root, path, False):
+                result.skipped[folder] = result.skipped.get(folder, 0) + 1  # in an entered hidden folder
                 continue
             try:
                 result.files[path] = (root, path.stat())
             except OSError as exc:
                 result.problems.append((str(path), f"cannot stat ({exc.strerror})"))
-        elif is_link and not is_dir and not is_file and is_memory_name(entry.name):
+        elif is_link and not is_dir and not is_file and rules.policy.is_memory_file(path):
             result.problems.append((str(path), "broken symlink; not indexed"))

@@ -46,6 +46,8 @@ class ParsedFile:
     body_start: int  # index into `lines` of the first body line (after the frontmatter)
     binary: bool = False
     warnings: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)  # the frontmatter as read
+    tier_given: bool = False  # set by the file (frontmatter, body line or a constitutional/ folder)
 
     @property
     def body_lines(self) -> list[str]:
@@ -275,11 +277,12 @@ def parse(data: bytes, rel_path: PurePosixPath, *, truncated_from: int | None = 
     meta, body_start = _frontmatter(lines, warnings)
 
     constitutional_folder = "constitutional" in rel_path.parts[:-1]
-    tier = (
+    given = (
         _tier(_get(meta, "importance_tier", "importanceTier"), "the frontmatter", warnings)
         or _body_tier(lines, body_start)
-        or ("constitutional" if constitutional_folder else DEFAULT_TIER)
+        or ("constitutional" if constitutional_folder else None)
     )
+    tier = given or DEFAULT_TIER
 
     raw_title = _get(meta, "title")
     if isinstance(raw_title, dict | list):
@@ -305,4 +308,6 @@ def parse(data: bytes, rel_path: PurePosixPath, *, truncated_from: int | None = 
         body_start=body_start,
         binary=binary,
         warnings=warnings,
+        meta=meta,
+        tier_given=given is not None,
     )

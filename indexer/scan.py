@@ -13,9 +13,10 @@ from pathlib import Path, PurePosixPath
 import apsw
 import xxhash
 
-from specmem.indexer import db, files, signal, store
+from specmem.indexer import conventions, db, files, signal, store
 from specmem.indexer.chunk import chunk_file
 from specmem.indexer.config import Config
+from specmem.indexer.conventions import CONVENTIONS, Convention
 from specmem.indexer.embed import Embedder, embed_pending, reset_vectors_if_model_changed, vectors_usable
 from specmem.indexer.errors import ModelUnavailable
 from specmem.indexer.lock import FileLock
@@ -45,6 +46,8 @@ class ScanReport:
     unsettled: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
+    # Hidden folders holding markdown that were left out (path, files): `include` in specmem.toml takes them.
+    skipped: list[tuple[str, int]] = field(default_factory=list)
     embedding_error: str | None = None
     keyword_seconds: float = 0.0
     embed_seconds: float = 0.0
@@ -54,6 +57,7 @@ class ScanReport:
         data = asdict(self)
         data["warnings"] = [{"path": p, "message": m} for p, m in self.warnings]
         data["problems"] = [{"path": p, "message": m} for p, m in self.problems]
+        data["skipped"] = [{"path": p, "markdown_files": n} for p, n in self.skipped]
         return data
 
 
@@ -72,10 +76,20 @@ def digest_of(data: bytes, truncated_from: int | None) -> str:
 
 
 def prepare(
-    path: Path, root: Path, stat: FileStat, data: bytes, truncated_from: int | None, embedder: Embedder
+    path: Path,
+    root: Path,
+    stat: FileStat,
+    data: bytes,
+    truncated_from: int | None,
+    embedder: Embedder,
+    adopted: tuple[Convention, ...] = CONVENTIONS,
 ) -> Prepared:
-    rel = PurePosixPath(path.relative_to(root).as_posix())
+    rel = PurePosixPath(path.name if path == root else path.relative_to(root).as_posix())
     parsed = parse(data, rel, truncated_from=truncated_from)
+    tier, context_type = conventions.defaults(path, parsed.meta, adopted)
+    if tier and not parsed.tier_given:
+        parsed.tier = tier
+    parsed.context_type = parsed.context_type or context_type
     chunks, chunk_warnings = chunk_file(parsed, embedder.count_tokens, embedder.max_tokens)
     return Prepared(
         path, root, stat, digest_of(data, truncated_from), parsed, chunks, parsed.warnings + chunk_warnings
@@ -173,8 +187,10 @@ def _keyword_phase(
         force, scopes = True, None  # every file's rows must be rebuilt, not only those in scope
     if progress:
         progress("walking", 0, 0)
-    walked = files.walk(roots, exclude=(config.db_path.parent,), scopes=scopes)
+    policy = files.Policy.of(config)
+    walked = files.walk(roots, exclude=(config.db_path.parent,), scopes=scopes, policy=policy)
     report.problems.extend(walked.problems)
+    report.skipped.extend((str(folder), count) for folder, count in walked.skipped.items())
     report.files_seen = len(walked.files)
     existing = store.existing(conn, roots, scopes)
 
@@ -245,7 +261,7 @@ def _keyword_phase(
         batch = changed[start : start + step]
         prepared = []
         for path, root, st, data, truncated_from, mid in batch:
-            prep = prepare(path, root, st, data, truncated_from, embedder)
+            prep = prepare(path, root, st, data, truncated_from, embedder, policy.conventions)
             kind = "updated" if mid is not None else "added"
             if mid is None and gone_by_digest.get(prep.digest):
                 old_path, mid = gone_by_digest[prep.digest].pop()

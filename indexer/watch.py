@@ -122,6 +122,7 @@ class Watcher:
         self._parent_watches: dict[Path, ObservedWatch] = {}
         self._threads: list[threading.Thread] = []
         self._db_dir = config.db_path.parent
+        self.policy = files.Policy.of(config)
         self._busy = False  # a batch or an embedding pass is running
         self._embedding = False
         self._root_changed = False
@@ -222,12 +223,9 @@ class Watcher:
 
     def _noise(self, path: Path, root: Path, is_dir: bool) -> bool:
         """Events that can never change the index: non-memory files, hidden or skipped folders, our database."""
-        if not is_dir and not files.is_memory_name(path.name):
+        if not is_dir and not self.policy.is_memory_file(path):
             return True
-        rel = path.relative_to(root).parts
-        if any(files.is_skipped_dir(part) for part in rel[:-1]) or (
-            is_dir and rel and files.is_skipped_dir(rel[-1])
-        ):
+        if self.policy.hidden(root, path, is_dir):
             # A hidden folder moved to a visible name arrives as a move event whose other side is visible.
             return True
         return self._db_dir != root and files.within(self._db_dir, root) and files.within(path, self._db_dir)
@@ -293,6 +291,10 @@ class Watcher:
         """Ignore files above a root (up to the repository top) and the root's own appearance are seen too."""
         assert self._observer is not None
         base = files.IgnoreRules(root).base
+        if not files.within(root.parent, base):
+            base = (
+                root.parent
+            )  # outside a repository: at least the folder holding the root (or the root file)
         folder = root.parent
         while files.within(folder, base):
             if folder not in self._parent_watches and folder.is_dir():

@@ -137,10 +137,11 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
     """
     from specmem.indexer.errors import ConfigError
 
-    missing = [r for r in cfg.roots if not r.is_dir()]
-    if missing:
+    missing = [r for r in cfg.roots if not r.exists()]
+    if missing and len(missing) == len(cfg.roots):
         raise ConfigError(
-            f"root folder {missing[0]} does not exist; create it, or pass an existing folder (specmem scan DIR)"
+            f"root folder {missing[0]} does not exist; create it (`specmem init` does), or pass an existing "
+            "folder (specmem scan DIR)"
         )
     progress = ProgressLine()
     with opened(cfg) as mem:
@@ -169,7 +170,27 @@ def print_report(report: ScanReport, cfg: Config) -> None:
         say(f"problem {path}: {message}", fg="red")
     for path, message in report.warnings:
         say(f"warning {path}: {message}", fg="yellow")
+    print_skipped(report, cfg)
     say(f"index: {cfg.db_path}")
+
+
+def print_skipped(report: ScanReport, cfg: Config) -> None:
+    """Every hidden folder holding markdown that the scan left out, with the setting that takes it in."""
+    from pathlib import Path
+
+    from specmem.indexer import conventions, files
+
+    for folder, count in report.skipped:
+        path = Path(folder)
+        root = files.root_of(path, cfg.roots)
+        rel = path.relative_to(root).as_posix() if root else folder
+        files_word = f"{count} markdown file{'s' if count != 1 else ''}"
+        place = conventions.place_of(path)
+        if place is not None and place.name not in cfg.conventions:
+            hint = f'{place.tool}\'s place, a convention not adopted: add "{place.name}" to conventions'
+        else:
+            hint = "a hidden folder that is no memory convention's place"
+        say(f'skipped {folder}: {files_word}; {hint}, or include = ["{rel}"], in specmem.toml', fg="yellow")
 
 
 @cli.command("watch")
@@ -542,6 +563,132 @@ def get_cmd(cfg: Config, path_or_id: str, as_json: bool) -> None:
     for warning in memory.warnings:
         say(f"warning: {warning}", err=True, fg="yellow")
     click.echo(memory.content if memory.content.endswith("\n") else memory.content + "\n", nl=False)
+
+
+@cli.command("list")
+@click.option("--spec-folder", help="Only this spec folder (and below).")
+@click.option("--tier", type=click.Choice(TIERS), help="Only this tier.")
+@click.option(
+    "--sort",
+    type=click.Choice(["updated", "title", "path", "tier"]),
+    default="updated",
+    show_default=True,
+    help="Order of the list.",
+)
+@click.option("-n", "--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--offset", default=0, type=click.IntRange(0), help="Skip this many first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the page as JSON.")
+@common
+def list_cmd(
+    cfg: Config, spec_folder: str | None, tier: str | None, sort: str, limit: int, offset: int, as_json: bool
+) -> None:
+    """List memories with their ids, tiers, spec folders and titles (newest first by default)."""
+    with opened(cfg) as mem:
+        page = mem.list(offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort)
+    if as_json:
+        click.echo(page.model_dump_json(indent=2))
+        return
+    for m in page.items:
+        say(
+            f"{m.id:>5}  {m.tier:<14} {m.spec_folder or '-':<20} {click.style(m.title, bold=True)}  "
+            + click.style(m.rel_path, fg="cyan")
+        )
+    shown = f"{offset + 1}-{offset + len(page.items)}" if page.items else "none"
+    say(click.style(f"{shown} of {page.total} memories", dim=True), err=True)
+
+
+@cli.command("triggers")
+@click.argument("prompt")
+@click.option("-n", "--limit", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--json", "as_json", is_flag=True, help="Print the matches as JSON.")
+@common
+def triggers_cmd(cfg: Config, prompt: str, limit: int, as_json: bool) -> None:
+    """Memories whose trigger phrases occur in PROMPT as whole words ('-' reads the prompt from stdin)."""
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    with opened(cfg) as mem:
+        matches = mem.triggers(prompt, limit=limit)
+    if as_json:
+        click.echo(json.dumps([m.model_dump() for m in matches], indent=2))
+        return
+    if not matches:
+        say("no trigger phrase matches", err=True)
+    for m in matches:
+        say(
+            f"{m.id:>5}  {click.style(m.title, bold=True)}  {', '.join(m.phrases)}  "
+            + click.style(m.path, fg="cyan")
+        )
+
+
+@cli.command("update")
+@click.argument("id_or_path")
+@click.option("--title", help="New title.")
+@click.option("--tier", type=click.Choice(TIERS), help="New importance tier.")
+@click.option("--context-type", help="New context type.")
+@click.option("--trigger", "triggers", multiple=True, help="A trigger phrase (repeat; replaces the list).")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeat; replaces the list).")
+@common
+def update_cmd(
+    cfg: Config,
+    id_or_path: str,
+    title: str | None,
+    tier: str | None,
+    context_type: str | None,
+    triggers: tuple[str, ...],
+    tags: tuple[str, ...],
+) -> None:
+    """Change a memory's frontmatter; only the lines of the keys that change are rewritten."""
+    with opened(cfg) as mem:
+        written = mem.update(
+            id_or_path,
+            title=title,
+            tier=tier,
+            context_type=context_type,
+            trigger_phrases=triggers or None,
+            tags=tags or None,
+        )
+    changed = ", ".join(written.changed) or "nothing (the values were already so)"
+    say(f"memory {written.id} ({written.path}): changed {changed}")
+
+
+@cli.command("delete")
+@click.argument("id_or_path", required=False)
+@click.option("--spec-folder", help="Delete every memory of this spec folder (needs --yes).")
+@click.option("--yes", is_flag=True, help="Confirm deleting a whole spec folder.")
+@common
+def delete_cmd(cfg: Config, id_or_path: str | None, spec_folder: str | None, yes: bool) -> None:
+    """Delete one memory (ID_OR_PATH) or a whole spec folder, after an automatic checkpoint that undoes it."""
+    with opened(cfg) as mem:
+        deleted = mem.delete(id_or_path, spec_folder=spec_folder, confirm=yes)
+    for path in deleted.deleted:
+        say(f"deleted {path}")
+    say(f"undo with: specmem checkpoint restore {deleted.checkpoint}", err=True)
+
+
+@cli.command("validate")
+@click.argument("memory_id", type=int)
+@click.option("--useful/--not-useful", required=True, help="Whether the memory helped.")
+@common
+def validate_cmd(cfg: Config, memory_id: int, useful: bool) -> None:
+    """Record whether memory MEMORY_ID helped: its confidence moves toward 1 or 0 and weighs its ranking."""
+    with opened(cfg) as mem:
+        v = mem.validate(memory_id, useful)
+    say(f"memory {v.id}: confidence {v.confidence_before:.2f} → {v.confidence_after:.2f}")
+
+
+@cli.command("save")
+@click.argument("path")
+@common
+def save_cmd(cfg: Config, path: str) -> None:
+    """Index one memory file now (after writing or editing it), without a full scan."""
+    with opened(cfg) as mem:
+        report = mem.save(path)
+    say(
+        f"{path}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.removed} removed"
+    )
+    for p, message in report.warnings:
+        say(f"warning {p}: {message}", fg="yellow")
 
 
 @cli.command("stats")

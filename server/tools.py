@@ -116,6 +116,11 @@ class Health(BaseModel):
     watching: bool = Field(description="Whether this server process is the one keeping the index live")
 
 
+class SkippedFolder(BaseModel):
+    path: str
+    markdown_files: int
+
+
 class ScanSummary(BaseModel):
     scope: list[str]
     added: int
@@ -128,6 +133,9 @@ class ScanSummary(BaseModel):
     seconds: float
     warnings: list[FileWarnings]
     problems: list[FileWarnings]
+    skipped: list[SkippedFolder] = Field(
+        description="Hidden folders holding markdown that were left out; `include` in specmem.toml takes them"
+    )
 
 
 def index_state(mem: Memories) -> IndexState:
@@ -274,6 +282,7 @@ def summary(report: ScanReport, scope: tuple[Path, ...] | list[Path]) -> ScanSum
         seconds=round(report.seconds, 3),
         warnings=grouped(report.warnings),
         problems=grouped(report.problems),
+        skipped=[SkippedFolder(path=p, markdown_files=n) for p, n in report.skipped],
     )
 
 

@@ -229,7 +229,7 @@ class Memories:
     def save(self, path: str | os.PathLike[str]) -> ScanReport:
         """Index one memory file now (after writing or editing it)."""
         target = self.resolve_path(path)
-        if target.is_dir() or not files.is_memory_name(target.name):
+        if target.is_dir() or not files.Policy.of(self.config).is_memory_file(target):
             raise NotFound(f"{path} is not a memory file: give one *.md file (scan does folders)")
         if (
             not target.exists()
@@ -239,7 +239,8 @@ class Memories:
             raise NotFound(f"{target} does not exist and is not indexed; give the path of a memory file")
         report = self.scan([target])  # a file deleted since it was indexed leaves the index
         if report.files_seen == 0 and target.exists():
-            why = files.skip_reason(target, self.config.roots) or "it is not a memory file"
+            why = files.skip_reason(target, self.config.roots, files.Policy.of(self.config))
+            why = why or "it is not a memory file"
             raise NotFound(f"{target} is not indexed: {why}")
         return report
 
@@ -386,7 +387,10 @@ class Memories:
                 scope = spec_folder
                 folders = [f for _, f in checkpoints.scope_dirs(self.config, spec_folder)]
                 walked = files.walk(
-                    self.config.roots, exclude=(self.config.db_path.parent,), scopes=tuple(folders)
+                    self.config.roots,
+                    exclude=(self.config.db_path.parent,),
+                    scopes=tuple(folders),
+                    policy=files.Policy.of(self.config),
                 )
                 targets, scopes = sorted(walked.files), tuple(folders)
             name = f"auto-delete-{db.now_ms()}-{os.getpid()}"
