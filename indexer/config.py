@@ -5,7 +5,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import tempfile
+import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +24,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MAX_FILE_BYTES = 5 * 1024 * 1024
 DB_DIRNAME = ".specmem"
 PROJECT_FILE = "specmem.toml"
+REMEMBERED_FILE = "remembered-scans.json"
 FALSE_WORDS = ("0", "false", "no", "off")
 TRUE_WORDS = ("1", "true", "yes", "on")
 
@@ -265,6 +269,82 @@ def user_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("specmem", appauthor=False))
 
 
+# -- scans remembered outside a configured project ------------------------------------------------------------
+# `specmem scan DIR` where no specmem.toml governs records its roots and index under the folder it ran in, in the
+# user data folder (the index's location depends on the roots, so the record cannot live in the index): the next
+# command run there, or inside those roots, finds them.
+
+
+def _remembered() -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads((user_data_dir() / REMEMBERED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def remember(config: Config, cwd: Path | None = None) -> Path:
+    """Record `config`'s roots and index for the folder `cwd` (default: the current one); returns the file."""
+    cwd = (cwd or Path.cwd()).resolve()
+    entries = _remembered()
+    entries[str(cwd)] = {
+        "roots": [str(r) for r in config.roots if r not in config.convention_roots],
+        "db": str(config.db_path),
+        "at_ms": int(time.time() * 1000),
+    }
+    path = user_data_dir() / REMEMBERED_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".remembered.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(entries, fh, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remembered_for(cwd: Path) -> tuple[Path, list[Path], Path] | None:
+    """(folder it was run in, roots, index) of the scan remembered for `cwd`: run in it or a folder above it,
+    else one whose roots hold it (the latest)."""
+    entries = _remembered()
+
+    def parsed(folder: str) -> tuple[Path, list[Path], Path] | None:
+        entry = entries[folder]
+        try:
+            return Path(folder), [Path(r) for r in entry["roots"]], Path(entry["db"])
+        except (KeyError, TypeError):
+            return None
+
+    for folder in (cwd, *cwd.parents):
+        if str(folder) in entries:
+            return parsed(str(folder))
+    holding = [
+        (entry.get("at_ms", 0), folder)
+        for folder, entry in entries.items()
+        if isinstance(entry, dict)
+        and any(cwd == Path(r) or Path(r) in cwd.parents for r in entry.get("roots", []))
+    ]
+    return parsed(max(holding)[1]) if holding else None
+
+
+def missing_index(config: Config) -> str:
+    """What to say when there is no index: the roots and the databases looked at, and what to run."""
+    roots = ", ".join(str(r) for r in config.roots)
+    looked = [f"{config.db_path} (database: {config.sources.get('database', 'default')})"]
+    remembered = remembered_for(Path.cwd().resolve())
+    if remembered is not None and remembered[2] != config.db_path:
+        looked.append(f"{remembered[2]} (remembered from `specmem scan` in {remembered[0]})")
+    elif remembered is None and config.project_file is None:
+        looked.append(f"no scan remembered for {Path.cwd()}")
+    return (
+        f"no index yet for roots {roots} (roots: {config.sources.get('roots', 'default')}); looked at "
+        f"{'; '.join(looked)}; run `specmem scan` first to index these roots (`specmem scan DIR` for another "
+        "folder, `specmem init` to set up this project)"
+    )
+
+
 def resolve(
     *,
     db: str | os.PathLike[str] | None = None,
@@ -310,6 +390,13 @@ def resolve(
         assert project_file is not None
         root_values = [project_file.parent / Path(r).expanduser() for r in listed]
         sources["roots"] = str(project_file)
+    remembered = None
+    if not root_values and project_file is None:
+        remembered = remembered_for(cwd)
+        if remembered is not None:
+            root_values = list(remembered[1])
+            sources["roots"] = f"remembered from `specmem scan` in {remembered[0]}"
+            project = find_project(root_values[0])
     if not root_values:
         root_values = [(project or cwd) / "specs"]
     resolved_roots = tuple(dict.fromkeys(p.resolve() for p in root_values))
@@ -337,6 +424,9 @@ def resolve(
     if "database" in values:
         base = project_file.parent if sources["database"] == str(project_file) and project_file else cwd
         db_path = (base / Path(values.pop("database")).expanduser()).resolve()
+    elif remembered is not None:
+        db_path = remembered[2]
+        sources["database"] = sources["roots"]
     elif project is not None:
         db_path = project / DB_DIRNAME / "index.db"
     else:
@@ -347,7 +437,7 @@ def resolve(
     # The adopted conventions' places at the project top become roots of their own, unless roots were chosen
     # for this run (an option or SPECMEM_ROOTS: exactly those folders) or a root already holds them.
     extra: list[tuple[conventions_mod.Convention, Path]] = []
-    if project is not None and not sources.get("roots", "").startswith(("option", "env")):
+    if project is not None and not sources.get("roots", "").startswith(("option", "env", "remembered")):
         adopted = conventions_mod.named(values.get("conventions", conventions_mod.NAMES))
         for convention, place in conventions_mod.found_at(project, adopted):
             if not any(place == r or r in place.parents for r in resolved_roots):

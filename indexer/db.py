@@ -16,6 +16,7 @@ import apsw
 from specmem.indexer.errors import DatabaseError
 
 BUSY_TIMEOUT_MS = 15_000
+IGNORE_MARKER = "# specmem's index is derived from the memory files: never commit it\n*\n"
 # BEGIN IMMEDIATE is retried this many times (each waiting up to the busy timeout) before a write gives up loudly.
 WRITE_ATTEMPTS = 4
 
@@ -176,7 +177,7 @@ def _ignore_folder(folder: Path) -> None:
     marker = folder / ".gitignore"
     if folder.name == ".specmem" and not marker.exists():
         try:
-            marker.write_text("# specmem's index is derived from the memory files: never commit it\n*\n")
+            marker.write_text(IGNORE_MARKER)
         except OSError:
             pass
 

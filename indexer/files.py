@@ -285,7 +285,7 @@ def _file_root(root: Path, roots: tuple[Path, ...], result: WalkResult) -> None:
         result.files[root] = (root, st)
 
 
-def _count_markdown(folder: Path) -> int:
+def count_markdown(folder: Path) -> int:
     """Markdown files under a folder the walk skips (bounded: a huge folder is only partly counted)."""
     count = seen = 0
     stack = [folder]
@@ -381,7 +381,7 @@ def _walk_dir(
                 continue
             if rules.policy.hidden(root, path, True):
                 if entry.name not in NEVER_REPORTED and entry.name not in NEVER_DIRS:
-                    if not rules.excludes(path, True) and (count := _count_markdown(path)):
+                    if not rules.excludes(path, True) and (count := count_markdown(path)):
                         result.skipped[path] = count
                 continue
             if rules.ignored(path, is_dir=True):

@@ -120,6 +120,46 @@ class ProgressLine:
             click.echo("\r\033[K", err=True, nl=False)
 
 
+@cli.command("init")
+@click.argument("folder", default=".", type=click.Path(file_okay=False))
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    help="A folder of memory files for the project's settings; repeat for several [default specs].",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be created and kept; change nothing.")
+def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool) -> None:
+    """Set up FOLDER (default: here) for specmem: specmem.toml, an example rule and memory, .specmem/ kept out
+    of git, and .mcp.json so that Claude Code starts the MCP server. Never overwrites a file: it says what it
+    kept. Also lists the memory places of other assistants (Spec Kit, Kiro, Cursor, ...) found there."""
+    from specmem.api import init
+
+    plan = init(folder, roots=list(roots) or None, dry_run=dry_run)
+    say(f"specmem init {plan.folder}" + (" (dry run: nothing written)" if dry_run else ""))
+    for step in plan.steps:
+        verb = ("would create" if dry_run else "created") if step.action == "create" else "kept"
+        where = step.path.relative_to(plan.folder) if step.path.is_relative_to(plan.folder) else step.path
+        say(
+            f"  {click.style(f'{verb:<12}', fg='green' if step.action == 'create' else 'yellow')} {where}: {step.why}"
+        )
+    if plan.found:
+        found = ", ".join(f"{c.tool} ({p.relative_to(plan.folder).as_posix()})" for c, p in plan.found)
+        say(f"conventions found, read as memory too: {found}")
+    else:
+        say(
+            "conventions found: none (Spec Kit, Kiro, Cursor, Claude Code, Copilot, AGENTS.md are read when present)"
+        )
+    for path, count in plan.hidden.items():
+        say(
+            f"not read: {path.name}/ holds {count} markdown file{'s' if count != 1 else ''}; to index it, add include = "
+            f'["{path.name}"] to specmem.toml',
+            fg="yellow",
+        )
+    if not dry_run:
+        say(f'next: cd {plan.folder} && specmem scan && specmem search "what did we decide"')
+
+
 @cli.command("scan")
 @click.argument("root_args", nargs=-1, type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Re-read and re-index every file, even unchanged ones.")
@@ -135,6 +175,7 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
     renamed files keep their embeddings. Keyword search sees the changes before the embeddings are computed.
     Progress goes to stderr (a bar on a terminal, a line every few seconds otherwise).
     """
+    from specmem.indexer import config as configmod
     from specmem.indexer.errors import ConfigError
 
     missing = [r for r in cfg.roots if not r.exists()]
@@ -151,6 +192,15 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         print_report(report, cfg)
+    if cfg.sources.get("roots") == "option" and cfg.project_file is None:
+        # Outside a configured project: the next command run here finds these roots and this index.
+        configmod.remember(cfg)
+        roots = " ".join(f"--root {r}" for r in cfg.roots if r not in cfg.convention_roots)
+        say(
+            f"remembered: `specmem search` and the other commands run in {os.getcwd()} use these roots and this "
+            f"index; to keep them in the project for good: specmem init {roots}",
+            err=True,
+        )
 
 
 def print_report(report: ScanReport, cfg: Config) -> None:
@@ -772,7 +822,7 @@ def main() -> None:
     from specmem.indexer.errors import SpecmemError
 
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="specmem", standalone_mode=False)
     except click.exceptions.Abort:
         say("aborted", err=True)
         sys.exit(130)

@@ -25,12 +25,13 @@ from typing import Any
 import apsw
 from pydantic import BaseModel, Field
 
-from specmem.indexer import checkpoints, config, db, files
+from specmem.indexer import checkpoints, config, db, files, project
 from specmem.indexer.checkpoints import CheckpointInfo, RestoreReport
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder, background_thread, embed_pending
 from specmem.indexer.errors import NotFound, SearchError, WriteError
 from specmem.indexer.feedback import validate
+from specmem.indexer.project import InitPlan
 from specmem.indexer.scan import Progress, ScanReport, scan
 from specmem.indexer.store import pending_count
 from specmem.indexer.watch import Watcher
@@ -426,6 +427,21 @@ class Memories:
         """Delete one checkpoint."""
         with self.writer() as conn:
             checkpoints.delete(conn, name)
+
+
+def init(
+    folder: str | os.PathLike[str] = ".",
+    *,
+    roots: Sequence[str | os.PathLike[str]] | None = None,
+    dry_run: bool = False,
+) -> InitPlan:
+    """Set a project up: `specmem.toml`, an example rule and memory (when the first root holds no markdown
+    yet), `.specmem/` kept out of git, and `.mcp.json` for Claude Code. Never overwrites a file; the plan says
+    what was created, what was kept, and which assistants' memory conventions the project already has."""
+    plan = project.plan(Path(folder), [os.fspath(r) for r in roots] if roots else None)
+    if not dry_run:
+        project.apply(plan)
+    return plan
 
 
 def open(  # noqa: A001 - specmem.open(...), like sqlite3.connect or io.open

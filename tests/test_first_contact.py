@@ -290,3 +290,168 @@ def test_readme_mcp_tools_table_is_one_table_listing_every_tool():
     listed = " ".join(line.split("|")[1] for line in table[2:])
     names = re.findall(r"`(\w+)`", listed)
     assert {fn.__name__ for fn, _ in TOOLS} <= set(names), set(fn.__name__ for fn, _ in TOOLS) - set(names)
+
+
+# -- item 3: roots scanned outside a configured project are remembered ------------------------------------------
+
+
+def test_scanned_roots_are_remembered_outside_a_project(isolated, monkeypatch, tmp_path):
+    monkeypatch.delenv("SPECMEM_ROOTS")
+    monkeypatch.delenv("SPECMEM_DB")
+    vault = tmp_path / "vault"
+    write(vault / "Sync" / "Sync notes.md", "# Sync\n\nObsidian Sync keeps vaults in step across devices.\n")
+    (vault / "Daily").mkdir()
+    scanned = cli("scan", ".", cwd=vault)
+    assert scanned.returncode == 0, scanned.stderr
+    assert (
+        "remembered: `specmem search`" in scanned.stderr and f"specmem init --root {vault}" in scanned.stderr
+    )
+    assert str(tmp_path / "user-data") in scanned.stdout  # the index lives in the user data folder
+
+    for where in (vault, vault / "Daily"):
+        found = cli("search", "sync", cwd=where)
+        assert found.returncode == 0, found.stderr
+        assert "Sync" in found.stdout
+    paths = cli("paths", cwd=vault).stdout
+    assert "remembered from `specmem scan` in" in paths
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    missing = cli("search", "sync", cwd=elsewhere)
+    assert missing.returncode == 1
+    assert f"no index yet for roots {elsewhere / 'specs'}" in missing.stderr, missing.stderr
+    assert "looked at" in missing.stderr and f"no scan remembered for {elsewhere}" in missing.stderr
+    assert "specmem init" in missing.stderr
+
+
+# -- item 5: specmem init ---------------------------------------------------------------------------------------
+
+
+def test_init_then_scan_then_the_configured_mcp_server_answers(isolated, monkeypatch, tmp_path):
+    """A newcomer's first minutes: init (dry run first), scan, search, then the MCP server exactly as the written
+    .mcp.json starts it."""
+    monkeypatch.delenv("SPECMEM_ROOTS")
+    monkeypatch.delenv("SPECMEM_DB")
+    top = tmp_path / "newproject"
+    subprocess.run(["git", "init", "-q", str(top)], check=True)
+    write(top / ".kiro" / "steering" / "tech.md", "# Tech stack\n\nWe use Django and PostgreSQL.\n")
+    write(top / ".notes" / "n.md", "# A note\n")
+
+    dry = cli("init", str(top), "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: nothing written" in dry.stdout and "would create specmem.toml" in dry.stdout
+    assert "conventions found, read as memory too: Kiro (.kiro/steering)" in dry.stdout
+    assert 'not read: .notes/ holds 1 markdown file; to index it, add include = [".notes"]' in dry.stdout
+    assert not (top / "specmem.toml").exists() and not (top / "specs").exists()
+
+    done = cli("init", cwd=top)
+    assert done.returncode == 0, done.stderr
+    for name in ("specmem.toml", "specs/constitutional/example-rule.md", ".specmem/.gitignore", ".mcp.json"):
+        assert (top / name).is_file(), name
+    assert list((top / "specs" / "000-project" / "memory").glob("*.md"))
+    (top / ".mcp.json").write_text((top / ".mcp.json").read_text())  # untouched from here on
+    before = {p: p.read_bytes() for p in top.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+    again = cli("init", cwd=top)
+    assert "created" not in again.stdout and again.stdout.count("kept") == 4, again.stdout
+    assert {p: p.read_bytes() for p in before} == before
+
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".specmem/index.db"], cwd=top, capture_output=True)
+    assert ignored.returncode == 0, "the index folder is kept out of git"
+
+    scanned = cli("scan", cwd=top)
+    assert scanned.returncode == 0 and "scanned 3 files" in scanned.stdout, scanned.stdout + scanned.stderr
+    found = cli("search", "which database", cwd=top)
+    assert found.returncode == 0 and "Tech stack" in found.stdout, found.stdout
+
+    server = json.loads((top / ".mcp.json").read_text())["mcpServers"]["specmem"]
+    params = StdioServerParameters(
+        command=server["command"], args=server["args"], env={**os.environ, "SPECMEM_WATCH": "0"}, cwd=str(top)
+    )
+
+    async def main() -> None:
+        with anyio.fail_after(120):
+            async with Client(params) as client:
+                answer = await call(client, "memory_search", query="Django")
+                titles = [r["title"] for r in answer["results"]]
+                assert "Tech stack" in titles
+                assert any(r["always_surfaced"] for r in answer["results"])
+
+    anyio.run(main)
+
+
+def test_init_keeps_an_existing_mcp_config_and_says_what_to_add(isolated, tmp_path):
+    top = tmp_path / "p"
+    write(top / ".mcp.json", '{"mcpServers": {"other": {"command": "x"}}}\n')
+    write(top / "specs" / "a.md", "# A\n")
+    done = cli("init", str(top), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "kept         .mcp.json: exists without specmem; add to its mcpServers:" in done.stdout
+    assert json.loads((top / ".mcp.json").read_text()) == {"mcpServers": {"other": {"command": "x"}}}
+    assert "holds 1 markdown file already; no examples added" in done.stdout
+    assert not (top / "specs" / "constitutional").exists()
+
+
+# -- item 9: CLI parity with the MCP tools, and shell completion ------------------------------------------------
+
+
+def test_cli_does_what_the_mcp_tools_do(corpus):
+    listed = json.loads(cli("list", "--json").stdout)
+    assert listed["total"] == 2
+    bold = next(m for m in listed["items"] if m["title"] == "Bold words")
+    text = cli("list", "--tier", "normal", "--sort", "title").stdout
+    assert text.index("Bold words") < text.index("Plain")
+
+    updated = cli("update", str(bold["id"]), "--tier", "critical", "--trigger", "pick a framework")
+    assert updated.returncode == 0 and "importance_tier" in updated.stdout, updated
+    triggers = cli("triggers", "how do we pick a framework here?", "--json")
+    assert [m["id"] for m in json.loads(triggers.stdout)] == [bold["id"]]
+    piped = subprocess.run(
+        [sys.executable, "-m", "specmem", "triggers", "-"],
+        input="Pick A Framework",
+        capture_output=True,
+        text=True,
+    )
+    assert "Bold words" in piped.stdout
+
+    validated = cli("validate", str(bold["id"]), "--useful")
+    assert validated.returncode == 0 and "confidence 0.50 →" in validated.stdout
+
+    write(corpus / "002-b" / "memory" / "plain.md", memory("Plain", "nothing bold, edited"))
+    saved = cli("save", "specs/002-b/memory/plain.md")
+    assert saved.returncode == 0 and "1 updated" in saved.stdout, saved
+
+    deleted = cli("delete", str(bold["id"]))
+    assert deleted.returncode == 0 and "undo with: specmem checkpoint restore auto-delete-" in deleted.stderr
+    assert not (corpus / "001-a" / "memory" / "bold.md").exists()
+    refused = cli("delete", "--spec-folder", "002-b")
+    assert refused.returncode == 1 and "needs confirm" in refused.stderr
+    assert cli("delete", "--spec-folder", "002-b", "--yes").returncode == 0
+    assert json.loads(cli("list", "--json").stdout)["total"] == 0
+
+    async def scenario(client: Client) -> None:  # the same index, seen by the server
+        assert (await call(client, "memory_list"))["total"] == 0
+
+    serve(scenario)
+
+
+def test_shell_completion_is_generated_by_the_command():
+    script = subprocess.run(
+        [sys.executable, "-m", "specmem"],
+        env={**os.environ, "_SPECMEM_COMPLETE": "bash_source"},
+        capture_output=True,
+        text=True,
+    )
+    assert "_specmem_completion" in script.stdout, script.stderr
+    words = subprocess.run(
+        [sys.executable, "-m", "specmem"],
+        env={
+            **os.environ,
+            "_SPECMEM_COMPLETE": "bash_complete",
+            "COMP_WORDS": "specmem tri",
+            "COMP_CWORD": "1",
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert "triggers" in words.stdout, words
