@@ -43,6 +43,7 @@ class Config:
     watch: bool = True
     threads: int | None = None
     surface_constitutional: int = 3
+    search_wait: float = 15.0
     http_token: str | None = field(default=None, repr=False)
     http_origins: tuple[str, ...] = ()
     conventions: tuple[str, ...] = conventions_mod.NAMES
@@ -66,6 +67,10 @@ class Config:
     @property
     def watcher_status_path(self) -> Path:
         return self.db_path.parent / "watcher.json"
+
+    @property
+    def scan_state_path(self) -> Path:
+        return self.db_path.parent / "scan.json"
 
     @property
     def write_lock_path(self) -> Path:
@@ -126,6 +131,16 @@ def _positive_float(value: Any, what: str) -> float:
         raise ConfigError(f"{what}={value!r} is not a number") from None
     if not number > 0:
         raise ConfigError(f"{what} must be a positive number, not {number}")
+    return number
+
+
+def _seconds(value: Any, what: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{what}={value!r} is not a number of seconds") from None
+    if not number >= 0:
+        raise ConfigError(f"{what} must be 0 or more seconds, not {number}")
     return number
 
 
@@ -212,6 +227,13 @@ SETTINGS = [
         "surface_constitutional",
         _count,
         "rules on top of a search",
+    ),
+    Setting(
+        "search_wait",
+        "SPECMEM_SEARCH_WAIT",
+        "search_wait",
+        _seconds,
+        "a server's search waits this long for an index being built",
     ),
     Setting("http_token", "SPECMEM_HTTP_TOKEN", None, _text, "bearer token for HTTP"),
     Setting("http_origins", "SPECMEM_HTTP_ORIGINS", "http_origins", _origins, "extra allowed origins"),

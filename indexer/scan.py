@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 import apsw
 import xxhash
 
-from specmem.indexer import conventions, db, files, signal, store
+from specmem.indexer import conventions, db, files, scanstate, signal, store
 from specmem.indexer.chunk import chunk_file
 from specmem.indexer.config import Config
 from specmem.indexer.conventions import CONVENTIONS, Convention
@@ -137,6 +137,58 @@ def scan(
     report = ScanReport()
     roots = roots or config.roots
     reset_vectors_if_model_changed(conn, embedder.model_id)
+    # A full scan tells other processes how far it is (a server's first search waits for its keyword phase).
+    tracker = scanstate.Tracker(config.scan_state_path) if scopes is None else None
+    progress = _both(tracker, progress)
+    try:
+        _scan(
+            conn,
+            config,
+            embedder,
+            roots,
+            scopes,
+            force,
+            embed,
+            progress,
+            lock_timeout,
+            one_transaction,
+            finalize,
+            should_stop,
+            report,
+        )
+    finally:
+        if tracker is not None:
+            tracker.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _both(first: Progress | None, second: Progress | None) -> Progress | None:
+    if first is None or second is None:
+        return first or second
+
+    def both(phase: str, done: int, total: int) -> None:
+        first(phase, done, total)
+        second(phase, done, total)
+
+    return both
+
+
+def _scan(
+    conn: apsw.Connection,
+    config: Config,
+    embedder: Embedder,
+    roots: tuple[Path, ...],
+    scopes: tuple[Path, ...] | None,
+    force: bool,
+    embed: bool,
+    progress: Progress | None,
+    lock_timeout: float,
+    one_transaction: bool,
+    finalize: Callable[[apsw.Connection], None] | None,
+    should_stop: Callable[[], bool] | None,
+    report: ScanReport,
+) -> None:
     with FileLock(config.write_lock_path, "scan") as write_lock:
         write_lock.acquire(lock_timeout)
         _keyword_phase(
@@ -164,8 +216,6 @@ def scan(
             report.embedding_error = str(exc)
         report.embed_seconds = time.perf_counter() - emb_started
     report.pending_embeddings = store.pending_count(conn)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def _keyword_phase(

@@ -186,6 +186,11 @@ class Watcher:
     def running(self) -> bool:
         return bool(self._threads) and not self._stopping.is_set()
 
+    @property
+    def settling(self) -> bool:
+        """Started, and its start-up reconcile has neither been applied nor failed yet."""
+        return self.running and self.status.batches == 0 and not self.status.errors
+
     def idle(self) -> bool:
         """No event waiting, no batch being applied, no embedding running or wanted."""
         with self._cond:
@@ -453,6 +458,7 @@ class WatchHost:
         self.watcher = Watcher(config, embedder, role="server")
         self.retry = retry
         self._stop = threading.Event()
+        self._tried = threading.Event()
         self._thread = threading.Thread(target=self._run, name="specmem-watch-host", daemon=True)
 
     def start(self) -> None:
@@ -462,17 +468,26 @@ class WatchHost:
     def watching(self) -> bool:
         return self.watcher.running
 
+    @property
+    def settling(self) -> bool:
+        """Before its first try of the lock, or watching with the start-up reconcile not applied yet: the index
+        this server reads is about to be brought up to date."""
+        return (not self._tried.is_set() and not self._stop.is_set()) or self.watcher.settling
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.watcher.start()
             except WatcherBusy:
+                self._tried.set()
                 self._stop.wait(self.retry)
                 continue
             except Exception:  # noqa: BLE001 - e.g. the database folder cannot be created; try again later
+                self._tried.set()
                 log.exception("could not start the watcher; retrying in %.0f s", self.retry)
                 self._stop.wait(self.retry)
                 continue
+            self._tried.set()
             log.info("this server now watches %s", self.watcher.config.db_path)
             return
 

@@ -39,7 +39,11 @@ def build_server(config: Config, *, load_model: bool = True, watch: bool = False
         if host is not None:
             host.start()  # in its own thread: the protocol never waits for the lock, the reconcile or a scan
         try:
-            yield App(memories=memories, watching=lambda: host is not None and host.watching)
+            yield App(
+                memories=memories,
+                watching=lambda: host is not None and host.watching,
+                settling=lambda: host is not None and host.settling,
+            )
         finally:
             if host is not None:
                 host.stop()

@@ -45,6 +45,7 @@ class App:
 
     memories: Memories
     watching: Callable[[], bool] = field(default=lambda: False)
+    settling: Callable[[], bool] = field(default=lambda: False)  # this server is about to build the index
 
 
 TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = []
@@ -162,8 +163,22 @@ def memory_search(
     """Search the project's memories (decisions, context, conventions) by keywords and meaning.
 
     Results carry path:start-end, title, tier, spec folder, score parts and a snippet. While the embedding model
-    loads, the answer comes at once in keyword mode and says so (keyword_only, notes)."""
-    mem = app(ctx).memories
+    loads, the answer comes at once in keyword mode and says so (keyword_only, notes). While the index is first
+    being built, it waits a few seconds, then answers with what is indexed and says how far indexing got."""
+    state = app(ctx)
+    mem = state.memories
+    building = mem.wait_for_index(mem.config.search_wait, settling=state.settling)
+    if building is not None and not mem.config.db_path.exists():
+        return SearchAnswer(
+            query=query,
+            mode_requested=mode,
+            mode_used="keyword",
+            keyword_only=True,
+            results=[],
+            total_memories=0,
+            notes=[f"{building.describe()}; nothing is searchable yet: search again in a few seconds"],
+            index=IndexState(pending_embeddings=0, last_indexed_ms=None, model_state=mem.reader.model_state),  # type: ignore[arg-type]
+        )
     response = mem.search(
         query,
         limit=limit,
@@ -181,6 +196,8 @@ def memory_search(
             + (f" ({reader.model_error})" if reader.model_error else "")
             + ": answered in keyword mode"
         )
+    if building is not None:
+        notes.append(f"{building.describe()}; these results may be incomplete: search again in a few seconds")
     return SearchAnswer(
         **response.model_dump(exclude={"notes", "pending_embeddings"}), notes=notes, index=index_state(mem)
     )

@@ -17,7 +17,8 @@ import datetime as dt
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import apsw
 from pydantic import BaseModel, Field
 
-from specmem.indexer import checkpoints, config, db, files, project
+from specmem.indexer import checkpoints, config, db, files, project, scanstate
 from specmem.indexer.checkpoints import CheckpointInfo, RestoreReport
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder, background_thread, embed_pending
@@ -33,6 +34,7 @@ from specmem.indexer.errors import NotFound, SearchError, WriteError
 from specmem.indexer.feedback import validate
 from specmem.indexer.project import InitPlan
 from specmem.indexer.scan import Progress, ScanReport, scan
+from specmem.indexer.scanstate import ScanState
 from specmem.indexer.store import pending_count
 from specmem.indexer.watch import Watcher
 from specmem.indexer.write import delete_files, update_memory, write_memory
@@ -42,6 +44,7 @@ from specmem.server.search import Filters, Mode, SearchResponse, search
 from specmem.server.state import ReadState
 
 log = logging.getLogger("specmem")
+WAIT_POLL = 0.05
 
 
 class Written(BaseModel):
@@ -196,6 +199,22 @@ class Memories:
     def stats(self) -> Stats:
         """Counts by tier, folder, context type and embedding status; files with warnings; the watcher."""
         return self._reader.cached("stats", lambda conn: memories.stats(conn, self.config))
+
+    def wait_for_index(
+        self, timeout: float, *, settling: Callable[[], bool] = lambda: False
+    ) -> ScanState | None:
+        """Wait up to `timeout` seconds while a full scan's keyword phase runs (in any process), or while
+        `settling` says the index is about to be built; None once the index is complete for keyword search,
+        else the scan's state (what to tell the user)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = scanstate.read(self.config.scan_state_path)
+            building = state is not None and state.keyword and state.alive
+            if not building and not settling():
+                return None
+            if time.monotonic() >= deadline:
+                return state if building else ScanState(os.getpid(), "", "walking", 0, 0, 0, 0)
+            time.sleep(WAIT_POLL)  # another process's progress: a file to poll, no event to wait on
 
     def pending(self) -> int:
         """Memories whose embeddings are not computed yet."""

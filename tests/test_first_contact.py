@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -455,3 +456,66 @@ def test_shell_completion_is_generated_by_the_command():
         text=True,
     )
     assert "triggers" in words.stdout, words
+
+
+# -- item 7: the first MCP search on a fresh project ------------------------------------------------------------
+
+
+def test_first_search_on_a_fresh_project_waits_for_the_keyword_phase(specs, cfg):
+    """No index yet; the server builds it (it hosts the watcher). The first search, sent at once, answers with
+    the memories instead of an error or an empty list."""
+    for i in range(1500):
+        write(specs / f"{i % 30:03d}-f" / "memory" / f"m{i}.md", memory(f"Memory {i}", f"plain words {i}"))
+    write(specs / "zzz" / "memory" / "last.md", memory("The last one", "the word quokka is only here"))
+    assert not cfg.db_path.exists()
+
+    async def scenario(client: Client) -> None:
+        answer = await call(client, "memory_search", query="quokka", mode="keyword")
+        assert [r["title"] for r in answer["results"]] == ["The last one"], answer["notes"]
+        assert not any(n.startswith("indexing") for n in answer["notes"]), answer["notes"]
+
+    serve(scenario, env={"SPECMEM_WATCH": "1"})
+
+
+def fake_scan(cfg: config.Config, pid: int, phase: str, done: int, total: int, age_s: float = 0.0) -> None:
+    now = time.time_ns() // 1_000_000
+    state = {"pid": pid, "host": socket.gethostname(), "phase": phase, "done": done, "total": total}
+    state |= {"started_ms": now - 60_000, "updated_ms": now - int(age_s * 1000)}
+    cfg.db_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg.scan_state_path.write_text(json.dumps(state))
+
+
+def test_search_says_how_far_indexing_got_when_the_wait_runs_out(corpus, cfg):
+    fake_scan(cfg, os.getpid(), "indexing", 400, 1000)  # this test process plays a scan that is still busy
+
+    async def scenario(client: Client) -> None:
+        answer = await call(client, "memory_search", query="framework")
+        assert answer["results"], "what is indexed is still answered"
+        assert any(n.startswith("indexing: 400 of 1000 files done") for n in answer["notes"]), answer["notes"]
+
+    serve(scenario, env={"SPECMEM_SEARCH_WAIT": "0.2"})
+    cfg.db_path.unlink()
+
+    async def nothing_yet(client: Client) -> None:
+        answer = await call(client, "memory_search", query="framework")
+        assert answer["results"] == []
+        assert "nothing is searchable yet" in answer["notes"][0], answer["notes"]
+
+    serve(nothing_yet, env={"SPECMEM_SEARCH_WAIT": "0.2"})
+
+
+def test_doctor_tells_a_running_scan_from_a_stalled_or_interrupted_one(corpus, cfg):
+    fake_scan(cfg, os.getpid(), "checking", 200, 1000, age_s=2)
+    running = cli("doctor", "--no-model")
+    assert "in progress: pid" in running.stdout and "200 of 1000 files checked" in running.stdout
+
+    fake_scan(cfg, os.getpid(), "embedding", 64, 5000, age_s=600)
+    stalled = cli("doctor", "--no-model")
+    assert stalled.returncode == 1 and "stalled: pid" in stalled.stdout and "600 s" in stalled.stdout
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    fake_scan(cfg, int(gone.stdout), "indexing", 10, 100, age_s=5)
+    dead = cli("doctor", "--no-model")
+    assert "interrupted: pid" in dead.stdout and "run `specmem scan`" in dead.stdout
