@@ -94,7 +94,7 @@ CONVENTIONS: tuple[Convention, ...] = (
         "CLAUDE.md",
         False,
         _fixed("important", "instructions"),
-        "important instructions (`instructions`), at any depth",
+        "important instructions (`instructions`); inside a root, at any depth",
     ),
     Convention(
         "claude",
@@ -134,7 +134,7 @@ CONVENTIONS: tuple[Convention, ...] = (
         "AGENTS.md",
         False,
         _fixed("important", "instructions"),
-        "important instructions (`instructions`), at any depth",
+        "important instructions (`instructions`); inside a root, at any depth",
     ),
 )
 NAMES: tuple[str, ...] = tuple(dict.fromkeys(c.name for c in CONVENTIONS))
@@ -201,6 +201,15 @@ def extra_suffix(path: PurePath, adopted: Iterable[Convention]) -> bool:
 def place_of(folder: PurePath) -> Convention | None:
     """The convention (adopted or not) whose place a hidden folder is, or lies on the way to."""
     return next((c for c in CONVENTIONS if enters(folder, (c,))), None)
+
+
+def markdown_table() -> str:
+    """The README's table of conventions: one row per place."""
+    rows = ["| convention | place | how specmem reads it | `conventions` name |", "|---|---|---|---|"]
+    for c in CONVENTIONS:
+        where = f"`{c.path}/`" if c.folder else f"`{c.path}`"
+        rows.append(f"| {c.tool} | {where} | {c.reads} | `{c.name}` |")
+    return "\n".join(rows)
 
 
 def found_at(top: Path, adopted: Iterable[Convention] = CONVENTIONS) -> list[tuple[Convention, Path]]:

@@ -246,3 +246,19 @@ def test_watcher_sees_new_steering_files_and_edits_of_a_top_level_file(isolated,
             conn.close()
     finally:
         watcher.stop()
+
+
+def test_readme_conventions_table_is_the_code_s():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n", text.index("<!-- conventions table")) + 1
+    assert text[start : text.index("<!-- end of conventions table")].strip() == conventions.markdown_table()
+
+
+def test_readme_configuration_table_lists_every_setting():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("| setting | option | environment | `specmem.toml` | default |") :].split("\n\n")[
+        0
+    ]
+    for setting in config.SETTINGS:
+        assert f"`{setting.env}`" in table, setting.env
+        assert setting.key is None or f"`{setting.key}`" in table, setting.key
