@@ -511,7 +511,8 @@ def test_doctor_tells_a_running_scan_from_a_stalled_or_interrupted_one(corpus, c
 
     fake_scan(cfg, os.getpid(), "embedding", 64, 5000, age_s=600)
     stalled = cli("doctor", "--no-model")
-    assert stalled.returncode == 1 and "stalled: pid" in stalled.stdout and "600 s" in stalled.stdout
+    assert stalled.returncode == 1 and "stalled: pid" in stalled.stdout
+    assert re.search(r"has reported nothing for 6\d\d s", stalled.stdout), stalled.stdout
 
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
