@@ -17,7 +17,7 @@ from specmem.indexer import config, conventions, db
 from specmem.indexer.embed import get_embedder
 from specmem.indexer.errors import ConfigError
 from specmem.indexer.watch import Watcher
-from tests.conftest import SHARED_DATA, write
+from tests.conftest import write
 from tests.test_first_contact import call, cli, serve
 from tests.test_watch import hits, wait_for
 
@@ -185,10 +185,10 @@ def markdown_count(top: Path) -> int:
 
 
 @pytest.mark.parametrize("name", ["md-spec-kit", "md-memory-bank-genesis10"])
-def test_real_collections_skip_nothing_unreported(isolated, unset_roots, tmp_path, name):
+def test_real_collections_skip_nothing_unreported(isolated, unset_roots, tmp_path, name, shared_data):
     """Real repositories nobody here wrote: every markdown file is either indexed or in a reported skip."""
     top = tmp_path / name
-    shutil.copytree(SHARED_DATA / name, top)
+    shutil.copytree(shared_data / name, top)
     done = cli("scan", str(top), "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -205,10 +205,10 @@ def test_real_collections_skip_nothing_unreported(isolated, unset_roots, tmp_pat
         assert memories[f"{name}/AGENTS.md"]["tier"] == "important"
 
 
-def test_spec_kit_project_with_default_roots_over_mcp(isolated, unset_roots, tmp_path):
+def test_spec_kit_project_with_default_roots_over_mcp(isolated, unset_roots, tmp_path, shared_data):
     """A Spec Kit project (git repository, default settings): the constitution leads a search over MCP."""
     top = tmp_path / "sk"
-    shutil.copytree(SHARED_DATA / "md-spec-kit", top)
+    shutil.copytree(shared_data / "md-spec-kit", top)
     subprocess.run(["git", "init", "-q", str(top)], check=True)
     assert cli("scan", cwd=top).returncode == 0
 
