@@ -63,7 +63,12 @@ def scope_dirs(config: Config, spec_folder: str | None) -> list[tuple[Path, Path
 
 
 def _files_in(config: Config, pairs: list[tuple[Path, Path]]) -> dict[Path, Path]:
-    walked = files.walk(config.roots, exclude=(config.db_path.parent,), scopes=tuple(f for _, f in pairs))
+    walked = files.walk(
+        config.roots,
+        exclude=(config.db_path.parent,),
+        scopes=tuple(f for _, f in pairs),
+        policy=files.Policy.of(config),
+    )
     return {path: root for path, (root, _) in walked.files.items()}
 
 

@@ -5,7 +5,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import tempfile
+import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,12 +17,14 @@ from typing import Any, NamedTuple
 
 import platformdirs
 
+from specmem.indexer import conventions as conventions_mod
 from specmem.indexer.errors import ConfigError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MAX_FILE_BYTES = 5 * 1024 * 1024
 DB_DIRNAME = ".specmem"
 PROJECT_FILE = "specmem.toml"
+REMEMBERED_FILE = "remembered-scans.json"
 FALSE_WORDS = ("0", "false", "no", "off")
 TRUE_WORDS = ("1", "true", "yes", "on")
 # A count, size or number of days beyond this is a typo, and would overflow SQLite or the clock.
@@ -40,9 +45,17 @@ class Config:
     watch: bool = True
     threads: int | None = None
     surface_constitutional: int = 3
+    search_wait: float = 15.0
     http_token: str | None = field(default=None, repr=False)
     http_origins: tuple[str, ...] = ()
     http_session_idle: float = 1800.0  # seconds without a request before an HTTP session ends
+    conventions: tuple[str, ...] = conventions_mod.NAMES
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    # Roots added at the project top for the adopted conventions (CLAUDE.md, .kiro/steering, …); those that are
+    # single files are also in `file_roots`.
+    convention_roots: tuple[Path, ...] = ()
+    file_roots: tuple[Path, ...] = ()
     project_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -59,6 +72,10 @@ class Config:
         return self.db_path.parent / "watcher.json"
 
     @property
+    def scan_state_path(self) -> Path:
+        return self.db_path.parent / "scan.json"
+
+    @property
     def write_lock_path(self) -> Path:
         return write_lock_of(self.db_path)
 
@@ -71,6 +88,8 @@ class Config:
         for setting in SETTINGS:
             name = setting.name
             value = getattr(self, _ATTR.get(name, name))
+            if name == "roots":
+                value = tuple(r for r in value if r not in self.convention_roots)
             if name == "http_token":
                 text = "(set, hidden)" if value else "(none)"
             elif isinstance(value, tuple):
@@ -78,6 +97,9 @@ class Config:
             else:
                 text = "(default)" if value is None else str(value)
             rows.append((name, text, self.sources.get(name, "default")))
+            if name == "roots" and self.convention_roots:
+                shown = ", ".join(str(r) for r in self.convention_roots)
+                rows.append(("convention roots", shown, "found at the project top"))
         return rows
 
 
@@ -120,6 +142,16 @@ def _positive_float(value: Any, what: str) -> float:
     return number
 
 
+def _seconds(value: Any, what: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{what}={value!r} is not a number of seconds") from None
+    if not number >= 0:
+        raise ConfigError(f"{what} must be 0 or more seconds, not {number}")
+    return number
+
+
 def _bool(value: Any, what: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -134,6 +166,35 @@ def _bool(value: Any, what: str) -> bool:
 def _origins(value: Any, what: str) -> tuple[str, ...]:
     items = value if isinstance(value, list) else str(value).split(",")
     return tuple(str(o).strip() for o in items if str(o).strip())
+
+
+def _words(value: Any, what: str) -> tuple[str, ...]:
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{what} must be a list of texts, not {value!r}")
+        items = value
+    elif isinstance(value, str):
+        items = value.split(",")
+    else:
+        raise ConfigError(f'{what} must be a list of texts, e.g. ["a", "b"], not {value!r}')
+    return tuple(dict.fromkeys(v.strip() for v in items if v.strip()))
+
+
+def _conventions(value: Any, what: str) -> tuple[str, ...]:
+    if isinstance(value, bool):
+        return conventions_mod.NAMES if value else ()
+    if isinstance(value, str) and value.strip().lower() in ("none", *FALSE_WORDS):
+        return ()
+    if isinstance(value, str) and value.strip().lower() in ("all", *TRUE_WORDS):
+        return conventions_mod.NAMES
+    names = _words(value, what)
+    unknown = [n for n in names if n not in conventions_mod.NAMES]
+    if unknown:
+        raise ConfigError(
+            f"{what}: unknown convention(s) {', '.join(unknown)}; known: {', '.join(conventions_mod.NAMES)} "
+            "(or none)"
+        )
+    return names
 
 
 def _text(value: Any, what: str) -> str:
@@ -175,6 +236,13 @@ SETTINGS = [
         _count,
         "rules on top of a search",
     ),
+    Setting(
+        "search_wait",
+        "SPECMEM_SEARCH_WAIT",
+        "search_wait",
+        _seconds,
+        "a server's search waits this long for an index being built",
+    ),
     Setting("http_token", "SPECMEM_HTTP_TOKEN", None, _text, "bearer token for HTTP"),
     Setting("http_origins", "SPECMEM_HTTP_ORIGINS", "http_origins", _origins, "extra allowed origins"),
     Setting(
@@ -184,6 +252,15 @@ SETTINGS = [
         _positive_float,
         "idle HTTP sessions end (s)",
     ),
+    Setting(
+        "conventions",
+        "SPECMEM_CONVENTIONS",
+        "conventions",
+        _conventions,
+        "assistants' memory places read (specmem init lists them)",
+    ),
+    Setting("include", "SPECMEM_INCLUDE", "include", _words, "hidden folders indexed anyway"),
+    Setting("exclude", "SPECMEM_EXCLUDE", "exclude", _words, "extra ignore patterns"),
 ]
 _ATTR = {"database": "db_path"}
 
@@ -229,6 +306,82 @@ def user_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("specmem", appauthor=False))
 
 
+# -- scans remembered outside a configured project ------------------------------------------------------------
+# `specmem scan DIR` where no specmem.toml governs records its roots and index under the folder it ran in, in the
+# user data folder (the index's location depends on the roots, so the record cannot live in the index): the next
+# command run there, or inside those roots, finds them.
+
+
+def _remembered() -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads((user_data_dir() / REMEMBERED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def remember(config: Config, cwd: Path | None = None) -> Path:
+    """Record `config`'s roots and index for the folder `cwd` (default: the current one); returns the file."""
+    cwd = (cwd or Path.cwd()).resolve()
+    entries = _remembered()
+    entries[str(cwd)] = {
+        "roots": [str(r) for r in config.roots if r not in config.convention_roots],
+        "db": str(config.db_path),
+        "at_ms": int(time.time() * 1000),
+    }
+    path = user_data_dir() / REMEMBERED_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".remembered.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(entries, fh, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remembered_for(cwd: Path) -> tuple[Path, list[Path], Path] | None:
+    """(folder it was run in, roots, index) of the scan remembered for `cwd`: run in it or a folder above it,
+    else one whose roots hold it (the latest)."""
+    entries = _remembered()
+
+    def parsed(folder: str) -> tuple[Path, list[Path], Path] | None:
+        entry = entries[folder]
+        try:
+            return Path(folder), [Path(r) for r in entry["roots"]], Path(entry["db"])
+        except (KeyError, TypeError):
+            return None
+
+    for folder in (cwd, *cwd.parents):
+        if str(folder) in entries:
+            return parsed(str(folder))
+    holding = [
+        (entry.get("at_ms", 0), folder)
+        for folder, entry in entries.items()
+        if isinstance(entry, dict)
+        and any(cwd == Path(r) or Path(r) in cwd.parents for r in entry.get("roots", []))
+    ]
+    return parsed(max(holding)[1]) if holding else None
+
+
+def missing_index(config: Config) -> str:
+    """What to say when there is no index: the roots and the databases looked at, and what to run."""
+    roots = ", ".join(str(r) for r in config.roots)
+    looked = [f"{config.db_path} (database: {config.sources.get('database', 'default')})"]
+    remembered = remembered_for(Path.cwd().resolve())
+    if remembered is not None and remembered[2] != config.db_path:
+        looked.append(f"{remembered[2]} (remembered from `specmem scan` in {remembered[0]})")
+    elif remembered is None and config.project_file is None:
+        looked.append(f"no scan remembered for {Path.cwd()}")
+    return (
+        f"no index yet for roots {roots} (roots: {config.sources.get('roots', 'default')}); looked at "
+        f"{'; '.join(looked)}; run `specmem scan` first to index these roots (`specmem scan DIR` for another "
+        "folder, `specmem init` to set up this project)"
+    )
+
+
 def resolve(
     *,
     db: str | os.PathLike[str] | None = None,
@@ -263,7 +416,7 @@ def resolve(
         root_values = []
     # With roots given, the project (and its database) is found from the first root, so that
     # `specmem scan ~/code/app/specs` run from anywhere uses that project's database.
-    start = root_values[0].resolve().parent if root_values else cwd
+    start = root_values[0].resolve() if root_values else cwd
     project_file = find_project_file(root_values[0].resolve() if root_values else cwd)
     file_settings = read_project_file(project_file) if project_file else {}
     project = project_file.parent if project_file else find_project(start)
@@ -274,6 +427,13 @@ def resolve(
         assert project_file is not None
         root_values = [project_file.parent / Path(r).expanduser() for r in listed]
         sources["roots"] = str(project_file)
+    remembered = None
+    if not root_values and project_file is None:
+        remembered = remembered_for(cwd)
+        if remembered is not None:
+            root_values = list(remembered[1])
+            sources["roots"] = f"remembered from `specmem scan` in {remembered[0]}"
+            project = find_project(root_values[0])
     if not root_values:
         root_values = [(project or cwd) / "specs"]
     resolved_roots = tuple(dict.fromkeys(p.resolve() for p in root_values))
@@ -291,7 +451,8 @@ def resolve(
             raw, source = file_settings[setting.key], str(project_file)
         else:
             continue
-        values[name] = setting.parse(raw, setting.env if source.startswith("env") else name)
+        what = setting.env if source.startswith("env") else name
+        values[name] = setting.parse(raw, f"{project_file}: {name}" if source == str(project_file) else what)
         sources[name] = source
 
     if "threads" not in values and env.get("OMP_NUM_THREADS", "").strip():
@@ -300,6 +461,9 @@ def resolve(
     if "database" in values:
         base = project_file.parent if sources["database"] == str(project_file) and project_file else cwd
         db_path = (base / Path(values.pop("database")).expanduser()).resolve()
+    elif remembered is not None:
+        db_path = remembered[2]
+        sources["database"] = sources["roots"]
     elif project is not None:
         db_path = project / DB_DIRNAME / "index.db"
     else:
@@ -307,10 +471,21 @@ def resolve(
         slug = hashlib.sha1(str(resolved_roots[0]).encode()).hexdigest()[:12]
         db_path = user_data_dir() / "indexes" / f"{resolved_roots[0].name}-{slug}" / "index.db"
 
+    # The adopted conventions' places at the project top become roots of their own, unless roots were chosen
+    # for this run (an option or SPECMEM_ROOTS: exactly those folders) or a root already holds them.
+    extra: list[tuple[conventions_mod.Convention, Path]] = []
+    if project is not None and not sources.get("roots", "").startswith(("option", "env", "remembered")):
+        adopted = conventions_mod.named(values.get("conventions", conventions_mod.NAMES))
+        for convention, place in conventions_mod.found_at(project, adopted):
+            if not any(place == r or r in place.parents for r in resolved_roots):
+                extra.append((convention, place))
+
     return Config(
         project=project or cwd,
         db_path=db_path,
-        roots=resolved_roots,
+        roots=resolved_roots + tuple(place for _, place in extra),
+        convention_roots=tuple(place for _, place in extra),
+        file_roots=tuple(place for c, place in extra if not c.folder),
         project_file=project_file,
         sources=sources,
         **values,

@@ -26,6 +26,7 @@ MAX_ROWID = 2**63 - 1  # the largest id SQLite stores; a bigger number names no 
 CREATE_LOCK_TIMEOUT = 120.0
 LOG_SUFFIXES = ("-wal", "-shm", "-journal")
 WAL_SIZE_LIMIT = 4 * 1024 * 1024  # the -wal file is cut back to this after a checkpoint (and to 0 on close)
+IGNORE_MARKER = "# specmem's index is derived from the memory files: never commit it\n*\n"
 # BEGIN IMMEDIATE is retried this many times (each waiting up to the busy timeout) before a write gives up loudly.
 WRITE_ATTEMPTS = 4
 
@@ -282,8 +283,7 @@ def _ignore_folder(folder: Path) -> None:
     if folder.name == ".specmem" and not marker.exists():
         try:
             # Durable: an empty file left by a crash would let git commit the index.
-            text = b"# specmem's index is derived from the memory files: never commit it\n*\n"
-            atomic.write_own_file(marker, text, durable=True)
+            atomic.write_own_file(marker, IGNORE_MARKER.encode(), durable=True)
         except SpecmemError:
             pass
 

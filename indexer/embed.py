@@ -26,6 +26,7 @@ from specmem.indexer.errors import ModelUnavailable
 DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 WORD_RE = re.compile(r"\w+", re.UNICODE)
 CHUNKS_PER_EMBED_BATCH = 256
+ENCODE_SLICE = 64  # chunks per model call within a batch: a few seconds on one CPU core
 CACHE_TTL_MS = 30 * 24 * 3600 * 1000
 Progress = Callable[[str, int, int], None]
 
@@ -165,8 +166,14 @@ class SentenceTransformerEmbedder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         model = self.load()
+        # No progress bar: sentence-transformers draws one whenever logging is at INFO, and it would land in the
+        # stderr of `specmem scan`, `watch` and `serve` (the caller reports progress its own way).
         vectors = model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
 
@@ -251,11 +258,15 @@ def embed_pending(
     pending = int(conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 0").fetchall()[0][0])
     if pending == 0 and (vectors_usable(conn, embedder.model_id) or not db.has_table(conn, "vec_memories")):
         return 0, 0  # nothing to embed: do not load the model
+    if progress:
+        progress("loading the model", 0, 0)
     dim = embedder.dim  # loads the model; raises ModelUnavailable
     with db.write_tx(conn):
         db.ensure_vec_table(conn, embedder.model_id, dim)
     total = int(conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 0").fetchall()[0][0])
     embedded = reused = done = 0
+    if progress and total:
+        progress("embedding", 0, total)
     last_id = 0
     while not (should_stop and should_stop()):
         # Shortest texts first within a batch keeps padding low; id order keeps the walk resumable.
@@ -277,10 +288,19 @@ def embed_pending(
         }
         todo = {r[3]: f"{r[1]}\n{r[2]}" for r in rows if r[3] not in cached}
         fresh: dict[str, bytes] = {}
-        if todo:
-            keys = sorted(todo, key=lambda h: len(todo[h]))
-            vectors: np.ndarray = embedder.encode([todo[h] for h in keys])
-            fresh = {h: to_blob(v) for h, v in zip(keys, vectors, strict=True)}
+        keys = sorted(todo, key=lambda h: len(todo[h]))
+        # The model runs a slice at a time: progress every few seconds, and a stop request is honoured between
+        # slices. A batch stopped before its commit writes nothing; its chunks stay pending for the next run.
+        for at in range(0, len(keys), ENCODE_SLICE):
+            if should_stop and should_stop():
+                return embedded, reused
+            part = keys[at : at + ENCODE_SLICE]
+            vectors: np.ndarray = embedder.encode([todo[h] for h in part])
+            fresh.update((h, to_blob(v)) for h, v in zip(part, vectors, strict=True))
+            if progress and at + ENCODE_SLICE < len(keys):
+                progress("embedding", done + len(rows) * len(fresh) // len(keys), max(total, done))
+        if should_stop and should_stop():
+            return embedded, reused
         now = db.now_ms()
         with db.write_tx(conn):
             for h, blob in fresh.items():

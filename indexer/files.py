@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat as stat_mod
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pathspec
 
+from specmem.indexer import conventions
+from specmem.indexer.conventions import CONVENTIONS, Convention
 from specmem.indexer.errors import SpecFolderError
+
+if TYPE_CHECKING:
+    from specmem.indexer.config import Config
 
 IGNORE_FILES = (".gitignore", ".specmemignore")
 SEGMENT_RE = re.compile(r"^[\w][\w .\-]{0,99}$", re.UNICODE)
 NEVER_DIRS = {"node_modules"}
 NAME_MAX = 255  # bytes in one file or folder name, on every common file system
+# Hidden folders of tools and version control: skipped without a report, since they never hold memory.
+NEVER_REPORTED = {".git", ".hg", ".svn", ".specmem", ".venv", ".tox", ".nox", ".cache"}
+NEVER_REPORTED |= {".mypy_cache", ".pytest_cache", ".ruff_cache", ".idea", ".vscode", ".obsidian-trash"}
+COUNT_LIMIT = 5000  # entries looked at when counting the markdown in a skipped hidden folder
 
 
 def is_memory_name(name: str) -> bool:
@@ -85,6 +96,58 @@ def is_skipped_dir(name: str) -> bool:
     return name.startswith(".") or name in NEVER_DIRS
 
 
+@dataclass(frozen=True)
+class Policy:
+    """What a walk takes besides plain `*.md` files outside hidden folders: the places of the memory conventions
+    adopted (so their hidden folders are entered), hidden folders the settings include, extra ignore patterns,
+    and roots that are single files (a convention's file at the project top, such as CLAUDE.md)."""
+
+    conventions: tuple[Convention, ...] = CONVENTIONS
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    file_roots: frozenset[Path] = frozenset()
+
+    @classmethod
+    def of(cls, config: Config) -> Policy:
+        return cls(
+            conventions.named(config.conventions),
+            config.include,
+            config.exclude,
+            frozenset(config.file_roots),
+        )
+
+    @functools.cached_property
+    def _included(self) -> pathspec.GitIgnoreSpec | None:
+        return pathspec.GitIgnoreSpec.from_lines(self.include) if self.include else None
+
+    def included(self, rel: tuple[str, ...], is_dir: bool) -> bool:
+        """Whether the settings' `include` patterns name this path (relative to its root) or a folder above it."""
+        spec = self._included
+        return spec is not None and spec.match_file("/".join(rel) + ("/" if is_dir else ""))
+
+    def is_memory_file(self, path: Path) -> bool:
+        """`*.md` (not hidden), or a file its convention reads (Cursor's `*.mdc` rules)."""
+        if is_memory_name(path.name):
+            return True
+        return not path.name.startswith((".", "#")) and conventions.extra_suffix(path, self.conventions)
+
+    def hidden(self, root: Path, path: Path, is_dir: bool) -> bool:
+        """Whether `path` (inside `root`) is left out for lying in node_modules or a hidden folder that is
+        neither an adopted convention's place nor included by the settings."""
+        rel = path.relative_to(root).parts
+        folders = rel if is_dir else rel[:-1]
+        if any(p in NEVER_DIRS for p in folders):
+            return True
+        if not any(p.startswith(".") for p in folders) or self.included(rel, is_dir):
+            return False
+        if is_dir:
+            return not conventions.enters(path, self.conventions)
+        return conventions.match(path, self.conventions) is None
+
+
+DEFAULT_POLICY = Policy()
+
+
 def within(path: Path, folder: Path) -> bool:
     """Whether `path` is `folder` or lies below it (by name: symlinks are not resolved). Compares the strings:
     `folder in path.parents` costs a Path object and a comparison per level, and the walk asks this often."""
@@ -124,8 +187,9 @@ class IgnoreRules:
     The walk carries the layers in force down the tree, so deciding about a path costs one match per ignore file
     above it, not a walk back to the repository top (which made a deep tree cost depth³)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, policy: Policy = DEFAULT_POLICY) -> None:
         self.root = root
+        self.policy = policy
         self.base = next((p for p in (root, *root.parents) if (p / ".git").exists()), root)
         self._rules: dict[Path, Rules | None] = {}
         self._inside: dict[Path, Layers | None] = {}
@@ -138,13 +202,17 @@ class IgnoreRules:
                     lines += (folder / name).read_text(encoding="utf-8", errors="replace").splitlines()
                 except OSError:
                     pass
+            if folder == self.root:
+                lines += (
+                    self.policy.exclude
+                )  # the settings' extra patterns, as if in the root's .specmemignore
             self._rules[folder] = compile_rules(lines) or None
         return self._rules[folder]
 
     def layers(self, folder: Path, above: Layers, names: set[str] | None = None) -> Layers:
         """The layers in force inside `folder`: those `above` it plus its own ignore files. `names`, the folder's
         entries when the caller has listed them, spares opening ignore files that are not there."""
-        if names is not None and not names.intersection(IGNORE_FILES):
+        if names is not None and folder != self.root and not names.intersection(IGNORE_FILES):
             self._rules.setdefault(folder, None)
         rules = self._read(folder)
         if rules is None:
@@ -188,7 +256,7 @@ class IgnoreRules:
         layers = self._inside[current]
         for below in reversed(chain):
             if layers is not None and (
-                is_skipped_dir(below.name) or self.matches(layers, str(below), is_dir=True)
+                self.policy.hidden(self.root, below, True) or self.matches(layers, str(below), is_dir=True)
             ):
                 layers = None
             elif layers is not None:
@@ -198,10 +266,48 @@ class IgnoreRules:
 
     def ignored(self, path: Path, is_dir: bool = False) -> bool:
         """Whether `path` (inside the root) is excluded, by its own name or by an excluded folder above it."""
+        if self.policy.hidden(self.root, path, is_dir):
+            return True
         if is_dir:
             return self.inside(path) is None
         layers = self.inside(path.parent)
         return layers is None or self.matches(layers, str(path), is_dir=False)
+
+    def excludes(self, path: Path, is_dir: bool) -> bool:
+        """Whether an ignore rule excludes `path` itself (its folder's rules in force; hidden folders aside)."""
+        layers = self.inside(path.parent) if path != self.root else ()
+        return layers is not None and self.matches(layers, str(path), is_dir)
+
+
+def skip_reason(path: Path, roots: tuple[Path, ...], policy: Policy = DEFAULT_POLICY) -> str | None:
+    """Why the walk leaves out `path` (a file inside the roots), in words that say how to include it."""
+    root = root_of(path, roots)
+    if root is None:
+        return "it lies outside the memory roots"
+    if root in policy.file_roots:
+        return None
+    rules = IgnoreRules(root, policy)
+    current = root
+    for part in path.relative_to(root).parts[:-1]:
+        current = current / part
+        if part in NEVER_DIRS:
+            return f"it lies in {current}, and node_modules folders are never indexed"
+        if rules.excludes(current, True):
+            return (
+                f"an ignore rule (.gitignore, .specmemignore, `exclude` in specmem.toml) excludes {current}"
+            )
+    if policy.hidden(root, path, False):
+        hidden = next(p for p in (path.parent, *path.parents) if p.name.startswith("."))
+        rel = hidden.relative_to(root).as_posix()
+        return (
+            f"it lies in the hidden folder {hidden}, which is not a memory convention's place; "
+            f'to index it, add include = ["{rel}"] to specmem.toml'
+        )
+    if rules.excludes(path, False):
+        return "an ignore rule (.gitignore, .specmemignore, `exclude` in specmem.toml) excludes it"
+    if not policy.is_memory_file(path):
+        return "it is not a memory file (*.md, not hidden)"
+    return None
 
 
 @dataclass
@@ -210,6 +316,7 @@ class WalkResult:
     found: dict[str, tuple[Path, os.stat_result]] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
     incomplete: list[Path] = field(default_factory=list)  # folders that could not be read: keep their rows
+    skipped: dict[Path, int] = field(default_factory=dict)  # hidden folder → markdown files left out there
 
     @property
     def files(self) -> dict[Path, tuple[Path, os.stat_result]]:
@@ -224,15 +331,22 @@ def root_of(path: Path, roots: tuple[Path, ...]) -> Path | None:
 
 
 def walk(
-    roots: tuple[Path, ...], *, exclude: tuple[Path, ...] = (), scopes: tuple[Path, ...] | None = None
+    roots: tuple[Path, ...],
+    *,
+    exclude: tuple[Path, ...] = (),
+    scopes: tuple[Path, ...] | None = None,
+    policy: Policy = DEFAULT_POLICY,
 ) -> WalkResult:
     """Every memory file under the roots, or only under `scopes` (files or folders inside the roots).
 
     Unreadable folders and symlink loops are reported, never fatal. A scope that no longer exists yields nothing
-    (its memories are gone); a scope that cannot be read is listed as incomplete (its memories are kept)."""
+    (its memories are gone); a scope that cannot be read is listed as incomplete (its memories are kept).
+    Hidden folders holding markdown that the policy leaves out are counted in `skipped`, never dropped silently."""
     result = WalkResult()
     missing_roots: set[Path] = set()
     for root in roots:
+        if root in policy.file_roots:
+            continue  # one file; when it is gone, its memory is gone
         if not root.is_dir():
             result.problems.append(
                 (str(root), "root folder does not exist or is not a folder; nothing scanned")
@@ -246,11 +360,14 @@ def walk(
         if found_root is None or found_root in missing_roots:
             continue
         root = found_root
+        if root in policy.file_roots:
+            _file_root(root, roots, result)
+            continue
         # Only folders strictly inside this root are left out (a root may itself lie inside the database's folder).
         inside = tuple(x for x in exclude if x != root and within(x, root))
         if any(within(scope, x) for x in inside):
             continue
-        rules = rules_of.setdefault(root, IgnoreRules(root))
+        rules = rules_of.setdefault(root, IgnoreRules(root, policy))
         if scope == root:
             _walk_dir(root, root, roots, rules, inside, seen_dirs, result)
             continue
@@ -269,9 +386,72 @@ def walk(
             continue
         if is_dir:
             _walk_dir(scope, root, roots, rules, inside, seen_dirs, result)
-        elif stat_mod.S_ISREG(st.st_mode) and is_memory_name(scope.name):
+        elif stat_mod.S_ISREG(st.st_mode) and policy.is_memory_file(scope):
             result.found[str(scope)] = (root, st)
     return result
+
+
+def _scope_list(roots: tuple[Path, ...], scopes: tuple[Path, ...] | None) -> list[Path]:
+    """Scopes without those inside another folder scope; a folder scope brings the nested roots inside it."""
+    if scopes is None:
+        return list(roots)
+    wanted = set(scopes)
+    wanted |= {r for r in roots for s in scopes if r != s and within(r, s)}
+    ordered = sorted(wanted, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    kept_set: set[Path] = set()
+    for scope in ordered:
+        # Ancestors only (O(depth)): a burst of a thousand file scopes must not cost a million comparisons.
+        inside = [a for a in scope.parents if a in kept_set]
+        if not any(root_of(a, roots) == root_of(scope, roots) for a in inside):
+            kept.append(scope)
+            kept_set.add(scope)
+    return kept
+
+
+def _escapes(path: Path, roots: tuple[Path, ...], result: WalkResult) -> bool:
+    """A symlink leading outside the roots is never followed."""
+    if not path.is_symlink():
+        return False
+    target = path.resolve()
+    if any(within(target, r) for r in roots):
+        return False
+    result.problems.append((str(path), f"symlink to {target}, outside the roots; not indexed"))
+    return True
+
+
+def _file_root(root: Path, roots: tuple[Path, ...], result: WalkResult) -> None:
+    """A root that is one file: taken when it is a regular file (a symlink only to a file inside the roots)."""
+    try:
+        st = os.stat(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        result.problems.append((str(root), f"cannot stat ({exc.strerror}); its memory is kept as it was"))
+        result.incomplete.append(root)
+        return
+    if stat_mod.S_ISREG(st.st_mode) and not _escapes(root, roots, result):
+        result.files[root] = (root, st)
+
+
+def count_markdown(folder: Path) -> int:
+    """Markdown files under a folder the walk skips (bounded: a huge folder is only partly counted)."""
+    count = seen = 0
+    stack = [folder]
+    while stack and seen < COUNT_LIMIT:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    seen += 1
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.name.lower().endswith((".md", ".mdc")) and not entry.name.startswith(
+                        (".", "#")
+                    ):
+                        count += 1
+        except OSError:
+            continue
+    return count
 
 
 def _scope_list(roots: tuple[Path, ...], scopes: tuple[Path, ...] | None) -> list[Path]:
@@ -337,6 +517,10 @@ def _walk_dir(
             layers = rules.inside(root) or ()
         else:
             layers = rules.layers(folder, above, {e.name for e in entries})
+        policy = rules.policy
+        rel = str(folder)[len(str(root)) + 1 :]
+        # Files in a hidden folder the walk entered (a convention's place) are checked against the convention.
+        in_hidden = rel.startswith(".") or f"{os.sep}." in rel
         subdirs: list[tuple[Path, Layers]] = []
         for entry in entries:
             name = entry.name
@@ -347,7 +531,9 @@ def _walk_dir(
             except OSError as exc:
                 result.problems.append((entry.path, f"cannot stat ({exc.strerror})"))
                 continue
-            if not is_dir and not (is_memory_name(name) and (is_file or is_link)):
+            if not is_dir and not (
+                (is_file or is_link) and (is_memory_name(name) or policy.is_memory_file(Path(entry.path)))
+            ):
                 continue
             if is_link and (is_dir or is_file):
                 target = Path(entry.path).resolve()
@@ -358,7 +544,16 @@ def _walk_dir(
                     continue
             if is_dir:
                 path = Path(entry.path)
-                if is_skipped_dir(name) or any(within(path, x) for x in exclude):
+                if any(within(path, x) for x in exclude):
+                    continue
+                if (in_hidden or name.startswith(".") or name in NEVER_DIRS) and policy.hidden(
+                    root, path, True
+                ):
+                    if name not in NEVER_REPORTED and name not in NEVER_DIRS:
+                        if not rules.matches(layers, entry.path, is_dir=True) and (
+                            count := count_markdown(path)
+                        ):
+                            result.skipped[path] = count
                     continue
                 if path != root and path in roots:
                     continue  # a nested root is walked on its own
@@ -367,6 +562,9 @@ def _walk_dir(
                 subdirs.append((path, layers))
             elif is_file:
                 if rules.matches(layers, entry.path, is_dir=False) or entry.path in result.found:
+                    continue
+                if in_hidden and policy.hidden(root, Path(entry.path), False):
+                    result.skipped[folder] = result.skipped.get(folder, 0) + 1  # in an entered hidden folder
                     continue
                 try:
                     result.found[entry.path] = (root, entry.stat())

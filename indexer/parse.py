@@ -51,6 +51,8 @@ class ParsedFile:
     body_start: int  # index into `lines` of the first body line (after the frontmatter)
     binary: bool = False
     warnings: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)  # the frontmatter as read
+    tier_given: bool = False  # set by the file (frontmatter, body line or a constitutional/ folder)
 
     @property
     def body_lines(self) -> list[str]:
@@ -328,11 +330,12 @@ def parse(data: bytes, rel_path: PurePosixPath, *, truncated_from: int | None = 
     meta, body_start = _frontmatter(lines, warnings)
 
     constitutional_folder = "constitutional" in rel_path.parts[:-1]
-    tier = (
+    given = (
         _tier(_get(meta, "importance_tier", "importanceTier"), "the frontmatter", warnings)
         or _body_tier(lines, body_start)
-        or ("constitutional" if constitutional_folder else DEFAULT_TIER)
+        or ("constitutional" if constitutional_folder else None)
     )
+    tier = given or DEFAULT_TIER
 
     title = _text(_get(meta, "title"), "title", warnings) or first_heading(lines, body_start) or rel_path.stem
     context_type = _text(_get(meta, "context_type", "contextType"), "context_type", warnings)
@@ -352,4 +355,6 @@ def parse(data: bytes, rel_path: PurePosixPath, *, truncated_from: int | None = 
         body_start=body_start,
         binary=binary,
         warnings=warnings,
+        meta=meta,
+        tier_given=given is not None,
     )

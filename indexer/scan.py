@@ -15,9 +15,10 @@ from pathlib import Path, PurePosixPath
 import apsw
 import xxhash
 
-from specmem.indexer import db, files, signal, store, unfinished
+from specmem.indexer import conventions, db, files, scanstate, signal, store, unfinished
 from specmem.indexer.chunk import chunk_file
 from specmem.indexer.config import Config
+from specmem.indexer.conventions import CONVENTIONS, Convention
 from specmem.indexer.embed import Embedder, embed_pending, reset_vectors_if_model_changed, vectors_usable
 from specmem.indexer.errors import ModelUnavailable
 from specmem.indexer.lock import FileLock
@@ -52,6 +53,8 @@ class ScanReport:
     unsettled: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
+    # Hidden folders holding markdown that were left out (path, files): `include` in specmem.toml takes them.
+    skipped: list[tuple[str, int]] = field(default_factory=list)
     embedding_error: str | None = None
     keyword_seconds: float = 0.0
     embed_seconds: float = 0.0
@@ -61,6 +64,7 @@ class ScanReport:
         data = asdict(self)
         data["warnings"] = [{"path": p, "message": m} for p, m in self.warnings]
         data["problems"] = [{"path": p, "message": m} for p, m in self.problems]
+        data["skipped"] = [{"path": p, "markdown_files": n} for p, n in self.skipped]
         return data
 
 
@@ -79,10 +83,20 @@ def digest_of(data: bytes, truncated_from: int | None) -> str:
 
 
 def prepare(
-    path: Path, root: Path, stat: FileStat, data: bytes, truncated_from: int | None, embedder: Embedder
+    path: Path,
+    root: Path,
+    stat: FileStat,
+    data: bytes,
+    truncated_from: int | None,
+    embedder: Embedder,
+    adopted: tuple[Convention, ...] = CONVENTIONS,
 ) -> Prepared:
-    rel = PurePosixPath(path.relative_to(root).as_posix())
+    rel = PurePosixPath(path.name if path == root else path.relative_to(root).as_posix())
     parsed = parse(data, rel, truncated_from=truncated_from)
+    tier, context_type = conventions.defaults(path, parsed.meta, adopted)
+    if tier and not parsed.tier_given:
+        parsed.tier = tier
+    parsed.context_type = parsed.context_type or context_type
     chunks, chunk_warnings = chunk_file(parsed, embedder.count_tokens, embedder.max_tokens)
     warnings = parsed.warnings + chunk_warnings
     ahead = stat.mtime_ns - time.time_ns()
@@ -128,16 +142,70 @@ def scan(
     lock_timeout: float = WRITE_LOCK_TIMEOUT,
     one_transaction: bool = False,
     finalize: Callable[[apsw.Connection], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ScanReport:
     """Bring the index in line with the files under the roots (or only under `scopes`: files or folders).
 
     Holds the database's write lock while it classifies files and commits keyword rows, so scans from the CLI,
     the servers and the watcher never interleave. Never deletes rows of folders or files it could not read.
-    `one_transaction` commits every change in one transaction; `finalize` runs inside the last one."""
+    `one_transaction` commits every change in one transaction; `finalize` runs inside the last one.
+    `should_stop` is asked between batches: a stopped scan keeps what it committed and the next one goes on."""
     started = time.perf_counter()
     report = ScanReport()
     roots = roots or config.roots
     reset_vectors_if_model_changed(conn, embedder.model_id)
+    # A full scan tells other processes how far it is (a server's first search waits for its keyword phase).
+    tracker = scanstate.Tracker(config.scan_state_path) if scopes is None else None
+    progress = _both(tracker, progress)
+    try:
+        _scan(
+            conn,
+            config,
+            embedder,
+            roots,
+            scopes,
+            force,
+            embed,
+            progress,
+            lock_timeout,
+            one_transaction,
+            finalize,
+            should_stop,
+            report,
+        )
+    finally:
+        if tracker is not None:
+            tracker.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _both(first: Progress | None, second: Progress | None) -> Progress | None:
+    if first is None or second is None:
+        return first or second
+
+    def both(phase: str, done: int, total: int) -> None:
+        first(phase, done, total)
+        second(phase, done, total)
+
+    return both
+
+
+def _scan(
+    conn: apsw.Connection,
+    config: Config,
+    embedder: Embedder,
+    roots: tuple[Path, ...],
+    scopes: tuple[Path, ...] | None,
+    force: bool,
+    embed: bool,
+    progress: Progress | None,
+    lock_timeout: float,
+    one_transaction: bool,
+    finalize: Callable[[apsw.Connection], None] | None,
+    should_stop: Callable[[], bool] | None,
+    report: ScanReport,
+) -> None:
     with FileLock(config.write_lock_path, "scan") as write_lock:
         write_lock.acquire(lock_timeout)
         # What a killed writer changed on disk but did not index is indexed now, whatever this scan's scopes.
@@ -146,20 +214,30 @@ def scan(
             scopes = None if scopes is None else (*scopes, *left)
             finalize = unfinished.dropping(abandoned, finalize)
         _keyword_phase(
-            conn, config, embedder, roots, scopes, force, progress, report, one_transaction, finalize
+            conn,
+            config,
+            embedder,
+            roots,
+            scopes,
+            force,
+            progress,
+            report,
+            one_transaction,
+            finalize,
+            should_stop,
         )
-    if embed:
+    if embed and not (should_stop and should_stop()):
         emb_started = time.perf_counter()
         try:
-            embedded, reused = embed_pending(conn, embedder, config.signal_path, progress=progress)
+            embedded, reused = embed_pending(
+                conn, embedder, config.signal_path, progress=progress, should_stop=should_stop
+            )
             report.embedded_chunks = embedded
             report.reused_chunks += reused
         except ModelUnavailable as exc:
             report.embedding_error = str(exc)
         report.embed_seconds = time.perf_counter() - emb_started
     report.pending_embeddings = store.pending_count(conn)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def _keyword_phase(
@@ -173,12 +251,18 @@ def _keyword_phase(
     report: ScanReport,
     one_transaction: bool = False,
     finalize: Callable[[apsw.Connection], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> None:
     kw_started = time.perf_counter()
+    stopping = should_stop or (lambda: False)
     if db.get_config(conn, "index_format") != INDEX_FORMAT:
         force, scopes = True, None  # every file's rows must be rebuilt, not only those in scope
-    walked = files.walk(roots, exclude=(config.db_path.parent,), scopes=scopes)
+    if progress:
+        progress("walking", 0, 0)
+    policy = files.Policy.of(config)
+    walked = files.walk(roots, exclude=(config.db_path.parent,), scopes=scopes, policy=policy)
     report.problems.extend(walked.problems)
+    report.skipped.extend((str(folder), count) for folder, count in walked.skipped.items())
     report.files_seen = len(walked.found)
     existing = store.existing(conn, roots, scopes)
 
@@ -214,8 +298,13 @@ def _keyword_phase(
                 report.unchanged += 1
             else:
                 changed.append((path, root, st, data, truncated_from, row.id if row else None))
-        if progress and (done % 200 == 0 or done == total):
-            progress("checking", done, total)
+        if done % 200 == 0:
+            if progress:
+                progress("checking", done, total)
+            if stopping():
+                return  # nothing written yet
+    if progress and total % 200:
+        progress("checking", total, total)
 
     gone = {
         name: row
@@ -234,6 +323,7 @@ def _keyword_phase(
 
     vec_model = embedder.model_id if vectors_usable(conn, embedder.model_id) else None
     claimed: set[int] = set()
+    stopped = False
     nothing_to_write = not (changed or stat_only or gone)
     step = max(len(changed), 1) if one_transaction else FILES_PER_BATCH
     last_start = ((max(len(changed), 1) - 1) // step) * step
@@ -241,11 +331,14 @@ def _keyword_phase(
         with db.write_tx(conn):
             finalize(conn)
     for start in range(0, 0 if nothing_to_write else max(len(changed), 1), step):
+        if start and stopping():
+            stopped = True
+            break  # the batches committed so far stay; the next scan finds the rest changed
         batch = changed[start : start + step]
         prepared = []
         for path, root, st, data, truncated_from, mid in batch:
             try:
-                prep = prepare(path, root, st, data, truncated_from, embedder)
+                prep = prepare(path, root, st, data, truncated_from, embedder, policy.conventions)
             except Exception as exc:  # noqa: BLE001 - a bug one file triggers must not stop every other file
                 log.exception("cannot index %s", path)
                 report.problems.append(
@@ -282,7 +375,7 @@ def _keyword_phase(
         signal.touch(config.signal_path)
         if progress:
             progress("indexing", min(start + step, len(changed)), len(changed))
-    if force and db.get_config(conn, "index_format") != INDEX_FORMAT:
+    if force and not stopped and db.get_config(conn, "index_format") != INDEX_FORMAT:
         with db.write_tx(conn):
             db.set_config(conn, "index_format", INDEX_FORMAT)
     report.keyword_seconds = time.perf_counter() - kw_started

@@ -48,6 +48,8 @@ class Prepared:
 
     @property
     def rel(self) -> PurePosixPath:
+        if self.path == self.root:  # a root that is one file (CLAUDE.md at the project top)
+            return PurePosixPath(self.path.name)
         return PurePosixPath(self.path.relative_to(self.root).as_posix())
 
 

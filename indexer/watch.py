@@ -48,6 +48,7 @@ MAX_DELAY = 1.0  # a steady stream of events still gets applied this often
 ROOT_CHECK = 1.0  # how often the roots themselves are checked (deleted, recreated, replaced)
 RETRY_MAX = 30.0  # back-off ceiling after a failed batch
 TAKEOVER_RETRY = 2.0  # how often a server that does not watch tries the watcher lock
+EMBED_STOP_WAIT = 0.5  # on stop, how long to wait for the embedding thread to notice
 EVENTS = [
     FileCreatedEvent,
     FileDeletedEvent,
@@ -124,6 +125,7 @@ class Watcher:
         self._unwatchable: dict[Path, tuple[int, int]] = {}  # roots too deep to watch (a new folder is tried)
         self._threads: list[threading.Thread] = []
         self._db_dir = config.db_path.parent
+        self.policy = files.Policy.of(config)
         self._busy = False  # a batch or an embedding pass is running
         self._embedding = False
         self._root_changed = False
@@ -163,14 +165,18 @@ class Watcher:
             raise
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish the batch being applied, stop watching and release the lock."""
+        """Stop within a second or two: the keyword batch being applied is committed (a long reconcile stops
+        after its current 200 files), the embedding in progress is dropped before its commit (its chunks stay
+        pending for the next run); then stop watching and release the lock."""
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
         self._embed_wanted.set()
         self._shutdown_observer()
         for thread in self._threads:
-            thread.join(timeout)
+            # The embedding thread may be inside the model (loading it, or one slice of chunks), which cannot be
+            # interrupted; it writes nothing once stopping is set, so it is not waited for.
+            thread.join(EMBED_STOP_WAIT if thread.name == "specmem-embed" else timeout)
         self._threads.clear()
         self.lock.release()
 
@@ -184,6 +190,11 @@ class Watcher:
     @property
     def running(self) -> bool:
         return bool(self._threads) and not self._stopping.is_set()
+
+    @property
+    def settling(self) -> bool:
+        """Started, and its start-up reconcile has neither been applied nor failed yet."""
+        return self.running and self.status.batches == 0 and not self.status.errors
 
     def idle(self) -> bool:
         """No event waiting, no batch being applied, no embedding running or wanted."""
@@ -222,12 +233,9 @@ class Watcher:
 
     def _noise(self, path: Path, root: Path, is_dir: bool) -> bool:
         """Events that can never change the index: non-memory files, hidden or skipped folders, our database."""
-        if not is_dir and not files.is_memory_name(path.name):
+        if not is_dir and not self.policy.is_memory_file(path):
             return True
-        rel = path.relative_to(root).parts
-        if any(files.is_skipped_dir(part) for part in rel[:-1]) or (
-            is_dir and rel and files.is_skipped_dir(rel[-1])
-        ):
+        if self.policy.hidden(root, path, is_dir):
             # A hidden folder moved to a visible name arrives as a move event whose other side is visible.
             return True
         return self._db_dir != root and files.within(self._db_dir, root) and files.within(path, self._db_dir)
@@ -303,6 +311,10 @@ class Watcher:
         """Ignore files above a root (up to the repository top) and the root's own appearance are seen too."""
         assert self._observer is not None
         base = files.IgnoreRules(root).base
+        if not files.within(root.parent, base):
+            base = (
+                root.parent
+            )  # outside a repository: at least the folder holding the root (or the root file)
         folder = root.parent
         while files.within(folder, base):
             if folder not in self._parent_watches and folder.is_dir():
@@ -356,7 +368,12 @@ class Watcher:
                     self._root_changed = False
                     self._check_roots()
                 report = scan(
-                    conn, self.config, self.embedder, scopes=None if full else tuple(paths), embed=False
+                    conn,
+                    self.config,
+                    self.embedder,
+                    scopes=None if full else tuple(paths),
+                    embed=False,
+                    should_stop=self._stopping.is_set,
                 )
                 backoff = 0.5
             except Exception as exc:  # noqa: BLE001 - a failed batch is retried, never fatal
@@ -481,6 +498,7 @@ class WatchHost:
         self.watcher = Watcher(config, embedder, role="server")
         self.retry = retry
         self._stop = threading.Event()
+        self._tried = threading.Event()
         self._thread = threading.Thread(target=self._run, name="specmem-watch-host", daemon=True)
 
     def start(self) -> None:
@@ -490,12 +508,19 @@ class WatchHost:
     def watching(self) -> bool:
         return self.watcher.running
 
+    @property
+    def settling(self) -> bool:
+        """Before its first try of the lock, or watching with the start-up reconcile not applied yet: the index
+        this server reads is about to be brought up to date."""
+        return (not self._tried.is_set() and not self._stop.is_set()) or self.watcher.settling
+
     def _run(self) -> None:
         told = False
         while not self._stop.is_set():
             try:
                 self.watcher.start()
             except WatcherBusy:
+                self._tried.set()
                 self._stop.wait(self.retry)
                 continue
             except OSError as exc:
@@ -512,9 +537,11 @@ class WatchHost:
                 self._stop.wait(self.retry)
                 continue
             except Exception:  # noqa: BLE001 - e.g. the database folder cannot be created; try again later
+                self._tried.set()
                 log.exception("could not start the watcher; retrying in %.0f s", self.retry)
                 self._stop.wait(self.retry)
                 continue
+            self._tried.set()
             log.info("this server now watches %s", self.watcher.config.db_path)
             return
 

@@ -428,7 +428,10 @@ def delete_spec_folder(
     """Delete every memory of a spec folder (in each root holding it) after an automatic checkpoint of it."""
     pairs = checkpoints.scope_dirs(config, spec_folder)
     folders = tuple(f for _, f in pairs)
-    targets = sorted(files.walk(config.roots, exclude=(config.db_path.parent,), scopes=folders).files)
+    walked = files.walk(
+        config.roots, exclude=(config.db_path.parent,), scopes=folders, policy=files.Policy.of(config)
+    )
+    targets = sorted(walked.files)
     name = _auto_name()
     checkpoints.create(conn, config, name, spec_folder=spec_folder, folders=pairs, automatic=True)
     delete_files(conn, config, embedder, targets, folders)

@@ -42,7 +42,11 @@ def main() -> int:
             capture_output=True,
             text=True,
         )
-        out = (done.stdout + done.stderr).replace("specmem/indexer/", "indexer/").replace("specmem/server/", "server/")
+        out = (
+            (done.stdout + done.stderr)
+            .replace("specmem/indexer/", "indexer/")
+            .replace("specmem/server/", "server/")
+        )
         print(out, end="")
         return done.returncode
 

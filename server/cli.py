@@ -21,6 +21,8 @@ import click
 
 from specmem.indexer.tiers import TIERS
 
+STATS_SHOWN = 12
+
 if TYPE_CHECKING:
     from specmem.api import Memories
     from specmem.indexer.config import Config
@@ -83,26 +85,32 @@ def cli() -> None:
 
 
 class ProgressLine:
-    """Progress of a long scan on stderr: a line redrawn in place on a terminal; off a terminal, a full line
-    every few seconds with done/total, rate and time left."""
+    """Progress of a long scan on stderr: a line redrawn in place on a terminal; off a terminal (a log, CI, a
+    pipe), a full line when a phase starts, every few seconds while it runs and when it ends, with done/total,
+    rate and time left. A phase with total 0 has no count (walking the folders, loading the model)."""
 
     def __init__(self, every: float = 5.0) -> None:
         self.tty = sys.stderr.isatty()
         self.every = every
         self.phase: str | None = None
-        self.started = self.last = time.monotonic()
+        self.started = self.last = self.previous = time.monotonic()
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         now = time.monotonic()
         if phase != self.phase:
+            # A phase's first report comes after some of its work: it began when the one before it ended.
             self.finish()
-            self.phase, self.started, self.last = phase, now, 0.0
-        if not self.tty and now - self.last < self.every and done < total:
+            self.phase, self.started, self.last = phase, self.previous, float("-inf")
+        self.previous = now
+        if not self.tty and now - self.last < self.every and 0 < total and done < total:
             return
         self.last = now
-        rate = done / max(now - self.started, 1e-9)
-        left = f", {(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
-        line = f"{phase}: {done}/{total} ({rate:.0f}/s{left})"
+        if total <= 0:
+            line = f"{phase}…"
+        else:
+            rate = done / max(now - self.started, 1e-9)
+            left = f", {(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
+            line = f"{phase}: {done}/{total} ({rate:.0f}/s{left})" if done else f"{phase}: 0/{total}"
         if self.tty:
             click.echo(f"\r\033[K{line}", err=True, nl=False)
         else:
@@ -111,6 +119,46 @@ class ProgressLine:
     def finish(self) -> None:
         if self.tty and self.phase is not None:
             click.echo("\r\033[K", err=True, nl=False)
+
+
+@cli.command("init")
+@click.argument("folder", default=".", type=click.Path(file_okay=False))
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    help="A folder of memory files for the project's settings; repeat for several [default specs].",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be created and kept; change nothing.")
+def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool) -> None:
+    """Set up FOLDER (default: here) for specmem: specmem.toml, an example rule and memory, .specmem/ kept out
+    of git, and .mcp.json so that Claude Code starts the MCP server. Never overwrites a file: it says what it
+    kept. Also lists the memory places of other assistants (Spec Kit, Kiro, Cursor, ...) found there."""
+    from specmem.api import init
+
+    plan = init(folder, roots=list(roots) or None, dry_run=dry_run)
+    say(f"specmem init {plan.folder}" + (" (dry run: nothing written)" if dry_run else ""))
+    for step in plan.steps:
+        verb = ("would create" if dry_run else "created") if step.action == "create" else "kept"
+        where = step.path.relative_to(plan.folder) if step.path.is_relative_to(plan.folder) else step.path
+        say(
+            f"  {click.style(f'{verb:<12}', fg='green' if step.action == 'create' else 'yellow')} {where}: {step.why}"
+        )
+    if plan.found:
+        found = ", ".join(f"{c.tool} ({p.relative_to(plan.folder).as_posix()})" for c, p in plan.found)
+        say(f"conventions found, read as memory too: {found}")
+    else:
+        say(
+            "conventions found: none (Spec Kit, Kiro, Cursor, Claude Code, Copilot, AGENTS.md are read when present)"
+        )
+    for path, count in plan.hidden.items():
+        say(
+            f"not read: {path.name}/ holds {count} markdown file{'s' if count != 1 else ''}; to index it, add include = "
+            f'["{path.name}"] to specmem.toml',
+            fg="yellow",
+        )
+    if not dry_run:
+        say(f'next: cd {plan.folder} && specmem scan && specmem search "what did we decide"')
 
 
 @cli.command("scan")
@@ -128,12 +176,14 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
     renamed files keep their embeddings. Keyword search sees the changes before the embeddings are computed.
     Progress goes to stderr (a bar on a terminal, a line every few seconds otherwise).
     """
+    from specmem.indexer import config as configmod
     from specmem.indexer.errors import ConfigError
 
-    missing = [r for r in cfg.roots if not r.is_dir()]
-    if missing:
+    missing = [r for r in cfg.roots if not r.exists()]
+    if missing and len(missing) == len(cfg.roots):
         raise ConfigError(
-            f"root folder {missing[0]} does not exist; create it, or pass an existing folder (specmem scan DIR)"
+            f"root folder {missing[0]} does not exist; create it (`specmem init` does), or pass an existing "
+            "folder (specmem scan DIR)"
         )
     progress = ProgressLine()
     with opened(cfg) as mem:
@@ -143,6 +193,15 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         print_report(report, cfg)
+    if cfg.sources.get("roots") == "option" and cfg.project_file is None:
+        # Outside a configured project: the next command run here finds these roots and this index.
+        configmod.remember(cfg)
+        roots = " ".join(f"--root {r}" for r in cfg.roots if r not in cfg.convention_roots)
+        say(
+            f"remembered: `specmem search` and the other commands run in {os.getcwd()} use these roots and this "
+            f"index; to keep them in the project for good: specmem init {roots}",
+            err=True,
+        )
 
 
 def print_report(report: ScanReport, cfg: Config) -> None:
@@ -162,7 +221,27 @@ def print_report(report: ScanReport, cfg: Config) -> None:
         say(f"problem {path}: {message}", fg="red")
     for path, message in report.warnings:
         say(f"warning {path}: {message}", fg="yellow")
+    print_skipped(report, cfg)
     say(f"index: {cfg.db_path}")
+
+
+def print_skipped(report: ScanReport, cfg: Config) -> None:
+    """Every hidden folder holding markdown that the scan left out, with the setting that takes it in."""
+    from pathlib import Path
+
+    from specmem.indexer import conventions, files
+
+    for folder, count in report.skipped:
+        path = Path(folder)
+        root = files.root_of(path, cfg.roots)
+        rel = path.relative_to(root).as_posix() if root else folder
+        files_word = f"{count} markdown file{'s' if count != 1 else ''}"
+        place = conventions.place_of(path)
+        if place is not None and place.name not in cfg.conventions:
+            hint = f'{place.tool}\'s place, a convention not adopted: add "{place.name}" to conventions'
+        else:
+            hint = "a hidden folder that is no memory convention's place"
+        say(f'skipped {folder}: {files_word}; {hint}, or include = ["{rel}"], in specmem.toml', fg="yellow")
 
 
 @cli.command("watch")
@@ -250,6 +329,20 @@ def watch_cmd(cfg: Config, debounce: float, polling: bool, no_embed: bool, verbo
             say("stopping: finishing the batch in progress", err=True)
             watcher.stop()
     say(f"stopped after {watcher.status.batches} batches", err=True)
+    exit_now(0)
+
+
+def exit_now(code: int) -> None:
+    """Leave at once after an orderly stop (index committed, locks released). An embedding thread may still be
+    inside torch, which cannot be interrupted: waiting for it takes seconds, and tearing the interpreter down
+    under it aborts the process. It holds no transaction, so nothing is lost by not waiting."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 @cli.command("serve")
@@ -278,11 +371,14 @@ def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None,
     from specmem.indexer.embed import use_threads
     from specmem.server.mcp_server import serve
 
+    # -v: specmem's own records (tool names and timings, batches) in detail; other libraries' debug records
+    # stay off, since some of them (sse-starlette over HTTP) log whole response bodies, i.e. memory text.
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s specmem %(levelname)s %(message)s",
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("specmem").setLevel(logging.DEBUG if verbose else logging.WARNING)
     if watch is not None:
         cfg = dataclasses.replace(cfg, watch=watch)
     # One torch thread per search: a short query embeds as fast on one core, and several servers on one machine
@@ -290,6 +386,7 @@ def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None,
     # 359 ms instead of 54: tests/bench/concurrency.py). SPECMEM_THREADS overrides it.
     use_threads(cfg.threads or 1)
     serve(cfg, http=http, host=host, port=port)
+    exit_now(0)
 
 
 @cli.command("write")
@@ -545,6 +642,132 @@ def get_cmd(cfg: Config, path_or_id: str, as_json: bool) -> None:
     click.echo(memory.content if memory.content.endswith("\n") else memory.content + "\n", nl=False)
 
 
+@cli.command("list")
+@click.option("--spec-folder", help="Only this spec folder (and below).")
+@click.option("--tier", type=click.Choice(TIERS), help="Only this tier.")
+@click.option(
+    "--sort",
+    type=click.Choice(["updated", "title", "path", "tier"]),
+    default="updated",
+    show_default=True,
+    help="Order of the list.",
+)
+@click.option("-n", "--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--offset", default=0, type=click.IntRange(0), help="Skip this many first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the page as JSON.")
+@common
+def list_cmd(
+    cfg: Config, spec_folder: str | None, tier: str | None, sort: str, limit: int, offset: int, as_json: bool
+) -> None:
+    """List memories with their ids, tiers, spec folders and titles (newest first by default)."""
+    with opened(cfg) as mem:
+        page = mem.list(offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort)
+    if as_json:
+        click.echo(page.model_dump_json(indent=2))
+        return
+    for m in page.items:
+        say(
+            f"{m.id:>5}  {m.tier:<14} {m.spec_folder or '-':<20} {click.style(m.title, bold=True)}  "
+            + click.style(m.rel_path, fg="cyan")
+        )
+    shown = f"{offset + 1}-{offset + len(page.items)}" if page.items else "none"
+    say(click.style(f"{shown} of {page.total} memories", dim=True), err=True)
+
+
+@cli.command("triggers")
+@click.argument("prompt")
+@click.option("-n", "--limit", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--json", "as_json", is_flag=True, help="Print the matches as JSON.")
+@common
+def triggers_cmd(cfg: Config, prompt: str, limit: int, as_json: bool) -> None:
+    """Memories whose trigger phrases occur in PROMPT as whole words ('-' reads the prompt from stdin)."""
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    with opened(cfg) as mem:
+        matches = mem.triggers(prompt, limit=limit)
+    if as_json:
+        click.echo(json.dumps([m.model_dump() for m in matches], indent=2))
+        return
+    if not matches:
+        say("no trigger phrase matches", err=True)
+    for m in matches:
+        say(
+            f"{m.id:>5}  {click.style(m.title, bold=True)}  {', '.join(m.phrases)}  "
+            + click.style(m.path, fg="cyan")
+        )
+
+
+@cli.command("update")
+@click.argument("id_or_path")
+@click.option("--title", help="New title.")
+@click.option("--tier", type=click.Choice(TIERS), help="New importance tier.")
+@click.option("--context-type", help="New context type.")
+@click.option("--trigger", "triggers", multiple=True, help="A trigger phrase (repeat; replaces the list).")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeat; replaces the list).")
+@common
+def update_cmd(
+    cfg: Config,
+    id_or_path: str,
+    title: str | None,
+    tier: str | None,
+    context_type: str | None,
+    triggers: tuple[str, ...],
+    tags: tuple[str, ...],
+) -> None:
+    """Change a memory's frontmatter; only the lines of the keys that change are rewritten."""
+    with opened(cfg) as mem:
+        written = mem.update(
+            id_or_path,
+            title=title,
+            tier=tier,
+            context_type=context_type,
+            trigger_phrases=triggers or None,
+            tags=tags or None,
+        )
+    changed = ", ".join(written.changed) or "nothing (the values were already so)"
+    say(f"memory {written.id} ({written.path}): changed {changed}")
+
+
+@cli.command("delete")
+@click.argument("id_or_path", required=False)
+@click.option("--spec-folder", help="Delete every memory of this spec folder (needs --yes).")
+@click.option("--yes", is_flag=True, help="Confirm deleting a whole spec folder.")
+@common
+def delete_cmd(cfg: Config, id_or_path: str | None, spec_folder: str | None, yes: bool) -> None:
+    """Delete one memory (ID_OR_PATH) or a whole spec folder, after an automatic checkpoint that undoes it."""
+    with opened(cfg) as mem:
+        deleted = mem.delete(id_or_path, spec_folder=spec_folder, confirm=yes)
+    for path in deleted.deleted:
+        say(f"deleted {path}")
+    say(f"undo with: specmem checkpoint restore {deleted.checkpoint}", err=True)
+
+
+@cli.command("validate")
+@click.argument("memory_id", type=int)
+@click.option("--useful/--not-useful", required=True, help="Whether the memory helped.")
+@common
+def validate_cmd(cfg: Config, memory_id: int, useful: bool) -> None:
+    """Record whether memory MEMORY_ID helped: its confidence moves toward 1 or 0 and weighs its ranking."""
+    with opened(cfg) as mem:
+        v = mem.validate(memory_id, useful)
+    say(f"memory {v.id}: confidence {v.confidence_before:.2f} → {v.confidence_after:.2f}")
+
+
+@cli.command("save")
+@click.argument("path")
+@common
+def save_cmd(cfg: Config, path: str) -> None:
+    """Index one memory file now (after writing or editing it), without a full scan."""
+    with opened(cfg) as mem:
+        report = mem.save(path)
+    say(
+        f"{path}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.removed} removed"
+    )
+    for p, message in report.warnings:
+        say(f"warning {p}: {message}", fg="yellow")
+
+
 @cli.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 @common
@@ -568,8 +791,7 @@ def stats_cmd(cfg: Config, as_json: bool) -> None:
         ("context types", stats.by_context_type),
         ("spec folders", stats.by_spec_folder),
     ):
-        shown = ", ".join(f"{k or '-'} {v}" for k, v in counts.items()) or "-"
-        say(f"{name}: {shown}")
+        say(f"{name}: {counted(counts)}")
     if stats.watcher:
         w = stats.watcher
         last = (
@@ -584,6 +806,17 @@ def stats_cmd(cfg: Config, as_json: bool) -> None:
         say(f"{len(stats.warnings)} files with warnings:", fg="yellow")
         for fw in stats.warnings:
             say(f"  {fw.path}: {'; '.join(fw.messages)}")
+
+
+def counted(counts: dict[str, int], most: int = STATS_SHOWN) -> str:
+    """`a 3, b 2`; past `most` entries only the largest, then `… and 7 more`, so a hundred spec folders stay
+    one short line."""
+    items = list(counts.items())
+    rest = len(items) - most
+    if rest > 0:
+        items = sorted(items, key=lambda kv: (-kv[1], kv[0]))[:most]
+    shown = ", ".join(f"{k or '-'} {v}" for k, v in items) or "-"
+    return shown + (f", … and {rest} more (--json lists them all)" if rest > 0 else "")
 
 
 def clock(ms: int) -> str:
@@ -616,7 +849,7 @@ def main() -> None:
     from specmem.indexer.errors import SpecmemError
 
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="specmem", standalone_mode=False)
     except click.exceptions.Abort:
         say("aborted", err=True)
         sys.exit(130)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from specmem.indexer import db, store
+from specmem.indexer import db, scanstate, store
 from specmem.indexer.config import Config
 from specmem.indexer.embed import get_embedder
 from specmem.indexer.errors import DatabaseError, ModelUnavailable
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     import apsw
 
 Status = Literal["ok", "warn", "fail"]
+STALLED_AFTER = 120.0  # seconds without a progress report (a model load or one slice of chunks takes less)
 
 
 @dataclass
@@ -31,7 +33,35 @@ def run(config: Config, *, load_model: bool = True) -> list[Check]:
     checks: list[Check] = []
     checks += _install(config, load_model)
     checks += _database(config)
+    scan = _scan(config)
+    if scan is not None:
+        checks.append(scan)
     return checks
+
+
+def _scan(config: Config, now_ms: int | None = None) -> Check | None:
+    """A full scan recorded beside the index: running, stalled (alive but silent) or interrupted (dead)."""
+    state = scanstate.read(config.scan_state_path)
+    if state is None:
+        return None
+    now_ms = now_ms or time.time_ns() // 1_000_000
+    silent = (now_ms - state.updated_ms) / 1000
+    began = f"pid {state.pid} since {time.strftime('%H:%M:%S', time.localtime(state.started_ms / 1000))}"
+    if not state.alive:
+        return Check(
+            "scan",
+            "warn",
+            f"interrupted: {began} died during {state.describe()}",
+            "run `specmem scan`: it goes on from what was committed",
+        )
+    if silent > STALLED_AFTER:
+        return Check(
+            "scan",
+            "fail",
+            f"stalled: {began} has reported nothing for {silent:.0f} s ({state.describe()})",
+            f"look at process {state.pid} (stuck on a file or a lock?); stop it, then run `specmem scan`",
+        )
+    return Check("scan", "ok", f"in progress: {began}, {state.describe()}, last report {silent:.0f} s ago")
 
 
 def _install(config: Config, load_model: bool) -> list[Check]:

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 
 from mcp.server.mcpserver import MCPServer
 
@@ -38,13 +39,17 @@ def build_server(config: Config, *, load_model: bool = True, watch: bool = False
         if host is not None:
             host.start()  # in its own thread: the protocol never waits for the lock, the reconcile or a scan
         try:
-            yield App(memories=memories, watching=lambda: host is not None and host.watching)
+            yield App(
+                memories=memories,
+                watching=lambda: host is not None and host.watching,
+                settling=lambda: host is not None and host.settling,
+            )
         finally:
             if host is not None:
                 host.stop()
             memories.close()
 
-    server = MCPServer("specmem", instructions=INSTRUCTIONS, lifespan=lifespan)
+    server = MCPServer("specmem", version=version("specmem"), instructions=INSTRUCTIONS, lifespan=lifespan)
     for fn, hints in TOOLS:
         server.add_tool(fn, annotations=hints)
     return server

@@ -214,14 +214,17 @@ def _recency(updated_ms: int, now: dt.datetime, tier: str) -> float:
 
 
 def _snippet(conn: apsw.Connection, query: str | None, chunk_id: int | None, text: str) -> str:
+    """A short excerpt with the matches between `**`; the text's own markdown bold is dropped, so a bold word
+    that matches reads `**word**`, not `****word****`."""
     if query and chunk_id is not None:
         rows = conn.execute(
-            "SELECT snippet(memory_fts, 0, '**', '**', '…', 24) FROM memory_fts WHERE memory_fts MATCH ? AND rowid = ?",
+            "SELECT snippet(memory_fts, 0, '\x02', '\x03', '…', 24) FROM memory_fts WHERE memory_fts MATCH ? AND rowid = ?",
             (query, chunk_id),
         ).fetchall()
-        if rows and "**" in rows[0][0]:
-            return " ".join(rows[0][0].split())
-    flat = " ".join(text.split())
+        if rows and "\x02" in rows[0][0]:
+            marked = " ".join(rows[0][0].replace("**", "").split())
+            return marked.replace("\x02", "**").replace("\x03", "**")
+    flat = " ".join(text.replace("**", "").split())
     return flat[:240] + ("…" if len(flat) > 240 else "")
 
 

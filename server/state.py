@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 import apsw
 
 from specmem.indexer import db
-from specmem.indexer.config import Config
+from specmem.indexer.config import Config, missing_index
 from specmem.indexer.embed import Embedder, get_embedder
-from specmem.indexer.errors import ModelUnavailable
+from specmem.indexer.errors import DatabaseError, ModelUnavailable
 
 log = logging.getLogger("specmem.server")
 T = TypeVar("T")
@@ -82,6 +82,8 @@ class ReadState:
         that another call is using."""
         stamp = (_stamp(self.config.signal_path), _stamp(self.config.db_path))
         local = self._local
+        if stamp[1] is None and getattr(local, "conn", None) is None:
+            raise DatabaseError(missing_index(self.config))
         if getattr(local, "conn", None) is None or local.stamp != stamp:
             if getattr(local, "conn", None) is not None:
                 local.conn.close()

@@ -8,7 +8,9 @@ message; anything else is a bug, logged with its traceback by the SDK.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from specmem.server.memories import FileWarnings, Memory, MemoryList, Stats, Tri
 from specmem.server.search import Filters, Mode, SearchResult
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("specmem.server.calls")
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 INDEXES = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
@@ -42,6 +45,7 @@ class App:
 
     memories: Memories
     watching: Callable[[], bool] = field(default=lambda: False)
+    settling: Callable[[], bool] = field(default=lambda: False)  # this server is about to build the index
 
 
 TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = []
@@ -53,10 +57,17 @@ def tool(annotations: ToolAnnotations) -> Callable[[F], F]:
     def register(fn: F) -> F:
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
             except SpecmemError as exc:
+                log.info(
+                    "%s failed after %.0f ms: %s", fn.__name__, 1000 * (time.perf_counter() - started), exc
+                )
                 raise ToolError(str(exc)) from None
+            # Names and timings only: arguments and answers hold memory text, which does not belong in logs.
+            log.info("%s answered in %.0f ms", fn.__name__, 1000 * (time.perf_counter() - started))
+            return result
 
         TOOLS.append((call, annotations))
         return fn
@@ -106,6 +117,11 @@ class Health(BaseModel):
     watching: bool = Field(description="Whether this server process is the one keeping the index live")
 
 
+class SkippedFolder(BaseModel):
+    path: str
+    markdown_files: int
+
+
 class ScanSummary(BaseModel):
     scope: list[str]
     added: int
@@ -118,6 +134,9 @@ class ScanSummary(BaseModel):
     seconds: float
     warnings: list[FileWarnings]
     problems: list[FileWarnings]
+    skipped: list[SkippedFolder] = Field(
+        description="Hidden folders holding markdown that were left out; `include` in specmem.toml takes them"
+    )
 
 
 def index_state(mem: Memories) -> IndexState:
@@ -144,8 +163,22 @@ def memory_search(
     """Search the project's memories (decisions, context, conventions) by keywords and meaning.
 
     Results carry path:start-end, title, tier, spec folder, score parts and a snippet. While the embedding model
-    loads, the answer comes at once in keyword mode and says so (keyword_only, notes)."""
-    mem = app(ctx).memories
+    loads, the answer comes at once in keyword mode and says so (keyword_only, notes). While the index is first
+    being built, it waits a few seconds, then answers with what is indexed and says how far indexing got."""
+    state = app(ctx)
+    mem = state.memories
+    building = mem.wait_for_index(mem.config.search_wait, settling=state.settling)
+    if building is not None and not mem.config.db_path.exists():
+        return SearchAnswer(
+            query=query,
+            mode_requested=mode,
+            mode_used="keyword",
+            keyword_only=True,
+            results=[],
+            total_memories=0,
+            notes=[f"{building.describe()}; nothing is searchable yet: search again in a few seconds"],
+            index=IndexState(pending_embeddings=0, last_indexed_ms=None, model_state=mem.reader.model_state),  # type: ignore[arg-type]
+        )
     response = mem.search(
         query,
         limit=limit,
@@ -163,6 +196,8 @@ def memory_search(
             + (f" ({reader.model_error})" if reader.model_error else "")
             + ": answered in keyword mode"
         )
+    if building is not None:
+        notes.append(f"{building.describe()}; these results may be incomplete: search again in a few seconds")
     return SearchAnswer(
         **response.model_dump(exclude={"notes", "pending_embeddings"}), notes=notes, index=index_state(mem)
     )
@@ -264,6 +299,7 @@ def summary(report: ScanReport, scope: tuple[Path, ...] | list[Path]) -> ScanSum
         seconds=round(report.seconds, 3),
         warnings=grouped(report.warnings),
         problems=grouped(report.problems),
+        skipped=[SkippedFolder(path=p, markdown_files=n) for p, n in report.skipped],
     )
 
 

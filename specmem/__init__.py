@@ -21,6 +21,7 @@ __all__ = [
     "DatabaseError",
     "Deleted",
     "Filters",
+    "InitPlan",
     "LockTimeout",
     "Memories",
     "Memory",
@@ -40,11 +41,14 @@ __all__ = [
     "WatcherBusy",
     "WriteError",
     "Written",
+    "init",
     "open",
 ]
 
 _HOME = {
     "open": "specmem.api",
+    "init": "specmem.api",
+    "InitPlan": "specmem.indexer.project",
     "Memories": "specmem.api",
     "Written": "specmem.api",
     "Deleted": "specmem.api",
@@ -97,7 +101,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from specmem.api import Deleted, Memories, Validation, Written, open
+    from specmem.api import Deleted, Memories, Validation, Written, init, open
     from specmem.indexer.checkpoints import CheckpointInfo, RestoreReport
     from specmem.indexer.config import Config
     from specmem.indexer.errors import (
@@ -113,6 +117,7 @@ if TYPE_CHECKING:
         WatcherBusy,
         WriteError,
     )
+    from specmem.indexer.project import InitPlan
     from specmem.indexer.scan import ScanReport
     from specmem.server.memories import Memory, MemoryList, Stats, TriggerMatch
     from specmem.server.search import Filters, SearchResponse, SearchResult

@@ -17,7 +17,8 @@ import datetime as dt
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,15 @@ from typing import Any
 import apsw
 from pydantic import BaseModel, Field
 
-from specmem.indexer import checkpoints, config, db, files
+from specmem.indexer import checkpoints, config, db, files, project, scanstate
 from specmem.indexer.checkpoints import CheckpointInfo, RestoreReport
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder, background_thread, embed_pending
-from specmem.indexer.errors import NotFound, WriteError
+from specmem.indexer.errors import NotFound, SearchError, WriteError
 from specmem.indexer.feedback import validate
+from specmem.indexer.project import InitPlan
 from specmem.indexer.scan import Progress, ScanReport, scan
+from specmem.indexer.scanstate import ScanState
 from specmem.indexer.store import pending_count
 from specmem.indexer.watch import Watcher
 from specmem.indexer.write import delete_memory, delete_spec_folder, update_memory, write_memory
@@ -41,6 +44,7 @@ from specmem.server.search import Filters, Mode, SearchResponse, search
 from specmem.server.state import ReadState
 
 log = logging.getLogger("specmem")
+WAIT_POLL = 0.05
 
 
 class Written(BaseModel):
@@ -133,6 +137,8 @@ class Memories:
         now: dt.datetime | None = None,
     ) -> SearchResponse:
         """Memories for `query`, best first, with citations, score parts and snippets."""
+        if not query.strip():
+            raise SearchError('the query is empty: give words to search for, e.g. "token expiry"')
         conn = self._reader.conn()
         return search(
             conn,
@@ -194,6 +200,22 @@ class Memories:
         """Counts by tier, folder, context type and embedding status; files with warnings; the watcher."""
         return self._reader.cached("stats", lambda conn: memories.stats(conn, self.config))
 
+    def wait_for_index(
+        self, timeout: float, *, settling: Callable[[], bool] = lambda: False
+    ) -> ScanState | None:
+        """Wait up to `timeout` seconds while a full scan's keyword phase runs (in any process), or while
+        `settling` says the index is about to be built; None once the index is complete for keyword search,
+        else the scan's state (what to tell the user)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = scanstate.read(self.config.scan_state_path)
+            building = state is not None and state.keyword and state.alive
+            if not building and not settling():
+                return None
+            if time.monotonic() >= deadline:
+                return state if building else ScanState(os.getpid(), "", "walking", 0, 0, 0, 0)
+            time.sleep(WAIT_POLL)  # another process's progress: a file to poll, no event to wait on
+
     def pending(self) -> int:
         """Memories whose embeddings are not computed yet."""
         return self._reader.cached("pending", pending_count)
@@ -227,7 +249,7 @@ class Memories:
     def save(self, path: str | os.PathLike[str]) -> ScanReport:
         """Index one memory file now (after writing or editing it)."""
         target = self.resolve_path(path)
-        if target.is_dir() or not files.is_memory_name(target.name):
+        if target.is_dir() or not files.Policy.of(self.config).is_memory_file(target):
             raise NotFound(f"{path} is not a memory file: give one *.md file (scan does folders)")
         if (
             not target.exists()
@@ -235,7 +257,12 @@ class Memories:
             is None
         ):
             raise NotFound(f"{target} does not exist and is not indexed; give the path of a memory file")
-        return self.scan([target])  # a file deleted since it was indexed leaves the index
+        report = self.scan([target])  # a file deleted since it was indexed leaves the index
+        if report.files_seen == 0 and target.exists():
+            why = files.skip_reason(target, self.config.roots, files.Policy.of(self.config))
+            why = why or "it is not a memory file"
+            raise NotFound(f"{target} is not indexed: {why}")
+        return report
 
     def resolve_path(self, path: str | os.PathLike[str]) -> Path:
         """A path named by a user, resolved against the roots (or the current folder); refused outside them."""
@@ -405,6 +432,21 @@ class Memories:
         """Delete one checkpoint."""
         with self.writer() as conn:
             checkpoints.delete(conn, name)
+
+
+def init(
+    folder: str | os.PathLike[str] = ".",
+    *,
+    roots: Sequence[str | os.PathLike[str]] | None = None,
+    dry_run: bool = False,
+) -> InitPlan:
+    """Set a project up: `specmem.toml`, an example rule and memory (when the first root holds no markdown
+    yet), `.specmem/` kept out of git, and `.mcp.json` for Claude Code. Never overwrites a file; the plan says
+    what was created, what was kept, and which assistants' memory conventions the project already has."""
+    plan = project.plan(Path(folder), [os.fspath(r) for r in roots] if roots else None)
+    if not dry_run:
+        project.apply(plan)
+    return plan
 
 
 def open(  # noqa: A001 - specmem.open(...), like sqlite3.connect or io.open

@@ -70,6 +70,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SPECMEM_ROOTS", str(project / "specs"))
     monkeypatch.setenv("SPECMEM_MODEL", "hash:64")
     monkeypatch.delenv("SPECMEM_MAX_FILE_BYTES", raising=False)
+    # Indexes outside projects and remembered scans go to the user data folder: this test's own.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "user-data"))
     return project
 
 
