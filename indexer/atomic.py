@@ -457,7 +457,10 @@ def open_folder(path: Path, roots: Iterable[Path], *, create: bool = False) -> F
     path = Path(path)
     roots = [Path(os.path.realpath(r)) for r in roots]
     for _ in range(ATTEMPTS):
-        real = Path(os.path.realpath(path))
+        try:
+            real = Path(os.path.realpath(path))
+        except OSError:  # a symlink on the way vanished while it was being read: look again
+            continue
         holding = [r for r in roots if within(real, r)]
         if not holding:
             logical = Path(os.path.abspath(path))

@@ -444,13 +444,14 @@ def scalar(conn: apsw.Connection, sql: str, args: Sequence[Any] = ()) -> Any:
 
 
 def under(column: str, folders: Iterable[Path]) -> str:
-    """SQL that is true when `column` (a path) lies below one of `folders`: a range on the path's index. The
-    folders are written into the SQL as quoted literals, so that the clause can also define a view."""
+    """SQL that is true when `column` (a path) is one of `folders` (a root that is one file, such as CLAUDE.md)
+    or lies below one: a range on the path's index. The folders are written into the SQL as quoted literals, so
+    that the clause can also define a view."""
     ranges = []
     for folder in folders:
         prefix = str(folder) if str(folder).endswith(os.sep) else f"{folder}{os.sep}"
         low, high = _quoted(prefix), _quoted(prefix[:-1] + chr(ord(os.sep) + 1))
-        ranges.append(f"({column} > {low} AND {column} < {high})")
+        ranges.append(f"({column} = {_quoted(str(folder))} OR ({column} > {low} AND {column} < {high}))")
     return "(" + (" OR ".join(ranges) or "0") + ")"
 
 

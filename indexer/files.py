@@ -431,7 +431,7 @@ def _file_root(root: Path, roots: tuple[Path, ...], result: WalkResult) -> None:
         result.incomplete.append(root)
         return
     if stat_mod.S_ISREG(st.st_mode) and not _escapes(root, roots, result):
-        result.files[root] = (root, st)
+        result.found[str(root)] = (root, st)
 
 
 def count_markdown(folder: Path) -> int:

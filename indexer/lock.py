@@ -101,7 +101,7 @@ class FileLock:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
             except OSError as exc:
-                raise DatabaseError(describe(exc, self.path, "open the lock file")) from None
+                raise DatabaseError(describe(exc, self.path, "open the lock file")) from exc
             try:
                 if not _try_lock(fd):
                     os.close(fd)

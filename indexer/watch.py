@@ -37,7 +37,7 @@ from watchdog.observers.polling import PollingObserver
 from specmem.indexer import db, files
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder, background_thread, embed_pending
-from specmem.indexer.errors import DatabaseError, ModelUnavailable, WatcherBusy
+from specmem.indexer.errors import DatabaseError, ModelUnavailable, SpecmemError, WatcherBusy
 from specmem.indexer.lock import FileLock, read_holder, write_watcher_status
 from specmem.indexer.scan import ScanReport, scan
 
@@ -523,17 +523,22 @@ class WatchHost:
                 self._tried.set()
                 self._stop.wait(self.retry)
                 continue
-            except OSError as exc:
-                if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            except (OSError, SpecmemError) as exc:
+                cause = exc if isinstance(exc, OSError) else exc.__cause__
+                if isinstance(cause, OSError) and cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    if not told:  # an index this process may only read: say so once, then keep trying quietly
+                        log.warning(
+                            "%s is not writable here (%s): this server only reads the index, and a process that "
+                            "may write it keeps it live",
+                            self.watcher.config.db_path.parent,
+                            cause.strerror,
+                        )
+                        told = True
+                elif isinstance(exc, SpecmemError):
+                    log.warning("could not start the watcher (%s); retrying in %.0f s", exc, self.retry)
+                else:
                     log.exception("could not start the watcher; retrying in %.0f s", self.retry)
-                elif not told:  # an index this process may only read: say so once, then keep trying quietly
-                    log.warning(
-                        "%s is not writable here (%s): this server only reads the index, and a process that may "
-                        "write it keeps it live",
-                        self.watcher.config.db_path.parent,
-                        exc.strerror,
-                    )
-                    told = True
+                self._tried.set()
                 self._stop.wait(self.retry)
                 continue
             except Exception:  # noqa: BLE001 - e.g. the database folder cannot be created; try again later
