@@ -26,8 +26,10 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(config: Config, *, load_model: bool = True, watch: bool = False) -> MCPServer:
-    """The specmem MCP server for one index."""
+def build_server(
+    config: Config, *, load_model: bool = True, watch: bool = False, shared: bool = False
+) -> MCPServer:
+    """The specmem MCP server for one index; `shared` when many clients use one process (HTTP)."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[App]:
@@ -38,7 +40,11 @@ def build_server(config: Config, *, load_model: bool = True, watch: bool = False
         if host is not None:
             host.start()  # in its own thread: the protocol never waits for the lock, the reconcile or a scan
         try:
-            yield App(memories=memories, watching=lambda: host is not None and host.watching)
+            yield App(
+                memories=memories,
+                watching=lambda: host is not None and host.watching,
+                rules_pending=not shared,
+            )
         finally:
             if host is not None:
                 host.stop()
@@ -53,7 +59,7 @@ def build_server(config: Config, *, load_model: bool = True, watch: bool = False
 def serve(config: Config, *, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
     """Run the server until the client disconnects (stdio) or the process is stopped (HTTP)."""
     started = time.perf_counter()
-    server = build_server(config, watch=config.watch)
+    server = build_server(config, watch=config.watch, shared=http)
     log.info(
         "specmem serving %s over %s (built in %.0f ms)",
         config.db_path,

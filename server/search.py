@@ -229,9 +229,14 @@ def search(
     embedder: Embedder | None = None,
     include_deprecated: bool = False,
     include_constitutional: bool = True,
+    surface: int | None = None,
     now: dt.datetime | None = None,
 ) -> SearchResponse:
-    """Ranked memories for `query`. Falls back to keyword mode (and says so) when no model can embed the query."""
+    """Ranked memories for `query`. Falls back to keyword mode (and says so) when no model can embed the query.
+
+    With `include_constitutional`, constitutional memories are put on top, outside `limit`: all of them when
+    `surface` is None, else the `surface` most relevant of those the query matched; the others are ranked with
+    everything else (tier weight 1.5)."""
     if mode not in ("keyword", "semantic", "hybrid"):
         raise SearchError(f"unknown mode {mode!r}; use keyword, semantic or hybrid")
     if not 1 <= limit <= 1000:
@@ -278,7 +283,7 @@ def search(
         fused = {mid: s for mid, (_, s) in kw.items()}
 
     candidate_ids = set(fused)
-    if include_constitutional:
+    if include_constitutional and surface is None:
         candidate_ids |= {
             r[0]
             for r in conn.execute(
@@ -290,8 +295,8 @@ def search(
     # Rank on memory rows alone; chunks are looked up only for the memories that are returned.
     ranked: list[tuple[bool, float, int, ScoreParts]] = []
     for mid, row in rows.items():
-        surfaced = include_constitutional and row["importance_tier"] == "constitutional"
-        if not surfaced and mid not in kw and mid not in sem:
+        rule = include_constitutional and row["importance_tier"] == "constitutional"
+        if not (rule and surface is None) and mid not in kw and mid not in sem:
             continue
         parts = ScoreParts(
             keyword=round(kw[mid][1], 6) if mid in kw else None,
@@ -302,8 +307,13 @@ def search(
             confidence=0.8 + 0.4 * row["confidence"],
         )
         score = parts.fused * parts.tier_weight * parts.recency * parts.confidence
-        ranked.append((surfaced, score, mid, parts))
+        ranked.append((rule, score, mid, parts))
     ranked.sort(key=lambda x: (not x[0], -x[1], x[2]))
+    if surface is not None:
+        # The `surface` most relevant rules stay on top; the others compete like any memory.
+        on_top = [mid for rule, _, mid, _ in ranked if rule][:surface]
+        ranked = [(mid in on_top, score, mid, parts) for _, score, mid, parts in ranked]
+        ranked.sort(key=lambda x: (not x[0], -x[1], x[2]))
     surfaced_count = sum(1 for r in ranked if r[0])
 
     results: list[SearchResult] = []
@@ -331,7 +341,8 @@ def search(
                 tags=json.loads(row["tags"]),
                 score=round(score, 6),
                 parts=parts,
-                snippet=_snippet(conn, fts, chunk["id"], chunk["text"]),
+                # No chunk of a memory outside the keyword hits can match the FTS query: skip the lookup.
+                snippet=_snippet(conn, fts if mid in kw else None, chunk["id"], chunk["text"]),
                 always_surfaced=surfaced,
             )
         )

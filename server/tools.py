@@ -42,6 +42,13 @@ class App:
 
     memories: Memories
     watching: Callable[[], bool] = field(default=lambda: False)
+    # Over stdio a server process has one client: its first search shows every rule, later ones the few that
+    # matter most (SPECMEM_SURFACE). Over HTTP clients share the process and cannot be told apart.
+    rules_pending: bool = False
+
+    def first_search(self) -> bool:
+        first, self.rules_pending = self.rules_pending, False
+        return first
 
 
 TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = []
@@ -138,14 +145,15 @@ def memory_search(
     filters: Filters | None = None,
     include_deprecated: bool = False,
     include_constitutional: Annotated[
-        bool, Field(description="Put constitutional memories first, whatever the query")
+        bool, Field(description="Put the most relevant constitutional rules on top, outside limit")
     ] = True,
 ) -> SearchAnswer:
-    """Search the project's memories (decisions, context, conventions) by keywords and meaning.
+    """Search the project's memories (decisions, conventions, context) by keywords and meaning.
 
-    Results carry path:start-end, title, tier, spec folder, score parts and a snippet. While the embedding model
-    loads, the answer comes at once in keyword mode and says so (keyword_only, notes)."""
-    mem = app(ctx).memories
+    Results carry path:start-end, title, tier, score and snippet. A session's first search also lists every
+    constitutional rule. While the model loads, answers are keyword-only and say so."""
+    state = app(ctx)
+    mem = state.memories
     response = mem.search(
         query,
         limit=limit,
@@ -153,6 +161,7 @@ def memory_search(
         filters=filters,
         include_deprecated=include_deprecated,
         include_constitutional=include_constitutional,
+        all_rules=include_constitutional and state.first_search(),
     )
     notes = list(response.notes)
     reader = mem.reader

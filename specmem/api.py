@@ -130,9 +130,13 @@ class Memories:
         filters: Filters | None = None,
         include_deprecated: bool = False,
         include_constitutional: bool = True,
+        all_rules: bool = False,
         now: dt.datetime | None = None,
     ) -> SearchResponse:
-        """Memories for `query`, best first, with citations, score parts and snippets."""
+        """Memories for `query`, best first, with citations, score parts and snippets.
+
+        The most relevant constitutional memories (at most `config.surface_constitutional`, SPECMEM_SURFACE) lead
+        the result outside `limit`; `all_rules` puts every one of them there, matched or not."""
         conn = self._reader.conn()
         return search(
             conn,
@@ -143,6 +147,7 @@ class Memories:
             embedder=self._query_embedder(conn, mode),
             include_deprecated=include_deprecated,
             include_constitutional=include_constitutional,
+            surface=None if all_rules else self.config.surface_constitutional,
             now=now,
         )
 

@@ -180,6 +180,26 @@ def test_read_tools_success_and_errors(corpus, cfg):
     run(scenario)
 
 
+def test_first_search_lists_every_rule_then_the_most_relevant(specs, cfg):
+    for n in range(9):
+        write(specs / "constitutional" / f"rule{n}.md", memory(f"Rule {n}", f"Always do thing {n}."))
+    for n in range(6):
+        write(specs / "001-a" / "memory" / f"m{n}.md", memory(f"Memory {n}", f"cache layer detail {n}"))
+    conn = db.connect(cfg.db_path)
+    scan.scan(conn, cfg, get_embedder(cfg.model))
+    conn.close()
+
+    async def scenario(client: Client) -> None:
+        answers = [
+            (await call(client, "memory_search", query="cache layer", limit=3))["results"] for _ in range(3)
+        ]
+        assert sum(r["always_surfaced"] for r in answers[0]) == 9  # the session's first search: every rule
+        for later in answers[1:]:
+            assert len(later) <= 3 + 3 and sum(r["always_surfaced"] for r in later) <= 3
+
+    run(scenario)
+
+
 def test_next_call_sees_commits_from_another_process_through_the_signal(corpus, cfg, tmp_path):
     async def scenario(client: Client) -> None:
         assert (
