@@ -7,17 +7,19 @@ database's watcher whenever no other process does.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
 
 from specmem.api import Memories
 from specmem.indexer.config import Config
 from specmem.server import write_tools  # noqa: F401 - registers the write tools
-from specmem.server.tools import TOOLS, App
+from specmem.server.tools import TOOLS, App, Registered
 
 log = logging.getLogger("specmem.server")
 INSTRUCTIONS = (
@@ -50,10 +52,7 @@ def build_server(
                 host.stop()
             memories.close()
 
-    server = MCPServer("specmem", instructions=INSTRUCTIONS, lifespan=lifespan)
-    for fn, hints in TOOLS:
-        server.add_tool(fn, annotations=hints)
-    return server
+    return MCPServer("specmem", instructions=INSTRUCTIONS, lifespan=lifespan, tools=[lean(t) for t in TOOLS])
 
 
 def serve(config: Config, *, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
@@ -72,3 +71,37 @@ def serve(config: Config, *, http: bool = False, host: str = "127.0.0.1", port: 
         http_transport.run(server, config, host, port)
     else:
         server.run("stdio")
+
+
+def lean(registered: Registered) -> Tool:
+    """A tool as listed to clients: dedented description and output schema only where asked for. Every
+    session pays for `tools/list` in its context."""
+    listed = Tool.from_function(
+        registered.fn,
+        description=inspect.cleandoc(registered.fn.__doc__ or ""),
+        annotations=registered.annotations,
+        structured_output=registered.output_schema,
+    )
+    _lean_schema(listed.parameters)
+    if listed.output_schema is not None:
+        _lean_schema(listed.output_schema)
+    return listed
+
+
+def _lean_schema(schema: object) -> None:
+    """In place: drop `title` annotations (pydantic's prettified key names), and list an optional parameter
+    (`X | None = None`) as plain X: leaving it out means None, and the server still accepts an explicit null."""
+    if isinstance(schema, dict):
+        if isinstance(schema.get("title"), str):  # a property named title maps to a schema, never to a string
+            del schema["title"]
+        options = schema.get("anyOf")
+        if "default" in schema and schema["default"] is None and isinstance(options, list):
+            kept = [o for o in options if o != {"type": "null"}]
+            if len(kept) == 1 and isinstance(kept[0], dict):
+                del schema["anyOf"], schema["default"]
+                schema.update(kept[0])
+        for value in schema.values():
+            _lean_schema(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _lean_schema(value)

@@ -8,15 +8,17 @@ message; anything else is a bug, logged with its traceback by the SDK.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import pydantic_core
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from specmem.api import Memories, Validation
@@ -51,21 +53,48 @@ class App:
         return first
 
 
-TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = []
+@dataclass(frozen=True)
+class Registered:
+    fn: Callable[..., Any]
+    annotations: ToolAnnotations
+    output_schema: bool
 
 
-def tool(annotations: ToolAnnotations) -> Callable[[F], F]:
-    """Register a module-level function as a tool; `SpecmemError` becomes a one-line tool error."""
+TOOLS: list[Registered] = []
+
+
+def result(value: Any, text: str | None = None) -> CallToolResult:
+    """A tool result: the structured value, and as text compact JSON (or `text`), which is what most clients put
+    in the model's context."""
+    data = pydantic_core.to_jsonable_python(value)
+    structured = data if isinstance(data, dict) else {"result": data}
+    if text is None:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+
+
+def tool(
+    annotations: ToolAnnotations,
+    *,
+    output_schema: bool = False,
+    text: Callable[[Any], str] | None = None,
+) -> Callable[[F], F]:
+    """Register a module-level function as a tool; `SpecmemError` becomes a one-line tool error.
+
+    Results keep their structured content either way; only tools whose clients gain from it publish an output
+    schema (every schema is paid for in each session's context by `tools/list`). `text` renders the result's
+    text content (default: compact JSON)."""
 
     def register(fn: F) -> F:
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
-                return fn(*args, **kwargs)
+                value = fn(*args, **kwargs)
             except SpecmemError as exc:
                 raise ToolError(str(exc)) from None
+            return result(value, text(value) if text else None)
 
-        TOOLS.append((call, annotations))
+        TOOLS.append(Registered(call, annotations, output_schema))
         return fn
 
     return register
@@ -139,7 +168,7 @@ def index_state(mem: Memories) -> IndexState:
 @tool(READ_ONLY)
 def memory_search(
     ctx: Context,
-    query: Annotated[str, Field(description="What to look for, in plain words", max_length=10_000)],
+    query: Annotated[str, Field(max_length=10_000)],
     limit: Annotated[int, Field(ge=1, le=100)] = 10,
     mode: Mode = "hybrid",
     filters: Filters | None = None,
@@ -183,9 +212,7 @@ def memory_match_triggers(
     prompt: Annotated[str, Field(max_length=100_000)],
     limit: Annotated[int, Field(ge=1, le=100)] = 10,
 ) -> list[TriggerMatch]:
-    """Memories whose trigger phrases occur in the prompt, as whole words, ignoring case and accents.
-
-    Cheap (no embeddings): call it on a user's prompt to see which memories it should bring to mind."""
+    """Memories whose trigger phrases occur in the prompt (whole words, any case). Cheap: no embeddings."""
     return app(ctx).memories.triggers(prompt, limit=limit)
 
 
@@ -199,9 +226,7 @@ def memory_get(
     start_line: Annotated[int | None, Field(ge=1)] = None,
     end_line: Annotated[int | None, Field(ge=1)] = None,
 ) -> Memory:
-    """One memory's content and metadata; optionally one anchored section or a 1-based line range.
-
-    Only files inside the configured roots are served."""
+    """One memory's content and metadata; optionally only an anchored section or a line range."""
     return app(ctx).memories.get(id_or_path, anchor=anchor, start_line=start_line, end_line=end_line)
 
 
@@ -214,20 +239,19 @@ def memory_list(
     tier: Tier | None = None,
     sort: Literal["updated", "title", "path", "tier"] = "updated",
 ) -> MemoryList:
-    """A page of memories with their ids, paths, titles, tiers and spec folders (newest first by default)."""
+    """A page of memories: ids, paths, titles, tiers, spec folders."""
     return app(ctx).memories.list(offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort)
 
 
 @tool(READ_ONLY)
 def memory_stats(ctx: Context) -> Stats:
-    """Counts by tier, spec folder, context type and embedding status; index size; files with warnings."""
+    """Counts by tier, spec folder, context type and embedding status; files with warnings."""
     return app(ctx).memories.stats()
 
 
 @tool(READ_ONLY)
 def memory_health(ctx: Context) -> Health:
-    """Whether everything works: model state, sqlite-vec and schema versions, database path, pending
-    embeddings, files that did not parse cleanly, and which process (if any) keeps the index live."""
+    """Whether everything works: model, versions, database, pending embeddings, file warnings, watcher."""
     state = app(ctx)
     mem = state.memories
     reader = mem.reader
@@ -285,10 +309,8 @@ def memory_index_scan(
     ] = None,
     force: Annotated[bool, Field(description="Re-index even unchanged files")] = False,
 ) -> ScanSummary:
-    """Bring the index in line with the files now (all roots, one spec folder, or one path).
-
-    Keyword rows are committed before this returns; embeddings follow in the background (see
-    pending_embeddings). Serialised with the watcher and other scans: never 'database is locked'."""
+    """Bring the index in line with the files now (everything, one spec folder or one path). Keyword search
+    sees the result at once; embeddings follow in the background."""
     mem = app(ctx).memories
     paths = [path_prefix] if path_prefix else None
     scope = mem.scopes(paths, spec_folder) or mem.config.roots
@@ -302,7 +324,7 @@ def memory_save(
         str, Field(description="A memory file inside the roots (absolute, or relative to a root)")
     ],
 ) -> ScanSummary:
-    """Index one file now (after you wrote or edited it), without waiting for the watcher."""
+    """Index one file now, after you wrote or edited it."""
     mem = app(ctx).memories
     report = mem.save(path)
     return summary(report, [mem.resolve_path(path)])
@@ -314,5 +336,5 @@ def memory_validate(
     id: Annotated[int, Field(description="The memory's id")],
     useful: Annotated[bool, Field(description="Whether the memory helped")],
 ) -> Validation:
-    """Tell the index whether a memory was useful. Its confidence moves toward 1 or 0 and weighs its ranking."""
+    """Tell whether a memory was useful; its ranking follows."""
     return app(ctx).memories.validate(id, useful)

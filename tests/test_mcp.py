@@ -32,6 +32,7 @@ READ_TOOLS = {
     "memory_health",
     "checkpoint_list",
 }
+SCHEMA_TOOLS: set[str] = set()  # output schemas only where a client builds on the structure
 WRITE_TOOLS = {
     "memory_index_scan",
     "memory_save",
@@ -115,7 +116,10 @@ def test_tools_are_listed_with_hints_and_no_stubs(corpus):
         assert set(tools) == READ_TOOLS | WRITE_TOOLS
         for name in READ_TOOLS:
             assert tools[name].annotations.read_only_hint is True, name
-            assert tools[name].description and tools[name].output_schema, name
+        for name, listed in tools.items():
+            assert listed.description and not listed.description.startswith(" "), name
+            assert "\n    " not in listed.description, f"{name}: description not dedented"
+            assert (listed.output_schema is not None) == (name in SCHEMA_TOOLS), name
         for name in WRITE_TOOLS:
             assert tools[name].annotations.read_only_hint is False, name
 
@@ -380,6 +384,43 @@ def test_stdout_carries_only_the_protocol(corpus):
         proc.wait(30)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_tools_list_fits_in_12_kb(corpus):
+    """Every session pays for tools/list in its context: the whole reply, as sent, stays under 12 KB."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specmem", "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        init = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        }
+        for message in (
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        ):
+            proc.stdin.write(json.dumps(message) + "\n")
+        proc.stdin.flush()
+        while True:
+            line = proc.stdout.readline()
+            assert line, "server closed stdout"
+            if json.loads(line).get("id") == 2:
+                break
+        tools = json.loads(line)["result"]["tools"]
+        assert {t["name"] for t in tools} == READ_TOOLS | WRITE_TOOLS
+        assert all(t["description"] for t in tools)
+        assert len(line.encode()) <= 12_000, f"tools/list is {len(line.encode())} bytes"
+    finally:
+        proc.stdin.close()
+        proc.wait(30)
+        proc.stdout.close()
 
 
 def free_port() -> int:
