@@ -494,6 +494,34 @@ def search_cmd(
     say(click.style(f"{response.mode_used} search over {response.total_memories} memories", dim=True))
 
 
+@cli.command("context")
+@click.argument("task")
+@click.option(
+    "-b", "--budget", default=2000, show_default=True, type=click.IntRange(200, 100_000), help="Tokens."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the block with its items and what was left out.")
+@common
+def context_cmd(cfg: Config, task: str, budget: int, as_json: bool) -> None:
+    """Print the memories for TASK as one block to paste into a prompt, within a token budget: rules, then
+    memories TASK triggers, then the best search results, each cited path:start-end."""
+    with opened(cfg) as mem:
+        block = mem.context(task, budget=budget)
+    if as_json:
+        click.echo(block.model_dump_json(indent=2))
+        return
+    for note in block.notes:
+        say(f"note: {note}", err=True, fg="yellow")
+    click.echo(block.text, nl=False)
+    say(
+        click.style(
+            f"{block.tokens}/{block.budget} tokens, {len(block.items)} memories, "
+            f"{len(block.left_out)} left out",
+            dim=True,
+        ),
+        err=True,
+    )
+
+
 @cli.command("get")
 @click.argument("path_or_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the memory and its metadata as JSON.")

@@ -23,8 +23,9 @@ from specmem.server.tools import TOOLS, App, Registered
 
 log = logging.getLogger("specmem.server")
 INSTRUCTIONS = (
-    "Long-term project memory kept as markdown files. Search before answering questions about this project's "
-    "decisions, conventions and context; memory_match_triggers is a cheap first look at a prompt."
+    "Long-term project memory kept as markdown files. At the start of a task call memory_context with the task: "
+    "it returns the project's rules and the relevant memories, cited. Search before answering questions about "
+    "this project's decisions, conventions and context; save decisions with memory_write."
 )
 
 

@@ -27,6 +27,7 @@ from specmem.indexer.errors import SpecmemError
 from specmem.indexer.lock import WatcherInfo
 from specmem.indexer.scan import ScanReport
 from specmem.indexer.tiers import Tier
+from specmem.server.context import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET, ContextBlock
 from specmem.server.memories import FileWarnings, Memory, MemoryList, Stats, TriggerMatch
 from specmem.server.search import Filters, Mode, SearchResult
 
@@ -204,6 +205,17 @@ def memory_search(
     return SearchAnswer(
         **response.model_dump(exclude={"notes", "pending_embeddings"}), notes=notes, index=index_state(mem)
     )
+
+
+@tool(READ_ONLY, output_schema=True, text=lambda block: block.text)
+def memory_context(
+    ctx: Context,
+    task: Annotated[str, Field(description="The task or the user's prompt", max_length=100_000)],
+    budget: Annotated[int, Field(ge=MIN_BUDGET, le=MAX_BUDGET, description="Tokens")] = DEFAULT_BUDGET,
+) -> ContextBlock:
+    """The memories for a task as one block to paste, within a token budget: rules, then memories the task
+    triggers, then the best search results, each cited path:start-end. Lists what did not fit. Call it first."""
+    return app(ctx).memories.context(task, budget=budget)
 
 
 @tool(READ_ONLY)

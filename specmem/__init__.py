@@ -18,6 +18,7 @@ __all__ = [
     "CheckpointInfo",
     "Config",
     "ConfigError",
+    "ContextBlock",
     "DatabaseError",
     "Deleted",
     "Filters",
@@ -53,6 +54,7 @@ _HOME = {
     "ScanReport": "specmem.indexer.scan",
     "CheckpointInfo": "specmem.indexer.checkpoints",
     "RestoreReport": "specmem.indexer.checkpoints",
+    "ContextBlock": "specmem.server.context",
     "Filters": "specmem.server.search",
     "SearchResponse": "specmem.server.search",
     "SearchResult": "specmem.server.search",
@@ -114,5 +116,6 @@ if TYPE_CHECKING:
         WriteError,
     )
     from specmem.indexer.scan import ScanReport
+    from specmem.server.context import ContextBlock
     from specmem.server.memories import Memory, MemoryList, Stats, TriggerMatch
     from specmem.server.search import Filters, SearchResponse, SearchResult

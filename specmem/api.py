@@ -36,6 +36,7 @@ from specmem.indexer.store import pending_count
 from specmem.indexer.watch import Watcher
 from specmem.indexer.write import delete_files, update_memory, write_memory
 from specmem.server import memories
+from specmem.server.context import DEFAULT_BUDGET, SEARCH_CANDIDATES, ContextBlock, assemble
 from specmem.server.memories import Memory, MemoryList, Stats, TriggerMatch
 from specmem.server.search import Filters, Mode, SearchResponse, search
 from specmem.server.state import ReadState
@@ -194,6 +195,22 @@ class Memories:
         """Memories whose trigger phrases occur in `prompt` as whole words."""
         index = self._reader.cached("triggers", memories.trigger_index)
         return memories.match_triggers(index, prompt, limit)
+
+    def context(self, task: str, *, budget: int = DEFAULT_BUDGET) -> ContextBlock:
+        """One ready-to-paste block of memories for `task` within `budget` tokens: constitutional rules, then
+        memories whose trigger phrases the task contains, then the best search results, each with its citation;
+        what did not fit is listed."""
+        found = self.search(task, limit=SEARCH_CANDIDATES, all_rules=True)
+        triggered = self.triggers(task, limit=100)
+        return assemble(
+            self._reader.conn(),
+            self.config,
+            self.embedder.count_tokens,
+            task,
+            found,
+            triggered,
+            budget=budget,
+        )
 
     def stats(self) -> Stats:
         """Counts by tier, folder, context type and embedding status; files with warnings; the watcher."""

@@ -24,6 +24,7 @@ from specmem.indexer.embed import get_embedder
 from tests.conftest import memory, write
 
 READ_TOOLS = {
+    "memory_context",
     "memory_search",
     "memory_match_triggers",
     "memory_get",
@@ -32,7 +33,7 @@ READ_TOOLS = {
     "memory_health",
     "checkpoint_list",
 }
-SCHEMA_TOOLS: set[str] = set()  # output schemas only where a client builds on the structure
+SCHEMA_TOOLS = {"memory_context"}  # output schemas only where a client builds on the structure
 WRITE_TOOLS = {
     "memory_index_scan",
     "memory_save",
