@@ -1,8 +1,9 @@
 """The MCP server: specmem's tools over stdio or streamable HTTP, built by `build_server(config)`.
 
 The tools are module-level functions (tools.py reads and indexes, write_tools.py writes) over the `Memories`
-held by the server's lifespan. The model loads in the background, and with `watch` the server hosts the
-database's watcher whenever no other process does.
+held by the server's lifespan; resources.py serves the memories as resources, the two prompts and the change
+notifications. The model loads in the background, and with `watch` the server hosts the database's watcher
+whenever no other process does.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from specmem.api import Memories
 from specmem.indexer.config import Config
 from specmem.server import write_tools  # noqa: F401 - registers the write tools
+from specmem.server.resources import Notifier, register
 from specmem.server.tools import TOOLS, App, Registered
 
 log = logging.getLogger("specmem.server")
@@ -34,6 +38,9 @@ def build_server(
 ) -> MCPServer:
     """The specmem MCP server for one index; `shared` when many clients use one process (HTTP)."""
 
+    bus = InMemorySubscriptionBus()
+    notifier = Notifier(bus)
+
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[App]:
         from specmem.indexer.watch import WatchHost
@@ -43,17 +50,28 @@ def build_server(
         if host is not None:
             host.start()  # in its own thread: the protocol never waits for the lock, the reconcile or a scan
         try:
-            yield App(
-                memories=memories,
-                watching=lambda: host is not None and host.watching,
-                rules_pending=not shared,
-            )
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(notifier.run, memories)
+                yield App(
+                    memories=memories,
+                    watching=lambda: host is not None and host.watching,
+                    rules_pending=not shared,
+                )
+                tasks.cancel_scope.cancel()
         finally:
             if host is not None:
                 host.stop()
             memories.close()
 
-    return MCPServer("specmem", instructions=INSTRUCTIONS, lifespan=lifespan, tools=[lean(t) for t in TOOLS])
+    server = MCPServer(
+        "specmem",
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        tools=[lean(t) for t in TOOLS],
+        subscriptions=bus,
+    )
+    register(server, notifier)
+    return server
 
 
 def serve(config: Config, *, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
