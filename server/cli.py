@@ -298,6 +298,12 @@ def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None,
 @click.option("--context-type", help="e.g. decision, context, convention.")
 @click.option("--trigger", "triggers", multiple=True, help="A trigger phrase; repeatable.")
 @click.option("--tag", "tags", multiple=True, help="A tag; repeatable.")
+@click.option(
+    "--on-duplicate",
+    type=click.Choice(["write", "skip", "update"]),
+    help="When the spec folder already has a memory saying the same [default: skip an exact duplicate, "
+    "else write with a warning].",
+)
 @click.argument("content", required=False)
 @common
 def write_cmd(
@@ -308,9 +314,11 @@ def write_cmd(
     context_type: str | None,
     triggers: tuple[str, ...],
     tags: tuple[str, ...],
+    on_duplicate: str | None,
     content: str | None,
 ) -> None:
-    """Save a new memory file (CONTENT, or stdin when omitted) and index it at once. Never overwrites a file."""
+    """Save a new memory file (CONTENT, or stdin when omitted) and index it at once. Never overwrites a file;
+    a memory of the spec folder that says the same is reported (see --on-duplicate)."""
     if content is None:
         content = sys.stdin.read()
     with opened(cfg) as mem:
@@ -322,8 +330,18 @@ def write_cmd(
             context_type=context_type,
             trigger_phrases=triggers,
             tags=tags,
+            on_duplicate=on_duplicate,  # type: ignore[arg-type]
         )
-    say(f"memory {written.id} written to {written.path}")
+    for warning in written.warnings:
+        say(f"warning: {warning}", err=True, fg="yellow")
+    if written.action == "skipped":
+        duplicate = written.duplicates[0]
+        say(f"not written: memory {written.id} ({duplicate.kind}) already says this: {written.path}")
+    elif written.action == "updated":
+        say(f"memory {written.id} updated ({', '.join(written.changed) or 'no change'}): {written.path}")
+        say(f"undo with: specmem checkpoint restore {written.checkpoint}", err=True)
+    else:
+        say(f"memory {written.id} written to {written.path}")
 
 
 @cli.group("checkpoint")
