@@ -72,14 +72,15 @@ def similarities(conn: apsw.Connection, embedder: Embedder, text: str, spec_fold
     """memory id → cosine similarity of `text` to its most similar chunk, for the memories of a spec folder that
     have vectors of this model."""
     vector = embedder.encode([text])[0].astype(np.float32).tobytes()
-    rows = conn.execute(
-        "SELECT c.memory_id, min(vec_distance_cosine(e.vector, ?)) FROM memory_chunks c "
+    rows = db.rows(
+        conn,
+        "SELECT c.memory_id, min(vec_distance_cosine(e.vector, ?)) AS distance FROM memory_chunks c "
         "JOIN memory_index m ON m.id = c.memory_id "
         "JOIN embedding_cache e ON e.model = ? AND e.text_hash = c.text_hash "
         "WHERE m.spec_folder = ? AND m.importance_tier != 'deprecated' GROUP BY c.memory_id",
         (vector, embedder.model_id, spec_folder),
-    ).fetchall()
-    return {mid: 1.0 - d for mid, d in rows if d is not None}
+    )
+    return {r.memory_id: 1.0 - r.distance for r in rows if r.distance is not None}
 
 
 def find(

@@ -106,12 +106,13 @@ def _spans(conn: apsw.Connection, ids: list[int]) -> dict[int, tuple[int, int]]:
     """Each memory's whole body: from its first chunk's first line to its last chunk's last line."""
     if not ids:
         return {}
-    rows = conn.execute(
-        "SELECT memory_id, min(start_line), max(end_line) FROM memory_chunks "
+    rows = db.rows(
+        conn,
+        "SELECT memory_id, min(start_line) AS first, max(end_line) AS last FROM memory_chunks "
         f"WHERE memory_id IN ({','.join('?' * len(ids))}) GROUP BY memory_id",
         ids,
-    ).fetchall()
-    return {mid: (first, last) for mid, first, last in rows}
+    )
+    return {r.memory_id: (r.first, r.last) for r in rows}
 
 
 def _section(
@@ -120,11 +121,13 @@ def _section(
     """A chunk's span, widened to its whole anchored section when it is part of one."""
     if anchor is None:
         return start, end
-    row = conn.execute(
-        "SELECT min(start_line), max(end_line) FROM memory_chunks WHERE memory_id = ? AND anchor = ?",
+    row = db.one(
+        conn,
+        "SELECT min(start_line) AS first, max(end_line) AS last FROM memory_chunks "
+        "WHERE memory_id = ? AND anchor = ?",
         (memory_id, anchor),
-    ).fetchall()
-    return (row[0][0], row[0][1]) if row and row[0][0] is not None else (start, end)
+    )
+    return (row.first, row.last) if row is not None and row.first is not None else (start, end)
 
 
 def _first_chunk(conn: apsw.Connection, memory_id: int) -> tuple[int, int] | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -222,26 +221,22 @@ class Notifier:
 
     async def publish(self, before: dict[int, tuple[Any, ...]], after: dict[int, tuple[Any, ...]]) -> None:
         listing_changed = {k: v[:-1] for k, v in before.items()} != {k: v[:-1] for k, v in after.items()}
-        changed = sorted(
-            mid for mid in before.keys() | after.keys() if mid in before and before[mid] != after.get(mid)
-        )
         if listing_changed:
-            await self._send(ResourcesListChanged(), lambda s: s.send_resource_list_changed(), None)
-        for mid in changed:
-            target = uri(mid)
-            await self._send(
-                ResourceUpdated(uri=target), lambda s, u=target: s.send_resource_updated(u), target
-            )
+            await self._send(ResourcesListChanged(), None)
+        for mid in sorted(m for m in before if before[m] != after.get(m)):  # changed or removed
+            await self._send(ResourceUpdated(uri=uri(mid)), uri(mid))
 
-    async def _send(
-        self, event: Any, legacy_send: Callable[[ServerSession], Any], target: str | None
-    ) -> None:
+    async def _send(self, event: ResourcesListChanged | ResourceUpdated, target: str | None) -> None:
+        """To listen streams through the bus; to handshake-era subscribers directly (`target`: their URI)."""
         await self.bus.publish(event)
         for key, (session, uris) in list(self.legacy.items()):
             if target is not None and target not in uris:
                 continue
             try:
-                await legacy_send(session)
+                if target is None:
+                    await session.send_resource_list_changed()
+                else:
+                    await session.send_resource_updated(target)
             except Exception:  # noqa: BLE001 - a closed connection: forget it
                 log.debug("dropping the subscriptions of a closed connection", exc_info=True)
                 self.legacy.pop(key, None)

@@ -54,7 +54,7 @@ class Written(BaseModel):
     changed: list[str] = Field(default_factory=list, description="What changed (updates)")
     duplicates: list[Duplicate] = Field(default_factory=list, description="Memories that say the same")
     warnings: list[str] = Field(default_factory=list)
-    checkpoint: str | None = Field(None, description="Restore it to undo an update")
+    checkpoint: str | None = Field(default=None, description="Restore it to undo an update")
 
 
 class Deleted(BaseModel):
