@@ -308,12 +308,12 @@ def search(
         )
         score = parts.fused * parts.tier_weight * parts.recency * parts.confidence
         ranked.append((rule, score, mid, parts))
-    ranked.sort(key=lambda x: (not x[0], -x[1], x[2]))
     if surface is not None:
         # The `surface` most relevant rules stay on top; the others compete like any memory.
-        on_top = [mid for rule, _, mid, _ in ranked if rule][:surface]
+        rules = sorted((r for r in ranked if r[0]), key=lambda x: (-x[1], x[2]))[:surface]
+        on_top = {mid for _, _, mid, _ in rules}
         ranked = [(mid in on_top, score, mid, parts) for _, score, mid, parts in ranked]
-        ranked.sort(key=lambda x: (not x[0], -x[1], x[2]))
+    ranked.sort(key=lambda x: (not x[0], -x[1], x[2]))
     surfaced_count = sum(1 for r in ranked if r[0])
 
     results: list[SearchResult] = []
