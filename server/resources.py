@@ -132,7 +132,10 @@ def remember(
     spec_folder: Annotated[str | None, Field(description="Where it belongs, e.g. 003-auth")] = None,
 ) -> str:
     """Save a decision as a memory: the assistant writes it with a tier, trigger phrases and tags."""
-    folders = list(_app(ctx).memories.stats().by_spec_folder)
+    try:
+        folders = list(_app(ctx).memories.stats().by_spec_folder)
+    except SpecmemError:  # no index yet: the prompt still works, without the list
+        folders = []
     where = (
         f"in the spec folder {spec_folder}"
         if spec_folder
