@@ -228,6 +228,27 @@ def concurrency_omp2() -> str:
     )
 
 
+@renderer("notify")
+def notify() -> str:
+    f = load("notify")["figures"]
+    return f"p50 {ms(f['p50_ms'])} ms, p95 {ms(f['p95_ms'])} ms (max {ms(f['max_ms'])} ms) over {f['edits']} edits"
+
+
+@renderer("duplicates")
+def duplicates() -> str:
+    f = load("duplicates")["figures"]
+    pairs = f["pairs"].values()
+    specs, rewritten = f["per_corpus_at_threshold"]["specs"], f["pairs"]["specs"]["paraphrase"]
+    false = specs["false_warning_rate"]
+    return (
+        f"{f['threshold']}, chosen on {sum(p['paraphrase'] for p in pairs)} paraphrase and "
+        f"{sum(p['non_paraphrase'] for p in pairs):,} non-paraphrase pairs: it catches "
+        f"{round(specs['recall'] * rewritten)} of {rewritten} rewritten project memories with "
+        + ("no false warning" if not false else f"{false:.1%} of their writes falsely warned")
+        + f", and warns on {f['at_threshold']['false_warning_rate']:.1%} of writes that duplicate nothing"
+    )
+
+
 def render(text: str) -> str:
     """`text` with every marked block rewritten from the recorded results."""
 

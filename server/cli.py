@@ -396,6 +396,12 @@ def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None,
 @click.option("--context-type", help="e.g. decision, context, convention.")
 @click.option("--trigger", "triggers", multiple=True, help="A trigger phrase; repeatable.")
 @click.option("--tag", "tags", multiple=True, help="A tag; repeatable.")
+@click.option(
+    "--on-duplicate",
+    type=click.Choice(["write", "skip", "update"]),
+    help="When the spec folder already has a memory saying the same [default: skip an exact duplicate, "
+    "else write with a warning].",
+)
 @click.argument("content", required=False)
 @common
 def write_cmd(
@@ -406,9 +412,11 @@ def write_cmd(
     context_type: str | None,
     triggers: tuple[str, ...],
     tags: tuple[str, ...],
+    on_duplicate: str | None,
     content: str | None,
 ) -> None:
-    """Save a new memory file (CONTENT, or stdin when omitted) and index it at once. Never overwrites a file."""
+    """Save a new memory file (CONTENT, or stdin when omitted) and index it at once. Never overwrites a file;
+    a memory of the spec folder that says the same is reported (see --on-duplicate)."""
     if content is None:
         content = sys.stdin.read()
     with opened(cfg) as mem:
@@ -420,8 +428,18 @@ def write_cmd(
             context_type=context_type,
             trigger_phrases=triggers,
             tags=tags,
+            on_duplicate=on_duplicate,  # type: ignore[arg-type]
         )
-    say(f"memory {written.id} written to {written.path}")
+    for warning in written.warnings:
+        say(f"warning: {warning}", err=True, fg="yellow")
+    if written.action == "skipped":
+        duplicate = written.duplicates[0]
+        say(f"not written: memory {written.id} ({duplicate.kind}) already says this: {written.path}")
+    elif written.action == "updated":
+        say(f"memory {written.id} updated ({', '.join(written.changed) or 'no change'}): {written.path}")
+        say(f"undo with: specmem checkpoint restore {written.checkpoint}", err=True)
+    else:
+        say(f"memory {written.id} written to {written.path}")
 
 
 @cli.group("checkpoint")
@@ -615,6 +633,33 @@ def _explain(parts: ScoreParts) -> str:
     return (
         f"{' + '.join(sides)} = fused {parts.fused:.4f}{rule}; × tier {parts.tier_weight:g}"
         f" × recency {parts.recency:.3f} × confidence {parts.confidence:.2f}"
+
+
+@cli.command("context")
+@click.argument("task")
+@click.option(
+    "-b", "--budget", default=2000, show_default=True, type=click.IntRange(200, 100_000), help="Tokens."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the block with its items and what was left out.")
+@common
+def context_cmd(cfg: Config, task: str, budget: int, as_json: bool) -> None:
+    """Print the memories for TASK as one block to paste into a prompt, within a token budget: rules, then
+    memories TASK triggers, then the best search results, each cited path:start-end."""
+    with opened(cfg) as mem:
+        block = mem.context(task, budget=budget)
+    if as_json:
+        click.echo(block.model_dump_json(indent=2))
+        return
+    for note in block.notes:
+        say(f"note: {note}", err=True, fg="yellow")
+    click.echo(block.text, nl=False)
+    say(
+        click.style(
+            f"{block.tokens}/{block.budget} tokens, {len(block.items)} memories, "
+            f"{len(block.left_out)} left out",
+            dim=True,
+        ),
+        err=True,
     )
 
 

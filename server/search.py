@@ -238,9 +238,14 @@ def search(
     embedder: Embedder | None = None,
     include_deprecated: bool = False,
     include_constitutional: bool = True,
+    surface: int | None = None,
     now: dt.datetime | None = None,
 ) -> SearchResponse:
-    """Ranked memories for `query`. Falls back to keyword mode (and says so) when no model can embed the query."""
+    """Ranked memories for `query`. Falls back to keyword mode (and says so) when no model can embed the query.
+
+    With `include_constitutional`, constitutional memories are put on top, outside `limit`: all of them when
+    `surface` is None, else the `surface` most relevant of those the query matched; the others are ranked with
+    everything else (tier weight 1.5)."""
     if mode not in ("keyword", "semantic", "hybrid"):
         raise SearchError(f"unknown mode {mode!r}; use keyword, semantic or hybrid")
     if not 1 <= limit <= 1000:
@@ -293,7 +298,7 @@ def search(
         fused = {mid: s for mid, (_, s) in kw.items()}
 
     candidate_ids = set(fused)
-    if include_constitutional:
+    if include_constitutional and surface is None:
         candidate_ids |= {
             r[0]
             for r in conn.execute(
@@ -305,8 +310,8 @@ def search(
     # Rank on memory rows alone; chunks are looked up only for the memories that are returned.
     ranked: list[tuple[bool, float, int, ScoreParts]] = []
     for mid, row in rows.items():
-        surfaced = include_constitutional and row["importance_tier"] == "constitutional"
-        if not surfaced and mid not in kw and mid not in sem:
+        rule = include_constitutional and row["importance_tier"] == "constitutional"
+        if not (rule and surface is None) and mid not in kw and mid not in sem:
             continue
         f = hybrid.get(mid)
         parts = ScoreParts(
@@ -323,14 +328,17 @@ def search(
             confidence=0.8 + 0.4 * row["confidence"],
         )
         score = parts.fused * parts.tier_weight * parts.recency * parts.confidence
-        ranked.append((surfaced, score, mid, parts))
-    # Ties (to fusion.TIE_DIGITS significant digits) go to the higher sum of normalised scores, then the id.
-    ranked.sort(
-        key=lambda x: (
-            not x[0],
-            *fusion.order_key(x[1], hybrid[x[2]].norm_sum if x[2] in hybrid else x[3].fused, x[2]),
-        )
-    )
+        ranked.append((rule, score, mid, parts))
+
+    def order(x: tuple[bool, float, int, ScoreParts]) -> tuple[float, ...]:
+        # Ties (to fusion.TIE_DIGITS significant digits) go to the higher sum of normalised scores, then the id.
+        return fusion.order_key(x[1], hybrid[x[2]].norm_sum if x[2] in hybrid else x[3].fused, x[2])
+
+    if surface is not None:
+        # The `surface` most relevant rules stay on top; the others compete like any memory.
+        on_top = {mid for _, _, mid, _ in sorted((r for r in ranked if r[0]), key=order)[:surface]}
+        ranked = [(mid in on_top, score, mid, parts) for _, score, mid, parts in ranked]
+    ranked.sort(key=lambda x: (not x[0], *order(x)))
     surfaced_count = sum(1 for r in ranked if r[0])
 
     results: list[SearchResult] = []
@@ -358,7 +366,8 @@ def search(
                 tags=json.loads(row["tags"]),
                 score=round(score, 6),
                 parts=parts,
-                snippet=_snippet(conn, fts, chunk["id"], chunk["text"]),
+                # No chunk of a memory outside the keyword hits can match the FTS query: skip the lookup.
+                snippet=_snippet(conn, fts if mid in kw else None, chunk["id"], chunk["text"]),
                 always_surfaced=surfaced,
             )
         )

@@ -24,7 +24,8 @@ log = logging.getLogger("specmem.server")
 T = TypeVar("T")
 
 
-def _stamp(path: os.PathLike[str] | str) -> tuple[int, int, int] | None:
+def stamp(path: os.PathLike[str] | str) -> tuple[int, int, int] | None:
+    """(inode, mtime, size) of a file, or None when it is missing: what tells that it was replaced."""
     try:
         st = os.stat(path)
     except OSError:
@@ -80,11 +81,11 @@ class ReadState:
 
         Tool calls run on worker threads; each keeps its own connection, so a reload never closes a connection
         that another call is using."""
-        stamp = (_stamp(self.config.signal_path), _stamp(self.config.db_path))
+        current = (stamp(self.config.signal_path), stamp(self.config.db_path))
         local = self._local
-        if stamp[1] is None and getattr(local, "conn", None) is None:
+        if current[1] is None and getattr(local, "conn", None) is None:
             raise DatabaseError(missing_index(self.config))
-        if getattr(local, "conn", None) is None or local.stamp != stamp:
+        if getattr(local, "conn", None) is None or local.stamp != current:
             if getattr(local, "conn", None) is not None:
                 local.conn.close()
                 with self._lock:
@@ -92,15 +93,15 @@ class ReadState:
             local.conn = None
             local.conn = db.connect(self.config.db_path, readonly=True)
             db.serve_only(local.conn, self.config.roots)
-            local.stamp = stamp
+            local.stamp = current
             with self._lock:
                 self._open.add(local.conn)
         with self._lock:
-            if self._cache_stamp != stamp:
+            if self._cache_stamp != current:
                 if self._cache_stamp is not None:
                     self.reloads += 1
                 self._caches.clear()
-                self._cache_stamp = stamp
+                self._cache_stamp = current
         return local.conn
 
     def cached(self, name: str, build: Callable[[apsw.Connection], T]) -> T:

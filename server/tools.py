@@ -8,6 +8,7 @@ message; anything else is a bug, logged with its traceback by the SDK.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
@@ -16,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import pydantic_core
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from specmem.api import Memories, Validation
@@ -27,6 +29,7 @@ from specmem.indexer.errors import SpecmemError
 from specmem.indexer.lock import WatcherInfo
 from specmem.indexer.scan import ScanReport
 from specmem.indexer.tiers import Tier
+from specmem.server.context import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET, ContextBlock
 from specmem.server.memories import FileWarnings, Memory, MemoryList, Stats, TriggerMatch
 from specmem.server.search import Filters, Mode, SearchResult
 
@@ -46,20 +49,53 @@ class App:
     memories: Memories
     watching: Callable[[], bool] = field(default=lambda: False)
     settling: Callable[[], bool] = field(default=lambda: False)  # this server is about to build the index
+    # Over stdio a server process has one client: its first search shows every rule, later ones the few that
+    # matter most (SPECMEM_SURFACE). Over HTTP clients share the process and cannot be told apart.
+    rules_pending: bool = False
+
+    def first_search(self) -> bool:
+        first, self.rules_pending = self.rules_pending, False
+        return first
 
 
-TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = []
+@dataclass(frozen=True)
+class Registered:
+    fn: Callable[..., Any]
+    annotations: ToolAnnotations
+    output_schema: bool
 
 
-def tool(annotations: ToolAnnotations) -> Callable[[F], F]:
-    """Register a module-level function as a tool; `SpecmemError` becomes a one-line tool error."""
+TOOLS: list[Registered] = []
+
+
+def result(value: Any, text: str | None = None) -> CallToolResult:
+    """A tool result: the structured value, and as text compact JSON (or `text`), which is what most clients put
+    in the model's context."""
+    data = pydantic_core.to_jsonable_python(value)
+    structured = data if isinstance(data, dict) else {"result": data}
+    if text is None:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+
+
+def tool(
+    annotations: ToolAnnotations,
+    *,
+    output_schema: bool = False,
+    text: Callable[[Any], str] | None = None,
+) -> Callable[[F], F]:
+    """Register a module-level function as a tool; `SpecmemError` becomes a one-line tool error.
+
+    Results keep their structured content either way; only tools whose clients gain from it publish an output
+    schema (every schema is paid for in each session's context by `tools/list`). `text` renders the result's
+    text content (default: compact JSON)."""
 
     def register(fn: F) -> F:
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
-                result = fn(*args, **kwargs)
+                value = fn(*args, **kwargs)
             except SpecmemError as exc:
                 log.info(
                     "%s failed after %.0f ms: %s", fn.__name__, 1000 * (time.perf_counter() - started), exc
@@ -67,9 +103,9 @@ def tool(annotations: ToolAnnotations) -> Callable[[F], F]:
                 raise ToolError(str(exc)) from None
             # Names and timings only: arguments and answers hold memory text, which does not belong in logs.
             log.info("%s answered in %.0f ms", fn.__name__, 1000 * (time.perf_counter() - started))
-            return result
+            return result(value, text(value) if text else None)
 
-        TOOLS.append((call, annotations))
+        TOOLS.append(Registered(call, annotations, output_schema))
         return fn
 
     return register
@@ -151,20 +187,20 @@ def index_state(mem: Memories) -> IndexState:
 @tool(READ_ONLY)
 def memory_search(
     ctx: Context,
-    query: Annotated[str, Field(description="What to look for, in plain words", max_length=10_000)],
+    query: Annotated[str, Field(max_length=10_000)],
     limit: Annotated[int, Field(ge=1, le=100)] = 10,
     mode: Mode = "hybrid",
     filters: Filters | None = None,
     include_deprecated: bool = False,
     include_constitutional: Annotated[
-        bool, Field(description="Put constitutional memories first, whatever the query")
+        bool, Field(description="Put the most relevant constitutional rules on top, outside limit")
     ] = True,
 ) -> SearchAnswer:
-    """Search the project's memories (decisions, context, conventions) by keywords and meaning.
+    """Search the project's memories (decisions, conventions, context) by keywords and meaning.
 
-    Results carry path:start-end, title, tier, spec folder, score parts and a snippet. While the embedding model
-    loads, the answer comes at once in keyword mode and says so (keyword_only, notes). While the index is first
-    being built, it waits a few seconds, then answers with what is indexed and says how far indexing got."""
+    Results carry path:start-end, title, tier, score and snippet. A session's first search also lists every
+    constitutional rule. While the model loads, answers are keyword-only and say so; while the index is first
+    built, it waits a few seconds, then says how far indexing got."""
     state = app(ctx)
     mem = state.memories
     building = mem.wait_for_index(mem.config.search_wait, settling=state.settling)
@@ -186,6 +222,7 @@ def memory_search(
         filters=filters,
         include_deprecated=include_deprecated,
         include_constitutional=include_constitutional,
+        all_rules=include_constitutional and state.first_search(),
     )
     notes = list(response.notes)
     reader = mem.reader
@@ -203,15 +240,24 @@ def memory_search(
     )
 
 
+@tool(READ_ONLY, output_schema=True, text=lambda block: block.text)
+def memory_context(
+    ctx: Context,
+    task: Annotated[str, Field(description="The task or the user's prompt", max_length=100_000)],
+    budget: Annotated[int, Field(ge=MIN_BUDGET, le=MAX_BUDGET, description="Tokens")] = DEFAULT_BUDGET,
+) -> ContextBlock:
+    """The memories for a task as one block to paste, within a token budget: rules, then memories the task
+    triggers, then the best search results, each cited path:start-end. Lists what did not fit. Call it first."""
+    return app(ctx).memories.context(task, budget=budget)
+
+
 @tool(READ_ONLY)
 def memory_match_triggers(
     ctx: Context,
     prompt: Annotated[str, Field(max_length=100_000)],
     limit: Annotated[int, Field(ge=1, le=100)] = 10,
 ) -> list[TriggerMatch]:
-    """Memories whose trigger phrases occur in the prompt, as whole words, ignoring case and accents.
-
-    Cheap (no embeddings): call it on a user's prompt to see which memories it should bring to mind."""
+    """Memories whose trigger phrases occur in the prompt (whole words, any case). Cheap: no embeddings."""
     return app(ctx).memories.triggers(prompt, limit=limit)
 
 
@@ -225,9 +271,7 @@ def memory_get(
     start_line: Annotated[int | None, Field(ge=1)] = None,
     end_line: Annotated[int | None, Field(ge=1)] = None,
 ) -> Memory:
-    """One memory's content and metadata; optionally one anchored section or a 1-based line range.
-
-    Only files inside the configured roots are served."""
+    """One memory's content and metadata; optionally only an anchored section or a line range."""
     return app(ctx).memories.get(id_or_path, anchor=anchor, start_line=start_line, end_line=end_line)
 
 
@@ -240,20 +284,19 @@ def memory_list(
     tier: Tier | None = None,
     sort: Literal["updated", "title", "path", "tier"] = "updated",
 ) -> MemoryList:
-    """A page of memories with their ids, paths, titles, tiers and spec folders (newest first by default)."""
+    """A page of memories: ids, paths, titles, tiers, spec folders."""
     return app(ctx).memories.list(offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort)
 
 
 @tool(READ_ONLY)
 def memory_stats(ctx: Context) -> Stats:
-    """Counts by tier, spec folder, context type and embedding status; index size; files with warnings."""
+    """Counts by tier, spec folder, context type and embedding status; files with warnings."""
     return app(ctx).memories.stats()
 
 
 @tool(READ_ONLY)
 def memory_health(ctx: Context) -> Health:
-    """Whether everything works: model state, sqlite-vec and schema versions, database path, pending
-    embeddings, files that did not parse cleanly, and which process (if any) keeps the index live."""
+    """Whether everything works: model, versions, database, pending embeddings, file warnings, watcher."""
     state = app(ctx)
     mem = state.memories
     reader = mem.reader
@@ -312,10 +355,8 @@ def memory_index_scan(
     ] = None,
     force: Annotated[bool, Field(description="Re-index even unchanged files")] = False,
 ) -> ScanSummary:
-    """Bring the index in line with the files now (all roots, one spec folder, or one path).
-
-    Keyword rows are committed before this returns; embeddings follow in the background (see
-    pending_embeddings). Serialised with the watcher and other scans: never 'database is locked'."""
+    """Bring the index in line with the files now (everything, one spec folder or one path). Keyword search
+    sees the result at once; embeddings follow in the background."""
     mem = app(ctx).memories
     paths = [path_prefix] if path_prefix else None
     scope = mem.scopes(paths, spec_folder) or mem.config.roots
@@ -329,7 +370,7 @@ def memory_save(
         str, Field(description="A memory file inside the roots (absolute, or relative to a root)")
     ],
 ) -> ScanSummary:
-    """Index one file now (after you wrote or edited it), without waiting for the watcher."""
+    """Index one file now, after you wrote or edited it."""
     mem = app(ctx).memories
     report = mem.save(path)
     return summary(report, [mem.resolve_path(path)])
@@ -341,5 +382,5 @@ def memory_validate(
     id: Annotated[int, Field(description="The memory's id")],
     useful: Annotated[bool, Field(description="Whether the memory helped")],
 ) -> Validation:
-    """Tell the index whether a memory was useful. Its confidence moves toward 1 or 0 and weighs its ranking."""
+    """Tell whether a memory was useful; its ranking follows."""
     return app(ctx).memories.validate(id, useful)

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from specmem.api import Deleted, Written
 from specmem.indexer.checkpoints import CheckpointInfo, RestoreReport
+from specmem.indexer.duplicates import OnDuplicate
 from specmem.indexer.tiers import Tier
 from specmem.server.tools import READ_ONLY, app, tool
 
@@ -32,9 +33,12 @@ def memory_write(
     context_type: str | None = None,
     trigger_phrases: list[str] | None = None,
     tags: list[str] | None = None,
+    on_duplicate: Annotated[
+        OnDuplicate | None, Field(description="Default: skip an exact duplicate, else write and warn")
+    ] = None,
 ) -> Written:
-    """Save a new memory as a markdown file with YAML frontmatter, named by date and title (never
-    overwriting another), and index it at once. Returns its id and path."""
+    """Save a new memory as a markdown file (named by date and title, never overwriting one) and index it.
+    Memories of the spec folder that say the same are returned; on_duplicate decides what happens."""
     return app(ctx).memories.write(
         title,
         content,
@@ -43,6 +47,7 @@ def memory_write(
         context_type=context_type,
         trigger_phrases=trigger_phrases or (),
         tags=tags or (),
+        on_duplicate=on_duplicate,
     )
 
 

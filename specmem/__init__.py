@@ -18,6 +18,7 @@ __all__ = [
     "CheckpointInfo",
     "Config",
     "ConfigError",
+    "ContextBlock",
     "DatabaseError",
     "Deleted",
     "Filters",
@@ -57,6 +58,7 @@ _HOME = {
     "ScanReport": "specmem.indexer.scan",
     "CheckpointInfo": "specmem.indexer.checkpoints",
     "RestoreReport": "specmem.indexer.checkpoints",
+    "ContextBlock": "specmem.server.context",
     "Filters": "specmem.server.search",
     "SearchResponse": "specmem.server.search",
     "SearchResult": "specmem.server.search",
@@ -119,5 +121,6 @@ if TYPE_CHECKING:
     )
     from specmem.indexer.project import InitPlan
     from specmem.indexer.scan import ScanReport
+    from specmem.server.context import ContextBlock
     from specmem.server.memories import Memory, MemoryList, Stats, TriggerMatch
     from specmem.server.search import Filters, SearchResponse, SearchResult

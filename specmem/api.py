@@ -21,14 +21,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import apsw
 from pydantic import BaseModel, Field
 
-from specmem.indexer import checkpoints, config, db, files, project, scanstate
+from specmem.indexer import checkpoints, config, db, duplicates, files, project, scanstate
 from specmem.indexer.checkpoints import CheckpointInfo, RestoreReport
 from specmem.indexer.config import Config
+from specmem.indexer.duplicates import Duplicate, OnDuplicate
 from specmem.indexer.embed import Embedder, background_thread, embed_pending
 from specmem.indexer.errors import NotFound, SearchError, WriteError
 from specmem.indexer.feedback import validate
@@ -39,6 +40,7 @@ from specmem.indexer.store import pending_count
 from specmem.indexer.watch import Watcher
 from specmem.indexer.write import delete_memory, delete_spec_folder, update_memory, write_memory
 from specmem.server import memories
+from specmem.server.context import DEFAULT_BUDGET, SEARCH_CANDIDATES, ContextBlock, assemble
 from specmem.server.memories import Memory, MemoryList, Stats, TriggerMatch
 from specmem.server.search import Filters, Mode, SearchResponse, search
 from specmem.server.state import ReadState
@@ -48,11 +50,15 @@ WAIT_POLL = 0.05
 
 
 class Written(BaseModel):
-    """A memory file written or updated, and indexed."""
+    """A memory file written or updated, and indexed; or, for a duplicate, the memory that already says it."""
 
     id: int
     path: str
-    changed: list[str] = Field(default_factory=list, description="Frontmatter keys that changed (updates)")
+    action: Literal["written", "updated", "skipped"] = "written"
+    changed: list[str] = Field(default_factory=list, description="What changed (updates)")
+    duplicates: list[Duplicate] = Field(default_factory=list, description="Memories that say the same")
+    warnings: list[str] = Field(default_factory=list)
+    checkpoint: str | None = Field(default=None, description="Restore it to undo an update")
 
 
 class Deleted(BaseModel):
@@ -134,9 +140,13 @@ class Memories:
         filters: Filters | None = None,
         include_deprecated: bool = False,
         include_constitutional: bool = True,
+        all_rules: bool = False,
         now: dt.datetime | None = None,
     ) -> SearchResponse:
-        """Memories for `query`, best first, with citations, score parts and snippets."""
+        """Memories for `query`, best first, with citations, score parts and snippets.
+
+        The most relevant constitutional memories (at most `config.surface_constitutional`, SPECMEM_SURFACE) lead
+        the result outside `limit`; `all_rules` puts every one of them there, matched or not."""
         if not query.strip():
             raise SearchError('the query is empty: give words to search for, e.g. "token expiry"')
         conn = self._reader.conn()
@@ -149,6 +159,7 @@ class Memories:
             embedder=self._query_embedder(conn, mode),
             include_deprecated=include_deprecated,
             include_constitutional=include_constitutional,
+            surface=None if all_rules else self.config.surface_constitutional,
             now=now,
         )
 
@@ -195,6 +206,22 @@ class Memories:
         """Memories whose trigger phrases occur in `prompt` as whole words."""
         index = self._reader.cached("triggers", memories.trigger_index)
         return memories.match_triggers(index, prompt, limit)
+
+    def context(self, task: str, *, budget: int = DEFAULT_BUDGET) -> ContextBlock:
+        """One ready-to-paste block of memories for `task` within `budget` tokens: constitutional rules, then
+        memories whose trigger phrases the task contains, then the best search results, each with its citation;
+        what did not fit is listed."""
+        found = self.search(task, limit=SEARCH_CANDIDATES, all_rules=True)
+        triggered = self.triggers(task, limit=100)
+        return assemble(
+            self._reader.conn(),
+            self.config,
+            self.embedder.count_tokens,
+            task,
+            found,
+            triggered,
+            budget=budget,
+        )
 
     def stats(self) -> Stats:
         """Counts by tier, folder, context type and embedding status; files with warnings; the watcher."""
@@ -346,9 +373,55 @@ class Memories:
         context_type: str | None = None,
         trigger_phrases: Sequence[str] = (),
         tags: Sequence[str] = (),
+        on_duplicate: OnDuplicate | None = None,
     ) -> Written:
-        """Save a new memory file (`<spec_folder>/memory/<date>-<slug>.md`, never overwriting one) and index it."""
+        """Save a new memory file (`<spec_folder>/memory/<date>-<slug>.md`, never overwriting one) and index it.
+
+        Memories of the spec folder that already say the same (same content, same title, or similar meaning)
+        are returned in `duplicates`; `on_duplicate` decides: "write" anyway, "skip" (return the existing one),
+        or "update" it (after a checkpoint). By default an exact duplicate is skipped and anything else written
+        with a warning."""
+        trigger_phrases, tags = list(trigger_phrases), list(tags)
         with self.writer() as conn:
+            found = duplicates.find(
+                conn,
+                self.config,
+                self._similarity_embedder(conn),
+                title=title,
+                content=content,
+                spec_folder=spec_folder,
+            )
+            exact = any(d.kind == "same content" for d in found)
+            action = on_duplicate or ("skip" if exact else "write")
+            if found and action == "skip":
+                return Written(id=found[0].id, path=found[0].path, action="skipped", duplicates=found)
+            if found and action == "update":
+                row, path = memories.find_served(conn, self.config, found[0].id)
+                name = f"auto-update-{db.now_ms()}-{os.getpid()}"
+                rel = Path(row.rel_path)
+                scope = rel.parts[0] if len(rel.parts) > 1 else None
+                checkpoints.create(conn, self.config, name, spec_folder=scope, automatic=True)
+                changed = duplicates.replace_body(
+                    conn,
+                    self.config,
+                    self.embedder,
+                    path,
+                    title=title,
+                    content=content,
+                    tier=tier,
+                    context_type=context_type,
+                    trigger_phrases=trigger_phrases,
+                    tags=tags,
+                )
+                self._after_write(conn)
+                return Written(
+                    id=row.id,
+                    path=str(path),
+                    action="updated",
+                    changed=changed,
+                    duplicates=found,
+                    checkpoint=name,
+                )
             mid, path = write_memory(
                 conn,
                 self.config,
@@ -358,11 +431,23 @@ class Memories:
                 spec_folder=spec_folder,
                 tier=tier,
                 context_type=context_type,
-                trigger_phrases=list(trigger_phrases),
-                tags=list(tags),
+                trigger_phrases=trigger_phrases,
+                tags=tags,
             )
             self._after_write(conn)
-        return Written(id=mid, path=str(path))
+        warnings = [
+            f"{d.kind}: memory {d.id} ({d.title}) may already say this; "
+            'update it with on_duplicate="update" instead of keeping two'
+            for d in found
+        ]
+        return Written(id=mid, path=str(path), duplicates=found, warnings=warnings)
+
+    def _similarity_embedder(self, conn: apsw.Connection) -> Embedder | None:
+        """The embedder for duplicate checks: only when its model is ready and the index holds its vectors."""
+        embedder = self._reader.ready_embedder() if self.background else self.embedder
+        if embedder is None or db.get_config(conn, "model") != embedder.model_id:
+            return None
+        return embedder
 
     def update(
         self,

@@ -24,6 +24,7 @@ from specmem.indexer.embed import get_embedder
 from tests.conftest import memory, write
 
 READ_TOOLS = {
+    "memory_context",
     "memory_search",
     "memory_match_triggers",
     "memory_get",
@@ -32,6 +33,7 @@ READ_TOOLS = {
     "memory_health",
     "checkpoint_list",
 }
+SCHEMA_TOOLS = {"memory_context"}  # output schemas only where a client builds on the structure
 WRITE_TOOLS = {
     "memory_index_scan",
     "memory_save",
@@ -115,7 +117,10 @@ def test_tools_are_listed_with_hints_and_no_stubs(corpus):
         assert set(tools) == READ_TOOLS | WRITE_TOOLS
         for name in READ_TOOLS:
             assert tools[name].annotations.read_only_hint is True, name
-            assert tools[name].description and tools[name].output_schema, name
+        for name, listed in tools.items():
+            assert listed.description and not listed.description.startswith(" "), name
+            assert "\n    " not in listed.description, f"{name}: description not dedented"
+            assert (listed.output_schema is not None) == (name in SCHEMA_TOOLS), name
         for name in WRITE_TOOLS:
             assert tools[name].annotations.read_only_hint is False, name
 
@@ -178,6 +183,26 @@ def test_read_tools_success_and_errors(corpus, cfg):
         assert health["database"] == str(cfg.db_path) and health["schema_version"] >= 1
         assert health["sqlite_vec_version"].startswith("v") and health["pending_embeddings"] == 0
         assert health["model_state"] == "ready" and health["watcher"] is None and health["watching"] is False
+
+    run(scenario)
+
+
+def test_first_search_lists_every_rule_then_the_most_relevant(specs, cfg):
+    for n in range(9):
+        write(specs / "constitutional" / f"rule{n}.md", memory(f"Rule {n}", f"Always do thing {n}."))
+    for n in range(6):
+        write(specs / "001-a" / "memory" / f"m{n}.md", memory(f"Memory {n}", f"cache layer detail {n}"))
+    conn = db.connect(cfg.db_path)
+    scan.scan(conn, cfg, get_embedder(cfg.model))
+    conn.close()
+
+    async def scenario(client: Client) -> None:
+        answers = [
+            (await call(client, "memory_search", query="cache layer", limit=3))["results"] for _ in range(3)
+        ]
+        assert sum(r["always_surfaced"] for r in answers[0]) == 9  # the session's first search: every rule
+        for later in answers[1:]:
+            assert len(later) <= 3 + 3 and sum(r["always_surfaced"] for r in later) <= 3
 
     run(scenario)
 
@@ -362,6 +387,43 @@ def test_stdout_carries_only_the_protocol(corpus):
         proc.wait(30)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_tools_list_fits_in_12_kb(corpus):
+    """Every session pays for tools/list in its context: the whole reply, as sent, stays under 12 KB."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specmem", "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        init = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        }
+        for message in (
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        ):
+            proc.stdin.write(json.dumps(message) + "\n")
+        proc.stdin.flush()
+        while True:
+            line = proc.stdout.readline()
+            assert line, "server closed stdout"
+            if json.loads(line).get("id") == 2:
+                break
+        tools = json.loads(line)["result"]["tools"]
+        assert {t["name"] for t in tools} == READ_TOOLS | WRITE_TOOLS
+        assert all(t["description"] for t in tools)
+        assert len(line.encode()) <= 12_000, f"tools/list is {len(line.encode())} bytes"
+    finally:
+        proc.stdin.close()
+        proc.wait(30)
+        proc.stdout.close()
 
 
 def free_port() -> int:

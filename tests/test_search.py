@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import specmem
 from specmem.indexer import db
 from specmem.indexer.errors import SearchError
 from specmem.indexer.scan import scan
@@ -246,3 +247,37 @@ def test_equal_scores_are_ordered_by_id_not_by_file_age(specs, run_scan, conn, h
             r = search(conn, "flaky upload", mode=mode, embedder=hash_embedder, now=now)
             orders.append([res.id for res in r.results])
     assert all(order == sorted(order) and len(order) == 4 for order in orders)
+
+
+@pytest.fixture
+def nine_rules(specs):
+    topics = ["tests", "reviews", "logging", "secrets", "migrations", "naming", "errors", "docs", "releases"]
+    for topic in topics:
+        write(
+            specs / "constitutional" / f"{topic}.md",
+            memory(f"Rule about {topic}", f"Always handle {topic} carefully; {topic} matter."),
+        )
+    for n in range(6):
+        write(specs / "001-a" / "memory" / f"m{n}.md", memory(f"Memory {n}", f"cache layer detail {n}"))
+    return specs
+
+
+def test_search_surfaces_at_most_the_configured_rules(nine_rules, monkeypatch):
+    """With 9 constitutional memories, limit 3 gives at most 3 + SPECMEM_SURFACE (default 3) results."""
+    with specmem.open() as mem:
+        mem.scan()
+        found = mem.search("cache layer", limit=3).results
+        assert len(found) <= 3 + mem.config.surface_constitutional == 6
+        assert sum(r.always_surfaced for r in found) <= 3
+        secrets = mem.search("secrets", limit=3, mode="keyword").results
+        assert secrets[0].title == "Rule about secrets" and secrets[0].always_surfaced
+        every = mem.search("cache layer", limit=3, all_rules=True).results
+        assert sum(r.always_surfaced for r in every) == 9 and len(every) == 12
+    monkeypatch.setenv("SPECMEM_SURFACE", "1")
+    with specmem.open() as mem:
+        assert len(mem.search("cache layer", limit=3).results) <= 4
+    monkeypatch.setenv("SPECMEM_SURFACE", "0")
+    with specmem.open() as mem:
+        ranked = mem.search("secrets", limit=3).results
+        assert not any(r.always_surfaced for r in ranked)
+        assert "Rule about secrets" in [r.title for r in ranked]  # ranked with its tier weight, not hidden
