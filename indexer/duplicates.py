@@ -25,7 +25,7 @@ from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import WriteError
 from specmem.indexer.parse import HEADING_RE, normalise, parse, split_lines
-from specmem.indexer.write import index_now, replace_file, update_frontmatter
+from specmem.indexer.write import rewrite_memory, update_frontmatter, validate_fields
 
 SIMILARITY = 0.82  # chosen on data: see the module docstring
 Kind = Literal["same content", "same title", "similar"]
@@ -141,36 +141,49 @@ def replace_body(
     """Rewrite an existing memory with new content: its body becomes `content` and its title `title`; trigger
     phrases and tags are merged, the tier is the more important of the two, every other key and comment of
     the frontmatter stays. Returns what changed. The caller checkpoints the file first."""
-    raw = path.read_bytes()
-    bom = "\ufeff" if raw.startswith(b"\xef\xbb\xbf") else ""
-    try:
-        text = raw.decode("utf-8")[len(bom) :]
-    except UnicodeDecodeError:
-        raise WriteError(f"{path} is not UTF-8 text; it cannot be updated in place") from None
-    before = parse(raw, PurePosixPath(path.name))
-    current = {
-        "title": before.title,
-        "importance_tier": before.tier,
-        "context_type": before.context_type,
-        "trigger_phrases": before.trigger_phrases,
-        "tags": before.tags,
-    }
-    wanted = {
-        "title": title,
-        "importance_tier": min(before.tier, tier, key=tiers.rank),
-        "context_type": before.context_type or context_type,
-        "trigger_phrases": list(dict.fromkeys([*before.trigger_phrases, *trigger_phrases])),
-        "tags": list(dict.fromkeys([*before.tags, *tags])),
-    }
-    changes = {k: v for k, v in wanted.items() if v is not None and v != current[k]}
-    nl = "\r\n" if "\r\n" in text else "\n"
-    lines = split_lines(text)
-    head = "".join(line + nl for line in lines[: before.body_start])
-    body = content if content.lstrip().startswith("#") else f"# {title}\n\n{content}"
-    new_body = nl.join(split_lines(body.rstrip("\n"))) + nl
-    if changes:
-        head = update_frontmatter(head, changes)
-    replace_file(path, (bom + head + new_body).encode("utf-8"))
-    index_now(conn, config, embedder, (path,))
-    body_changed = content_key("\n".join(lines[before.body_start :])) != content_key(body)
-    return sorted(changes) + (["body"] if body_changed else [])
+    validate_fields(
+        config,
+        title,
+        tier,
+        {
+            "title": title,
+            "content": content,
+            "context_type": context_type,
+            **{f"trigger phrase {p!r}": p for p in trigger_phrases},
+            **{f"tag {t!r}": t for t in tags},
+        },
+    )
+
+    def rewrite(raw: bytes) -> tuple[list[str], bytes]:
+        bom = "\ufeff" if raw.startswith(b"\xef\xbb\xbf") else ""
+        try:
+            text = raw.decode("utf-8")[len(bom) :]
+        except UnicodeDecodeError:
+            raise WriteError(f"{path} is not UTF-8 text; it cannot be updated in place") from None
+        before = parse(raw, PurePosixPath(path.name))
+        current = {
+            "title": before.title,
+            "importance_tier": before.tier,
+            "context_type": before.context_type,
+            "trigger_phrases": before.trigger_phrases,
+            "tags": before.tags,
+        }
+        wanted = {
+            "title": title,
+            "importance_tier": min(before.tier, tier, key=tiers.rank),
+            "context_type": before.context_type or context_type,
+            "trigger_phrases": list(dict.fromkeys([*before.trigger_phrases, *trigger_phrases])),
+            "tags": list(dict.fromkeys([*before.tags, *tags])),
+        }
+        changes = {k: v for k, v in wanted.items() if v is not None and v != current[k]}
+        nl = "\r\n" if "\r\n" in text else "\n"
+        lines = split_lines(text)
+        head = "".join(line + nl for line in lines[: before.body_start])
+        body = content if content.lstrip().startswith("#") else f"# {title}\n\n{content}"
+        new_body = nl.join(split_lines(body.rstrip("\n"))) + nl
+        if changes:
+            head = update_frontmatter(head, changes)
+        body_changed = content_key("\n".join(lines[before.body_start :])) != content_key(body)
+        return sorted(changes) + (["body"] if body_changed else []), (bom + head + new_body).encode("utf-8")
+
+    return rewrite_memory(conn, config, embedder, path, rewrite)

@@ -90,7 +90,9 @@ def render(
     return "---\n" + "\n".join(lines) + "\n---\n" + body.rstrip("\n") + "\n"
 
 
-def _validate(config: Config, title: str | None, tier: str | None, texts: dict[str, str | None]) -> None:
+def validate_fields(
+    config: Config, title: str | None, tier: str | None, texts: dict[str, str | None]
+) -> None:
     for name, value in texts.items():
         _clean(name, value)
     if title is not None and (not title.strip() or len(title) > MAX_TITLE or "\n" in title):
@@ -125,7 +127,7 @@ def write_memory(
 ) -> tuple[int, Path]:
     """Create a new memory file and index it; returns (id, path)."""
     trigger_phrases, tags = list(trigger_phrases or []), list(tags or [])
-    _validate(
+    validate_fields(
         config,
         title,
         tier,
@@ -312,7 +314,7 @@ def update_memory(
     The file is replaced only if it still holds what was read (else read again, a few times): an editor writing
     at the same moment loses nothing. A symlinked memory is updated in the file it points to; a hard-linked one
     in place, so that every name keeps seeing it."""
-    _validate(
+    validate_fields(
         config,
         changes.get("title"),
         changes.get("importance_tier"),
@@ -322,9 +324,21 @@ def update_memory(
         for item in changes.get(key) or []:
             _clean(key, item)
     path = Path(path)
+    return rewrite_memory(conn, config, embedder, path, lambda raw: _set_keys(raw, changes, path.name))
+
+
+Rewrite = Callable[[bytes], tuple[list[str], bytes]]
+
+
+def rewrite_memory(
+    conn: apsw.Connection, config: Config, embedder: Embedder, path: Path, rewrite: Rewrite
+) -> list[str]:
+    """Replace one memory file's content by `rewrite(current bytes)` → (what changed, new bytes), atomically,
+    and re-index it. The file is replaced only if it still holds what was read (else read again, a few times),
+    and what an editor appended meanwhile to the old file is carried over by rewriting it too."""
     key = unfinished.begin(conn, (path,))
     try:
-        changed, place, previous = _replace_keys(config, path, changes)
+        changed, place, previous = _replace(config, path, rewrite)
     except SpecmemError:
         unfinished.cancel(conn, key)
         raise
@@ -337,7 +351,7 @@ def update_memory(
                 f"follow: {exc}; the next scan (or the watcher) indexes it"
             ) from exc
         # An editor that opened the file just before it was replaced may have written to the old one since.
-        if previous is not None and previous.settle(lambda data: _set_keys(data, changes, path.name)[1]):
+        if previous is not None and previous.settle(lambda data: rewrite(data)[1]):
             index_now(conn, config, embedder, (path,))
     finally:
         if previous is not None:
@@ -347,16 +361,16 @@ def update_memory(
     return changed
 
 
-def _replace_keys(
-    config: Config, path: Path, changes: dict[str, Any]
+def _replace(
+    config: Config, path: Path, rewrite: Rewrite
 ) -> tuple[list[str], atomic.Folder | None, atomic.Previous | None]:
-    """Replace the file with its keys changed, reading it again while another program keeps writing it."""
+    """Replace the file with its rewritten content, reading it again while another program keeps writing it."""
     for _ in range(UPDATE_ATTEMPTS):
         real = Path(os.path.realpath(path))
         place = atomic.open_folder(real.parent, config.roots)
         try:
             raw = place.read(real.name)
-            changed, updated = _set_keys(raw, changes, path.name)
+            changed, updated = rewrite(raw)
             if not changed:
                 place.close()
                 return [], None, None

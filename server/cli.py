@@ -633,6 +633,7 @@ def _explain(parts: ScoreParts) -> str:
     return (
         f"{' + '.join(sides)} = fused {parts.fused:.4f}{rule}; × tier {parts.tier_weight:g}"
         f" × recency {parts.recency:.3f} × confidence {parts.confidence:.2f}"
+    )
 
 
 @cli.command("context")
