@@ -51,10 +51,11 @@ def record(name: str, figures: dict[str, Any], *, command: str | None = None) ->
     RESULTS.mkdir(exist_ok=True)
     data = {
         "bench": name,
-        "command": command or ".venv/bin/python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+        "command": command
+        or ".venv/bin/python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "threads": {v: os.environ.get(v) for v in THREAD_VARS},
