@@ -468,7 +468,9 @@ def search_cmd(
     )
     embedder = None
     if mode != "keyword" and db.get_config(conn, "model") is not None:
-        embedder = get_embedder(cfg.model)
+        from indexer.onnx_embed import get_query_embedder
+
+        embedder = get_query_embedder(cfg.model)  # ONNX Runtime without torch when it can, else torch
     response = search(
         conn,
         query,
@@ -586,6 +588,7 @@ def paths_cmd(cfg: configmod.Config) -> None:
         ("model", cfg.model + (f" ({model_path})" if model_path else "")),
         ("max file size", f"{cfg.max_file_bytes} bytes"),
         ("user data", str(configmod.user_data_dir())),
+        ("user cache", f"{configmod.user_cache_dir()} (the ONNX model; SPECMEM_CACHE_DIR)"),
     ]
     for name, value in rows:
         out.print(f"{name:>14}: {escape(value)}")

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pytest
 
-from indexer import config, onnx_embed, onnx_graph
+from indexer import config, db, onnx_embed, onnx_graph
 from indexer.chunk import chunk_file
 from indexer.embed import ModelUnavailable, SentenceTransformerEmbedder, resolve_model_path
 from indexer.index import scan
@@ -322,3 +322,45 @@ def test_fallback_to_torch_for_a_model_it_cannot_translate(tmp_path, monkeypatch
 
 def test_hash_models_never_touch_onnx():
     assert onnx_embed.get_query_embedder("hash:64").model_id == "hash:64"
+
+
+# -- the CLI -----------------------------------------------------------------------------------------------------
+
+
+def imported_modules(importtime_log: str) -> set[str]:
+    return {
+        line.rsplit("|", 1)[-1].strip()
+        for line in importtime_log.splitlines()
+        if line.startswith("import time:")
+    }
+
+
+def test_cli_hybrid_search_does_not_import_torch(specs, isolated, monkeypatch):
+    for name, body in {
+        "backups": "Nightly backups are copied to the storage bucket and kept for thirty days.",
+        "tokens": "Access tokens expire after one hour; refresh tokens rotate on every use.",
+    }.items():
+        write(specs / "001-x" / "memory" / f"{name}.md", memory(name.title(), body))
+    monkeypatch.setenv("SPECMEM_MODEL", MODEL)
+    cfg = config.resolve()
+    conn = db.connect(cfg.db_path)
+    scan(
+        conn, cfg, onnx_embed.onnx_embedder(MODEL)
+    )  # the index as any scan leaves it: model all-MiniLM-L6-v2
+    conn.close()
+    exe = Path(sys.executable).with_name("specmem")
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1", "NO_COLOR": "1"}
+    done = subprocess.run(
+        [str(exe), "search", "how long do we keep copies of the data", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=isolated,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    response = json.loads(done.stdout)
+    assert response["mode_used"] == "hybrid" and response["results"][0]["title"] == "Backups"
+    modules = imported_modules(done.stderr)
+    assert "onnxruntime" in modules
+    assert not {m for m in modules if m.split(".")[0] in TORCH_MODULES}
