@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -273,13 +273,19 @@ _QUERY: dict[str, Embedder] = {}
 _QUERY_LOCK = threading.Lock()
 
 
+def onnx_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """SPECMEM_ONNX=0 keeps every embedding on torch (to compare, or to step around an ONNX Runtime problem)."""
+    value = (os.environ if env is None else env).get("SPECMEM_ONNX", "1")
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
 def get_query_embedder(name: str) -> Embedder:
     """The quickest embedder to start for model `name` that agrees with the index: ONNX Runtime when it can run
     the model (no torch import), else the torch embedder of `get_embedder`. One per name per process."""
     with _QUERY_LOCK:
         if name not in _QUERY:
             embedder: Embedder
-            if name.startswith("hash:"):
+            if name.startswith("hash:") or not onnx_enabled():
                 embedder = get_embedder(name)
             else:
                 try:

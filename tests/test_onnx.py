@@ -364,3 +364,8 @@ def test_cli_hybrid_search_does_not_import_torch(specs, isolated, monkeypatch):
     modules = imported_modules(done.stderr)
     assert "onnxruntime" in modules
     assert not {m for m in modules if m.split(".")[0] in TORCH_MODULES}
+
+
+def test_specmem_onnx_0_keeps_queries_on_torch(monkeypatch):
+    monkeypatch.setenv("SPECMEM_ONNX", "0")
+    assert isinstance(onnx_embed.get_query_embedder(MODEL), SentenceTransformerEmbedder)
