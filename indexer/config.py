@@ -382,6 +382,14 @@ def missing_index(config: Config) -> str:
     )
 
 
+def user_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where specmem keeps files it can always make again (the ONNX model): SPECMEM_CACHE_DIR, else the user cache."""
+    env = os.environ if env is None else env
+    if env.get("SPECMEM_CACHE_DIR"):
+        return Path(env["SPECMEM_CACHE_DIR"]).expanduser().resolve()
+    return Path(platformdirs.user_cache_dir("specmem", appauthor=False))
+
+
 def resolve(
     *,
     db: str | os.PathLike[str] | None = None,

@@ -82,28 +82,35 @@ def resolve_model_path(name: str) -> Path | None:
     return path.resolve() if path.is_dir() else None
 
 
+def model_id_for(name: str, path: Path | None) -> str:
+    """The id stored with vectors: embedders of one model share it, whatever runs the model (torch or ONNX)."""
+    return DEFAULT_MODEL if name in DEFAULT_ALIASES else str(path or name)
+
+
+def read_max_tokens(path: Path | None) -> int:
+    """The model's max_seq_length (sentence_bert_config.json); 256 when unknown."""
+    if path is not None:
+        try:
+            config = json.loads((path / "sentence_bert_config.json").read_text())
+            return int(config["max_seq_length"])
+        except (OSError, ValueError, KeyError):
+            pass
+    return 256
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model on the CPU. Tokens are counted with the model's own tokenizer (no torch)."""
 
     def __init__(self, name: str, batch_size: int = 32) -> None:
         self.name = name
         self.path = resolve_model_path(name)
-        self.model_id = DEFAULT_MODEL if name in DEFAULT_ALIASES else str(self.path or name)
+        self.model_id = model_id_for(name, self.path)
         self.batch_size = batch_size
-        self.max_tokens = self._read_max_tokens()
+        self.max_tokens = read_max_tokens(self.path)
         self._model: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
         self._error: str | None = None
-
-    def _read_max_tokens(self) -> int:
-        if self.path is not None:
-            try:
-                config = json.loads((self.path / "sentence_bert_config.json").read_text())
-                return int(config["max_seq_length"])
-            except (OSError, ValueError, KeyError):
-                pass
-        return 256
 
     @property
     def loaded(self) -> bool:

@@ -883,6 +883,7 @@ def paths_cmd(cfg: Config) -> None:
         ("watcher lock", str(cfg.watcher_lock_path), ""),
         ("model folder", str(model_path or "-"), ""),
         ("user data", str(configmod.user_data_dir()), ""),
+        ("user cache", str(configmod.user_cache_dir()), "the ONNX model; SPECMEM_CACHE_DIR"),
     ]
     width = max(len(name) for name, _, _ in rows)
     for name, value, source in rows:

@@ -94,6 +94,7 @@ class Memories:
         self.config = config
         self.background = background
         self._reader = ReadState(config, load_model=background and load_model, embedder=embedder)
+        self._own_embedder = embedder is not None
         self._embedding = threading.Lock()
 
     # -- life cycle -------------------------------------------------------------------------------------------
@@ -168,7 +169,14 @@ class Memories:
             return None
         if self.background:
             return self._reader.ready_embedder()
-        return self._reader.embedder if db.get_config(conn, "model") is not None else None
+        if db.get_config(conn, "model") is None:
+            return None
+        if self._own_embedder:
+            return self._reader.embedder
+        # A one-shot search embeds its query with ONNX Runtime when it can: no torch import, under a second.
+        from specmem.indexer.onnx_embed import get_query_embedder
+
+        return get_query_embedder(self.config.model)
 
     def get(
         self,

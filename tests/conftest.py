@@ -60,9 +60,16 @@ def shared_data() -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One user cache folder for the session: the ONNX model is built once, never in the real user cache."""
+    return tmp_path_factory.mktemp("user-cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> Path:
     """Own project folder, database and roots for every test; nothing leaks between tests."""
+    monkeypatch.setenv("SPECMEM_CACHE_DIR", str(session_cache))
     project = tmp_path / "project"
     (project / "specs").mkdir(parents=True)
     monkeypatch.chdir(project)
