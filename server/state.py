@@ -44,7 +44,11 @@ class ReadState:
         self._caches: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.reloads = 0
+        # Indexing embeds with `embedder` (sentence-transformers, loaded only when a write needs it); searches embed
+        # their query with `query_embedder`, ONNX Runtime when it can run the model: same vectors, no torch import,
+        # ready in about a second and a third of the memory.
         self.embedder: Embedder = embedder or get_embedder(config.model)
+        self.query_embedder: Embedder | None = embedder
         self.model_error: str | None = None
         self._model_ready = threading.Event()
         if load_model:
@@ -54,7 +58,11 @@ class ReadState:
 
     def _load_model(self) -> None:
         try:
-            _ = self.embedder.dim
+            if self.query_embedder is None:
+                from specmem.indexer.onnx_embed import get_query_embedder
+
+                self.query_embedder = get_query_embedder(self.config.model)
+            _ = self.query_embedder.dim
         except ModelUnavailable as exc:
             self.model_error = str(exc)
             log.warning("embedding model unavailable (%s); searches answer in keyword mode", exc)
@@ -71,8 +79,8 @@ class ReadState:
         return "unavailable" if self.model_error else "loading"
 
     def ready_embedder(self) -> Embedder | None:
-        """The embedder if its model is loaded; never waits for it."""
-        return self.embedder if self._model_ready.is_set() else None
+        """The query embedder if its model is loaded; never waits for it."""
+        return self.query_embedder if self._model_ready.is_set() else None
 
     # -- the connection ---------------------------------------------------------------------------------------
 
