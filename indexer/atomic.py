@@ -490,15 +490,15 @@ class _Swapped(Exception):
 def _walk(root: Path, parts: tuple[str, ...], create: bool) -> Folder:
     if not _DIR_FD or not _DIRECTORY:  # pragma: no cover - Windows: by path, checked once
         real = root.joinpath(*parts)
-        created = []
+        made: list[Path] = []
         if create and not real.is_dir():
             missing = [p for p in (real, *real.parents) if not p.exists() and within(p, root)]
             try:
                 real.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise WriteError(describe(exc, real, "create the folder")) from None
-            created = sorted(missing, key=lambda p: len(p.parts))
-        return Folder(real, None, created)
+            made = sorted(missing, key=lambda p: len(p.parts))
+        return Folder(real, None, made)
     try:
         fd = os.open(root, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
     except OSError as exc:
@@ -552,7 +552,8 @@ def _swapped_or(exc: OSError, fd: int, part: str, path: Path) -> Exception:
 
 
 def _read_all(fd: int) -> bytes:
-    chunks, offset = [], 0
+    chunks: list[bytes] = []
+    offset = 0
     while True:
         chunk = os.pread(fd, 1 << 20, offset)
         if not chunk:

@@ -95,17 +95,15 @@ def create(
     for path, root in sorted(_files_in(config, pairs).items()):
         data = path.read_bytes()
         size += len(data)
-        row = conn.execute(
-            "SELECT confidence, access_count FROM memory_index WHERE path = ?", (str(path),)
-        ).fetchall()
+        row = db.one(conn, "SELECT confidence, access_count FROM memory_index WHERE path = ?", (str(path),))
         entries.append(
             {
                 "root": str(root),
                 "rel": path.relative_to(root).as_posix(),
                 "data": base64.b64encode(data).decode(),
                 "mode": path.stat().st_mode & 0o7777,
-                "confidence": row[0][0] if row else None,
-                "access_count": row[0][1] if row else None,
+                "confidence": row.confidence if row else None,
+                "access_count": row.access_count if row else None,
             }
         )
     covered = [[str(root), folder.relative_to(root).as_posix()] for root, folder in pairs]
@@ -156,13 +154,12 @@ def _retain(conn: apsw.Connection, config: Config, keep: str) -> None:
 
 
 def list_all(conn: apsw.Connection) -> list[CheckpointInfo]:
-    return [
-        CheckpointInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]))
-        for r in conn.execute(
-            "SELECT name, created_at, scope, git_branch, git_commit, file_count, size_bytes, automatic "
-            "FROM checkpoints ORDER BY created_at DESC, id DESC"
-        )
-    ]
+    rows = db.rows(
+        conn,
+        "SELECT name, created_at, scope, git_branch, git_commit, file_count, size_bytes, automatic "
+        "FROM checkpoints ORDER BY created_at DESC, id DESC",
+    )
+    return [CheckpointInfo(**{**r._asdict(), "automatic": bool(r.automatic)}) for r in rows]
 
 
 def delete(conn: apsw.Connection, name: str) -> None:
@@ -242,10 +239,10 @@ def restore(
     Every target is checked first (inside the roots, not a folder, its folders not files); any problem refuses
     the whole restore before a byte is written. Should writing fail half-way (a full disk), the index still
     follows what was written and the error says how far it got."""
-    rows = conn.execute("SELECT data FROM checkpoints WHERE name = ?", (name,)).fetchall()
-    if not rows:
+    row = db.one(conn, "SELECT data FROM checkpoints WHERE name = ?", (name,))
+    if row is None:
         raise CheckpointError(f"no checkpoint named {name!r}; checkpoint_list shows them")
-    saved = json.loads(zlib.decompress(rows[0][0]))
+    saved = json.loads(zlib.decompress(row.data))
     report = RestoreReport(name=name, restored=[], unchanged=0, removed=[], newer_kept=[])
     roots = {str(r): r for r in config.roots}
     wanted: dict[Path, dict] = {}

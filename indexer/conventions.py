@@ -186,7 +186,9 @@ def match(path: PurePath, adopted: Iterable[Convention] = CONVENTIONS) -> Conven
     return None
 
 
-def defaults(path: PurePath, meta: Mapping[str, Any], adopted: Iterable[Convention] = CONVENTIONS):
+def defaults(
+    path: PurePath, meta: Mapping[str, Any], adopted: Iterable[Convention] = CONVENTIONS
+) -> tuple[str | None, str | None]:
     """(tier, context type) a file gets from its convention when its frontmatter does not say; (None, None)."""
     convention = match(path, adopted)
     return convention.defaults(path, meta) if convention else (None, None)

@@ -454,35 +454,6 @@ def count_markdown(folder: Path) -> int:
     return count
 
 
-def _scope_list(roots: tuple[Path, ...], scopes: tuple[Path, ...] | None) -> list[Path]:
-    """Scopes without those inside another folder scope; a folder scope brings the nested roots inside it."""
-    if scopes is None:
-        return list(roots)
-    wanted = set(scopes)
-    wanted |= {r for r in roots for s in scopes if r != s and within(r, s)}
-    ordered = sorted(wanted, key=lambda p: len(p.parts))
-    kept: list[Path] = []
-    kept_set: set[Path] = set()
-    for scope in ordered:
-        # Ancestors only (O(depth)): a burst of a thousand file scopes must not cost a million comparisons.
-        inside = [a for a in scope.parents if a in kept_set]
-        if not any(root_of(a, roots) == root_of(scope, roots) for a in inside):
-            kept.append(scope)
-            kept_set.add(scope)
-    return kept
-
-
-def _escapes(path: Path, roots: tuple[Path, ...], result: WalkResult) -> bool:
-    """A symlink leading outside the roots is never followed."""
-    if not path.is_symlink():
-        return False
-    target = path.resolve()
-    if any(within(target, r) for r in roots):
-        return False
-    result.problems.append((str(path), f"symlink to {target}, outside the roots; not indexed"))
-    return True
-
-
 def _walk_dir(
     top: Path,
     root: Path,

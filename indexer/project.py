@@ -145,7 +145,7 @@ def plan(folder: Path, roots: list[str] | None = None) -> InitPlan:
         if isinstance(servers, dict) and "specmem" in servers:
             steps.append(Step("keep", mcp, "exists and already starts a specmem server"))
         else:
-            entry = json.dumps(mcp_config()["mcpServers"])[1:-1]  # type: ignore[index]
+            entry = json.dumps(mcp_config()["mcpServers"])[1:-1]
             steps.append(Step("keep", mcp, f"exists without specmem; add to its mcpServers: {entry}"))
     return result
 

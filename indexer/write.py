@@ -12,7 +12,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import apsw
@@ -168,8 +168,8 @@ def write_memory(
         written = place.lstat(name)
         try:
             report = index_now(conn, config, embedder, (path,), finalize=lambda c: unfinished.end(c, key))
-            row = conn.execute("SELECT id FROM memory_index WHERE path = ?", (str(path),)).fetchall()
-            if not row:
+            row = db.one(conn, "SELECT id FROM memory_index WHERE path = ?", (str(path),))
+            if row is None:
                 why = "; ".join(m for p, m in report.problems if files.within(path, Path(p))) or (
                     "its folder is excluded by .gitignore or .specmemignore, or leads out of the roots"
                 )
@@ -189,7 +189,7 @@ def write_memory(
             if isinstance(exc, SpecmemError):
                 raise WriteError(f"nothing was written: {exc}") from exc
             raise
-    return int(row[0][0]), path
+    return int(row.id), path
 
 
 def _reads_back(
@@ -201,7 +201,7 @@ def _reads_back(
     def items(values: list[str]) -> list[str]:
         return list(dict.fromkeys(v.strip() for v in values if v.strip()))
 
-    asked = {
+    asked: dict[str, Any] = {
         "title": title.strip(),
         "importance_tier": tier,
         "context_type": (context_type or "").strip() or None,
@@ -296,7 +296,7 @@ def _set_keys(raw: bytes, changes: dict[str, Any], name: str) -> tuple[list[str]
 
 
 def _metadata(data: bytes, name: str) -> dict[str, Any]:
-    parsed = parse(data, Path(name))
+    parsed = parse(data, PurePosixPath(name))
     return {
         "title": parsed.title,
         "importance_tier": parsed.tier,
