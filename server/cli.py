@@ -626,6 +626,8 @@ def _explain(parts: ScoreParts) -> str:
         ("semantic cosine", parts.semantic, parts.semantic_norm, parts.semantic_weight),
     ):
         shown = "not found" if raw is None else f"{raw:.4f}"
+        if name == "keyword bm25" and parts.keyword_second is not None:
+            shown += f" (2nd chunk {parts.keyword_second:.4f})"
         if norm is not None:
             shown += f" → {norm:.3f} × {weight:.2f}"
         sides.append(f"{name} {shown}")

@@ -1,8 +1,9 @@
 """Hybrid fusion: one score per memory from its keyword (BM25) and semantic (cosine) scores.
 
-Pure functions, no I/O. Each side is normalised over its own candidate set, a memory missing from one side gets that
-side's floor, and the two are combined convexly with weights chosen on development data (specs/002-search/memory/
-score-fusion.md; tests/bench/fusion_sweep.py reproduces the choice).
+Pure functions, no I/O. A memory's keyword score is its best chunk's BM25 plus a small share of its second best. Each
+side is normalised over its own candidate set, a memory missing from one side gets that side's floor, and the two are
+combined convexly with weights chosen on development data (specs/002-search/memory/score-fusion.md;
+tests/bench/fusion_sweep.py reproduces the choice).
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class Rule:
     # The best BM25 leads the second by at least this fraction of itself.
     lead: float | None = None
     lead_keyword_weight: float = 0.5
+    # A memory's keyword score: its best chunk's BM25 plus this share of its second best chunk's.
+    keyword_second_share: float = 0.0
+
+    def keyword_scores(self, best: Mapping[K, float], second: Mapping[K, float] | None) -> dict[K, float]:
+        """Each memory's keyword score from its best and second best chunk (a missing second counts 0)."""
+        if not self.keyword_second_share or not second:
+            return dict(best)
+        return {k: v + self.keyword_second_share * second.get(k, 0.0) for k, v in best.items()}
 
     def weight(self, keyword: Mapping[K, float], scoped: bool) -> tuple[float, str]:
         """The keyword side's weight for this query, and why (as --explain shows it)."""
@@ -46,6 +55,8 @@ class Rule:
 
     def __str__(self) -> str:
         out = f"{self.keyword_norm}/{self.semantic_norm} w_kw {self.keyword_weight:.2f}"
+        if self.keyword_second_share:
+            out += f", keyword + {self.keyword_second_share:g} × 2nd chunk"
         if self.scoped_keyword_weight is not None:
             out += f", scoped w_kw {self.scoped_keyword_weight:.2f}"
         if self.lead is not None:
@@ -53,7 +64,7 @@ class Rule:
         return out
 
 
-RULE = Rule("minmax", "max", keyword_weight=0.3, scoped_keyword_weight=0.5)
+RULE = Rule("minmax", "max", keyword_weight=0.3, scoped_keyword_weight=0.5, keyword_second_share=0.05)
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class Fused:
     keyword_weight: float
     semantic_weight: float
     rule: str = ""
+    keyword_second: float | None = None  # raw BM25 of the second best chunk, when one matched
 
     @property
     def score(self) -> float:
@@ -102,18 +114,28 @@ def normalise(scores: Mapping[K, float], how: Normalisation = "minmax") -> tuple
 
 
 def fuse(
-    keyword: Mapping[K, float], semantic: Mapping[K, float], rule: Rule = RULE, *, scoped: bool = False
+    keyword: Mapping[K, float],
+    semantic: Mapping[K, float],
+    rule: Rule = RULE,
+    *,
+    scoped: bool = False,
+    keyword_second: Mapping[K, float] | None = None,
 ) -> dict[K, Fused]:
-    """Every memory found by either side, with its fused score. Raw scores in, higher is better on both sides.
+    """Every memory found by either side, with its fused score. Raw scores in, higher is better on both sides:
+    each memory's best chunk, and in `keyword_second` the BM25 of its second best chunk (none: counts 0).
 
     `scoped`: the search was filtered and the semantic side ranked every memory in scope (no top-k cut)."""
-    kw_norm, kw_floor = normalise(keyword, rule.keyword_norm)
+    second = keyword_second or {}
+    kw_scores = rule.keyword_scores(keyword, second)
+    kw_norm, kw_floor = normalise(kw_scores, rule.keyword_norm)
     sem_norm, sem_floor = normalise(semantic, rule.semantic_norm)
     if keyword and semantic:
-        w_kw, why = rule.weight(keyword, scoped)
+        w_kw, why = rule.weight(kw_scores, scoped)
     else:
         w_kw, why = (1.0, "keyword only") if keyword else (0.0, "semantic only")
     name = f"{rule.keyword_norm}/{rule.semantic_norm}, {why}"
+    if rule.keyword_second_share and second:
+        name += f", keyword + {rule.keyword_second_share:g} × 2nd chunk"
     return {
         key: Fused(
             keyword=keyword.get(key),
@@ -123,6 +145,7 @@ def fuse(
             keyword_weight=w_kw,
             semantic_weight=1.0 - w_kw,
             rule=name,
+            keyword_second=second.get(key) if key in keyword else None,
         )
         for key in dict.fromkeys([*keyword, *semantic])
     }

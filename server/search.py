@@ -52,6 +52,9 @@ class Filters(BaseModel):
 
 class ScoreParts(BaseModel):
     keyword: float | None = Field(None, description="BM25 of the best chunk (higher is better)")
+    keyword_second: float | None = Field(
+        None, description="Hybrid: BM25 of the second best chunk; a share of it is added to the keyword score"
+    )
     semantic: float | None = Field(None, description="Cosine similarity of the best chunk")
     keyword_norm: float | None = Field(
         None, description="Hybrid: keyword score normalised over the candidates"
@@ -147,18 +150,22 @@ def _where(filters: Filters, include_deprecated: bool, today: str) -> tuple[str,
 
 def _keyword(
     conn: apsw.Connection, query: str, where: str, args: list[object], k: int
-) -> dict[int, tuple[int, float]]:
-    """memory id → (best chunk id, bm25 score, higher is better)."""
+) -> dict[int, tuple[int, float, float | None]]:
+    """memory id → (best chunk id, its bm25, the second best chunk's bm25 or None), higher is better."""
     weights = ", ".join(str(w) for w in BM25_WEIGHTS)
     sql = (
         "WITH hits AS MATERIALIZED ("
         f"SELECT c.memory_id, c.id AS chunk_id, bm25(memory_fts, {weights}) AS s "
         "FROM memory_fts JOIN memory_chunks c ON c.id = memory_fts.rowid "
         "JOIN memory_index m ON m.id = c.memory_id "
-        f"WHERE memory_fts MATCH ? AND {where}) "
-        "SELECT memory_id, chunk_id, min(s) AS best FROM hits GROUP BY memory_id ORDER BY best LIMIT ?"
+        f"WHERE memory_fts MATCH ? AND {where}), "
+        "top AS (SELECT memory_id, chunk_id, min(s) AS best FROM hits GROUP BY memory_id ORDER BY best LIMIT ?) "
+        "SELECT memory_id, chunk_id, best, "
+        "(SELECT min(s) FROM hits h WHERE h.memory_id = top.memory_id AND h.chunk_id != top.chunk_id) "
+        "FROM top ORDER BY best"
     )
-    return {mid: (cid, -score) for mid, cid, score in conn.execute(sql, [query, *args, k])}
+    rows = conn.execute(sql, [query, *args, k])
+    return {mid: (cid, -best, None if second is None else -second) for mid, cid, best, second in rows}
 
 
 def _semantic(
@@ -289,13 +296,16 @@ def search(
         # Scoped: the filtered semantic side ranked every memory in scope, not a top-k cut of the index.
         scoped = not filters.is_empty() and len(sem) < k
         hybrid = fusion.fuse(
-            {mid: s for mid, (_, s) in kw.items()}, {mid: s for mid, (_, s) in sem.items()}, scoped=scoped
+            {mid: s for mid, (_, s, _) in kw.items()},
+            {mid: s for mid, (_, s) in sem.items()},
+            scoped=scoped,
+            keyword_second={mid: s2 for mid, (_, _, s2) in kw.items() if s2 is not None},
         )
         fused = {mid: f.score for mid, f in hybrid.items()}
     elif used == "semantic":
         fused = {mid: s for mid, (_, s) in sem.items()}
     else:
-        fused = {mid: s for mid, (_, s) in kw.items()}
+        fused = {mid: s for mid, (_, s, _) in kw.items()}
 
     candidate_ids = set(fused)
     if include_constitutional and surface is None:
@@ -316,6 +326,7 @@ def search(
         f = hybrid.get(mid)
         parts = ScoreParts(
             keyword=round(kw[mid][1], 6) if mid in kw else None,
+            keyword_second=round(f.keyword_second, 6) if f and f.keyword_second is not None else None,
             semantic=round(sem[mid][1], 6) if mid in sem else None,
             keyword_norm=round(f.keyword_norm, 6) if f else None,
             semantic_norm=round(f.semantic_norm, 6) if f else None,

@@ -229,6 +229,21 @@ def test_hybrid_parts_carry_raw_and_normalised_scores_and_weights(corpus, hash_e
     assert keyword.keyword_norm is None and keyword.keyword_weight is None and keyword.fused > 0
 
 
+def test_hybrid_reports_the_second_best_chunk_that_matched(specs, run_scan, conn, hash_embedder):
+    # Anchored blocks are chunks of their own: two chunks that both match.
+    body = (
+        "<!-- ANCHOR:what -->\nThe vacuum job compacts pages.\n<!-- /ANCHOR:what -->\n\n"
+        "<!-- ANCHOR:when -->\nThe vacuum job runs nightly.\n<!-- /ANCHOR:when -->\n"
+    )
+    write(specs / "a" / "memory" / "two.md", memory("Maintenance", body))
+    write(specs / "a" / "memory" / "one.md", memory("Other", "The vacuum job."))
+    run_scan()
+    parts = {r.title: r.parts for r in search(conn, "vacuum", embedder=hash_embedder).results}
+    assert parts["Maintenance"].keyword_second is not None and parts["Other"].keyword_second is None
+    assert "2nd chunk" in parts["Maintenance"].fusion
+    assert search(conn, "vacuum", mode="keyword").results[0].parts.keyword_second is None
+
+
 def test_equal_scores_are_ordered_by_id_not_by_file_age(specs, run_scan, conn, hash_embedder):
     paths = [
         write(specs / f"x{i}" / "memory" / "same.md", memory("Same", "retry the flaky upload"))

@@ -2,11 +2,13 @@
 
     .venv/bin/python tests/bench/fusion_sweep.py --cache .cache-bench
 
-For every judged query of the four development sets (see retrieval.py) it captures, once, the memory-level candidate
-lists that search fuses: raw BM25 and cosine of each memory's best chunk, with the same filters, candidate depth and
-SQL as `server.search.search`. They are kept in DIR/candidates/<set>.json, so later runs need no model. Then it
-scores fusion variants offline (nDCG@10 per set, LoCoMo also by category) and prints them next to keyword, semantic
-and RRF (k = 60). Tier, recency and confidence multipliers are left out: every memory in these sets is `normal`.
+For every judged query of the four development sets (see retrieval.py) it captures, once, the candidate memories
+that search fuses, with the same filters, candidate depth and SQL as `server.search.search`, and for each the score of
+every one of its chunks, best first: BM25 of the chunks that match, cosine of every chunk. They are kept in
+DIR/candidates-chunks/<set>.json, so later runs need no model. Then it scores fusion variants offline (nDCG@10 per
+set, LoCoMo also by category), including ways to make a memory's score from more than its best chunk, and prints
+them next to keyword, semantic and RRF (k = 60). Tier, recency and confidence multipliers are left out: every memory
+in these sets is `normal`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import statistics
 import sys
 from collections.abc import Callable, Mapping
@@ -24,15 +27,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import retrieval  # noqa: E402
 
 from specmem.server import fusion  # noqa: E402
-from specmem.server.search import CANDIDATES, Filters, _keyword, _semantic, _where, fts_query  # noqa: E402
+from specmem.server.search import (  # noqa: E402
+    BM25_WEIGHTS,
+    CANDIDATES,
+    Filters,
+    _keyword,
+    _semantic,
+    _where,
+    fts_query,
+)
 
-Scores = dict[str, float]
-Rule = Callable[[Scores, Scores, bool], dict[str, float]]
+Chunks = dict[str, list[float]]  # document id → its chunks' raw scores, best first
+Rule = Callable[[Chunks, Chunks, bool], dict[str, float]]
+Aggregate = Callable[[list[float]], float]
+
+
+def _chunk_scores(conn, sql: str, params: list[object], ids: list[int]) -> dict[int, list[float]]:  # noqa: ANN001
+    out: dict[int, list[float]] = {}
+    if ids:
+        for mid, score in conn.execute(sql.format(ids=",".join("?" * len(ids))), [*params, *ids]):
+            out.setdefault(mid, []).append(score)
+    return {mid: sorted(scores, reverse=True) for mid, scores in out.items()}
 
 
 def capture(name: str, work: Path) -> list[dict]:
-    """Per judged query: gains, category, and the raw keyword and semantic candidates by document id."""
-    path = work / "candidates" / f"{name}.json"
+    """Per judged query: gains, category, and each candidate memory's chunk scores on both sides by document id."""
+    path = work / "candidates-chunks" / f"{name}.json"
     if path.exists():
         return json.loads(path.read_text())
     coll, conn, embedder = retrieval.open_indexed(name, work)
@@ -47,6 +67,28 @@ def capture(name: str, work: Path) -> list[dict]:
         kw = _keyword(conn, fts, where, args, CANDIDATES) if fts else {}
         blob = vector.astype("float32").tobytes()
         sem = _semantic(conn, blob, embedder.model_id, where, args, CANDIDATES, not filters.is_empty())
+        kw_chunks = _chunk_scores(
+            conn,
+            f"SELECT c.memory_id, -bm25(memory_fts, {', '.join(map(str, BM25_WEIGHTS))}) FROM memory_fts "
+            "JOIN memory_chunks c ON c.id = memory_fts.rowid WHERE memory_fts MATCH ? AND c.memory_id IN ({ids})",
+            [fts],
+            list(kw),
+        )
+        sem_chunks = _chunk_scores(
+            conn,
+            "SELECT c.memory_id, 1.0 - vec_distance_cosine(e.vector, ?) FROM memory_chunks c "
+            "JOIN embedding_cache e ON e.model = ? AND e.text_hash = c.text_hash "
+            "WHERE c.embedded = 1 AND c.memory_id IN ({ids})",
+            [blob, embedder.model_id],
+            list(sem),
+        )
+        # The chunk lists agree with what search takes from each side: its best, and for keyword the second best.
+        for mid, (_, best, second) in kw.items():
+            got = kw_chunks[mid]
+            assert math.isclose(got[0], best) and (second is None) == (len(got) < 2), (q.id, mid)
+            assert second is None or math.isclose(got[1], second), (q.id, mid)
+        for mid, (_, best) in sem.items():
+            assert math.isclose(sem_chunks[mid][0], best, abs_tol=1e-6), (q.id, mid)
         visible = (
             int(conn.execute(f"SELECT count(*) FROM memory_index m WHERE {where}", args).fetchall()[0][0])
             if not filters.is_empty()
@@ -58,8 +100,8 @@ def capture(name: str, work: Path) -> list[dict]:
                 "category": q.category,
                 "gains": coll.qrels[q.id],
                 "filtered_total": visible,
-                "kw": {doc_of[m]: s for m, (_, s) in kw.items()},
-                "sem": {doc_of[m]: s for m, (_, s) in sem.items()},
+                "kw": {doc_of[m]: kw_chunks[m] for m in kw},
+                "sem": {doc_of[m]: sem_chunks[m] for m in sem},
             }
         )
     conn.close()
@@ -84,32 +126,66 @@ def evaluate(queries: list[dict], rule: Rule) -> dict[str, float]:
     return {k: statistics.fmean(v) for k, v in per.items()}
 
 
-def rrf(kw: Scores, sem: Scores, _scoped: bool) -> dict[str, float]:
+def best(chunks: Chunks) -> dict[str, float]:
+    return {d: v[0] for d, v in chunks.items()}
+
+
+def rrf(kw: Chunks, sem: Chunks, _scoped: bool) -> dict[str, float]:
     out: dict[str, float] = {}
-    for side in (kw, sem):
+    for side in (best(kw), best(sem)):
         for rank, d in enumerate(ranked(side)):
             out[d] = out.get(d, 0.0) + 1.0 / (61 + rank)
     return out
 
 
-def with_rule(rule: fusion.Rule) -> Rule:
-    return lambda kw, sem, scoped: {d: f.score for d, f in fusion.fuse(kw, sem, rule, scoped=scoped).items()}
+def with_rule(rule: fusion.Rule, semantic: Aggregate | None = None, depth: int = CANDIDATES) -> Rule:
+    """Fusion as search does it; optionally a memory's semantic score from its chunks by `semantic` instead of the
+    best, or each side cut to its `depth` best memories (by best chunk) first."""
+
+    def fused(kw: Chunks, sem: Chunks, scoped: bool) -> dict[str, float]:
+        if depth < CANDIDATES:
+            kw = {d: kw[d] for d in ranked(best(kw))[:depth]}
+            sem = {d: sem[d] for d in ranked(best(sem))[:depth]}
+        sem_scores = {d: semantic(v) for d, v in sem.items()} if semantic else best(sem)
+        second = {d: v[1] for d, v in kw.items() if len(v) > 1}
+        out = fusion.fuse(best(kw), sem_scores, rule, scoped=scoped, keyword_second=second)
+        return {d: f.score for d, f in out.items()}
+
+    return fused
 
 
-def variants() -> dict[str, fusion.Rule]:
-    """One weight for every query, for each pair of normalisations; then, on the chosen pair and weight, a separate
-    weight for scoped searches, and the keyword-lead rule."""
-    out = {}
+def plus_second(share: float) -> Aggregate:
+    return lambda v: v[0] + share * (v[1] if len(v) > 1 else 0.0)
+
+
+def softmax(t: float) -> Aggregate:
+    """t · log Σ exp(s / t): the best chunk when t → 0, more of the others as t grows."""
+    return lambda v: v[0] + t * math.log(sum(math.exp((x - v[0]) / t) for x in v))
+
+
+def top_mean(n: int) -> Aggregate:
+    return lambda v: statistics.fmean(v[:n])
+
+
+def variants() -> dict[str, tuple[str, Rule]]:
+    """label → (family, rule). One weight for every query, for each pair of normalisations; then, on the chosen pair
+    and weights, a separate weight for scoped searches, the keyword-lead rule, and a memory's score made from more
+    than its best chunk (keyword: + a share of the second best; semantic: + a share of the second best, a softmax
+    over its chunks, the mean of its best two or three), and a shallower candidate depth."""
+    out: dict[str, tuple[str, Rule]] = {}
     weights = [x / 20 for x in range(4, 19)]
     for kn in fusion.NORMALISATIONS:
         for sn in fusion.NORMALISATIONS:
             for w in weights:
-                out[f"{kn}/{sn} w_kw {w:.2f}"] = fusion.Rule(kn, sn, w)
+                out[f"{kn}/{sn} w_kw {w:.2f}"] = (f"{kn}/{sn}", with_rule(fusion.Rule(kn, sn, w)))
     chosen = fusion.RULE
+    before = fusion.Rule(
+        chosen.keyword_norm, chosen.semantic_norm, chosen.keyword_weight, chosen.scoped_keyword_weight
+    )
     pair = {"keyword_norm": chosen.keyword_norm, "semantic_norm": chosen.semantic_norm}
     for w in weights:
         rule = fusion.Rule(**pair, keyword_weight=chosen.keyword_weight, scoped_keyword_weight=w)
-        out[str(rule)] = rule
+        out[str(rule)] = ("scoped weight", with_rule(rule))
     for lead in (0.1, 0.2, 0.3, 0.4):
         for w in (0.5, 0.6, 0.7, 0.8, 0.9):
             rule = fusion.Rule(
@@ -119,7 +195,26 @@ def variants() -> dict[str, fusion.Rule]:
                 lead=lead,
                 lead_keyword_weight=w,
             )
-            out[str(rule)] = rule
+            out[str(rule)] = ("keyword lead", with_rule(rule))
+    for share in (0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1, 0.2, 0.3, 0.5):
+        rule = fusion.Rule(**{**vars(before), "keyword_second_share": share})
+        out[str(rule)] = ("keyword + 2nd chunk", with_rule(rule))
+    for share in (0.05, 0.1, 0.2, 0.3, 0.5):
+        out[f"{before}, semantic + {share:g} × 2nd chunk"] = (
+            "semantic + 2nd chunk",
+            with_rule(before, plus_second(share)),
+        )
+    for t in (0.01, 0.02, 0.03, 0.05, 0.08, 0.1):
+        out[f"{before}, semantic softmax t {t:g}"] = ("semantic softmax", with_rule(before, softmax(t)))
+    for n in (2, 3):
+        out[f"{before}, semantic mean of best {n}"] = ("semantic top mean", with_rule(before, top_mean(n)))
+    for share in (0.05, 0.1):
+        for t in (0.03, 0.05):
+            rule = fusion.Rule(**{**vars(before), "keyword_second_share": share})
+            out[f"{rule}, semantic softmax t {t:g}"] = ("both sides", with_rule(rule, softmax(t)))
+    for depth in (30, 50):
+        for rule in (before, chosen):
+            out[f"{rule}, depth {depth}"] = ("candidate depth", with_rule(rule, depth=depth))
     return out
 
 
@@ -135,13 +230,16 @@ def main() -> None:
     names = [n for n in retrieval.SETS if not args.only or n in args.only]
     data = {name: capture(name, work) for name in names}
 
+    before = fusion.Rule(**{**vars(fusion.RULE), "keyword_second_share": 0.0})
     fixed: dict[str, Rule] = {
-        "keyword": lambda kw, sem, _: kw,
-        "semantic": lambda kw, sem, _: sem,
-        "rrf k=60 (before)": rrf,
+        "keyword": lambda kw, sem, _: best(kw),
+        "semantic": lambda kw, sem, _: best(sem),
+        "rrf k=60": rrf,
+        f"best chunk only: {before}": with_rule(before),
         f"chosen: {fusion.RULE}": with_rule(fusion.RULE),
     }
-    tried = {label: with_rule(rule) for label, rule in variants().items()}
+    families = variants()
+    tried = {label: rule for label, (_, rule) in families.items()}
     results = {
         label: {n: evaluate(qs, rule) for n, qs in data.items()} for label, rule in {**fixed, **tried}.items()
     }
@@ -165,13 +263,12 @@ def main() -> None:
     print("|" + "---|" * (len(names) + 2))
     for label in fixed:
         print(row(label))
-    best_per_pair: dict[str, str] = {}
-    for label in tried:
-        pair = label.split(" ")[0] + " lead" * ("lead" in label) + " scoped" * ("scoped" in label)
-        if pair not in best_per_pair or rank(label) > rank(best_per_pair[pair]):
-            best_per_pair[pair] = label
-    print("| **best of each normalisation pair** |" + " |" * (len(names) + 1))
-    for label in best_per_pair.values():
+    best_per_family: dict[str, str] = {}
+    for label, (family, _) in families.items():
+        if family not in best_per_family or rank(label) > rank(best_per_family[family]):
+            best_per_family[family] = label
+    print("| **best of each family** |" + " |" * (len(names) + 1))
+    for label in best_per_family.values():
         print(row(label))
     print(f"| **top {args.top} by min margin, then mean margin** |" + " |" * (len(names) + 1))
     for label in sorted(tried, key=rank, reverse=True)[: args.top]:
