@@ -262,7 +262,7 @@ def embed_pending(
 
     The model runs outside any transaction; each batch's write is one short transaction, then `.db-updated`.
     """
-    pending = int(conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 0").fetchall()[0][0])
+    pending = int(db.scalar(conn, "SELECT count(*) FROM memory_chunks WHERE embedded = 0"))
     if pending == 0 and (vectors_usable(conn, embedder.model_id) or not db.has_table(conn, "vec_memories")):
         return 0, 0  # nothing to embed: do not load the model
     if progress:
@@ -270,22 +270,23 @@ def embed_pending(
     dim = embedder.dim  # loads the model; raises ModelUnavailable
     with db.write_tx(conn):
         db.ensure_vec_table(conn, embedder.model_id, dim)
-    total = int(conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 0").fetchall()[0][0])
+    total = int(db.scalar(conn, "SELECT count(*) FROM memory_chunks WHERE embedded = 0"))
     embedded = reused = done = 0
     if progress and total:
         progress("embedding", 0, total)
     last_id = 0
     while not (should_stop and should_stop()):
         # Shortest texts first within a batch keeps padding low; id order keeps the walk resumable.
-        rows = conn.execute(
+        rows = db.rows(
+            conn,
             "SELECT id, heading, text, text_hash FROM memory_chunks WHERE embedded = 0 AND id > ? ORDER BY id LIMIT ?",
             (last_id, batch_size),
-        ).fetchall()
+        )
         if not rows:
             break
-        last_id = rows[-1][0]
-        hashes = sorted({r[3] for r in rows})
-        cached = {
+        last_id = int(rows[-1].id)
+        hashes: list[str] = sorted({r.text_hash for r in rows})
+        cached: dict[str, bytes] = {
             h: v
             for h, v in conn.execute(
                 f"SELECT text_hash, vector FROM embedding_cache WHERE model = ? AND text_hash IN "
@@ -293,7 +294,7 @@ def embed_pending(
                 (embedder.model_id, *hashes),
             )
         }
-        todo = {r[3]: f"{r[1]}\n{r[2]}" for r in rows if r[3] not in cached}
+        todo = {r.text_hash: f"{r.heading}\n{r.text}" for r in rows if r.text_hash not in cached}
         fresh: dict[str, bytes] = {}
         keys = sorted(todo, key=lambda h: len(todo[h]))
         # The model runs a slice at a time: progress every few seconds, and a stop request is honoured between
@@ -316,17 +317,17 @@ def embed_pending(
                     (embedder.model_id, h, blob, now),
                 )
             touched: set[int] = set()
-            for chunk_id, _, _, text_hash in rows:
+            for row in rows:
                 # The chunk may have been replaced by another writer while the model ran.
-                live = conn.execute(
-                    "SELECT memory_id FROM memory_chunks WHERE id = ? AND embedded = 0", (chunk_id,)
-                ).fetchall()
-                if not live:
+                live = db.one(
+                    conn, "SELECT memory_id FROM memory_chunks WHERE id = ? AND embedded = 0", (row.id,)
+                )
+                if live is None:
                     continue
-                blob = fresh.get(text_hash) or cached.get(text_hash)
-                conn.execute("INSERT INTO vec_memories (chunk_id, embedding) VALUES (?, ?)", (chunk_id, blob))
-                conn.execute("UPDATE memory_chunks SET embedded = 1 WHERE id = ?", (chunk_id,))
-                touched.add(live[0][0])
+                blob = fresh.get(row.text_hash) or cached.get(row.text_hash)
+                conn.execute("INSERT INTO vec_memories (chunk_id, embedding) VALUES (?, ?)", (row.id, blob))
+                conn.execute("UPDATE memory_chunks SET embedded = 1 WHERE id = ?", (row.id,))
+                touched.add(int(live.memory_id))
             for mid in touched:
                 conn.execute(
                     "UPDATE memory_index SET embedding_status = 'done' WHERE id = ? AND NOT EXISTS "
