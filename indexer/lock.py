@@ -106,6 +106,12 @@ class FileLock:
                 if not _try_lock(fd):
                     os.close(fd)
                     return False
+                if not _same_file(fd, self.path):
+                    # Deleted or replaced between our open and our lock: this descriptor locks a file nobody
+                    # else will open. Try again on the file that is there now.
+                    _unlock(fd)
+                    os.close(fd)
+                    return self._try_again()
                 try:
                     os.ftruncate(fd, 0)
                     os.lseek(fd, 0, os.SEEK_SET)
@@ -123,6 +129,30 @@ class FileLock:
                 raise
             self._fd = fd
             return True
+
+    def _try_again(self) -> bool:
+        self._mutex.release()
+        try:
+            return self.try_acquire()
+        finally:
+            self._mutex.acquire()
+
+    def still_ours(self) -> bool:
+        """True while the lock file at the path is the one this lock holds. A lock file deleted or replaced under
+        a holder lets a second process take a "lock" on the new file: holders that keep the lock for long (a
+        watcher) check this between batches and re-take it (`retake`)."""
+        with self._mutex:
+            return self._fd is not None and _same_file(self._fd, self.path)
+
+    def retake(self) -> bool:
+        """Give up a lock whose file was deleted or replaced and take the one at the path now; False when another
+        process holds that one."""
+        with self._mutex:
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                _unlock(fd)
+                os.close(fd)
+        return self.try_acquire()
 
     def acquire(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for the lock; raise LockTimeout naming the holder."""
@@ -154,6 +184,16 @@ class FileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """True when `path` names the file open on `fd` (same device and inode)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
 
 def read_holder(path: Path) -> Holder | None:

@@ -352,6 +352,7 @@ class Watcher:
             if check_roots:
                 self._check_roots()
                 self._check_db()
+                self._check_lock()
 
     def _apply_loop(self) -> None:
         conn = None
@@ -434,6 +435,23 @@ class Watcher:
         """Between batches: a deleted or replaced database is rebuilt at once, not at the next file change."""
         if self._db_id is not None and db.file_id(self.config.db_path) != self._db_id:
             self._queue_full()
+
+    def _check_lock(self) -> None:
+        """Between batches: a watcher lock file deleted or replaced under us (a cleanup of `.specmem/`) would let
+        a second watcher start beside this one; take the lock file that is there now, or say that another took it."""
+        if self.lock.still_ours():
+            return
+        if self.lock.retake():
+            log.warning("the watcher lock %s was deleted or replaced; took it again", self.lock.path)
+            return
+        holder = read_holder(self.lock.path)
+        message = (
+            f"the watcher lock {self.lock.path} was deleted or replaced and "
+            f"{holder.describe() if holder else 'another process'} took it: two watchers now keep this index"
+        )
+        if message not in self.status.errors:
+            log.warning("%s", message)
+            self.status.errors = [*self.status.errors[-9:], message]
 
     def _publish(self, report: ScanReport) -> None:
         """Tell `specmem stats` and `memory_health` what this watcher did last."""

@@ -560,3 +560,41 @@ def test_embedding_thread_yields_the_cpu_to_searches(cfg, specs, watch):
     wait_for(lambda: os.getpriority(os.PRIO_PROCESS, embed.native_id) == 19, what="nice 19")
     assert os.sched_getscheduler(embed.native_id) == os.SCHED_OTHER
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 19
+
+
+def test_a_deleted_watcher_lock_is_taken_again_so_a_second_watcher_is_refused(cfg, hash_embedder, watch):
+    from specmem.indexer.lock import FileLock
+
+    watcher = watch()
+    cfg.watcher_lock_path.unlink()  # a cleanup of .specmem/ while the watcher runs
+    wait_for(lambda: cfg.watcher_lock_path.exists(), what="the watcher to re-create its lock file")
+    assert watcher.lock.still_ours()
+    assert current_holder(cfg.watcher_lock_path).pid == os.getpid()
+    with pytest.raises(WatcherBusy):
+        Watcher(cfg, hash_embedder).start()
+    assert not FileLock(cfg.watcher_lock_path, "other").try_acquire()
+
+
+def test_a_lock_file_replaced_between_open_and_lock_is_not_taken(tmp_path, monkeypatch):
+    """The classic flock race: the file we opened is unlinked and re-created before our lock lands on it."""
+    from specmem.indexer import lock as lock_module
+
+    path = tmp_path / "write.lock"
+    path.write_text("")
+    real_try_lock = lock_module._try_lock
+    replaced: list[int] = []
+
+    def try_lock_after_a_replace(fd: int) -> bool:
+        if not replaced:
+            replaced.append(fd)
+            path.unlink()
+            path.write_text("")  # another process's cleanup re-created it
+        return real_try_lock(fd)
+
+    monkeypatch.setattr(lock_module, "_try_lock", try_lock_after_a_replace)
+    taken = lock_module.FileLock(path, "test")
+    assert taken.try_acquire()
+    assert taken.still_ours()
+    monkeypatch.setattr(lock_module, "_try_lock", real_try_lock)
+    assert not lock_module.FileLock(path, "other").try_acquire()  # the lock is on the file that is there
+    taken.release()
