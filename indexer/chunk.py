@@ -126,8 +126,13 @@ def _split(
             i += 1
             continue
         if total + n > budget and i > start:
-            at_blank = last_blank is not None and last_blank > start
-            cut = last_blank + 1 if at_blank and not _only_headings(lines, start, last_blank + 1) else i
+            cut = i
+            if (
+                last_blank is not None
+                and last_blank > start
+                and not _only_headings(lines, start, last_blank + 1)
+            ):
+                cut = last_blank + 1
             out.append(_Piece(piece.heading, piece.anchor, start, cut, sum(counts[start:cut])))
             start, total, last_blank = cut, sum(counts[cut:i]), None
             if total + n > budget and i > start:  # the tail after the blank line is still too long
