@@ -25,6 +25,7 @@ import stat as stat_mod
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Self
 
 from specmem.indexer.errors import WriteError
 from specmem.indexer.files import within
@@ -70,15 +71,12 @@ def describe(exc: OSError, path: Path | str, doing: str) -> str:
     return f"cannot {doing} {path}: {advice}"
 
 
-class Folder:
-    """A folder opened by descriptor. Open with `open_folder`; use as a context manager."""
+class _Descriptor:
+    """Something holding one open descriptor (or None), closed once; a context manager."""
 
-    def __init__(self, path: Path, fd: int | None, created: list[Path]) -> None:
-        self.path = path  # the real path (no symlinks)
-        self.fd = fd  # None where the system has no *at() calls: then operations go by path
-        self.created = created  # folders this open made, outermost first
+    fd: int | None
 
-    def __enter__(self) -> Folder:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -88,6 +86,15 @@ class Folder:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+class Folder(_Descriptor):
+    """A folder opened by descriptor. Open with `open_folder`; use as a context manager."""
+
+    def __init__(self, path: Path, fd: int | None, created: list[Path]) -> None:
+        self.path = path  # the real path (no symlinks)
+        self.fd = fd  # None where the system has no *at() calls: then operations go by path
+        self.created = created  # folders this open made, outermost first
 
     def _at(self, name: str) -> str:
         return name if self.fd is not None else str(self.path / name)
@@ -288,7 +295,7 @@ class Folder:
                     pass
 
 
-class Previous:
+class Previous(_Descriptor):
     """The file a checked replace took the place of, kept open: another program that opened it just before the
     rename may still be writing to it (an append in flight)."""
 
@@ -300,17 +307,6 @@ class Previous:
         self.fd = fd
         self.expected = expected
         self.written = written
-
-    def __enter__(self) -> Previous:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
     def settle(self, rebase: Callable[[bytes], bytes]) -> bool:
         """Carry over what was written to the replaced file after its last look; True if anything was.

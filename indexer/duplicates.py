@@ -25,7 +25,7 @@ from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import WriteError
 from specmem.indexer.parse import HEADING_RE, normalise, parse, split_lines
-from specmem.indexer.write import rewrite_memory, update_frontmatter, validate_fields
+from specmem.indexer.write import rewrite_memory, update_frontmatter, validate_memory
 
 SIMILARITY = 0.82  # chosen on data: see the module docstring
 Kind = Literal["same content", "same title", "similar"]
@@ -141,18 +141,7 @@ def replace_body(
     """Rewrite an existing memory with new content: its body becomes `content` and its title `title`; trigger
     phrases and tags are merged, the tier is the more important of the two, every other key and comment of
     the frontmatter stays. Returns what changed. The caller checkpoints the file first."""
-    validate_fields(
-        config,
-        title,
-        tier,
-        {
-            "title": title,
-            "content": content,
-            "context_type": context_type,
-            **{f"trigger phrase {p!r}": p for p in trigger_phrases},
-            **{f"tag {t!r}": t for t in tags},
-        },
-    )
+    validate_memory(config, title, tier, content, context_type, trigger_phrases, tags)
 
     def rewrite(raw: bytes) -> tuple[list[str], bytes]:
         bom = "\ufeff" if raw.startswith(b"\xef\xbb\xbf") else ""

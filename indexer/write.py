@@ -101,6 +101,30 @@ def validate_fields(
         raise WriteError(f"unknown tier {tier!r}; use one of: {', '.join(TIERS)}")
 
 
+def validate_memory(
+    config: Config,
+    title: str,
+    tier: str | None,
+    content: str,
+    context_type: str | None,
+    trigger_phrases: list[str],
+    tags: list[str],
+) -> None:
+    """Refuse a new or rewritten memory whose fields would not read back: every text field checked by name."""
+    validate_fields(
+        config,
+        title,
+        tier,
+        {
+            "title": title,
+            "content": content,
+            "context_type": context_type,
+            **{f"trigger phrase {p!r}": p for p in trigger_phrases},
+            **{f"tag {t!r}": t for t in tags},
+        },
+    )
+
+
 def index_now(
     conn: apsw.Connection,
     config: Config,
@@ -127,18 +151,7 @@ def write_memory(
 ) -> tuple[int, Path]:
     """Create a new memory file and index it; returns (id, path)."""
     trigger_phrases, tags = list(trigger_phrases or []), list(tags or [])
-    validate_fields(
-        config,
-        title,
-        tier,
-        {
-            "title": title,
-            "content": content,
-            "context_type": context_type,
-            **{f"trigger phrase {p!r}": p for p in trigger_phrases},
-            **{f"tag {t!r}": t for t in tags},
-        },
-    )
+    validate_memory(config, title, tier, content, context_type, trigger_phrases, tags)
     data = render(title, content, tier, context_type, trigger_phrases, tags).encode("utf-8")
     if len(data) > config.max_file_bytes:
         raise WriteError(
