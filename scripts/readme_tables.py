@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -246,6 +247,143 @@ def duplicates() -> str:
         f"{round(specs['recall'] * rewritten)} of {rewritten} rewritten project memories with "
         + ("no false warning" if not false else f"{false:.1%} of their writes falsely warned")
         + f", and warns on {f['at_threshold']['false_warning_rate']:.1%} of writes that duplicate nothing"
+    )
+
+
+PEER_STEPS = {
+    "first_keyword_index": "first keyword index (2,000 files)",
+    "noop_rescan": "no-op rescan",
+    "one_file_changed": "one file changed, rescan",
+    "keyword_search_cli": "one CLI keyword search",
+    "version": "`--version`",
+    "help": "`--help`",
+}
+
+
+def seconds(value: float) -> str:
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
+@renderer("peers")
+def peers() -> str:
+    f = load("peers")["figures"]
+    rows = []
+    for key, label in PEER_STEPS.items():
+        m = f["measures"].get(key)
+        if m is None:
+            continue
+        ours, theirs = m["specmem"], m["qmd"]
+        rows.append(
+            [
+                label,
+                f"{seconds(ours['wall_s'])} / {ours['cpu_s']:.2f}",
+                f"{seconds(theirs['wall_s'])} / {theirs['cpu_s']:.2f}",
+                f"**{m['wall_ratio']:.2f}×**",
+                f"{m['cpu_ratio']:.2f}×",
+                f"{ours['max_rss_mb']:.0f} / {theirs['max_rss_mb']:.0f} MB",
+            ]
+        )
+    versions = f["versions"]
+    load_avg = f.get("loadavg_before_after")
+    note = f"{versions['qmd']} on Node {versions['node']}; median of {f['runs']} interleaved runs" + (
+        f"; load average {load_avg[0]:.1f} → {load_avg[1]:.1f}" if load_avg else ""
+    )
+    return table(
+        [
+            "step",
+            "specmem wall / CPU s",
+            "qmd wall / CPU s",
+            "wall ratio",
+            "CPU ratio",
+            "peak RSS specmem / qmd",
+        ],
+        rows,
+        "peers",
+    ).replace("</sub>", f" {note}.</sub>", 1)
+
+
+SCALE_ROWS = [
+    ("first_index", "wall_s", "first index (keyword phase), wall", seconds),
+    ("first_index", "cpu_s", "first index, CPU", seconds),
+    ("first_index", "max_rss_mb", "first index, peak RSS", lambda v: f"{v:.0f} MB"),
+    ("noop_rescan", "scan_s", "no-op rescan, the scan itself", seconds),
+    ("noop_rescan", "wall_s", "no-op rescan, whole process", seconds),
+    ("one_file_changed", "scan_s", "one file changed, the scan itself", seconds),
+    ("one_file_changed", "wall_s", "one file changed, whole process", seconds),
+    ("search_inprocess", "p50_ms", "keyword search p50, in-process", lambda v: f"{ms(v)} ms"),
+    ("search_inprocess", "p95_ms", "keyword search p95, in-process", lambda v: f"{ms(v)} ms"),
+    ("search_cli", "wall_s", "keyword search, one CLI process", seconds),
+]
+
+
+@renderer("scale")
+def scale() -> str:
+    f = load("scale")["figures"]
+    sizes = sorted(f["sizes"], key=int)
+    rows = []
+    for part, key, label, fmt in SCALE_ROWS:
+        values = [f["sizes"][n].get(part, {}).get(key) for n in sizes]
+        if any(v is None for v in values):
+            continue
+        known = [(int(n), v) for n, v in zip(sizes, values, strict=True) if v > 0]
+        exponent = ""
+        if len(known) >= 2:
+            (n0, v0), (n1, v1) = known[0], known[-1]
+            exponent = f"{math.log(v1 / v0) / math.log(n1 / n0):.2f}"
+        rows.append([label, *(fmt(v) for v in values), exponent])
+    header = ["measure", *(f"{int(n):,} files" for n in sizes), "growth exponent"]
+    return table(header, rows, "scale")
+
+
+@renderer("vectors")
+def vectors() -> str:
+    f = load("vectors")["figures"]
+    rows = [
+        [
+            f"{int(n):,}",
+            f"{ms(v['sqlite_vec_p50_ms'])} ms",
+            f"{ms(v['numpy_p50_ms'])} ms",
+            f"{v['speedup_p50']:.1f}×",
+            f"{v['same_top10_share']:.0%}",
+            f"{v['numpy_matrix_mb']:.0f} MB",
+        ]
+        for n, v in sorted(f["sizes"].items(), key=lambda item: int(item[0]))
+    ]
+    return table(
+        ["chunks", "sqlite-vec p50", "in-memory matrix p50", "speed-up", "same top 10", "matrix size"],
+        rows,
+        "vectors",
+    )
+
+
+@renderer("embed")
+def embed() -> str:
+    f = load("embed")["figures"]
+    rows = []
+    for setting, label in (("threads_1", "1 thread"), ("threads_default", "default threads")):
+        t = f[setting]
+        for key, name in (
+            ("torch_raw", "torch, raw `encode`"),
+            ("torch_pipeline", "torch, specmem's pipeline"),
+            ("onnx_raw", "ONNX, raw"),
+            ("onnx_pipeline", "ONNX, specmem's pipeline"),
+        ):
+            m = t[key]
+            ratio = m.get("vs_torch_raw")
+            rows.append(
+                [
+                    label,
+                    name,
+                    f"{m['chunks_per_s']:.1f}",
+                    f"{m['chunks_per_cpu_s']:.1f}",
+                    "1" if ratio is None else f"{ratio:.2f}",
+                    f"{m['cosine_min']:.7f}" if "cosine_min" in m else "",
+                ]
+            )
+    return table(
+        ["threads", "encoder", "chunks/s", "chunks per CPU s", "÷ torch raw", "min cosine to torch"],
+        rows,
+        "embed",
     )
 
 
