@@ -265,11 +265,15 @@ SETTINGS = [
 _ATTR = {"database": "db_path"}
 
 
+def _is_project(folder: Path) -> bool:
+    return (folder / PROJECT_FILE).is_file() or (folder / ".git").exists() or (folder / "specs").is_dir()
+
+
 def find_project(start: Path | None = None) -> Path | None:
     """The nearest folder at or above `start` holding `specmem.toml`, `.git` or `specs/`, or None."""
     start = (start or Path.cwd()).resolve()
     for folder in (start, *start.parents):
-        if (folder / PROJECT_FILE).is_file() or (folder / ".git").exists() or (folder / "specs").is_dir():
+        if _is_project(folder):
             return folder
     return None
 
@@ -343,8 +347,10 @@ def remember(config: Config, cwd: Path | None = None) -> Path:
 
 
 def remembered_for(cwd: Path) -> tuple[Path, list[Path], Path] | None:
-    """(folder it was run in, roots, index) of the scan remembered for `cwd`: run in it or a folder above it,
-    else one whose roots hold it (the latest)."""
+    """(folder it was run in, roots, index) of the scan remembered for `cwd`: run in it or in a folder above it
+    with no project between (a folder holding `.git`, `specs/` or `specmem.toml` is a project of its own: a scan
+    once run in `~` or `/tmp` must not take over every project below it), else one whose roots hold it (the
+    latest)."""
     entries = _remembered()
 
     def parsed(folder: str) -> tuple[Path, list[Path], Path] | None:
@@ -357,6 +363,8 @@ def remembered_for(cwd: Path) -> tuple[Path, list[Path], Path] | None:
     for folder in (cwd, *cwd.parents):
         if str(folder) in entries:
             return parsed(str(folder))
+        if _is_project(folder):
+            break
     holding = [
         (entry.get("at_ms", 0), folder)
         for folder, entry in entries.items()

@@ -327,6 +327,30 @@ def test_scanned_roots_are_remembered_outside_a_project(isolated, monkeypatch, t
     assert "specmem init" in missing.stderr
 
 
+def test_a_scan_remembered_in_a_parent_folder_does_not_take_over_a_project_below_it(
+    isolated, monkeypatch, tmp_path
+):
+    """`specmem scan ~/vault` once run in `~` (or /tmp) must not replace the specs of every project below it."""
+    monkeypatch.delenv("SPECMEM_ROOTS")
+    monkeypatch.delenv("SPECMEM_DB")
+    vault = tmp_path / "vault"
+    write(vault / "note.md", "# Vault note\n\nsomething about gardening\n")
+    assert cli("scan", str(vault), cwd=tmp_path).returncode == 0
+    project = tmp_path / "work" / "app"
+    write(project / "specs" / "001-a" / "memory" / "own.md", memory("Own decision", "gardening with apsw"))
+    assert cli("scan", cwd=project).returncode == 0
+
+    own = cli("search", "gardening", cwd=project)
+    assert own.returncode == 0, own.stderr
+    assert "Own decision" in own.stdout and "Vault note" not in own.stdout
+    assert "remembered from" not in cli("paths", cwd=project).stdout
+
+    plain = tmp_path / "work" / "notes"  # no project here: the scan remembered above still applies
+    plain.mkdir()
+    found = cli("search", "gardening", cwd=plain)
+    assert found.returncode == 0 and "Vault note" in found.stdout, found.stderr
+
+
 # -- item 5: specmem init ---------------------------------------------------------------------------------------
 
 
