@@ -164,6 +164,17 @@ def server() -> str:
         ]
         for m in ("keyword", "hybrid")
     ]
+    for label, what in (
+        ("idle_watching", "hosting the watcher (default; indexing model loaded)"),
+        ("idle_not_watching", "searches only (`SPECMEM_WATCH=0`)"),
+    ):
+        if f"{label}_rss_mb" in f:
+            rows.append(
+                [
+                    f"RSS of an idle server after 20 hybrid searches, {what}: now / peak",
+                    f"{f[f'{label}_rss_mb']:.0f} / {f[f'{label}_peak_rss_mb']:.0f} MB",
+                ]
+            )
     return table(["measure", "value"], rows, "server")
 
 

@@ -7,7 +7,9 @@ Measures, in one run:
   imported on that path);
 - the cost of the `.db-updated` check made before every call (ReadState.conn with nothing changed), in-process;
 - memory_search p50/p95 over stdio in keyword and hybrid mode (200 queries each, after the model is ready), next
-  to the same search called in-process on the same index.
+  to the same search called in-process on the same index;
+- the RSS of an idle server after 20 hybrid searches (query encoder warm): one hosting the watcher (the default,
+  whose indexing model is loaded) and one with SPECMEM_WATCH=0 (searches only).
 """
 
 from __future__ import annotations
@@ -39,6 +41,21 @@ def queries(conn, n: int) -> list[str]:
     """Page titles as queries: realistic, and each has a right answer in the corpus."""
     rows = conn.execute("SELECT title FROM memory_index ORDER BY id").fetchall()
     return [rows[i * len(rows) // n][0] for i in range(n)]
+
+
+def server_rss_mb() -> dict[str, float]:
+    """Resident and peak memory of the `specmem serve` this process spawned (found among its children)."""
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+            cmdline = (status.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if int(fields["PPid"]) == os.getpid() and b"serve" in cmdline and b"specmem" in cmdline:
+            kb = {key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM")}
+            return {"rss_mb": kb["VmRSS"] / 1024, "peak_rss_mb": kb["VmHWM"] / 1024}
+    raise RuntimeError("the spawned specmem serve was not found among this process's children")
 
 
 def main() -> None:
@@ -112,6 +129,28 @@ def main() -> None:
                     out[f"stdio_{mode}_p95_ms"] = 1000 * pct(times, 95)
 
         anyio.run(over_stdio)
+
+        async def idle_rss(label: str, params: StdioServerParameters) -> None:
+            """RSS of a server after 20 hybrid searches (query model warm) and 5 s of idling."""
+            async with Client(params) as client:
+                while (await client.call_tool("memory_health", {})).structured_content[
+                    "model_state"
+                ] == "loading":
+                    await anyio.sleep(0.2)
+                for q in texts[:20]:
+                    await client.call_tool("memory_search", {"query": q, "limit": 10, "mode": "hybrid"})
+                await anyio.sleep(5)
+                for key, value in server_rss_mb().items():
+                    out[f"{label}_{key}"] = value
+
+        anyio.run(idle_rss, "idle_watching", params)
+        read_only = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "specmem", "serve"],
+            env={**env, "SPECMEM_WATCH": "0"},
+            cwd=name,
+        )
+        anyio.run(idle_rss, "idle_not_watching", read_only)
         conn.close()
     for key, value in out.items():
         print(f"{key:>28}: {value:.3f}" if isinstance(value, float) else f"{key:>28}: {value}")
