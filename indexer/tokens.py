@@ -2,10 +2,11 @@
 
 A BERT tokenizer (BertNormalizer, BertPreTokenizer, WordPiece) counts a text as the sum of what each of its words
 counts on its own: the pre-tokenizer splits at whitespace and at every punctuation character, and WordPiece
-never looks across words. So the count of a word is cached, and a text of plain ASCII is counted by splitting it
-the same way and adding cached counts. Texts the split would not reproduce exactly (anything outside printable
-ASCII, where normalization removes control characters, strips accents or isolates CJK characters; and texts
-holding a special token such as `[CLS]`, which is matched before normalization) go to the real tokenizer.
+never looks across words. So the count of a word is cached, and a text is counted by splitting it the same way and
+adding cached counts. Where the split would not be exact, the real tokenizer counts: a piece between ASCII
+whitespace that holds anything outside printable ASCII (normalization removes control characters, strips accents,
+isolates CJK characters) is counted whole, once; a text holding a special token such as `[CLS]` (matched before
+normalization) is counted whole, every time.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ _OUTSIDE_FAST_PATH = re.compile(r"[^\t\n\r\x20-\x7e]")
 # Lowercased: a run of letters and digits is one word; every other printable ASCII character is punctuation to
 # BERT (ASCII 33-47, 58-64, 91-96, 123-126) and a word of its own.
 _WORDS = re.compile(r"[a-z0-9]+|[^a-z0-9\t\n\r ]")
+# Normalization works a character at a time and these four are always whitespace to it, so a text counts as the sum
+# of its pieces between them.
+_PIECES = re.compile(r"[^ \t\n\r]+")
 # A cache this size holds the vocabulary of a large corpus; past it, the cache starts again.
 _MAX_CACHED = 500_000
 
@@ -59,6 +63,19 @@ class WordPieceCounter:
     def _exact(self, texts: list[str]) -> list[int]:
         return [len(e.ids) for e in self._tokenizer.encode_batch(texts, add_special_tokens=False)]
 
+    def _words(self, text: str) -> list[str]:
+        """The units a text's count is the sum of: ASCII words and punctuation as BERT splits them; a piece between
+        ASCII whitespace that holds anything else stays whole, for the real tokenizer to count alone."""
+        if not _OUTSIDE_FAST_PATH.search(text):
+            return _WORDS.findall(text.lower())
+        words: list[str] = []
+        for piece in _PIECES.findall(text):
+            if _OUTSIDE_FAST_PATH.search(piece):
+                words.append(piece)
+            else:
+                words += _WORDS.findall(piece.lower())
+        return words
+
     def __call__(self, texts: Sequence[str]) -> list[int]:
         out = [0] * len(texts)
         slow: list[int] = []
@@ -67,10 +84,10 @@ class WordPieceCounter:
         count = cache.__getitem__
         special = self._special
         for i, text in enumerate(texts):
-            if _OUTSIDE_FAST_PATH.search(text) or (special is not None and special.search(text)):
+            if special is not None and special.search(text):
                 slow.append(i)
                 continue
-            words = _WORDS.findall(text.lower())
+            words = self._words(text)
             try:
                 out[i] = sum(map(count, words))
             except KeyError:
@@ -78,7 +95,7 @@ class WordPieceCounter:
         if unseen:
             if len(cache) > _MAX_CACHED:
                 cache.clear()
-            # One word alone pre-tokenizes to itself, so its count here is its count in any text.
+            # A unit alone pre-tokenizes to itself, so its count here is its count in any text.
             fresh = list({w for _, words in unseen for w in words if w not in cache})
             cache.update(zip(fresh, self._exact(fresh), strict=True))
             for i, words in unseen:

@@ -48,6 +48,14 @@ TEXTS = [
     "ﬁ ligature and ＦＵＬＬＷＩＤＴＨ",
     "\ufffd replacement",
     "a" * 50 + "é" + "b" * 60,
+    "a" * 60 + "é" + "b" * 60 + " and " + "c" * 101 + "é",
+    "ASCII words beside non‐ASCII ones: foo‐bar, it’s “quoted” — and Σ",
+    "ΟΔΟΣ ΣΑΣ final sigma",
+    "a ́b combining mark after a space, é decomposed",
+    "x y z　w non-ASCII spaces",
+    "abcde separators",
+    "A › B › C heading path",
+    "mixed [CLS]é in one piece",
 ]
 
 
