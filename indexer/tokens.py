@@ -26,8 +26,8 @@ _WORDS = re.compile(r"[a-z0-9]+|[^a-z0-9\t\n\r ]")
 # Normalization works a character at a time and these four are always whitespace to it, so a text counts as the sum
 # of its pieces between them.
 _PIECES = re.compile(r"[^ \t\n\r]+")
-# A cache this size holds the vocabulary of a large corpus; past it, the cache starts again.
-_MAX_CACHED = 500_000
+# A cache this size (about 10 MB) holds the vocabulary of a large corpus; past it, the cache starts again.
+_MAX_CACHED = 100_000
 
 
 class WordPieceCounter:
