@@ -285,7 +285,7 @@ def _keyword_phase(
         if row and not force and row.stat == st:
             report.unchanged += 1
         elif not row or force:
-            changed.append(_Changed(Path(name), root, st, None, None, row.id if row else None))
+            changed.append(_Changed(name, root, st, None, None, row.id if row else None))
         else:
             path = Path(name)
             try:
@@ -304,9 +304,9 @@ def _keyword_phase(
                 report.unchanged += 1
             elif kept_bytes + len(data) <= KEEP_READ_BYTES:
                 kept_bytes += len(data)
-                changed.append(_Changed(path, root, st, data, truncated_from, row.id))
+                changed.append(_Changed(name, root, st, data, truncated_from, row.id))
             else:  # read again in its batch, from the stat of the walk (not one marked for a recheck)
-                changed.append(_Changed(path, root, FileStat.of(os_stat), None, None, row.id))
+                changed.append(_Changed(name, root, FileStat.of(os_stat), None, None, row.id))
         if done % 200 == 0:
             if progress:
                 progress("checking", done, total)
@@ -345,15 +345,17 @@ def _keyword_phase(
             break  # the batches committed so far stay; the next scan finds the rest changed
         batch = changed[start : start + step]
         prepared = []
-        for item in batch:
-            path, root, st, data, truncated_from, mid = item
+        # Read and prepared here, a batch at a time: a pool of processes did not pay on two cores (see
+        # specs/001-indexer/memory/first-index-in-batches.md).
+        for name, root, st, data, truncated_from, mid in batch:
+            path = Path(name)
             if data is None:
                 try:
                     read = _read(path, config.max_file_bytes, st, report)
                 except FileNotFoundError:
                     if mid is not None:  # deleted since the walk: its row goes with the others that are gone
-                        gone[str(path)] = existing[str(path)]
-                        gone_by_digest[gone[str(path)].content_hash].append((str(path), mid))
+                        gone[name] = existing[name]
+                        gone_by_digest[gone[name].content_hash].append((name, mid))
                     continue
                 if read is None:
                     continue
@@ -403,9 +405,10 @@ def _keyword_phase(
 
 
 class _Changed(NamedTuple):
-    """A file to index; `data` is None until its batch reads it."""
+    """A file to index (its path as text: a first index of 50,000 files holds them all); `data` is None until its
+    batch reads it."""
 
-    path: Path
+    name: str
     root: Path
     stat: FileStat
     data: bytes | None

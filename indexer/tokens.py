@@ -36,6 +36,8 @@ class WordPieceCounter:
     def __init__(self, tokenizer: Any, special: Sequence[str]) -> None:
         self._tokenizer = tokenizer
         self._special = re.compile("|".join(re.escape(s) for s in special)) if special else None
+        # One search tells a plain ASCII text (most lines) from one that needs a closer look.
+        self._notable = re.compile("|".join([_OUTSIDE_FAST_PATH.pattern, *(re.escape(s) for s in special)]))
         self._cache: dict[str, int] = {}
 
     @classmethod
@@ -61,20 +63,24 @@ class WordPieceCounter:
         return cls(tokenizer, special)
 
     def _exact(self, texts: list[str]) -> list[int]:
-        return [len(e.ids) for e in self._tokenizer.encode_batch(texts, add_special_tokens=False)]
+        # One text at a time: encode_batch hands each call to a thread pool, and the few short texts a file has
+        # left wait longer for its threads (on a busy machine, milliseconds a call) than they take to encode.
+        encode = self._tokenizer.encode
+        return [len(encode(text, add_special_tokens=False).ids) for text in texts]
 
-    def _words(self, text: str) -> list[str]:
+    def _units(self, text: str) -> list[str] | None:
         """The units a text's count is the sum of: ASCII words and punctuation as BERT splits them; a piece between
-        ASCII whitespace that holds anything else stays whole, for the real tokenizer to count alone."""
-        if not _OUTSIDE_FAST_PATH.search(text):
-            return _WORDS.findall(text.lower())
-        words: list[str] = []
+        ASCII whitespace that holds anything else stays whole, for the real tokenizer to count alone. None when
+        the text holds a special token."""
+        if self._special is not None and self._special.search(text):
+            return None
+        units: list[str] = []
         for piece in _PIECES.findall(text):
             if _OUTSIDE_FAST_PATH.search(piece):
-                words.append(piece)
+                units.append(piece)
             else:
-                words += _WORDS.findall(piece.lower())
-        return words
+                units += _WORDS.findall(piece.lower())
+        return units
 
     def __call__(self, texts: Sequence[str]) -> list[int]:
         out = [0] * len(texts)
@@ -82,16 +88,21 @@ class WordPieceCounter:
         unseen: list[tuple[int, list[str]]] = []
         cache = self._cache
         count = cache.__getitem__
-        special = self._special
+        notable = self._notable.search
+        words = _WORDS.findall
         for i, text in enumerate(texts):
-            if special is not None and special.search(text):
-                slow.append(i)
-                continue
-            words = self._words(text)
+            if not notable(text):
+                units = words(text.lower())
+            else:
+                found = self._units(text)
+                if found is None:
+                    slow.append(i)
+                    continue
+                units = found
             try:
-                out[i] = sum(map(count, words))
+                out[i] = sum(map(count, units))
             except KeyError:
-                unseen.append((i, words))
+                unseen.append((i, units))
         if unseen:
             if len(cache) > _MAX_CACHED:
                 cache.clear()
