@@ -347,9 +347,11 @@ def _keyword_phase(
         prepared = []
         # Read and prepared here, a batch at a time: a pool of processes did not pay on two cores (see
         # specs/001-indexer/memory/first-index-in-batches.md).
-        for name, root, st, data, truncated_from, mid in batch:
+        for name, root, st, kept, truncated_from, mid in batch:
             path = Path(name)
-            if data is None:
+            if kept is not None:
+                data = kept
+            else:
                 try:
                     read = _read(path, config.max_file_bytes, st, report)
                 except FileNotFoundError:

@@ -89,10 +89,10 @@ class WordPieceCounter:
         cache = self._cache
         count = cache.__getitem__
         notable = self._notable.search
-        words = _WORDS.findall
+        split_words = _WORDS.findall
         for i, text in enumerate(texts):
             if not notable(text):
-                units = words(text.lower())
+                units = split_words(text.lower())
             else:
                 found = self._units(text)
                 if found is None:
