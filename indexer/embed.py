@@ -22,6 +22,7 @@ import xxhash
 from specmem.indexer import db, signal
 from specmem.indexer.config import DEFAULT_MODEL
 from specmem.indexer.errors import ModelUnavailable
+from specmem.indexer.tokens import WordPieceCounter
 
 DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 WORD_RE = re.compile(r"\w+", re.UNICODE)
@@ -108,7 +109,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.max_tokens = read_max_tokens(self.path)
         self._model: Any = None
-        self._tokenizer: Any = None
+        self._counter: Callable[[Sequence[str]], list[int]] | None = None
         self._lock = threading.Lock()
         self._error: str | None = None
 
@@ -154,22 +155,30 @@ class SentenceTransformerEmbedder:
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
 
-    def _get_tokenizer(self) -> Any:
-        if self._tokenizer is None and self.path is not None and (self.path / "tokenizer.json").exists():
-            from tokenizers import Tokenizer
+    def _get_counter(self) -> Callable[[Sequence[str]], list[int]] | None:
+        if self._counter is None and self.path is not None and (self.path / "tokenizer.json").exists():
+            # A BERT word-piece tokenizer is counted a word at a time (exact, several times faster).
+            self._counter = WordPieceCounter.from_file(self.path / "tokenizer.json")
+            if self._counter is None:
+                from tokenizers import Tokenizer
 
-            self._tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
-            self._tokenizer.no_truncation()
-            self._tokenizer.no_padding()
-        return self._tokenizer
+                tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+                tokenizer.no_truncation()
+                tokenizer.no_padding()
+
+                def count(texts: Sequence[str]) -> list[int]:
+                    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+                    return [len(e.ids) for e in encodings]
+
+                self._counter = count
+        return self._counter
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        tokenizer = self._get_tokenizer()
-        if tokenizer is None:
+        counter = self._get_counter()
+        if counter is None:
             # No tokenizer file: a conservative bound (about three UTF-8 bytes per word piece).
             return [len(t.encode("utf-8")) // 3 + 1 if t else 0 for t in texts]
-        encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [len(e.ids) for e in encodings]
+        return counter(texts)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         model = self.load()

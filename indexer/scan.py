@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import apsw
 import xxhash
@@ -28,6 +29,8 @@ from specmem.indexer.store import FileStat, Prepared
 log = logging.getLogger("specmem.scan")
 Progress = Callable[[str, int, int], None]
 FILES_PER_BATCH = 200
+# Bytes of changed files kept from the hash check for their batch; past this they are read again there.
+KEEP_READ_BYTES = 32 * 1024 * 1024
 WRITE_LOCK_TIMEOUT = 120.0
 SETTLE_ATTEMPTS = 4
 SETTLE_DELAY = 0.05
@@ -267,37 +270,43 @@ def _keyword_phase(
     existing = store.existing(conn, roots, scopes)
 
     # Classify: cheapest test first. Reading happens outside any transaction. Paths stay text until a file
-    # turns out to need work: a no-op rescan of 50,000 files must not build 100,000 Path objects.
-    changed: list[tuple[Path, Path, FileStat, bytes, int | None, int | None]] = []
+    # turns out to need work: a no-op rescan of 50,000 files must not build 100,000 Path objects. A file with no
+    # row (or a forced one) is read only when its batch is prepared, so memory follows the batch, not the corpus;
+    # a changed file read here to compare its hash keeps its bytes while they fit in KEEP_READ_BYTES.
+    changed: list[_Changed] = []
     stat_only: list[tuple[int, FileStat]] = []
     unreadable: set[str] = set()
     vanished: set[str] = set()
+    kept_bytes = 0
     total = len(walked.found)
     for done, (name, (root, os_stat)) in enumerate(walked.found.items(), 1):
         row = existing.get(name)
         st = FileStat.of(os_stat)
         if row and not force and row.stat == st:
             report.unchanged += 1
+        elif not row or force:
+            changed.append(_Changed(name, root, st, None, None, row.id if row else None))
         else:
             path = Path(name)
             try:
-                data, truncated_from, st, settled = read_settled(path, config.max_file_bytes, st)
+                read = _read(path, config.max_file_bytes, st, report)
             except FileNotFoundError:
-                # Deleted since the walk: its row (if any) goes with the others that are gone.
+                # Deleted since the walk: its row goes with the others that are gone.
                 vanished.add(name)
                 continue
-            except OSError as exc:
-                report.problems.append((name, f"cannot read ({exc.strerror}); its memory is kept as it was"))
+            if read is None:
                 unreadable.add(name)
                 continue
-            if not settled:
-                report.unsettled.append(name)
-            if row and not force and digest_of(data, truncated_from) == row.content_hash:
+            data, truncated_from, st = read
+            if digest_of(data, truncated_from) == row.content_hash:
                 if st != row.stat:
                     stat_only.append((row.id, st))
                 report.unchanged += 1
-            else:
-                changed.append((path, root, st, data, truncated_from, row.id if row else None))
+            elif kept_bytes + len(data) <= KEEP_READ_BYTES:
+                kept_bytes += len(data)
+                changed.append(_Changed(name, root, st, data, truncated_from, row.id))
+            else:  # read again in its batch, from the stat of the walk (not one marked for a recheck)
+                changed.append(_Changed(name, root, FileStat.of(os_stat), None, None, row.id))
         if done % 200 == 0:
             if progress:
                 progress("checking", done, total)
@@ -336,7 +345,23 @@ def _keyword_phase(
             break  # the batches committed so far stay; the next scan finds the rest changed
         batch = changed[start : start + step]
         prepared = []
-        for path, root, st, data, truncated_from, mid in batch:
+        # Read and prepared here, a batch at a time: a pool of processes did not pay on two cores (see
+        # specs/001-indexer/memory/first-index-in-batches.md).
+        for name, root, st, kept, truncated_from, mid in batch:
+            path = Path(name)
+            if kept is not None:
+                data = kept
+            else:
+                try:
+                    read = _read(path, config.max_file_bytes, st, report)
+                except FileNotFoundError:
+                    if mid is not None:  # deleted since the walk: its row goes with the others that are gone
+                        gone[name] = existing[name]
+                        gone_by_digest[gone[name].content_hash].append((name, mid))
+                    continue
+                if read is None:
+                    continue
+                data, truncated_from, st = read
             try:
                 prep = prepare(path, root, st, data, truncated_from, embedder, policy.conventions)
             except Exception as exc:  # noqa: BLE001 - a bug one file triggers must not stop every other file
@@ -379,6 +404,35 @@ def _keyword_phase(
         with db.write_tx(conn):
             db.set_config(conn, "index_format", INDEX_FORMAT)
     report.keyword_seconds = time.perf_counter() - kw_started
+
+
+class _Changed(NamedTuple):
+    """A file to index (its path as text: a first index of 50,000 files holds them all); `data` is None until its
+    batch reads it."""
+
+    name: str
+    root: Path
+    stat: FileStat
+    data: bytes | None
+    truncated_from: int | None
+    memory_id: int | None
+
+
+def _read(
+    path: Path, limit: int, st: FileStat, report: ScanReport
+) -> tuple[bytes, int | None, FileStat] | None:
+    """A file's bytes and the stat they go with; None (a problem reported) when it cannot be read. Raises
+    FileNotFoundError when it was deleted."""
+    try:
+        data, truncated_from, st, settled = read_settled(path, limit, st)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        report.problems.append((str(path), f"cannot read ({exc.strerror}); its memory is kept as it was"))
+        return None
+    if not settled:
+        report.unsettled.append(str(path))
+    return data, truncated_from, st
 
 
 def _moved_from_elsewhere(

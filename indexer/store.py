@@ -70,6 +70,7 @@ def store_memory(
     Returns (memory id, number of chunks whose vector came from the cache)."""
     now = db.now_ms()
     p = prep.parsed
+    rel = prep.rel  # a path computation: once, not once per chunk
     # Defensive: the path may have been indexed since the caller looked (one row per path, always).
     holder = db.one(conn, "SELECT id FROM memory_index WHERE path = ?", (str(prep.path),))
     if holder is not None and memory_id is None:
@@ -79,8 +80,8 @@ def store_memory(
     values = {
         "path": str(prep.path),
         "root": str(prep.root),
-        "rel_path": str(prep.rel),
-        "spec_folder": spec_folder(prep.rel),
+        "rel_path": str(rel),
+        "spec_folder": spec_folder(rel),
         "title": p.title,
         "importance_tier": p.tier,
         "context_type": p.context_type,
@@ -134,7 +135,7 @@ def store_memory(
         chunk_id = conn.last_insert_rowid()
         conn.execute(
             "INSERT INTO memory_fts (rowid, text, title, triggers, tags, path) VALUES (?, ?, ?, ?, ?, ?)",
-            (chunk_id, chunk.text, chunk.heading, triggers, tags, str(prep.rel)),
+            (chunk_id, chunk.text, chunk.heading, triggers, tags, values["rel_path"]),
         )
         cached = None
         if vec_model is not None:

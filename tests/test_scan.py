@@ -86,6 +86,60 @@ def test_a_move_in_a_later_batch_keeps_its_row(conn, specs, run_scan, monkeypatc
     assert rows(conn)["zz-moved.md"] == before["m6.md"]
 
 
+def test_new_files_are_read_batch_by_batch(conn, specs, run_scan, monkeypatch):
+    """A first index reads each batch's files just before writing them, so memory follows the batch size."""
+    monkeypatch.setattr(scan, "FILES_PER_BATCH", 3)
+    for i in range(10):
+        write(specs / f"f{i}.md", memory(f"F{i}", f"text {i}"))
+    events = []
+    real_read, real_touch = scan.read_head, signal.touch
+    monkeypatch.setattr(scan, "read_head", lambda *a: events.append("read") or real_read(*a))
+    monkeypatch.setattr(signal, "touch", lambda *a: events.append("commit") or real_touch(*a))
+    r = run_scan(embed=False)
+    assert r.added == 10
+    assert events == (["read"] * 3 + ["commit"]) * 3 + ["read", "commit"]
+
+
+def test_changed_files_past_the_kept_bytes_are_read_again_in_their_batch(conn, specs, run_scan, monkeypatch):
+    monkeypatch.setattr(scan, "FILES_PER_BATCH", 2)
+    paths = [write(specs / f"f{i}.md", memory(f"F{i}", f"old words {i}")) for i in range(5)]
+    run_scan()
+    before = rows(conn)
+    for i, path in enumerate(paths):
+        path.write_text(memory(f"F{i}", f"new words {i} changed"))
+    monkeypatch.setattr(scan, "KEEP_READ_BYTES", 0)
+    reads = []
+    real = scan.read_head
+    monkeypatch.setattr(scan, "read_head", lambda p, limit: reads.append(p.name) or real(p, limit))
+    r = run_scan()
+    assert (r.updated, r.unchanged, r.added) == (5, 0, 0)
+    assert sorted(reads) == sorted([p.name for p in paths] * 2)  # the hash check, then the batch
+    after = rows(conn)
+    assert {n: i for n, (i, _) in after.items()} == {n: i for n, (i, _) in before.items()}
+    assert (
+        conn.execute("SELECT count(*) FROM memory_fts WHERE memory_fts MATCH 'changed'").fetchall()[0][0] == 5
+    )
+
+
+def test_a_file_deleted_before_its_batch_reads_it_loses_its_row(conn, specs, run_scan, monkeypatch):
+    """A forced scan reads every file in its batch; one deleted since the walk is removed, not reported."""
+    monkeypatch.setattr(scan, "FILES_PER_BATCH", 2)
+    paths = [write(specs / f"f{i}.md", memory(f"F{i}", f"words {i}")) for i in range(5)]
+    run_scan()
+    real = scan.read_head
+
+    def vanish(p, limit):
+        if p == paths[3]:
+            p.unlink()
+            raise FileNotFoundError(2, "No such file or directory")
+        return real(p, limit)
+
+    monkeypatch.setattr(scan, "read_head", vanish)
+    r = run_scan(force=True)
+    assert (r.updated, r.removed, r.problems) == (4, 1, [])
+    assert set(rows(conn)) == {"f0.md", "f1.md", "f2.md", "f4.md"}
+
+
 def test_only_changed_chunks_are_embedded(conn, specs, run_scan):
     sections = "\n\n".join(f"## Section {i}\n\n" + f"words of section {i} " * 60 for i in range(4))
     path = write(specs / "a.md", memory("Big", sections))
