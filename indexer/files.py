@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import re
 import stat as stat_mod
@@ -148,7 +149,7 @@ class Policy:
 DEFAULT_POLICY = Policy()
 
 
-def within(path: Path, folder: Path) -> bool:
+def within(path: Path | str, folder: Path | str) -> bool:
     """Whether `path` is `folder` or lies below it (by name: symlinks are not resolved). Compares the strings:
     `folder in path.parents` costs a Path object and a comparison per level, and the walk asks this often."""
     p, f = str(path), str(folder)
@@ -463,36 +464,45 @@ def _walk_dir(
     seen_dirs: set[tuple[int, int]],
     result: WalkResult,
 ) -> None:
-    """Depth first, in name order, with an explicit stack: no recursion limit on how deep a tree may go."""
+    """Depth first, in name order, with an explicit stack: no recursion limit on how deep a tree may go.
+
+    Folders travel as text: a Path per folder (and its comparisons with the roots) was most of a no-op rescan at
+    50,000 files. A Path is built only where a rule needs one: a hidden folder, an ignore file, a symlink."""
+    root_str = str(root)
+    root_strs = {str(r) for r in roots}
+    excluded = tuple(str(x) for x in exclude)
+    policy = rules.policy
+    found = result.found
+    by_name = operator.attrgetter("name")
     # (folder, the layers in force in its parent); a scope below the root was found not to be ignored.
-    pending: list[tuple[Path, Layers]] = [(top, () if top == root else rules.inside(top.parent) or ())]
+    pending: list[tuple[str, Layers]] = [(str(top), () if top == root else rules.inside(top.parent) or ())]
     while pending:
         folder, above = pending.pop()
         try:
-            st = folder.stat()
+            st = os.stat(folder)
             key = (st.st_dev, st.st_ino)
             if key in seen_dirs:
-                result.problems.append(
-                    (str(folder), "symlink loop: this folder was already walked; not followed")
-                )
+                result.problems.append((folder, "symlink loop: this folder was already walked; not followed"))
                 continue
             seen_dirs.add(key)
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=by_name)
         except OSError as exc:
             result.problems.append(
-                (str(folder), f"cannot read folder ({exc.strerror}); its memories are kept as they were")
+                (folder, f"cannot read folder ({exc.strerror}); its memories are kept as they were")
             )
-            result.incomplete.append(folder)
+            result.incomplete.append(Path(folder))
             continue
-        if folder == root:
+        if folder == root_str:
             layers = rules.inside(root) or ()
+        elif any(e.name in IGNORE_FILES for e in entries):
+            layers = rules.layers(Path(folder), above)
         else:
-            layers = rules.layers(folder, above, {e.name for e in entries})
-        policy = rules.policy
-        rel = str(folder)[len(str(root)) + 1 :]
+            layers = above  # no ignore file here: the rules above are those in force
+        rel = folder[len(root_str) + 1 :]
         # Files in a hidden folder the walk entered (a convention's place) are checked against the convention.
         in_hidden = rel.startswith(".") or f"{os.sep}." in rel
-        subdirs: list[tuple[Path, Layers]] = []
+        subdirs: list[tuple[str, Layers]] = []
         for entry in entries:
             name = entry.name
             try:
@@ -506,41 +516,40 @@ def _walk_dir(
                 (is_file or is_link) and (is_memory_name(name) or policy.is_memory_file(Path(entry.path)))
             ):
                 continue
+            path = entry.path
             if is_link and (is_dir or is_file):
-                target = Path(entry.path).resolve()
+                target = Path(path).resolve()
                 if not any(within(target, r) for r in roots):
-                    result.problems.append(
-                        (entry.path, f"symlink to {target}, outside the roots; not indexed")
-                    )
+                    result.problems.append((path, f"symlink to {target}, outside the roots; not indexed"))
                     continue
             if is_dir:
-                path = Path(entry.path)
-                if any(within(path, x) for x in exclude):
+                if excluded and any(within(path, x) for x in excluded):
                     continue
                 if (in_hidden or name.startswith(".") or name in NEVER_DIRS) and policy.hidden(
-                    root, path, True
+                    root, Path(path), True
                 ):
                     if name not in NEVER_REPORTED and name not in NEVER_DIRS:
-                        if not rules.matches(layers, entry.path, is_dir=True) and (
-                            count := count_markdown(path)
+                        if not rules.matches(layers, path, is_dir=True) and (
+                            count := count_markdown(Path(path))
                         ):
-                            result.skipped[path] = count
+                            result.skipped[Path(path)] = count
                     continue
-                if path != root and path in roots:
+                if path in root_strs:
                     continue  # a nested root is walked on its own
-                if rules.matches(layers, entry.path, is_dir=True):
+                if layers and rules.matches(layers, path, is_dir=True):
                     continue
                 subdirs.append((path, layers))
             elif is_file:
-                if rules.matches(layers, entry.path, is_dir=False) or entry.path in result.found:
+                if (layers and rules.matches(layers, path, is_dir=False)) or path in found:
                     continue
-                if in_hidden and policy.hidden(root, Path(entry.path), False):
-                    result.skipped[folder] = result.skipped.get(folder, 0) + 1  # in an entered hidden folder
+                if in_hidden and policy.hidden(root, Path(path), False):
+                    where = Path(folder)  # in an entered hidden folder
+                    result.skipped[where] = result.skipped.get(where, 0) + 1
                     continue
                 try:
-                    result.found[entry.path] = (root, entry.stat())
+                    found[path] = (root, entry.stat())
                 except OSError as exc:
-                    result.problems.append((entry.path, f"cannot stat ({exc.strerror})"))
+                    result.problems.append((path, f"cannot stat ({exc.strerror})"))
             else:
-                result.problems.append((entry.path, "broken symlink; not indexed"))
+                result.problems.append((path, "broken symlink; not indexed"))
         pending.extend(reversed(subdirs))
