@@ -10,7 +10,7 @@ import stat as stat_mod
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import pathspec
 
@@ -156,23 +156,77 @@ def within(path: Path | str, folder: Path | str) -> bool:
     return p == f or p.startswith(f if f.endswith(os.sep) else f + os.sep)
 
 
-# One ignore file's rules, last line first: (a regular expression matching a path relative to the file's folder,
-# with a trailing `/` for a folder; whether a match excludes it). A negated line (`!x`) re-includes.
-Rules = tuple[tuple[re.Pattern[str], bool], ...]
+class Rules(NamedTuple):
+    """One ignore file's rules. `lines`, last line first: (a regular expression matching a path relative to the
+    file's folder, with a trailing `/` for a folder; whether a match excludes it); a negated line (`!x`)
+    re-includes. `any` matches where at least one line does: most paths match no line, and one search says so
+    where a line-by-line search costs one per line (a 75-line .gitignore made the walk five times slower)."""
+
+    any: re.Pattern[str]
+    lines: tuple[tuple[re.Pattern[str], bool], ...]
+
+
 # The rules in force inside one folder: (length of a folder's path prefix, that folder's rules), from the
 # repository top down. A path's text after the prefix is its path relative to that folder, as gitignore wants it.
 Layers = tuple[tuple[int, Rules], ...]
+_NAMED_GROUP = re.compile(r"\(\?P<\w+>")
+_ANY_FOLDER = "^(?:.+/)?"  # how pathspec starts a pattern that matches in any folder
 
 
-def compile_rules(lines: list[str]) -> Rules:
+def compile_rules(lines: list[str]) -> Rules | None:
     """gitignore lines as rules that match a path itself, never merely a folder above it: the walk does not enter
     an excluded folder, so what is below one never needs matching, and a negated folder (`!b/`) must not
-    re-include the files in it (git's rule). pathspec translates the patterns."""
+    re-include the files in it (git's rule). pathspec translates the patterns. None when there are none."""
     out: list[tuple[re.Pattern[str], bool]] = []
     for pattern in pathspec.GitIgnoreSpec.from_lines(map(_git_line, lines)).patterns:
         if pattern.include is not None and pattern.regex is not None:
             out.append((re.compile(f"(?:{pattern.regex.pattern})\\Z"), pattern.include))
-    return tuple(reversed(out))
+    if not out:
+        return None
+    return Rules(_either(out), tuple(reversed(out)))
+
+
+def _either(rules: list[tuple[re.Pattern[str], bool]]) -> re.Pattern[str]:
+    """One expression matching where any rule does. Most lines are names to match in any folder (`^(?:.+/)?X`):
+    they share that prefix, so the search looks for a folder boundary once for all of them, not once each."""
+    anywhere: list[str] = []
+    other: list[str] = []
+    for regex, _ in rules:
+        # pathspec names a group in every pattern (`ps_d`): the same name twice cannot be compiled together.
+        text = _NAMED_GROUP.sub("(?:", regex.pattern.removeprefix("(?:").removesuffix(")\\Z"))
+        if text.startswith(_ANY_FOLDER) and not _top_level_or(text):
+            anywhere.append(f"(?:{text[len(_ANY_FOLDER) :]})")
+        else:
+            other.append(f"(?:{text})\\Z")
+    if anywhere:
+        other.insert(0, f"{_ANY_FOLDER}(?:{'|'.join(anywhere)})\\Z")
+    try:
+        return re.compile("|".join(other))
+    except re.error:
+        return re.compile("")  # matches everything: each line decides, as before
+
+
+def _top_level_or(pattern: str) -> bool:
+    """Whether a regular expression is an alternation at its top level (`a|b`): then a prefix is not shared."""
+    depth, i, in_class = 0, 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 1
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == "]":
+                i += 1  # `[]...]`: a leading `]` is a member
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            return True
+        i += 1
+    return False
 
 
 def _git_line(line: str) -> str:
@@ -207,7 +261,7 @@ class IgnoreRules:
                 lines += (
                     self.policy.exclude
                 )  # the settings' extra patterns, as if in the root's .specmemignore
-            self._rules[folder] = compile_rules(lines) or None
+            self._rules[folder] = compile_rules(lines)
         return self._rules[folder]
 
     def layers(self, folder: Path, above: Layers, names: set[str] | None = None) -> Layers:
@@ -231,7 +285,9 @@ class IgnoreRules:
                 rel = rel.replace(os.sep, "/")
             if is_dir:
                 rel += "/"
-            for regex, exclude in rules:
+            if rules.any.search(rel) is None:
+                continue
+            for regex, exclude in rules.lines:
                 if regex.search(rel):
                     return exclude
         return False
