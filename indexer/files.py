@@ -126,6 +126,11 @@ class Policy:
         spec = self._included
         return spec is not None and spec.match_file("/".join(rel) + ("/" if is_dir else ""))
 
+    @functools.cached_property
+    def suffixes(self) -> frozenset[str]:
+        """Every suffix a memory file may have (lower case): a walk through source code tests each name with it."""
+        return frozenset(s for c in self.conventions for s in c.suffixes) | {".md"}
+
     def is_memory_file(self, path: Path) -> bool:
         """`*.md` (not hidden), or a file its convention reads (Cursor's `*.mdc` rules)."""
         if is_memory_name(path.name):
@@ -529,6 +534,7 @@ def _walk_dir(
     excluded = tuple(str(x) for x in exclude)
     policy = rules.policy
     found = result.found
+    suffixes = policy.suffixes
     by_name = operator.attrgetter("name")
     # (folder, the layers in force in its parent); a scope below the root was found not to be ignored.
     pending: list[tuple[str, Layers]] = [(str(top), () if top == root else rules.inside(top.parent) or ())]
@@ -569,7 +575,14 @@ def _walk_dir(
                 result.problems.append((entry.path, f"cannot stat ({exc.strerror})"))
                 continue
             if not is_dir and not (
-                (is_file or is_link) and (is_memory_name(name) or policy.is_memory_file(Path(entry.path)))
+                (is_file or is_link)
+                and (
+                    is_memory_name(name)
+                    or (
+                        os.path.splitext(name)[1].lower() in suffixes
+                        and policy.is_memory_file(Path(entry.path))
+                    )
+                )
             ):
                 continue
             path = entry.path
