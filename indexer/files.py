@@ -269,11 +269,9 @@ class IgnoreRules:
             self._rules[folder] = compile_rules(lines)
         return self._rules[folder]
 
-    def layers(self, folder: Path, above: Layers, names: set[str] | None = None) -> Layers:
-        """The layers in force inside `folder`: those `above` it plus its own ignore files. `names`, the folder's
-        entries when the caller has listed them, spares opening ignore files that are not there."""
-        if names is not None and folder != self.root and not names.intersection(IGNORE_FILES):
-            self._rules.setdefault(folder, None)
+    def layers(self, folder: Path, above: Layers) -> Layers:
+        """The layers in force inside `folder`: those `above` it plus its own ignore files (the walk, which has
+        listed the folder, asks only about a folder holding one)."""
         rules = self._read(folder)
         if rules is None:
             return above
