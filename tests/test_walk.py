@@ -161,3 +161,31 @@ def test_ignore_rules_match_git(tree, names, ignores, top_rules):
         ).stdout
         expected = {top / p for p in listed.split("\0") if p.endswith(".md")}
         assert set(files.walk((root,)).files) == expected
+
+
+PATHS = st.lists(
+    st.sampled_from(["a", "b", "x.md", "build", "docs", "k|p", "[x]", "keep.md", "y.md"]),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(
+        st.sampled_from([*RULES, "*.py[cod]", "k|p", "[]x]", "\\[x\\]", "**/docs/*.md", "!k|p"]), max_size=8
+    ),
+    path=PATHS,
+    is_dir=st.booleans(),
+)
+def test_one_search_per_ignore_file_decides_as_its_lines_do(lines, path, is_dir):
+    """An ignore file's lines are searched together first (most paths match none of them): that search finds a
+    match whenever a line does, so the deepest matching line still decides."""
+    rules = files.compile_rules(lines)
+    rel = "/".join(path) + ("/" if is_dir else "")
+    if rules is None:
+        return
+    by_line = next((exclude for regex, exclude in rules.lines if regex.search(rel)), None)
+    assert (rules.any.search(rel) is not None) == (by_line is not None)
+    layers = ((len("/r/"), rules),)
+    assert files.IgnoreRules.matches(layers, "/r/" + "/".join(path), is_dir) == bool(by_line)
