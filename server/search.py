@@ -9,18 +9,19 @@ import datetime as dt
 import json
 import re
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import apsw
-import numpy as np
 from pydantic import BaseModel, Field
 
 from specmem.indexer import db, tiers
-from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import ModelUnavailable, SearchError
 from specmem.indexer.parse import normalise
 from specmem.indexer.tiers import TIERS
 from specmem.server import fusion
+
+if TYPE_CHECKING:
+    from specmem.indexer.embed import Embedder  # numpy: not for a keyword search
 
 Mode = Literal["keyword", "semantic", "hybrid"]
 
@@ -279,7 +280,7 @@ def search(
             )
         else:
             try:
-                vector = embedder.encode([query])[0].astype(np.float32).tobytes()
+                vector = embedder.encode([query])[0].astype("float32").tobytes()
             except ModelUnavailable as exc:
                 notes.append(f"{exc}: answered in keyword mode")
         if vector is None:
