@@ -9,10 +9,10 @@ import datetime as dt
 import json
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
 
 import apsw
-from pydantic import BaseModel, Field
 
 from specmem.indexer import db, tiers
 from specmem.indexer.errors import ModelUnavailable, SearchError
@@ -37,46 +37,62 @@ STOPWORDS = frozenset(
 WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 
-class Filters(BaseModel):
-    spec_folder: str | None = Field(None, description="Only this spec folder (and folders below it)")
-    tiers: list[str] | None = Field(None, description="Only these importance tiers")
+# Plain dataclasses, not pydantic models: a CLI search must not pay pydantic's import (specs/003-cli/memory/
+# lazy-imports.md). The MCP tools still validate and describe them: pydantic reads stdlib dataclasses, and each
+# field's docstring becomes its description.
+DESCRIBED = {"use_attribute_docstrings": True}  # pydantic's ConfigDict, read by the MCP layer only
+
+
+@dataclass
+class Filters:
+    __pydantic_config__ = DESCRIBED
+
+    spec_folder: str | None = None
+    """Only this spec folder (and folders below it)"""
+    tiers: list[str] | None = None
+    """Only these importance tiers"""
     context_type: str | None = None
-    tags: list[str] | None = Field(None, description="Only memories carrying all of these tags")
-    path_glob: str | None = Field(
-        None, description="Glob on the path relative to its root, e.g. '*/memory/*.md'"
-    )
-    since: dt.datetime | None = Field(None, description="Only memories modified at or after this time")
+    tags: list[str] | None = None
+    """Only memories carrying all of these tags"""
+    path_glob: str | None = None
+    """Glob on the path relative to its root, e.g. '*/memory/*.md'"""
+    since: dt.datetime | None = None
+    """Only memories modified at or after this time"""
 
     def is_empty(self) -> bool:
-        return not any(getattr(self, name) for name in type(self).model_fields)
+        return not any(getattr(self, f.name) for f in fields(self))
 
 
-class ScoreParts(BaseModel):
-    keyword: float | None = Field(None, description="BM25 of the best chunk (higher is better)")
-    keyword_second: float | None = Field(
-        None, description="Hybrid: BM25 of the second best chunk; a share of it is added to the keyword score"
-    )
-    semantic: float | None = Field(None, description="Cosine similarity of the best chunk")
-    keyword_norm: float | None = Field(
-        None, description="Hybrid: keyword score normalised over the candidates"
-    )
-    semantic_norm: float | None = Field(
-        None, description="Hybrid: semantic score normalised over the candidates"
-    )
-    keyword_weight: float | None = Field(
-        None, description="Hybrid: weight of the keyword side for this query"
-    )
-    semantic_weight: float | None = Field(
-        None, description="Hybrid: weight of the semantic side for this query"
-    )
-    fusion: str | None = Field(None, description="Hybrid: the normalisation and the weighting rule applied")
+@dataclass
+class ScoreParts:
+    __pydantic_config__ = DESCRIBED
+
+    keyword: float | None = None
+    """BM25 of the best chunk (higher is better)"""
+    keyword_second: float | None = None
+    """Hybrid: BM25 of the second best chunk; a share of it is added to the keyword score"""
+    semantic: float | None = None
+    """Cosine similarity of the best chunk"""
+    keyword_norm: float | None = None
+    """Hybrid: keyword score normalised over the candidates"""
+    semantic_norm: float | None = None
+    """Hybrid: semantic score normalised over the candidates"""
+    keyword_weight: float | None = None
+    """Hybrid: weight of the keyword side for this query"""
+    semantic_weight: float | None = None
+    """Hybrid: weight of the semantic side for this query"""
+    fusion: str | None = None
+    """Hybrid: the normalisation and the weighting rule applied"""
     fused: float = 0.0
     tier_weight: float = 1.0
     recency: float = 1.0
     confidence: float = 1.0
 
 
-class SearchResult(BaseModel):
+@dataclass
+class SearchResult:
+    __pydantic_config__ = DESCRIBED
+
     id: int
     path: str
     rel_path: str
@@ -92,14 +108,16 @@ class SearchResult(BaseModel):
     score: float
     parts: ScoreParts
     snippet: str
-    always_surfaced: bool = Field(False, description="Constitutional memory shown whatever the query")
+    always_surfaced: bool = False
+    """Constitutional memory shown whatever the query"""
 
     @property
     def citation(self) -> str:
         return f"{self.path}:{self.start_line}-{self.end_line}"
 
 
-class SearchResponse(BaseModel):
+@dataclass
+class SearchResponse:
     query: str
     mode_requested: Mode
     mode_used: Mode
@@ -107,7 +125,11 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
     pending_embeddings: int
     total_memories: int
-    notes: list[str] = Field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The response as plain JSON-ready values (what `--json` prints)."""
+        return asdict(self)
 
 
 def fts_query(text: str) -> str | None:
