@@ -38,26 +38,34 @@ WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 
 # Plain dataclasses, not pydantic models: a CLI search must not pay pydantic's import (specs/003-cli/memory/
-# lazy-imports.md). The MCP tools still validate and describe them: pydantic reads stdlib dataclasses, and each
-# field's docstring becomes its description.
-DESCRIBED = {"use_attribute_docstrings": True}  # pydantic's ConfigDict, read by the MCP layer only
+# lazy-imports.md). The MCP tools still validate and describe them: pydantic reads stdlib dataclasses and their
+# `__pydantic_config__`, whose hook puts each field's metadata description into the published JSON schema.
+
+
+def _describe(schema: dict[str, Any], cls: type) -> None:
+    for f in fields(cls):
+        if "description" in f.metadata:
+            schema["properties"][f.name]["description"] = f.metadata["description"]
+
+
+DESCRIBED = {"json_schema_extra": _describe}  # a pydantic ConfigDict; only the MCP layer reads it
+
+
+def described(text: str, default: Any = None) -> Any:
+    """A dataclass field with a description for the MCP tools' JSON schemas."""
+    return field(default=default, metadata={"description": text})
 
 
 @dataclass
 class Filters:
     __pydantic_config__ = DESCRIBED
 
-    spec_folder: str | None = None
-    """Only this spec folder (and folders below it)"""
-    tiers: list[str] | None = None
-    """Only these importance tiers"""
+    spec_folder: str | None = described("Only this spec folder (and folders below it)")
+    tiers: list[str] | None = described("Only these importance tiers")
     context_type: str | None = None
-    tags: list[str] | None = None
-    """Only memories carrying all of these tags"""
-    path_glob: str | None = None
-    """Glob on the path relative to its root, e.g. '*/memory/*.md'"""
-    since: dt.datetime | None = None
-    """Only memories modified at or after this time"""
+    tags: list[str] | None = described("Only memories carrying all of these tags")
+    path_glob: str | None = described("Glob on the path relative to its root, e.g. '*/memory/*.md'")
+    since: dt.datetime | None = described("Only memories modified at or after this time")
 
     def is_empty(self) -> bool:
         return not any(getattr(self, f.name) for f in fields(self))
@@ -67,22 +75,16 @@ class Filters:
 class ScoreParts:
     __pydantic_config__ = DESCRIBED
 
-    keyword: float | None = None
-    """BM25 of the best chunk (higher is better)"""
-    keyword_second: float | None = None
-    """Hybrid: BM25 of the second best chunk; a share of it is added to the keyword score"""
-    semantic: float | None = None
-    """Cosine similarity of the best chunk"""
-    keyword_norm: float | None = None
-    """Hybrid: keyword score normalised over the candidates"""
-    semantic_norm: float | None = None
-    """Hybrid: semantic score normalised over the candidates"""
-    keyword_weight: float | None = None
-    """Hybrid: weight of the keyword side for this query"""
-    semantic_weight: float | None = None
-    """Hybrid: weight of the semantic side for this query"""
-    fusion: str | None = None
-    """Hybrid: the normalisation and the weighting rule applied"""
+    keyword: float | None = described("BM25 of the best chunk (higher is better)")
+    keyword_second: float | None = described(
+        "Hybrid: BM25 of the second best chunk; a share of it is added to the keyword score"
+    )
+    semantic: float | None = described("Cosine similarity of the best chunk")
+    keyword_norm: float | None = described("Hybrid: keyword score normalised over the candidates")
+    semantic_norm: float | None = described("Hybrid: semantic score normalised over the candidates")
+    keyword_weight: float | None = described("Hybrid: weight of the keyword side for this query")
+    semantic_weight: float | None = described("Hybrid: weight of the semantic side for this query")
+    fusion: str | None = described("Hybrid: the normalisation and the weighting rule applied")
     fused: float = 0.0
     tier_weight: float = 1.0
     recency: float = 1.0
@@ -108,8 +110,7 @@ class SearchResult:
     score: float
     parts: ScoreParts
     snippet: str
-    always_surfaced: bool = False
-    """Constitutional memory shown whatever the query"""
+    always_surfaced: bool = described("Constitutional memory shown whatever the query", False)
 
     @property
     def citation(self) -> str:
