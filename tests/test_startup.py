@@ -111,3 +111,24 @@ def test_importing_the_api_loads_no_numpy_and_no_pydantic():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_building_the_mcp_server_loads_no_numpy(isolated):
+    """Up to its first answer the server needs the SDK, pydantic and its tools; numpy and the model's runtime load
+    in the model thread (load_model=False here), torch only when indexing needs it."""
+    code = (
+        "import sys\n"
+        "import specmem.server.cli\n"
+        "from specmem.indexer import config\n"
+        "from specmem.indexer.embed import use_threads\n"
+        "from specmem.server.mcp_server import build_server\n"
+        "use_threads(1)\n"
+        "build_server(config.resolve(), load_model=False)\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'torch', 'sentence_transformers', "
+        "'transformers', 'onnxruntime'))\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=isolated
+    )
+    assert done.returncode == 0, done.stderr
