@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Self
 
 from specmem.indexer.errors import WriteError
-from specmem.indexer.files import within
 
 TMP_SUFFIX = ".specmem-tmp"
 _TMP_RE = re.compile(r"^\..*\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-\d+" + re.escape(TMP_SUFFIX) + "$")
@@ -450,6 +449,9 @@ def open_folder(path: Path, roots: Iterable[Path], *, create: bool = False) -> F
     """Open `path` for writing, reached from the innermost root holding its real location through real folders
     only. Symlinks inside the roots are followed (the real folder is opened); a path whose real location is
     outside every root is refused. With `create`, missing folders are made (and listed in `created`)."""
+    # Not at the top: files imports pathspec, which the searches that import this module never need.
+    from specmem.indexer.files import within
+
     path = Path(path)
     roots = [Path(os.path.realpath(r)) for r in roots]
     for _ in range(ATTEMPTS):
@@ -488,6 +490,8 @@ def _walk(root: Path, parts: tuple[str, ...], create: bool) -> Folder:
         real = root.joinpath(*parts)
         made: list[Path] = []
         if create and not real.is_dir():
+            from specmem.indexer.files import within
+
             missing = [p for p in (real, *real.parents) if not p.exists() and within(p, root)]
             try:
                 real.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,6 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import apsw
-import numpy as np
 import xxhash
 from pydantic import BaseModel
 
@@ -71,7 +70,7 @@ def _existing_key(path: Path) -> str | None:
 def similarities(conn: apsw.Connection, embedder: Embedder, text: str, spec_folder: str) -> dict[int, float]:
     """memory id → cosine similarity of `text` to its most similar chunk, for the memories of a spec folder that
     have vectors of this model."""
-    vector = embedder.encode([text])[0].astype(np.float32).tobytes()
+    vector = embedder.encode([text])[0].astype("float32").tobytes()
     rows = db.rows(
         conn,
         "SELECT c.memory_id, min(vec_distance_cosine(e.vector, ?)) AS distance FROM memory_chunks c "

@@ -13,16 +13,18 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import apsw
-import numpy as np
 import xxhash
 
 from specmem.indexer import db, signal
 from specmem.indexer.config import DEFAULT_MODEL
 from specmem.indexer.errors import ModelUnavailable
 from specmem.indexer.tokens import WordPieceCounter
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where vectors are made: a server's start and the CLI need no numpy
 
 DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 WORD_RE = re.compile(r"\w+", re.UNICODE)
@@ -60,6 +62,8 @@ class HashEmbedder:
         return [len(WORD_RE.findall(t)) + len(re.findall(r"[^\w\s]", t)) for t in texts]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in WORD_RE.findall(text.lower()):
@@ -191,6 +195,8 @@ class SentenceTransformerEmbedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
+        import numpy as np
+
         return np.asarray(vectors, dtype=np.float32)
 
 
@@ -237,6 +243,8 @@ def get_embedder(name: str) -> Embedder:
 
 
 def to_blob(vector: np.ndarray) -> bytes:
+    import numpy as np
+
     return np.asarray(vector, dtype=np.float32).tobytes()
 
 

@@ -14,10 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-import yaml
-from frontmatter.default_handlers import SafeLoader as YAMLLoader
-from frontmatter.default_handlers import YAMLHandler
-
 from specmem.indexer.tiers import DEFAULT_TIER, TIERS
 
 FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -100,6 +96,9 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
             f"frontmatter opened with `{fence}` on line 1 is never closed; the file is indexed as body"
         )
         return {}, 0
+    import yaml  # here, not at the top: searching (normalise) needs no YAML parser
+    from frontmatter.default_handlers import YAMLHandler
+
     block = "\n".join(lines[1:end])
     size = len(block.encode("utf-8", "surrogatepass"))
     if size > MAX_FRONTMATTER_BYTES:
@@ -142,6 +141,9 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
 
 def _has_alias(block: str) -> bool:
     """Whether a YAML block refers to an anchor. Parsing events expands nothing, so this is linear in the text."""
+    import yaml
+    from frontmatter.default_handlers import SafeLoader as YAMLLoader
+
     return any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(block, Loader=YAMLLoader))
 
 

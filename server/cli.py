@@ -593,7 +593,7 @@ def search_cmd(
             include_constitutional=not no_constitutional,
         )
     if as_json:
-        click.echo(response.model_dump_json(indent=2))
+        click.echo(json.dumps(response.to_dict(), indent=2, ensure_ascii=False))
         return
     for note in response.notes:
         say(f"note: {note}", err=True, fg="yellow")

@@ -9,18 +9,19 @@ import datetime as dt
 import json
 import re
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
 
 import apsw
-import numpy as np
-from pydantic import BaseModel, Field
 
 from specmem.indexer import db, tiers
-from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import ModelUnavailable, SearchError
 from specmem.indexer.parse import normalise
 from specmem.indexer.tiers import TIERS
 from specmem.server import fusion
+
+if TYPE_CHECKING:
+    from specmem.indexer.embed import Embedder  # numpy: not for a keyword search
 
 Mode = Literal["keyword", "semantic", "hybrid"]
 
@@ -36,46 +37,64 @@ STOPWORDS = frozenset(
 WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 
-class Filters(BaseModel):
-    spec_folder: str | None = Field(None, description="Only this spec folder (and folders below it)")
-    tiers: list[str] | None = Field(None, description="Only these importance tiers")
+# Plain dataclasses, not pydantic models: a CLI search must not pay pydantic's import (specs/003-cli/memory/
+# lazy-imports.md). The MCP tools still validate and describe them: pydantic reads stdlib dataclasses and their
+# `__pydantic_config__`, whose hook puts each field's metadata description into the published JSON schema.
+
+
+def _describe(schema: dict[str, Any], cls: type) -> None:
+    for f in fields(cls):
+        if "description" in f.metadata:
+            schema["properties"][f.name]["description"] = f.metadata["description"]
+
+
+DESCRIBED = {"json_schema_extra": _describe}  # a pydantic ConfigDict; only the MCP layer reads it
+
+
+def described(text: str, default: Any = None) -> Any:
+    """A dataclass field with a description for the MCP tools' JSON schemas."""
+    return field(default=default, metadata={"description": text})
+
+
+@dataclass
+class Filters:
+    __pydantic_config__ = DESCRIBED
+
+    spec_folder: str | None = described("Only this spec folder (and folders below it)")
+    tiers: list[str] | None = described("Only these importance tiers")
     context_type: str | None = None
-    tags: list[str] | None = Field(None, description="Only memories carrying all of these tags")
-    path_glob: str | None = Field(
-        None, description="Glob on the path relative to its root, e.g. '*/memory/*.md'"
-    )
-    since: dt.datetime | None = Field(None, description="Only memories modified at or after this time")
+    tags: list[str] | None = described("Only memories carrying all of these tags")
+    path_glob: str | None = described("Glob on the path relative to its root, e.g. '*/memory/*.md'")
+    since: dt.datetime | None = described("Only memories modified at or after this time")
 
     def is_empty(self) -> bool:
-        return not any(getattr(self, name) for name in type(self).model_fields)
+        return not any(getattr(self, f.name) for f in fields(self))
 
 
-class ScoreParts(BaseModel):
-    keyword: float | None = Field(None, description="BM25 of the best chunk (higher is better)")
-    keyword_second: float | None = Field(
-        None, description="Hybrid: BM25 of the second best chunk; a share of it is added to the keyword score"
+@dataclass
+class ScoreParts:
+    __pydantic_config__ = DESCRIBED
+
+    keyword: float | None = described("BM25 of the best chunk (higher is better)")
+    keyword_second: float | None = described(
+        "Hybrid: BM25 of the second best chunk; a share of it is added to the keyword score"
     )
-    semantic: float | None = Field(None, description="Cosine similarity of the best chunk")
-    keyword_norm: float | None = Field(
-        None, description="Hybrid: keyword score normalised over the candidates"
-    )
-    semantic_norm: float | None = Field(
-        None, description="Hybrid: semantic score normalised over the candidates"
-    )
-    keyword_weight: float | None = Field(
-        None, description="Hybrid: weight of the keyword side for this query"
-    )
-    semantic_weight: float | None = Field(
-        None, description="Hybrid: weight of the semantic side for this query"
-    )
-    fusion: str | None = Field(None, description="Hybrid: the normalisation and the weighting rule applied")
+    semantic: float | None = described("Cosine similarity of the best chunk")
+    keyword_norm: float | None = described("Hybrid: keyword score normalised over the candidates")
+    semantic_norm: float | None = described("Hybrid: semantic score normalised over the candidates")
+    keyword_weight: float | None = described("Hybrid: weight of the keyword side for this query")
+    semantic_weight: float | None = described("Hybrid: weight of the semantic side for this query")
+    fusion: str | None = described("Hybrid: the normalisation and the weighting rule applied")
     fused: float = 0.0
     tier_weight: float = 1.0
     recency: float = 1.0
     confidence: float = 1.0
 
 
-class SearchResult(BaseModel):
+@dataclass
+class SearchResult:
+    __pydantic_config__ = DESCRIBED
+
     id: int
     path: str
     rel_path: str
@@ -91,14 +110,15 @@ class SearchResult(BaseModel):
     score: float
     parts: ScoreParts
     snippet: str
-    always_surfaced: bool = Field(False, description="Constitutional memory shown whatever the query")
+    always_surfaced: bool = described("Constitutional memory shown whatever the query", False)
 
     @property
     def citation(self) -> str:
         return f"{self.path}:{self.start_line}-{self.end_line}"
 
 
-class SearchResponse(BaseModel):
+@dataclass
+class SearchResponse:
     query: str
     mode_requested: Mode
     mode_used: Mode
@@ -106,7 +126,11 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
     pending_embeddings: int
     total_memories: int
-    notes: list[str] = Field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The response as plain JSON-ready values (what `--json` prints)."""
+        return asdict(self)
 
 
 def fts_query(text: str) -> str | None:
@@ -279,7 +303,7 @@ def search(
             )
         else:
             try:
-                vector = embedder.encode([query])[0].astype(np.float32).tobytes()
+                vector = embedder.encode([query])[0].astype("float32").tobytes()
             except ModelUnavailable as exc:
                 notes.append(f"{exc}: answered in keyword mode")
         if vector is None:

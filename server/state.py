@@ -11,14 +11,16 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import apsw
 
 from specmem.indexer import db
 from specmem.indexer.config import Config, missing_index
-from specmem.indexer.embed import Embedder, get_embedder
 from specmem.indexer.errors import DatabaseError, ModelUnavailable
+
+if TYPE_CHECKING:
+    from specmem.indexer.embed import Embedder  # numpy: imported when a model is needed, not at start-up
 
 log = logging.getLogger("specmem.server")
 T = TypeVar("T")
@@ -47,7 +49,7 @@ class ReadState:
         # Indexing embeds with `embedder` (sentence-transformers, loaded only when a write needs it); searches embed
         # their query with `query_embedder`, ONNX Runtime when it can run the model: same vectors, no torch import,
         # ready in about a second and a third of the memory.
-        self.embedder: Embedder = embedder or get_embedder(config.model)
+        self._embedder = embedder
         self.query_embedder: Embedder | None = embedder
         self.model_error: str | None = None
         self._model_ready = threading.Event()
@@ -55,6 +57,15 @@ class ReadState:
             threading.Thread(target=self._load_model, name="specmem-model", daemon=True).start()
 
     # -- the model --------------------------------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        """The indexing embedder, made on first use: a keyword search never needs it (nor numpy)."""
+        if self._embedder is None:
+            from specmem.indexer.embed import get_embedder
+
+            self._embedder = get_embedder(self.config.model)  # one per model per process: a race is harmless
+        return self._embedder
 
     def _load_model(self) -> None:
         try:

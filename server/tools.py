@@ -236,7 +236,14 @@ def memory_search(
     if building is not None:
         notes.append(f"{building.describe()}; these results may be incomplete: search again in a few seconds")
     return SearchAnswer(
-        **response.model_dump(exclude={"notes", "pending_embeddings"}), notes=notes, index=index_state(mem)
+        query=response.query,
+        mode_requested=response.mode_requested,
+        mode_used=response.mode_used,
+        keyword_only=response.keyword_only,
+        results=response.results,
+        total_memories=response.total_memories,
+        notes=notes,
+        index=index_state(mem),
     )
 
 

@@ -21,58 +21,32 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import apsw
-from pydantic import BaseModel, Field
-
-from specmem.indexer import checkpoints, config, db, duplicates, files, project, scanstate
-from specmem.indexer.checkpoints import CheckpointInfo, RestoreReport
-from specmem.indexer.config import Config
-from specmem.indexer.duplicates import Duplicate, OnDuplicate
-from specmem.indexer.embed import Embedder, background_thread, embed_pending
+from specmem.indexer import config, db
 from specmem.indexer.errors import NotFound, SearchError, WriteError
-from specmem.indexer.feedback import validate
-from specmem.indexer.project import InitPlan
-from specmem.indexer.scan import Progress, ScanReport, scan
-from specmem.indexer.scanstate import ScanState
-from specmem.indexer.store import pending_count
-from specmem.indexer.watch import Watcher
-from specmem.indexer.write import delete_memory, delete_spec_folder, update_memory, write_memory
-from specmem.server import memories
-from specmem.server.context import DEFAULT_BUDGET, SEARCH_CANDIDATES, ContextBlock, assemble
-from specmem.server.memories import Memory, MemoryList, Stats, TriggerMatch
-from specmem.server.search import Filters, Mode, SearchResponse, search
 from specmem.server.state import ReadState
+
+# Everything else is imported by the method that needs it: a CLI keyword search must not pay for numpy, pydantic,
+# yaml, watchdog and the write path (specs/003-cli/memory/lazy-imports.md).
+if TYPE_CHECKING:
+    import apsw
+
+    from specmem.indexer.checkpoints import CheckpointInfo, RestoreReport
+    from specmem.indexer.config import Config
+    from specmem.indexer.duplicates import OnDuplicate
+    from specmem.indexer.embed import Embedder
+    from specmem.indexer.project import InitPlan
+    from specmem.indexer.scan import Progress, ScanReport
+    from specmem.indexer.scanstate import ScanState
+    from specmem.indexer.watch import Watcher
+    from specmem.results import Deleted, Validation, Written
+    from specmem.server.context import ContextBlock
+    from specmem.server.memories import Memory, MemoryList, Stats, TriggerMatch
+    from specmem.server.search import Filters, Mode, SearchResponse
 
 log = logging.getLogger("specmem")
 WAIT_POLL = 0.05
-
-
-class Written(BaseModel):
-    """A memory file written or updated, and indexed; or, for a duplicate, the memory that already says it."""
-
-    id: int
-    path: str
-    action: Literal["written", "updated", "skipped"] = "written"
-    changed: list[str] = Field(default_factory=list, description="What changed (updates)")
-    duplicates: list[Duplicate] = Field(default_factory=list, description="Memories that say the same")
-    warnings: list[str] = Field(default_factory=list)
-    checkpoint: str | None = Field(default=None, description="Restore it to undo an update")
-
-
-class Deleted(BaseModel):
-    """Memory files deleted, and the checkpoint that undoes it."""
-
-    deleted: list[str]
-    checkpoint: str = Field(description="Restore this checkpoint to undo the delete")
-
-
-class Validation(BaseModel):
-    id: int
-    useful: bool
-    confidence_before: float
-    confidence_after: float
 
 
 class Memories:
@@ -150,6 +124,8 @@ class Memories:
         the result outside `limit`; `all_rules` puts every one of them there, matched or not."""
         if not query.strip():
             raise SearchError('the query is empty: give words to search for, e.g. "token expiry"')
+        from specmem.server.search import search
+
         conn = self._reader.conn()
         return search(
             conn,
@@ -187,6 +163,8 @@ class Memories:
         end_line: int | None = None,
     ) -> Memory:
         """One memory with its content read from its file (which must lie inside the roots)."""
+        from specmem.server import memories
+
         return memories.get(
             self._reader.conn(),
             self.config,
@@ -206,19 +184,25 @@ class Memories:
         sort: str = "updated",
     ) -> MemoryList:
         """A page of memories (newest first by default)."""
+        from specmem.server import memories
+
         return memories.list_memories(
             self._reader.conn(), offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort
         )
 
     def triggers(self, prompt: str, *, limit: int = 10) -> builtins.list[TriggerMatch]:
         """Memories whose trigger phrases occur in `prompt` as whole words."""
+        from specmem.server import memories
+
         index = self._reader.cached("triggers", memories.trigger_index)
         return memories.match_triggers(index, prompt, limit)
 
-    def context(self, task: str, *, budget: int = DEFAULT_BUDGET) -> ContextBlock:
+    def context(self, task: str, *, budget: int | None = None) -> ContextBlock:
         """One ready-to-paste block of memories for `task` within `budget` tokens: constitutional rules, then
         memories whose trigger phrases the task contains, then the best search results, each with its citation;
-        what did not fit is listed."""
+        what did not fit is listed. `budget` defaults to `context.DEFAULT_BUDGET` (2,000 tokens)."""
+        from specmem.server.context import DEFAULT_BUDGET, SEARCH_CANDIDATES, assemble
+
         found = self.search(task, limit=SEARCH_CANDIDATES, all_rules=True)
         triggered = self.triggers(task, limit=100)
         return assemble(
@@ -228,11 +212,13 @@ class Memories:
             task,
             found,
             triggered,
-            budget=budget,
+            budget=DEFAULT_BUDGET if budget is None else budget,
         )
 
     def stats(self) -> Stats:
         """Counts by tier, folder, context type and embedding status; files with warnings; the watcher."""
+        from specmem.server import memories
+
         return self._reader.cached("stats", lambda conn: memories.stats(conn, self.config))
 
     def wait_for_index(
@@ -241,6 +227,8 @@ class Memories:
         """Wait up to `timeout` seconds while a full scan's keyword phase runs (in any process), or while
         `settling` says the index is about to be built; None once the index is complete for keyword search,
         else the scan's state (what to tell the user)."""
+        from specmem.indexer import scanstate
+
         deadline = time.monotonic() + timeout
         while True:
             state = scanstate.read(self.config.scan_state_path)
@@ -248,11 +236,13 @@ class Memories:
             if not building and not settling():
                 return None
             if time.monotonic() >= deadline:
-                return state if building else ScanState(os.getpid(), "", "walking", 0, 0, 0, 0)
+                return state if building else scanstate.ScanState(os.getpid(), "", "walking", 0, 0, 0, 0)
             time.sleep(WAIT_POLL)  # another process's progress: a file to poll, no event to wait on
 
     def pending(self) -> int:
         """Memories whose embeddings are not computed yet."""
+        from specmem.indexer.store import pending_count
+
         return self._reader.cached("pending", pending_count)
 
     # -- indexing ---------------------------------------------------------------------------------------------
@@ -270,6 +260,8 @@ class Memories:
 
         Keyword rows are committed before embeddings are computed; `embed=False` leaves those for later
         (a background host embeds them in a thread)."""
+        from specmem.indexer.scan import scan
+
         scopes = self.scopes(paths, spec_folder)
         if embed is None:
             embed = not self.background
@@ -283,6 +275,8 @@ class Memories:
 
     def save(self, path: str | os.PathLike[str]) -> ScanReport:
         """Index one memory file now (after writing or editing it)."""
+        from specmem.indexer import files
+
         target = self.resolve_path(path)
         if target.is_dir() or not files.Policy.of(self.config).is_memory_file(target):
             raise NotFound(f"{path} is not a memory file: give one *.md file (scan does folders)")
@@ -301,6 +295,8 @@ class Memories:
 
     def resolve_path(self, path: str | os.PathLike[str]) -> Path:
         """A path named by a user, resolved against the roots (or the current folder); refused outside them."""
+        from specmem.server import memories
+
         text = os.fspath(path)
         if "\x00" in text:
             raise NotFound("a path cannot contain a NUL character")
@@ -325,6 +321,8 @@ class Memories:
         self, paths: Sequence[str | os.PathLike[str]] | None = None, spec_folder: str | None = None
     ) -> tuple[Path, ...] | None:
         """The folders or files a scan of `paths` or of `spec_folder` covers (None: every root)."""
+        from specmem.indexer import files
+
         if paths and spec_folder:
             raise WriteError("give paths or a spec folder, not both")
         if paths:
@@ -335,6 +333,8 @@ class Memories:
 
     def embed(self) -> int:
         """Compute every missing embedding now; returns how many chunks were embedded."""
+        from specmem.indexer.embed import embed_pending
+
         with self.writer() as conn:
             embedded, _ = embed_pending(conn, self.embedder, self.config.signal_path)
         return embedded
@@ -345,6 +345,8 @@ class Memories:
             return
         if not self._embedding.acquire(blocking=False):
             return
+
+        from specmem.indexer.embed import background_thread
 
         def run() -> None:
             background_thread(idle=False)
@@ -359,6 +361,8 @@ class Memories:
 
     def watch(self, **options: Any) -> Watcher:
         """Start keeping the index live (see `Watcher`); call `.stop()` on the result, or use it in `with`."""
+        from specmem.indexer.watch import Watcher
+
         watcher = Watcher(self.config, self.embedder, **options)
         watcher.start()
         return watcher
@@ -369,6 +373,8 @@ class Memories:
         if self.background:
             self._embed_soon()
         else:
+            from specmem.indexer.embed import embed_pending
+
             embed_pending(conn, self.embedder, self.config.signal_path)
 
     def write(
@@ -389,6 +395,11 @@ class Memories:
         are returned in `duplicates`; `on_duplicate` decides: "write" anyway, "skip" (return the existing one),
         or "update" it (after a checkpoint). By default an exact duplicate is skipped and anything else written
         with a warning."""
+        from specmem.indexer import checkpoints, duplicates
+        from specmem.indexer.write import write_memory
+        from specmem.results import Written
+        from specmem.server import memories
+
         trigger_phrases, tags = list(trigger_phrases), list(tags)
         with self.writer() as conn:
             found = duplicates.find(
@@ -468,6 +479,10 @@ class Memories:
         tags: Sequence[str] | None = None,
     ) -> Written:
         """Change frontmatter keys of one memory; only the lines of the keys that change are rewritten."""
+        from specmem.indexer.write import update_memory
+        from specmem.results import Written
+        from specmem.server import memories
+
         changes = {
             "title": title,
             "importance_tier": tier,
@@ -484,6 +499,10 @@ class Memories:
         self, id_or_path: str | int | None = None, *, spec_folder: str | None = None, confirm: bool = False
     ) -> Deleted:
         """Delete one memory, or every memory of a spec folder (`confirm=True`), after an automatic checkpoint."""
+        from specmem.indexer.write import delete_memory, delete_spec_folder
+        from specmem.results import Deleted
+        from specmem.server import memories
+
         if (id_or_path is None) == (spec_folder is None):
             raise WriteError("give a memory (id or path) or a spec folder, one of them")
         with self.writer() as conn:
@@ -499,6 +518,9 @@ class Memories:
 
     def validate(self, memory_id: int, useful: bool) -> Validation:
         """Record whether a memory helped: its confidence moves toward 1 or 0 and weighs its ranking."""
+        from specmem.indexer.feedback import validate
+        from specmem.results import Validation
+
         with self.writer() as conn:
             before, after = validate(conn, self.config, memory_id, useful)
         return Validation(id=memory_id, useful=useful, confidence_before=before, confidence_after=after)
@@ -507,15 +529,21 @@ class Memories:
 
     def checkpoint(self, name: str, *, spec_folder: str | None = None) -> CheckpointInfo:
         """Save the content of every memory file (all, or one spec folder) with their validation scores."""
+        from specmem.indexer import checkpoints
+
         with self.writer() as conn:
             return checkpoints.create(conn, self.config, name, spec_folder=spec_folder)
 
     def checkpoints(self) -> builtins.list[CheckpointInfo]:
         """Checkpoints, newest first."""
+        from specmem.indexer import checkpoints
+
         return checkpoints.list_all(self._reader.conn())
 
     def restore(self, name: str, *, clear_newer: bool = False) -> RestoreReport:
         """Rewrite the memory files to their content in a checkpoint and re-index them."""
+        from specmem.indexer import checkpoints
+
         with self.writer() as conn:
             report = checkpoints.restore(conn, self.config, self.embedder, name, clear_newer=clear_newer)
             self._after_write(conn)
@@ -523,6 +551,8 @@ class Memories:
 
     def delete_checkpoint(self, name: str) -> None:
         """Delete one checkpoint."""
+        from specmem.indexer import checkpoints
+
         with self.writer() as conn:
             checkpoints.delete(conn, name)
 
@@ -536,6 +566,8 @@ def init(
     """Set a project up: `specmem.toml`, an example rule and memory (when the first root holds no markdown
     yet), `.specmem/` kept out of git, and `.mcp.json` for Claude Code. Never overwrites a file; the plan says
     what was created, what was kept, and which assistants' memory conventions the project already has."""
+    from specmem.indexer import project
+
     plan = project.plan(Path(folder), [os.fspath(r) for r in roots] if roots else None)
     if not dry_run:
         project.apply(plan)
@@ -561,3 +593,12 @@ def open(  # noqa: A001 - specmem.open(...), like sqlite3.connect or io.open
         root_list = list(roots)
     cfg = config.resolve(db=db, roots=root_list, model=model)
     return Memories(cfg, embedder=embedder, background=background)
+
+
+def __getattr__(name: str) -> Any:
+    # The write results live in specmem.results (pydantic); `from specmem.api import Written` still works.
+    if name in ("Written", "Deleted", "Validation"):
+        from specmem import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'specmem.api' has no attribute {name!r}")

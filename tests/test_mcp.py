@@ -507,8 +507,8 @@ def test_mcp_inspector_cli(corpus, isolated):
 
 def test_a_crashing_call_is_an_error_result_and_the_server_goes_on(corpus, cfg, monkeypatch):
     """In-process (so the fault can be injected): an unexpected exception in one call fails only that call."""
-    from specmem import api
     from specmem.server import mcp_server
+    from specmem.server import search as api  # the API imports search() from here on each call
 
     def broken(*args, **kwargs):
         raise RuntimeError("injected fault")
