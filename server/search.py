@@ -27,6 +27,7 @@ Mode = Literal["keyword", "semantic", "hybrid"]
 # bm25 column weights: text, title/heading path, trigger phrases, tags, path.
 BM25_WEIGHTS = (1.0, 2.0, 3.0, 2.0, 0.5)
 CANDIDATES = 100  # memories taken from each retriever before fusion
+KEYWORD_CUT = 1000  # best chunks taken from FTS5 before they are joined and grouped by memory
 MAX_QUERY_TOKENS = 64
 STOPWORDS = frozenset(
     "a an and are as at be but by can could do does for from has have how i if in into is it its me my of on "
@@ -149,23 +150,79 @@ def _where(filters: Filters, include_deprecated: bool, today: str) -> tuple[str,
 
 
 def _keyword(
-    conn: apsw.Connection, query: str, where: str, args: list[object], k: int
+    conn: apsw.Connection,
+    query: str,
+    where: str,
+    args: list[object],
+    k: int,
+    *,
+    filtered: bool,
+    seconds: bool,
 ) -> dict[int, tuple[int, float, float | None]]:
-    """memory id → (best chunk id, its bm25, the second best chunk's bm25 or None), higher is better."""
-    weights = ", ".join(str(w) for w in BM25_WEIGHTS)
-    sql = (
-        "WITH hits AS MATERIALIZED ("
-        f"SELECT c.memory_id, c.id AS chunk_id, bm25(memory_fts, {weights}) AS s "
-        "FROM memory_fts JOIN memory_chunks c ON c.id = memory_fts.rowid "
-        "JOIN memory_index m ON m.id = c.memory_id "
-        f"WHERE memory_fts MATCH ? AND {where}), "
-        "top AS (SELECT memory_id, chunk_id, min(s) AS best FROM hits GROUP BY memory_id ORDER BY best LIMIT ?) "
-        "SELECT memory_id, chunk_id, best, "
-        "(SELECT min(s) FROM hits h WHERE h.memory_id = top.memory_id AND h.chunk_id != top.chunk_id) "
-        "FROM top ORDER BY best"
-    )
-    rows = conn.execute(sql, [query, *args, k])
-    return {mid: (cid, -best, None if second is None else -second) for mid, cid, best, second in rows}
+    """memory id → (best chunk id, its bm25, the second best chunk's bm25 or None), higher is better.
+
+    FTS5's best chunks are taken first (a cut of KEYWORD_CUT, widened until `k` memories survive the filters or
+    every match is in), so a query matching most of the index joins a thousand chunks, not all of them. With
+    filters the cut is taken inside them, so it cannot drop the memories in scope. The result is the same as
+    grouping every matching chunk: the best `k` memories by their best chunk, each with its exact second best
+    (with `seconds`; otherwise the second best is given when the cut holds it, as only hybrid fusion uses it)."""
+    bm25 = f"bm25(memory_fts, {', '.join(str(w) for w in BM25_WEIGHTS)})"
+    n = max(KEYWORD_CUT, k)
+    while True:
+        if filtered:
+            rows = conn.execute(
+                f"SELECT c.memory_id, c.id, {bm25} AS s FROM memory_fts "
+                "JOIN memory_chunks c ON c.id = memory_fts.rowid JOIN memory_index m ON m.id = c.memory_id "
+                f"WHERE memory_fts MATCH ? AND {where} ORDER BY s, c.id LIMIT ?",
+                [query, *args, n],
+            ).fetchall()
+            taken = len(rows)
+        else:
+            cut = conn.execute(
+                f"SELECT rowid, {bm25} AS s FROM memory_fts WHERE memory_fts MATCH ? ORDER BY s, rowid LIMIT ?",
+                (query, n),
+            ).fetchall()
+            taken = len(cut)
+            owner = dict(
+                conn.execute(
+                    "SELECT c.id, c.memory_id FROM memory_chunks c JOIN memory_index m ON m.id = c.memory_id "
+                    f"WHERE c.id IN (SELECT value FROM json_each(?)) AND {where}",
+                    [json.dumps([cid for cid, _ in cut]), *args],
+                ).fetchall()
+            )
+            rows = [(owner[cid], cid, s) for cid, s in cut if cid in owner]
+        best: dict[int, tuple[int, float]] = {}
+        second: dict[int, float] = {}
+        for mid, cid, s in rows:
+            if mid not in best:
+                best[mid] = (cid, s)
+            elif mid not in second:
+                second[mid] = s
+        complete = taken < n
+        if complete or len(best) >= k:
+            break
+        n *= 8
+    top = sorted(best.items(), key=lambda kv: (kv[1][1], kv[1][0]))[:k]
+    if seconds and not complete:
+        # A second best chunk may lie outside the cut: look it up for the memories whose second is not in it.
+        missing = [mid for mid, _ in top if mid not in second]
+        if missing:
+            others = dict(
+                conn.execute(
+                    "SELECT id, memory_id FROM memory_chunks WHERE memory_id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(missing),),
+                ).fetchall()
+            )
+            for m in missing:
+                others.pop(best[m][0], None)
+            for cid, s in conn.execute(
+                f"SELECT rowid, {bm25} FROM memory_fts WHERE memory_fts MATCH ? "
+                "AND rowid IN (SELECT value FROM json_each(?))",
+                (query, json.dumps(list(others))),
+            ):
+                mid = others[cid]
+                second[mid] = min(s, second.get(mid, s))
+    return {mid: (cid, -s, None if mid not in second else -second[mid]) for mid, (cid, s) in top}
 
 
 def _semantic(
@@ -285,7 +342,11 @@ def search(
         if vector is None:
             used = "keyword"
 
-    kw = _keyword(conn, fts, where, args, k) if fts and used != "semantic" else {}
+    kw = (
+        _keyword(conn, fts, where, args, k, filtered=not filters.is_empty(), seconds=used == "hybrid")
+        if fts and used != "semantic"
+        else {}
+    )
     sem = (
         _semantic(conn, vector, embedder.model_id, where, args, k, not filters.is_empty())  # type: ignore[union-attr]
         if vector is not None
