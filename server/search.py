@@ -216,8 +216,9 @@ def _keyword(
             for m in missing:
                 others.pop(best[m][0], None)
             for cid, s in conn.execute(
+                # `+rowid`: a filter on FTS5's scan, not one FTS5 lookup per chunk (each re-reads the doclists).
                 f"SELECT rowid, {bm25} FROM memory_fts WHERE memory_fts MATCH ? "
-                "AND rowid IN (SELECT value FROM json_each(?))",
+                "AND +rowid IN (SELECT value FROM json_each(?))",
                 (query, json.dumps(list(others))),
             ):
                 mid = others[cid]
@@ -277,17 +278,26 @@ def _recency(updated_ms: int, now: dt.datetime, tier: str) -> float:
     return 1.0 + 0.1 * 0.5 ** (age_days / 90)
 
 
-def _snippet(conn: apsw.Connection, query: str | None, chunk_id: int | None, text: str) -> str:
-    """A short excerpt with the matches between `**`; the text's own markdown bold is dropped, so a bold word
-    that matches reads `**word**`, not `****word****`."""
-    if query and chunk_id is not None:
-        rows = conn.execute(
-            "SELECT snippet(memory_fts, 0, '\x02', '\x03', '…', 24) FROM memory_fts WHERE memory_fts MATCH ? AND rowid = ?",
-            (query, chunk_id),
-        ).fetchall()
-        if rows and "\x02" in rows[0][0]:
-            marked = " ".join(rows[0][0].replace("**", "").split())
-            return marked.replace("\x02", "**").replace("\x03", "**")
+def _snippets(conn: apsw.Connection, query: str | None, chunk_ids: list[int | None]) -> dict[int, str]:
+    """Short excerpts of these chunks with the matches between `**`, by chunk id (chunks without a match are left
+    out); the text's own markdown bold is dropped, so a bold word that matches reads `**word**`, not `****word****`."""
+    ids = [c for c in chunk_ids if c is not None]
+    if not query or not ids:
+        return {}
+    out = {}
+    # `+rowid`: one pass over the matches with a filter, not one FTS5 lookup per chunk (each re-reads the doclists).
+    for cid, text in conn.execute(
+        "SELECT rowid, snippet(memory_fts, 0, '\x02', '\x03', '…', 24) FROM memory_fts "
+        "WHERE memory_fts MATCH ? AND +rowid IN (SELECT value FROM json_each(?))",
+        (query, json.dumps(ids)),
+    ):
+        if "\x02" in text:
+            marked = " ".join(text.replace("**", "").split())
+            out[cid] = marked.replace("\x02", "**").replace("\x03", "**")
+    return out
+
+
+def _excerpt(text: str) -> str:
     flat = " ".join(text.replace("**", "").split())
     return flat[:240] + ("…" if len(flat) > 240 else "")
 
@@ -413,15 +423,23 @@ def search(
     ranked.sort(key=lambda x: (not x[0], *order(x)))
     surfaced_count = sum(1 for r in ranked if r[0])
 
-    results: list[SearchResult] = []
+    # Chunks and snippets are read for the memories shown only, each kind in one query, however many rules lead.
+    picked: list[tuple[bool, float, int, ScoreParts, dict[str, object]]] = []
+    chunks = _chunks(
+        conn, {mid: _best_chunk(kw, sem, mid) for _, _, mid, _ in ranked[: surfaced_count + limit]}
+    )
     for surfaced, score, mid, parts in ranked:
-        if not surfaced and len(results) >= surfaced_count + limit:
+        if not surfaced and len(picked) >= surfaced_count + limit:
             break
-        row = rows[mid]
-        best = kw.get(mid) or sem.get(mid)
-        chunk = _chunk(conn, best[0] if best else None, mid)
+        chunk = chunks[mid] if mid in chunks else _chunk(conn, _best_chunk(kw, sem, mid), mid)
         if chunk is None:  # replaced by a writer since the candidate query
             continue
+        picked.append((surfaced, score, mid, parts, chunk))
+    # No chunk of a memory outside the keyword hits can match the FTS query: those need no snippet lookup.
+    marked = _snippets(conn, fts, [chunk["id"] for _, _, mid, _, chunk in picked if mid in kw])
+    results: list[SearchResult] = []
+    for surfaced, score, mid, parts, chunk in picked:
+        row = rows[mid]
         results.append(
             SearchResult(
                 id=mid,
@@ -438,8 +456,7 @@ def search(
                 tags=json.loads(row["tags"]),
                 score=round(score, 6),
                 parts=parts,
-                # No chunk of a memory outside the keyword hits can match the FTS query: skip the lookup.
-                snippet=_snippet(conn, fts if mid in kw else None, chunk["id"], chunk["text"]),
+                snippet=marked.get(chunk["id"]) or _excerpt(chunk["text"]),  # type: ignore[arg-type]
                 always_surfaced=surfaced,
             )
         )
@@ -486,8 +503,43 @@ def _memory_rows(conn: apsw.Connection, ids: Sequence[int] | set[int]) -> dict[i
     return out
 
 
+def _best_chunk(
+    kw: dict[int, tuple[int, float, float | None]], sem: dict[int, tuple[int, float]], mid: int
+) -> int | None:
+    best = kw.get(mid) or sem.get(mid)
+    return best[0] if best else None
+
+
+CHUNK_COLS = ("id", "heading", "anchor", "start_line", "end_line", "text")
+
+
+def _chunks(conn: apsw.Connection, wanted: dict[int, int | None]) -> dict[int, dict[str, object] | None]:
+    """memory id → its chunk: the given one, or its first when None (see `_chunk`), in two queries at most."""
+    out: dict[int, dict[str, object] | None] = {}
+    by_id = {cid: mid for mid, cid in wanted.items() if cid is not None}
+    if by_id:
+        for row in conn.execute(
+            f"SELECT {', '.join(CHUNK_COLS)} FROM memory_chunks WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(by_id)),),
+        ):
+            out[by_id[row[0]]] = dict(zip(CHUNK_COLS, row, strict=True))
+        out.update({mid: None for mid in by_id.values() if mid not in out})
+    first = [mid for mid, cid in wanted.items() if cid is None]
+    if first:
+        # The bare columns come from the row holding min(seq): each memory's first chunk.
+        for row in conn.execute(
+            f"SELECT memory_id, {', '.join(CHUNK_COLS)}, min(seq) FROM memory_chunks "
+            "WHERE memory_id IN (SELECT value FROM json_each(?)) GROUP BY memory_id",
+            (json.dumps(first),),
+        ):
+            out[row[0]] = dict(zip(CHUNK_COLS, row[1:-1], strict=True))
+        for mid in first:
+            out.setdefault(mid, _chunk(conn, None, mid))
+    return out
+
+
 def _chunk(conn: apsw.Connection, chunk_id: int | None, memory_id: int) -> dict[str, object] | None:
-    cols = ("id", "heading", "anchor", "start_line", "end_line", "text")
+    cols = CHUNK_COLS
     if chunk_id is not None:
         rows = conn.execute(
             f"SELECT {', '.join(cols)} FROM memory_chunks WHERE id = ?", (chunk_id,)
