@@ -21,6 +21,7 @@ from specmem.indexer.errors import ModelUnavailable, SearchError
 from specmem.indexer.parse import normalise
 from specmem.indexer.tiers import TIERS
 from specmem.server import fusion
+from specmem.server.vectors import VectorIndex
 
 Mode = Literal["keyword", "semantic", "hybrid"]
 
@@ -227,16 +228,46 @@ def _keyword(
 
 
 def _semantic(
-    conn: apsw.Connection, vector: bytes, model: str, where: str, args: list[object], k: int, filtered: bool
+    conn: apsw.Connection,
+    vector: bytes,
+    model: str,
+    where: str,
+    args: list[object],
+    k: int,
+    filtered: bool,
+    vectors: VectorIndex | None = None,
 ) -> dict[int, tuple[int, float]]:
-    """memory id → (best chunk id, cosine similarity)."""
+    """memory id → (best chunk id, cosine similarity). With `vectors` (a server's in-memory matrix) the same
+    result without a scan of the table."""
+    if vectors is not None:
+        if filtered:
+            scope = {r[0] for r in conn.execute(f"SELECT m.id FROM memory_index m WHERE {where}", args)}
+            found = vectors.nearest(conn, vector, k, visible=scope)
+            return {mid: (h.chunk_id, 1.0 - h.distance) for mid, h in found.items()}
+        # Memories hidden by the conditions every search has (deprecated, expired, outside the roots) are few:
+        # ask for more until k remain.
+        want = k
+        while True:
+            found = vectors.nearest(conn, vector, want)
+            ids = list(found)
+            visible = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT m.id FROM memory_index m WHERE m.id IN (SELECT value FROM json_each(?)) AND {where}",
+                    [json.dumps(ids), *args],
+                )
+            }
+            shown = {mid: (h.chunk_id, 1.0 - h.distance) for mid, h in found.items() if mid in visible}
+            if len(shown) >= k or len(found) < want:
+                return dict(list(shown.items())[:k])
+            want *= 4
     if filtered:
         # Exact: distances over the filtered memories only, so filters apply before the limit.
         sql = (
             "SELECT c.memory_id, c.id, min(vec_distance_cosine(e.vector, ?)) AS d FROM memory_chunks c "
             "JOIN memory_index m ON m.id = c.memory_id "
             "JOIN embedding_cache e ON e.model = ? AND e.text_hash = c.text_hash "
-            f"WHERE c.embedded = 1 AND {where} GROUP BY c.memory_id ORDER BY d LIMIT ?"
+            f"WHERE c.embedded = 1 AND {where} GROUP BY c.memory_id ORDER BY d, c.id LIMIT ?"
         )
         rows = conn.execute(sql, [vector, model, *args, k]).fetchall()
         # A NULL distance means a zero query vector (a query with no words): nothing to match by meaning.
@@ -250,8 +281,9 @@ def _semantic(
             (vector, chunk_k),
         ).fetchall()
         best: dict[int, tuple[int, float]] = {}
-        for cid, distance, mid in hits:
-            if mid not in best and distance is not None:
+        # Equal distances (chunks of the same text) go to the lower chunk id, as everywhere in search.
+        for distance, cid, mid in sorted((d, cid, mid) for cid, d, mid in hits if d is not None):
+            if mid not in best:
                 best[mid] = (cid, 1.0 - distance)
         if best:
             ids = list(best)
@@ -266,7 +298,7 @@ def _semantic(
         if len(best) >= k or chunk_k >= min(total, 4096):
             break
         chunk_k = min(chunk_k * 4, 4096)
-    return dict(sorted(best.items(), key=lambda kv: -kv[1][1])[:k])
+    return dict(sorted(best.items(), key=lambda kv: (-kv[1][1], kv[1][0]))[:k])
 
 
 def _recency(updated_ms: int, now: dt.datetime, tier: str) -> float:
@@ -314,12 +346,14 @@ def search(
     include_constitutional: bool = True,
     surface: int | None = None,
     now: dt.datetime | None = None,
+    vectors: VectorIndex | None = None,
 ) -> SearchResponse:
     """Ranked memories for `query`. Falls back to keyword mode (and says so) when no model can embed the query.
 
     With `include_constitutional`, constitutional memories are put on top, outside `limit`: all of them when
     `surface` is None, else the `surface` most relevant of those the query matched; the others are ranked with
-    everything else (tier weight 1.5)."""
+    everything else (tier weight 1.5). `vectors`, a long-running server's in-memory copy of the vectors (kept up
+    to date by the caller), answers the semantic side with the same results as sqlite-vec, faster."""
     if mode not in ("keyword", "semantic", "hybrid"):
         raise SearchError(f"unknown mode {mode!r}; use keyword, semantic or hybrid")
     if not 1 <= limit <= 1000:
@@ -358,7 +392,7 @@ def search(
         else {}
     )
     sem = (
-        _semantic(conn, vector, embedder.model_id, where, args, k, not filters.is_empty())  # type: ignore[union-attr]
+        _semantic(conn, vector, embedder.model_id, where, args, k, not filters.is_empty(), vectors)  # type: ignore[union-attr]
         if vector is not None
         else {}
     )
