@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import apsw
 import numpy as np
@@ -89,8 +90,9 @@ class VectorIndex:
             self.model = None
             self._clear(0)
             return 0
-        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memory_chunks'").fetchall()
-        last_id = int(seq[0][0]) if seq else 0
+        last_id = int(
+            db.scalar(conn, "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'memory_chunks'")
+        )
         if model != self.model or int(dim) != self.dim or last_id < self._last_id:
             # Another model, or a rebuilt index whose ids started again: nothing held is valid.
             self.model = model
@@ -122,7 +124,7 @@ class VectorIndex:
         self._free.extend(rows.tolist())
 
     def _load(self, conn: apsw.Connection, block: int, model: str) -> None:
-        rows = conn.execute(
+        rows: list[Any] = conn.execute(
             "SELECT c.id, c.memory_id, e.vector FROM memory_chunks c "
             "JOIN embedding_cache e ON e.model = ? AND e.text_hash = c.text_hash "
             "WHERE c.id BETWEEN ? AND ? AND c.embedded = 1",
