@@ -18,6 +18,7 @@ blocks that changed are read again, through the embedding cache, which holds eve
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -108,27 +109,46 @@ class VectorIndex:
         changed = {b for b in blocks.keys() | self._blocks.keys() if blocks.get(b) != self._blocks.get(b)}
         changed |= {cid >> BLOCK_BITS for cid in pending ^ self._pending}
         if changed:
-            self._drop(changed)
-            for block in sorted(changed):
-                self._load(conn, block, model)
+            self._update(conn, changed, model)
         self._blocks = blocks
         self._pending = pending
         return len(changed)
 
-    def _drop(self, blocks: set[int]) -> None:
+    def _update(self, conn: apsw.Connection, blocks: set[int], model: str) -> None:
+        """Make the rows of these blocks of chunk ids match the index: free the rows of chunks gone (or no longer
+        embedded), read the vectors of the chunks not held yet."""
         used = self._ids[: self._size]
         rows = np.flatnonzero((used >= 0) & np.isin(used >> BLOCK_BITS, np.fromiter(blocks, dtype=np.int64)))
-        self._ids[rows] = -1
-        self._memories[rows] = -1
-        self._inverse_norms[rows] = 0.0
-        self._free.extend(rows.tolist())
+        held: dict[int, dict[int, int]] = {}  # block → chunk id → row
+        for cid, row in zip(used[rows].tolist(), rows.tolist(), strict=True):
+            held.setdefault(cid >> BLOCK_BITS, {})[cid] = row
+        for block in sorted(blocks):
+            low, high = block << BLOCK_BITS, ((block + 1) << BLOCK_BITS) - 1
+            mine = held.get(block)
+            if not mine:
+                self._add(conn, model, "c.id BETWEEN ? AND ?", [low, high])  # a block read whole: one range
+                continue
+            live = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM memory_chunks WHERE id BETWEEN ? AND ? AND embedded = 1", (low, high)
+                )
+            }
+            gone = [row for cid, row in mine.items() if cid not in live]
+            self._ids[gone] = -1
+            self._memories[gone] = -1
+            self._inverse_norms[gone] = 0.0
+            self._free.extend(gone)
+            new = [cid for cid in live if cid not in mine]
+            if new:
+                self._add(conn, model, "c.id IN (SELECT value FROM json_each(?))", [json.dumps(new)])
 
-    def _load(self, conn: apsw.Connection, block: int, model: str) -> None:
+    def _add(self, conn: apsw.Connection, model: str, which: str, args: list[object]) -> None:
         rows: list[Any] = conn.execute(
             "SELECT c.id, c.memory_id, e.vector FROM memory_chunks c "
             "JOIN embedding_cache e ON e.model = ? AND e.text_hash = c.text_hash "
-            "WHERE c.id BETWEEN ? AND ? AND c.embedded = 1",
-            (model, block << BLOCK_BITS, ((block + 1) << BLOCK_BITS) - 1),
+            f"WHERE {which} AND c.embedded = 1",
+            [model, *args],
         ).fetchall()
         if not rows:
             return
