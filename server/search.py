@@ -568,7 +568,8 @@ def _chunks(conn: apsw.Connection, wanted: dict[int, int | None]) -> dict[int, d
         ):
             out[row[0]] = dict(zip(CHUNK_COLS, row[1:-1], strict=True))
         for mid in first:
-            out.setdefault(mid, _chunk(conn, None, mid))
+            if mid not in out:  # no chunks at all (an empty or binary file)
+                out[mid] = _chunk(conn, None, mid)
     return out
 
 
