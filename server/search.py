@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from collections.abc import Sequence
 from typing import Literal
@@ -29,6 +30,7 @@ Mode = Literal["keyword", "semantic", "hybrid"]
 BM25_WEIGHTS = (1.0, 2.0, 3.0, 2.0, 0.5)
 CANDIDATES = 100  # memories taken from each retriever before fusion
 KEYWORD_CUT = 1000  # best chunks taken from FTS5 before they are joined and grouped by memory
+PRUNE_SHARE = 0.6  # see _pruning
 MAX_QUERY_TOKENS = 64
 STOPWORDS = frozenset(
     "a an and are as at be but by can could do does for from has have how i if in into is it its me my of on "
@@ -150,6 +152,52 @@ def _where(filters: Filters, include_deprecated: bool, today: str) -> tuple[str,
     return " AND ".join(clauses), args
 
 
+def _pruning(conn: apsw.Connection, query: str) -> list[tuple[str | None, float]]:
+    """Ways to rank fewer chunks than the query matches, each as (the query's essential words, an upper bound of
+    the BM25 of a chunk with none of them), ending with (None, 0): every match.
+
+    FTS5's bm25 adds, for each query word, idf × f × (k1 + 1) / (f + k1 × (1 − b + b × length / average)), which
+    stays below idf × (k1 + 1) whatever the word's frequency f in the chunk (k1 = 1.2, b = 0.75, fixed in FTS5);
+    a word in most chunks has a tiny idf. Ranking only the chunks with one of the rarer words is then exact as
+    soon as the k-th memory found scores above what the common words alone can add up to."""
+    words = query.split(" OR ")
+    everything: list[tuple[str | None, float]] = [(None, 0.0)]
+    if len(words) < 2:
+        return everything
+    rows = _fts_rows(conn)
+    df = {
+        w: int(db.scalar(conn, "SELECT count(*) FROM memory_fts WHERE memory_fts MATCH ?", (w,)))
+        for w in words
+    }
+    if rows is None or sum(df.values()) < 2 * KEYWORD_CUT:
+        return everything  # few matches: ranking them all is as quick
+    words.sort(key=lambda w: df[w])
+    # 1.01: room for rounding; the bound only decides whether a cheaper way is exact, never a score.
+    bound = {w: 1.01 * 2.2 * max(math.log((rows - df[w] + 0.5) / (df[w] + 0.5)), 1e-6) for w in words}
+    # One try: leave out the commonest words while all they can add stays under PRUNE_SHARE of what the rarest
+    # word alone can score; a miss costs a second pass, so the words left out must be clearly weaker.
+    essential, left_out = list(words), 0.0
+    while len(essential) > 1 and left_out + bound[essential[-1]] <= PRUNE_SHARE * bound[words[0]]:
+        left_out += bound[essential.pop()]
+    ways = [(" OR ".join(essential), left_out)] if len(essential) < len(words) else []
+    return ways + everything
+
+
+def _fts_rows(conn: apsw.Connection) -> int | None:
+    """The row count FTS5's bm25 uses (the first varint of its averages record, id 1), or None."""
+    found = conn.execute("SELECT block FROM memory_fts_data WHERE id = 1").fetchall()
+    if not found or not found[0][0]:
+        return None
+    value = 0
+    for i, byte in enumerate(found[0][0][:9]):  # SQLite's varint: 7 bits a byte, big-endian; a 9th byte has 8
+        if i == 8:
+            return (value << 8) | byte
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value
+    return None
+
+
 def _keyword(
     conn: apsw.Connection,
     query: str,
@@ -168,45 +216,61 @@ def _keyword(
     grouping every matching chunk: the best `k` memories by their best chunk, each with its exact second best
     (with `seconds`; otherwise the second best is given when the cut holds it, as only hybrid fusion uses it)."""
     bm25 = f"bm25(memory_fts, {', '.join(str(w) for w in BM25_WEIGHTS)})"
-    n = max(KEYWORD_CUT, k)
-    while True:
-        if filtered:
-            rows = conn.execute(
-                f"SELECT c.memory_id, c.id, {bm25} AS s FROM memory_fts "
-                "JOIN memory_chunks c ON c.id = memory_fts.rowid JOIN memory_index m ON m.id = c.memory_id "
-                f"WHERE memory_fts MATCH ? AND {where} ORDER BY s, c.id LIMIT ?",
-                [query, *args, n],
-            ).fetchall()
-            taken = len(rows)
-        else:
-            cut = conn.execute(
-                f"SELECT rowid, {bm25} AS s FROM memory_fts WHERE memory_fts MATCH ? ORDER BY s, rowid LIMIT ?",
-                (query, n),
-            ).fetchall()
-            taken = len(cut)
-            owner = dict(
-                conn.execute(
-                    "SELECT c.id, c.memory_id FROM memory_chunks c JOIN memory_index m ON m.id = c.memory_id "
-                    f"WHERE c.id IN (SELECT value FROM json_each(?)) AND {where}",
-                    [json.dumps([cid for cid, _ in cut]), *args],
+    pruned = False
+    for essential, bound in [(None, 0.0)] if filtered else _pruning(conn, query):
+        n = max(KEYWORD_CUT, k)
+        while True:
+            if filtered:
+                rows = conn.execute(
+                    f"SELECT c.memory_id, c.id, {bm25} AS s FROM memory_fts "
+                    "JOIN memory_chunks c ON c.id = memory_fts.rowid JOIN memory_index m ON m.id = c.memory_id "
+                    f"WHERE memory_fts MATCH ? AND {where} ORDER BY s, c.id LIMIT ?",
+                    [query, *args, n],
                 ).fetchall()
-            )
-            rows = [(owner[cid], cid, s) for cid, s in cut if cid in owner]
-        best: dict[int, tuple[int, float]] = {}
-        second: dict[int, float] = {}
-        for mid, cid, s in rows:
-            if mid not in best:
-                best[mid] = (cid, s)
-            elif mid not in second:
-                second[mid] = s
-        complete = taken < n
-        if complete or len(best) >= k:
+                taken = len(rows)
+            else:
+                # Scored by the whole query, but only chunks with one of the essential words are ranked.
+                among = (
+                    ""
+                    if essential is None
+                    else "AND +rowid IN (SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?) "
+                )
+                cut = conn.execute(
+                    f"SELECT rowid, {bm25} AS s FROM memory_fts WHERE memory_fts MATCH ? {among}"
+                    "ORDER BY s, rowid LIMIT ?",
+                    (query, n) if essential is None else (query, essential, n),
+                ).fetchall()
+                taken = len(cut)
+                owner = dict(
+                    conn.execute(
+                        "SELECT c.id, c.memory_id FROM memory_chunks c JOIN memory_index m ON m.id = c.memory_id "
+                        f"WHERE c.id IN (SELECT value FROM json_each(?)) AND {where}",
+                        [json.dumps([cid for cid, _ in cut]), *args],
+                    ).fetchall()
+                )
+                rows = [(owner[cid], cid, s) for cid, s in cut if cid in owner]
+            best: dict[int, tuple[int, float]] = {}
+            second: dict[int, float] = {}
+            for mid, cid, s in rows:
+                if mid not in best:
+                    best[mid] = (cid, s)
+                elif mid not in second:
+                    second[mid] = s
+            complete = taken < n
+            if complete or len(best) >= k:
+                break
+            n *= 8
+        if essential is None:
             break
-        n *= 8
+        # Exact when the k-th memory scores more than any chunk without an essential word can: such chunks can
+        # then be no top memory's best (they can be its second best: those are all looked up again below).
+        if len(best) >= k and -sorted(s for _, s in best.values())[k - 1] > bound:
+            pruned = True
+            break
     top = sorted(best.items(), key=lambda kv: (kv[1][1], kv[1][0]))[:k]
-    if seconds and not complete:
+    if seconds and (pruned or not complete):
         # A second best chunk may lie outside the cut: look it up for the memories whose second is not in it.
-        missing = [mid for mid, _ in top if mid not in second]
+        missing = [mid for mid, _ in top if pruned or mid not in second]
         if missing:
             others = dict(
                 conn.execute(

@@ -300,12 +300,14 @@ def test_search_surfaces_at_most_the_configured_rules(nine_rules, monkeypatch):
 
 @pytest.fixture
 def many_chunks(specs, run_scan, conn):
-    """60 memories of one to four chunks each (anchored blocks), all matching "cache", in three spec folders; some deprecated."""
+    """60 memories of one to four chunks each (anchored blocks), all matching "cache", a few "zanzibar", in three
+    spec folders; some deprecated."""
     words = ["cache", "eviction", "policy", "ttl", "warm", "cold", "lru", "size"]
     for i in range(60):
         sections = "\n\n".join(
             f"<!-- ANCHOR:p{j} -->\n"
             + " ".join(words[(i * j + n) % len(words)] for n in range(3 + (i + j) % 7))
+            + (" zanzibar" if (i + j) % 7 == 0 else "")
             + f"\n<!-- /ANCHOR:p{j} -->"
             for j in range(1 + i % 4)
         )
@@ -315,12 +317,14 @@ def many_chunks(specs, run_scan, conn):
     return conn
 
 
+@pytest.mark.parametrize("prune_share", [0.6, 100.0])
 @pytest.mark.parametrize("mode", ["keyword", "hybrid"])
 def test_keyword_cut_gives_the_same_results_as_grouping_every_match(
-    many_chunks, hash_embedder, monkeypatch, mode
+    many_chunks, hash_embedder, monkeypatch, mode, prune_share
 ):
-    """A cut of the best chunks far smaller than the matches, widened as needed, ranks exactly as no cut: same
-    memories, same best chunks, same second best scores, with and without filters."""
+    """A cut of the best chunks far smaller than the matches, widened as needed, and ranking only the chunks with
+    a query's rarer words when that is provably exact (a share of 100 tries it on every query), rank exactly as
+    grouping every match: same memories, same best chunks, same second best scores, with and without filters."""
     import specmem.server.search as search_module
 
     cases = [
@@ -328,6 +332,8 @@ def test_keyword_cut_gives_the_same_results_as_grouping_every_match(
         ("cache lru ttl", None, 5),
         ("eviction policy", Filters(spec_folder="001-f"), 10),
         ("warm cold size", Filters(tiers=["normal"]), 3),
+        ("zanzibar cache", None, 10),
+        ("zanzibar lru policy", None, 3),
     ]
 
     def run() -> list:
@@ -345,6 +351,7 @@ def test_keyword_cut_gives_the_same_results_as_grouping_every_match(
     monkeypatch.setattr(search_module, "KEYWORD_CUT", 10**6)
     whole = run()
     monkeypatch.setattr(search_module, "KEYWORD_CUT", 3)
+    monkeypatch.setattr(search_module, "PRUNE_SHARE", prune_share)
     assert run() == whole
     assert all(whole)
     if mode == "hybrid":
