@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -19,6 +20,7 @@ from specmem.indexer.errors import ModelUnavailable, SearchError
 from specmem.indexer.parse import normalise
 from specmem.indexer.tiers import TIERS
 from specmem.server import fusion
+from specmem.server.vectors import VectorIndex
 
 if TYPE_CHECKING:
     from specmem.indexer.embed import Embedder  # numpy: not for a keyword search
@@ -28,6 +30,8 @@ Mode = Literal["keyword", "semantic", "hybrid"]
 # bm25 column weights: text, title/heading path, trigger phrases, tags, path.
 BM25_WEIGHTS = (1.0, 2.0, 3.0, 2.0, 0.5)
 CANDIDATES = 100  # memories taken from each retriever before fusion
+KEYWORD_CUT = 1000  # best chunks taken from FTS5 before they are joined and grouped by memory
+PRUNE_SHARE = 0.6  # see _pruning
 MAX_QUERY_TOKENS = 64
 STOPWORDS = frozenset(
     "a an and are as at be but by can could do does for from has have how i if in into is it its me my of on "
@@ -172,37 +176,186 @@ def _where(filters: Filters, include_deprecated: bool, today: str) -> tuple[str,
     return " AND ".join(clauses), args
 
 
+def _pruning(conn: apsw.Connection, query: str) -> list[tuple[str | None, float]]:
+    """Ways to rank fewer chunks than the query matches, each as (the query's essential words, an upper bound of
+    the BM25 of a chunk with none of them), ending with (None, 0): every match.
+
+    FTS5's bm25 adds, for each query word, idf × f × (k1 + 1) / (f + k1 × (1 − b + b × length / average)), which
+    stays below idf × (k1 + 1) whatever the word's frequency f in the chunk (k1 = 1.2, b = 0.75, fixed in FTS5);
+    a word in most chunks has a tiny idf. Ranking only the chunks with one of the rarer words is then exact as
+    soon as the k-th memory found scores above what the common words alone can add up to."""
+    words = query.split(" OR ")
+    everything: list[tuple[str | None, float]] = [(None, 0.0)]
+    if len(words) < 2:
+        return everything
+    rows = _fts_rows(conn)
+    df = {
+        w: int(db.scalar(conn, "SELECT count(*) FROM memory_fts WHERE memory_fts MATCH ?", (w,)))
+        for w in words
+    }
+    if rows is None or sum(df.values()) < 2 * KEYWORD_CUT:
+        return everything  # few matches: ranking them all is as quick
+    words.sort(key=lambda w: df[w])
+    # 1.01: room for rounding; the bound only decides whether a cheaper way is exact, never a score.
+    bound = {w: 1.01 * 2.2 * max(math.log((rows - df[w] + 0.5) / (df[w] + 0.5)), 1e-6) for w in words}
+    # One try: leave out the commonest words while all they can add stays under PRUNE_SHARE of what the rarest
+    # word alone can score; a miss costs a second pass, so the words left out must be clearly weaker.
+    essential, left_out = list(words), 0.0
+    while len(essential) > 1 and left_out + bound[essential[-1]] <= PRUNE_SHARE * bound[words[0]]:
+        left_out += bound[essential.pop()]
+    ways = [(" OR ".join(essential), left_out)] if len(essential) < len(words) else []
+    return ways + everything
+
+
+def _fts_rows(conn: apsw.Connection) -> int | None:
+    """The row count FTS5's bm25 uses (the first varint of its averages record, id 1), or None."""
+    found = conn.execute("SELECT block FROM memory_fts_data WHERE id = 1").fetchall()
+    if not found or not found[0][0]:
+        return None
+    value = 0
+    for i, byte in enumerate(found[0][0][:9]):  # SQLite's varint: 7 bits a byte, big-endian; a 9th byte has 8
+        if i == 8:
+            return (value << 8) | byte
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value
+    return None
+
+
 def _keyword(
-    conn: apsw.Connection, query: str, where: str, args: list[object], k: int
+    conn: apsw.Connection,
+    query: str,
+    where: str,
+    args: list[object],
+    k: int,
+    *,
+    filtered: bool,
+    seconds: bool,
 ) -> dict[int, tuple[int, float, float | None]]:
-    """memory id → (best chunk id, its bm25, the second best chunk's bm25 or None), higher is better."""
-    weights = ", ".join(str(w) for w in BM25_WEIGHTS)
-    sql = (
-        "WITH hits AS MATERIALIZED ("
-        f"SELECT c.memory_id, c.id AS chunk_id, bm25(memory_fts, {weights}) AS s "
-        "FROM memory_fts JOIN memory_chunks c ON c.id = memory_fts.rowid "
-        "JOIN memory_index m ON m.id = c.memory_id "
-        f"WHERE memory_fts MATCH ? AND {where}), "
-        "top AS (SELECT memory_id, chunk_id, min(s) AS best FROM hits GROUP BY memory_id ORDER BY best LIMIT ?) "
-        "SELECT memory_id, chunk_id, best, "
-        "(SELECT min(s) FROM hits h WHERE h.memory_id = top.memory_id AND h.chunk_id != top.chunk_id) "
-        "FROM top ORDER BY best"
-    )
-    rows = conn.execute(sql, [query, *args, k])
-    return {mid: (cid, -best, None if second is None else -second) for mid, cid, best, second in rows}
+    """memory id → (best chunk id, its bm25, the second best chunk's bm25 or None), higher is better.
+
+    FTS5's best chunks are taken first (a cut of KEYWORD_CUT, widened until `k` memories survive the filters or
+    every match is in), so a query matching most of the index joins a thousand chunks, not all of them. With
+    filters the cut is taken inside them, so it cannot drop the memories in scope. The result is the same as
+    grouping every matching chunk: the best `k` memories by their best chunk, each with its exact second best
+    (with `seconds`; otherwise the second best is given when the cut holds it, as only hybrid fusion uses it)."""
+    bm25 = f"bm25(memory_fts, {', '.join(str(w) for w in BM25_WEIGHTS)})"
+    pruned = False
+    for essential, bound in [(None, 0.0)] if filtered else _pruning(conn, query):
+        n = max(KEYWORD_CUT, k)
+        while True:
+            if filtered:
+                rows = conn.execute(
+                    f"SELECT c.memory_id, c.id, {bm25} AS s FROM memory_fts "
+                    "JOIN memory_chunks c ON c.id = memory_fts.rowid JOIN memory_index m ON m.id = c.memory_id "
+                    f"WHERE memory_fts MATCH ? AND {where} ORDER BY s, c.id LIMIT ?",
+                    [query, *args, n],
+                ).fetchall()
+                taken = len(rows)
+            else:
+                # Scored by the whole query, but only chunks with one of the essential words are ranked.
+                among = (
+                    ""
+                    if essential is None
+                    else "AND +rowid IN (SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?) "
+                )
+                cut = conn.execute(
+                    f"SELECT rowid, {bm25} AS s FROM memory_fts WHERE memory_fts MATCH ? {among}"
+                    "ORDER BY s, rowid LIMIT ?",
+                    (query, n) if essential is None else (query, essential, n),
+                ).fetchall()
+                taken = len(cut)
+                owner = dict(
+                    conn.execute(
+                        "SELECT c.id, c.memory_id FROM memory_chunks c JOIN memory_index m ON m.id = c.memory_id "
+                        f"WHERE c.id IN (SELECT value FROM json_each(?)) AND {where}",
+                        [json.dumps([cid for cid, _ in cut]), *args],
+                    ).fetchall()
+                )
+                rows = [(owner[cid], cid, s) for cid, s in cut if cid in owner]
+            best: dict[int, tuple[int, float]] = {}
+            second: dict[int, float] = {}
+            for mid, cid, s in rows:
+                if mid not in best:
+                    best[mid] = (cid, s)
+                elif mid not in second:
+                    second[mid] = s
+            complete = taken < n
+            if complete or len(best) >= k:
+                break
+            n *= 8
+        if essential is None:
+            break
+        # Exact when the k-th memory scores more than any chunk without an essential word can: such chunks can
+        # then be no top memory's best (they can be its second best: those are all looked up again below).
+        if len(best) >= k and -sorted(s for _, s in best.values())[k - 1] > bound:
+            pruned = True
+            break
+    top = sorted(best.items(), key=lambda kv: (kv[1][1], kv[1][0]))[:k]
+    if seconds and (pruned or not complete):
+        # A second best chunk may lie outside the cut: look it up for the memories whose second is not in it.
+        missing = [mid for mid, _ in top if pruned or mid not in second]
+        if missing:
+            others = dict(
+                conn.execute(
+                    "SELECT id, memory_id FROM memory_chunks WHERE memory_id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(missing),),
+                ).fetchall()
+            )
+            for m in missing:
+                others.pop(best[m][0], None)
+            for cid, s in conn.execute(
+                # `+rowid`: a filter on FTS5's scan, not one FTS5 lookup per chunk (each re-reads the doclists).
+                f"SELECT rowid, {bm25} FROM memory_fts WHERE memory_fts MATCH ? "
+                "AND +rowid IN (SELECT value FROM json_each(?))",
+                (query, json.dumps(list(others))),
+            ):
+                mid = others[cid]
+                second[mid] = min(s, second.get(mid, s))
+    return {mid: (cid, -s, None if mid not in second else -second[mid]) for mid, (cid, s) in top}
 
 
 def _semantic(
-    conn: apsw.Connection, vector: bytes, model: str, where: str, args: list[object], k: int, filtered: bool
+    conn: apsw.Connection,
+    vector: bytes,
+    model: str,
+    where: str,
+    args: list[object],
+    k: int,
+    filtered: bool,
+    vectors: VectorIndex | None = None,
 ) -> dict[int, tuple[int, float]]:
-    """memory id → (best chunk id, cosine similarity)."""
+    """memory id → (best chunk id, cosine similarity). With `vectors` (a server's in-memory matrix) the same
+    result without a scan of the table."""
+    if vectors is not None:
+        if filtered:
+            scope = {r[0] for r in conn.execute(f"SELECT m.id FROM memory_index m WHERE {where}", args)}
+            found = vectors.nearest(conn, vector, k, visible=scope)
+            return {mid: (h.chunk_id, 1.0 - h.distance) for mid, h in found.items()}
+        # Memories hidden by the conditions every search has (deprecated, expired, outside the roots) are few:
+        # ask for more until k remain.
+        want = k
+        while True:
+            found = vectors.nearest(conn, vector, want)
+            ids = list(found)
+            visible = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT m.id FROM memory_index m WHERE m.id IN (SELECT value FROM json_each(?)) AND {where}",
+                    [json.dumps(ids), *args],
+                )
+            }
+            shown = {mid: (h.chunk_id, 1.0 - h.distance) for mid, h in found.items() if mid in visible}
+            if len(shown) >= k or len(found) < want:
+                return dict(list(shown.items())[:k])
+            want *= 4
     if filtered:
         # Exact: distances over the filtered memories only, so filters apply before the limit.
         sql = (
             "SELECT c.memory_id, c.id, min(vec_distance_cosine(e.vector, ?)) AS d FROM memory_chunks c "
             "JOIN memory_index m ON m.id = c.memory_id "
             "JOIN embedding_cache e ON e.model = ? AND e.text_hash = c.text_hash "
-            f"WHERE c.embedded = 1 AND {where} GROUP BY c.memory_id ORDER BY d LIMIT ?"
+            f"WHERE c.embedded = 1 AND {where} GROUP BY c.memory_id ORDER BY d, c.id LIMIT ?"
         )
         rows = conn.execute(sql, [vector, model, *args, k]).fetchall()
         # A NULL distance means a zero query vector (a query with no words): nothing to match by meaning.
@@ -216,8 +369,9 @@ def _semantic(
             (vector, chunk_k),
         ).fetchall()
         best: dict[int, tuple[int, float]] = {}
-        for cid, distance, mid in hits:
-            if mid not in best and distance is not None:
+        # Equal distances (chunks of the same text) go to the lower chunk id, as everywhere in search.
+        for distance, cid, mid in sorted((d, cid, mid) for cid, d, mid in hits if d is not None):
+            if mid not in best:
                 best[mid] = (cid, 1.0 - distance)
         if best:
             ids = list(best)
@@ -232,7 +386,7 @@ def _semantic(
         if len(best) >= k or chunk_k >= min(total, 4096):
             break
         chunk_k = min(chunk_k * 4, 4096)
-    return dict(sorted(best.items(), key=lambda kv: -kv[1][1])[:k])
+    return dict(sorted(best.items(), key=lambda kv: (-kv[1][1], kv[1][0]))[:k])
 
 
 def _recency(updated_ms: int, now: dt.datetime, tier: str) -> float:
@@ -244,17 +398,26 @@ def _recency(updated_ms: int, now: dt.datetime, tier: str) -> float:
     return 1.0 + 0.1 * 0.5 ** (age_days / 90)
 
 
-def _snippet(conn: apsw.Connection, query: str | None, chunk_id: int | None, text: str) -> str:
-    """A short excerpt with the matches between `**`; the text's own markdown bold is dropped, so a bold word
-    that matches reads `**word**`, not `****word****`."""
-    if query and chunk_id is not None:
-        rows = conn.execute(
-            "SELECT snippet(memory_fts, 0, '\x02', '\x03', '…', 24) FROM memory_fts WHERE memory_fts MATCH ? AND rowid = ?",
-            (query, chunk_id),
-        ).fetchall()
-        if rows and "\x02" in rows[0][0]:
-            marked = " ".join(rows[0][0].replace("**", "").split())
-            return marked.replace("\x02", "**").replace("\x03", "**")
+def _snippets(conn: apsw.Connection, query: str | None, chunk_ids: list[int | None]) -> dict[int, str]:
+    """Short excerpts of these chunks with the matches between `**`, by chunk id (chunks without a match are left
+    out); the text's own markdown bold is dropped, so a bold word that matches reads `**word**`, not `****word****`."""
+    ids = [c for c in chunk_ids if c is not None]
+    if not query or not ids:
+        return {}
+    out = {}
+    # `+rowid`: one pass over the matches with a filter, not one FTS5 lookup per chunk (each re-reads the doclists).
+    for cid, text in conn.execute(
+        "SELECT rowid, snippet(memory_fts, 0, '\x02', '\x03', '…', 24) FROM memory_fts "
+        "WHERE memory_fts MATCH ? AND +rowid IN (SELECT value FROM json_each(?))",
+        (query, json.dumps(ids)),
+    ):
+        if "\x02" in text:
+            marked = " ".join(text.replace("**", "").split())
+            out[cid] = marked.replace("\x02", "**").replace("\x03", "**")
+    return out
+
+
+def _excerpt(text: str) -> str:
     flat = " ".join(text.replace("**", "").split())
     return flat[:240] + ("…" if len(flat) > 240 else "")
 
@@ -271,12 +434,14 @@ def search(
     include_constitutional: bool = True,
     surface: int | None = None,
     now: dt.datetime | None = None,
+    vectors: VectorIndex | None = None,
 ) -> SearchResponse:
     """Ranked memories for `query`. Falls back to keyword mode (and says so) when no model can embed the query.
 
     With `include_constitutional`, constitutional memories are put on top, outside `limit`: all of them when
     `surface` is None, else the `surface` most relevant of those the query matched; the others are ranked with
-    everything else (tier weight 1.5)."""
+    everything else (tier weight 1.5). `vectors`, a long-running server's in-memory copy of the vectors (kept up
+    to date by the caller), answers the semantic side with the same results as sqlite-vec, faster."""
     if mode not in ("keyword", "semantic", "hybrid"):
         raise SearchError(f"unknown mode {mode!r}; use keyword, semantic or hybrid")
     if not 1 <= limit <= 1000:
@@ -309,9 +474,13 @@ def search(
         if vector is None:
             used = "keyword"
 
-    kw = _keyword(conn, fts, where, args, k) if fts and used != "semantic" else {}
+    kw = (
+        _keyword(conn, fts, where, args, k, filtered=not filters.is_empty(), seconds=used == "hybrid")
+        if fts and used != "semantic"
+        else {}
+    )
     sem = (
-        _semantic(conn, vector, embedder.model_id, where, args, k, not filters.is_empty())  # type: ignore[union-attr]
+        _semantic(conn, vector, embedder.model_id, where, args, k, not filters.is_empty(), vectors)  # type: ignore[union-attr]
         if vector is not None
         else {}
     )
@@ -376,15 +545,23 @@ def search(
     ranked.sort(key=lambda x: (not x[0], *order(x)))
     surfaced_count = sum(1 for r in ranked if r[0])
 
-    results: list[SearchResult] = []
+    # Chunks and snippets are read for the memories shown only, each kind in one query, however many rules lead.
+    picked: list[tuple[bool, float, int, ScoreParts, dict[str, object]]] = []
+    chunks = _chunks(
+        conn, {mid: _best_chunk(kw, sem, mid) for _, _, mid, _ in ranked[: surfaced_count + limit]}
+    )
     for surfaced, score, mid, parts in ranked:
-        if not surfaced and len(results) >= surfaced_count + limit:
+        if not surfaced and len(picked) >= surfaced_count + limit:
             break
-        row = rows[mid]
-        best = kw.get(mid) or sem.get(mid)
-        chunk = _chunk(conn, best[0] if best else None, mid)
+        chunk = chunks[mid] if mid in chunks else _chunk(conn, _best_chunk(kw, sem, mid), mid)
         if chunk is None:  # replaced by a writer since the candidate query
             continue
+        picked.append((surfaced, score, mid, parts, chunk))
+    # No chunk of a memory outside the keyword hits can match the FTS query: those need no snippet lookup.
+    marked = _snippets(conn, fts, [chunk["id"] for _, _, mid, _, chunk in picked if mid in kw])
+    results: list[SearchResult] = []
+    for surfaced, score, mid, parts, chunk in picked:
+        row = rows[mid]
         results.append(
             SearchResult(
                 id=mid,
@@ -401,8 +578,7 @@ def search(
                 tags=json.loads(row["tags"]),
                 score=round(score, 6),
                 parts=parts,
-                # No chunk of a memory outside the keyword hits can match the FTS query: skip the lookup.
-                snippet=_snippet(conn, fts if mid in kw else None, chunk["id"], chunk["text"]),
+                snippet=marked.get(chunk["id"]) or _excerpt(chunk["text"]),  # type: ignore[arg-type]
                 always_surfaced=surfaced,
             )
         )
@@ -449,8 +625,44 @@ def _memory_rows(conn: apsw.Connection, ids: Sequence[int] | set[int]) -> dict[i
     return out
 
 
+def _best_chunk(
+    kw: dict[int, tuple[int, float, float | None]], sem: dict[int, tuple[int, float]], mid: int
+) -> int | None:
+    best = kw.get(mid) or sem.get(mid)
+    return best[0] if best else None
+
+
+CHUNK_COLS = ("id", "heading", "anchor", "start_line", "end_line", "text")
+
+
+def _chunks(conn: apsw.Connection, wanted: dict[int, int | None]) -> dict[int, dict[str, object] | None]:
+    """memory id → its chunk: the given one, or its first when None (see `_chunk`), in two queries at most."""
+    out: dict[int, dict[str, object] | None] = {}
+    by_id = {cid: mid for mid, cid in wanted.items() if cid is not None}
+    if by_id:
+        for row in conn.execute(
+            f"SELECT {', '.join(CHUNK_COLS)} FROM memory_chunks WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(by_id)),),
+        ):
+            out[by_id[row[0]]] = dict(zip(CHUNK_COLS, row, strict=True))
+        out.update({mid: None for mid in by_id.values() if mid not in out})
+    first = [mid for mid, cid in wanted.items() if cid is None]
+    if first:
+        # The bare columns come from the row holding min(seq): each memory's first chunk.
+        for row in conn.execute(
+            f"SELECT memory_id, {', '.join(CHUNK_COLS)}, min(seq) FROM memory_chunks "
+            "WHERE memory_id IN (SELECT value FROM json_each(?)) GROUP BY memory_id",
+            (json.dumps(first),),
+        ):
+            out[row[0]] = dict(zip(CHUNK_COLS, row[1:-1], strict=True))
+        for mid in first:
+            if mid not in out:  # no chunks at all (an empty or binary file)
+                out[mid] = _chunk(conn, None, mid)
+    return out
+
+
 def _chunk(conn: apsw.Connection, chunk_id: int | None, memory_id: int) -> dict[str, object] | None:
-    cols = ("id", "heading", "anchor", "start_line", "end_line", "text")
+    cols = CHUNK_COLS
     if chunk_id is not None:
         rows = conn.execute(
             f"SELECT {', '.join(cols)} FROM memory_chunks WHERE id = ?", (chunk_id,)

@@ -18,6 +18,7 @@ import apsw
 from specmem.indexer import db
 from specmem.indexer.config import Config, missing_index
 from specmem.indexer.errors import DatabaseError, ModelUnavailable
+from specmem.server.vectors import VectorIndex
 
 if TYPE_CHECKING:
     from specmem.indexer.embed import Embedder  # numpy: imported when a model is needed, not at start-up
@@ -38,7 +39,14 @@ def stamp(path: os.PathLike[str] | str) -> tuple[int, int, int] | None:
 class ReadState:
     """The server's view of one index. `conn()` is called at the start of every tool call."""
 
-    def __init__(self, config: Config, *, load_model: bool = True, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        load_model: bool = True,
+        embedder: Embedder | None = None,
+        memory_vectors: bool = False,
+    ) -> None:
         self.config = config
         self._local = threading.local()
         self._open: set[apsw.Connection] = set()
@@ -53,6 +61,12 @@ class ReadState:
         self.query_embedder: Embedder | None = embedder
         self.model_error: str | None = None
         self._model_ready = threading.Event()
+        # The vectors as an in-memory matrix (server/vectors.py): loaded in a thread at the first semantic search,
+        # then refreshed by what changed whenever the index changes on disk.
+        self._vectors = VectorIndex() if memory_vectors else None
+        self._vectors_stamp: tuple[object, object] | None = None
+        self._vectors_loading = threading.Lock()
+        self._vectors_ready = threading.Event()
         if load_model:
             threading.Thread(target=self._load_model, name="specmem-model", daemon=True).start()
 
@@ -122,6 +136,44 @@ class ReadState:
                 self._caches.clear()
                 self._cache_stamp = current
         return local.conn
+
+    # -- the vectors in memory -------------------------------------------------------------------------------
+
+    def vectors(self) -> VectorIndex | None:
+        """The in-memory vectors, up to date with the index on disk; None when they are off, while their first
+        load runs in its thread (searches use sqlite-vec meanwhile) or when it failed."""
+        if self._vectors is None:
+            return None
+        if not self._vectors_ready.is_set():
+            if self._vectors_loading.acquire(blocking=False):
+                threading.Thread(target=self._load_vectors, name="specmem-vectors", daemon=True).start()
+            return None
+        conn = self.conn()
+        current = (stamp(self.config.signal_path), stamp(self.config.db_path))
+        if self._vectors_stamp != current:
+            self._vectors.refresh(conn)
+            self._vectors_stamp = current
+        return self._vectors
+
+    def wait_vectors(self, timeout: float) -> bool:
+        """Wait for the first load of the in-memory vectors (started by `vectors()`); whether it is done."""
+        return self._vectors_ready.wait(timeout)
+
+    def _load_vectors(self) -> None:
+        assert self._vectors is not None
+        try:
+            current = (stamp(self.config.signal_path), stamp(self.config.db_path))
+            conn = db.connect(self.config.db_path, readonly=True)
+            try:
+                self._vectors.refresh(conn)
+            finally:
+                conn.close()
+            self._vectors_stamp = current
+            log.info("%d chunk vectors in memory (%.0f MB)", len(self._vectors), self._vectors.nbytes / 1e6)
+            self._vectors_ready.set()
+        except Exception:  # noqa: BLE001 - searches go on with sqlite-vec
+            log.exception("loading the vectors into memory failed; searches use sqlite-vec")
+            self._vectors = None
 
     def cached(self, name: str, build: Callable[[apsw.Connection], T]) -> T:
         """A value derived from the index, kept until the index next changes."""

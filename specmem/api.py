@@ -64,10 +64,18 @@ class Memories:
         embedder: Embedder | None = None,
         background: bool = False,
         load_model: bool = True,
+        memory_vectors: bool | None = None,
     ) -> None:
         self.config = config
         self.background = background
-        self._reader = ReadState(config, load_model=background and load_model, embedder=embedder)
+        # A long-running host keeps the vectors in memory (1.5 KB a chunk with the default model) for semantic
+        # search without a scan of the table; `memory_vectors=False` keeps them on disk only.
+        self._reader = ReadState(
+            config,
+            load_model=background and load_model,
+            embedder=embedder,
+            memory_vectors=background if memory_vectors is None else memory_vectors,
+        )
         self._own_embedder = embedder is not None
         self._embedding = threading.Lock()
 
@@ -138,6 +146,7 @@ class Memories:
             include_constitutional=include_constitutional,
             surface=None if all_rules else self.config.surface_constitutional,
             now=now,
+            vectors=None if mode == "keyword" else self._reader.vectors(),
         )
 
     def _query_embedder(self, conn: apsw.Connection, mode: Mode) -> Embedder | None:

@@ -296,3 +296,63 @@ def test_search_surfaces_at_most_the_configured_rules(nine_rules, monkeypatch):
         ranked = mem.search("secrets", limit=3).results
         assert not any(r.always_surfaced for r in ranked)
         assert "Rule about secrets" in [r.title for r in ranked]  # ranked with its tier weight, not hidden
+
+
+@pytest.fixture
+def many_chunks(specs, run_scan, conn):
+    """60 memories of one to four chunks each (anchored blocks), all matching "cache", a few "zanzibar", in three
+    spec folders; some deprecated."""
+    words = ["cache", "eviction", "policy", "ttl", "warm", "cold", "lru", "size"]
+    for i in range(60):
+        sections = "\n\n".join(
+            f"<!-- ANCHOR:p{j} -->\n"
+            + " ".join(words[(i * j + n) % len(words)] for n in range(3 + (i + j) % 7))
+            + (" zanzibar" if (i + j) % 7 == 0 else "")
+            + f"\n<!-- /ANCHOR:p{j} -->"
+            for j in range(1 + i % 4)
+        )
+        meta = {"importance_tier": "deprecated"} if i % 11 == 0 else {}
+        write(specs / f"00{i % 3}-f" / "memory" / f"m{i:02d}.md", memory(f"Note {i}", sections, **meta))
+    run_scan()
+    return conn
+
+
+@pytest.mark.parametrize("prune_share", [0.6, 100.0])
+@pytest.mark.parametrize("mode", ["keyword", "hybrid"])
+def test_keyword_cut_gives_the_same_results_as_grouping_every_match(
+    many_chunks, hash_embedder, monkeypatch, mode, prune_share
+):
+    """A cut of the best chunks far smaller than the matches, widened as needed, and ranking only the chunks with
+    a query's rarer words when that is provably exact (a share of 100 tries it on every query), rank exactly as
+    grouping every match: same memories, same best chunks, same second best scores, with and without filters."""
+    import specmem.server.search as search_module
+
+    cases = [
+        ("cache", None, 10),
+        ("cache lru ttl", None, 5),
+        ("eviction policy", Filters(spec_folder="001-f"), 10),
+        ("warm cold size", Filters(tiers=["normal"]), 3),
+        ("zanzibar cache", None, 10),
+        ("zanzibar lru policy", None, 3),
+    ]
+
+    def run() -> list:
+        return [
+            [
+                (r.id, r.start_line, r.score, r.parts.keyword, r.parts.keyword_second, r.snippet)
+                for r in search(
+                    many_chunks, q, mode=mode, limit=limit, filters=f, embedder=hash_embedder
+                ).results
+            ]
+            for q, f, limit in cases
+        ]
+
+    monkeypatch.setattr(search_module, "CANDIDATES", 8)
+    monkeypatch.setattr(search_module, "KEYWORD_CUT", 10**6)
+    whole = run()
+    monkeypatch.setattr(search_module, "KEYWORD_CUT", 3)
+    monkeypatch.setattr(search_module, "PRUNE_SHARE", prune_share)
+    assert run() == whole
+    assert all(whole)
+    if mode == "hybrid":
+        assert any(part[4] is not None for result in whole for part in result)

@@ -11,9 +11,11 @@ copy, so that no two files are alike. Only one size exists on disk at a time. Fo
 - first index into a new database: wall, CPU, peak RSS, and the scan's own keyword-phase time (`--json`);
 - no-op rescan and one-file-changed rescan: whole process (wall, CPU, peak RSS) and the scan's own time;
 - keyword search in-process: p50/p95 over fixed queries through the library's search function, in one Python
-  process that imports it once; and how many chunks each query matches. Twice: as users get it (every
-  constitutional memory is listed ahead of the results, and the copies multiply them: 33 at 2k, 825 at 50k), and
-  with `include_constitutional=False`, which leaves the keyword retrieval alone;
+  process that imports it once; and how many chunks each query matches. Three times: with every constitutional
+  memory listed ahead of the results (the library function's default, what `memory_context` and a stdio session's
+  first search do; the copies multiply the rules: 33 at 2k, 825 at 50k), as users get a search (the 3 most
+  relevant rules on top, `SPECMEM_SURFACE`'s default), and with `include_constitutional=False`, which leaves the
+  keyword retrieval alone;
 - keyword search as one CLI process (`specmem search --mode keyword`).
 
 Then the growth exponent of each figure between sizes: the slope of log(time) on log(files), 1.0 meaning linear.
@@ -55,12 +57,14 @@ for q in queries:
         "SELECT count(*) FROM memory_fts WHERE memory_fts MATCH ?", (fts_query(q),)
     ).fetchall()[0][0]
 out = {"matched_chunks": matched}
-for name, surfaced in (("default", True), ("no_constitutional", False)):
+variants = (("default", True, None), ("surfaced", True, 3), ("no_constitutional", False, None))
+for name, surfaced, surface in variants:
     wall, cpu, shown = [], [], 0
     for _ in range(reps):
         for q in queries:
             w, c = time.perf_counter(), time.process_time()
-            shown = len(search(conn, q, mode="keyword", limit=10, include_constitutional=surfaced).results)
+            found = search(conn, q, mode="keyword", limit=10, include_constitutional=surfaced, surface=surface)
+            shown = len(found.results)
             wall.append((time.perf_counter() - w) * 1000)
             cpu.append((time.process_time() - c) * 1000)
     out[name] = {"wall_ms": wall, "cpu_ms": cpu, "results": shown}
@@ -144,6 +148,7 @@ def measure_size(
     found = json.loads(child.stdout)
     for name, key in (
         ("default", "search_inprocess"),
+        ("surfaced", "search_inprocess_surfaced"),
         ("no_constitutional", "search_inprocess_no_constitutional"),
     ):
         f = found[name]
@@ -187,6 +192,11 @@ CURVE = [
     ("keyword search in-process p50 ms", ("search_inprocess", "p50_ms")),
     ("keyword search in-process p95 ms", ("search_inprocess", "p95_ms")),
     ("keyword search in-process CPU p50 ms", ("search_inprocess", "cpu_p50_ms")),
+    (
+        "same, the 3 most relevant rules on top (SPECMEM_SURFACE), p50 ms",
+        ("search_inprocess_surfaced", "p50_ms"),
+    ),
+    ("same, the 3 most relevant rules on top, CPU p50 ms", ("search_inprocess_surfaced", "cpu_p50_ms")),
     ("same, no constitutional memories surfaced, p50 ms", ("search_inprocess_no_constitutional", "p50_ms")),
     ("same, no constitutional memories surfaced, p95 ms", ("search_inprocess_no_constitutional", "p95_ms")),
     (
