@@ -1,6 +1,6 @@
 """Start-up of the `specmem` command and of the MCP server, whole processes, on md-manpages-2000 (2,000 files).
 
-    nice .venv/bin/python tests/bench/startup.py              # about a minute with the default 20 runs
+    nice .venv/bin/python tests/bench/startup.py              # a minute or two with the default 20 runs
     nice .venv/bin/python tests/bench/startup.py --against ../main/.venv/bin/specmem    # and another install
 
 Measures (median wall and CPU, user + system, over the runs; every sample kept):
