@@ -341,8 +341,8 @@ def embed_pending(
                 )
                 if live is None:
                     continue
-                blob = fresh.get(row.text_hash) or cached.get(row.text_hash)
-                conn.execute("INSERT INTO vec_memories (chunk_id, embedding) VALUES (?, ?)", (row.id, blob))
+                vector = fresh[row.text_hash] if row.text_hash in fresh else cached[row.text_hash]
+                conn.execute("INSERT INTO vec_memories (chunk_id, embedding) VALUES (?, ?)", (row.id, vector))
                 conn.execute("UPDATE memory_chunks SET embedded = 1 WHERE id = ?", (row.id,))
                 touched.add(int(live.memory_id))
             for mid in touched:
