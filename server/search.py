@@ -546,7 +546,7 @@ def search(
     surfaced_count = sum(1 for r in ranked if r[0])
 
     # Chunks and snippets are read for the memories shown only, each kind in one query, however many rules lead.
-    picked: list[tuple[bool, float, int, ScoreParts, dict[str, object]]] = []
+    picked: list[tuple[bool, float, int, ScoreParts, dict[str, Any]]] = []
     chunks = _chunks(
         conn, {mid: _best_chunk(kw, sem, mid) for _, _, mid, _ in ranked[: surfaced_count + limit]}
     )
@@ -601,9 +601,9 @@ def search(
     )
 
 
-def _memory_rows(conn: apsw.Connection, ids: Sequence[int] | set[int]) -> dict[int, dict[str, object]]:
+def _memory_rows(conn: apsw.Connection, ids: Sequence[int] | set[int]) -> dict[int, dict[str, Any]]:
     ids = list(ids)
-    out: dict[int, dict[str, object]] = {}
+    out: dict[int, dict[str, Any]] = {}
     cols = (
         "id",
         "path",
@@ -635,9 +635,9 @@ def _best_chunk(
 CHUNK_COLS = ("id", "heading", "anchor", "start_line", "end_line", "text")
 
 
-def _chunks(conn: apsw.Connection, wanted: dict[int, int | None]) -> dict[int, dict[str, object] | None]:
+def _chunks(conn: apsw.Connection, wanted: dict[int, int | None]) -> dict[int, dict[str, Any] | None]:
     """memory id → its chunk: the given one, or its first when None (see `_chunk`), in two queries at most."""
-    out: dict[int, dict[str, object] | None] = {}
+    out: dict[int, dict[str, Any] | None] = {}
     by_id = {cid: mid for mid, cid in wanted.items() if cid is not None}
     if by_id:
         for row in conn.execute(
@@ -661,7 +661,7 @@ def _chunks(conn: apsw.Connection, wanted: dict[int, int | None]) -> dict[int, d
     return out
 
 
-def _chunk(conn: apsw.Connection, chunk_id: int | None, memory_id: int) -> dict[str, object] | None:
+def _chunk(conn: apsw.Connection, chunk_id: int | None, memory_id: int) -> dict[str, Any] | None:
     cols = CHUNK_COLS
     if chunk_id is not None:
         rows = conn.execute(
