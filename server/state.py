@@ -139,20 +139,21 @@ class ReadState:
 
     # -- the vectors in memory -------------------------------------------------------------------------------
 
-    def vectors(self) -> VectorIndex | None:
-        """The in-memory vectors, up to date with the index on disk; None when they are off, while their first
-        load runs in its thread (searches use sqlite-vec meanwhile) or when it failed."""
+    def vectors(self, conn: apsw.Connection) -> VectorIndex | None:
+        """The in-memory vectors, brought up to date through `conn` (this thread's, from `conn()`) when the index
+        changed; None when they are off, while their first load runs in its thread (searches use sqlite-vec
+        meanwhile) or when it failed."""
         if self._vectors is None:
             return None
         if not self._vectors_ready.is_set():
             if self._vectors_loading.acquire(blocking=False):
                 threading.Thread(target=self._load_vectors, name="specmem-vectors", daemon=True).start()
             return None
-        conn = self.conn()
-        current = (stamp(self.config.signal_path), stamp(self.config.db_path))
-        if self._vectors_stamp != current:
+        # The stamp `conn` was checked against: a change after it is seen at the next call, never skipped.
+        seen = getattr(self._local, "stamp", None)
+        if seen is not None and self._vectors_stamp != seen:
             self._vectors.refresh(conn)
-            self._vectors_stamp = current
+            self._vectors_stamp = seen
         return self._vectors
 
     def wait_vectors(self, timeout: float) -> bool:

@@ -145,8 +145,9 @@ class VectorIndex:
 
     def _add(self, conn: apsw.Connection, model: str, which: str, args: list[object]) -> None:
         rows: list[Any] = conn.execute(
+            # CROSS JOIN: chunks first. Left to the planner, it may scan the whole cache for each block.
             "SELECT c.id, c.memory_id, e.vector FROM memory_chunks c "
-            "JOIN embedding_cache e ON e.model = ? AND e.text_hash = c.text_hash "
+            "CROSS JOIN embedding_cache e ON e.model = ? AND e.text_hash = c.text_hash "
             f"WHERE {which} AND c.embedded = 1",
             [model, *args],
         ).fetchall()

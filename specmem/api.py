@@ -146,7 +146,7 @@ class Memories:
             include_constitutional=include_constitutional,
             surface=None if all_rules else self.config.surface_constitutional,
             now=now,
-            vectors=None if mode == "keyword" else self._reader.vectors(),
+            vectors=None if mode == "keyword" else self._reader.vectors(conn),
         )
 
     def _query_embedder(self, conn: apsw.Connection, mode: Mode) -> Embedder | None:

@@ -68,11 +68,13 @@ def test_in_memory_vectors_follow_inserts_updates_and_deletes(specs, cfg, run_sc
     run_scan()
     state = ReadState(cfg, load_model=False, embedder=hash_embedder, memory_vectors=True)
     try:
-        assert state.vectors() is None  # the first load runs in a thread; searches use sqlite-vec meanwhile
+        assert (
+            state.vectors(state.conn()) is None
+        )  # the first load runs in a thread; searches use sqlite-vec meanwhile
         assert state.wait_vectors(30)
 
         def check() -> None:
-            index = state.vectors()
+            index = state.vectors(state.conn())
             assert index is not None
             embedded = {r[0] for r in conn.execute("SELECT id FROM memory_chunks WHERE embedded = 1")}
             assert index.chunk_ids() == embedded
