@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import apsw
 
@@ -20,10 +20,10 @@ from specmem.indexer.errors import ModelUnavailable, SearchError
 from specmem.indexer.parse import normalise
 from specmem.indexer.tiers import TIERS
 from specmem.server import fusion
-from specmem.server.vectors import VectorIndex
 
 if TYPE_CHECKING:
     from specmem.indexer.embed import Embedder  # numpy: not for a keyword search
+    from specmem.server.vectors import VectorIndex  # numpy: a server's, made by its ReadState
 
 Mode = Literal["keyword", "semantic", "hybrid"]
 
@@ -209,7 +209,9 @@ def _pruning(conn: apsw.Connection, query: str) -> list[tuple[str | None, float]
 
 def _fts_rows(conn: apsw.Connection) -> int | None:
     """The row count FTS5's bm25 uses (the first varint of its averages record, id 1), or None."""
-    found = conn.execute("SELECT block FROM memory_fts_data WHERE id = 1").fetchall()
+    found = cast(
+        list[tuple[bytes | None]], conn.execute("SELECT block FROM memory_fts_data WHERE id = 1").fetchall()
+    )
     if not found or not found[0][0]:
         return None
     value = 0
@@ -245,12 +247,15 @@ def _keyword(
         n = max(KEYWORD_CUT, k)
         while True:
             if filtered:
-                rows = conn.execute(
-                    f"SELECT c.memory_id, c.id, {bm25} AS s FROM memory_fts "
-                    "JOIN memory_chunks c ON c.id = memory_fts.rowid JOIN memory_index m ON m.id = c.memory_id "
-                    f"WHERE memory_fts MATCH ? AND {where} ORDER BY s, c.id LIMIT ?",
-                    [query, *args, n],
-                ).fetchall()
+                rows = cast(
+                    list[tuple[int, int, float]],  # (memory id, chunk id, bm25)
+                    conn.execute(
+                        f"SELECT c.memory_id, c.id, {bm25} AS s FROM memory_fts "
+                        "JOIN memory_chunks c ON c.id = memory_fts.rowid JOIN memory_index m ON m.id = c.memory_id "
+                        f"WHERE memory_fts MATCH ? AND {where} ORDER BY s, c.id LIMIT ?",
+                        [query, *args, n],
+                    ).fetchall(),
+                )
                 taken = len(rows)
             else:
                 # Scored by the whole query, but only chunks with one of the essential words are ranked.
@@ -259,14 +264,17 @@ def _keyword(
                     if essential is None
                     else "AND +rowid IN (SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?) "
                 )
-                cut = conn.execute(
-                    f"SELECT rowid, {bm25} AS s FROM memory_fts WHERE memory_fts MATCH ? {among}"
-                    "ORDER BY s, rowid LIMIT ?",
-                    (query, n) if essential is None else (query, essential, n),
-                ).fetchall()
-                taken = len(cut)
-                owner = dict(
+                cut = cast(
+                    list[tuple[int, float]],  # (chunk id, bm25)
                     conn.execute(
+                        f"SELECT rowid, {bm25} AS s FROM memory_fts WHERE memory_fts MATCH ? {among}"
+                        "ORDER BY s, rowid LIMIT ?",
+                        (query, n) if essential is None else (query, essential, n),
+                    ).fetchall(),
+                )
+                taken = len(cut)
+                owner: dict[int, int] = dict(
+                    conn.execute(  # type: ignore[arg-type]  # (chunk id, memory id)
                         "SELECT c.id, c.memory_id FROM memory_chunks c JOIN memory_index m ON m.id = c.memory_id "
                         f"WHERE c.id IN (SELECT value FROM json_each(?)) AND {where}",
                         [json.dumps([cid for cid, _ in cut]), *args],
@@ -296,8 +304,8 @@ def _keyword(
         # A second best chunk may lie outside the cut: look it up for the memories whose second is not in it.
         missing = [mid for mid, _ in top if pruned or mid not in second]
         if missing:
-            others = dict(
-                conn.execute(
+            others: dict[int, int] = dict(
+                conn.execute(  # type: ignore[arg-type]  # (chunk id, memory id)
                     "SELECT id, memory_id FROM memory_chunks WHERE memory_id IN (SELECT value FROM json_each(?))",
                     (json.dumps(missing),),
                 ).fetchall()
@@ -357,17 +365,22 @@ def _semantic(
             "JOIN embedding_cache e ON e.model = ? AND e.text_hash = c.text_hash "
             f"WHERE c.embedded = 1 AND {where} GROUP BY c.memory_id ORDER BY d, c.id LIMIT ?"
         )
-        rows = conn.execute(sql, [vector, model, *args, k]).fetchall()
+        rows = cast(
+            list[tuple[int, int, float | None]], conn.execute(sql, [vector, model, *args, k]).fetchall()
+        )
         # A NULL distance means a zero query vector (a query with no words): nothing to match by meaning.
         return {mid: (cid, 1.0 - d) for mid, cid, d in rows if d is not None}
-    total = int(conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 1").fetchall()[0][0])
+    total = int(db.scalar(conn, "SELECT count(*) FROM memory_chunks WHERE embedded = 1"))
     chunk_k = min(max(k * 4, 50), 4096)
     while True:
-        hits = conn.execute(
-            "SELECT v.chunk_id, v.distance, c.memory_id FROM vec_memories v "
-            "JOIN memory_chunks c ON c.id = v.chunk_id WHERE v.embedding MATCH ? AND k = ?",
-            (vector, chunk_k),
-        ).fetchall()
+        hits = cast(
+            list[tuple[int, float | None, int]],
+            conn.execute(
+                "SELECT v.chunk_id, v.distance, c.memory_id FROM vec_memories v "
+                "JOIN memory_chunks c ON c.id = v.chunk_id WHERE v.embedding MATCH ? AND k = ?",
+                (vector, chunk_k),
+            ).fetchall(),
+        )
         best: dict[int, tuple[int, float]] = {}
         # Equal distances (chunks of the same text) go to the lower chunk id, as everywhere in search.
         for distance, cid, mid in sorted((d, cid, mid) for cid, d, mid in hits if d is not None):
@@ -578,17 +591,15 @@ def search(
                 tags=json.loads(row["tags"]),
                 score=round(score, 6),
                 parts=parts,
-                snippet=marked.get(chunk["id"]) or _excerpt(chunk["text"]),  # type: ignore[arg-type]
+                snippet=marked.get(chunk["id"]) or _excerpt(chunk["text"]),
                 always_surfaced=surfaced,
             )
         )
 
-    pending = int(
-        conn.execute("SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'").fetchall()[0][0]
-    )
+    pending = int(db.scalar(conn, "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"))
     if pending and used != "keyword":
         notes.append(f"{pending} memories are still waiting for embeddings: they are found by keyword only")
-    total = int(conn.execute("SELECT count(*) FROM memory_index").fetchall()[0][0])
+    total = int(db.scalar(conn, "SELECT count(*) FROM memory_index"))
     return SearchResponse(
         query=query,
         mode_requested=mode,

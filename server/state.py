@@ -18,10 +18,10 @@ import apsw
 from specmem.indexer import db
 from specmem.indexer.config import Config, missing_index
 from specmem.indexer.errors import DatabaseError, ModelUnavailable
-from specmem.server.vectors import VectorIndex
 
 if TYPE_CHECKING:
     from specmem.indexer.embed import Embedder  # numpy: imported when a model is needed, not at start-up
+    from specmem.server.vectors import VectorIndex
 
 log = logging.getLogger("specmem.server")
 T = TypeVar("T")
@@ -63,7 +63,8 @@ class ReadState:
         self._model_ready = threading.Event()
         # The vectors as an in-memory matrix (server/vectors.py): loaded in a thread at the first semantic search,
         # then refreshed by what changed whenever the index changes on disk.
-        self._vectors = VectorIndex() if memory_vectors else None
+        self._memory_vectors = memory_vectors  # the matrix (and numpy) is made by the first semantic search
+        self._vectors: VectorIndex | None = None
         self._vectors_stamp: tuple[object, object] | None = None
         self._vectors_loading = threading.Lock()
         self._vectors_ready = threading.Event()
@@ -143,9 +144,9 @@ class ReadState:
         """The in-memory vectors, brought up to date through `conn` (this thread's, from `conn()`) when the index
         changed; None when they are off, while their first load runs in its thread (searches use sqlite-vec
         meanwhile) or when it failed."""
-        if self._vectors is None:
+        if not self._memory_vectors:
             return None
-        if not self._vectors_ready.is_set():
+        if not self._vectors_ready.is_set() or self._vectors is None:
             if self._vectors_loading.acquire(blocking=False):
                 threading.Thread(target=self._load_vectors, name="specmem-vectors", daemon=True).start()
             return None
@@ -161,20 +162,22 @@ class ReadState:
         return self._vectors_ready.wait(timeout)
 
     def _load_vectors(self) -> None:
-        assert self._vectors is not None
         try:
+            from specmem.server.vectors import VectorIndex  # numpy: not before the first semantic search
+
+            vectors = VectorIndex()
             current = (stamp(self.config.signal_path), stamp(self.config.db_path))
             conn = db.connect(self.config.db_path, readonly=True)
             try:
-                self._vectors.refresh(conn)
+                vectors.refresh(conn)
             finally:
                 conn.close()
-            self._vectors_stamp = current
-            log.info("%d chunk vectors in memory (%.0f MB)", len(self._vectors), self._vectors.nbytes / 1e6)
+            self._vectors, self._vectors_stamp = vectors, current
+            log.info("%d chunk vectors in memory (%.0f MB)", len(vectors), vectors.nbytes / 1e6)
             self._vectors_ready.set()
         except Exception:  # noqa: BLE001 - searches go on with sqlite-vec
             log.exception("loading the vectors into memory failed; searches use sqlite-vec")
-            self._vectors = None
+            self._memory_vectors = False
 
     def cached(self, name: str, build: Callable[[apsw.Connection], T]) -> T:
         """A value derived from the index, kept until the index next changes."""
