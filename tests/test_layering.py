@@ -39,7 +39,7 @@ def test_ruff_is_clean():
 
     ruff = Path(sys.executable).with_name("ruff")
     result = subprocess.run(
-        [str(ruff), "check", "specmem", "indexer", "server", "tests"],
+        [str(ruff), "check", "specmem", "indexer", "server", "tests", "scripts"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -53,9 +53,20 @@ def test_ruff_format_is_applied():
 
     ruff = Path(sys.executable).with_name("ruff")
     result = subprocess.run(
-        [str(ruff), "format", "--check", "specmem", "indexer", "server", "tests"],
+        [str(ruff), "format", "--check", "specmem", "indexer", "server", "tests", "scripts"],
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_mypy_is_clean():
+    """The package type-checks as installed (`scripts/typecheck.py` builds that layout for mypy)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "typecheck.py")], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
