@@ -109,6 +109,8 @@ class VectorIndex:
         changed = {b for b in blocks.keys() | self._blocks.keys() if blocks.get(b) != self._blocks.get(b)}
         changed |= {cid >> BLOCK_BITS for cid in pending ^ self._pending}
         if changed:
+            if not len(self):  # a first load: room for every chunk at once, no growing copies
+                self._slots(0, room=sum(n for n, _ in blocks.values()))
             self._update(conn, changed, model)
         self._blocks = blocks
         self._pending = pending
@@ -161,11 +163,11 @@ class VectorIndex:
         norms = np.linalg.norm(vectors, axis=1)
         self._inverse_norms[slots] = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
 
-    def _slots(self, n: int) -> np.ndarray:
+    def _slots(self, n: int, room: int = 0) -> np.ndarray:
         reused = [self._free.pop() for _ in range(min(n, len(self._free)))]
         fresh = n - len(reused)
-        if self._size + fresh > len(self._ids):
-            capacity = max(self._size + fresh, int(len(self._ids) * 1.5), 1024)
+        if self._size + max(fresh, room) > len(self._ids):
+            capacity = max(self._size + max(fresh, room), int(len(self._ids) * 1.5), 1024)
             self._vectors = _grown(self._vectors, capacity)
             self._inverse_norms = _grown(self._inverse_norms, capacity)
             self._ids = _grown(self._ids, capacity, fill=-1)
@@ -225,6 +227,9 @@ class VectorIndex:
 
 
 def _grown(array: np.ndarray, capacity: int, fill: float = 0.0) -> np.ndarray:
-    out = np.full((capacity, *array.shape[1:]), fill, dtype=array.dtype)
+    # Spare vector rows stay unwritten (np.empty), so the memory they reserve is not touched until used.
+    out = np.empty((capacity, *array.shape[1:]), dtype=array.dtype)
     out[: len(array)] = array
+    if array.ndim == 1:
+        out[len(array) :] = fill
     return out

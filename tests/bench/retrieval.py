@@ -36,6 +36,7 @@ from specmem.indexer import config, db  # noqa: E402
 from specmem.indexer.embed import Embedder, get_embedder  # noqa: E402
 from specmem.indexer.scan import scan  # noqa: E402
 from specmem.server.search import Filters, search  # noqa: E402
+from specmem.server.vectors import VectorIndex  # noqa: E402
 
 MODES = ("keyword", "semantic", "hybrid")
 SETS = ("locomo-dev", "scifact-train", "cranfield", "qa-anthropic-docs")
@@ -166,13 +167,19 @@ def open_indexed(name: str, work: Path, embedder: Embedder | None = None):  # no
     return coll, conn, embedder
 
 
-def evaluate(coll: Collection, conn, embedder: Embedder) -> dict[str, dict]:  # noqa: ANN001
+def evaluate(
+    coll: Collection, conn, embedder: Embedder, vectors: VectorIndex | None = None
+) -> dict[str, dict]:  # noqa: ANN001
     out: dict[str, dict] = {}
+    if vectors is not None:
+        vectors.refresh(conn)
     for mode in MODES:
         per: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for q in coll.judged:
             filters = Filters(spec_folder=q.spec_folder) if q.spec_folder else None
-            response = search(conn, q.text, limit=10, mode=mode, filters=filters, embedder=embedder)
+            response = search(
+                conn, q.text, limit=10, mode=mode, filters=filters, embedder=embedder, vectors=vectors
+            )
             assert response.mode_used == mode, response.notes
             ranked = [coll.doc_id(r.rel_path) for r in response.results]
             figures = (ndcg_at(ranked, coll.qrels[q.id]), recall_at(ranked, coll.qrels[q.id]))
@@ -223,6 +230,11 @@ def main() -> None:
     parser.add_argument("--only", choices=SETS, action="append", help="Only this set; repeatable.")
     parser.add_argument("--cache", type=Path, help="Keep the corpora and indexes here between runs.")
     parser.add_argument("--no-record", action="store_true", help="Do not write results/retrieval.json.")
+    parser.add_argument(
+        "--memory-vectors",
+        action="store_true",
+        help="Semantic side from the in-memory vectors, as a server searches (the figures must not move).",
+    )
     args = parser.parse_args()
     names = [n for n in SETS if not args.only or n in args.only]
     results: dict[str, dict[str, dict]] = {}
@@ -231,7 +243,7 @@ def main() -> None:
         embedder = None
         for name in names:
             coll, conn, embedder = open_indexed(name, work, embedder)
-            results[name] = evaluate(coll, conn, embedder)
+            results[name] = evaluate(coll, conn, embedder, VectorIndex() if args.memory_vectors else None)
             conn.close()
     print("\n".join(table(results)))
     print("\n".join(verdicts(results)))
