@@ -398,6 +398,41 @@ def embed() -> str:
     )
 
 
+STARTUP_STEPS = {
+    "version": "`specmem --version`",
+    "help": "`specmem --help`",
+    "keyword_search_cli": "`specmem search --mode keyword …` (2,000 files)",
+    "serve_to_tools_list": "`specmem serve` spawned → `tools/list` answered (`SPECMEM_WATCH=0`)",
+    "serve_to_tools_list_watching": "`specmem serve` spawned → `tools/list` answered (hosting the watcher)",
+}
+
+
+@renderer("startup")
+def startup() -> str:
+    f = load("startup")["figures"]
+    rows = []
+    for key, label in STARTUP_STEPS.items():
+        m = f["measures"].get(key)
+        if m is None:
+            continue
+        heavy = f.get("heavy_imports", {}).get(key)
+        rows.append(
+            [
+                label,
+                f"{m['wall_s']:.2f} s",
+                f"{m['cpu_s']:.2f} s",
+                "" if heavy is None else (", ".join(heavy) or "none"),
+            ]
+        )
+    load_avg = f.get("loadavg_before_after")
+    note = f"median of {f['runs']} runs" + (
+        f"; load average {load_avg[0]:.1f} → {load_avg[1]:.1f}" if load_avg else ""
+    )
+    return table(["step", "wall", "CPU", "heavy modules imported"], rows, "startup").replace(
+        "</sub>", f" {note}.</sub>", 1
+    )
+
+
 def render(text: str) -> str:
     """`text` with every marked block rewritten from the recorded results."""
 
