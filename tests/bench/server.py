@@ -6,8 +6,9 @@ Measures, in one run:
 - start-up: from spawning `specmem serve` to the `tools/list` answer (median of 5 spawns; torch installed, never
   imported on that path);
 - the cost of the `.db-updated` check made before every call (ReadState.conn with nothing changed), in-process;
-- memory_search p50/p95 over stdio in keyword and hybrid mode (200 queries each, after the model is ready), next
-  to the same search called in-process on the same index;
+- memory_search p50/p95 over stdio in keyword and hybrid mode (200 queries each, after the model is ready and the
+  server has settled: its hosted watcher's start-up work done), next to the same search called in-process on the
+  same index;
 - the RSS of an idle server after 20 hybrid searches (query encoder warm): one hosting the watcher (the default,
   whose indexing model is loaded) and one with SPECMEM_WATCH=0 (searches only).
 """
@@ -43,8 +44,8 @@ def queries(conn, n: int) -> list[str]:
     return [rows[i * len(rows) // n][0] for i in range(n)]
 
 
-def server_rss_mb() -> dict[str, float]:
-    """Resident and peak memory of the `specmem serve` this process spawned (found among its children)."""
+def server_status() -> dict[str, str]:
+    """/proc status of the `specmem serve` this process spawned (found among its children)."""
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             text = status.read_text()
@@ -53,9 +54,33 @@ def server_rss_mb() -> dict[str, float]:
             continue
         fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
         if int(fields["PPid"]) == os.getpid() and b"serve" in cmdline and b"specmem" in cmdline:
-            kb = {key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM")}
-            return {"rss_mb": kb["VmRSS"] / 1024, "peak_rss_mb": kb["VmHWM"] / 1024}
+            return {key: value.strip() for key, value in fields.items()}
     raise RuntimeError("the spawned specmem serve was not found among this process's children")
+
+
+def server_rss_mb() -> dict[str, float]:
+    """Resident and peak memory of the spawned server."""
+    fields = server_status()
+    kb = {key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM")}
+    return {"rss_mb": kb["VmRSS"] / 1024, "peak_rss_mb": kb["VmHWM"] / 1024}
+
+
+async def settled(limit: float = 120.0) -> None:
+    """Wait until the spawned server is idle (under 5% of a core over a second): a server hosting the watcher
+    loads its indexing model and reconciles the files when it starts, and searches timed meanwhile share the CPU
+    with that."""
+    pid = int(server_status()["Pid"])
+
+    def cpu_ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_ticks()
+        await anyio.sleep(1.0)
+        if cpu_ticks() - before <= 0.05 * os.sysconf("SC_CLK_TCK"):
+            return
 
 
 def main() -> None:
@@ -116,6 +141,7 @@ def main() -> None:
                     "model_state"
                 ] == "loading":
                     await anyio.sleep(0.2)
+                await settled()
                 for mode in ("keyword", "hybrid"):
                     times = []
                     for q in texts:
