@@ -321,8 +321,24 @@ SCALE_ROWS = [
     ("noop_rescan", "wall_s", "no-op rescan, whole process", seconds),
     ("one_file_changed", "scan_s", "one file changed, the scan itself", seconds),
     ("one_file_changed", "wall_s", "one file changed, whole process", seconds),
-    ("search_inprocess", "p50_ms", "keyword search p50, in-process", lambda v: f"{ms(v)} ms"),
-    ("search_inprocess", "p95_ms", "keyword search p95, in-process", lambda v: f"{ms(v)} ms"),
+    (
+        "search_inprocess_surfaced",
+        "p50_ms",
+        "keyword search p50, in-process, as users get it",
+        lambda v: f"{ms(v)} ms",
+    ),
+    (
+        "search_inprocess_surfaced",
+        "p95_ms",
+        "keyword search p95, in-process, as users get it",
+        lambda v: f"{ms(v)} ms",
+    ),
+    (
+        "search_inprocess",
+        "p50_ms",
+        "… listing every rule (a session's first search)",
+        lambda v: f"{ms(v)} ms",
+    ),
     ("search_cli", "wall_s", "keyword search, one CLI process", seconds),
 ]
 
