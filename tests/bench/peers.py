@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from runner import PYTHON, ROOT, SPECMEM, Run, clean_env, git_init, run, summary  # noqa: E402
+from runner import PYTHON, ROOT, SPECMEM, Run, clean_env, project_copy, run, summary  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 PEERS = BENCH / ".peers"
@@ -358,13 +358,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="specmem-peers-") as tmp_name:
         tmp = Path(tmp_name)
         project = tmp / "project"
-        shutil.copytree(corpus, project)
-        for folder, _, names in os.walk(project):
-            os.chmod(folder, 0o755)
-            for name in names:
-                os.chmod(os.path.join(folder, name), 0o644)
-        git_init(project)
-        root = project / "specs"
+        root = project_copy(corpus, project)
         files = sum(1 for _ in root.rglob("*.md"))
         tools = Tools(tmp, root)
         measures = measure(tools, args.runs, files)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -94,6 +95,18 @@ def slope(sizes: Sequence[float], values: Sequence[float]) -> float | None:
     my = sum(y for _, y in pairs) / len(pairs)
     den = sum((x - mx) ** 2 for x, _ in pairs)
     return round(sum((x - mx) * (y - my) for x, y in pairs) / den, 3) if den else None
+
+
+def project_copy(corpus: Path, project: Path) -> Path:
+    """`corpus` copied to `project` as a user's writable git repository (the shared data is read-only); returns
+    its `specs/` folder."""
+    shutil.copytree(corpus, project)
+    for folder, _, names in os.walk(project):
+        os.chmod(folder, 0o755)
+        for name in names:
+            os.chmod(os.path.join(folder, name), 0o644)
+    git_init(project)
+    return project / "specs"
 
 
 def git_init(folder: Path) -> None:

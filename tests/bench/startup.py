@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from runner import SPECMEM, Run, clean_env, git_init, run, summary  # noqa: E402
+from runner import SPECMEM, Run, clean_env, project_copy, run, summary  # noqa: E402
 
 CORPUS_NAME = "md-manpages-2000"
 QUERIES = [  # as in peers.py
@@ -174,13 +173,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="specmem-startup-") as tmp_name:
         tmp = Path(tmp_name)
         project = tmp / "project"
-        shutil.copytree(corpus, project)
-        for folder, _, names in os.walk(project):
-            os.chmod(folder, 0o755)
-            for name in names:
-                os.chmod(os.path.join(folder, name), 0o644)
-        git_init(project)
-        root = project / "specs"
+        root = project_copy(corpus, project)
         envs, dbs = {}, {}
         for name, exe in installs.items():
             dbs[name] = tmp / name / "index.db"
