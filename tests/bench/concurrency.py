@@ -157,18 +157,8 @@ async def searches(
 async def writes(params: StdioServerParameters, servers: int, each: int) -> float:
     async with AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(Client(params)) for _ in range(servers)]
-        for k, client in enumerate(clients):
-            await ready(client)  # writes measured with the models loaded, not while four processes load them
-            # A server's first write loads its indexing model (torch) in a background thread to embed what was
-            # written; the timed writes come after that, once nothing is pending.
-            warm = await client.call_tool(
-                "memory_write",
-                {"title": f"Warm-up {servers} {k}", "content": "warm", "spec_folder": "900-warm"},
-            )
-            assert not warm.is_error, warm.content[0].text
         for client in clients:
-            while (await client.call_tool("memory_health", {})).structured_content["pending_embeddings"]:
-                await anyio.sleep(0.2)
+            await ready(client)  # writes measured with the models loaded, not while four processes load them
 
         async def one(k: int, client: Client) -> None:
             for i in range(each):
