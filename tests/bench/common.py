@@ -25,6 +25,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TOKENIZERS_PARALLELISM")
 
 
+def corpus(name: str) -> Path:
+    """The folder of corpus `name` in the benchmark data; exits with what is missing when it is not there."""
+    folder = DATA / name
+    if not folder.is_dir():
+        sys.exit(f"{folder} is missing: the benchmark data folder (SPECMEM_TEST_DATA) must hold {name}/")
+    return folder
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]

@@ -341,13 +341,10 @@ def main() -> None:
     if not SPECMEM.exists():
         sys.exit(f"{SPECMEM} is missing: run ./scripts/setup.sh first")
 
-    from common import DATA, record
+    from common import corpus as data_corpus
+    from common import record
 
-    corpus = DATA / CORPUS_NAME
-    if not corpus.is_dir():
-        sys.exit(
-            f"{corpus} is missing: the benchmark data folder (SPECMEM_TEST_DATA) must hold {CORPUS_NAME}/"
-        )
+    corpus = data_corpus(CORPUS_NAME)
     versions = {
         "specmem": run([SPECMEM, "--version"]).stdout.strip(),
         "qmd": run([NODE, QMD, "--version"]).stdout.strip(),

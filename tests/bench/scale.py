@@ -257,9 +257,9 @@ def main() -> None:
     if not SPECMEM.exists():
         sys.exit(f"{SPECMEM} is missing: run ./scripts/setup.sh first")
 
-    from common import DATA, record
+    from common import corpus, record
 
-    source = DATA / CORPUS_NAME
+    source = corpus(CORPUS_NAME)
     sizes: dict[int, dict[str, object]] = {}
     load_before = os.getloadavg()
     ordered = sorted(int(s) for s in args.sizes.split(","))

@@ -159,13 +159,10 @@ def main() -> None:
     if not specmem.exists():
         sys.exit(f"{specmem} is missing: run ./scripts/setup.sh first")
 
-    from common import DATA, record
+    from common import corpus as data_corpus
+    from common import record
 
-    corpus = DATA / CORPUS_NAME
-    if not corpus.is_dir():
-        sys.exit(
-            f"{corpus} is missing: the benchmark data folder (SPECMEM_TEST_DATA) must hold {CORPUS_NAME}/"
-        )
+    corpus = data_corpus(CORPUS_NAME)
     load_before = os.getloadavg()
     installs = {"specmem": specmem, **({"against": args.against} if args.against else {})}
     out: dict[str, dict[str, object]] = {name: {} for name in installs}
