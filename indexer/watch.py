@@ -78,7 +78,11 @@ class _Handler(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         paths = [event.src_path, getattr(event, "dest_path", "")]
-        self.watcher.notice([Path(os.fsdecode(p)) for p in paths if p], is_dir=event.is_directory)
+        self.watcher.notice(
+            [Path(os.fsdecode(p)) for p in paths if p],
+            is_dir=event.is_directory,
+            folder_gone=event.is_directory and event.event_type == "deleted",
+        )
 
 
 class Watcher:
@@ -129,6 +133,7 @@ class Watcher:
         self._busy = False  # a batch or an embedding pass is running
         self._embedding = False
         self._root_changed = False
+        self._rewatch: set[Path] = set()  # roots whose folder watches must be rebuilt (a folder went away)
         self._db_id: tuple[int, int] | None = None  # the database file the batch connection has open
         self._embed_db_id: tuple[int, int] | None = None
 
@@ -144,7 +149,7 @@ class Watcher:
                 "so there is nothing to do (stop that process first to watch from here)"
             )
         # watchdog 7 warns when a moved folder's inotify watch is registered again under its new path; the watch
-        # is replaced and events keep coming (tests/test_watch.py edits files inside moved folders): noise. Set
+        # is replaced and events keep coming (tests/indexer/test_watch.py edits files inside moved folders): noise. Set
         # here, when watching starts, not on import (importing a module changes no process state).
         warnings.filterwarnings(
             "ignore", message="Callback with id .* already exists", category=RuntimeWarning
@@ -204,8 +209,13 @@ class Watcher:
 
     # -- events ---------------------------------------------------------------------------------------------
 
-    def notice(self, paths: list[Path], *, is_dir: bool) -> None:
-        """Record paths that changed; cheap, called on the observer's thread."""
+    def notice(self, paths: list[Path], *, is_dir: bool, folder_gone: bool = False) -> None:
+        """Record paths that changed; cheap, called on the observer's thread.
+
+        `folder_gone`: a folder was deleted, or moved to where its move could not be paired. watchdog then drops
+        the folder's watches, and those are also the watches of the same folder under its new name when it was
+        moved into a folder created a moment before (mkdir archive && mv 007-x archive/): its root's watches are
+        rebuilt and the root reconciled, so no later edit in there goes unseen."""
         wanted: list[Path] = []
         full_roots = False
         for path in paths:
@@ -215,6 +225,9 @@ class Watcher:
             if path in self.config.roots:
                 self._root_changed = True
             root = files.root_of(path, self.config.roots)
+            if root is not None and folder_gone and path != root:
+                with self._cond:
+                    self._rewatch.add(root)
             if root is None or self._noise(path, root, is_dir):
                 continue
             wanted.append(path)
@@ -303,6 +316,24 @@ class Watcher:
             if current is not None or self.status.batches:
                 self._queue({root})
 
+    def _rewatch_roots(self) -> set[Path]:
+        """Rebuild the folder watches of the roots where a folder went away (see `notice`); returns those roots,
+        to be reconciled with the batch (anything that changed while they were rebuilt is found by that)."""
+        with self._cond:
+            roots, self._rewatch = self._rewatch, set()
+        if self._observer is None:
+            return set()
+        for root in roots:
+            current = self._watches.pop(root, None)
+            if current is not None:
+                try:
+                    self._observer.unschedule(current[0])
+                except (KeyError, OSError):
+                    pass
+        if roots:
+            self._check_roots()  # schedules them again, walking the folders as they are now
+        return roots
+
     def _alive(self, watch: ObservedWatch) -> bool:
         assert self._observer is not None
         return any(e.watch == watch and e.is_alive() for e in self._observer.emitters)
@@ -368,6 +399,7 @@ class Watcher:
                 if self._root_changed:
                     self._root_changed = False
                     self._check_roots()
+                paths |= self._rewatch_roots()
                 report = scan(
                     conn,
                     self.config,
