@@ -5,7 +5,7 @@
 
 A block is `<!-- bench:NAME -->…<!-- /bench -->` (a table on lines of its own, or a few words inside a
 sentence); NAME picks a renderer below, and each renderer reads one results file. The suite runs the check
-(tests/test_readme.py), so the README cannot drift from the recorded results: rerun a benchmark, then this.
+(tests/system/test_readme.py), so the README cannot drift from the recorded results: rerun a benchmark, then this.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`python -m specmem` runs the CLI."""
 
-from specmem.server.cli import main
+from specmem.cli import main
 
 main()

@@ -17,6 +17,7 @@ import pytest
 from specmem.indexer import config, db
 from specmem.indexer.embed import Embedder, get_embedder
 from specmem.indexer.scan import ScanReport, scan
+from tests.helpers import memory, write
 
 
 def data_folder() -> tuple[Path | None, str]:
@@ -123,15 +124,26 @@ def run_scan(conn, cfg, hash_embedder) -> Callable[..., ScanReport]:
     return _run
 
 
-def write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
-
-
-def memory(title: str, body: str, **meta: str) -> str:
-    lines = [f"title: {title}"] + [f"{k}: {v}" for k, v in meta.items()]
-    return "---\n" + "\n".join(lines) + f"\n---\n# {title}\n\n{body}\n"
+@pytest.fixture
+def indexed_specs(specs: Path, cfg: config.Config) -> Path:
+    """`specs/` holding a rule, a critical memory with triggers and an anchor, a normal and a deprecated one,
+    scanned with the test embedder."""
+    write(specs / "constitutional" / "rule.md", memory("Files are the truth", "the index is derived"))
+    write(
+        specs / "001-db" / "memory" / "wal.md",
+        memory(
+            "WAL mode",
+            "readers never block the writer\n\n<!-- ANCHOR:why -->\nbecause of WAL\n<!-- /ANCHOR:why -->",
+            trigger_phrases="[database is locked, WAL]",
+            importance_tier="critical",
+        ),
+    )
+    write(specs / "002-auth" / "memory" / "jwt.md", memory("JWT tokens", "tokens expire after one hour"))
+    write(
+        specs / "002-auth" / "memory" / "old.md",
+        memory("Old sessions", "cookie sessions", importance_tier="deprecated"),
+    )
+    conn = db.connect(cfg.db_path)
+    scan(conn, cfg, get_embedder(cfg.model))
+    conn.close()
+    return specs

@@ -1,0 +1,269 @@
+"""Memories as MCP resources, the `remember` and `recall` prompts, and change notifications.
+
+Each memory is the resource `specmem://memory/{id}` (its file's markdown; title, tier and spec folder as
+metadata); `specmem://path/{+path}` reads one by its path relative to a root. The list is read from the index on
+each `resources/list`, so it is never stale.
+
+Nobody polls memory files: a task in the server's lifespan stats `.db-updated` (the signal every committed index
+change replaces) and, when it changed, diffs the memories' listing and content hashes. A changed listing sends
+`resources/list_changed`; a changed file sends `resources/updated` for its URI. Events go to
+`subscriptions/listen` streams (2026-07-28 clients) through the SDK's bus, and to the connections that sent
+`resources/subscribe` (clients on earlier protocol versions).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.server.session import ServerSession
+from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionBus
+from mcp_types import (
+    Annotations,
+    EmptyResult,
+    ListResourcesResult,
+    PaginatedRequestParams,
+    Resource,
+    SubscribeRequestParams,
+    UnsubscribeRequestParams,
+)
+from pydantic import Field
+
+from specmem.api import Memories
+from specmem.indexer import db, tiers
+from specmem.indexer.errors import DatabaseError, NotFound, SpecmemError
+from specmem.server.context import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET
+from specmem.server.mcp.tools import App
+from specmem.server.state import stamp
+
+log = logging.getLogger("specmem.server")
+SCHEME = "specmem://memory/"
+MIME = "text/markdown"
+PAGE = 1_000  # resources per resources/list page
+POLL_SECONDS = 0.2  # how often the signal file is stat'ed (a stat costs microseconds)
+# A tier's resource priority (MCP annotations: 1 = most important).
+PRIORITY = {"constitutional": 1.0, "critical": 0.9, "important": 0.7, "normal": 0.5, "temporary": 0.3}
+
+
+def uri(memory_id: int) -> str:
+    return f"{SCHEME}{memory_id}"
+
+
+def _app(ctx: Any) -> App:
+    lifespan = (
+        ctx.lifespan_context
+        if isinstance(ctx, ServerRequestContext)
+        else ctx.request_context.lifespan_context
+    )
+    assert isinstance(lifespan, App), "resources are served inside the specmem server's lifespan"
+    return lifespan
+
+
+# -- listing and reading ----------------------------------------------------------------------------------------
+
+LISTED = (
+    "SELECT id, path, rel_path, title, importance_tier AS tier, spec_folder, updated_at, content_hash "
+    f"FROM memory_index WHERE importance_tier != 'deprecated' ORDER BY {tiers.sql_rank('importance_tier')}, rel_path"
+)
+
+
+def listed(mem: Memories) -> list[Any]:
+    """The memories served as resources (all but deprecated ones), most important first; [] without an index."""
+    try:
+        return db.rows(mem.reader.conn(), LISTED)
+    except DatabaseError:
+        return []
+
+
+def as_resource(row: Any) -> Resource:
+    modified = dt.datetime.fromtimestamp(row.updated_at / 1000, dt.UTC).isoformat(timespec="seconds")
+    return Resource(
+        uri=uri(row.id),
+        name=row.rel_path,
+        title=row.title,
+        description=f"{row.tier} · {row.spec_folder or '-'}",
+        mime_type=MIME,
+        annotations=Annotations(priority=PRIORITY.get(row.tier, 0.5), last_modified=modified),
+        _meta={"tier": row.tier, "spec_folder": row.spec_folder, "path": row.path},
+    )
+
+
+async def list_resources(
+    ctx: ServerRequestContext[App], params: PaginatedRequestParams | None
+) -> ListResourcesResult:
+    rows = await anyio.to_thread.run_sync(listed, _app(ctx).memories)
+    start = int(params.cursor) if params and params.cursor and params.cursor.isdigit() else 0
+    page = rows[start : start + PAGE]
+    following = str(start + PAGE) if start + PAGE < len(rows) else None
+    return ListResourcesResult(resources=[as_resource(r) for r in page], next_cursor=following)
+
+
+def _read(ctx: Context, id_or_path: str) -> str:
+    try:
+        return _app(ctx).memories.get(id_or_path).content
+    except NotFound as exc:
+        raise ResourceNotFoundError(str(exc)) from None
+    except SpecmemError as exc:
+        raise ResourceError(str(exc)) from None
+
+
+def read_memory(id: str, ctx: Context) -> str:  # noqa: A002 - the URI template's variable
+    """A memory file's markdown, by id."""
+    return _read(ctx, id)
+
+
+def read_path(path: str, ctx: Context) -> str:
+    """A memory file's markdown, by its path relative to a root (e.g. 003-auth/memory/jwt.md)."""
+    return _read(ctx, path)
+
+
+# -- prompts ----------------------------------------------------------------------------------------------------
+
+
+def remember(
+    ctx: Context,
+    decision: Annotated[str, Field(description="What was decided or learned, and why")],
+    spec_folder: Annotated[str | None, Field(description="Where it belongs, e.g. 003-auth")] = None,
+) -> str:
+    """Save a decision as a memory: the assistant writes it with a tier, trigger phrases and tags."""
+    try:
+        folders = list(_app(ctx).memories.stats().by_spec_folder)
+    except SpecmemError:  # no index yet: the prompt still works, without the list
+        folders = []
+    where = (
+        f"in the spec folder {spec_folder}"
+        if spec_folder
+        else "in the spec folder it belongs to (existing: " + (", ".join(folders[:30]) or "none yet") + ")"
+    )
+    return (
+        f"Save this as a project memory with the memory_write tool, {where}:\n\n{decision}\n\n"
+        "- title: one line naming the decision.\n"
+        "- content: the decision, then why (what it rules out, the measurement or incident behind it). A few "
+        "short paragraphs; cite files as path:line.\n"
+        "- tier: constitutional (a rule for every task), critical (breaking it breaks things), important, "
+        "normal (default) or temporary (true for now).\n"
+        "- trigger_phrases: 2-5 short phrases a future prompt about this would contain.\n"
+        "- tags: 1-4 lowercase words.\n"
+        "- context_type: decision, convention, context or incident.\n"
+        "memory_write reports memories that already say the same thing; if it names one, update that one "
+        '(on_duplicate: "update") rather than saving a second copy.'
+    )
+
+
+def recall(
+    ctx: Context,
+    task: Annotated[str, Field(description="The task or question at hand")],
+    budget: Annotated[str, Field(description="Token budget for the memories")] = str(DEFAULT_BUDGET),
+) -> str:
+    """The project's memories for a task (memory_context), ready to work with."""
+    try:
+        tokens = int(budget)
+    except ValueError:
+        raise ValueError(f"budget must be a whole number of tokens, not {budget!r}") from None
+    if not MIN_BUDGET <= tokens <= MAX_BUDGET:
+        raise ValueError(f"budget must be between {MIN_BUDGET} and {MAX_BUDGET} tokens")
+    block = _app(ctx).memories.context(task, budget=tokens)
+    return (
+        f"{block.text}\n"
+        f"Task: {task}\n\n"
+        "Work on the task with these memories: follow the rules, cite memories you rely on as path:lines, and "
+        "fetch a left-out memory (memory_get) if it matters."
+    )
+
+
+# -- notifications ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Notifier:
+    """Sends list_changed and updated notifications when the index changes (learned from `.db-updated`)."""
+
+    bus: SubscriptionBus
+    # Clients on protocol versions before 2026-07-28: their session (any request's) and subscribed URIs, by
+    # connection. The SDK gives a new session object per request; the connection is what stays.
+    legacy: dict[int, tuple[ServerSession, set[str]]] = field(default_factory=dict)
+
+    async def subscribe(self, ctx: ServerRequestContext[App], params: SubscribeRequestParams) -> EmptyResult:
+        session = ctx.session
+        entry = self.legacy.setdefault(_connection_key(session), (session, set()))
+        entry[1].add(str(params.uri))
+        return EmptyResult()
+
+    async def unsubscribe(
+        self, ctx: ServerRequestContext[App], params: UnsubscribeRequestParams
+    ) -> EmptyResult:
+        entry = self.legacy.get(_connection_key(ctx.session))
+        if entry is not None:
+            entry[1].discard(str(params.uri))
+        return EmptyResult()
+
+    async def run(self, mem: Memories, *, interval: float = POLL_SECONDS) -> None:
+        """Watch the signal file's stamp until cancelled; diff the memories whenever it changes."""
+        config = mem.config
+        seen: object = None
+        before: dict[int, tuple[Any, ...]] | None = None
+        while True:
+            current = (stamp(config.signal_path), stamp(config.db_path))
+            if current != seen:
+                seen = current
+                try:
+                    after = await anyio.to_thread.run_sync(_snapshot, mem)
+                except SpecmemError as exc:
+                    log.warning("cannot read the index for change notifications: %s", exc)
+                else:
+                    if before is not None:
+                        await self.publish(before, after)
+                    before = after
+            await anyio.sleep(interval)
+
+    async def publish(self, before: dict[int, tuple[Any, ...]], after: dict[int, tuple[Any, ...]]) -> None:
+        listing_changed = {k: v[:-1] for k, v in before.items()} != {k: v[:-1] for k, v in after.items()}
+        if listing_changed:
+            await self._send(ResourcesListChanged(), None)
+        for mid in sorted(m for m in before if before[m] != after.get(m)):  # changed or removed
+            await self._send(ResourceUpdated(uri=uri(mid)), uri(mid))
+
+    async def _send(self, event: ResourcesListChanged | ResourceUpdated, target: str | None) -> None:
+        """To listen streams through the bus; to handshake-era subscribers directly (`target`: their URI)."""
+        await self.bus.publish(event)
+        for key, (session, uris) in list(self.legacy.items()):
+            if target is not None and target not in uris:
+                continue
+            try:
+                if target is None:
+                    await session.send_resource_list_changed()
+                else:
+                    await session.send_resource_updated(target)
+            except Exception:  # noqa: BLE001 - a closed connection: forget it
+                log.debug("dropping the subscriptions of a closed connection", exc_info=True)
+                self.legacy.pop(key, None)
+
+
+def _connection_key(session: ServerSession) -> int:
+    # The SDK builds a ServerSession per request; all of one connection's share its Connection object.
+    return id(getattr(session, "_connection", session))
+
+
+def _snapshot(mem: Memories) -> dict[int, tuple[Any, ...]]:
+    """id → (what resources/list shows, then the content hash)."""
+    return {r.id: (r.path, r.rel_path, r.title, r.tier, r.spec_folder, r.content_hash) for r in listed(mem)}
+
+
+def register(server: MCPServer, notifier: Notifier) -> None:
+    """Add the resource templates, the prompts and the list/subscribe handlers to `server`."""
+    server.resource(f"{SCHEME}{{id}}", name="memory", mime_type=MIME)(read_memory)
+    server.resource("specmem://path/{+path}", name="memory-by-path", mime_type=MIME)(read_path)
+    server.prompt()(remember)
+    server.prompt()(recall)
+    # MCPServer serves a fixed resource list and no resources/subscribe; these handlers make the list follow
+    # the index and let clients before 2026-07-28 subscribe. The low-level server is where handlers live.
+    lowlevel = server._lowlevel_server  # noqa: SLF001
+    lowlevel.add_request_handler("resources/list", PaginatedRequestParams, list_resources)
+    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, notifier.subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, notifier.unsubscribe)

@@ -1,0 +1,174 @@
+"""The transports under attack and faults, through real server processes: raw JSON-RPC lines written to a
+server's stdin, and real HTTP requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.helpers import HEADERS, INIT, StdioServer, free_port, wait_for
+
+TIMEOUT = 60.0
+
+
+@pytest.fixture(autouse=True)
+def no_watcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPECMEM_WATCH", "0")
+
+
+def search_line(id_: Any, escaped_query: str) -> str:
+    """A tools/call line written by hand, so that the query's JSON escapes reach the server as written."""
+    return (
+        f'{{"jsonrpc":"2.0","id":{json.dumps(id_)},"method":"tools/call",'
+        f'"params":{{"name":"memory_search","arguments":{{"query":"{escaped_query}"}}}}}}'
+    )
+
+
+def test_every_request_line_gets_an_answer_over_stdio(indexed_specs):
+    """A lone surrogate escape (`\\ud800`) is valid JSON to most parsers but not to the SDK's: the line was
+    dropped without an answer and the client waited forever. So was any line that is JSON with a request id
+    but not a valid request. Each now gets an error for its id, and the server goes on."""
+    server = StdioServer()
+    try:
+        server.initialize()
+        for id_, query in [(7, "a\\ud800b"), (8, "\\udc00"), ("str-id", "x\\ud83d")]:
+            server.send(search_line(id_, query))
+            answer = server.reply(id_)
+            assert answer["error"]["code"] == -32700 and "surrogate" in answer["error"]["message"], answer
+        server.send('{"jsonrpc":"2.0","id":9,"method":"tools/call","params":"not an object"}')
+        assert server.reply(9)["error"]["code"] == -32600
+        server.send('{"jsonrpc":"2.0","id":10,"method":42}')
+        assert server.reply(10)["error"]["code"] == -32600
+        server.send("not json at all")  # JSON-RPC: a parse error, with a null id
+        assert server.reply(None)["error"]["code"] == -32700
+        # A notification is never answered, not even with an error.
+        server.send('{"jsonrpc":"2.0","method":"notifications/x","params":"no id"}')
+        server.send(search_line(11, "tokens \\ud83d\\ude00 expire"))  # a valid pair is an ordinary query
+        found = server.reply(11)["result"]["structuredContent"]
+        assert found["results"] and not server.replies
+    finally:
+        server.close()
+    assert server.proc.returncode == 0
+
+
+# -- HTTP --------------------------------------------------------------------------------------------------------
+
+
+def http_server(env: dict[str, str], host: str = "127.0.0.1") -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specmem", "serve", "--http", "--host", host, "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+    )
+    wait_for(lambda: _listening(port), what="the HTTP server to listen")
+    return proc, port
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def own_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), or None without a network."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def http_post(url: str, body: dict, headers: dict[str, str]) -> tuple[int, str, dict[str, str]]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read(4000).decode(errors="replace"), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace"), dict(exc.headers)
+
+
+def test_idle_http_sessions_expire(indexed_specs):
+    """1,200 abandoned sessions took a server from 91 to 168 MB: with the SDK versions specmem allowed, a session
+    lived until its client deleted it. A session with no request for SPECMEM_HTTP_SESSION_IDLE seconds ends."""
+    proc, port = http_server({"SPECMEM_HTTP_SESSION_IDLE": "1"})
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        sessions = []
+        for _ in range(20):
+            status, _, headers = http_post(url, INIT, HEADERS)
+            assert status == 200
+            sessions.append(headers["mcp-session-id"])
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+
+        def expired(session: str) -> bool:
+            with_session = {**HEADERS, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+            return http_post(url, listing, with_session)[0] == 404
+
+        # Asking a session about itself is a request, which keeps it alive: ask less often than it may idle.
+        wait_for(lambda: all(expired(s) for s in sessions), what="the idle sessions to expire", every=2.5)
+        assert http_post(url, INIT, HEADERS)[0] == 200  # a new client is served as before
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_bearer_scheme_is_case_insensitive(indexed_specs):
+    proc, port = http_server({"SPECMEM_HTTP_TOKEN": "s3cret-token"})
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+            auth = {**HEADERS, "Authorization": f"{scheme} s3cret-token"}
+            assert http_post(url, INIT, auth)[0] == 200, scheme
+        for wrong in ("Basic s3cret-token", "Bearer s3cret-tokenX", "Bearers3cret-token", "s3cret-token"):
+            status, text, _ = http_post(url, INIT, {**HEADERS, "Authorization": wrong})
+            assert status == 401 and "SPECMEM_HTTP_TOKEN" in text, wrong
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_bound_to_every_interface_the_machine_answers_by_its_own_address(indexed_specs):
+    address = own_address()
+    if address is None:
+        pytest.skip("no network interface besides loopback")
+    proc, port = http_server({"SPECMEM_HTTP_TOKEN": "t0ken"}, host="0.0.0.0")
+    auth = {**HEADERS, "Authorization": "Bearer t0ken"}
+    try:
+        assert http_post(f"http://{address}:{port}/mcp", INIT, auth)[0] == 200
+        assert http_post(f"http://127.0.0.1:{port}/mcp", INIT, auth)[0] == 200
+        # DNS rebinding is still refused: a name that is not this machine's, on this machine's address.
+        rebound = http_post(f"http://{address}:{port}/mcp", INIT, {**auth, "Host": f"evil.example:{port}"})
+        assert rebound[0] == 421
+        evil_origin = http_post(
+            f"http://{address}:{port}/mcp", INIT, {**auth, "Origin": "http://evil.example"}
+        )
+        assert evil_origin[0] == 403
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_an_empty_host_is_refused_not_bound_to_every_interface(indexed_specs, isolated):
+    done = subprocess.run(
+        [sys.executable, "-m", "specmem", "serve", "--http", "--host", "", "--port", str(free_port())],
+        cwd=isolated,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 1
+    assert "--host" in done.stderr and "0.0.0.0" in done.stderr, done.stderr
