@@ -1,6 +1,6 @@
 """The one atomic file write. Every file specmem writes goes through here: memory files (new, updated, restored,
-deleted), `.db-updated` and the watcher's status file. And the one way to open specmem's own files (locks, status
-and progress files, the remembered scans, the ONNX cache's stamps): `open_own_file`, never through a symlink.
+deleted), `index.db-updated` and the watcher's status file. And the one way to open specmem's own files (locks,
+status and progress files, the remembered scans, the ONNX cache's stamps): `open_own_file`, never through a symlink.
 
 - The data goes to a temporary file in the target folder first and is fsynced: an unnamed one (O_TMPFILE) where
   the system has it, else a dot name carrying this host and process (`.x.md.<host>-<pid>-<n>.specmem-tmp`).
@@ -728,7 +728,7 @@ def pid_alive(pid: int) -> bool:
 
 def write_own_file(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Replace one of specmem's own small files (next to the database) atomically. Not fsynced unless
-    `durable`: most say what happened lately (`.db-updated`, the watcher's status), and a crash makes them stale
+    `durable`: most say what happened lately (`index.db-updated`, the watcher's status), and a crash makes them stale
     whatever is done. A symlink or a non-regular file there is refused (StateFileError), never replaced."""
     path = Path(path)
     try:

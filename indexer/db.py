@@ -17,7 +17,7 @@ from typing import Any
 import apsw
 
 from specmem.indexer import atomic
-from specmem.indexer.config import write_lock_of
+from specmem.indexer.config import SIDE_FILES, side_file, write_lock_of
 from specmem.indexer.errors import DatabaseError, SpecmemError, StateFileError
 from specmem.indexer.lock import FileLock
 
@@ -221,12 +221,17 @@ def _open_reader(path: Path) -> apsw.Connection:
 
 
 def _own_files(path: Path, *, create: bool) -> None:
-    """The index's folder is a real folder and the index and its log files are regular files, none of them a
-    symlink (a repository may commit `.specmem -> ~/data` or `.specmem/index.db-wal -> ~/.bashrc`): StateFileError
-    says what to remove. A `.specmem/` folder holds every memory's text: readable by its owner only (permissions
+    """The index's folder is a real folder and the index, its log files and its side files (locks, signal,
+    status, progress) are regular files, none of them a symlink (a repository may commit `.specmem -> ~/data` or
+    `.specmem/index.db-write.lock -> ~/.bashrc`): StateFileError says what to remove, before anything is written. A `.specmem/` folder holds every memory's text: readable by its owner only (permissions
     are only ever taken away from group and others, never added: a folder its user made read-only stays so)."""
     with atomic.open_own_folder(path.parent, create=create) as folder:
-        for name in (path.name, *(f"{path.name}{suffix}" for suffix in LOG_SUFFIXES)):
+        names = (
+            path.name,
+            *(f"{path.name}{s}" for s in LOG_SUFFIXES),
+            *(side_file(path, s).name for s in SIDE_FILES),
+        )
+        for name in names:
             st = folder.lstat(name)
             if st is not None and stat.S_ISLNK(st.st_mode):
                 raise StateFileError(atomic.own_link(path.parent / name))

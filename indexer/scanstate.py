@@ -1,6 +1,6 @@
-"""A full scan's progress, beside the index (`scan.json`), for other processes: a server's first search waits for
-the keyword phase to finish (or says how far it got), and `specmem doctor` tells a scan in progress from a stalled
-or interrupted one. Replaced atomically at most once a second; removed when the scan ends."""
+"""A full scan's progress, beside the index (`index.db-scan.json`), for other processes: a server's first search
+waits for the keyword phase to finish (or says how far it got), and `specmem doctor` tells a scan in progress from a
+stalled or interrupted one. Replaced atomically at most once a second; removed when the scan ends."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def read(path: Path) -> ScanState | None:
 
 
 class Tracker:
-    """A scan's progress callback that keeps `scan.json` current; `close()` removes it."""
+    """A scan's progress callback that keeps the index's `-scan.json` current; `close()` removes it."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -1,5 +1,5 @@
 """specmem's own files (the index's folder, locks, status and progress files, the remembered scans) are never
-reached through a symlink: a repository that commits `.specmem/write.lock -> ../../victim.txt`, or another user's
+reached through a symlink: a repository that commits `.specmem/index.db-write.lock -> ../../victim.txt`, or another user's
 link in a shared folder, is refused with a one-line error and its target is left as it was."""
 
 from __future__ import annotations
@@ -19,7 +19,16 @@ from tests.helpers import cli, memory, write
 
 SECRET = "precious text that must survive\n" * 20
 # The index's own files, each as a repository could commit it: a link out of the project.
-STATE_FILES = ["write.lock", "index.db", "index.db-wal", "index.db-shm", ".db-updated", "scan.json"]
+STATE_FILES = [
+    "index.db",
+    "index.db-wal",
+    "index.db-shm",
+    "index.db-write.lock",
+    "index.db-watcher.lock",
+    "index.db-watcher.json",
+    "index.db-updated",
+    "index.db-scan.json",
+]
 
 
 @pytest.fixture
@@ -54,7 +63,7 @@ def test_a_committed_link_among_the_index_files_is_refused_and_its_target_kept(c
 
 def test_a_dangling_link_creates_nothing_where_it_points(cloned):
     (cloned / ".specmem").mkdir()
-    os.symlink("../../made-by-specmem.txt", cloned / ".specmem" / "write.lock")
+    os.symlink("../../made-by-specmem.txt", cloned / ".specmem" / "index.db-write.lock")
     result = cli("scan")
     assert result.returncode != 0 and "is a symlink" in result.stderr
     assert not (cloned.parent / "made-by-specmem.txt").exists()
