@@ -519,8 +519,9 @@ def test_keyword_rows_first_then_embeddings_with_their_own_signal(conn, cfg, spe
     assert before is not None
     # The signal is replaced just after the embedding batch commits: wait for it, do not race it.
     wait_for(
-        lambda: (after := signal.read(cfg.signal_path)) is not None
-        and after.generation >= before.generation + 2,
+        lambda: (
+            (after := signal.read(cfg.signal_path)) is not None and after.generation >= before.generation + 2
+        ),
         what="the keyword batch and the embedding batch each to touch the signal",
     )
 
