@@ -62,7 +62,8 @@ class NotRegular(WriteError):
     """A memory's path holds something other than a regular file (a FIFO, a socket, a device)."""
 
 
-def _kind(st: os.stat_result | None) -> str:
+def kind(st: os.stat_result | None) -> str:
+    """What a file that is not regular is, in words (`a FIFO (named pipe)`)."""
     kinds = {
         stat_mod.S_IFIFO: "a FIFO (named pipe)",
         stat_mod.S_IFSOCK: "a socket",
@@ -76,7 +77,7 @@ def _kind(st: os.stat_result | None) -> str:
 def not_regular(path: Path | str, st: os.stat_result | None = None) -> str:
     """What to say about a memory's path that holds something other than a regular file."""
     return (
-        f"{path} is {_kind(st)}, not a regular file; specmem reads and writes only regular files: "
+        f"{path} is {kind(st)}, not a regular file; specmem reads and writes only regular files: "
         "replace it with one"
     )
 
@@ -510,7 +511,7 @@ class _Tmp:
             self.name = None
 
 
-def open_folder(path: Path, roots: Iterable[Path], *, create: bool = False) -> Folder:
+def open_folder(path: Path, roots: Iterable[Path], *, create: bool = False, doing: str = "write") -> Folder:
     """Open `path` for writing, reached from the innermost root holding its real location through real folders
     only. Symlinks inside the roots are followed (the real folder is opened); a path whose real location is
     outside every root is refused. With `create`, missing folders are made (and listed in `created`)."""
@@ -530,7 +531,7 @@ def open_folder(path: Path, roots: Iterable[Path], *, create: bool = False) -> F
             named = max(
                 (r for r in roots if within(logical, r)), key=lambda r: len(r.parts), default=roots[0]
             )
-            raise WriteError(f"{path} leads out of the root {named} (a symlink); refusing to write there")
+            raise WriteError(f"{path} leads out of the root {named} (a symlink); refusing to {doing} there")
         root = max(holding, key=lambda r: len(r.parts))
         try:
             return _walk(root, real.relative_to(root).parts, create)
@@ -553,7 +554,7 @@ def own_link(path: Path) -> str:
 
 
 def own_not_regular(path: Path, st: os.stat_result) -> str:
-    return f"{path} is {_kind(st)}, not a regular file; specmem keeps its own file there: move it away and run again"
+    return f"{path} is {kind(st)}, not a regular file; specmem keeps its own file there: move it away and run again"
 
 
 def open_own_folder(path: Path, *, create: bool = True) -> Folder:
@@ -620,6 +621,48 @@ def read_own_file(path: Path, limit: int = OWN_FILE_LIMIT) -> bytes | None:
         return None
     try:
         return os.pread(fd, limit, 0)
+    finally:
+        os.close(fd)
+
+
+def read_file(path: Path, roots: Iterable[Path], limit: int | None = None) -> bytes:
+    """A memory file's bytes (at most `limit`), read as writes reach files: its real folder opened from a root
+    through real folders only, the file without following a symlink, non-blocking, and only if the descriptor is
+    a regular file. So a file flipped to a symlink out of the roots mid-read is never followed (its new target is
+    checked on the next look), and a FIFO or a socket is refused (NotRegular) instead of hanging the reader.
+
+    Raises FileNotFoundError when it is gone, WriteError (NotRegular, or outside the roots) when it cannot be read."""
+    for _ in range(ATTEMPTS):
+        try:
+            real = Path(os.path.realpath(path))
+        except OSError:  # a symlink on the way vanished or became a file while being read: look again
+            continue
+        if not os.path.isdir(real.parent):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+        with open_folder(real.parent, roots, doing="read") as folder:
+            if folder.lstat(real.name) is None:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+            try:
+                fd = folder._open(real.name, os.O_RDONLY)
+            except Changed:
+                continue  # it became a symlink after it was resolved: resolve it again
+        try:
+            return _read_all(fd) if limit is None else os.pread(fd, limit, 0)
+        finally:
+            os.close(fd)
+    raise WriteError(f"{path} keeps being replaced by a symlink while being read; try again")
+
+
+def read_regular(path: Path, limit: int) -> tuple[bytes, int]:
+    """Up to `limit` bytes of a file from the repository that is not a memory (an ignore file, `specmem.toml`,
+    `.mcp.json`), and its size: opened non-blocking and read only if the descriptor is a regular file (NotRegular
+    otherwise), so a FIFO there cannot hang a scan. OSError when it cannot be opened."""
+    fd = os.open(path, os.O_RDONLY | _NONBLOCK | _CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise NotRegular(not_regular(path, st))
+        return os.pread(fd, limit, 0), st.st_size
     finally:
         os.close(fd)
 

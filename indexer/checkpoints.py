@@ -93,7 +93,12 @@ def create(
     entries = []
     size = 0
     for path, root in sorted(_files_in(config, pairs).items()):
-        data = path.read_bytes()
+        try:
+            data = atomic.read_file(path, config.roots)
+        except FileNotFoundError:
+            continue  # deleted since the walk: nothing to save
+        except (OSError, WriteError) as exc:
+            raise CheckpointError(f"cannot save {path} in a checkpoint: {exc}; nothing was saved") from None
         size += len(data)
         row = db.one(conn, "SELECT confidence, access_count FROM memory_index WHERE path = ?", (str(path),))
         entries.append(
@@ -221,11 +226,16 @@ def _plan(config: Config, wanted: dict[Path, dict]) -> tuple[list[_Target], int,
             continue  # a symlinked memory and the file it points to: one file
         seen.add(real)
         try:
-            if real.exists() and real.read_bytes() == data:
+            if os.path.lexists(real) and atomic.read_file(real, config.roots) == data:
                 unchanged += 1
                 continue
+        except FileNotFoundError:
+            pass  # removed since: it is written anew
         except OSError as exc:
             problems.append(atomic.describe(exc, path, "read"))
+            continue
+        except WriteError as exc:  # a FIFO, a socket or a device in its place
+            problems.append(str(exc))
             continue
         targets.append(_Target(path, real, data, entry))
     return targets, unchanged, problems

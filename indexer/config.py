@@ -359,10 +359,9 @@ def read_project_file(path: Path) -> dict[str, Any]:
     from specmem.indexer.parse import MAX_NESTING, bracket_depth
 
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_PROJECT_FILE_BYTES + 1)
+        raw, _ = atomic.read_regular(path, MAX_PROJECT_FILE_BYTES + 1)  # (a FIFO there must not hang us)
         text = raw.decode("utf-8").removeprefix("\ufeff")  # a BOM, as some Windows editors save
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, SpecmemError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     if len(raw) > MAX_PROJECT_FILE_BYTES:
         raise ConfigError(

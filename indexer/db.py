@@ -8,6 +8,7 @@ import importlib.util
 import os
 import stat
 import time
+import uuid
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ BUSY_TIMEOUT_MS = 15_000
 MAX_ROWID = 2**63 - 1  # the largest id SQLite stores; a bigger number names no memory
 CREATE_LOCK_TIMEOUT = 120.0
 LOG_SUFFIXES = ("-wal", "-shm", "-journal")
+INDEX_ID = "index_id"
 WAL_SIZE_LIMIT = 4 * 1024 * 1024  # the -wal file is cut back to this after a checkpoint (and to 0 on close)
 IGNORE_MARKER = "# specmem's index is derived from the memory files: never commit it\n*\n"
 # BEGIN IMMEDIATE is retried this many times (each waiting up to the busy timeout) before a write gives up loudly.
@@ -132,6 +134,18 @@ def m003_stat_identity(conn: apsw.Connection) -> None:
         ALTER TABLE memory_index ADD COLUMN inode INTEGER NOT NULL DEFAULT -1;
         """
     )
+
+
+@migration
+def m004_index_identity(conn: apsw.Connection) -> None:
+    # A random id per index file: a server holding derived data (the vectors in memory) tells an index deleted and
+    # built again (same chunk ids, other texts) from the one it loaded; file inodes are reused at once.
+    set_config(conn, INDEX_ID, uuid.uuid4().hex)
+
+
+def index_identity(conn: apsw.Connection) -> str | None:
+    """The index's random identity (None for an index no writer has opened since identities were added)."""
+    return get_config(conn, INDEX_ID)
 
 
 def vec_extension_path() -> str:

@@ -19,10 +19,10 @@ import apsw
 import xxhash
 from pydantic import BaseModel
 
-from specmem.indexer import db, tiers
+from specmem.indexer import atomic, db, tiers
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
-from specmem.indexer.errors import WriteError
+from specmem.indexer.errors import SpecmemError, WriteError
 from specmem.indexer.parse import HEADING_RE, normalise, parse, split_lines
 from specmem.indexer.write import rewrite_memory, update_frontmatter, validate_memory
 
@@ -58,10 +58,10 @@ def _title_key(title: str) -> str:
     return " ".join(normalise(title).split())
 
 
-def _existing_key(path: Path) -> str | None:
+def _existing_key(path: Path, roots: tuple[Path, ...]) -> str | None:
     try:
-        data = path.read_bytes()
-    except OSError:
+        data = atomic.read_file(path, roots)  # non-blocking: a FIFO in the folder must not hang the write
+    except (OSError, SpecmemError):
         return None
     parsed = parse(data, PurePosixPath(path.name))
     return content_key("\n".join(parsed.body_lines)) if not parsed.binary else None
@@ -109,7 +109,7 @@ def find(
     for row in rows:
         score = near.get(row.id)
         kind: Kind | None = None
-        if key and _existing_key(Path(row.path)) == key:
+        if key and _existing_key(Path(row.path), config.roots) == key:
             kind = "same content"
         elif _title_key(row.title) == title_key:
             kind = "same title"

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import pathspec
 
-from specmem.indexer import conventions
+from specmem.indexer import atomic, conventions
 from specmem.indexer.conventions import CONVENTIONS, Convention
-from specmem.indexer.errors import SpecFolderError
+from specmem.indexer.errors import SpecFolderError, SpecmemError
 
 if TYPE_CHECKING:
     from specmem.indexer.config import Config
@@ -29,6 +29,7 @@ NAME_MAX = 255  # bytes in one file or folder name, on every common file system
 NEVER_REPORTED = {".git", ".hg", ".svn", ".specmem", ".venv", ".tox", ".nox", ".cache"}
 NEVER_REPORTED |= {".mypy_cache", ".pytest_cache", ".ruff_cache", ".idea", ".vscode", ".obsidian-trash"}
 COUNT_LIMIT = 5000  # entries looked at when counting the markdown in a skipped hidden folder
+IGNORE_FILE_LIMIT = 1024 * 1024  # bytes of one .gitignore or .specmemignore read
 
 
 def is_memory_name(name: str) -> bool:
@@ -276,9 +277,10 @@ class IgnoreRules:
             lines: list[str] = []
             for name in IGNORE_FILES:
                 try:
-                    lines += (folder / name).read_text(encoding="utf-8", errors="replace").splitlines()
-                except OSError:
-                    pass
+                    data, _ = atomic.read_regular(folder / name, IGNORE_FILE_LIMIT)
+                except (OSError, SpecmemError):  # missing, or a FIFO: never waited on
+                    continue
+                lines += data.decode("utf-8", errors="replace").splitlines()
             if folder == self.root:
                 lines += (
                     self.policy.exclude
@@ -599,14 +601,8 @@ def _walk_dir(
                 result.problems.append((entry.path, f"cannot stat ({exc.strerror})"))
                 continue
             if not is_dir and not (
-                (is_file or is_link)
-                and (
-                    is_memory_name(name)
-                    or (
-                        os.path.splitext(name)[1].lower() in suffixes
-                        and policy.is_memory_file(Path(entry.path))
-                    )
-                )
+                is_memory_name(name)
+                or (os.path.splitext(name)[1].lower() in suffixes and policy.is_memory_file(Path(entry.path)))
             ):
                 continue
             path = entry.path
@@ -649,6 +645,12 @@ def _walk_dir(
                     found[path] = (root, entry.stat())
                 except OSError as exc:
                     result.problems.append((path, f"cannot stat ({exc.strerror})"))
-            else:
+            elif is_link:
                 result.problems.append((path, "broken symlink; not indexed"))
+            elif not (layers and rules.matches(layers, path, is_dir=False)):
+                try:
+                    what = atomic.kind(entry.stat(follow_symlinks=False))
+                except OSError:
+                    what = "not a regular file"
+                result.problems.append((path, f"{what}, not a regular file; not indexed"))
         pending.extend(reversed(subdirs))

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from specmem.indexer import conventions, db, files
+from specmem.indexer import atomic, conventions, db, files
 from specmem.indexer.config import DB_DIRNAME, PROJECT_FILE
 from specmem.indexer.conventions import Convention
-from specmem.indexer.errors import ConfigError
+from specmem.indexer.errors import ConfigError, SpecmemError, WriteError
 
 MCP_FILE = ".mcp.json"  # the project-level MCP client config Claude Code reads from a project's top folder
+MAX_MCP_FILE_BYTES = 1024 * 1024
 
 EXAMPLE_RULE = """---
 title: Example rule - replace it with one your assistant must always follow
@@ -138,29 +139,45 @@ def plan(folder: Path, roots: list[str] | None = None) -> InitPlan:
             Step("create", mcp, "Claude Code (and other clients) start `specmem serve` here", wanted)
         )
     else:
+        entry = json.dumps(mcp_config()["mcpServers"])[1:-1]
         try:
-            servers = json.loads(mcp.read_text(encoding="utf-8")).get("mcpServers", {})
-        except (OSError, ValueError, AttributeError):
-            servers = {}
-        if isinstance(servers, dict) and "specmem" in servers:
+            raw, _ = atomic.read_regular(mcp, MAX_MCP_FILE_BYTES)
+            servers = json.loads(raw).get("mcpServers", {})
+            problem = None if isinstance(servers, dict) else "its mcpServers is not an object"
+        except (OSError, SpecmemError) as exc:
+            servers, problem = {}, f"cannot be read ({exc})"
+        except (ValueError, AttributeError, RecursionError):
+            servers, problem = {}, "is not a JSON object"
+        if problem is not None:
+            steps.append(
+                Step("keep", mcp, f"exists but {problem}: fix it, then add to its mcpServers: {entry}")
+            )
+        elif "specmem" in servers:
             steps.append(Step("keep", mcp, "exists and already starts a specmem server"))
         else:
-            entry = json.dumps(mcp_config()["mcpServers"])[1:-1]
             steps.append(Step("keep", mcp, f"exists without specmem; add to its mcpServers: {entry}"))
     return result
 
 
 def apply(init: InitPlan) -> None:
-    """Create what the plan says to create; a file that appeared since the plan is kept, never overwritten."""
-    init.folder.mkdir(parents=True, exist_ok=True)
+    """Create what the plan says to create; a file that appeared since the plan is kept, never overwritten.
+    A folder that cannot be written is a WriteError saying which; a symlinked `.specmem` is refused."""
     for step in init.created:
         assert step.content is not None
-        step.path.parent.mkdir(parents=True, exist_ok=True)
-        if step.path.parent.name == DB_DIRNAME:
-            os.chmod(
-                step.path.parent, 0o700
-            )  # the index holds every memory: owner only, as db.connect makes it
-        if not _create(step.path, step.content):
+        try:
+            if step.path.parent.name == DB_DIRNAME:
+                # The index holds every memory: owner only, as db.connect makes it; never through a symlink.
+                with atomic.open_own_folder(step.path.parent) as own:
+                    if own.fd is not None:
+                        os.fchmod(own.fd, 0o700)
+            else:
+                step.path.parent.mkdir(parents=True, exist_ok=True)
+            created = _create(step.path, step.content)
+        except OSError as exc:
+            raise WriteError(
+                atomic.describe(exc, step.path, "create") + "; nothing more was created"
+            ) from None
+        if not created:
             step.action, step.why = "keep", "appeared meanwhile; kept as it is"
 
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import apsw
 import xxhash
 
-from specmem.indexer import conventions, db, files, scanstate, signal, store, unfinished
+from specmem.indexer import atomic, conventions, db, files, scanstate, signal, store, unfinished
 from specmem.indexer.chunk import chunk_file
 from specmem.indexer.config import Config
 from specmem.indexer.conventions import CONVENTIONS, Convention
@@ -74,12 +74,10 @@ class ScanReport:
 
 
 def read_head(path: Path, limit: int) -> tuple[bytes, int | None]:
-    """The file's bytes, at most `limit` of them; the second value is the real size when it was cut."""
-    with open(path, "rb") as fh:
-        data = fh.read(limit + 1)
-        if len(data) > limit:
-            return data[:limit], os.fstat(fh.fileno()).st_size
-    return data, None
+    """The file's bytes, at most `limit` of them; the second value is the real size when it was cut. Opened
+    non-blocking and read only as a regular file: a FIFO swapped in since the walk cannot hang the scan."""
+    data, size = atomic.read_regular(path, limit + 1)
+    return (data[:limit], size) if len(data) > limit else (data, None)
 
 
 def digest_of(data: bytes, truncated_from: int | None) -> str:
@@ -434,6 +432,9 @@ def _read(
         raise
     except OSError as exc:
         report.problems.append((str(path), f"cannot read ({exc.strerror}); its memory is kept as it was"))
+        return None
+    except atomic.NotRegular:
+        report.problems.append((str(path), "not a regular file now (a FIFO, socket or device); not read"))
         return None
     if not settled:
         report.unsettled.append(str(path))

@@ -13,9 +13,9 @@ from typing import Any
 import apsw
 from pydantic import BaseModel, Field
 
-from specmem.indexer import db, files, tiers
+from specmem.indexer import atomic, db, files, tiers
 from specmem.indexer.config import Config
-from specmem.indexer.errors import NotFound
+from specmem.indexer.errors import NotFound, WriteError
 from specmem.indexer.lock import WatcherInfo, watcher_info
 from specmem.indexer.parse import decode, normalise
 
@@ -78,7 +78,14 @@ JSON_FIELDS = ("trigger_phrases", "tags", "anchors", "warnings")
 
 def inside_roots(path: Path, cfg: Config) -> bool:
     """Whether `path`, with symlinks resolved, lies inside one of the roots."""
-    real = path.resolve()
+    for _ in range(atomic.ATTEMPTS):
+        try:
+            real = path.resolve()
+            break
+        except OSError:  # a link on the way replaced while it was read (EINVAL): look again
+            continue
+    else:
+        return False
     return any(files.within(real, root.resolve()) for root in cfg.roots)
 
 
@@ -158,11 +165,14 @@ def get(
         raise NotFound("give an anchor or a line range, not both")
     row, path = find_served(conn, cfg, path_or_id)
     try:
-        data = path.read_bytes()
+        # Read as writes reach files (never through a symlink swapped in, never waiting on a FIFO).
+        data = atomic.read_file(path, cfg.roots)
     except FileNotFoundError:
         raise NotFound(f"{path} was removed since the last scan; run `specmem scan`") from None
     except OSError as exc:
         raise NotFound(f"cannot read {path}: {exc.strerror}") from None
+    except WriteError as exc:
+        raise NotFound(f"cannot read it: {exc}") from None
     content, _, binary = decode(data)
     content = "" if binary else content
     lines = content.splitlines(keepends=True)

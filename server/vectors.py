@@ -47,6 +47,7 @@ class VectorIndex:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.model: str | None = None
+        self.identity: str | None = None  # db.index_identity of the index the vectors came from
         self._clear(0)
 
     def _clear(self, dim: int) -> None:
@@ -94,9 +95,17 @@ class VectorIndex:
         last_id = int(
             db.scalar(conn, "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'memory_chunks'")
         )
-        if model != self.model or int(dim) != self.dim or last_id < self._last_id:
-            # Another model, or a rebuilt index whose ids started again: nothing held is valid.
+        identity = db.index_identity(conn)
+        if (
+            model != self.model
+            or int(dim) != self.dim
+            or last_id < self._last_id
+            or identity != self.identity
+        ):
+            # Another model, or another index (deleted and built again: its chunk ids start again, and may reach
+            # the same numbers with other texts): nothing held is valid.
             self.model = model
+            self.identity = identity
             self._clear(int(dim))
         self._last_id = last_id
         blocks = {
