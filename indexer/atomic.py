@@ -311,6 +311,30 @@ class Folder(_Descriptor):
             raise WriteError(describe(exc, self.path / name, "delete")) from None
         return True
 
+    def take(self, name: str) -> bytes | None:
+        """Remove a file and return the bytes it held at that moment: it is renamed away first, then read, so
+        whatever another program wrote to it until the removal is in them. A symlink (or anything else that is
+        not a regular file) is removed itself and gives None, as does a file already gone."""
+        st = self.lstat(name)
+        if st is None:
+            return None
+        if not stat_mod.S_ISREG(st.st_mode):
+            self.unlink(name)
+            return None
+        away = f".{name[:100]}.{_host()}-{os.getpid()}-{next(_COUNTER)}{TMP_SUFFIX}"
+        try:
+            os.rename(self._at(name), self._at(away), src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise WriteError(describe(exc, self.path / name, "delete")) from None
+        try:
+            return self.read(away)
+        except WriteError:  # swapped for a symlink or a FIFO in between: it is removed all the same
+            return None
+        finally:
+            self.unlink(away)
+
     def unlink_if(self, name: str, st: os.stat_result) -> None:
         """Remove `name` if it still is the file `st` describes (the one this process wrote)."""
         now = self.lstat(name)

@@ -143,19 +143,56 @@ def create(
                 blob,
             ),
         )
-        _retain(conn, config, keep=name)
+        _retain(conn, config, keep=name, automatic=automatic)
     return info
 
 
-def _retain(conn: apsw.Connection, config: Config, keep: str) -> None:
-    """Drop checkpoints past the configured count or age (never the one just made). Call inside write_tx."""
+def _retain(conn: apsw.Connection, config: Config, keep: str, automatic: bool) -> None:
+    """Drop checkpoints past the configured age, and those of the new one's kind (automatic or made by hand)
+    past the configured count, never the one just made: a run of deletes never evicts a checkpoint someone
+    made by name. Call inside write_tx."""
     cutoff = db.now_ms() - int(config.checkpoint_max_days * 86_400_000)
     conn.execute("DELETE FROM checkpoints WHERE created_at < ? AND name != ?", (cutoff, keep))
     conn.execute(
-        "DELETE FROM checkpoints WHERE name != ? AND id NOT IN "
-        "(SELECT id FROM checkpoints ORDER BY created_at DESC, id DESC LIMIT ?)",
-        (keep, config.checkpoint_max),
+        "DELETE FROM checkpoints WHERE name != ? AND automatic = ? AND id NOT IN "
+        "(SELECT id FROM checkpoints WHERE automatic = ? ORDER BY created_at DESC, id DESC LIMIT ?)",
+        (keep, int(automatic), int(automatic), config.checkpoint_max),
     )
+
+
+def amend(conn: apsw.Connection, config: Config, name: str, last: dict[Path, bytes]) -> None:
+    """Put the bytes files held when they were removed into the checkpoint that undoes their removal (what an
+    editor wrote between the checkpoint and the removal)."""
+    row = db.one(conn, "SELECT data FROM checkpoints WHERE name = ?", (name,))
+    if row is None or not last:
+        return
+    saved = json.loads(zlib.decompress(row.data))
+    entries = {(e["root"], e["rel"]): e for e in saved["files"]}
+    changed = False
+    for path, data in last.items():
+        root = files.root_of(path, config.roots)
+        if root is None:
+            continue
+        key = (str(root), path.relative_to(root).as_posix())
+        encoded = base64.b64encode(data).decode()
+        entry = entries.get(key)
+        if entry is None:
+            entry = entries[key] = {"root": key[0], "rel": key[1], "mode": 0o644, "confidence": None}
+            entry["access_count"] = None
+            saved["files"].append(entry)
+        elif entry["data"] == encoded:
+            continue
+        entry["data"] = encoded
+        changed = True
+    if not changed:
+        return
+    size = sum(len(base64.b64decode(e["data"])) for e in saved["files"])
+    blob = zlib.compress(json.dumps(saved).encode(), 6)
+    with db.write_tx(conn):
+        conn.execute(
+            "UPDATE checkpoints SET data = ?, size_bytes = ?, file_count = ? WHERE name = ?",
+            (blob, size, len(saved["files"]), name),
+        )
 
 
 def list_all(conn: apsw.Connection) -> list[CheckpointInfo]:

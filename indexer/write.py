@@ -400,23 +400,37 @@ def _replace(
 
 
 def delete_files(
-    conn: apsw.Connection, config: Config, embedder: Embedder, paths: list[Path], scopes: tuple[Path, ...]
+    conn: apsw.Connection,
+    config: Config,
+    embedder: Embedder,
+    paths: list[Path],
+    scopes: tuple[Path, ...],
+    checkpoint: str | None = None,
 ) -> ScanReport:
     """Remove memory files and re-index their scopes (the rows go in one transaction with their chunks).
 
     A file is removed through its folder, reached from a root without following symlinks: a folder swapped for
-    a symlink never leads the delete outside the roots. A symlinked memory loses the link, not its target."""
+    a symlink never leads the delete outside the roots. A symlinked memory loses the link, not its target.
+    Each file's bytes at the moment of its removal go into `checkpoint` (the one that undoes the delete), so
+    what an editor wrote after the checkpoint was taken is not lost."""
     key = unfinished.begin(conn, scopes)
     removed: list[Path] = []
+    last: dict[Path, bytes] = {}
     try:
         for path in paths:
             with atomic.open_folder(path.parent, config.roots) as place:
-                place.unlink(path.name)
+                data = place.take(path.name)
+            if data is not None:
+                last[path] = data
             removed.append(path)
     except SpecmemError as exc:
+        if checkpoint is not None:
+            checkpoints.amend(conn, config, checkpoint, last)
         index_now(conn, config, embedder, scopes, finalize=lambda c: unfinished.end(c, key))
         done = f"{len(removed)} of {len(paths)} files were deleted" if removed else "nothing was deleted"
         raise WriteError(f"{done}: {exc}") from exc
+    if checkpoint is not None:
+        checkpoints.amend(conn, config, checkpoint, last)
     try:
         return index_now(conn, config, embedder, scopes, finalize=lambda c: unfinished.end(c, key))
     except SpecmemError as exc:
@@ -445,7 +459,7 @@ def delete_memory(
         folders=[(root, root / first if first else root)],
         automatic=True,
     )
-    delete_files(conn, config, embedder, [path], (path,))
+    delete_files(conn, config, embedder, [path], (path,), checkpoint=name)
     return [path], name
 
 
@@ -461,7 +475,7 @@ def delete_spec_folder(
     targets = sorted(walked.files)
     name = _auto_name()
     checkpoints.create(conn, config, name, spec_folder=spec_folder, folders=pairs, automatic=True)
-    delete_files(conn, config, embedder, targets, folders)
+    delete_files(conn, config, embedder, targets, folders, checkpoint=name)
     return targets, name
 
 
