@@ -19,7 +19,7 @@ import apsw
 import xxhash
 from pydantic import BaseModel
 
-from specmem.indexer import atomic, db, tiers
+from specmem.indexer import atomic, db, files, tiers
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import SpecmemError, WriteError
@@ -101,6 +101,8 @@ def find(
         "ORDER BY id",
         (folder,),
     )
+    # A row of a root no longer configured is not served: it is nobody's duplicate (until a scan drops it).
+    rows = [r for r in rows if files.root_of(Path(r.path), config.roots) is not None]
     if not rows:
         return []
     key, title_key = content_key(content), _title_key(title)
