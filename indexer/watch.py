@@ -136,6 +136,7 @@ class Watcher:
         self._rewatch: set[Path] = set()  # roots whose folder watches must be rebuilt (a folder went away)
         self._db_id: tuple[int, int] | None = None  # the database file the batch connection has open
         self._embed_db_id: tuple[int, int] | None = None
+        self.yielded: str | None = None  # why this watcher stopped by itself (another took its lock file)
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
@@ -381,9 +382,16 @@ class Watcher:
                     self._cond.wait(ROOT_CHECK)
                     check_roots = not (self._pending or self._full or self._stopping.is_set())
             if check_roots:
-                self._check_roots()
-                self._check_db()
-                self._check_lock()
+                self._checks(self._check_roots, self._check_db, self._check_lock)
+
+    def _checks(self, *checks: Callable[[], None]) -> None:
+        """Run the between-batch checks; one that fails is said and retried at the next idle moment, never the
+        end of the apply thread (a watcher that stays up but indexes nothing is worse than one that stops)."""
+        for check in checks:
+            try:
+                check()
+            except Exception as exc:  # noqa: BLE001 - said and retried
+                self._error(f"{check.__name__.strip('_').replace('_', ' ')}: {exc}")
 
     def _apply_loop(self) -> None:
         conn = None
@@ -393,6 +401,11 @@ class Watcher:
             if batch is None:
                 break
             full, paths = batch
+            self._checks(self._check_lock)  # a busy stream of edits never reaches the idle checks
+            if self._stopping.is_set():  # yielded to the watcher that took the lock file (it reconciles all)
+                with self._cond:
+                    self._busy = False
+                break
             try:
                 conn, reopened = self._connection(conn, "_db_id")
                 full = full or reopened  # a new database is filled from all the files
@@ -470,17 +483,34 @@ class Watcher:
 
     def _check_lock(self) -> None:
         """Between batches: a watcher lock file deleted or replaced under us (a cleanup of `.specmem/`) would let
-        a second watcher start beside this one; take the lock file that is there now, or say that another took it."""
+        a second watcher start beside this one. Take the lock file that is there now; if another watcher took it,
+        yield to it (stop); if a folder or a symlink stands there, nobody can take it: keep going and say why."""
         if self.lock.still_ours():
             return
-        if self.lock.retake():
+        try:
+            taken = self.lock.retake()
+        except SpecmemError as exc:
+            self._error(
+                f"cannot take the watcher lock again ({exc}); this watcher keeps the index live meanwhile"
+            )
+            return
+        if taken:
             log.warning("the watcher lock %s was deleted or replaced; took it again", self.lock.path)
             return
         holder = read_holder(self.lock.path)
-        message = (
+        self.yielded = (
             f"the watcher lock {self.lock.path} was deleted or replaced and "
-            f"{holder.describe() if holder else 'another process'} took it: two watchers now keep this index"
+            f"{holder.describe() if holder else 'another process'} took it; this watcher stops, so that one "
+            "watcher keeps this index"
         )
+        self._error(self.yielded)
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._embed_wanted.set()
+
+    def _error(self, message: str) -> None:
+        """Say a problem once (until it changes) and keep it in the status."""
         if message not in self.status.errors:
             log.warning("%s", message)
             self.status.errors = [*self.status.errors[-9:], message]
@@ -603,7 +633,13 @@ class WatchHost:
                 continue
             self._tried.set()
             log.info("this server now watches %s", self.watcher.config.db_path)
-            return
+            while self.watcher.running and not self._stop.wait(self.retry):
+                pass
+            if self._stop.is_set():
+                return
+            # It yielded to another watcher (its lock file was deleted and taken): wait to take over again.
+            self.watcher.stop()
+            self.watcher = Watcher(self.watcher.config, self.watcher.embedder, role="server")
 
     def stop(self) -> None:
         self._stop.set()

@@ -323,10 +323,10 @@ def watch_cmd(cfg: Config, debounce: float, polling: bool, no_embed: bool, verbo
             debounce=debounce, polling=polling, embed=not no_embed, on_batch=on_batch, on_embedded=on_embedded
         )
         try:
-            while not stop.wait(1.0):
+            while watcher.running and not stop.wait(1.0):
                 pass
         finally:
-            say("stopping: finishing the batch in progress", err=True)
+            say(watcher.yielded or "stopping: finishing the batch in progress", err=True)
             watcher.stop()
     say(f"stopped after {watcher.status.batches} batches", err=True)
     exit_now(0)
