@@ -43,9 +43,18 @@ class _CheckedLines:
             if not line.strip():
                 continue
             try:
-                types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                valid = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
             except ValidationError as exc:
                 await self._refuse(line, exc)
+                continue
+            if (
+                isinstance(valid, types.JSONRPCNotification)
+                and '"id"' in line
+                and "id" in (_read(line) or {})
+            ):
+                # A request whose id is a float, an object, an array, a boolean or null validates as a
+                # notification (its id an ignored extra key), which nobody answers: it waited forever.
+                await self._answer(None, types.ErrorData(code=types.INVALID_REQUEST, message=BAD_ID))
                 continue
             yield line
 
@@ -53,12 +62,7 @@ class _CheckedLines:
         """Answer a line that is not a valid message, if it was a request (or if its id cannot be told)."""
         first = exc.errors()[0]
         invalid_json = first["type"] == "json_invalid"
-        try:
-            # Python's parser takes lone surrogates, and so finds the id; it recurses once per level, so a line
-            # nested deeper than any request (600 brackets in 1.3 KB) is only read at its top level.
-            message: Any = json.loads(line) if bracket_depth(line) <= MAX_DEPTH else _top_level(line)
-        except (ValueError, RecursionError):
-            message = None
+        message: Any = _read(line)
         if isinstance(message, dict):
             if "id" not in message and "method" in message:
                 return  # a notification is never answered, even with an error
@@ -80,9 +84,24 @@ class _CheckedLines:
             error = types.ErrorData(
                 code=types.INVALID_REQUEST, message=f"Invalid request: {where}: {first['msg']}"
             )
+        await self._answer(id_, error)
+
+    async def _answer(self, id_: int | str | None, error: types.ErrorData) -> None:
         await self._ready.wait()
         assert self._replies is not None
         await self._replies.send(SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=id_, error=error)))
+
+
+BAD_ID = "Invalid request: id must be a string or an integer (MCP request ids); the request was not run"
+
+
+def _read(line: str) -> Any:
+    """The line as JSON, or None. Python's parser takes lone surrogates, and so finds the id; it recurses once
+    per level, so a line nested deeper than any request (600 brackets in 1.3 KB) is only read at its top level."""
+    try:
+        return json.loads(line) if bracket_depth(line) <= MAX_DEPTH else _top_level(line)
+    except (ValueError, RecursionError):
+        return None
 
 
 MAX_DEPTH = 64  # arrays and objects inside one another in a line this transport parses whole

@@ -49,6 +49,10 @@ def test_every_request_line_gets_an_answer_over_stdio(indexed_specs):
         assert server.reply(10)["error"]["code"] == -32600
         server.send("not json at all")  # JSON-RPC: a parse error, with a null id
         assert server.reply(None)["error"]["code"] == -32700
+        # An id that is no string or integer made the line a notification to the SDK: never answered.
+        for id_ in ("1.5", "1.0", '{"a": 1}', "true", "[1]", "null"):
+            server.send('{"jsonrpc":"2.0","id":' + id_ + ',"method":"ping"}')
+            assert "id must be a string or an integer" in server.reply(None)["error"]["message"], id_
         # A notification is never answered, not even with an error.
         server.send('{"jsonrpc":"2.0","method":"notifications/x","params":"no id"}')
         server.send(search_line(11, "tokens \\ud83d\\ude00 expire"))  # a valid pair is an ordinary query
