@@ -366,13 +366,19 @@ def normalise(text: str) -> str:
 
 
 def spec_folder(rel_path: PurePosixPath) -> str:
-    """`003-auth/memory/x.md` → `003-auth`; below a `specs/` folder when the root is above it; else the folder."""
-    parts = list(rel_path.parts[:-1])
-    if "specs" in parts:
-        parts = parts[len(parts) - parts[::-1].index("specs") :]
-    if "memory" in parts:
-        parts = parts[: parts.index("memory")]
-    return "/".join(parts)
+    """`003-auth/memory/x.md` → `003-auth`; below a `specs/` folder when the root is above it; else the folder.
+
+    A spec folder is never the empty name of a `memory/` folder itself: `specs/memory/x.md` (a spec folder named
+    `specs`, the root being `specs/`) → `specs`, `memory/memory/x.md` → `memory`, `memory/x.md` → `memory`."""
+    parts = rel_path.parts[:-1]
+    starts = [i + 1 for i, part in enumerate(parts) if part == "specs"][::-1] + [0]
+    for start in dict.fromkeys(starts):
+        below = parts[start:]
+        if "memory" in below[1:]:
+            return "/".join(below[: below.index("memory", 1)])
+        if below != ("memory",):
+            return "/".join(below)
+    return "memory"  # files right in a root's `memory/` folder
 
 
 def parse(data: bytes, rel_path: PurePosixPath, *, truncated_from: int | None = None) -> ParsedFile:

@@ -80,6 +80,13 @@ def test_title_fallbacks():
         ("003-auth/spec.md", "003-auth"),
         ("notes/x.md", "notes"),
         ("x.md", ""),
+        ("specs/x.md", ""),
+        # Spec folders named `memory` or `specs` (their names were empty).
+        ("memory/memory/x.md", "memory"),
+        ("memory/x.md", "memory"),
+        ("specs/memory/x.md", "specs"),
+        ("specs/specs/memory/x.md", "specs"),
+        ("specs/memory/memory/x.md", "memory"),
     ],
 )
 def test_spec_folder_from_path(rel, folder):
