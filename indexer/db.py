@@ -261,7 +261,10 @@ def _own_files(path: Path, *, create: bool) -> None:
 
 
 def _owner_only(path: Path) -> None:
-    """Create the index if it is missing (its file is made readable by its owner only)."""
+    """Create the index if it is missing or was cut short in place (its file is made readable by its owner
+    only)."""
+    if path.exists() and cut_short(path):
+        discard_cut_short(path)
     if not path.exists():
         _create(path)
 
@@ -315,6 +318,40 @@ def file_id(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def cut_short(path: Path) -> bool:
+    """Whether the index file is there but no longer starts with SQLite's header: cut in place (`: > index.db`,
+    `truncate -s 0`). A connection still open on it would go on committing into its log, seen by no reader."""
+    try:
+        fd = atomic.open_own_file(path)
+    except (OSError, SpecmemError):
+        return False
+    try:
+        return os.pread(fd, len(SQLITE_HEADER), 0) != SQLITE_HEADER
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def discard_cut_short(path: Path) -> bool:
+    """Remove an index cut short in place, so that the next connection creates it anew (with fresh -wal and -shm
+    files: the old log must never be applied to an empty file). Under the write lock; True if it was removed."""
+    with FileLock(write_lock_of(path), "create") as lock:
+        lock.acquire(CREATE_LOCK_TIMEOUT)
+        if not cut_short(path):
+            return False
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise DatabaseError(atomic.describe(exc, path, "remove the damaged index")) from exc
+        return True
 
 
 def _ignore_folder(folder: Path) -> None:

@@ -459,13 +459,12 @@ class Watcher:
     def _connection(self, conn: apsw.Connection | None, slot: str) -> tuple[apsw.Connection, bool]:
         """The loop's writer connection, reopened when the database file was deleted or replaced (else every
         later batch would go into a file nobody reads). True when it was reopened."""
-        if conn is not None and db.file_id(self.config.db_path) == getattr(self, slot):
+        path = self.config.db_path
+        if conn is not None and db.file_id(path) == getattr(self, slot) and not db.cut_short(path):
             return conn, False
         reopened = conn is not None
         if conn is not None:
-            log.warning(
-                "the index %s was deleted or replaced; rebuilding it from the files", self.config.db_path
-            )
+            log.warning("the index %s was deleted, replaced or cut short; rebuilding it from the files", path)
             conn.close()
         while True:
             before = db.file_id(self.config.db_path)
@@ -477,8 +476,9 @@ class Watcher:
             conn.close()
 
     def _check_db(self) -> None:
-        """Between batches: a deleted or replaced database is rebuilt at once, not at the next file change."""
-        if self._db_id is not None and db.file_id(self.config.db_path) != self._db_id:
+        """Between batches: a deleted, replaced or cut short database is rebuilt at once, not at the next change."""
+        path = self.config.db_path
+        if self._db_id is not None and (db.file_id(path) != self._db_id or db.cut_short(path)):
             self._queue_full()
 
     def _check_lock(self) -> None:

@@ -610,6 +610,34 @@ def test_a_watcher_follows_its_database_being_deleted(cfg, specs, hash_embedder,
         watcher.stop()
 
 
+def test_an_index_cut_short_in_place_is_rebuilt(cfg, specs, hash_embedder):
+    """`: > index.db` keeps the file (same inode): a watcher's connection went on committing into its log, its
+    batches reported success and readers saw an empty index. The watcher (and any writer opening it) now
+    rebuilds it from the files, with a fresh log."""
+    from specmem.indexer.watch import Watcher
+
+    write(specs / "001-a" / "memory" / "a.md", memory("Alpha", "first"))
+    watcher = Watcher(cfg, hash_embedder, debounce=0.05)
+    watcher.start()
+    try:
+        wait_for(lambda: titles_in_index(cfg) == {"Alpha"}, what="the first reconcile")
+        os.truncate(cfg.db_path, 0)
+        write(specs / "001-a" / "memory" / "c.md", memory("Charlie", "edited after the cut"))
+        wait_for(
+            lambda: titles_in_index(cfg) == {"Alpha", "Charlie"}, what="the index rebuilt by the watcher"
+        )
+    finally:
+        watcher.stop()
+    os.truncate(cfg.db_path, 0)  # and without a watcher: the next scan rebuilds it
+    writer = db.connect(cfg.db_path)
+    scan(writer, cfg, hash_embedder)
+    writer.close()
+    assert titles_in_index(cfg) == {"Alpha", "Charlie"}
+    reader = db.connect(cfg.db_path, readonly=True)
+    assert reader.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    reader.close()
+
+
 def specmem(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
