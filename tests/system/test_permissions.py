@@ -102,3 +102,22 @@ def test_readers_work_on_an_index_they_may_not_write(indexed, isolated, specs):
         indexed.chmod(0o700)
         for path in files:
             path.chmod(0o600)
+
+
+@pytest.mark.skipif(AS_ROOT and SETPRIV is None, reason="setpriv is needed to drop root's capabilities")
+@pytest.mark.parametrize("mcp_json", [None, '{"mcpServers": {}}', "{not json"])
+def test_init_in_a_read_only_folder_says_which_file_it_cannot_create(isolated, mcp_json):
+    """A traceback before, and an unwritable folder reported as an invalid `.mcp.json`."""
+    project = isolated / "ro-project"
+    project.mkdir()
+    if mcp_json is not None:
+        (project / ".mcp.json").write_text(mcp_json)
+    project.chmod(0o555)
+    try:
+        done = specmem("init", cwd=project, unprivileged=True)
+    finally:
+        project.chmod(0o755)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and "permission denied" in done.stderr, done.stderr
+    assert ".mcp.json" not in done.stderr or "invalid" not in done.stderr.lower(), done.stderr
+    assert not (project / ".mcp.json").exists() or (project / ".mcp.json").read_text() == mcp_json
