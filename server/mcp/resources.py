@@ -170,13 +170,18 @@ def recall(
     budget: Annotated[str, Field(description="Token budget for the memories")] = str(DEFAULT_BUDGET),
 ) -> str:
     """The project's memories for a task (memory_context), ready to work with."""
+    # Refusals are MCPErrors: the SDK answers any other exception from a prompt as a bare "Internal server error".
     try:
         tokens = int(budget)
     except ValueError:
-        raise ValueError(f"budget must be a whole number of tokens, not {budget!r}") from None
+        shown = budget if len(budget) <= 40 else f"{budget[:40]}… ({len(budget)} characters)"
+        raise MCPError(INVALID_PARAMS, f"budget must be a whole number of tokens, not {shown!r}") from None
     if not MIN_BUDGET <= tokens <= MAX_BUDGET:
-        raise ValueError(f"budget must be between {MIN_BUDGET} and {MAX_BUDGET} tokens")
-    block = _app(ctx).memories.context(task, budget=tokens)
+        raise MCPError(INVALID_PARAMS, f"budget must be between {MIN_BUDGET} and {MAX_BUDGET} tokens")
+    try:
+        block = _app(ctx).memories.context(task, budget=tokens)
+    except SpecmemError as exc:
+        raise MCPError(INVALID_PARAMS, str(exc)) from None
     return (
         f"{block.text}\n"
         f"Task: {task}\n\n"

@@ -164,7 +164,17 @@ def test_prompts_listed_and_rendered(corpus):
         assert (
             "## Rules" in block and "Files are the truth" in block and "specs/001-db/memory/wal.md:" in block
         )
-        with pytest.raises(MCPError):
-            await client.get_prompt("recall", {"task": "x", "budget": "lots"})
+        for budget in (
+            "lots",
+            "1" * 5000,
+            "0",
+            "-5",
+            "1e9",
+            "10" + "0" * 30,
+        ):  # said, not "Internal server error"
+            with pytest.raises(MCPError, match="budget must be"):
+                await client.get_prompt("recall", {"task": "x", "budget": budget})
+        with pytest.raises(MCPError, match="empty"):
+            await client.get_prompt("recall", {"task": "  ", "budget": "400"})
 
     run(scenario)
