@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 from specmem.indexer import config, db, scan
 from specmem.indexer.watch import Watcher
 from tests.helpers import cli, memory, wait_for, write
@@ -46,3 +50,60 @@ def test_two_indexes_in_one_folder_share_no_lock_and_no_progress_file(isolated, 
             assert scan.scan(conn, c, hash_embedder).unchanged == 1
         finally:
             conn.close()
+
+
+ODD_REMEMBERED = [
+    [1, 2, 3],
+    "a string",
+    {"/x": "not an entry", "/y": {"roots": 5, "db": "/d"}, "/z": {"roots": ["/r"], "db": ["/d"]}},
+    {"/w": {"roots": ["/r"], "db": "/d", "at_ms": "yesterday"}, "/v": {"roots": [None], "db": "/d"}},
+    {"/u": {"roots": [], "db": "/d"}, "/t": None, "/s": {"roots": ["/r"], "db": "/d", "at_ms": 1e300}},
+]
+
+
+def test_remembered_scans_of_unexpected_types_break_no_command(isolated, monkeypatch, tmp_path):
+    """A hand-edited (or other version's) remembered-scans.json broke every command outside a project."""
+    monkeypatch.delenv("SPECMEM_ROOTS")
+    monkeypatch.delenv("SPECMEM_DB")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for odd in ODD_REMEMBERED:
+        path = config.user_data_dir() / config.REMEMBERED_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(odd))
+        assert config.remembered_for(outside) is None
+        done = cli("paths", cwd=outside)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (odd, done.stderr)
+        config.remember(config.resolve(), outside)  # junk is dropped, the new entry kept
+        assert config.remembered_for(outside) is not None
+
+
+REMEMBER_MANY = """
+import sys
+from pathlib import Path
+from specmem.indexer import config
+
+cfg = config.resolve()
+sys.stdin.readline()  # all start together
+for i in range(5):
+    folder = Path(sys.argv[1]) / f"f{i}"
+    folder.mkdir(parents=True)
+    config.remember(cfg, folder)
+"""
+
+
+def test_scans_remembered_at_the_same_moment_are_all_kept(isolated, tmp_path):
+    """10 scans finishing at once remembered only 44 of their 50 folders (a read-modify-write race)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", REMEMBER_MANY, str(tmp_path / f"p{n}")], stdin=subprocess.PIPE, text=True
+        )
+        for n in range(10)
+    ]
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.close()
+    assert all(proc.wait(timeout=120) == 0 for proc in procs)
+    saved = json.loads((config.user_data_dir() / config.REMEMBERED_FILE).read_text())
+    assert len(saved) == 50
