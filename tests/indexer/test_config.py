@@ -107,3 +107,19 @@ def test_scans_remembered_at_the_same_moment_are_all_kept(isolated, tmp_path):
     assert all(proc.wait(timeout=120) == 0 for proc in procs)
     saved = json.loads((config.user_data_dir() / config.REMEMBERED_FILE).read_text())
     assert len(saved) == 50
+
+
+def test_a_project_file_with_a_bom_is_read(isolated, monkeypatch):
+    """Editors on Windows save `specmem.toml` with a byte order mark: it was refused."""
+    monkeypatch.delenv("SPECMEM_ROOTS")
+    (isolated / "specmem.toml").write_bytes(b'\xef\xbb\xbfroots = ["notes"]\n')
+    assert config.resolve().roots == (isolated / "notes",)
+
+
+def test_an_index_path_that_is_a_folder_is_said_in_one_line(isolated, monkeypatch, tmp_path):
+    """SPECMEM_DB naming a folder read as "disk I/O error"."""
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    done = cli("list", env={"SPECMEM_DB": str(folder)})
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "is a folder" in done.stderr and "disk I/O" not in done.stderr, done.stderr
