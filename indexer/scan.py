@@ -456,7 +456,7 @@ def _moved_from_elsewhere(
     conn: apsw.Connection, digest: str, found: dict[str, tuple[Path, os.stat_result]], claimed: set[int]
 ) -> int | None:
     """The id of an indexed memory with this content whose file no longer exists: the source of a move."""
-    for mid, path in conn.execute("SELECT id, path FROM memory_index WHERE content_hash = ?", (digest,)):
+    for mid, path in store.with_content(conn, digest):
         if mid not in claimed and path not in found and not os.path.lexists(path):
             claimed.add(mid)
             return int(mid)

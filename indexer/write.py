@@ -18,7 +18,7 @@ from typing import Any
 import apsw
 import yaml
 
-from specmem.indexer import atomic, checkpoints, db, files, unfinished
+from specmem.indexer import atomic, checkpoints, db, files, store, unfinished
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import SpecmemError, WriteError
@@ -181,8 +181,8 @@ def write_memory(
         written = place.lstat(name)
         try:
             report = index_now(conn, config, embedder, (path,), finalize=lambda c: unfinished.end(c, key))
-            row = db.one(conn, "SELECT id FROM memory_index WHERE path = ?", (str(path),))
-            if row is None:
+            mid = store.memory_id_at(conn, str(path))
+            if mid is None:
                 why = "; ".join(m for p, m in report.problems if files.within(path, Path(p))) or (
                     "its folder is excluded by .gitignore or .specmemignore, or leads out of the roots"
                 )
@@ -202,7 +202,7 @@ def write_memory(
             if isinstance(exc, SpecmemError):
                 raise WriteError(f"nothing was written: {exc}") from exc
             raise
-    return int(row.id), path
+    return mid, path
 
 
 def _reads_back(

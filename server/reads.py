@@ -16,6 +16,7 @@ from typing import NamedTuple, cast
 import apsw
 
 from specmem.indexer import db
+from specmem.indexer.tiers import TIERS
 
 # bm25 column weights: text, title/heading path, trigger phrases, tags, path.
 BM25_WEIGHTS = (1.0, 2.0, 3.0, 2.0, 0.5)
@@ -92,12 +93,14 @@ def _where(scope: Scope) -> tuple[str, list[object]]:
     return " AND ".join(clauses) or "1", args
 
 
+@db.engine_specific
 def in_scope(conn: apsw.Connection, scope: Scope) -> set[int]:
     """The ids of every memory in scope."""
     where, args = _where(scope)
     return {r[0] for r in conn.execute(f"SELECT m.id FROM memory_index m WHERE {where}", args)}
 
 
+@db.engine_specific
 def visible(conn: apsw.Connection, ids: Iterable[int], scope: Scope) -> set[int]:
     """Those of `ids` that are in scope."""
     where, args = _where(scope)
@@ -105,6 +108,7 @@ def visible(conn: apsw.Connection, ids: Iterable[int], scope: Scope) -> set[int]
     return {r[0] for r in conn.execute(sql, [json.dumps(list(ids)), *args])}
 
 
+@db.engine_specific
 def constitutional(conn: apsw.Connection, scope: Scope) -> set[int]:
     """The ids of the constitutional memories in scope."""
     where, args = _where(scope)
@@ -129,11 +133,12 @@ class MemoryRow(NamedTuple):
     updated_at: int
     confidence: float
     embedding_status: str
+    content_hash: str
 
 
 MEMORY_COLUMNS = (
-    "id, path, rel_path, title, importance_tier, spec_folder, context_type, tags, updated_at, confidence, "
-    "embedding_status"
+    "m.id, m.path, m.rel_path, m.title, m.importance_tier, m.spec_folder, m.context_type, m.tags, m.updated_at, "
+    "m.confidence, m.embedding_status, m.content_hash"
 )
 
 
@@ -142,16 +147,157 @@ def _memory(values: Sequence[object]) -> MemoryRow:
     return row._replace(tags=json.loads(cast(str, row.tags)))
 
 
+class MemoryDetail(NamedTuple):
+    """Everything the index knows of one memory (what `get` shows beside the file's content)."""
+
+    id: int
+    path: str
+    rel_path: str
+    title: str
+    tier: str
+    spec_folder: str
+    context_type: str | None
+    tags: list[str]
+    updated_at: int
+    confidence: float
+    embedding_status: str
+    content_hash: str
+    trigger_phrases: list[str]
+    expires: str | None
+    anchors: list[str]
+    warnings: list[str]
+    line_count: int
+
+
+DETAIL_COLUMNS = f"{MEMORY_COLUMNS}, m.trigger_phrases, m.expires, m.anchors, m.warnings, m.line_count"
+_JSON_LISTS = ("tags", "trigger_phrases", "anchors", "warnings")
+
+
+def _detail(values: Sequence[object]) -> MemoryDetail:
+    row = MemoryDetail._make(values)
+    return row._replace(**{name: json.loads(getattr(row, name)) for name in _JSON_LISTS})
+
+
+@db.engine_specific
 def memory_rows(conn: apsw.Connection, ids: Iterable[int]) -> dict[int, MemoryRow]:
     """The rows of these memories by id (ids no longer in the index are left out)."""
-    sql = f"SELECT {MEMORY_COLUMNS} FROM memory_index WHERE id IN {_IDS}"
+    sql = f"SELECT {MEMORY_COLUMNS} FROM memory_index m WHERE m.id IN {_IDS}"
     return {row.id: row for row in map(_memory, conn.execute(sql, (json.dumps(list(ids)),)))}
 
 
+@db.engine_specific
+def memories_in(conn: apsw.Connection, scope: Scope) -> list[MemoryRow]:
+    """Every memory in scope, by id."""
+    where, args = _where(scope)
+    sql = f"SELECT {MEMORY_COLUMNS} FROM memory_index m WHERE {where} ORDER BY m.id"
+    return [_memory(r) for r in conn.execute(sql, args)]
+
+
+@db.engine_specific
+def memory_by_id(conn: apsw.Connection, memory_id: int) -> MemoryDetail | None:
+    rows = conn.execute(
+        f"SELECT {DETAIL_COLUMNS} FROM memory_index m WHERE m.id = ?", (memory_id,)
+    ).fetchall()
+    return _detail(rows[0]) if rows else None
+
+
+@db.engine_specific
+def memory_by_path(conn: apsw.Connection, path: str) -> MemoryDetail | None:
+    """The memory indexed at this absolute path."""
+    rows = conn.execute(f"SELECT {DETAIL_COLUMNS} FROM memory_index m WHERE m.path = ?", (path,)).fetchall()
+    return _detail(rows[0]) if rows else None
+
+
+@db.engine_specific
+def memories_by_rel_path(conn: apsw.Connection, rel_path: str) -> list[MemoryDetail]:
+    """The memories at this path relative to their root (one per root that has it)."""
+    sql = f"SELECT {DETAIL_COLUMNS} FROM memory_index m WHERE m.rel_path = ?"
+    return [_detail(r) for r in conn.execute(sql, (rel_path,))]
+
+
+def _tier_rank(column: str) -> str:
+    """An expression ordering `column` by tier, as tiers.rank does."""
+    whens = " ".join(f"WHEN '{t}' THEN {i}" for i, t in enumerate(TIERS))
+    return f"CASE {column} {whens} ELSE {len(TIERS)} END"
+
+
+SORTS = {
+    "updated": "m.updated_at DESC, m.id",
+    "title": "m.title COLLATE NOCASE, m.id",
+    "path": "m.rel_path, m.id",
+    "tier": f"{_tier_rank('m.importance_tier')}, m.updated_at DESC, m.id",
+}
+
+
+@db.engine_specific
+def page(
+    conn: apsw.Connection, scope: Scope, sort: str, offset: int, limit: int
+) -> tuple[int, list[MemoryRow]]:
+    """How many memories are in scope, and `limit` of them from `offset` in the order `sort` (a key of SORTS)."""
+    where, args = _where(scope)
+    total = int(db.scalar(conn, f"SELECT count(*) FROM memory_index m WHERE {where}", args))
+    sql = f"SELECT {MEMORY_COLUMNS} FROM memory_index m WHERE {where} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?"
+    return total, [_memory(r) for r in conn.execute(sql, [*args, limit, offset])]
+
+
+@db.engine_specific
+def served(conn: apsw.Connection) -> list[MemoryRow]:
+    """Every memory but deprecated ones, most important first, then by path (what MCP resources list)."""
+    sql = (
+        f"SELECT {MEMORY_COLUMNS} FROM memory_index m WHERE m.importance_tier != 'deprecated' "
+        f"ORDER BY {_tier_rank('m.importance_tier')}, m.rel_path"
+    )
+    return [_memory(r) for r in conn.execute(sql)]
+
+
+@db.engine_specific
+def triggered(conn: apsw.Connection) -> list[tuple[MemoryRow, list[str]]]:
+    """Every memory that has trigger phrases (deprecated ones aside), with its phrases."""
+    sql = (
+        f"SELECT {MEMORY_COLUMNS}, m.trigger_phrases FROM memory_index m "
+        "WHERE m.trigger_phrases != '[]' AND m.importance_tier != 'deprecated'"
+    )
+    return [(_memory(r[:-1]), json.loads(r[-1])) for r in conn.execute(sql)]
+
+
+COUNTED = ("importance_tier", "spec_folder", "context_type", "embedding_status")
+
+
+@db.engine_specific
+def counts(conn: apsw.Connection, column: str) -> dict[str, int]:
+    """Memories by the value of `column` (one of COUNTED; none counts as ""), most first."""
+    assert column in COUNTED, column
+    sql = f"SELECT coalesce({column}, ''), count(*) FROM memory_index GROUP BY 1 ORDER BY 2 DESC, 1"
+    return dict(cast(list[tuple[str, int]], conn.execute(sql).fetchall()))
+
+
+@db.engine_specific
+def file_warnings(conn: apsw.Connection) -> list[tuple[str, list[str]]]:
+    """(path, warnings) of every memory whose file had problems, by path."""
+    sql = "SELECT path, warnings FROM memory_index WHERE warnings != '[]' ORDER BY path"
+    return [(p, json.loads(w)) for p, w in conn.execute(sql)]
+
+
+@db.engine_specific
+def files_bytes(conn: apsw.Connection) -> int:
+    """The total size of the indexed files."""
+    return int(db.scalar(conn, "SELECT coalesce(sum(size), 0) FROM memory_index"))
+
+
+@db.engine_specific
 def memory_count(conn: apsw.Connection) -> int:
     return int(db.scalar(conn, "SELECT count(*) FROM memory_index"))
 
 
+@db.engine_specific
+def chunk_count(conn: apsw.Connection) -> int:
+    """Chunks of the memories served (those of rows hidden from this connection aside)."""
+    return int(
+        db.scalar(conn, "SELECT count(*) FROM memory_chunks WHERE memory_id IN (SELECT id FROM memory_index)")
+    )
+
+
+@db.engine_specific
 def pending_count(conn: apsw.Connection) -> int:
     """Memories whose embeddings are not all computed yet."""
     return int(db.scalar(conn, "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"))
@@ -175,6 +321,7 @@ CHUNK_COLUMNS = "id, heading, anchor, start_line, end_line, text"
 NO_CHUNK = ChunkRow(None, "", None, 1, 1, "")  # a memory without chunks still cites its first line
 
 
+@db.engine_specific
 def chunks(conn: apsw.Connection, wanted: dict[int, int | None]) -> dict[int, ChunkRow | None]:
     """memory id → the given chunk of it, or its first chunk when the chunk id is None (`NO_CHUNK` when it has
     none); None when the given chunk is gone (replaced by a writer since it was found)."""
@@ -195,6 +342,7 @@ def chunks(conn: apsw.Connection, wanted: dict[int, int | None]) -> dict[int, Ch
     return out
 
 
+@db.engine_specific
 def chunk_owners(conn: apsw.Connection, chunk_ids: Sequence[int], scope: Scope) -> dict[int, int]:
     """chunk id → memory id, for those of the chunks whose memory is in scope."""
     where, args = _where(scope)
@@ -207,10 +355,31 @@ def chunk_owners(conn: apsw.Connection, chunk_ids: Sequence[int], scope: Scope) 
     )
 
 
+@db.engine_specific
 def chunks_of(conn: apsw.Connection, memory_ids: Sequence[int]) -> dict[int, int]:
     """chunk id → memory id, for every chunk of these memories."""
     sql = f"SELECT id, memory_id FROM memory_chunks WHERE memory_id IN {_IDS}"
     return dict(cast(list[tuple[int, int]], conn.execute(sql, (json.dumps(list(memory_ids)),)).fetchall()))
+
+
+@db.engine_specific
+def anchor_span(conn: apsw.Connection, memory_id: int, anchor: str) -> tuple[int, int] | None:
+    """(first line, last line) of a memory's section marked `<!-- ANCHOR:anchor -->`, or None."""
+    sql = "SELECT min(start_line), max(end_line) FROM memory_chunks WHERE memory_id = ? AND anchor = ?"
+    rows = cast(list[tuple[int | None, int | None]], conn.execute(sql, (memory_id, anchor)).fetchall())
+    first, last = rows[0] if rows else (None, None)
+    return None if first is None or last is None else (first, last)
+
+
+@db.engine_specific
+def spans(conn: apsw.Connection, memory_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """memory id → (first line of its first chunk, last line of its last chunk): its whole body."""
+    sql = (
+        "SELECT memory_id, min(start_line), max(end_line) FROM memory_chunks "
+        f"WHERE memory_id IN {_IDS} GROUP BY memory_id"
+    )
+    rows = cast(list[tuple[int, int, int]], conn.execute(sql, (json.dumps(list(memory_ids)),)).fetchall())
+    return {mid: (first, last) for mid, first, last in rows}
 
 
 # -- keyword: BM25 over chunks (FTS5) ----------------------------------------------------------------------------
@@ -221,6 +390,7 @@ def match(words: Sequence[str]) -> str:
     return " OR ".join(f'"{w}"' for w in words)
 
 
+@db.engine_specific
 def keyword_rows(conn: apsw.Connection) -> int | None:
     """The number of chunks BM25's idf counts (the first varint of FTS5's averages record, id 1), or None."""
     found = cast(
@@ -238,11 +408,13 @@ def keyword_rows(conn: apsw.Connection) -> int | None:
     return None
 
 
+@db.engine_specific
 def document_frequency(conn: apsw.Connection, word: str) -> int:
     """How many chunks hold `word`."""
     return int(db.scalar(conn, "SELECT count(*) FROM memory_fts WHERE memory_fts MATCH ?", (match([word]),)))
 
 
+@db.engine_specific
 def best_chunks(
     conn: apsw.Connection, words: Sequence[str], n: int, among: Sequence[str] | None = None
 ) -> list[tuple[int, float]]:
@@ -255,6 +427,7 @@ def best_chunks(
     return [(cid, -s) for cid, s in cast(list[tuple[int, float]], conn.execute(sql, args).fetchall())]
 
 
+@db.engine_specific
 def best_chunks_in_scope(
     conn: apsw.Connection, words: Sequence[str], scope: Scope, n: int
 ) -> list[tuple[int, int, float]]:
@@ -268,6 +441,7 @@ def best_chunks_in_scope(
     return [(mid, cid, -s) for mid, cid, s in rows]
 
 
+@db.engine_specific
 def chunk_scores(
     conn: apsw.Connection, words: Sequence[str], chunk_ids: Sequence[int]
 ) -> list[tuple[int, float]]:
@@ -283,6 +457,7 @@ def chunk_scores(
 MARK_START, MARK_END = "\x02", "\x03"  # around each match in a snippet
 
 
+@db.engine_specific
 def snippets(conn: apsw.Connection, words: Sequence[str], chunk_ids: Sequence[int]) -> dict[int, str]:
     """Chunk id → a short excerpt of it around its matches, each match between MARK_START and MARK_END (chunks
     that do not match are left out)."""
@@ -305,6 +480,7 @@ class Near(NamedTuple):
     similarity: float  # cosine similarity, higher is better
 
 
+@db.engine_specific
 def nearest_in_scope(
     conn: apsw.Connection, vector: bytes, model: str, scope: Scope, k: int | None = None
 ) -> dict[int, Near]:
@@ -327,6 +503,7 @@ def nearest_in_scope(
     return {mid: Near(cid, 1.0 - d) for mid, cid, d in rows if d is not None}
 
 
+@db.engine_specific
 def nearest_chunks(conn: apsw.Connection, vector: bytes, k: int) -> list[tuple[int, int, float]]:
     """The `k` chunks closest to `vector` in the whole index, as (chunk id, memory id, cosine distance), in no
     particular order (approximate engines may return fewer)."""
@@ -338,11 +515,113 @@ def nearest_chunks(conn: apsw.Connection, vector: bytes, k: int) -> list[tuple[i
     return [(cid, mid, d) for cid, mid, d in rows if d is not None]
 
 
+@db.engine_specific
 def embedded_count(conn: apsw.Connection) -> int:
     """Chunks that have their vector."""
     return int(db.scalar(conn, "SELECT count(*) FROM memory_chunks WHERE embedded = 1"))
 
 
+@db.engine_specific
 def has_vectors(conn: apsw.Connection) -> bool:
     """Whether the index holds a vector table (a model was recorded and vectors can be searched)."""
     return db.has_table(conn, "vec_memories")
+
+
+# -- the health of the index ---------------------------------------------------------------------------------------
+
+
+class Consistency(NamedTuple):
+    """Row counts that must agree in a sound index."""
+
+    chunks: int
+    keyword_rows: int
+    chunks_without_memory: int
+    keyword_rows_without_chunk: int
+    vectors: int | None  # None: no vector table yet
+    embedded_chunks: int
+
+
+@db.engine_specific
+def consistency(conn: apsw.Connection) -> Consistency:
+    def count(sql: str) -> int:
+        return int(db.scalar(conn, sql))
+
+    return Consistency(
+        chunks=count("SELECT count(*) FROM memory_chunks"),
+        keyword_rows=count("SELECT count(*) FROM memory_fts"),
+        chunks_without_memory=count(
+            "SELECT count(*) FROM memory_chunks WHERE memory_id NOT IN (SELECT id FROM memory_index)"
+        ),
+        keyword_rows_without_chunk=count(
+            "SELECT count(*) FROM memory_fts WHERE rowid NOT IN (SELECT id FROM memory_chunks)"
+        ),
+        vectors=count("SELECT count(*) FROM vec_memories") if has_vectors(conn) else None,
+        embedded_chunks=embedded_count(conn),
+    )
+
+
+@db.engine_specific
+def integrity(conn: apsw.Connection) -> list[str]:
+    """What the engine's own check of the database file finds wrong; [] when nothing."""
+    found = [str(r[0]) for r in conn.execute("PRAGMA integrity_check")]
+    return [] if found == ["ok"] else found
+
+
+@db.engine_specific
+def vector_version(conn: apsw.Connection) -> str:
+    """The vector extension's version (sqlite-vec's)."""
+    return str(db.scalar(conn, "SELECT vec_version()"))
+
+
+# -- what a server's in-memory copy of the vectors reads (vectors.py) -------------------------------------------
+
+
+@db.engine_specific
+def last_chunk_id(conn: apsw.Connection) -> int:
+    """The highest chunk id ever given (ids are never reused); 0 for none."""
+    sql = "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'memory_chunks'"
+    return int(db.scalar(conn, sql))
+
+
+@db.engine_specific
+def chunk_blocks(conn: apsw.Connection, bits: int) -> dict[int, tuple[int, int]]:
+    """Per block of 2**bits chunk ids: (how many chunks, the sum of their ids), embedded or not."""
+    sql = f"SELECT id >> {int(bits)}, count(*), sum(id) FROM memory_chunks GROUP BY 1"
+    return {b: (n, total) for b, n, total in cast(list[tuple[int, int, int]], conn.execute(sql).fetchall())}
+
+
+@db.engine_specific
+def unembedded_chunks(conn: apsw.Connection) -> set[int]:
+    """The ids of the chunks still waiting for their vector."""
+    return {r[0] for r in conn.execute("SELECT id FROM memory_chunks WHERE embedded = 0")}
+
+
+@db.engine_specific
+def embedded_between(conn: apsw.Connection, low: int, high: int) -> set[int]:
+    """The ids, from `low` to `high`, of chunks that have their vector."""
+    sql = "SELECT id FROM memory_chunks WHERE id BETWEEN ? AND ? AND embedded = 1"
+    return {r[0] for r in conn.execute(sql, (low, high))}
+
+
+@db.engine_specific
+def chunk_vectors(
+    conn: apsw.Connection, model: str, *, between: tuple[int, int] | None = None, ids: Sequence[int] = ()
+) -> list[tuple[int, int, bytes]]:
+    """(chunk id, memory id, vector) of the embedded chunks with ids `between` (low, high), or these `ids`."""
+    which, args = (
+        ("c.id BETWEEN ? AND ?", list(between)) if between else (f"c.id IN {_IDS}", [json.dumps(list(ids))])
+    )
+    # CROSS JOIN: chunks first. Left to the planner, it may scan the whole cache for each block.
+    sql = (
+        "SELECT c.id, c.memory_id, e.vector FROM memory_chunks c "
+        "CROSS JOIN embedding_cache e ON e.model = ? AND e.text_hash = c.text_hash "
+        f"WHERE {which} AND c.embedded = 1"
+    )
+    return cast(list[tuple[int, int, bytes]], conn.execute(sql, [model, *args]).fetchall())
+
+
+@db.engine_specific
+def cosine_distances(conn: apsw.Connection, vectors: Sequence[bytes], query: bytes) -> list[float | None]:
+    """The engine's own cosine distance of each vector to `query` (None for a zero vector), to the bit."""
+    cursor = conn.cursor().executemany("SELECT vec_distance_cosine(?, ?)", [(v, query) for v in vectors])
+    return [row[0] for row in cursor]

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from specmem.results import Deleted, Validation, Written
     from specmem.server.context import ContextBlock
     from specmem.server.memories import Memory, MemoryList, Stats, TriggerMatch
+    from specmem.server.reads import MemoryRow
     from specmem.server.search import Filters, Mode, SearchResponse
 
 log = logging.getLogger("specmem")
@@ -224,6 +225,18 @@ class Memories:
             budget=DEFAULT_BUDGET if budget is None else budget,
         )
 
+    def served(self) -> builtins.list[MemoryRow]:
+        """Every memory but deprecated ones, most important first (what the MCP server lists as resources)."""
+        from specmem.server import reads
+
+        return reads.served(self._reader.conn())
+
+    def vector_version(self) -> str:
+        """The version of the vector search extension the index uses."""
+        from specmem.server import reads
+
+        return reads.vector_version(self._reader.conn())
+
     def stats(self) -> Stats:
         """Counts by tier, folder, context type and embedding status; files with warnings; the watcher."""
         from specmem.server import memories
@@ -289,11 +302,9 @@ class Memories:
         target = self.resolve_path(path)
         if target.is_dir() or not files.Policy.of(self.config).is_memory_file(target):
             raise NotFound(f"{path} is not a memory file: give one *.md file (scan does folders)")
-        if (
-            not target.exists()
-            and db.one(self._reader.conn(), "SELECT id FROM memory_index WHERE path = ?", (str(target),))
-            is None
-        ):
+        from specmem.server import reads
+
+        if not target.exists() and reads.memory_by_path(self._reader.conn(), str(target)) is None:
             raise NotFound(f"{target} does not exist and is not indexed; give the path of a memory file")
         report = self.scan([target])  # a file deleted since it was indexed leaves the index
         if report.files_seen == 0 and target.exists():
@@ -408,12 +419,12 @@ class Memories:
         from specmem.indexer.write import write_memory
         from specmem.results import Written
         from specmem.server import memories
+        from specmem.server.duplicates import find
 
         trigger_phrases, tags = list(trigger_phrases), list(tags)
         with self.writer() as conn:
-            found = duplicates.find(
+            found = find(
                 conn,
-                self.config,
                 self._similarity_embedder(conn),
                 title=title,
                 content=content,

@@ -15,7 +15,8 @@ from mcp.client.stdio import StdioServerParameters
 
 import specmem
 from specmem.indexer import config
-from specmem.indexer.duplicates import SIMILARITY, content_key, find
+from specmem.indexer.duplicates import content_key
+from specmem.server.duplicates import SIMILARITY, find
 from tests.helpers import memory, write
 
 DECISION = "Readers never block the writer: the index runs in WAL mode with a 15 s busy timeout."
@@ -114,7 +115,6 @@ def test_similar_meaning_with_the_real_model(specs, real_embedder):
         with mem.writer() as conn:
             paraphrase = find(
                 conn,
-                mem.config,
                 real_embedder,
                 title="Write-ahead logging keeps reads unblocked",
                 content="We switched SQLite to WAL journaling so that reading never waits for a writer.",
@@ -122,7 +122,6 @@ def test_similar_meaning_with_the_real_model(specs, real_embedder):
             )
             unrelated = find(
                 conn,
-                mem.config,
                 real_embedder,
                 title="JWT lifetime",
                 content="Access tokens expire after one hour; refresh tokens after thirty days.",
