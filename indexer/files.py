@@ -8,6 +8,7 @@ import os
 import re
 import stat as stat_mod
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -16,7 +17,7 @@ import pathspec
 
 from specmem.indexer import conventions
 from specmem.indexer.conventions import CONVENTIONS, Convention
-from specmem.indexer.errors import SpecFolderError
+from specmem.indexer.errors import NotFound, SpecFolderError
 
 if TYPE_CHECKING:
     from specmem.indexer.config import Config
@@ -382,6 +383,29 @@ class WalkResult:
     def files(self) -> dict[Path, tuple[Path, os.stat_result]]:
         """The memory files found: path → (root, stat)."""
         return {Path(p): v for p, v in self.found.items()}
+
+
+def inside_roots(path: Path, roots: Iterable[Path]) -> bool:
+    """Whether `path`, with symlinks resolved, lies inside one of the roots."""
+    real = path.resolve()
+    return any(within(real, root.resolve()) for root in roots)
+
+
+def user_paths(text: str, project: Path, roots: Iterable[Path]) -> list[Path]:
+    """The paths a path named by a user may mean, most likely first: itself when absolute, else relative to the
+    current folder, to the project, then to each root (not normalised: `..` is resolved with the symlinks
+    before it). Refuses text that names no file. Every command and tool that takes a path resolves it here."""
+    if "\x00" in text:
+        raise NotFound("a path cannot contain a NUL character")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8
+            raise NotFound("a path must be UTF-8 text; give an id or a path inside the roots") from None
+    raw = Path(text).expanduser()
+    if raw.is_absolute():
+        return [raw]
+    return list(dict.fromkeys(base / raw for base in (Path.cwd(), project, *roots)))
 
 
 def root_of(path: Path, roots: tuple[Path, ...]) -> Path | None:

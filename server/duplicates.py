@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import apsw
 
-from specmem.indexer.duplicates import Duplicate, Kind, content_key
-from specmem.indexer.parse import normalise, parse
+from specmem.indexer.draft import Draft, Duplicate, Kind, content_key, title_key
+from specmem.indexer.parse import parse
 from specmem.server import reads
 from specmem.server.reads import Scope
 
@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 
 SIMILARITY = 0.82  # chosen on data: see the module docstring
 _KIND_ORDER = {"same content": 0, "same title": 1, "similar": 2}
-
-
-def _title_key(title: str) -> str:
-    return " ".join(normalise(title).split())
 
 
 def _existing_key(path: Path) -> str | None:
@@ -55,28 +51,23 @@ def similarities(conn: apsw.Connection, embedder: Embedder, text: str, spec_fold
 
 
 def find(
-    conn: apsw.Connection,
-    embedder: Embedder | None,
-    *,
-    title: str,
-    content: str,
-    spec_folder: str,
-    threshold: float = SIMILARITY,
+    conn: apsw.Connection, embedder: Embedder | None, draft: Draft, threshold: float = SIMILARITY
 ) -> list[Duplicate]:
-    """Memories of `spec_folder` that say what (`title`, `content`) says, strongest evidence first. Without an
+    """Memories of the draft's spec folder that say what it says, strongest evidence first. Without an
     embedder (model still loading) only content and title are compared."""
-    rows = reads.memories_in(conn, _folder(spec_folder))
+    rows = reads.memories_in(conn, _folder(draft.spec_folder))
     if not rows:
         return []
-    key, title_key = content_key(content), _title_key(title)
-    near = similarities(conn, embedder, f"{title}\n{content}", spec_folder) if embedder is not None else {}
+    key, same_title = content_key(draft.content), title_key(draft.title)
+    text = f"{draft.title}\n{draft.content}"
+    near = similarities(conn, embedder, text, draft.spec_folder) if embedder is not None else {}
     found: list[Duplicate] = []
     for row in rows:
         score = near.get(row.id)
         kind: Kind | None = None
         if key and _existing_key(Path(row.path)) == key:
             kind = "same content"
-        elif _title_key(row.title) == title_key:
+        elif title_key(row.title) == same_title:
             kind = "same title"
         elif score is not None and score >= threshold:
             kind = "similar"

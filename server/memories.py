@@ -65,20 +65,6 @@ class Stats(BaseModel):
     watcher: WatcherInfo | None
 
 
-def inside_roots(path: Path, cfg: Config) -> bool:
-    """Whether `path`, with symlinks resolved, lies inside one of the roots."""
-    real = path.resolve()
-    return any(files.within(real, root.resolve()) for root in cfg.roots)
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8
-        return False
-    return True
-
-
 def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> MemoryDetail:
     """The memory's row for an id or a path (absolute, relative to the cwd, or relative to a root)."""
     text = str(path_or_id).strip()
@@ -87,12 +73,7 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> MemoryDet
         if row is None:
             raise NotFound(f"no memory with id {text}; `specmem search` or `specmem list` show what exists")
         return row
-    if "\x00" in text:
-        raise NotFound("a path cannot contain a NUL character")
-    if not text.isascii() and not _utf8(text):
-        raise NotFound("a path must be UTF-8 text; give an id or a path inside the roots")
-    raw = Path(text).expanduser()
-    candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw, *(root / raw for root in cfg.roots)]
+    candidates = files.user_paths(text, cfg.project, cfg.roots)
     for candidate in candidates:
         absolute = Path(os.path.abspath(candidate))
         row = reads.memory_by_path(conn, str(absolute))
@@ -101,7 +82,7 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> MemoryDet
     found = reads.memories_by_rel_path(conn, text)
     if len(found) == 1:
         return found[0]
-    if not any(inside_roots(c, cfg) for c in candidates):
+    if not any(files.inside_roots(c, cfg.roots) for c in candidates):
         roots = ", ".join(str(r) for r in cfg.roots)
         raise NotFound(f"{text} is outside the memory roots ({roots}); give a path inside them")
     raise NotFound(
@@ -113,7 +94,7 @@ def find_served(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tu
     """The memory row and its file, refusing a file that (through a symlink) lies outside the roots."""
     row = find(conn, cfg, path_or_id)
     path = Path(row.path)
-    if not inside_roots(path, cfg):
+    if not files.inside_roots(path, cfg.roots):
         raise NotFound(f"{path} is outside the configured roots; it is not served")
     return row, path
 

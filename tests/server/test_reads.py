@@ -11,7 +11,7 @@ from tests.helpers import memory, write
 
 
 def test_a_spec_folder_means_the_same_everywhere(specs, run_scan, conn, hash_embedder):
-    """"/" at either end is ignored and a folder includes the folders below it, in a list as in a search (list
+    """ "/" at either end is ignored and a folder includes the folders below it, in a list as in a search (list
     used to find nothing for `003-auth/`); a folder whose name only starts the same is not included."""
     for folder in ("003-auth", "003-auth/sessions", "003-authz", "004-x"):
         write(specs / folder / "memory" / "note.md", memory(f"Token note {folder}", "token rotation"))
