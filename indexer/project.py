@@ -165,7 +165,8 @@ def apply(init: InitPlan) -> None:
 
 def _create(path: Path, text: str) -> bool:
     """Write a new file atomically under its final name, never replacing one (a hard link claims the name)."""
-    with atomic.open_own_folder(path.parent) as folder:
+    # The folder as the plan names it, its symlinks followed: init writes where the user pointed it.
+    with atomic.open_folder(path.parent, [path.parent]) as folder:
         return folder.create([path.name], text.encode("utf-8")) is not None
 
 
