@@ -75,7 +75,6 @@ def store_memory(
 
     Returns (memory id, number of chunks whose vector came from the cache)."""
     now = db.now_ms()
-    p = prep.parsed
     rel = prep.rel  # a path computation: once, not once per chunk
     # Defensive: the path may have been indexed since the caller looked (one row per path, always).
     holder = memory_id_at(conn, str(prep.path))
@@ -83,7 +82,28 @@ def store_memory(
         memory_id = holder
     elif holder is not None and holder != memory_id:
         delete_memories(conn, [holder])
-    values = {
+    values = _row(prep, rel, now)
+    if memory_id is None:
+        cols = ", ".join(values) + ", created_at"
+        marks = ", ".join(f":{k}" for k in values) + ", :indexed_at"
+        conn.execute(f"INSERT INTO memory_index ({cols}) VALUES ({marks})", values)
+        memory_id = conn.last_insert_rowid()
+    else:
+        sets = ", ".join(f"{k} = :{k}" for k in values)
+        conn.execute(f"UPDATE memory_index SET {sets} WHERE id = :id", {**values, "id": memory_id})
+        delete_chunks(conn, memory_id)
+
+    reused = _store_chunks(conn, memory_id, prep, str(rel), vec_model, now)
+    all_embedded = reused == len(prep.chunks)
+    status = "none" if not prep.chunks else ("done" if all_embedded else "pending")
+    conn.execute("UPDATE memory_index SET embedding_status = ? WHERE id = ?", (status, memory_id))
+    return memory_id, reused
+
+
+def _row(prep: Prepared, rel: PurePosixPath, now: int) -> dict[str, object]:
+    """A memory's memory_index columns (all but id and created_at)."""
+    p = prep.parsed
+    return {
         "path": str(prep.path),
         "root": str(prep.root),
         "rel_path": str(rel),
@@ -108,19 +128,16 @@ def store_memory(
         "updated_at": min(max(prep.stat.mtime_ns, 0) // 1_000_000, now) or now,
         "indexed_at": now,
     }
-    if memory_id is None:
-        cols = ", ".join(values) + ", created_at"
-        marks = ", ".join(f":{k}" for k in values) + ", :indexed_at"
-        conn.execute(f"INSERT INTO memory_index ({cols}) VALUES ({marks})", values)
-        memory_id = conn.last_insert_rowid()
-    else:
-        sets = ", ".join(f"{k} = :{k}" for k in values)
-        conn.execute(f"UPDATE memory_index SET {sets} WHERE id = :id", {**values, "id": memory_id})
-        delete_chunks(conn, memory_id)
 
+
+def _store_chunks(
+    conn: apsw.Connection, memory_id: int, prep: Prepared, rel_path: str, vec_model: str | None, now: int
+) -> int:
+    """Insert a memory's chunks with their FTS rows, each with its cached vector when there is one; returns how
+    many came with a cached vector."""
+    p = prep.parsed
     triggers = " ; ".join(p.trigger_phrases)
     tags = " ".join(p.tags)
-    all_embedded = True
     reused = 0
     for chunk in prep.chunks:
         text_hash = chunk.text_hash
@@ -141,7 +158,7 @@ def store_memory(
         chunk_id = conn.last_insert_rowid()
         conn.execute(
             "INSERT INTO memory_fts (rowid, text, title, triggers, tags, path) VALUES (?, ?, ?, ?, ?, ?)",
-            (chunk_id, chunk.text, chunk.heading, triggers, tags, values["rel_path"]),
+            (chunk_id, chunk.text, chunk.heading, triggers, tags, rel_path),
         )
         cached = None
         if vec_model is not None:
@@ -158,11 +175,7 @@ def store_memory(
                 (now, vec_model, text_hash),
             )
             reused += 1
-        else:
-            all_embedded = False
-    status = "none" if not prep.chunks else ("done" if all_embedded else "pending")
-    conn.execute("UPDATE memory_index SET embedding_status = ? WHERE id = ?", (status, memory_id))
-    return memory_id, reused
+    return reused
 
 
 @db.engine_specific
