@@ -16,6 +16,7 @@ from typing import NamedTuple, cast
 import apsw
 
 from specmem.indexer import db
+from specmem.indexer.store import pending_count as pending_count  # one count, the writer's too
 from specmem.indexer.tiers import TIERS
 
 # bm25 column weights: text, title/heading path, trigger phrases, tags, path.
@@ -295,12 +296,6 @@ def chunk_count(conn: apsw.Connection) -> int:
     return int(
         db.scalar(conn, "SELECT count(*) FROM memory_chunks WHERE memory_id IN (SELECT id FROM memory_index)")
     )
-
-
-@db.engine_specific
-def pending_count(conn: apsw.Connection) -> int:
-    """Memories whose embeddings are not all computed yet."""
-    return int(db.scalar(conn, "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"))
 
 
 # -- chunks ------------------------------------------------------------------------------------------------------
