@@ -520,12 +520,6 @@ def rows(conn: apsw.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any
     return cursor.execute(sql, args).fetchall()
 
 
-def one(conn: apsw.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> Any | None:
-    """The first result row as a named tuple, or None."""
-    found = rows(conn, sql, args)
-    return found[0] if found else None
-
-
 def scalar(conn: apsw.Connection, sql: str, args: Sequence[Any] = ()) -> Any:
     """The first column of the first row (e.g. a count)."""
     return conn.execute(sql, args).fetchall()[0][0]

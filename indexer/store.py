@@ -214,11 +214,9 @@ def outside(conn: apsw.Connection, roots: tuple[Path, ...]) -> dict[str, Indexed
         "SELECT id, path, root, size, mtime_ns, ctime_ns, inode, content_hash FROM main.memory_index "
         f"WHERE NOT {db.under('path', roots)}"
     )
-    for row in db.rows(conn, sql):
-        if not any(Path(row.root) == r or Path(row.root) in r.parents for r in roots):
-            out[row.path] = Indexed(
-                row.id, FileStat(row.size, row.mtime_ns, row.ctime_ns, row.inode), row.content_hash
-            )
+    for mid, path, root, size, mtime_ns, ctime_ns, inode, digest in conn.execute(sql):
+        if not any(Path(root) == r or Path(root) in r.parents for r in roots):
+            out[path] = Indexed(mid, FileStat(size, mtime_ns, ctime_ns, inode), digest)
     return out
 
 
