@@ -94,6 +94,23 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def storable(path: str) -> bool:
+    """Whether a path read from the file system is UTF-8 text, as the index stores paths. A name in another
+    encoding (`caf\xe9.md`, Latin-1, as git and archives leave it) arrives with surrogate escapes and is not."""
+    return path.isascii() or _encodable(path)
+
+
+def shown(path: str | Path) -> str:
+    """A path as text that can be printed and stored: bytes that are not UTF-8 shown as `\xe9`."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+NOT_UTF8 = (
+    "its name is not UTF-8 (bytes shown as \\xNN), and the index stores names as UTF-8 text; not indexed: rename "
+    "it to UTF-8 (e.g. `convmv -f latin1 -t utf8`)"
+)
+
+
 def is_skipped_dir(name: str) -> bool:
     return name.startswith(".") or name in NEVER_DIRS
 
@@ -393,8 +410,9 @@ def inside_roots(path: Path, roots: Iterable[Path]) -> bool:
 
 def user_paths(text: str, project: Path, roots: Iterable[Path]) -> list[Path]:
     """The paths a path named by a user may mean, most likely first: itself when absolute, else relative to the
-    current folder, to the project, then to each root (not normalised: `..` is resolved with the symlinks
-    before it). Refuses text that names no file. Every command and tool that takes a path resolves it here."""
+    current folder, to the project, then to each root, in each of its spellings (not normalised: `..` is resolved
+    with the symlinks before it). Refuses text that names no file. Every command and tool that takes a path
+    resolves it here."""
     if "\x00" in text:
         raise NotFound("a path cannot contain a NUL character")
     if not text.isascii():
@@ -402,10 +420,19 @@ def user_paths(text: str, project: Path, roots: Iterable[Path]) -> list[Path]:
             text.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8
             raise NotFound("a path must be UTF-8 text; give an id or a path inside the roots") from None
-    raw = Path(text).expanduser()
-    if raw.is_absolute():
-        return [raw]
-    return list(dict.fromkeys(base / raw for base in (Path.cwd(), project, *roots)))
+    found: list[Path] = []
+    for spelling in spellings(text):
+        raw = Path(spelling).expanduser()
+        found += [raw] if raw.is_absolute() else [base / raw for base in (Path.cwd(), project, *roots)]
+    return list(dict.fromkeys(found))
+
+
+def spellings(text: str) -> list[str]:
+    """A name as given, composed (NFC) and decomposed (NFD): macOS and archives write NFD names, and either
+    spelling finds the file."""
+    if text.isascii():
+        return [text]
+    return list(dict.fromkeys([text, unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)]))
 
 
 def root_of(path: Path, roots: tuple[Path, ...]) -> Path | None:
@@ -429,6 +456,10 @@ def walk(
     result = WalkResult()
     missing_roots: set[Path] = set()
     for root in roots:
+        if not storable(str(root)):
+            result.problems.append((shown(root), f"root folder: {NOT_UTF8}"))
+            missing_roots.add(root)
+            continue
         if root in policy.file_roots:
             continue  # one file; when it is gone, its memory is gone
         if not root.is_dir():
@@ -444,6 +475,9 @@ def walk(
         if found_root is None or found_root in missing_roots:
             continue
         root = found_root
+        if not storable(str(scope)):
+            result.problems.append((shown(scope), NOT_UTF8))
+            continue
         if root in policy.file_roots:
             _file_root(root, roots, result)
             continue
@@ -472,6 +506,8 @@ def walk(
             _walk_dir(scope, root, roots, rules, inside, seen_dirs, result)
         elif stat_mod.S_ISREG(st.st_mode) and policy.is_memory_file(scope):
             result.found[str(scope)] = (root, st)
+    # Paths and messages are printed and stored: a name in another encoding is shown with `\xNN` escapes.
+    result.problems = [(shown(p), shown(m)) for p, m in result.problems]
     return result
 
 
@@ -606,7 +642,12 @@ def _enters(
         return False
     if path in root_strs:
         return False  # a nested root is walked on its own
-    return not (layers and rules.matches(layers, path, is_dir=True))
+    if layers and rules.matches(layers, path, is_dir=True):
+        return False
+    if not name.isascii() and not _encodable(name):
+        result.problems.append((shown(path), f"folder: {NOT_UTF8}"))
+        return False
+    return True
 
 
 def _take(
@@ -627,6 +668,9 @@ def _take(
     if in_hidden and rules.policy.hidden(root, Path(path), False):
         where = Path(folder)  # in an entered hidden folder
         result.skipped[where] = result.skipped.get(where, 0) + 1
+        return
+    if not entry.name.isascii() and not _encodable(entry.name):
+        result.problems.append((shown(path), NOT_UTF8))
         return
     try:
         found[path] = (root, entry.stat())

@@ -309,7 +309,9 @@ def classify(run: ScanRun) -> Plan | None:
     policy = files.Policy.of(run.config)
     with _collector_paused():
         walked = files.walk(run.roots, exclude=(run.config.db_path.parent,), scopes=run.scopes, policy=policy)
-        existing = store.existing(run.conn, run.roots, run.scopes)
+        # (A scope whose name is not UTF-8 has no rows; the walk reported it.)
+        stored = None if run.scopes is None else tuple(s for s in run.scopes if files.storable(str(s)))
+        existing = store.existing(run.conn, run.roots, stored)
     report = run.report
     report.problems.extend(walked.problems)
     report.skipped.extend((str(folder), count) for folder, count in walked.skipped.items())

@@ -79,9 +79,10 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> MemoryDet
         row = reads.memory_by_path(conn, str(absolute))
         if row is not None:
             return row
-    found = reads.memories_by_rel_path(conn, text)
-    if len(found) == 1:
-        return found[0]
+    for spelling in files.spellings(text):
+        found = reads.memories_by_rel_path(conn, spelling)
+        if len(found) == 1:
+            return found[0]
     if not any(files.inside_roots(c, cfg.roots) for c in candidates):
         roots = ", ".join(str(r) for r in cfg.roots)
         raise NotFound(f"{text} is outside the memory roots ({roots}); give a path inside them")
