@@ -6,7 +6,7 @@ from pathlib import Path
 
 import apsw
 
-from specmem.indexer import db, files, signal
+from specmem.indexer import db, files, signal, store
 from specmem.indexer.config import Config
 from specmem.indexer.errors import NotFound
 
@@ -19,14 +19,14 @@ def validate(conn: apsw.Connection, config: Config, memory_id: int, useful: bool
     if not 0 < memory_id <= db.MAX_ROWID:
         raise NotFound(f"no memory with id {memory_id}; search or list to find its id")
     with db.write_tx(conn):
-        row = db.one(conn, "SELECT path, confidence FROM memory_index WHERE id = ?", (memory_id,))
-        if row is None:
+        found = store.confidence(conn, memory_id)
+        if found is None:
             raise NotFound(f"no memory with id {memory_id}; search or list to find its id")
-        if files.root_of(Path(row.path), config.roots) is None:  # a root no longer configured: not served
+        path, before = found
+        if files.root_of(Path(path), config.roots) is None:  # a root no longer configured: not served
             raise NotFound(f"memory {memory_id} is outside the configured roots; it is not served")
-        before = float(row.confidence)
         after = before + STEP * ((1.0 if useful else 0.0) - before)
         after = max(FLOOR, min(1.0, after))
-        conn.execute("UPDATE memory_index SET confidence = ? WHERE id = ?", (after, memory_id))
+        store.set_confidence(conn, memory_id, after)
     signal.touch(config.signal_path)
     return before, after
