@@ -93,7 +93,12 @@ class VectorIndex:
             return 0
         last_id = reads.last_chunk_id(conn)
         identity = db.index_identity(conn)
-        if model != self.model or int(dim) != self.dim or last_id < self._last_id or identity != self.identity:
+        if (
+            model != self.model
+            or int(dim) != self.dim
+            or last_id < self._last_id
+            or identity != self.identity
+        ):
             # Another model, or another index (deleted and built again: its chunk ids start again, and may reach
             # the same numbers with other texts): nothing held is valid.
             self.model = model
