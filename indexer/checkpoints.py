@@ -165,7 +165,9 @@ def list_all(conn: apsw.Connection) -> list[CheckpointInfo]:
 def delete(conn: apsw.Connection, name: str) -> None:
     with db.write_tx(conn):
         if not conn.execute("SELECT 1 FROM checkpoints WHERE name = ?", (name,)).fetchall():
-            raise CheckpointError(f"no checkpoint named {name!r}; checkpoint_list shows them")
+            raise CheckpointError(
+                f"no checkpoint named {name!r}; `specmem checkpoint list` (the checkpoint_list tool) shows them"
+            )
         conn.execute("DELETE FROM checkpoints WHERE name = ?", (name,))
 
 
@@ -241,7 +243,9 @@ def restore(
     follows what was written and the error says how far it got."""
     row = db.one(conn, "SELECT data FROM checkpoints WHERE name = ?", (name,))
     if row is None:
-        raise CheckpointError(f"no checkpoint named {name!r}; checkpoint_list shows them")
+        raise CheckpointError(
+            f"no checkpoint named {name!r}; `specmem checkpoint list` (the checkpoint_list tool) shows them"
+        )
     saved = json.loads(zlib.decompress(row.data))
     report = RestoreReport(name=name, restored=[], unchanged=0, removed=[], newer_kept=[])
     roots = {str(r): r for r in config.roots}

@@ -97,7 +97,6 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
         )
         return {}, 0
     import yaml  # here, not at the top: searching (normalise) needs no YAML parser
-    from frontmatter.default_handlers import YAMLHandler
 
     block = "\n".join(lines[1:end])
     size = len(block.encode("utf-8", "surrogatepass"))
@@ -115,7 +114,7 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
                     "can expand to gigabytes); indexed with default metadata: write the values out"
                 )
                 return {}, end + 1
-            meta = YAMLHandler().load(block) if block.strip() else {}
+            meta = yaml.load(block, Loader=_safe_loader()) if block.strip() else {}
         else:
             meta = tomllib.loads(block)
     except (yaml.YAMLError, tomllib.TOMLDecodeError, ValueError) as exc:
@@ -139,12 +138,18 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
     return meta, end + 1
 
 
+def _safe_loader() -> Any:
+    """PyYAML's safe loader, its C version when PyYAML was built with libyaml (several times faster)."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _has_alias(block: str) -> bool:
     """Whether a YAML block refers to an anchor. Parsing events expands nothing, so this is linear in the text."""
     import yaml
-    from frontmatter.default_handlers import SafeLoader as YAMLLoader
 
-    return any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(block, Loader=YAMLLoader))
+    return any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(block, Loader=_safe_loader()))
 
 
 def visible_lines(lines: list[str], start: int = 0) -> Iterator[tuple[int, str]]:

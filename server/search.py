@@ -46,6 +46,12 @@ WORD_RE = re.compile(r"\w+", re.UNICODE)
 # `__pydantic_config__`, whose hook puts each field's metadata description into the published JSON schema.
 
 
+def figures(value: float) -> float:
+    """`value` to six significant figures: decimals would turn BM25's tiny weights (a word found in most memories
+    scores about 1e-6) into 0.0 for every hit."""
+    return float(f"{value:.6g}")
+
+
 def _describe(schema: dict[str, Any], cls: type) -> None:
     for f in fields(cls):
         if "description" in f.metadata:
@@ -531,11 +537,11 @@ def search(
             continue
         f = hybrid.get(mid)
         parts = ScoreParts(
-            keyword=round(kw[mid][1], 6) if mid in kw else None,
-            keyword_second=round(f.keyword_second, 6) if f and f.keyword_second is not None else None,
-            semantic=round(sem[mid][1], 6) if mid in sem else None,
-            keyword_norm=round(f.keyword_norm, 6) if f else None,
-            semantic_norm=round(f.semantic_norm, 6) if f else None,
+            keyword=figures(kw[mid][1]) if mid in kw else None,
+            keyword_second=figures(f.keyword_second) if f and f.keyword_second is not None else None,
+            semantic=figures(sem[mid][1]) if mid in sem else None,
+            keyword_norm=figures(f.keyword_norm) if f else None,
+            semantic_norm=figures(f.semantic_norm) if f else None,
             keyword_weight=f.keyword_weight if f else None,
             semantic_weight=f.semantic_weight if f else None,
             fusion=f.rule if f else None,
@@ -589,7 +595,7 @@ def search(
                 spec_folder=row["spec_folder"],
                 context_type=row["context_type"],
                 tags=json.loads(row["tags"]),
-                score=round(score, 6),
+                score=figures(score),
                 parts=parts,
                 snippet=marked.get(chunk["id"]) or _excerpt(chunk["text"]),
                 always_surfaced=surfaced,

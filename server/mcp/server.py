@@ -20,6 +20,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
+from specmem import DISTRIBUTION
 from specmem.api import Memories
 from specmem.indexer.config import Config
 from specmem.server.mcp import tools, write_tools
@@ -87,7 +88,7 @@ def build_server(
 
     server = MCPServer(
         "specmem",
-        version=version("specmem"),
+        version=version(DISTRIBUTION),
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         tools=[lean(registered(t)) for t in TOOLS],
