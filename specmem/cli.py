@@ -58,7 +58,13 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
         from specmem.indexer import config as configmod
 
         extra_roots = kwargs.pop("root_args", ()) or ()
-        cfg = configmod.resolve(db=db_path, roots=[*roots, *extra_roots] or None, model=model)
+        project = kwargs.pop("project", None)
+        cfg = configmod.resolve(
+            db=db_path,
+            roots=[*roots, *extra_roots] or None,
+            model=model,
+            cwd=Path(project) if project else None,
+        )
         return fn(cfg, **kwargs)
 
     return wrapper
@@ -433,6 +439,12 @@ def exit_now(code: int) -> None:
     help="Host the live watcher when no other process does (default on) [env SPECMEM_WATCH=0 turns it off].",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every tool call on stderr.")
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, exists=True),
+    help="Serve the project in this folder, as if started there (VS Code and Cursor pass ${workspaceFolder}). "
+    "Without it, a server started outside any project serves the client's first workspace root.",
+)
 @common
 def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None, verbose: bool) -> None:
     """Run the MCP server: memory_search, memory_get, memory_list and the other tools.
@@ -444,6 +456,7 @@ def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None,
     """
     import dataclasses
 
+    from specmem.indexer import config as configmod
     from specmem.indexer.embed import use_threads
     from specmem.server.mcp.server import serve
 
@@ -461,7 +474,11 @@ def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None,
     # then do not fight over every core (with two threads, four paced servers and a writing watcher had a p95 of
     # 359 ms instead of 54: tests/bench/concurrency.py). SPECMEM_THREADS overrides it.
     use_threads(cfg.threads or 1)
-    serve(cfg, http=http, host=host, port=port)
+    # No project here and no roots given (a client that starts its servers in the home folder): the server asks
+    # the client for its workspace roots rather than serving whatever scan was remembered for a parent folder.
+    chosen = cfg.sources.get("roots", "").startswith(("option", "env"))
+    outside = cfg.project_file is None and configmod.find_project(Path.cwd()) is None and not chosen
+    serve(cfg, http=http, host=host, port=port, outside_project=outside)
     exit_now(0)
 
 

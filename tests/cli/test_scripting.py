@@ -55,10 +55,16 @@ def test_colour_follows_no_color_and_the_color_option(corpus, monkeypatch):
 
 
 def test_every_command_that_prints_a_result_takes_json(corpus):
-    written = json.loads(cli("write", "--title", "Delta", "--spec-folder", "003-c", "--json", "queues drain").stdout)
+    written = json.loads(
+        cli("write", "--title", "Delta", "--spec-folder", "003-c", "--json", "queues drain").stdout
+    )
     assert written["id"] > 0 and written["path"].endswith(".md") and written["action"] == "written"
     updated = json.loads(cli("update", str(written["id"]), "--tag", "ops", "--json").stdout)
-    assert updated["id"] == written["id"] and updated["path"] == written["path"] and updated["changed"] == ["tags"]
+    assert (
+        updated["id"] == written["id"]
+        and updated["path"] == written["path"]
+        and updated["changed"] == ["tags"]
+    )
     validated = json.loads(cli("validate", str(written["id"]), "--useful", "--json").stdout)
     assert validated["id"] == written["id"] and validated["confidence_after"] > validated["confidence_before"]
     saved = json.loads(cli("save", written["path"], "--json").stdout)
