@@ -121,7 +121,7 @@ def refusal(call: str, bad: str, specs: Path) -> str:
             f"checkpoint name {bad!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter"
         )
     assert call == "checkpoint_restore"
-    return f"no checkpoint named {bad!r}; checkpoint_list shows them"
+    return f"no checkpoint named {bad!r}; `specmem checkpoint list` (the checkpoint_list tool) shows them"
 
 
 def test_every_path_taking_tool_refuses_escapes(corpus, cfg, specs, tmp_path):
