@@ -19,14 +19,18 @@ class CheckedTool(Tool):
         unknown = unknown_arguments(arguments, self.parameters)
         if unknown:
             allowed = ", ".join(self.parameters.get("properties", {})) or "none"
+            plural = "s" if len(unknown) > 1 else ""
             raise ToolError(
-                f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; {self.name} takes: {allowed}"
+                f"Error executing tool {self.name}: unknown argument{plural} {', '.join(unknown)}; "
+                f"{self.name} takes: {allowed}"
             )
         try:
             return await super().run(arguments, context, convert_result)
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
-                raise ToolError(f"invalid arguments for {self.name}: {one_line(exc.__cause__)}") from None
+                # The SDK's prefix, as every other tool error has it; then one line, not pydantic's report.
+                message = f"Error executing tool {self.name}: invalid arguments: {one_line(exc.__cause__)}"
+                raise ToolError(message) from None
             raise
 
 
