@@ -28,7 +28,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionBus
+from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INVALID_PARAMS,
     Annotations,
     Completion,
     CompletionArgument,
@@ -54,6 +56,12 @@ PATH_TEMPLATE = "specmem://path/{+path}"
 PAGE = 1_000  # resources per resources/list page
 POLL_SECONDS = 0.2  # how often the signal file is stat'ed (a stat costs microseconds)
 # A tier's resource priority (MCP annotations: 1 = most important).
+# A connection's subscriptions (more URIs than any index has memories), the length of one URI, and the
+# connections remembered (HTTP allows MAX_SESSIONS at once; a closed one is forgotten at its next notification,
+# or here, oldest first): 300,000 URIs of any text took a server from 131 MB to 1.16 GB.
+MAX_SUBSCRIPTIONS = 10_000
+MAX_URI_CHARS = 2_048
+MAX_CONNECTIONS = 2_048
 PRIORITY = {"constitutional": 1.0, "critical": 0.9, "important": 0.7, "normal": 0.5, "temporary": 0.3}
 
 
@@ -221,11 +229,28 @@ class Notifier:
     # the connection's own channel) and the URIs it subscribed to.
     legacy: dict[int, tuple[ServerSession, set[str]]] = field(default_factory=dict)
 
-    def connect(self, session: ServerSession) -> None:
-        self.legacy.setdefault(_connection_key(session), (session, set()))
+    def _entry(self, session: ServerSession) -> tuple[ServerSession, set[str]]:
+        key = _connection_key(session)
+        if key not in self.legacy and len(self.legacy) >= MAX_CONNECTIONS:
+            del self.legacy[next(iter(self.legacy))]  # the oldest: most likely a connection that closed
+        return self.legacy.setdefault(key, (session, set()))
 
-    def subscribe(self, session: ServerSession, uri: str) -> None:
-        self.legacy.setdefault(_connection_key(session), (session, set()))[1].add(uri)
+    def connect(self, session: ServerSession) -> None:
+        self._entry(session)
+
+    def subscribe(self, session: ServerSession, wanted: str) -> None:
+        if len(wanted) > MAX_URI_CHARS:
+            raise MCPError(
+                INVALID_PARAMS, f"the URI is too long ({len(wanted)} characters, at most {MAX_URI_CHARS})"
+            )
+        entry = self._entry(session)
+        if wanted not in entry[1] and len(entry[1]) >= MAX_SUBSCRIPTIONS:
+            raise MCPError(
+                INVALID_PARAMS,
+                f"this connection already has {MAX_SUBSCRIPTIONS} subscriptions; unsubscribe from some first, or "
+                "listen to resources/list_changed",
+            )
+        entry[1].add(wanted)
 
     def unsubscribe(self, session: ServerSession, uri: str) -> None:
         entry = self.legacy.get(_connection_key(session))
