@@ -14,6 +14,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from specmem.indexer.errors import DatabaseError
@@ -57,6 +58,19 @@ def unreachable(url: str, exc: BaseException) -> DatabaseError:
         f"cannot reach PostgreSQL at {redacted(url)}: {reason}; check that it runs and accepts connections. "
         "Nothing is lost: the memory files are on disk and the next scan brings the index up to date"
     )
+
+
+@dataclass(frozen=True)
+class PgConn:
+    """A PostgreSQL connection bound to projects: what the engine's functions take where SQLite's take an apsw
+    connection (the storage seam dispatches on this type). Writes go to the first project; reads see them all."""
+
+    conn: psycopg.Connection[Any]
+    projects: tuple[int, ...]
+
+    @property
+    def project(self) -> int:
+        return self.projects[0]
 
 
 def migration(fn: Migration) -> Migration:

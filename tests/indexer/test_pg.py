@@ -29,7 +29,7 @@ def store_files(conn: psycopg.Connection, project: int, root: Path, paths: list[
     with pg.write_tx(conn, project):
         for path in paths:
             prep = prepare(path, root, FileStat.of(path.stat()), path.read_bytes(), None, embedder)
-            ids[str(path)] = pg_store.store_memory(conn, project, prep, None, None)[0]
+            ids[str(path)] = pg_store.store_memory(pg.PgConn(conn, (project,)), prep, None, None)[0]
         pg.committed(conn, project)
     return ids
 
@@ -69,8 +69,8 @@ def test_statistics_stay_exact_through_changes_and_deletes(pg_url: str, specs: P
     with pg.write_tx(conn, project):
         for path in paths[:20]:
             prep = prepare(path, specs, FileStat.of(path.stat()), path.read_bytes(), None, embedder)
-            pg_store.store_memory(conn, project, prep, ids[str(path)], None)
-        pg_store.delete_memories(conn, [ids[str(p)] for p in paths[20:40]])
+            pg_store.store_memory(pg.PgConn(conn, (project,)), prep, ids[str(path)], None)
+        pg_store.delete_memories(pg.PgConn(conn, (project,)), [ids[str(p)] for p in paths[20:40]])
     for path in paths[20:40]:
         path.unlink()
     changed = statistics(conn, project)
