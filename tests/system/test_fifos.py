@@ -111,3 +111,12 @@ def test_a_fifo_as_the_project_file_is_never_waited_on(isolated, monkeypatch):
     config.resolve()  # not a settings file: passed over
     with pytest.raises(config.ConfigError, match="FIFO"):
         config.read_project_file(isolated / "specmem.toml")
+
+
+def test_a_fifo_as_an_assistant_config_is_never_waited_on(isolated):
+    """`specmem init` reads an existing `.mcp.json` to see whether it starts specmem already."""
+    from specmem.indexer import project
+
+    os.mkfifo(isolated / ".mcp.json")
+    plan = project.plan(isolated)
+    assert any(s.path.name == ".mcp.json" and s.action == "keep" for s in plan.steps)
