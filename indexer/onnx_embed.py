@@ -31,6 +31,7 @@ from specmem.indexer.embed import (
     resolve_model_path,
 )
 from specmem.indexer.errors import ModelUnavailable
+from specmem.indexer.tokens import token_counter
 
 log = logging.getLogger("specmem.onnx")
 STAMPS = "identities.json"
@@ -231,13 +232,8 @@ class OnnxEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if self._counter is None:
-            from tokenizers import Tokenizer
-
-            counter = Tokenizer.from_file(str(self.path / "tokenizer.json"))
-            counter.no_truncation()
-            counter.no_padding()
-            self._counter = counter
-        return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
+            self._counter = token_counter(self.path)  # the torch embedder's counter: the same chunks
+        return self._counter(texts)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 rows, one per text, in order. Batches hold texts of similar length (less padding)."""
