@@ -299,6 +299,13 @@ def peers() -> str:
     note = f"{versions['qmd']} on Node {versions['node']}; median of {f['runs']} interleaved runs" + (
         f"; load average {load_avg[0]:.1f} → {load_avg[1]:.1f}" if load_avg else ""
     )
+    before = [
+        f"{label} {m['base_wall_ratio']:.2f}× wall, {m['base_cpu_ratio']:.2f}× CPU"
+        for key, label in PEER_STEPS.items()
+        if "base_wall_ratio" in (m := f["measures"].get(key) or {})
+    ]
+    if before:  # `peers.py --base COMMIT`: that commit's specmem ran in the same rounds
+        note += f". Against commit {versions['base']} in the same rounds: " + "; ".join(before)
     return table(
         [
             "step",
