@@ -59,6 +59,7 @@ def quantized(fp32: Path, out: Path, exclude: tuple[str, ...]) -> Path:
     """ONNX Runtime's dynamic quantisation of `fp32` (per-channel int8 weights, reduced range), leaving fp32 the
     nodes that read a weight whose name holds one of `exclude`."""
     import onnx
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(fp32))
@@ -75,6 +76,8 @@ def quantized(fp32: Path, out: Path, exclude: tuple[str, ...]) -> Path:
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul", "Attention"],
         nodes_to_exclude=skip,
+        use_external_data_format=False,
+        extra_options={"DefaultTensorType": TensorProto.FLOAT},  # for the outputs of com.microsoft ops
     )
     return out
 
