@@ -3,9 +3,9 @@
     nice .venv/bin/python tests/bench/first_embedding.py                # this tree against main, 2 rounds
     nice .venv/bin/python tests/bench/first_embedding.py --base 612e528 --rounds 3
 
-Set-up: md-spec-kit's 142 files copied into a project, indexed once with embeddings. Then, each round, for this
+Set-up: md-spec-kit's 142 files copied into a project and indexed once with embeddings. Then, each round, for this
 tree's code and the base commit's (extracted and imported ahead of the editable install, as rescan_ab.py does), in
-turns, on a fresh copy of that index:
+turns, on a fresh copy of that project and its up-to-date index:
 
 - `specmem watch -v`: from its `ready` line (the watcher has reconciled the files) a new memory file is written;
   the time until its `embedded` line; then the process's RSS and peak RSS;
@@ -134,37 +134,35 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="specmem-first-embedding-") as name:
         tmp = Path(name)
         variants = {"this": {}, "base": {"PYTHONPATH": str(extract(args.base, tmp / "base"))}}
-        source = tmp / "source"
-        shutil.copytree(corpus("md-spec-kit"), source / "specs")
+        # The project is indexed in place once and kept as a pristine copy (mtimes preserved): every round
+        # starts from an index that is up to date with its files, as a process started on a user's project does.
+        project = tmp / "project"
+        shutil.copytree(corpus("md-spec-kit"), project / "specs")
         base_env = {
             **os.environ,
             "HF_HUB_OFFLINE": "1",
             "SPECMEM_MODEL": MODEL,
             "SPECMEM_CACHE_DIR": str(tmp / "cache"),
             "XDG_DATA_HOME": str(tmp / "data"),
+            "SPECMEM_DB": str(project / "index.db"),
+            "SPECMEM_ROOTS": str(project / "specs"),
         }
-        index = tmp / "index.db"
         subprocess.run(
-            [sys.executable, "-m", "specmem", "scan", "--db", index, source / "specs"],
+            [sys.executable, "-m", "specmem", "scan"],
             check=True,
             env=base_env,
             capture_output=True,
+            cwd=project,
         )
+        pristine = tmp / "pristine"
+        shutil.copytree(project, pristine)
         for r in range(args.rounds):
             order = list(variants) if r % 2 == 0 else list(reversed(variants))
             for kind, fn in (("watch", watch_round), ("server", server_round)):
                 for variant in order:
-                    project = tmp / f"{kind}-{variant}-{r}"
-                    shutil.copytree(source, project)
-                    shutil.copy(index, project / "index.db")
-                    env = (
-                        base_env
-                        | variants[variant]
-                        | {
-                            "SPECMEM_DB": str(project / "index.db"),
-                            "SPECMEM_ROOTS": str(project / "specs"),
-                        }
-                    )
+                    shutil.rmtree(project)
+                    shutil.copytree(pristine, project)
+                    env = base_env | variants[variant]
                     samples[f"{kind}_{variant}"].append(fn(project, env))
                     print(
                         f"round {r + 1} {kind} {variant}: {samples[f'{kind}_{variant}'][-1]}", file=sys.stderr
