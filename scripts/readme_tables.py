@@ -503,6 +503,29 @@ def numerics() -> str:
     ).replace("</sub>", f" {note}.</sub>", 1)
 
 
+@renderer("first-embedding")
+def first_embedding() -> str:
+    f = load("first_embedding")["figures"]
+    rows = []
+    for kind, label in (("watch", "`specmem watch`"), ("server", "`specmem serve` hosting the watcher")):
+        for variant, name in (("base", f"commit {f['base']}"), ("this", "this tree")):
+            m = f[f"{kind}_{variant}"]
+            rows.append(
+                [
+                    label,
+                    name,
+                    seconds(m["first_embedding_s"]),
+                    f"{m['rss_mb']:.0f} MB",
+                    f"{m['peak_rss_mb']:.0f} MB",
+                ]
+            )
+    load_avg = f["loadavg_before_after"]
+    note = f"median of {f['rounds']} rounds in turns; load average {load_avg[0]:.1f} → {load_avg[1]:.1f}"
+    return table(
+        ["process", "code", "first embedding after ready", "RSS", "peak RSS"], rows, "first_embedding"
+    ).replace("</sub>", f" {note}.</sub>", 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
