@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -174,6 +175,7 @@ def main() -> None:
     pg.close_pools()
     if server is not None:
         server.cleanup()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
