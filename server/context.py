@@ -19,10 +19,9 @@ from typing import Literal
 import apsw
 from pydantic import BaseModel
 
-from specmem.indexer import db
 from specmem.indexer.config import Config
 from specmem.indexer.errors import NotFound, SearchError
-from specmem.server import memories
+from specmem.server import memories, reads
 from specmem.server.memories import TriggerMatch
 from specmem.server.search import Mode, SearchResponse
 
@@ -104,15 +103,7 @@ def cite(path: str, config: Config, span: tuple[int, int]) -> str:
 
 def _spans(conn: apsw.Connection, ids: list[int]) -> dict[int, tuple[int, int]]:
     """Each memory's whole body: from its first chunk's first line to its last chunk's last line."""
-    if not ids:
-        return {}
-    rows = db.rows(
-        conn,
-        "SELECT memory_id, min(start_line) AS first, max(end_line) AS last FROM memory_chunks "
-        f"WHERE memory_id IN ({','.join('?' * len(ids))}) GROUP BY memory_id",
-        ids,
-    )
-    return {r.memory_id: (r.first, r.last) for r in rows}
+    return reads.spans(conn, ids) if ids else {}
 
 
 def _section(
@@ -121,22 +112,14 @@ def _section(
     """A chunk's span, widened to its whole anchored section when it is part of one."""
     if anchor is None:
         return start, end
-    row = db.one(
-        conn,
-        "SELECT min(start_line) AS first, max(end_line) AS last FROM memory_chunks "
-        "WHERE memory_id = ? AND anchor = ?",
-        (memory_id, anchor),
-    )
-    return (row.first, row.last) if row is not None and row.first is not None else (start, end)
+    return reads.anchor_span(conn, memory_id, anchor) or (start, end)
 
 
 def _first_chunk(conn: apsw.Connection, memory_id: int) -> tuple[int, int] | None:
-    row = db.one(
-        conn,
-        "SELECT start_line, end_line, anchor FROM memory_chunks WHERE memory_id = ? ORDER BY seq LIMIT 1",
-        (memory_id,),
-    )
-    return None if row is None else _section(conn, memory_id, row.start_line, row.end_line, row.anchor)
+    chunk = reads.chunks(conn, {memory_id: None})[memory_id]
+    if chunk is None or chunk.id is None:
+        return None
+    return _section(conn, memory_id, chunk.start_line, chunk.end_line, chunk.anchor)
 
 
 def candidates(
