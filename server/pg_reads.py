@@ -1,46 +1,44 @@
-"""The read SQL of the PostgreSQL engine: the functions of reads.py, with the same arguments and rows, for a
-`pg.PgConn` (a connection and the projects a read may see) in place of an SQLite connection.
+"""The read SQL of the PostgreSQL engine: every function of server/reads.py, with the same arguments and rows, for a
+`pg.PgConn` (a connection and the projects a read may see) in place of an SQLite connection. The keyword part
+(BM25 from term statistics, snippets) is in server/pg_keyword.py; `plug()` puts both, and the write side's
+indexer/pg_store.py, behind the storage seam (specs/001-indexer/memory/postgres-engine.md).
 
-Keyword scores are FTS5's BM25, computed from the term statistics the writer keeps (indexer/pg_store.py), over
-the projects in scope: on one project they equal what SQLite's bm25() gives for the same files
-(specs/002-search/memory/bm25-on-postgres.md). Vectors are pgvector's: exact over a filtered scope, HNSW otherwise.
+Vectors are pgvector's: exact over a filtered scope, HNSW for the whole index. Every read sees the rows of the
+connection's projects only.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-import threading
+import sys
 from array import array
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-import apsw
-
-from specmem.indexer import terms
+from specmem.indexer import db, pg_db, pg_store, store
+from specmem.indexer.errors import DatabaseError
 from specmem.indexer.pg import PgConn
+from specmem.server import reads
 from specmem.server.reads import (
-    BM25_WEIGHTS,
-    MARK_END,
-    MARK_START,
+    CHUNK_COLUMNS,
+    COUNTED,
+    DETAIL_COLUMNS,
+    MEMORY_COLUMNS,
     NO_CHUNK,
     ChunkRow,
+    Consistency,
+    MemoryDetail,
     MemoryRow,
     Near,
     Scope,
 )
 
-if TYPE_CHECKING:
-    pass
-
-K1, B = 1.2, 0.75  # FTS5's bm25 constants
-MIN_IDF = 1e-6  # FTS5: an idf at or below 0 (a term in most chunks) counts as this
 EF_SEARCH = 100  # HNSW candidates at least (pgvector's default is 40)
 
 
-def _ids(ids: Iterable[int]) -> list[int]:
+def ids_of(ids: Iterable[int]) -> list[int]:
     return [int(i) for i in ids]
 
 
@@ -53,12 +51,12 @@ def glob_regex(glob: str) -> str:
     out, i = ["^"], 0
     while i < len(glob):
         ch = glob[i]
+        end = glob.find("]", i + 2) if ch == "[" else -1
         if ch == "*":
             out.append(".*")
         elif ch == "?":
             out.append(".")
-        elif ch == "[" and "]" in glob[i + 2 :] + (glob[i + 1 : i + 2] if glob[i + 1 : i + 2] == "]" else ""):
-            end = glob.index("]", i + 2)
+        elif end != -1:
             body = glob[i + 1 : end]
             negate = body.startswith("^")
             body = body[1:] if negate else body
@@ -104,40 +102,147 @@ def _where(read: PgConn, scope: Scope) -> tuple[str, list[object]]:
     return " AND ".join(clauses), args
 
 
+def named_where(read: PgConn, scope: Scope) -> tuple[str, dict[str, object]]:
+    """The scope's condition with named placeholders (%(w0)s, …), for queries that name their arguments."""
+    where, args = _where(read, scope)
+    named = {f"w{i}": a for i, a in enumerate(args)}
+    return where.replace("%s", "{}").format(*(f"%({k})s" for k in named)), named
+
+
+def _set(read: PgConn, sql: str, args: Sequence[object]) -> set[int]:
+    return {int(r[0]) for r in read.conn.execute(sql, args)}
+
+
 def in_scope(read: PgConn, scope: Scope) -> set[int]:
     where, args = _where(read, scope)
-    return {int(r[0]) for r in read.conn.execute(f"SELECT m.id FROM memory_index m WHERE {where}", args)}
+    return _set(read, f"SELECT m.id FROM memory_index m WHERE {where}", args)
 
 
 def visible(read: PgConn, ids: Iterable[int], scope: Scope) -> set[int]:
     where, args = _where(read, scope)
-    sql = f"SELECT m.id FROM memory_index m WHERE m.id = ANY(%s) AND {where}"
-    return {int(r[0]) for r in read.conn.execute(sql, [_ids(ids), *args])}
+    return _set(
+        read, f"SELECT m.id FROM memory_index m WHERE m.id = ANY(%s) AND {where}", [ids_of(ids), *args]
+    )
 
 
 def constitutional(read: PgConn, scope: Scope) -> set[int]:
     where, args = _where(read, scope)
     sql = f"SELECT m.id FROM memory_index m WHERE m.importance_tier = 'constitutional' AND {where}"
-    return {int(r[0]) for r in read.conn.execute(sql, args)}
+    return _set(read, sql, args)
 
 
-# -- memory rows and chunks --------------------------------------------------------------------------------------
+# -- memory rows -------------------------------------------------------------------------------------------------
 
-MEMORY_COLUMNS = (
-    "id, path, rel_path, title, importance_tier, spec_folder, context_type, tags, updated_at, confidence, "
-    "embedding_status"
-)
+_MINE = "m.project_id = ANY(%s)"
+# SQLite compares text byte by byte and NOCASE folds ASCII letters only: the same orders here, whatever the
+# database's collation.
+_C = 'COLLATE "C"'
+_NOCASE = f"translate(m.title, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') {_C}"
+SORTS = {
+    "updated": "m.updated_at DESC, m.id",
+    "title": f"{_NOCASE}, m.id",
+    "path": f"m.rel_path {_C}, m.id",
+    "tier": f"{reads._tier_rank('m.importance_tier')}, m.updated_at DESC, m.id",
+}
+assert SORTS.keys() == reads.SORTS.keys()
+
+
+def _memories(read: PgConn, sql: str, args: Sequence[object] = ()) -> list[MemoryRow]:
+    return [reads._memory(r) for r in read.conn.execute(sql, [list(read.projects), *args])]
+
+
+def _details(read: PgConn, where: str, args: Sequence[object]) -> list[MemoryDetail]:
+    sql = f"SELECT {DETAIL_COLUMNS} FROM memory_index m WHERE {_MINE} AND {where} ORDER BY m.id"
+    return [reads._detail(r) for r in read.conn.execute(sql, [list(read.projects), *args])]
 
 
 def memory_rows(read: PgConn, ids: Iterable[int]) -> dict[int, MemoryRow]:
+    rows = _memories(
+        read, f"SELECT {MEMORY_COLUMNS} FROM memory_index m WHERE {_MINE} AND m.id = ANY(%s)", [ids_of(ids)]
+    )
+    return {row.id: row for row in rows}
+
+
+def memories_in(read: PgConn, scope: Scope) -> list[MemoryRow]:
+    where, args = _where(read, scope)
+    sql = f"SELECT {MEMORY_COLUMNS} FROM memory_index m WHERE {where} ORDER BY m.id"
+    return [reads._memory(r) for r in read.conn.execute(sql, args)]
+
+
+def memory_by_id(read: PgConn, memory_id: int) -> MemoryDetail | None:
+    found = _details(read, "m.id = %s", [memory_id])
+    return found[0] if found else None
+
+
+def memory_by_path(read: PgConn, path: str) -> MemoryDetail | None:
+    found = _details(read, "m.path = %s", [path])
+    return found[0] if found else None
+
+
+def memories_by_rel_path(read: PgConn, rel_path: str) -> list[MemoryDetail]:
+    return _details(read, "m.rel_path = %s", [rel_path])
+
+
+def page(read: PgConn, scope: Scope, sort: str, offset: int, limit: int) -> tuple[int, list[MemoryRow]]:
+    where, args = _where(read, scope)
+    total = _scalar(read, f"SELECT count(*) FROM memory_index m WHERE {where}", args)
+    sql = (
+        f"SELECT {MEMORY_COLUMNS} FROM memory_index m WHERE {where} ORDER BY {SORTS[sort]} LIMIT %s OFFSET %s"
+    )
+    return total, [reads._memory(r) for r in read.conn.execute(sql, [*args, limit, offset])]
+
+
+def served(read: PgConn) -> list[MemoryRow]:
+    sql = (
+        f"SELECT {MEMORY_COLUMNS} FROM memory_index m WHERE {_MINE} AND m.importance_tier != 'deprecated' "
+        f"ORDER BY {reads._tier_rank('m.importance_tier')}, m.rel_path {_C}"
+    )
+    return _memories(read, sql)
+
+
+def triggered(read: PgConn) -> list[tuple[MemoryRow, list[str]]]:
+    sql = (
+        f"SELECT {MEMORY_COLUMNS}, m.trigger_phrases FROM memory_index m "
+        f"WHERE {_MINE} AND m.trigger_phrases != '[]' AND m.importance_tier != 'deprecated' ORDER BY m.id"
+    )
     import json
 
-    sql = f"SELECT {MEMORY_COLUMNS} FROM memory_index WHERE id = ANY(%s) AND project_id = ANY(%s)"
-    out = {}
-    for values in read.conn.execute(sql, (_ids(ids), list(read.projects))):
-        row = MemoryRow._make(values)
-        out[int(row.id)] = row._replace(tags=json.loads(str(row.tags)))
-    return out
+    return [
+        (reads._memory(r[:-1]), json.loads(r[-1])) for r in read.conn.execute(sql, (list(read.projects),))
+    ]
+
+
+def counts(read: PgConn, column: str) -> dict[str, int]:
+    assert column in COUNTED, column
+    sql = (
+        f"SELECT coalesce(m.{column}, '') {_C} AS v, count(*) FROM memory_index m WHERE {_MINE} "
+        "GROUP BY 1 ORDER BY 2 DESC, 1"
+    )
+    return {str(v): int(n) for v, n in read.conn.execute(sql, (list(read.projects),))}
+
+
+def file_warnings(read: PgConn) -> list[tuple[str, list[str]]]:
+    import json
+
+    sql = f"SELECT m.path, m.warnings FROM memory_index m WHERE {_MINE} AND m.warnings != '[]' ORDER BY m.path {_C}"
+    return [(str(p), json.loads(w)) for p, w in read.conn.execute(sql, (list(read.projects),))]
+
+
+def _scalar(read: PgConn, sql: str, args: Sequence[object] | None = None) -> int:
+    row = read.conn.execute(sql, [list(read.projects)] if args is None else args).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def files_bytes(read: PgConn) -> int:
+    return _scalar(read, "SELECT sum(size) FROM memory_index WHERE project_id = ANY(%s)")
+
+
+def memory_count(read: PgConn) -> int:
+    return _scalar(read, "SELECT count(*) FROM memory_index WHERE project_id = ANY(%s)")
+
+
+def chunk_count(read: PgConn) -> int:
+    return _scalar(read, "SELECT count(*) FROM memory_chunks WHERE project_id = ANY(%s)")
 
 
 def project_names(read: PgConn, ids: Iterable[int]) -> dict[int, str]:
@@ -145,25 +250,10 @@ def project_names(read: PgConn, ids: Iterable[int]) -> dict[int, str]:
     sql = (
         "SELECT m.id, p.name FROM memory_index m JOIN projects p ON p.id = m.project_id WHERE m.id = ANY(%s)"
     )
-    return {int(mid): str(name) for mid, name in read.conn.execute(sql, (_ids(ids),))}
+    return {int(mid): str(name) for mid, name in read.conn.execute(sql, (ids_of(ids),))}
 
 
-def _count(read: PgConn, sql: str) -> int:
-    row = read.conn.execute(sql, (list(read.projects),)).fetchone()
-    return int(row[0]) if row else 0
-
-
-def memory_count(read: PgConn) -> int:
-    return _count(read, "SELECT count(*) FROM memory_index WHERE project_id = ANY(%s)")
-
-
-def pending_count(read: PgConn) -> int:
-    return _count(
-        read, "SELECT count(*) FROM memory_index WHERE project_id = ANY(%s) AND embedding_status = 'pending'"
-    )
-
-
-CHUNK_COLUMNS = "id, heading, anchor, start_line, end_line, text"
+# -- chunks ------------------------------------------------------------------------------------------------------
 
 
 def chunks(read: PgConn, wanted: dict[int, int | None]) -> dict[int, ChunkRow | None]:
@@ -171,7 +261,7 @@ def chunks(read: PgConn, wanted: dict[int, int | None]) -> dict[int, ChunkRow | 
     by_id = {cid: mid for mid, cid in wanted.items() if cid is not None}
     if by_id:
         sql = f"SELECT {CHUNK_COLUMNS} FROM memory_chunks WHERE id = ANY(%s)"
-        for row in read.conn.execute(sql, (_ids(by_id),)):
+        for row in read.conn.execute(sql, (ids_of(by_id),)):
             out[by_id[row[0]]] = ChunkRow._make(row)
         out.update({mid: None for mid in by_id.values() if mid not in out})
     first = [mid for mid, cid in wanted.items() if cid is None]
@@ -192,247 +282,26 @@ def chunk_owners(read: PgConn, chunk_ids: Sequence[int], scope: Scope) -> dict[i
         "SELECT c.id, c.memory_id FROM memory_chunks c JOIN memory_index m ON m.id = c.memory_id "
         f"WHERE c.id = ANY(%s) AND {where}"
     )
-    return {int(c): int(m) for c, m in read.conn.execute(sql, [_ids(chunk_ids), *args])}
+    return {int(c): int(m) for c, m in read.conn.execute(sql, [ids_of(chunk_ids), *args])}
 
 
 def chunks_of(read: PgConn, memory_ids: Sequence[int]) -> dict[int, int]:
     sql = "SELECT id, memory_id FROM memory_chunks WHERE memory_id = ANY(%s)"
-    return {int(c): int(m) for c, m in read.conn.execute(sql, (_ids(memory_ids),))}
+    return {int(c): int(m) for c, m in read.conn.execute(sql, (ids_of(memory_ids),))}
 
 
-# -- keyword: FTS5's BM25 from term statistics --------------------------------------------------------------------
-
-PHRASE_CANDIDATES = 5000  # chunks holding every term of a phrase, at most, that are read to count it exactly
-
-
-@dataclass(frozen=True)
-class _Bm25:
-    """A query as FTS5's bm25() scores it over the projects in scope: each one-term word with its weight (idf ×
-    times in the query), the exact contribution of each multi-term word (a phrase) per chunk, and the average
-    chunk length."""
-
-    terms: list[str]
-    weights: list[float]
-    phrase_chunks: list[int]
-    phrase_scores: list[float]
-    avgdl: float
+def anchor_span(read: PgConn, memory_id: int, anchor: str) -> tuple[int, int] | None:
+    sql = "SELECT min(start_line), max(end_line) FROM memory_chunks WHERE memory_id = %s AND anchor = %s"
+    row = read.conn.execute(sql, (memory_id, anchor)).fetchone()
+    return None if row is None or row[0] is None or row[1] is None else (int(row[0]), int(row[1]))
 
 
-def _words(words: Sequence[str]) -> tuple[Counter[str], list[list[str]]]:
-    """The query's one-term words (by term, each counted as often as FTS5 scores it: two words with one stem
-    count twice) and its phrases: words the tokenizer splits (`cache_key` is `cache` then `key`)."""
-    single: Counter[str] = Counter()
-    phrases: list[list[str]] = []
-    for word in words:
-        found = terms.tokens(word, query=True)
-        if len(found) == 1:
-            single[found[0]] += 1
-        elif found:
-            phrases.append(found)
-    return single, phrases
-
-
-def _totals(read: PgConn) -> tuple[int, int]:
-    row = read.conn.execute(
-        "SELECT coalesce(sum(chunks), 0), coalesce(sum(tokens), 0) FROM projects WHERE id = ANY(%s)",
-        (list(read.projects),),
-    ).fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
-
-
-def _idf(rows: int, df: int) -> float:
-    idf = math.log((rows - df + 0.5) / (df + 0.5))
-    return idf if idf > 0 else MIN_IDF
-
-
-def _phrase_hits(read: PgConn, phrase: list[str]) -> dict[int, tuple[list[int], int]] | None:
-    """chunk id → (the phrase's count in each keyword column, the chunk's length) for every chunk in scope holding
-    the phrase, found by reading the chunks that hold all its terms; None when more than PHRASE_CANDIDATES do."""
-    distinct = sorted(set(phrase))
-    rows = read.conn.execute(
-        "SELECT c.id, c.text, c.heading, m.trigger_phrases, m.tags, m.rel_path, c.length FROM memory_chunks c "
-        "JOIN memory_index m ON m.id = c.memory_id WHERE c.id IN (SELECT chunk_id FROM chunk_terms "
-        "WHERE project_id = ANY(%s) AND term = ANY(%s) GROUP BY chunk_id HAVING count(*) = %s) LIMIT %s",
-        (list(read.projects), distinct, len(distinct), PHRASE_CANDIDATES + 1),
-    ).fetchall()
-    if len(rows) > PHRASE_CANDIDATES:
-        return None
-    import json
-
-    out: dict[int, tuple[list[int], int]] = {}
-    n = len(phrase)
-    for cid, text, heading, triggers, tags, rel_path, length in rows:
-        values = (text, heading, " ; ".join(json.loads(triggers)), " ".join(json.loads(tags)), rel_path)
-        counts = []
-        for value in values:
-            seq = terms.tokens(value)
-            counts.append(sum(1 for i in range(len(seq) - n + 1) if seq[i : i + n] == phrase))
-        if any(counts):
-            out[int(cid)] = (counts, int(length))
-    return out
-
-
-def _bm25(read: PgConn, words: Sequence[str]) -> _Bm25 | None:
-    """The query as bm25() scores it, or None when nothing can match. A phrase held by more than
-    PHRASE_CANDIDATES chunks is scored as its terms (a bound, not FTS5's figure; see the decision record)."""
-    single, phrases = _words(words)
-    rows, tokens = _totals(read)
-    if rows == 0 or not (single or phrases):
-        return None
-    avgdl = tokens / rows
-    phrase_scores: dict[int, float] = {}
-    for phrase in phrases:
-        hits = _phrase_hits(read, phrase)
-        if hits is None:
-            single.update(phrase)
-            continue
-        idf = _idf(rows, len(hits))
-        for cid, (counts, length) in hits.items():
-            f = sum(c * w for c, w in zip(counts, BM25_WEIGHTS, strict=True))
-            phrase_scores[cid] = phrase_scores.get(cid, 0.0) + idf * f * (K1 + 1) / (
-                f + K1 * (1 - B + B * length / avgdl)
-            )
-    df = dict(
-        read.conn.execute(
-            "SELECT term, sum(chunks) FROM term_stats WHERE project_id = ANY(%s) AND term = ANY(%s) GROUP BY term",
-            (list(read.projects), list(single)),
-        ).fetchall()
-    )
-    found = [t for t in single if df.get(t)]
-    if not found and not phrase_scores:
-        return None
-    weights = [_idf(rows, int(df[t])) * single[t] for t in found]
-    ids = list(phrase_scores)
-    return _Bm25(found, weights, ids, [phrase_scores[c] for c in ids], avgdl)
-
-
-_FREQ = " + ".join(f"t.counts[{i + 1}] * {w!r}" for i, w in enumerate(BM25_WEIGHTS))
-# Every chunk matching the query with its BM25: Σ weight × f × (k1 + 1) / (f + k1 × (1 − b + b × |D| / avgdl)),
-# f the term's count weighted by column, as FTS5's bm25() adds it up; phrases' contributions come computed.
-_SCORED = (
-    f"(SELECT t.chunk_id, q.w * x.f * {K1 + 1!r} / (x.f + {K1!r} * ({1 - B!r} + {B!r} * t.length / %(avgdl)s)) AS s "
-    "FROM chunk_terms t JOIN unnest(%(terms)s::text[], %(weights)s::float8[]) AS q(term, w) ON q.term = t.term "
-    f"CROSS JOIN LATERAL (SELECT ({_FREQ})::float8 AS f) x "
-    "WHERE t.project_id = ANY(%(projects)s) AND t.term = ANY(%(terms)s) "
-    "UNION ALL SELECT * FROM unnest(%(phrase_chunks)s::bigint[], %(phrase_scores)s::float8[])) p"
-)
-
-
-def _args(read: PgConn, q: _Bm25, **more: Any) -> dict[str, Any]:
-    return {
-        "terms": q.terms,
-        "weights": q.weights,
-        "phrase_chunks": q.phrase_chunks,
-        "phrase_scores": q.phrase_scores,
-        "avgdl": q.avgdl,
-        "projects": list(read.projects),
-        **more,
-    }
-
-
-def best_chunks(
-    read: PgConn, words: Sequence[str], n: int, among: Sequence[str] | None = None
-) -> list[tuple[int, float]]:
-    """The `n` chunks that match `words` best, as (chunk id, BM25), best first (ties: lower id first). With
-    `among`, only chunks holding one of those words' terms are ranked (scored by all of `words` still)."""
-    q = _bm25(read, words)
-    if q is None:
-        return []
-    args = _args(read, q, n=n)
-    narrow = ""
-    if among is not None:
-        args["among"] = sorted({t for w in among for t in terms.tokens(w, query=True)})
-        narrow = (
-            "WHERE p.chunk_id IN (SELECT chunk_id FROM chunk_terms WHERE project_id = ANY(%(projects)s) "
-            "AND term = ANY(%(among)s)) "
-        )
-    sql = f"SELECT p.chunk_id, sum(p.s) AS s FROM {_SCORED} {narrow}GROUP BY 1 ORDER BY s DESC, 1 LIMIT %(n)s"
-    return [(int(c), float(s)) for c, s in read.conn.execute(sql, args)]
-
-
-def best_chunks_in_scope(
-    read: PgConn, words: Sequence[str], scope: Scope, n: int
-) -> list[tuple[int, int, float]]:
-    """The `n` chunks of memories in scope that match `words` best, as (memory id, chunk id, BM25), best first."""
-    q = _bm25(read, words)
-    if q is None:
-        return []
-    where, args = _where(read, scope)
-    named = {f"a{i}": a for i, a in enumerate(args)}
-    where = where.replace("%s", "{}").format(*(f"%({k})s" for k in named))
+def spans(read: PgConn, memory_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
     sql = (
-        f"SELECT c.memory_id, p.chunk_id, sum(p.s) AS s FROM {_SCORED} JOIN memory_chunks c ON c.id = p.chunk_id "
-        f"JOIN memory_index m ON m.id = c.memory_id WHERE {where} GROUP BY 1, 2 ORDER BY s DESC, 2 LIMIT %(n)s"
+        "SELECT memory_id, min(start_line), max(end_line) FROM memory_chunks WHERE memory_id = ANY(%s) "
+        "GROUP BY memory_id"
     )
-    rows = read.conn.execute(sql, _args(read, q, n=n, **named))
-    return [(int(m), int(c), float(s)) for m, c, s in rows]
-
-
-def chunk_scores(read: PgConn, words: Sequence[str], chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
-    """(chunk id, BM25) of those of these chunks that match `words`."""
-    q = _bm25(read, words) if chunk_ids else None
-    if q is None:
-        return []
-    sql = f"SELECT p.chunk_id, sum(p.s) FROM {_SCORED} WHERE p.chunk_id = ANY(%(ids)s) GROUP BY 1"
-    return [(int(c), float(s)) for c, s in read.conn.execute(sql, _args(read, q, ids=_ids(chunk_ids)))]
-
-
-def keyword_rows(read: PgConn) -> int | None:
-    """The number of chunks BM25's idf counts (over the projects in scope)."""
-    return _totals(read)[0] or None
-
-
-def document_frequency(read: PgConn, word: str) -> int:
-    """How many chunks hold `word` (a phrase held by too many chunks to count: 0, which only makes pruning
-    treat it as rare)."""
-    single, phrases = _words([word])
-    if phrases:
-        hits = _phrase_hits(read, phrases[0])
-        return 0 if hits is None else len(hits)
-    if not single:
-        return 0
-    row = read.conn.execute(
-        "SELECT coalesce(sum(chunks), 0) FROM term_stats WHERE project_id = ANY(%s) AND term = %s",
-        (list(read.projects), next(iter(single))),
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-_snippet_local = threading.local()
-
-
-def snippets(read: PgConn, words: Sequence[str], chunk_ids: Sequence[int]) -> dict[int, str]:
-    """Chunk id → FTS5's own snippet of it (the same excerpt as on SQLite): the few chunks shown are put in an
-    in-memory FTS5 table with the index's tokenizer and columns, and snippet() runs there."""
-    import json
-
-    from specmem.server.reads import match
-
-    if not chunk_ids or not words:
-        return {}
-    mem = getattr(_snippet_local, "conn", None)
-    if mem is None:
-        mem = _snippet_local.conn = apsw.Connection(":memory:")
-        name, args = terms.TOKENIZER
-        mem.execute(
-            f"CREATE VIRTUAL TABLE s USING fts5({', '.join(terms.COLUMNS)}, tokenize = '{name} {' '.join(args)}')"
-        )
-    rows = [
-        (cid, text, heading, " ; ".join(json.loads(triggers)), " ".join(json.loads(tags)), rel)
-        for cid, text, heading, triggers, tags, rel in read.conn.execute(
-            "SELECT c.id, c.text, c.heading, m.trigger_phrases, m.tags, m.rel_path FROM memory_chunks c "
-            "JOIN memory_index m ON m.id = c.memory_id WHERE c.id = ANY(%s)",
-            (_ids(chunk_ids),),
-        )
-    ]
-    with mem:
-        mem.execute("DELETE FROM s")
-        mem.executemany(f"INSERT INTO s (rowid, {', '.join(terms.COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)", rows)
-        found = mem.execute(
-            f"SELECT rowid, snippet(s, 0, '{MARK_START}', '{MARK_END}', '…', 24) FROM s WHERE s MATCH ?",
-            (match(words),),
-        ).fetchall()
-    return {int(cast(int, cid)): str(text) for cid, text in found}
+    return {int(m): (int(a), int(b)) for m, a, b in read.conn.execute(sql, (ids_of(memory_ids),))}
 
 
 # -- semantic: pgvector -------------------------------------------------------------------------------------------
@@ -443,12 +312,19 @@ def vector_text(vector: bytes) -> str:
     return "[" + ",".join(map(repr, array("f", vector))) + "]"
 
 
+def _blob(values: Sequence[float]) -> bytes:
+    """A pgvector value (read as real[]) as a float32 vector's bytes, as SQLite stores it."""
+    return array("f", values).tobytes()
+
+
 def nearest_in_scope(
     read: PgConn, vector: bytes, model: str, scope: Scope, k: int | None = None
 ) -> dict[int, Near]:
     """memory id → its closest chunk, for the `k` closest memories in scope (all when None), closest first. Exact:
     every chunk in scope is compared, so filters apply before the limit. (One model per database: `model` is
     the one the vectors were made with, checked by the caller.)"""
+    if not has_vectors(read):
+        return {}
     where, args = _where(read, scope)
     sql = (
         "SELECT DISTINCT ON (c.memory_id) c.memory_id, c.id, v.embedding <=> %s::vector AS d FROM vec_memories v "
@@ -466,8 +342,10 @@ def nearest_in_scope(
 def nearest_chunks(read: PgConn, vector: bytes, k: int) -> list[tuple[int, int, float]]:
     """The `k` chunks closest to `vector` in the projects in scope, as (chunk id, memory id, cosine distance):
     HNSW, scanning on while the project filter drops candidates (pgvector's iterative scan)."""
+    if not has_vectors(read):
+        return []
     with read.conn.transaction():
-        read.conn.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, min(k, 1000))}")
+        read.conn.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, min(int(k), 1000))}")
         read.conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         rows = read.conn.execute(
             "SELECT v.chunk_id, c.memory_id, v.d FROM (SELECT chunk_id, embedding <=> %s::vector AS d "
@@ -479,15 +357,136 @@ def nearest_chunks(read: PgConn, vector: bytes, k: int) -> list[tuple[int, int, 
 
 
 def embedded_count(read: PgConn) -> int:
-    return _count(read, "SELECT count(*) FROM memory_chunks WHERE project_id = ANY(%s) AND embedded")
+    return _scalar(read, "SELECT count(*) FROM memory_chunks WHERE project_id = ANY(%s) AND embedded")
 
 
 def has_vectors(read: PgConn) -> bool:
-    row = read.conn.execute("SELECT to_regclass('vec_memories') IS NOT NULL").fetchone()
-    return bool(row and row[0])
+    return pg_db.has_table(read, pg_db.VEC_TABLE)
 
 
-def get_config(read: PgConn, key: str) -> str | None:
-    from specmem.indexer import pg
+def cosine_distances(read: PgConn, vectors: Sequence[bytes], query: bytes) -> list[float | None]:
+    """pgvector's cosine distance of each vector to `query` (None for a zero vector)."""
+    rows = read.conn.execute(
+        "SELECT u.v::vector <=> %s::vector FROM unnest(%s::text[]) WITH ORDINALITY AS u(v, n) ORDER BY u.n",
+        (vector_text(query), [vector_text(v) for v in vectors]),
+    ).fetchall()
+    return [None if d is None or math.isnan(d) else float(d) for (d,) in rows]
 
-    return pg.get_config(read.conn, key)
+
+# -- the health of the index ---------------------------------------------------------------------------------------
+
+
+def consistency(read: PgConn) -> Consistency:
+    """The same counts as SQLite's; the keyword rows are the chunks the BM25 statistics count."""
+    mine = [list(read.projects)]
+    return Consistency(
+        chunks=chunk_count(read),
+        keyword_rows=_scalar(read, "SELECT sum(chunks) FROM projects WHERE id = ANY(%s)"),
+        chunks_without_memory=_scalar(
+            read,
+            "SELECT count(*) FROM memory_chunks c WHERE c.project_id = ANY(%s) AND NOT EXISTS "
+            "(SELECT 1 FROM memory_index m WHERE m.id = c.memory_id)",
+        ),
+        keyword_rows_without_chunk=_scalar(
+            read,
+            "SELECT count(DISTINCT t.chunk_id) FROM chunk_terms t WHERE t.project_id = ANY(%s) AND NOT EXISTS "
+            "(SELECT 1 FROM memory_chunks c WHERE c.id = t.chunk_id)",
+            mine,
+        ),
+        vectors=_scalar(read, "SELECT count(*) FROM vec_memories WHERE project_id = ANY(%s)")
+        if has_vectors(read)
+        else None,
+        embedded_chunks=embedded_count(read),
+    )
+
+
+def integrity(read: PgConn) -> list[str]:
+    """What is wrong with the BM25 statistics of the projects (PostgreSQL checks its own pages): each project's
+    chunk and token counts must equal its chunks'."""
+    sql = (
+        "SELECT p.name, p.chunks, p.tokens, count(c.id), coalesce(sum(c.length), 0) FROM projects p "
+        "LEFT JOIN memory_chunks c ON c.project_id = p.id WHERE p.id = ANY(%s) GROUP BY p.id"
+    )
+    return [
+        f"project {name}: the keyword statistics count {n} chunks and {t} tokens, the index holds {cn} and {ct}"
+        for name, n, t, cn, ct in read.conn.execute(sql, (list(read.projects),))
+        if (n, t) != (cn, ct)
+    ]
+
+
+def vector_version(read: PgConn) -> str:
+    """pgvector's version."""
+    row = read.conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    return f"pgvector {row[0]}" if row else "pgvector (not installed)"
+
+
+# -- what a server's in-memory copy of the vectors reads (vectors.py) -------------------------------------------
+
+
+def last_chunk_id(read: PgConn) -> int:
+    """The highest chunk id ever given (ids come from one sequence and are never reused); 0 for none."""
+    row = read.conn.execute("SELECT pg_sequence_last_value('memory_chunks_id_seq')").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def chunk_blocks(read: PgConn, bits: int) -> dict[int, tuple[int, int]]:
+    sql = f"SELECT id >> {int(bits)}, count(*), sum(id) FROM memory_chunks WHERE project_id = ANY(%s) GROUP BY 1"
+    return {int(b): (int(n), int(s)) for b, n, s in read.conn.execute(sql, (list(read.projects),))}
+
+
+def unembedded_chunks(read: PgConn) -> set[int]:
+    return _set(
+        read,
+        "SELECT id FROM memory_chunks WHERE project_id = ANY(%s) AND NOT embedded",
+        [list(read.projects)],
+    )
+
+
+def embedded_between(read: PgConn, low: int, high: int) -> set[int]:
+    sql = "SELECT id FROM memory_chunks WHERE project_id = ANY(%s) AND id BETWEEN %s AND %s AND embedded"
+    return _set(read, sql, [list(read.projects), low, high])
+
+
+def chunk_vectors(
+    read: PgConn, model: str, *, between: tuple[int, int] | None = None, ids: Sequence[int] = ()
+) -> list[tuple[int, int, bytes]]:
+    """(chunk id, memory id, vector) of the embedded chunks with ids `between` (low, high), or these `ids`."""
+    if not has_vectors(read):
+        return []
+    which, args = ("c.id BETWEEN %s AND %s", list(between)) if between else ("c.id = ANY(%s)", [ids_of(ids)])
+    sql = (
+        "SELECT c.id, c.memory_id, v.embedding::real[] FROM memory_chunks c JOIN vec_memories v ON v.chunk_id = c.id "
+        f"WHERE c.project_id = ANY(%s) AND {which} AND c.embedded"
+    )
+    return [(int(c), int(m), _blob(v)) for c, m, v in read.conn.execute(sql, [list(read.projects), *args])]
+
+
+# -- the engine behind the seam ------------------------------------------------------------------------------------
+
+
+def _unsupported(module: str, name: str) -> Callable[..., Any]:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseError(f"{module}.{name} is not supported on PostgreSQL yet; use an SQLite index for it")
+
+    return fail
+
+
+@functools.cache
+def plug() -> dict[str, list[str]]:
+    """Put the PostgreSQL engine behind the storage seam for `PgConn` connections (once per process): db's and
+    store's functions from indexer/pg_store.py, reads' from here and server/pg_keyword.py. A seam function the
+    engine lacks raises DatabaseError saying so. Returns the lacking functions by seam module."""
+    from specmem.server import pg_keyword
+
+    here = sys.modules[__name__]
+    lacking = {
+        db: db.plug(db, pg_db, PgConn),
+        store: db.plug(store, pg_store, PgConn),
+        reads: sorted(set(db.plug(reads, here, PgConn)) & set(db.plug(reads, pg_keyword, PgConn))),
+    }
+    for seam, names in lacking.items():
+        for name in names:
+            db.SEAM[seam.__name__][name].register(
+                PgConn, _unsupported(seam.__name__.rsplit(".", 1)[-1], name)
+            )
+    return {seam.__name__.rsplit(".", 1)[-1]: names for seam, names in lacking.items()}
