@@ -5,16 +5,20 @@ indexer/store.py, for the same `Prepared` values. Call everything here inside `p
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sys
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from specmem.indexer import pg, pg_db, terms
+from specmem.indexer import db, pg, pg_db, store, terms
 from specmem.indexer.chunk import Chunk
+from specmem.indexer.errors import DatabaseError
 from specmem.indexer.parse import spec_folder
 from specmem.indexer.pg import PgConn
 from specmem.indexer.store import (
@@ -481,3 +485,32 @@ def checkpoint_data(c: PgConn, name: str) -> bytes | None:
 
 def delete_checkpoint(c: PgConn, name: str) -> None:
     c.conn.execute("DELETE FROM checkpoints WHERE project_id = %s AND name = %s", (c.project, name))
+
+
+# -- the engine behind the seam ----------------------------------------------------------------------------------
+
+
+def _unsupported(seam: str, name: str) -> Callable[..., Any]:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseError(f"{seam}.{name} is not supported on PostgreSQL yet; use an SQLite index for it")
+
+    return fail
+
+
+def plug_into(seam: ModuleType, engines: Sequence[ModuleType]) -> list[str]:
+    """Register the engines' functions for `PgConn` in place of the seam module's of the same names; a function
+    none of them has raises DatabaseError saying so. Returns those lacking."""
+    lacking: set[str] | None = None
+    for engine in engines:
+        missing = set(db.plug(seam, engine, PgConn))
+        lacking = missing if lacking is None else lacking & missing
+    for name in sorted(lacking or ()):
+        db.SEAM[seam.__name__][name].register(PgConn, _unsupported(seam.__name__.rsplit(".", 1)[-1], name))
+    return sorted(lacking or ())
+
+
+@functools.cache
+def plug() -> dict[str, list[str]]:
+    """Put the engine's write side behind the storage seam (once per process): db.py's functions from
+    indexer/pg_db.py, store.py's from here. Returns the lacking functions by seam module."""
+    return {"db": plug_into(db, [pg_db]), "store": plug_into(store, [sys.modules[__name__]])}

@@ -14,11 +14,9 @@ import math
 import re
 import sys
 from array import array
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
-from specmem.indexer import db, pg_db, pg_store, store
-from specmem.indexer.errors import DatabaseError
+from specmem.indexer import pg_db, pg_store
 from specmem.indexer.pg import PgConn
 from specmem.server import reads
 from specmem.server.reads import (
@@ -464,29 +462,11 @@ def chunk_vectors(
 # -- the engine behind the seam ------------------------------------------------------------------------------------
 
 
-def _unsupported(module: str, name: str) -> Callable[..., Any]:
-    def fail(*args: Any, **kwargs: Any) -> Any:
-        raise DatabaseError(f"{module}.{name} is not supported on PostgreSQL yet; use an SQLite index for it")
-
-    return fail
-
-
 @functools.cache
 def plug() -> dict[str, list[str]]:
-    """Put the PostgreSQL engine behind the storage seam for `PgConn` connections (once per process): db's and
-    store's functions from indexer/pg_store.py, reads' from here and server/pg_keyword.py. A seam function the
-    engine lacks raises DatabaseError saying so. Returns the lacking functions by seam module."""
+    """Put the PostgreSQL engine behind the whole storage seam for `PgConn` connections (once per process): the
+    write side's (pg_store.plug) and reads' from here and server/pg_keyword.py. A seam function the engine
+    lacks raises DatabaseError saying so. Returns the lacking functions by seam module."""
     from specmem.server import pg_keyword
 
-    here = sys.modules[__name__]
-    lacking = {
-        db: db.plug(db, pg_db, PgConn),
-        store: db.plug(store, pg_store, PgConn),
-        reads: sorted(set(db.plug(reads, here, PgConn)) & set(db.plug(reads, pg_keyword, PgConn))),
-    }
-    for seam, names in lacking.items():
-        for name in names:
-            db.SEAM[seam.__name__][name].register(
-                PgConn, _unsupported(seam.__name__.rsplit(".", 1)[-1], name)
-            )
-    return {seam.__name__.rsplit(".", 1)[-1]: names for seam, names in lacking.items()}
+    return {**pg_store.plug(), "reads": pg_store.plug_into(reads, [sys.modules[__name__], pg_keyword])}

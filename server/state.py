@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import apsw
 
@@ -25,6 +25,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("specmem.server")
 T = TypeVar("T")
+
+
+def open_reader(config: Config) -> apsw.Connection:
+    """A read-only connection to the configured index (on PostgreSQL: one that sees this project's rows)."""
+    if config.db_url:
+        from specmem.indexer import pg
+        from specmem.server import pg_reads
+
+        pg_reads.plug()
+        return cast(apsw.Connection, pg.open_project(config.db_url, config.index_project, write=False))
+    return db.connect(config.db_path, readonly=True)
 
 
 def stamp(path: os.PathLike[str] | str) -> tuple[int, int, int] | None:
@@ -54,6 +65,7 @@ class ReadState:
         self._caches: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.reloads = 0
+        self._listener: Any = None  # PostgreSQL: the thread LISTENing for change notices
         # Indexing embeds with `embedder` (sentence-transformers, loaded only when a write needs it); searches embed
         # their query with `query_embedder`, ONNX Runtime when it can run the model: same vectors, no torch import,
         # ready in about a second and a third of the memory.
@@ -115,21 +127,21 @@ class ReadState:
 
         Tool calls run on worker threads; each keeps its own connection, so a reload never closes a connection
         that another call is using."""
-        current = (stamp(self.config.signal_path), stamp(self.config.db_path))
+        current = self._current()
         local = self._local
         if current[1] is None and getattr(local, "conn", None) is None:
             raise DatabaseError(missing_index(self.config))
-        if getattr(local, "conn", None) is None or local.stamp != current:
+        if getattr(local, "conn", None) is None or (local.stamp != current and self._reopen(local.conn)):
             if getattr(local, "conn", None) is not None:
                 local.conn.close()
                 with self._lock:
                     self._open.discard(local.conn)
             local.conn = None
-            local.conn = db.connect(self.config.db_path, readonly=True)
+            local.conn = open_reader(self.config)
             db.serve_only(local.conn, self.config.roots)
-            local.stamp = current
             with self._lock:
                 self._open.add(local.conn)
+        local.stamp = current
         with self._lock:
             if self._cache_stamp != current:
                 if self._cache_stamp is not None:
@@ -137,6 +149,30 @@ class ReadState:
                 self._caches.clear()
                 self._cache_stamp = current
         return local.conn
+
+    def _reopen(self, conn: Any) -> bool:
+        """Whether a change of the index means a new connection: always on SQLite (the file may have been
+        replaced); on PostgreSQL only when the connection was lost (the listener's stamp also changes when it
+        reconnected after the database came back)."""
+        if not self.config.db_url:
+            return True
+        try:
+            conn.conn.execute("SELECT 1")
+        except Exception:  # noqa: BLE001 - any failure of a connection means opening a new one
+            return True
+        return False
+
+    def _current(self) -> tuple[object, object]:
+        """What says the index changed: the signal file's and the index file's stamps; on PostgreSQL the count of
+        change notices heard (NOTIFY from any writer on any machine), and the index is always there."""
+        if not self.config.db_url:
+            return (stamp(self.config.signal_path), stamp(self.config.db_path))
+        with self._lock:
+            if self._listener is None:
+                from specmem.indexer import pg
+
+                self._listener = pg.Listener(self.config.db_url)
+        return (self._listener.stamp(), "postgresql")
 
     # -- the vectors in memory -------------------------------------------------------------------------------
 
@@ -166,8 +202,8 @@ class ReadState:
             from specmem.server.vectors import VectorIndex  # numpy: not before the first semantic search
 
             vectors = VectorIndex()
-            current = (stamp(self.config.signal_path), stamp(self.config.db_path))
-            conn = db.connect(self.config.db_path, readonly=True)
+            current = self._current()
+            conn = open_reader(self.config)
             try:
                 vectors.refresh(conn)
             finally:
@@ -191,6 +227,9 @@ class ReadState:
         return value
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         with self._lock:
             for conn in self._open:
                 conn.close()

@@ -93,7 +93,7 @@ class Memories:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Memories {', '.join(str(r) for r in self.config.roots)} → {self.config.db_path}>"
+        return f"<Memories {', '.join(str(r) for r in self.config.roots)} → {self.config.index_name}>"
 
     @property
     def embedder(self) -> Embedder:
@@ -107,7 +107,7 @@ class Memories:
     @contextmanager
     def writer(self) -> Iterator[apsw.Connection]:
         """A short-lived writing connection (creates the index and applies migrations when needed)."""
-        conn = db.connect(self.config.db_path)
+        conn = db.open_writer(self.config)
         try:
             yield conn
         finally:

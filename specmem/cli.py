@@ -37,7 +37,8 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--db",
         "db_path",
         type=click.Path(dir_okay=False),
-        help="Index file [env SPECMEM_DB; default <project>/.specmem/index.db].",
+        help="Index file, or a postgresql:// URL for a shared index [env SPECMEM_DB; default "
+        "<project>/.specmem/index.db].",
     )
     @click.option(
         "--root",
@@ -222,7 +223,7 @@ def print_report(report: ScanReport, cfg: Config) -> None:
     for path, message in report.warnings:
         say(f"warning {path}: {message}", fg="yellow")
     print_skipped(report, cfg)
-    say(f"index: {cfg.db_path}")
+    say(f"index: {cfg.index_name}")
 
 
 def print_skipped(report: ScanReport, cfg: Config) -> None:

@@ -103,7 +103,7 @@ def serve(config: Config, *, http: bool = False, host: str = "127.0.0.1", port: 
     server = build_server(config, watch=config.watch, shared=http)
     log.info(
         "specmem serving %s over %s (built in %.0f ms)",
-        config.db_path,
+        config.index_name,
         "http" if http else "stdio",
         1000 * (time.perf_counter() - started),
     )

@@ -1,0 +1,65 @@
+"""A project indexed into PostgreSQL (SPECMEM_DB=postgresql://…) through the CLI as a user runs it: `specmem scan`
+and `specmem search` give what they give on SQLite for the same files (a real PostgreSQL with pgvector, started by
+the `pg_server` fixture)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import specmem
+from tests.corpus import write_corpus
+from tests.helpers import cli
+
+QUERIES = ("database locked retries", "token expiry refresh", "why memcached")
+
+
+@pytest.fixture
+def both_indexed(specs: Path, pg_url: str) -> dict[str, dict[str, str]]:
+    """The same files scanned by `specmem scan` into SQLite and into PostgreSQL: each engine's environment."""
+    write_corpus(specs, n=60, seed=11)
+    engines = {"sqlite": {}, "postgres": {"SPECMEM_DB": pg_url}}
+    for env in engines.values():
+        done = cli("scan", env=env)
+        assert done.returncode == 0, done.stderr
+    return engines
+
+
+def test_search_on_postgres_equals_sqlite(both_indexed: dict[str, dict[str, str]], pg_url: str) -> None:
+    scanned = cli("scan", env=both_indexed["postgres"])
+    assert (
+        "postgresql://" in scanned.stdout + scanned.stderr
+        and "project project" in scanned.stdout + scanned.stderr
+    )
+    for mode in ("keyword", "semantic", "hybrid"):
+        for query in QUERIES:
+            found = {}
+            for engine, env in both_indexed.items():
+                done = cli("search", query, "--mode", mode, "--json", "-n", "5", env=env)
+                assert done.returncode == 0, done.stderr
+                response = json.loads(done.stdout)
+                found[engine] = [(hit["path"], round(hit["score"], 4)) for hit in response["results"]]
+                assert response["mode_used"] == mode, (engine, response["notes"])
+            assert found["sqlite"] == found["postgres"], (mode, query)
+
+
+def test_library_api_on_postgres(specs: Path, pg_url: str) -> None:
+    write_corpus(specs, n=20, seed=2)
+    with specmem.open(db=pg_url) as mem:
+        report = mem.scan()
+        assert report.files_seen == 20 and report.pending_embeddings == 0
+        hits = mem.search("token expiry", limit=3).results
+        assert hits and all(Path(h.path).is_relative_to(specs) for h in hits)
+        assert mem.stats().memories == 20
+        assert mem.get(hits[0].path).title == hits[0].title
+        assert "pgvector" in mem.vector_version()
+    assert not (specs.parent / ".specmem" / "index.db").exists()  # no SQLite index was made
+
+
+def test_unreachable_database_is_one_clear_line(specs: Path) -> None:
+    done = cli("search", "anything", env={"SPECMEM_DB": "postgresql://nobody@127.0.0.1:1/none"})
+    assert done.returncode != 0
+    assert "cannot reach PostgreSQL" in done.stderr and "Nothing is lost" in done.stderr
+    assert "Traceback" not in done.stderr
