@@ -69,6 +69,10 @@ class Memories:
     ) -> None:
         self.config = config
         self.background = background
+        if config.db_url:  # the PostgreSQL engine behind the storage seam, reads and writes alike
+            from specmem.server import pg_reads
+
+            pg_reads.plug()
         # A long-running host keeps the vectors in memory (1.5 KB a chunk with the default model) for semantic
         # search without a scan of the table; `memory_vectors=False` keeps them on disk only.
         self._reader = ReadState(
