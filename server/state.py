@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import apsw
 
 from specmem.indexer import db
 from specmem.indexer.config import Config, missing_index
-from specmem.indexer.errors import DatabaseError, ModelUnavailable
+from specmem.indexer.errors import DatabaseError, ModelUnavailable, SearchError
 
 if TYPE_CHECKING:
     from specmem.indexer.embed import Embedder  # numpy: imported when a model is needed, not at start-up
@@ -149,6 +149,37 @@ class ReadState:
                 self._caches.clear()
                 self._cache_stamp = current
         return local.conn
+
+    def conn_for(self, projects: Sequence[str]) -> apsw.Connection:
+        """This thread's connection seeing these projects besides this one ("*": every project of the index);
+        only a shared (PostgreSQL) index holds several. An unknown name is a SearchError naming those there are."""
+        if not self.config.db_url:
+            if list(projects) in ([], [self.config.index_project]):
+                return self.conn()
+            raise SearchError(
+                "searching other projects needs a shared index: set SPECMEM_DB=postgresql://… (see the README, "
+                '"A server for your team")'
+            )
+        from specmem.indexer import pg
+
+        own = cast(pg.PgConn, self.conn())
+        known = pg.project_ids(own.conn, None)
+        wanted = list(known) if "*" in projects else list(projects)
+        unknown = [name for name in wanted if name not in known]
+        if unknown:
+            raise SearchError(
+                f"no project {', '.join(map(repr, unknown))} in the index; it holds {', '.join(known) or 'none'}"
+            )
+        ids = tuple(dict.fromkeys([*own.projects, *(known[name] for name in wanted)]))
+        return cast(apsw.Connection, pg.PgConn(own.conn, ids))
+
+    def project_names(self, conn: apsw.Connection, memory_ids: Sequence[int]) -> dict[int, str]:
+        """memory id → its project's name, for a shared index; {} for a file of one project."""
+        if not self.config.db_url or not memory_ids:
+            return {}
+        from specmem.server import pg_reads
+
+        return pg_reads.project_names(cast(Any, conn), memory_ids)
 
     def _reopen(self, conn: Any) -> bool:
         """Whether a change of the index means a new connection: always on SQLite (the file may have been

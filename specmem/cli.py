@@ -544,6 +544,12 @@ def parse_since(value: str | None) -> Any:
 @click.option("--since", help="Only memories modified since this date (YYYY-MM-DD).")
 @click.option("--include-deprecated", is_flag=True, help="Show deprecated memories too.")
 @click.option("--no-constitutional", is_flag=True, help="Do not put constitutional memories first.")
+@click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    help="Search this project of a shared index too ('*': every project); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
 @click.option(
     "--explain",
@@ -564,6 +570,7 @@ def search_cmd(
     since: str | None,
     include_deprecated: bool,
     no_constitutional: bool,
+    projects: tuple[str, ...],
     as_json: bool,
     explain: bool,
 ) -> None:
@@ -586,6 +593,7 @@ def search_cmd(
             filters=filters,
             include_deprecated=include_deprecated,
             include_constitutional=not no_constitutional,
+            projects=list(projects) or None,
         )
     if as_json:
         click.echo(json.dumps(response.to_dict(), indent=2, ensure_ascii=False))
@@ -600,7 +608,10 @@ def search_cmd(
         label = "★" if r.always_surfaced else f"{rank - surfaced}."
         say(
             f"{click.style(f'{label} {r.title}', bold=True)}  "
-            + click.style(f"{r.tier} · {r.spec_folder or '-'} · score {r.score:.4f}", dim=True)
+            + click.style(
+                f"{f'{r.project} · ' if projects else ''}{r.tier} · {r.spec_folder or '-'} · score {r.score:.4f}",
+                dim=True,
+            )
         )
         say("   " + click.style(f"{r.path}:{r.start_line}-{r.end_line}", fg="cyan"))
         parts = r.snippet.split("**")

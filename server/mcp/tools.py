@@ -200,6 +200,14 @@ def memory_search(
     include_constitutional: Annotated[
         bool, Field(description="Put the most relevant constitutional rules on top, outside limit")
     ] = True,
+    projects: Annotated[
+        list[Annotated[str, Field(max_length=200)]] | None,
+        Field(
+            description="Other projects of a shared index to search too, by name ('*': every project); "
+            "default: this project only. Each result names its project",
+            max_length=100,
+        ),
+    ] = None,
 ) -> SearchAnswer:
     """Search the project's memories (decisions, conventions, context) by keywords and meaning.
 
@@ -228,6 +236,7 @@ def memory_search(
         include_deprecated=include_deprecated,
         include_constitutional=include_constitutional,
         all_rules=include_constitutional and state.first_search(),
+        projects=projects,
     )
     notes = list(response.notes)
     reader = mem.reader

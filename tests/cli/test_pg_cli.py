@@ -11,7 +11,7 @@ import pytest
 
 import specmem
 from tests.corpus import write_corpus
-from tests.helpers import cli
+from tests.helpers import cli, memory, write
 
 QUERIES = ("database locked retries", "token expiry refresh", "why memcached")
 
@@ -63,3 +63,37 @@ def test_unreachable_database_is_one_clear_line(specs: Path) -> None:
     assert done.returncode != 0
     assert "cannot reach PostgreSQL" in done.stderr and "Nothing is lost" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_search_across_projects(tmp_path: Path, pg_url: str) -> None:
+    """Two repositories scanned into one index: a search stays in its project unless asked for others, and each
+    result names its project."""
+    for name, body in (
+        ("payments", "idempotency keys on every charge"),
+        ("search", "idempotency of the indexer"),
+    ):
+        write(tmp_path / name / "specs" / "001-x" / "memory" / "a.md", memory(f"{name} note", body))
+        (tmp_path / name / ".git").mkdir()
+        env = {"SPECMEM_DB": pg_url, "SPECMEM_ROOTS": str(tmp_path / name / "specs")}
+        assert cli("scan", cwd=tmp_path / name, env=env).returncode == 0
+    env = {"SPECMEM_DB": pg_url, "SPECMEM_ROOTS": str(tmp_path / "payments" / "specs")}
+
+    def projects(*args: str) -> list[str]:
+        done = cli("search", "idempotency", "--json", *args, cwd=tmp_path / "payments", env=env)
+        assert done.returncode == 0, done.stderr
+        return sorted(r["project"] for r in json.loads(done.stdout)["results"])
+
+    assert projects() == ["payments"]
+    assert projects("--project", "search") == ["payments", "search"]
+    assert projects("--project", "*") == ["payments", "search"]
+    done = cli("search", "idempotency", "--project", "nope", cwd=tmp_path / "payments", env=env)
+    assert done.returncode != 0 and "no project 'nope'" in done.stderr and "payments, search" in done.stderr
+    lite = cli(
+        "search",
+        "idempotency",
+        "--project",
+        "search",
+        cwd=tmp_path / "payments",
+        env={**env, "SPECMEM_DB": ""},
+    )
+    assert lite.returncode != 0 and "needs a shared index" in lite.stderr
