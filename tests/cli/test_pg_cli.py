@@ -97,3 +97,16 @@ def test_search_across_projects(tmp_path: Path, pg_url: str) -> None:
         env={**env, "SPECMEM_DB": ""},
     )
     assert lite.returncode != 0 and "needs a shared index" in lite.stderr
+
+
+def test_doctor_checks_postgres(specs: Path, pg_url: str) -> None:
+    write_corpus(specs, n=5, seed=1)
+    env = {"SPECMEM_DB": pg_url}
+    assert cli("scan", env=env).returncode == 0
+    done = cli("doctor", env=env)
+    out = done.stdout + done.stderr
+    for check in ("ok postgresql", "ok pgvector", "ok schema", "ok hnsw", "ok integrity", "ok orphans"):
+        assert check in out, out
+    assert "ok project project" in out and "0 memories wait" in out
+    down = cli("doctor", env={"SPECMEM_DB": "postgresql://nobody@127.0.0.1:1/none"})
+    assert "fail postgresql" in down.stdout + down.stderr and "Traceback" not in down.stderr
