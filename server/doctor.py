@@ -189,7 +189,7 @@ def _postgres(url: str, config: Config) -> list[Check]:
 def _pg_checks(conn: Any, config: Config) -> list[Check]:
     from specmem.indexer import pg
 
-    out = []
+    out: list[Check] = []
     ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
     if ext is None:
         fix = "run `specmem scan` (it creates the extension), or install pgvector on the server first"
