@@ -325,7 +325,7 @@ def memory_health(ctx: Context) -> Health:
     sig = signal.read(mem.config.signal_path)
     return Health(
         pid=os.getpid(),
-        database=str(mem.config.db_path),
+        database=mem.config.index_name,
         schema_version=stats.schema_version,
         sqlite_vec_version=mem.vector_version(),
         model=mem.config.model,
