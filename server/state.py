@@ -131,7 +131,13 @@ class ReadState:
         local = self._local
         if current[1] is None and getattr(local, "conn", None) is None:
             raise DatabaseError(missing_index(self.config))
-        if getattr(local, "conn", None) is None or (local.stamp != current and self._reopen(local.conn)):
+        if (
+            getattr(local, "conn", None) is None
+            or (local.stamp != current and self._reopen(local.conn))
+            or getattr(
+                getattr(local.conn, "conn", None), "broken", False
+            )  # PostgreSQL: lost since the last call
+        ):
             if getattr(local, "conn", None) is not None:
                 local.conn.close()
                 with self._lock:
