@@ -134,9 +134,7 @@ class ReadState:
         if (
             getattr(local, "conn", None) is None
             or (local.stamp != current and self._reopen(local.conn))
-            or getattr(
-                getattr(local.conn, "conn", None), "broken", False
-            )  # PostgreSQL: lost since the last call
+            or self._lost(local.conn)
         ):
             if getattr(local, "conn", None) is not None:
                 local.conn.close()
@@ -186,6 +184,15 @@ class ReadState:
         from specmem.server import pg_reads
 
         return pg_reads.project_names(cast(Any, conn), memory_ids)
+
+    def _lost(self, conn: Any) -> bool:
+        """PostgreSQL: whether this connection broke in a call, or may have (the listener lost its own: the
+        database may be down or restarted) and does not answer now."""
+        if not self.config.db_url:
+            return False
+        if conn.conn.broken:
+            return True
+        return self._listener is not None and not self._listener.connected.is_set() and self._reopen(conn)
 
     def _reopen(self, conn: Any) -> bool:
         """Whether a change of the index means a new connection: always on SQLite (the file may have been
