@@ -176,29 +176,8 @@ def _render(items: list[_Candidate], config: Config) -> str:
     return "\n\n".join(_parts(items, config)) + "\n"
 
 
-def assemble(
-    conn: apsw.Connection,
-    config: Config,
-    count: Counter,
-    task: str,
-    found: SearchResponse,
-    triggered: list[TriggerMatch],
-    *,
-    budget: int = DEFAULT_BUDGET,
-) -> ContextBlock:
-    """The context block for `task` from its search results and trigger matches (see the module's docstring)."""
-    if not MIN_BUDGET <= budget <= MAX_BUDGET:
-        raise SearchError(f"budget must be between {MIN_BUDGET} and {MAX_BUDGET} tokens, not {budget}")
-    notes = list(found.notes)
-    items: list[_Candidate] = []
-    for c in candidates(conn, found, triggered):
-        try:
-            c.row = memories.get(conn, config, c.id)
-        except NotFound as exc:  # removed or moved since the last scan: say so, quote nothing stale
-            notes.append(f"memory {c.id} skipped: {exc}")
-            continue
-        items.append(c)
-
+def _fit(items: list[_Candidate], config: Config, count: Counter, budget: int) -> str:
+    """Choose each candidate's span within `budget` tokens (in place) and return the block's text."""
     # Each part is counted once (parts are joined by blank lines, where word-piece tokenizers split anyway):
     # counting the whole block again for every memory tried made 3,000 rules cost a minute.
     counted: dict[str, int] = {}
@@ -226,6 +205,33 @@ def assemble(
         last = next(c for c in reversed(items) if c.span is not None)
         last.span = last.best if last.span != last.best else None
         text = _render(items, config)
+    return text
+
+
+def assemble(
+    conn: apsw.Connection,
+    config: Config,
+    count: Counter,
+    task: str,
+    found: SearchResponse,
+    triggered: list[TriggerMatch],
+    *,
+    budget: int = DEFAULT_BUDGET,
+) -> ContextBlock:
+    """The context block for `task` from its search results and trigger matches (see the module's docstring)."""
+    if not MIN_BUDGET <= budget <= MAX_BUDGET:
+        raise SearchError(f"budget must be between {MIN_BUDGET} and {MAX_BUDGET} tokens, not {budget}")
+    notes = list(found.notes)
+    items: list[_Candidate] = []
+    for c in candidates(conn, found, triggered):
+        try:
+            c.row = memories.get(conn, config, c.id)
+        except NotFound as exc:  # removed or moved since the last scan: say so, quote nothing stale
+            notes.append(f"memory {c.id} skipped: {exc}")
+            continue
+        items.append(c)
+
+    text = _fit(items, config, count, budget)
     return ContextBlock(
         task=task,
         budget=budget,

@@ -15,6 +15,9 @@ from specmem.server import fusion, reads
 from specmem.server.fusion import Candidates
 from specmem.server.reads import MemoryRow, Scope
 
+# Rules leading one result: 3,000 rules all on top made a session's first search 1.76 MB and memory_context 70 s.
+MAX_RULES = 100
+
 # Plain dataclasses, not pydantic models: a CLI search must not pay pydantic's import (specs/003-cli/memory/
 # lazy-imports.md). The MCP tools still validate and describe them: pydantic reads stdlib dataclasses and their
 # `__pydantic_config__`, whose hook puts each field's metadata description into the published JSON schema.
@@ -87,12 +90,12 @@ def rank(
     include_constitutional: bool,
     surface: int | None,
     now: dt.datetime,
-) -> list[Ranked]:
-    """Every candidate with its score, in the order shown.
+) -> tuple[list[Ranked], int]:
+    """Every candidate with its score, in the order shown, and how many rules in scope do not lead for lack of room.
 
     With `include_constitutional`, constitutional memories lead, outside any limit: all of them in scope when
-    `surface` is None, else the `surface` most relevant of those found; the others are ranked with everything
-    else (tier weight 1.5)."""
+    `surface` is None (at most MAX_RULES, the most relevant), else the `surface` most relevant of those found; the
+    others are ranked with everything else (tier weight 1.5)."""
     ids = set(found.scores)
     every_rule = include_constitutional and surface is None
     if every_rule:
@@ -105,13 +108,21 @@ def rank(
         parts = _parts(found, row, now)
         score = parts.fused * parts.tier_weight * parts.recency * parts.confidence
         ranked.append(Ranked(row, score, parts, rule, found.tie_breaker(row.id)))
-    if surface is not None:
-        # The `surface` most relevant rules stay on top; the others compete like any memory.
-        rules = sorted((r for r in ranked if r.surfaced), key=Ranked.key)
-        on_top = {r.memory.id for r in rules[:surface]}
-        ranked = [Ranked(r.memory, r.score, r.parts, r.memory.id in on_top, r.tie_breaker) for r in ranked]
+    rules = sorted((r for r in ranked if r.surfaced), key=Ranked.key)
+    top = MAX_RULES if surface is None else min(surface, MAX_RULES)
+    unshown = 0
+    if surface is not None or len(rules) > top:
+        # The `top` most relevant rules stay on top; the others compete like any memory (those the query did not
+        # match, taken only to show every rule, are left out).
+        on_top = {r.memory.id for r in rules[:top]}
+        ranked = [
+            Ranked(r.memory, r.score, r.parts, r.memory.id in on_top, r.tie_breaker)
+            for r in ranked
+            if r.memory.id in on_top or r.memory.id in found.scores
+        ]
+        unshown = len(rules) - top if surface is None else 0
     ranked.sort(key=Ranked.key)
-    return ranked
+    return ranked, unshown
 
 
 def _parts(found: Candidates, row: MemoryRow, now: dt.datetime) -> ScoreParts:

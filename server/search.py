@@ -16,7 +16,7 @@ from specmem.indexer.errors import SearchError
 from specmem.indexer.tiers import TIERS
 from specmem.server import fusion, keyword, rank, reads, semantic
 from specmem.server.keyword import fts_query as fts_query  # the query syntax tests and benchmarks check
-from specmem.server.rank import DESCRIBED, Ranked, described
+from specmem.server.rank import DESCRIBED, MAX_RULES, Ranked, described
 from specmem.server.rank import ScoreParts as ScoreParts  # a result's field, named here for its users
 from specmem.server.reads import ChunkRow, Scope
 
@@ -138,9 +138,14 @@ def search(
     # Scoped: the filtered semantic side ranked every memory in scope, not a top-k cut of the index.
     scoped = scope.filtered and len(found_sem) < k
     found = fusion.combine(found_kw, found_sem, hybrid=used == "hybrid", scoped=scoped)  # 4
-    ranked = rank.rank(
+    ranked, unshown = rank.rank(
         conn, found, scope, include_constitutional=include_constitutional, surface=surface, now=now
     )  # 5
+    if unshown:
+        notes.append(
+            f"{unshown} more constitutional rules are not shown (at most {MAX_RULES} lead a result); "
+            "memory_list with tier constitutional lists them all"
+        )
     results = _results(conn, ranked, found, words, limit)  # 6
     pending = reads.pending_count(conn)
     if pending and used != "keyword":
