@@ -264,6 +264,15 @@ def open_project(url: str, name: str, *, write: bool = True, also: list[str] | N
         raise
 
 
+def alive(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the connection answers a query now."""
+    try:
+        conn.execute("SELECT 1")
+    except Exception:  # noqa: BLE001 - any failure of a connection means it is not usable
+        return False
+    return True
+
+
 def pool(url: str, max_size: int = POOL_MAX) -> ConnectionPool:
     """This process's pool of reading connections to `url` (made on first use, checked before each lend)."""
     with _POOLS_LOCK:

@@ -190,23 +190,22 @@ def _pg_checks(conn: Any, config: Config) -> list[Check]:
     from specmem.indexer import pg
 
     out: list[Check] = []
-    ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    from specmem.server import pg_reads
+
+    ext = pg_reads.extension_version(conn)
     if ext is None:
         fix = "run `specmem scan` (it creates the extension), or install pgvector on the server first"
         return [*out, Check("pgvector", "fail", "the vector extension is not created in this database", fix)]
-    out.append(Check("pgvector", "ok", f"pgvector {ext[0]}"))
+    out.append(Check("pgvector", "ok", f"pgvector {ext}"))
     version, latest = pg.schema_version(conn), len(pg.MIGRATIONS)
     fix = "" if version == latest else "run `specmem scan` once: writers apply pending migrations"
     out.append(Check("schema", "ok" if version == latest else "warn", f"version {version} of {latest}", fix))
-    hnsw = conn.execute(
-        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s",
-        ("vec_memories_hnsw",),
-    ).fetchone()
+    hnsw = pg_reads.hnsw_valid(conn)
     if hnsw is None:
         out.append(Check("hnsw", "warn", "no vector index yet", "run `specmem scan` to embed"))
     else:
-        fix = "" if hnsw[0] else "REINDEX INDEX vec_memories_hnsw (a build was interrupted)"
-        out.append(Check("hnsw", "ok" if hnsw[0] else "fail", "valid" if hnsw[0] else "invalid", fix))
+        fix = "" if hnsw else "REINDEX INDEX vec_memories_hnsw (a build was interrupted)"
+        out.append(Check("hnsw", "ok" if hnsw else "fail", "valid" if hnsw else "invalid", fix))
     projects = pg.project_ids(conn, None)
     if config.index_project not in projects:
         out.append(
@@ -225,10 +224,7 @@ def _pg_checks(conn: Any, config: Config) -> list[Check]:
     )
     out += _orphans(cast("apsw.Connection", every))
     now = pg.now_ms()
-    for name, pending, indexed_at in conn.execute(
-        "SELECT p.name, count(m.id) FILTER (WHERE m.embedding_status = 'pending'), p.indexed_at FROM projects p "
-        "LEFT JOIN memory_index m ON m.project_id = p.id GROUP BY p.id ORDER BY p.name"
-    ):
+    for name, pending, indexed_at in pg_reads.project_states(conn):
         age = "never" if indexed_at is None else f"{(now - indexed_at) / 1000:.0f} s ago"
         fix = (
             ""

@@ -15,6 +15,7 @@ import re
 import sys
 from array import array
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from specmem.indexer import pg_db, pg_store
 from specmem.indexer.pg import PgConn
@@ -414,8 +415,32 @@ def integrity(read: PgConn) -> list[str]:
 
 def vector_version(read: PgConn) -> str:
     """pgvector's version."""
-    row = read.conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-    return f"pgvector {row[0]}" if row else "pgvector (not installed)"
+    found = extension_version(read.conn)
+    return f"pgvector {found}" if found else "pgvector (not installed)"
+
+
+def extension_version(conn: Any) -> str | None:
+    """The version of pgvector created in the database (a bare psycopg connection), or None."""
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def hnsw_valid(conn: Any) -> bool | None:
+    """Whether the vectors' HNSW index is valid (an interrupted build leaves it invalid); None: there is none."""
+    row = conn.execute(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s",
+        (f"{pg_db.VEC_TABLE}_hnsw",),
+    ).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def project_states(conn: Any) -> list[tuple[str, int, int | None]]:
+    """(name, memories waiting for embeddings, last change in ms or None) of every project, by name."""
+    rows = conn.execute(
+        "SELECT p.name, count(m.id) FILTER (WHERE m.embedding_status = 'pending'), p.indexed_at FROM projects p "
+        "LEFT JOIN memory_index m ON m.project_id = p.id GROUP BY p.id ORDER BY p.name"
+    ).fetchall()
+    return [(str(n), int(c), None if t is None else int(t)) for n, c, t in rows]
 
 
 # -- what a server's in-memory copy of the vectors reads (vectors.py) -------------------------------------------

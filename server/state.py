@@ -200,11 +200,9 @@ class ReadState:
         reconnected after the database came back)."""
         if not self.config.db_url:
             return True
-        try:
-            conn.conn.execute("SELECT 1")
-        except Exception:  # noqa: BLE001 - any failure of a connection means opening a new one
-            return True
-        return False
+        from specmem.indexer import pg
+
+        return not pg.alive(conn.conn)
 
     def _current(self) -> tuple[object, object]:
         """What says the index changed: the signal file's and the index file's stamps; on PostgreSQL the count of
