@@ -195,7 +195,7 @@ def _psycopg() -> Any:
         import psycopg
     except ImportError:
         raise DatabaseError(
-            "SPECMEM_DB names PostgreSQL, but psycopg is not installed; pip install 'specmem[postgres]'"
+            "SPECMEM_DB names PostgreSQL, but psycopg is not installed; pip install 'specmem-mcp[postgres]'"
         ) from None
     return psycopg
 
