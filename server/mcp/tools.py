@@ -209,8 +209,7 @@ def memory_search(
     projects: Annotated[
         list[Annotated[str, Field(max_length=200)]] | None,
         Field(
-            description="Other projects of a shared index to search too, by name ('*': every project); "
-            "default: this project only. Each result names its project",
+            description="Other projects of a shared index to search too ('*': all)",
             max_length=100,
         ),
     ] = None,
