@@ -68,19 +68,32 @@ class Holder:
         return f"{self.role} pid {self.pid} on {self.host}, since {started}"
 
 
+_HELD = threading.local()  # the re-entrant locks this thread holds: path → how many FileLocks share it
+
+
+def _held_here() -> dict[str, int]:
+    held: dict[str, int] | None = getattr(_HELD, "paths", None)
+    if held is None:
+        held = _HELD.paths = {}
+    return held
+
+
 class FileLock:
     """An exclusive advisory lock on one file. Each acquisition opens its own descriptor, so two threads of one
-    process exclude each other just as two processes do."""
+    process exclude each other just as two processes do. A `reentrant` lock taken again by the thread that holds
+    it (a write that indexes what it wrote, under the write lock it took for both) is granted at once."""
 
-    def __init__(self, path: Path, role: str) -> None:
+    def __init__(self, path: Path, role: str, *, reentrant: bool = False) -> None:
         self.path = Path(path)
         self.role = role
+        self.reentrant = reentrant
         self._fd: int | None = None
+        self._nested = False  # granted because this thread already held it
         self._mutex = threading.Lock()
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._fd is not None or self._nested
 
     @property
     def holder(self) -> Holder | None:
@@ -89,6 +102,8 @@ class FileLock:
 
     def try_acquire(self) -> bool:
         """Take the lock if nobody holds it; never waits. A failure (a full disk) leaves nothing taken."""
+        if self.reentrant and self._nested_take():
+            return True
         with self._mutex:
             if self._fd is not None:
                 return True
@@ -129,7 +144,19 @@ class FileLock:
                 os.close(fd)
                 raise
             self._fd = fd
+            if self.reentrant:
+                _held_here()[str(self.path)] = 1
             return True
+
+    def _nested_take(self) -> bool:
+        held = _held_here()
+        if self._nested or self._fd is not None:
+            return True
+        if held.get(str(self.path), 0) > 0:
+            held[str(self.path)] += 1
+            self._nested = True
+            return True
+        return False
 
     def _try_again(self) -> bool:
         self._mutex.release()
@@ -170,9 +197,15 @@ class FileLock:
             delay = min(delay * 2, 0.05)
 
     def release(self) -> None:
+        if self._nested:
+            self._nested = False
+            _held_here()[str(self.path)] -= 1
+            return
         with self._mutex:
             if self._fd is None:
                 return
+            if self.reentrant:
+                _held_here().pop(str(self.path), None)
             fd, self._fd = self._fd, None
             try:
                 os.ftruncate(fd, 0)  # a clean exit leaves no holder record behind

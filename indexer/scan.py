@@ -259,7 +259,7 @@ def _both(first: Progress | None, second: Progress | None) -> Progress | None:
 
 def _scan(run: ScanRun) -> None:
     """The keyword phase under the write lock (classify, then apply), then the embeddings."""
-    with FileLock(run.config.write_lock_path, "scan") as write_lock:
+    with FileLock(run.config.write_lock_path, "scan", reentrant=True) as write_lock:
         write_lock.acquire(run.lock_timeout)
         # What a killed writer changed on disk but did not index is indexed now, whatever this scan's scopes.
         abandoned, left = unfinished.abandoned(run.conn)

@@ -33,8 +33,9 @@ from specmem.indexer.draft import (
 )
 from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import NotFound, SpecmemError, WriteError
+from specmem.indexer.lock import FileLock
 from specmem.indexer.parse import parse, split_lines
-from specmem.indexer.scan import ScanReport, scan
+from specmem.indexer.scan import WRITE_LOCK_TIMEOUT, ScanReport, scan
 
 UPDATE_ATTEMPTS = 20  # reads and replaces tried while another program keeps writing the file
 # Frontmatter keys the write tools manage, with the spellings the parser accepts (first = the one written).
@@ -428,14 +429,31 @@ def save(
     config: Config,
     embedder: Embedder,
     draft: Draft,
-    found: list[Duplicate],
+    find: Callable[[], list[Duplicate]],
     on_duplicate: OnDuplicate | None = None,
 ) -> Outcome:
-    """Write a draft, given the memories of its spec folder that already say the same (`found`, strongest first:
-    server/duplicates.py). `on_duplicate` decides: "skip" returns the strongest duplicate and writes nothing;
-    "update" checkpoints the duplicate's folder, then rewrites it with the draft (`replace_body`); "write"
-    writes a new file, with a warning per duplicate. By default an exact duplicate (same content) is skipped
-    and anything else written."""
+    """Write a draft, given how to find the memories of its spec folder that already say the same (`find`,
+    strongest first: server/duplicates.py). `on_duplicate` decides: "skip" returns the strongest duplicate and
+    writes nothing; "update" checkpoints the duplicate's folder, then rewrites it with the draft
+    (`replace_body`); "write" writes a new file, with a warning per duplicate. By default an exact duplicate
+    (same title and content) is skipped and anything else written.
+
+    The check and the write are one step under the write lock: two servers writing the same memory at the same
+    moment write it once (the second finds the first's)."""
+    draft.validate()  # before anything reads its text (the check would trip on text that is not UTF-8)
+    with FileLock(config.write_lock_path, "write", reentrant=True) as lock:
+        lock.acquire(WRITE_LOCK_TIMEOUT)
+        return _save(conn, config, embedder, draft, find(), on_duplicate)
+
+
+def _save(
+    conn: apsw.Connection,
+    config: Config,
+    embedder: Embedder,
+    draft: Draft,
+    found: list[Duplicate],
+    on_duplicate: OnDuplicate | None,
+) -> Outcome:
     action = on_duplicate or ("skip" if any(d.kind == "same content" for d in found) else "write")
     if found and action == "skip":
         return Outcome(found[0].id, found[0].path, "skipped", found)

@@ -73,9 +73,10 @@ def find(
     for row in rows:
         score = near.get(row.id)
         kind: Kind | None = None
-        if key and _existing_key(Path(row.path), roots) == key:
-            kind = "same content"
-        elif title_key(row.title) == same_title:
+        titled = title_key(row.title) == same_title
+        if titled and key and _existing_key(Path(row.path), roots) == key:
+            kind = "same content"  # and the same title: two decisions may share a body
+        elif titled:
             kind = "same title"
         elif score is not None and score >= threshold:
             kind = "similar"

@@ -436,7 +436,7 @@ class Memories:
                 self.config,
                 self.embedder,
                 draft,
-                find(conn, self._similarity_embedder(conn), draft, self.config.roots),
+                lambda: find(conn, self._similarity_embedder(conn), draft, self.config.roots),
                 on_duplicate,
             )
             if outcome.action != "skipped":

@@ -43,7 +43,7 @@ def test_write_skip_update_and_write_anyway(specs):
         )
         assert first.action == "written" and not first.duplicates
 
-        again = mem.write("WAL mode for readers", DECISION, "001-db")
+        again = mem.write("use  WAL", DECISION, "001-db")  # the same title (case and spaces aside) and body
         assert again.action == "skipped" and again.id == first.id and again.path == first.path
         assert [(d.id, d.kind) for d in again.duplicates] == [(first.id, "same content")]
         assert len(files(folder)) == 1
@@ -63,6 +63,56 @@ def test_write_skip_update_and_write_anyway(specs):
         skipped = mem.write("Use WAL", "Entirely other words.", "001-db", on_duplicate="skip")
         assert skipped.action == "skipped" and skipped.duplicates[0].kind == "same title"
         assert len(files(folder)) == 3
+
+
+def test_the_same_body_under_another_title_is_another_memory(specs):
+    """Two decisions approved at the same review share their body: the second was skipped as a duplicate of the
+    first, and no file was written. An exact duplicate needs the same title too."""
+    folder = specs / "001-arch" / "memory"
+    body = "Approved in the 2026-11 architecture review."
+    with specmem.open() as mem:
+        first = mem.write("Use Postgres for billing", body, "001-arch")
+        second = mem.write("Use Redis for sessions", body, "001-arch")
+        assert first.action == second.action == "written" and first.id != second.id
+        assert all(d.kind != "same content" for d in second.duplicates)
+        assert len(files(folder)) == 2
+        again = mem.write("Use Redis for sessions", body, "001-arch")
+        assert again.action == "skipped" and again.id == second.id
+
+
+def test_two_identical_writes_at_the_same_moment_write_one_file(specs, monkeypatch):
+    """Two servers writing the same memory at once: each checked for duplicates before the other wrote, and both
+    wrote. The check and the write are now one step under the write lock; here both checks are held until both
+    have run (or until one waits for the other's lock)."""
+    import threading
+
+    from specmem.server import duplicates
+
+    real_find = duplicates.find
+    both_checked = threading.Barrier(2, timeout=3)
+
+    def find_then_wait(*args: Any, **kwargs: Any) -> Any:
+        found = real_find(*args, **kwargs)
+        try:
+            both_checked.wait()
+        except threading.BrokenBarrierError:
+            pass  # the other writer waits for the lock this one holds: go on
+        return found
+
+    monkeypatch.setattr(duplicates, "find", find_then_wait)
+    outcomes: list[Any] = []
+
+    def server() -> None:
+        with specmem.open() as mem:
+            outcomes.append(mem.write("Use WAL", DECISION, "001-db"))
+
+    threads = [threading.Thread(target=server) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(o.action for o in outcomes) == ["skipped", "written"]
+    assert len(files(specs / "001-db" / "memory")) == 1
 
 
 def test_update_replaces_the_body_merges_metadata_and_keeps_the_old_text(specs):
