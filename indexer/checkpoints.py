@@ -172,7 +172,13 @@ def list_all(conn: apsw.Connection) -> list[CheckpointInfo]:
     return [CheckpointInfo(**r._asdict()) for r in store.checkpoints(conn)]
 
 
+def _no_such(name: str) -> CheckpointError:
+    return CheckpointError(f"no checkpoint named {name!r}; checkpoint_list shows them")
+
+
 def delete(conn: apsw.Connection, name: str) -> None:
+    if not NAME_RE.match(name):  # no checkpoint has such a name (text that is not UTF-8 among them)
+        raise _no_such(name)
     with db.write_tx(conn):
         if not store.has_checkpoint(conn, name):
             raise CheckpointError(
@@ -256,7 +262,7 @@ def restore(
     Every target is checked first (inside the roots, not a folder, its folders not files); any problem refuses
     the whole restore before a byte is written. Should writing fail half-way (a full disk), the index still
     follows what was written and the error says how far it got."""
-    data = store.checkpoint_data(conn, name)
+    data = store.checkpoint_data(conn, name) if NAME_RE.match(name) else None
     if data is None:
         raise CheckpointError(
             f"no checkpoint named {name!r}; `specmem checkpoint list` (the checkpoint_list tool) shows them"

@@ -63,6 +63,7 @@ class Draft:
             self.tier,
             {
                 "title": self.title,
+                "spec_folder": self.spec_folder,
                 "content": self.content,
                 "context_type": self.context_type,
                 **{f"trigger phrase {p!r}": p for p in self.trigger_phrases},

@@ -191,7 +191,8 @@ def list_memories(
 ) -> MemoryList:
     """One page of memories, newest first by default (a spec folder includes the folders below it)."""
     scope = Scope(spec_folder=spec_folder, tiers=(tier,) if tier else (), hide_deprecated=False)
-    total, found = reads.page(conn, scope, sort, offset, limit)
+    # An offset past the largest id is past every page (SQLite takes nothing bigger): an empty page.
+    total, found = reads.page(conn, scope, sort, min(offset, db.MAX_ROWID), limit)
     return MemoryList(total=total, offset=offset, items=[ListItem(**r._asdict()) for r in found])
 
 

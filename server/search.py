@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 Mode = Literal["keyword", "semantic", "hybrid"]
 MODES: tuple[Mode, ...] = ("keyword", "semantic", "hybrid")
 CANDIDATES = 100  # memories taken from each retriever before fusion
+MAX_TAGS = 100  # tags one filter may require (each is a condition of the query; SQLite nests at most 1,000)
 SNIPPET_CHARS = 240  # an excerpt's length when no match marks it
 
 
@@ -162,21 +163,29 @@ def search(
     )
 
 
+def _epoch_ms(when: dt.datetime) -> int:
+    """`when` in ms since the epoch (a time without a zone is local). A date at either end of the calendar,
+    which a time zone shifts out of it (0001-01-01, 9999-12-31), stands for the earliest or latest time."""
+    try:
+        return int((when if when.tzinfo else when.astimezone()).timestamp() * 1000)
+    except (OverflowError, ValueError, OSError):
+        return -(2**62) if when.year < 1970 else 2**62
+
+
 def _scope(filters: Filters, include_deprecated: bool, now: dt.datetime) -> Scope:
     """The memories a search may return: its filters, and what every search hides."""
     unknown = [t for t in filters.tiers or [] if t not in TIERS]
     if unknown:
         raise SearchError(f"unknown tier(s) {', '.join(unknown)}; use: {', '.join(TIERS)}")
-    since = filters.since
-    if since is not None and since.tzinfo is None:
-        since = since.astimezone()
+    if len(filters.tags or ()) > MAX_TAGS:
+        raise SearchError(f"at most {MAX_TAGS} tags in a filter ({len(filters.tags or ())} given)")
     return Scope(
         spec_folder=filters.spec_folder,
         tiers=tuple(filters.tiers or ()),
         context_type=filters.context_type,
         tags=tuple(filters.tags or ()),
         path_glob=filters.path_glob,
-        since_ms=int(since.timestamp() * 1000) if since else None,
+        since_ms=_epoch_ms(filters.since) if filters.since else None,
         hide_deprecated=not include_deprecated and "deprecated" not in (filters.tiers or ()),
         today=now.date().isoformat(),
     )

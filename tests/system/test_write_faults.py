@@ -714,6 +714,37 @@ def test_write_refuses_arguments_that_are_not_utf8(specs, isolated, args):
 
 
 @pytest.mark.parametrize(
+    "args",
+    [
+        [b"write", b"--spec-folder", b"caf\xe9", b"--title", b"T", b"body"],
+        [
+            b"write",
+            b"--spec-folder",
+            b"001-a",
+            b"--title",
+            b"T",
+            b"body \xff",
+        ],  # its duplicate check ran first
+        [b"write", b"--spec-folder", b"001-a", b"--title", b"T\xff", b"body"],
+        [b"checkpoint", b"restore", b"x\xe9"],
+        [b"checkpoint", b"delete", b"x\xe9"],
+        [b"checkpoint", b"create", b"x\xe9"],
+    ],
+    ids=["spec-folder", "content", "title", "restore", "delete", "create"],
+)
+def test_arguments_that_are_not_utf8_are_refused_in_one_line(specs, isolated, args):
+    """A traceback each, once the spec folder held a memory (the duplicate check read the arguments first)."""
+    write(specs / "001-a" / "memory" / "a.md", memory("A", "first"))
+    assert specmem("scan", cwd=isolated).returncode == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "specmem", *args], capture_output=True, cwd=isolated, timeout=120
+    )
+    err = done.stderr.decode(errors="replace")
+    assert done.returncode == 1 and "Traceback" not in err, err
+    assert sorted(p.name for p in (specs / "001-a" / "memory").iterdir()) == ["a.md"]
+
+
+@pytest.mark.parametrize(
     "title",
     [
         "a\u2028b",
