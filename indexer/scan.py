@@ -18,7 +18,7 @@ from typing import NamedTuple
 import apsw
 import xxhash
 
-from specmem.indexer import conventions, db, files, scanstate, signal, store, unfinished
+from specmem.indexer import citations, conventions, db, files, scanstate, signal, store, unfinished
 from specmem.indexer.chunk import chunk_file
 from specmem.indexer.config import Config
 from specmem.indexer.conventions import CONVENTIONS, Convention
@@ -41,7 +41,7 @@ RACY_NS = 2_000_000_000
 # An mtime this far ahead of the clock is reported (a little skew from a network filesystem is not).
 FUTURE_SLACK_NS = 60_000_000_000
 # Bump when parsing or chunking changes what a file's rows would be: the next scan re-indexes every file.
-INDEX_FORMAT = "2"
+INDEX_FORMAT = "3"  # 3: citations of code (indexer/citations.py)
 
 
 @dataclass
@@ -55,6 +55,7 @@ class ScanReport:
     reused_chunks: int = 0
     pending_embeddings: int = 0
     files_seen: int = 0
+    citations_changed: int = 0  # citations whose status changed because a cited file changed
     unsettled: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
@@ -148,13 +149,16 @@ def scan(
     one_transaction: bool = False,
     finalize: Callable[[apsw.Connection], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    cited: tuple[Path, ...] = (),
 ) -> ScanReport:
     """Bring the index in line with the files under the roots (or only under `scopes`: files or folders).
 
     Holds the database's write lock while it classifies files and commits keyword rows, so scans from the CLI,
     the servers and the watcher never interleave. Never deletes rows of folders or files it could not read.
     `one_transaction` commits every change in one transaction; `finalize` runs inside the last one.
-    `should_stop` is asked between batches: a stopped scan keeps what it committed and the next one goes on."""
+    `should_stop` is asked between batches: a stopped scan keeps what it committed and the next one goes on.
+    The citations of code files that changed are checked again: of every cited file in a full scan, else of
+    those in `cited` (the watcher names them)."""
     started = time.perf_counter()
     report = ScanReport()
     roots = roots or config.roots
@@ -177,6 +181,7 @@ def scan(
             finalize,
             should_stop,
             report,
+            cited,
         )
     finally:
         if tracker is not None:
@@ -210,6 +215,7 @@ def _scan(
     finalize: Callable[[apsw.Connection], None] | None,
     should_stop: Callable[[], bool] | None,
     report: ScanReport,
+    cited: tuple[Path, ...] = (),
 ) -> None:
     with FileLock(config.write_lock_path, "scan") as write_lock:
         write_lock.acquire(lock_timeout)
@@ -231,6 +237,8 @@ def _scan(
             finalize,
             should_stop,
         )
+        if not (should_stop and should_stop()):
+            _citations_phase(conn, config, scopes, cited, report)
     if embed and not (should_stop and should_stop()):
         emb_started = time.perf_counter()
         try:
@@ -387,11 +395,15 @@ def _keyword_phase(
                 mid = _moved_from_elsewhere(conn, prep.digest, walked.found, claimed)
                 kind = "moved" if mid is not None else kind
             prepared.append((prep, mid, kind))
+        cites = citations.prepare([prep for prep, _, _ in prepared], config)
         with db.write_tx(conn):
             for prep, mid, kind in prepared:
-                report.reused_chunks += store.store_memory(conn, prep, mid, vec_model)[1]
+                stored_id, reused = store.store_memory(conn, prep, mid, vec_model)
+                citations.store(conn, stored_id, cites.rows[str(prep.path)])
+                report.reused_chunks += reused
                 setattr(report, kind, getattr(report, kind) + 1)
                 report.warnings.extend((str(prep.path), w) for w in prep.warnings)
+            citations.store_looks(conn, cites.looks)
             if start == 0:
                 for mid, st in stat_only:
                     store.update_stat(conn, mid, st)
@@ -407,6 +419,24 @@ def _keyword_phase(
         with db.write_tx(conn):
             db.set_config(conn, "index_format", INDEX_FORMAT)
     report.keyword_seconds = time.perf_counter() - kw_started
+
+
+def _citations_phase(
+    conn: apsw.Connection,
+    config: Config,
+    scopes: tuple[Path, ...] | None,
+    cited: tuple[Path, ...],
+    report: ScanReport,
+) -> None:
+    """Check the citations of cited files that changed (every cited file in a full scan), after the memories."""
+    adopted = citations.adopt_commits(conn, config) if scopes is None else 0
+    if scopes is None or cited:
+        changed = report.added or report.updated or report.moved or report.removed
+        report.citations_changed = citations.refresh(
+            conn, config, None if scopes is None else [str(p) for p in cited], tidy=bool(changed)
+        )
+    if adopted or report.citations_changed:
+        signal.touch(config.signal_path)
 
 
 class _Changed(NamedTuple):

@@ -22,7 +22,8 @@ from pydantic import BaseModel
 from specmem.indexer import db
 from specmem.indexer.config import Config
 from specmem.indexer.errors import NotFound, SearchError
-from specmem.server import memories
+from specmem.server import citations, memories
+from specmem.server.citations import Citation
 from specmem.server.memories import TriggerMatch
 from specmem.server.search import Mode, SearchResponse
 
@@ -31,6 +32,9 @@ MIN_BUDGET = 200
 MAX_BUDGET = 100_000
 SEARCH_CANDIDATES = 10  # hybrid results considered after the rules and the triggered memories
 LISTED_LEFT_OUT = 5  # left-out memories named in the text (all of them are in `left_out`)
+CITES_LISTED = 5  # citations that are not current named under a memory
+DIFFS_SHOWN = 2  # of which shown with their diff
+CARE = "⚠ The code this memory cites changed since it was written: check it before relying on this memory."
 
 Reason = Literal["rule", "trigger", "search"]
 SECTIONS: dict[Reason, str] = {
@@ -57,6 +61,7 @@ class ContextItem(BaseModel):
     end_line: int
     whole: bool
     tokens: int
+    code: str | None = None  # the cited code's status (see memory_get's citations); None: cites none
 
 
 class LeftOut(BaseModel):  # a memory that did not fit; citation and tokens of its most relevant section
@@ -175,8 +180,10 @@ def _render(items: list[_Candidate], config: Config) -> str:
         if c.reason != current:
             parts.append(SECTIONS[c.reason])
             current = c.reason
+        care = " · ⚠ cited code changed" if c.row.code in citations.STALE else ""
         parts.append(
-            f"--- {cite(c.row.path, config, c.span)} · {c.row.title} ({c.row.tier})\n{c.quote(c.span)}"
+            f"--- {cite(c.row.path, config, c.span)} · {c.row.title} ({c.row.tier}){care}\n{c.quote(c.span)}"
+            + code_mark(c.row.citations)
         )
     left = [c for c in items if c.span is None]
     if left:
@@ -184,6 +191,25 @@ def _render(items: list[_Candidate], config: Config) -> str:
         more = f"; and {len(left) - LISTED_LEFT_OUT} more" if len(left) > LISTED_LEFT_OUT else ""
         parts.append(f"Left out for the budget (get them by id): {named}{more}")
     return "\n\n".join(parts) + "\n"
+
+
+def code_mark(cites: list[Citation]) -> str:
+    """What a context block says under a memory whose cited code is not as it was: a warning when it changed or
+    is gone, then each such citation, the first few with their diff."""
+    shown = [c for c in cites if c.status != "current"]
+    if not shown:
+        return ""
+    lines = [CARE] if any(c.status in citations.STALE for c in shown) else []
+    diffs = 0
+    for c in shown[:CITES_LISTED]:
+        lines.append(f"Cites {c.describe()}")
+        if c.diff and diffs < DIFFS_SHOWN:
+            hunks = [line for line in c.diff.splitlines() if not line.startswith(("--- ", "+++ "))]
+            lines.append("```diff\n" + "\n".join(hunks) + "\n```")
+            diffs += 1
+    if len(shown) > CITES_LISTED:
+        lines.append(f"… and {len(shown) - CITES_LISTED} more (memory_get lists them)")
+    return "\n" + "\n".join(lines)
 
 
 def assemble(
@@ -242,6 +268,7 @@ def assemble(
                 end_line=c.span[1],
                 whole=c.span == c.whole,
                 tokens=count([c.quote(c.span)])[0],
+                code=c.row.code,
             )
             for c in items
             if c.span is not None and c.row is not None

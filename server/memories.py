@@ -16,6 +16,8 @@ from specmem.indexer.config import Config
 from specmem.indexer.errors import NotFound
 from specmem.indexer.lock import WatcherInfo, watcher_info
 from specmem.indexer.parse import decode, normalise
+from specmem.server import citations
+from specmem.server.citations import Citation
 
 
 class ListItem(BaseModel):
@@ -41,6 +43,11 @@ class Memory(ListItem):
     start_line: int
     end_line: int
     content: str
+    code: str | None = Field(default=None, description=citations.CODE_DESCRIPTION)
+    citations: list[Citation] = Field(
+        default_factory=list,
+        description="The code it cites, each with its status and, when changed, the diff",
+    )
 
 
 class FileWarnings(BaseModel):
@@ -63,6 +70,7 @@ class Stats(BaseModel):
     by_embedding_status: dict[str, int]
     warnings: list[FileWarnings]
     watcher: WatcherInfo | None
+    citations: dict[str, int] = Field(default_factory=dict, description="Citations of code by status")
 
 
 # A memory's index row, named as the models below name them.
@@ -174,7 +182,15 @@ def get(
         content = "".join(lines[first - 1 : last])
     fields = row._asdict()
     fields.update({name: json.loads(fields[name]) for name in JSON_FIELDS})
-    return Memory(**fields, start_line=first, end_line=last, content=content)
+    cites = citations.of_memories(conn, [row.id]).get(row.id, [])
+    return Memory(
+        **fields,
+        start_line=first,
+        end_line=last,
+        content=content,
+        code=citations.code_status(cites),
+        citations=cites,
+    )
 
 
 def _counts(conn: apsw.Connection, column: str) -> dict[str, int]:
@@ -208,6 +224,7 @@ def stats(conn: apsw.Connection, cfg: Config) -> Stats:
         by_embedding_status=_counts(conn, "embedding_status"),
         warnings=warned,
         watcher=_watcher(cfg),
+        citations=citations.counts(conn),
     )
 
 

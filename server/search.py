@@ -19,7 +19,7 @@ from specmem.indexer import db, tiers
 from specmem.indexer.errors import ModelUnavailable, SearchError
 from specmem.indexer.parse import normalise
 from specmem.indexer.tiers import TIERS
-from specmem.server import fusion
+from specmem.server import citations, fusion
 
 if TYPE_CHECKING:
     from specmem.indexer.embed import Embedder  # numpy: not for a keyword search
@@ -115,6 +115,10 @@ class SearchResult:
     parts: ScoreParts
     snippet: str
     always_surfaced: bool = described("Constitutional memory shown whatever the query", False)
+    code: str | None = described(citations.CODE_DESCRIPTION, None)
+    code_notes: list[str] = field(
+        default_factory=list, metadata={"description": "One line per cited place of code that is not current"}
+    )
 
     @property
     def citation(self) -> str:
@@ -596,6 +600,7 @@ def search(
             )
         )
 
+    citations.annotate(conn, results)
     pending = int(db.scalar(conn, "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"))
     if pending and used != "keyword":
         notes.append(f"{pending} memories are still waiting for embeddings: they are found by keyword only")

@@ -29,6 +29,7 @@ from specmem.indexer.errors import SpecmemError
 from specmem.indexer.lock import WatcherInfo
 from specmem.indexer.scan import ScanReport
 from specmem.indexer.tiers import Tier
+from specmem.server.citations import StaleList
 from specmem.server.context import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET, ContextBlock
 from specmem.server.memories import FileWarnings, Memory, MemoryList, Stats, TriggerMatch
 from specmem.server.search import Filters, Mode, SearchResult
@@ -298,6 +299,17 @@ def memory_list(
 ) -> MemoryList:
     """A page of memories: ids, paths, titles, tiers, spec folders."""
     return app(ctx).memories.list(offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort)
+
+
+@tool(READ_ONLY)
+def memory_stale(
+    ctx: Context,
+    limit: Annotated[int, Field(ge=1, le=500)] = 50,
+    offset: Annotated[int, Field(ge=0)] = 0,
+) -> StaleList:
+    """Memories whose cited code changed or is gone since they were written, oldest first, with each diff.
+    Review each against the code; if it still holds, memory_update with confirm_citations; else fix it."""
+    return app(ctx).memories.stale(limit=limit, offset=offset)
 
 
 @tool(READ_ONLY)

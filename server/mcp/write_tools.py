@@ -60,9 +60,13 @@ def memory_update(
     context_type: str | None = None,
     trigger_phrases: list[str] | None = None,
     tags: list[str] | None = None,
+    confirm_citations: Annotated[
+        bool, Field(description="It still holds for the cited code as it is now: baseline its citations anew")
+    ] = False,
 ) -> Written:
     """Change a memory's frontmatter (title, tier, context type, trigger phrases, tags). Only the keys that
-    change are rewritten; the body, comments, key order and other keys stay as they were."""
+    change are rewritten; the body, comments, key order and other keys stay as they were. With
+    confirm_citations, line anchors of moved code are updated and cites_checked is set."""
     return app(ctx).memories.update(
         id_or_path,
         title=title,
@@ -70,6 +74,7 @@ def memory_update(
         context_type=context_type,
         trigger_phrases=trigger_phrases,
         tags=tags,
+        confirm_citations=confirm_citations,
     )
 
 

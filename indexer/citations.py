@@ -1,0 +1,682 @@
+"""Citations of code: resolved in the repository, baselined, and checked against the working tree. This module owns
+the `citations` and `cited_files` tables: their write SQL is here (as store.py's is for memories); the read side
+reads them in server/citations.py. Call the writing functions inside `db.write_tx` where they say so.
+
+1. `prepare` (outside any transaction, once per batch of memories being indexed): each memory's citations
+   (cites.py) resolved from its folder, then from the repository top; the baseline read from git (the cited file
+   at the commit that last changed the memory, when the memory is committed as it is on disk) or else from the
+   working tree; and each span's status now.
+2. `store` (in the batch's transaction): a memory's citations replace its old ones.
+3. `refresh` (after the batches): cited files whose stat changed are read and hashed, like memory files; only
+   those whose content changed have their citations checked again. Memories baselined from the working tree that
+   were committed since get their git baseline.
+
+A citation never leads out of its repository: a path that climbs out of it, or a symlink that points out of it,
+is refused with a warning on the memory and never read. See specs/008-citations/spec.md.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import posixpath
+import stat as stat_mod
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+import apsw
+import xxhash
+
+from specmem.indexer import db, gitrepo, spans
+from specmem.indexer.cites import Cite, anchor_text, extract
+from specmem.indexer.config import Config
+from specmem.indexer.errors import WriteError
+from specmem.indexer.files import within
+from specmem.indexer.parse import ParsedFile, decode, parse, split_lines
+from specmem.indexer.spans import Now, Status, Then
+from specmem.indexer.store import FileStat
+
+WORKTREE = "worktree"
+RACY_NS = 2_000_000_000  # as scan.py: a file modified this recently is read again at its next look
+GIT_STAMP_KEY = "citations_git_stamps"
+_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class Source(Protocol):
+    """What baselining needs of a memory being indexed (store.Prepared has it)."""
+
+    path: Path
+    digest: str
+    parsed: ParsedFile
+    warnings: list[str]
+
+
+@dataclass
+class _Source:
+    path: Path
+    digest: str
+    parsed: ParsedFile
+    warnings: list[str]
+
+
+@dataclass
+class Look:
+    """A cited file as it is now: its stat and lines, or why it was not read (`missing`: there is no file)."""
+
+    stat: FileStat | None = None
+    digest: str | None = None
+    lines: list[str] | None = None
+    problem: str | None = None
+    missing: bool = False
+
+
+@dataclass
+class Baseline:
+    """A span as the memory saw it: `then` (None when there was nothing to keep, and `why` says what to report
+    while the file exists)."""
+
+    source: str  # "git <sha>" or "worktree"
+    at_ms: int
+    then: Then | None
+    why: tuple[Status, str] | None = None
+
+
+@dataclass
+class Row:
+    """One citation, ready to store."""
+
+    seq: int
+    cite: Cite
+    path: str  # relative to the repository top, with `/`
+    file: str  # absolute
+    baseline: Baseline
+    now: Now
+
+
+@dataclass
+class Batch:
+    rows: dict[str, list[Row]] = field(default_factory=dict)  # memory path → its citations
+    looks: dict[str, Look] = field(default_factory=dict)  # cited file → as read
+
+
+def _lines(data: bytes) -> list[str]:
+    """A file's lines for comparison; a binary file is one line naming its hash (compared as a whole)."""
+    text, _, binary = decode(data)
+    if binary:
+        return [f"\x00binary file {xxhash.xxh3_128_hexdigest(data)}"]
+    lines = split_lines(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _binary(lines: list[str] | None) -> bool:
+    return lines is not None and len(lines) == 1 and lines[0].startswith("\x00binary file ")
+
+
+def look(file: str, top: str, limit: int) -> Look:
+    """Read a cited file safely: only a regular file inside the repository (symlinks resolved first), at most
+    `limit` bytes, opened without blocking (a FIFO is refused, never waited on)."""
+    real = os.path.realpath(file)
+    if not within(real, os.path.realpath(top)):
+        return Look(problem="it now leads outside the repository through a symlink; not read")
+    try:
+        fd = os.open(real, _FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        return Look(missing=True)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return Look(problem="a symlink was swapped in while it was read; not read")
+        return Look(problem=f"cannot be read ({exc.strerror})")
+    try:
+        st = os.fstat(fd)
+        fs = FileStat.of(st)
+        if not stat_mod.S_ISREG(st.st_mode):
+            kind = "a folder" if stat_mod.S_ISDIR(st.st_mode) else "a FIFO, socket or device"
+            return Look(stat=fs, problem=f"not a regular file ({kind}); not read")
+        if st.st_size > limit:
+            return Look(
+                stat=fs,
+                problem=f"{st.st_size / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB limit (SPECMEM_MAX_FILE_BYTES); "
+                "not read",
+            )
+        started = time.time_ns()
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+        after = FileStat.of(os.fstat(fd))
+    except OSError as exc:
+        return Look(problem=f"cannot be read ({exc.strerror})")
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        return Look(stat=after, problem=f"grew over the {limit / 1e6:.1f} MB limit while read; not read")
+    if after != fs or after.mtime_ns >= started - RACY_NS:
+        after = (
+            after.recheck()
+        )  # written during the read, or within the clock's granularity: read it again next time
+    return Look(stat=after, digest=xxhash.xxh3_128_hexdigest(data), lines=_lines(data))
+
+
+def judge(baseline: Baseline, now: Look, path: str) -> Now:
+    """The citation's status from its baseline and the file as it is now."""
+    if now.missing:
+        return Now("missing", note="the file is gone")
+    if now.problem is not None or now.lines is None:
+        return Now("unchecked", note=now.problem)
+    if baseline.then is None:
+        status, note = baseline.why or ("unchecked", "no baseline")
+        return Now(status, note=note)
+    then = baseline.then
+    if _binary(now.lines):
+        then = Then(None, None, then.digest, None, [], [])  # compared as a whole, by hash
+    found = spans.compare(then, now.lines, path)
+    if _binary(now.lines) and found.status != "current":
+        return Now(found.status, note="a binary file: compared as a whole, no diff")
+    return found
+
+
+# -- resolving and baselining (outside any transaction) -----------------------------------------------------------
+
+
+@dataclass
+class _Memory:
+    prep: Source
+    cites: list[Cite]
+    top: Path  # the repository top (realpath), or the project folder outside git
+    folder: str  # the memory's folder relative to the top
+    git: bool
+
+
+def _top(folder: Path, config: Config, cache: dict[Path, tuple[Path, bool]]) -> tuple[Path, bool]:
+    """The repository holding a memory's (real) folder and whether it is a git work tree; outside git, the
+    project folder (or the folder itself when it lies outside the project)."""
+    if folder not in cache:
+        found = gitrepo.top_of(folder)
+        if found is not None:
+            cache[folder] = (found, True)
+        else:
+            project = Path(os.path.realpath(config.project))
+            cache[folder] = (project if within(folder, project) else folder, False)
+    return cache[folder]
+
+
+def _candidates(cite: Cite, folder: str) -> list[str]:
+    """Where a citation may point, relative to the repository top: from the memory's folder, then from the top;
+    paths that climb out of the repository are left out."""
+    raw = cite.path.replace("\\", "/")
+    found = [raw.lstrip("/")] if raw.startswith("/") else [posixpath.join(folder, raw), raw]
+    out = []
+    for candidate in found:
+        norm = posixpath.normpath(candidate)
+        if norm in (".", "") or norm == ".." or norm.startswith("../") or norm.startswith("/"):
+            continue
+        out.append(norm)
+    return list(dict.fromkeys(out))
+
+
+def _read_memory(path: Path, digest: str, limit: int) -> bytes | None:
+    """The memory file's bytes, if they are still those indexed (else it changed since: no git baseline)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError:
+        return None
+    if len(data) > limit or xxhash.xxh3_128_hexdigest(data) != digest:
+        return None
+    return data
+
+
+def prepare(preps: Sequence[Source], config: Config) -> Batch:
+    """Each memory's citations, resolved, baselined and checked. Warnings about them are added to the memory's."""
+    out = Batch()
+    tops: dict[Path, tuple[Path, bool]] = {}
+    memories: list[_Memory] = []
+    for prep in preps:
+        out.rows[str(prep.path)] = []
+        if prep.parsed.binary:
+            continue
+        cites, warnings = extract(prep.parsed)
+        prep.warnings.extend(warnings)
+        if not cites:
+            continue
+        real_folder = Path(os.path.realpath(prep.path.parent))
+        top, git = _top(real_folder, config, tops)
+        folder = real_folder.relative_to(top).as_posix() if real_folder != top else ""
+        memories.append(_Memory(prep, cites, top, folder, git))
+    by_top: dict[Path, list[_Memory]] = defaultdict(list)
+    for memory in memories:
+        by_top[memory.top].append(memory)
+    for top, group in by_top.items():
+        _prepare_repo(top, group, config, out)
+    return out
+
+
+def _prepare_repo(top: Path, group: list[_Memory], config: Config, out: Batch) -> None:
+    repo = gitrepo.Repo(top) if group[0].git else None
+    now_ms = db.now_ms()
+    commits: dict[str, gitrepo.Commit] = {}
+    if repo is not None:
+        on_disk = {}
+        for m in group:
+            data = _read_memory(m.prep.path, m.prep.digest, config.max_file_bytes)
+            if data is not None:
+                on_disk[posixpath.join(m.folder, m.prep.path.name)] = data
+        commits = repo.commits_of(on_disk)
+    # What each memory's baseline is, and which files of which commits that needs.
+    sources: dict[int, gitrepo.Commit | None] = {
+        id(m): commits.get(posixpath.join(m.folder, m.prep.path.name)) for m in group
+    }
+    wanted = {
+        (c.sha, cand)
+        for m in group
+        if (c := sources[id(m)]) is not None
+        for cite in m.cites
+        for cand in _candidates(cite, m.folder)
+    }
+    sizes = repo.sizes(wanted) if repo is not None and wanted else {}
+    small = [obj for obj, size in sizes.items() if size is not None and size <= config.max_file_bytes]
+    blobs = repo.read(small) if repo is not None and small else {}
+    then_lines: dict[tuple[str, str], list[str]] = {}
+    for m in group:
+        commit = sources[id(m)]
+        rows: list[Row] = []
+        for cite in m.cites:
+            row = _resolve(cite, m, top, commit, sizes, blobs, then_lines, config, out, now_ms, len(rows))
+            if row is not None:
+                rows.append(row)
+        out.rows[str(m.prep.path)] = rows
+
+
+def _resolve(
+    cite: Cite,
+    m: _Memory,
+    top: Path,
+    commit: gitrepo.Commit | None,
+    sizes: dict[tuple[str, str], int | None],
+    blobs: dict[tuple[str, str], bytes],
+    then_lines: dict[tuple[str, str], list[str]],
+    config: Config,
+    out: Batch,
+    now_ms: int,
+    seq: int,
+) -> Row | None:
+    where = f"line {cite.line}" if cite.line > 1 else "the frontmatter"
+    candidates = _candidates(cite, m.folder)
+    if not candidates:
+        m.prep.warnings.append(
+            f"citation {cite.target!r} ({where}) leads outside the repository {top}; it is not read"
+        )
+        return None
+
+    def exists(rel: str) -> bool:
+        if commit is not None:
+            return sizes.get((commit.sha, rel)) is not None
+        full = top / rel
+        return os.path.lexists(full) and not os.path.isdir(full)
+
+    chosen = next((c for c in candidates if exists(c)), None)
+    if chosen is None:
+        if not cite.explicit:
+            return None  # a path in prose that names no file
+        chosen = candidates[0]
+    file = str(top / chosen)
+    if not within(os.path.realpath(file), str(top)):
+        m.prep.warnings.append(
+            f"citation {cite.target!r} ({where}) leads outside the repository {top} through a symlink; it is not "
+            "read"
+        )
+        return None
+    current = out.looks.get(file)
+    if current is None:
+        current = out.looks[file] = look(file, str(top), config.max_file_bytes)
+    if commit is not None:
+        baseline = _from_git(cite, commit, chosen, sizes, blobs, then_lines, config)
+    else:
+        baseline = _from_worktree(cite, current, now_ms)
+    return Row(seq, cite, chosen, file, baseline, judge(baseline, current, chosen))
+
+
+def _span(cite: Cite, lines: list[str], source: str, at_ms: int) -> Baseline:
+    start, end = (None, None) if _binary(lines) else (cite.start, cite.end)
+    then = spans.take(lines, start, end)
+    if then is None:
+        why = f"lines {cite.start}-{cite.end} were past the end of the file ({len(lines)} lines) when the memory was written"
+        return Baseline(source, at_ms, None, ("missing", why))
+    return Baseline(source, at_ms, then)
+
+
+def _from_git(
+    cite: Cite,
+    commit: gitrepo.Commit,
+    rel: str,
+    sizes: dict[tuple[str, str], int | None],
+    blobs: dict[tuple[str, str], bytes],
+    then_lines: dict[tuple[str, str], list[str]],
+    config: Config,
+) -> Baseline:
+    source = f"git {commit.sha}"
+    size = sizes.get((commit.sha, rel))
+    if size is None:
+        return Baseline(
+            source, commit.time_ms, None, ("changed", "the file was not in the commit of the memory")
+        )
+    if (commit.sha, rel) not in blobs:
+        why = f"{size / 1e6:.1f} MB in git, over the {config.max_file_bytes / 1e6:.1f} MB limit; not read"
+        return Baseline(source, commit.time_ms, None, ("unchecked", why))
+    key = (commit.sha, rel)
+    if key not in then_lines:
+        then_lines[key] = _lines(blobs[key])
+    return _span(cite, then_lines[key], source, commit.time_ms)
+
+
+def _from_worktree(cite: Cite, current: Look, now_ms: int) -> Baseline:
+    if current.lines is None:
+        why = "the file was not there when the memory was indexed" if current.missing else current.problem
+        return Baseline(WORKTREE, now_ms, None, ("changed" if current.missing else "unchecked", why or ""))
+    return _span(cite, current.lines, WORKTREE, now_ms)
+
+
+# -- storing (inside write_tx) --------------------------------------------------------------------------------------
+
+
+def _then_json(then: Then | None) -> str | None:
+    if then is None:
+        return None
+    return json.dumps(
+        {
+            "start": then.start,
+            "end": then.end,
+            "digest": then.digest,
+            "lines": then.lines,
+            "before": then.before,
+            "after": then.after,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _then_of(text: str | None) -> Then | None:
+    if text is None:
+        return None
+    d = json.loads(text)
+    return Then(d["start"], d["end"], d["digest"], d["lines"], d["before"], d["after"])
+
+
+def store(conn: apsw.Connection, memory_id: int, rows: list[Row]) -> None:
+    """Replace one memory's citations. Call inside write_tx."""
+    conn.execute("DELETE FROM citations WHERE memory_id = ?", (memory_id,))
+    now = db.now_ms()
+    for row in rows:
+        b, n, c = row.baseline, row.now, row.cite
+        conn.execute(
+            "INSERT INTO citations (memory_id, seq, line, target, path, file, start_line, end_line, baseline, "
+            "baseline_at, span, span_status, span_note, status, now_start, now_end, diff, note, checked_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                memory_id,
+                row.seq,
+                c.line,
+                c.target,
+                row.path,
+                row.file,
+                c.start,
+                c.end,
+                b.source,
+                b.at_ms,
+                _then_json(b.then),
+                b.why[0] if b.why else None,
+                b.why[1] if b.why else None,
+                n.status,
+                n.start,
+                n.end,
+                n.diff,
+                n.note,
+                now,
+            ),
+        )
+
+
+def store_looks(conn: apsw.Connection, looks: dict[str, Look]) -> None:
+    """Record the stat and hash of cited files just read, so the next look can skip them. Call inside write_tx."""
+    for file, seen in looks.items():
+        st = seen.stat or FileStat(-1, -1)
+        conn.execute(
+            "INSERT INTO cited_files (file, size, mtime_ns, ctime_ns, inode, content_hash) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(file) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+            "ctime_ns = excluded.ctime_ns, inode = excluded.inode, content_hash = excluded.content_hash",
+            (file, st.size, st.mtime_ns, st.ctime_ns, st.inode, seen.digest),
+        )
+
+
+def cited_files(conn: apsw.Connection) -> set[str]:
+    """Every cited file (absolute paths): what the watcher watches besides the roots."""
+    return {r[0] for r in conn.execute("SELECT file FROM cited_files")}
+
+
+# -- refreshing (after a scan's batches) ------------------------------------------------------------------------------
+
+
+def _stat(file: str) -> FileStat | None:
+    try:
+        return FileStat.of(os.stat(file))
+    except OSError:
+        return None
+
+
+def refresh(
+    conn: apsw.Connection, config: Config, files: Iterable[str] | None = None, *, tidy: bool = False
+) -> int:
+    """Check the citations of cited files whose content changed (all cited files, or only `files`); `tidy` also
+    drops the records of files no memory cites any more. Returns how many citations changed status."""
+    if files is None:
+        rows = list(
+            conn.execute("SELECT file, size, mtime_ns, ctime_ns, inode, content_hash FROM cited_files")
+        )
+    else:
+        wanted = list(dict.fromkeys(str(f) for f in files))
+        rows = list(
+            conn.execute(
+                "SELECT file, size, mtime_ns, ctime_ns, inode, content_hash FROM cited_files "
+                "WHERE file IN (SELECT value FROM json_each(?))",
+                (json.dumps(wanted),),
+            )
+        )
+    seen: dict[str, Look] = {}
+    stat_only: dict[str, Look] = {}
+    for file, size, mtime_ns, ctime_ns, inode, digest in rows:
+        st = _stat(file)
+        if st is not None and st == FileStat(size, mtime_ns, ctime_ns, inode):
+            continue
+        if st is None and size == -1:
+            continue  # was gone, is gone
+        top = _top_of_row(conn, file)
+        if top is None:
+            continue
+        current = look(file, top, config.max_file_bytes)
+        if current.digest is not None and current.digest == digest:
+            stat_only[file] = current
+        else:
+            seen[file] = current
+    changed = 0
+    if seen or stat_only or tidy:
+        updates = _recheck(conn, seen)
+        with db.write_tx(conn):
+            for cid, found in updates:
+                conn.execute(
+                    "UPDATE citations SET status = ?, now_start = ?, now_end = ?, diff = ?, note = ?, checked_at = ? "
+                    "WHERE id = ?",
+                    (found.status, found.start, found.end, found.diff, found.note, db.now_ms(), cid),
+                )
+            changed = sum(1 for _ in updates)
+            store_looks(conn, {**stat_only, **seen})
+            if tidy:
+                conn.execute("DELETE FROM cited_files WHERE file NOT IN (SELECT file FROM citations)")
+    return changed
+
+
+def _top_of_row(conn: apsw.Connection, file: str) -> str | None:
+    """The repository top of a cited file: its absolute path less its path in the repository."""
+    found = conn.execute("SELECT path FROM citations WHERE file = ? LIMIT 1", (file,)).fetchall()
+    if not found:
+        return None
+    rel = str(found[0][0])
+    return file[: len(file) - len(rel) - 1] if file.endswith("/" + rel) else None
+
+
+def _recheck(conn: apsw.Connection, seen: dict[str, Look]) -> list[tuple[int, Now]]:
+    updates: list[tuple[int, Now]] = []
+    for file, current in seen.items():
+        for row in db.rows(
+            conn,
+            "SELECT id, path, start_line, end_line, baseline, baseline_at, span, span_status, span_note, status, "
+            "now_start, now_end, diff, note FROM citations WHERE file = ?",
+            (file,),
+        ):
+            why = (row.span_status, row.span_note) if row.span_status else None
+            baseline = Baseline(row.baseline, row.baseline_at, _then_of(row.span), why)
+            now = judge(baseline, current, row.path)
+            if (now.status, now.start, now.end, now.diff, now.note) != (
+                row.status,
+                row.now_start,
+                row.now_end,
+                row.diff,
+                row.note,
+            ):
+                updates.append((row.id, now))
+    return updates
+
+
+def memory_rows(conn: apsw.Connection, memory_id: int) -> list[Any]:
+    """One memory's citations as stored (what a re-baseline rewrites)."""
+    return db.rows(
+        conn,
+        "SELECT line, target, start_line, end_line, status, now_start, now_end FROM citations "
+        "WHERE memory_id = ? ORDER BY seq",
+        (memory_id,),
+    )
+
+
+# -- memories committed since they were indexed ---------------------------------------------------------------------
+
+
+def _git_dir(top: Path) -> Path | None:
+    dot = top / ".git"
+    if dot.is_dir():
+        return dot
+    try:
+        text = dot.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    line = text.strip()
+    if not line.startswith("gitdir:"):
+        return None
+    found = Path(line[len("gitdir:") :].strip())
+    return found if found.is_absolute() else top / found
+
+
+def _stamp(top: Path) -> list[int] | None:
+    """What changes when a commit is made or checked out: the stat of git's index and HEAD files."""
+    folder = _git_dir(top)
+    if folder is None:
+        return None
+    out: list[int] = []
+    for name in ("index", "HEAD"):
+        st = _stat(str(folder / name))
+        out += [st.size, st.mtime_ns, st.inode] if st is not None else [-1, -1, -1]
+    return out
+
+
+def adopt_commits(conn: apsw.Connection, config: Config) -> int:
+    """Memories baselined from the working tree that have been committed (as they are on disk) since: their
+    citations now take the baseline a rebuild would give them. Asks git only when its index or HEAD changed since
+    the last look. Returns how many memories changed baseline."""
+    rows = db.rows(
+        conn,
+        "SELECT DISTINCT m.id, m.path, m.content_hash FROM citations c JOIN main.memory_index m ON m.id = c.memory_id "
+        "WHERE c.baseline = ?",
+        (WORKTREE,),
+    )
+    if not rows:
+        return 0
+    tops: dict[Path, tuple[Path, bool]] = {}
+    by_top: dict[Path, list[Any]] = defaultdict(list)
+    for row in rows:
+        top, git = _top(Path(os.path.realpath(Path(row.path).parent)), config, tops)
+        if git:
+            by_top[top].append(row)
+    before = json.loads(db.get_config(conn, GIT_STAMP_KEY) or "{}")
+    stamps = {str(top): _stamp(top) for top in by_top}
+    moved = [top for top in by_top if stamps[str(top)] != before.get(str(top))]
+    if not moved:
+        return 0
+    sources: list[Source] = []
+    ids: dict[str, int] = {}
+    for top in moved:
+        for row in by_top[top]:
+            path = Path(row.path)
+            data = _read_memory(path, row.content_hash, config.max_file_bytes)
+            if data is None:
+                continue  # changed on disk since: the next scan re-indexes it anyway
+            sources.append(_Source(path, row.content_hash, parse(data, PurePosixPath(path.name)), []))
+            ids[str(path)] = row.id
+    batch = prepare(sources, config)
+    adopted = {
+        name: rows_
+        for name, rows_ in batch.rows.items()
+        if rows_ and all(r.baseline.source != WORKTREE for r in rows_)
+    }
+    with db.write_tx(conn):
+        for name, rows_ in adopted.items():
+            store(conn, ids[name], rows_)
+        store_looks(conn, batch.looks)
+        db.set_config(conn, GIT_STAMP_KEY, json.dumps({**before, **stamps}))
+    return len(adopted)
+
+
+# -- confirming a memory against the code as it is now ----------------------------------------------------------------
+
+CHECKED_KEY = "cites_checked"
+
+
+def confirming(rows: list[Any], when: str) -> Callable[[bytes], tuple[list[str], bytes]]:
+    """A rewrite of a memory file (for write.rewrite_memory) recording that it still holds for the code as it is:
+    the line anchors of moved or changed citations point where those lines are now, and `cites_checked: <when>`
+    is set in the frontmatter. The changed file is baselined anew when it is indexed (and when it is committed)."""
+    from specmem.indexer.write import update_frontmatter
+
+    def rewrite(raw: bytes) -> tuple[list[str], bytes]:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WriteError(
+                "the memory is not UTF-8 text; its citations cannot be confirmed in place"
+            ) from None
+        bom = "\ufeff" if text.startswith("\ufeff") else ""
+        lines = text[len(bom) :].splitlines(keepends=True)
+        changed: list[str] = []
+        for row in rows:
+            if row.start_line is None or row.now_start is None or row.status not in ("moved", "changed"):
+                continue
+            if (row.now_start, row.now_end) == (row.start_line, row.end_line):
+                continue
+            new = anchor_text(row.target, row.now_start, row.now_end)
+            i = row.line - 1
+            if new != row.target and 0 <= i < len(lines) and row.target in lines[i]:
+                lines[i] = lines[i].replace(row.target, new, 1)
+                changed.append(f"{row.target} → {new}")
+        updated = update_frontmatter("".join(lines), {CHECKED_KEY: when})
+        return [*changed, CHECKED_KEY], (bom + updated).encode("utf-8")
+
+    return rewrite
