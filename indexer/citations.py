@@ -460,11 +460,6 @@ def store_looks(conn: apsw.Connection, looks: dict[str, Look]) -> None:
         )
 
 
-def cited_files(conn: apsw.Connection) -> set[str]:
-    """Every cited file (absolute paths): what the watcher watches besides the roots."""
-    return {r[0] for r in conn.execute("SELECT file FROM cited_files")}
-
-
 # -- refreshing (after a scan's batches) ------------------------------------------------------------------------------
 
 
@@ -680,3 +675,18 @@ def confirming(rows: list[Any], when: str) -> Callable[[bytes], tuple[list[str],
         return [*changed, CHECKED_KEY], (bom + updated).encode("utf-8")
 
     return rewrite
+
+
+def stat_of(file: str) -> FileStat | None:
+    """A cited file's stat (None: there is none), as the watcher compares it."""
+    return _stat(file)
+
+
+def cited_stats(conn: apsw.Connection) -> dict[str, object]:
+    """Every cited file with its stat at the last look (None where there was no file): what the watcher polls."""
+    out: dict[str, object] = {}
+    for file, size, mtime_ns, ctime_ns, inode in conn.execute(
+        "SELECT file, size, mtime_ns, ctime_ns, inode FROM cited_files"
+    ):
+        out[file] = None if size == -1 else FileStat(size, mtime_ns, ctime_ns, inode)
+    return out

@@ -1,7 +1,7 @@
 """Memories as MCP resources, the `remember` and `recall` prompts, and change notifications.
 
-Each memory is the resource `specmem://memory/{id}` (its file's markdown; title, tier and spec folder as
-metadata); `specmem://path/{+path}` reads one by its path relative to a root. The list is read from the index on
+Each memory is the resource `specmem://memory/{id}` (its file's markdown; title, tier, spec folder and the
+status of the code it cites as metadata; a memory whose cited code is not as it was ends with a note saying so); `specmem://path/{+path}` reads one by its path relative to a root. The list is read from the index on
 each `resources/list`, so it is never stale.
 
 Nobody polls memory files: a task in the server's lifespan stats `.db-updated` (the signal every committed index
@@ -38,7 +38,8 @@ from pydantic import Field
 from specmem.api import Memories
 from specmem.indexer import db, tiers
 from specmem.indexer.errors import DatabaseError, NotFound, SpecmemError
-from specmem.server.context import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET
+from specmem.server import citations
+from specmem.server.context import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET, code_mark
 from specmem.server.mcp.tools import App
 from specmem.server.state import stamp
 
@@ -68,29 +69,38 @@ def _app(ctx: Any) -> App:
 # -- listing and reading ----------------------------------------------------------------------------------------
 
 LISTED = (
-    "SELECT id, path, rel_path, title, importance_tier AS tier, spec_folder, updated_at, content_hash "
+    "SELECT id, path, rel_path, title, importance_tier AS tier, spec_folder, updated_at, NULL AS code, content_hash "
     f"FROM memory_index WHERE importance_tier != 'deprecated' ORDER BY {tiers.sql_rank('importance_tier')}, rel_path"
 )
 
 
 def listed(mem: Memories) -> list[Any]:
-    """The memories served as resources (all but deprecated ones), most important first; [] without an index."""
+    """The memories served as resources (all but deprecated ones), most important first, each with its code
+    status (`code`: None when it cites no code); [] without an index."""
     try:
-        return db.rows(mem.reader.conn(), LISTED)
+        conn = mem.reader.conn()
+        rows = db.rows(conn, LISTED)
+        codes = citations.worst(conn)
     except DatabaseError:
         return []
+    return [row._replace(code=codes.get(row.id)) for row in rows]
 
 
 def as_resource(row: Any) -> Resource:
     modified = dt.datetime.fromtimestamp(row.updated_at / 1000, dt.UTC).isoformat(timespec="seconds")
+    meta = {"tier": row.tier, "spec_folder": row.spec_folder, "path": row.path}
+    care = ""
+    if row.code is not None:
+        meta["code"] = row.code
+        care = " · cited code changed: read with care" if row.code in citations.STALE else ""
     return Resource(
         uri=uri(row.id),
         name=row.rel_path,
         title=row.title,
-        description=f"{row.tier} · {row.spec_folder or '-'}",
+        description=f"{row.tier} · {row.spec_folder or '-'}{care}",
         mime_type=MIME,
         annotations=Annotations(priority=PRIORITY.get(row.tier, 0.5), last_modified=modified),
-        _meta={"tier": row.tier, "spec_folder": row.spec_folder, "path": row.path},
+        _meta=meta,
     )
 
 
@@ -105,8 +115,11 @@ async def list_resources(
 
 
 def _read(ctx: Context, id_or_path: str) -> str:
+    """The memory file's markdown; when code it cites is not as it was, a closing note (after a rule) says so."""
     try:
-        return _app(ctx).memories.get(id_or_path).content
+        memory = _app(ctx).memories.get(id_or_path)
+        mark = code_mark(memory.citations)
+        return memory.content + (f"\n\n---\n{mark.lstrip()}\n" if mark else "")
     except NotFound as exc:
         raise ResourceNotFoundError(str(exc)) from None
     except SpecmemError as exc:
@@ -251,8 +264,11 @@ def _connection_key(session: ServerSession) -> int:
 
 
 def _snapshot(mem: Memories) -> dict[int, tuple[Any, ...]]:
-    """id → (what resources/list shows, then the content hash)."""
-    return {r.id: (r.path, r.rel_path, r.title, r.tier, r.spec_folder, r.content_hash) for r in listed(mem)}
+    """id → (what resources/list shows, then the content hash). A change of code status is a change of both."""
+    return {
+        r.id: (r.path, r.rel_path, r.title, r.tier, r.spec_folder, r.code, r.content_hash)
+        for r in listed(mem)
+    }
 
 
 def register(server: MCPServer, notifier: Notifier) -> None:

@@ -26,6 +26,7 @@ READ_TOOLS = {
     "memory_match_triggers",
     "memory_get",
     "memory_list",
+    "memory_stale",
     "memory_stats",
     "memory_health",
     "checkpoint_list",
