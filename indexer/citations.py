@@ -599,9 +599,9 @@ def adopt_commits(conn: apsw.Connection, config: Config) -> int:
     the last look. Returns how many memories changed baseline."""
     rows = db.rows(
         conn,
+        # The literal (not a parameter) lets SQLite use the partial index citations_worktree.
         "SELECT DISTINCT m.id, m.path, m.content_hash FROM citations c JOIN main.memory_index m ON m.id = c.memory_id "
-        "WHERE c.baseline = ?",
-        (WORKTREE,),
+        f"WHERE c.baseline = '{WORKTREE}'",
     )
     if not rows:
         return 0

@@ -24,12 +24,15 @@ MAX_LINE = 10_000_000  # a line number beyond this is a typo
 MARKDOWN = (".md", ".markdown", ".mdx")
 # Cheap test first: a memory without any of these cites nothing, and most memories cite nothing.
 QUICK_RE = re.compile(r"\]\(|\]:|#L\d|\.[A-Za-z]\w*:\d|^cites\s*:", re.MULTILINE)
-LINK_RE = re.compile(
-    r"(!?)\[[^\]\n]*\]\(\s*(<[^>\n]*>|[^\s()]+(?:\([^\s()]*\)[^\s()]*)*)"
-    r"(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?\s*\)"
+MAX_MATCHES = 20_000  # candidate citations looked at per memory (a hostile file can hold millions)
+MAX_LINK_TEXT = 500  # characters between a link's brackets that are looked back over
+# A link is found from its `](`, looking back for its `[`: a regex from every `[` would scan the rest of a line
+# for each one (quadratic on a line of brackets). Repeats are bounded for the same reason.
+TARGET_RE = re.compile(
+    r"\s*(<[^>\n]{0,4096}>|[^\s()]+(?:\([^\s()]*\)[^\s()]*)*)(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?\s*\)"
 )
-REF_DEF_RE = re.compile(r"^ {0,3}\[[^\]\n]+\]:\s*(<[^>\n]*>|\S+)")
-URL_RE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://\S+")
+REF_DEF_RE = re.compile(r"^ {0,3}\[[^\]\n]{1,500}\]:\s*(<[^>\n]{0,4096}>|\S+)")
+URL_RE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]{0,30}://\S+")
 SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 # A path with lines, standing on its own: not inside a longer word, a URL or another path.
 BARE_RE = re.compile(
@@ -111,13 +114,22 @@ def extract(parsed: ParsedFile, text: str | None = None) -> tuple[list[Cite], li
         return [], warnings
     for cite in _frontmatter(listed, parsed, warnings):
         found.setdefault(cite.key, cite)
+    left = MAX_MATCHES
     for index, visible in visible_lines(parsed.lines, parsed.body_start):
-        for cite in _in_line(visible, index + 1):
+        line_cites = _in_line(visible, index + 1, left)
+        left -= len(line_cites)
+        if left <= 0:
+            warnings.append(
+                f"names over {MAX_MATCHES} places of code; those after line {index + 1} are not read: split it"
+            )
+        for cite in line_cites:
             if cite.key in found:
                 if cite.explicit and not found[cite.key].explicit:
                     found[cite.key] = cite
                 continue
             found[cite.key] = cite
+        if left <= 0:
+            break
     cites = list(found.values())
     if len(cites) > MAX_CITES:
         warnings.append(
@@ -128,15 +140,33 @@ def extract(parsed: ParsedFile, text: str | None = None) -> tuple[list[Cite], li
     return cites, warnings
 
 
-def _in_line(text: str, line: int) -> list[Cite]:
+def _links(text: str, most: int) -> tuple[list[tuple[bool, str]], str]:
+    """The inline links of a line as (is an image, target), at most `most`, and the line with them blanked out."""
+    found: list[tuple[bool, str]] = []
+    chars = list(text) if "](" in text else None
+    pos = text.find("](")
+    while pos >= 0 and chars is not None and len(found) < most:
+        opening = text.rfind("[", max(0, pos - MAX_LINK_TEXT), pos)
+        m = TARGET_RE.match(text, pos + 2)
+        if opening >= 0 and m is not None and "]" not in text[opening + 1 : pos]:
+            image = opening > 0 and text[opening - 1] == "!"
+            found.append((image, m.group(1)))
+            chars[opening - image : m.end()] = " " * (m.end() - opening + image)
+            pos = text.find("](", m.end())
+        else:
+            pos = text.find("](", pos + 2)
+    return found, text if chars is None else "".join(chars)
+
+
+def _in_line(text: str, line: int, most: int) -> list[Cite]:
+    """A line's citations, at most `most` of them."""
     out: list[Cite] = []
-    if "](" in text:
-        for m in LINK_RE.finditer(text):
-            if not m.group(1):  # an image is not a citation
-                cite = _from_link(m.group(2), line)
-                if cite is not None:
-                    out.append(cite)
-        text = LINK_RE.sub(lambda m: " " * len(m.group(0)), text)
+    links, text = _links(text, most)
+    for image, target in links:
+        if not image:  # an image is not a citation
+            cite = _from_link(target, line)
+            if cite is not None:
+                out.append(cite)
     ref = REF_DEF_RE.match(text)
     if ref is not None:
         cite = _from_link(ref.group(1), line)
@@ -146,6 +176,8 @@ def _in_line(text: str, line: int) -> list[Cite]:
     if "#L" in text or ":" in text:
         text = URL_RE.sub(lambda m: " " * len(m.group(0)), text)
         for m in BARE_RE.finditer(text):
+            if len(out) >= most:
+                break
             path = m.group(1)
             if not _looks_like_file(path):
                 continue

@@ -166,6 +166,7 @@ def m004_citations(conn: apsw.Connection) -> None:
         );
         CREATE INDEX citations_memory ON citations(memory_id);
         CREATE INDEX citations_file ON citations(file);
+        CREATE INDEX citations_worktree ON citations(memory_id) WHERE baseline = 'worktree';
         CREATE TABLE cited_files (
             file TEXT PRIMARY KEY,
             size INTEGER NOT NULL,

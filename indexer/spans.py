@@ -107,20 +107,33 @@ def _nearest(lines: list[str], span: list[str], near: int) -> int | None:
 
 
 def _locate(then: Then, lines: list[str]) -> tuple[int, int]:
-    """Where the span's lines are now: after the lines that stood above it and before those below it, when they
-    are found near its old place; else its old line numbers. An end before the start: the span is empty now."""
+    """Where the span's lines are now: after the lines that stood above it and before those below it (the longest
+    run of them found near the old place, never blank lines alone); with one side found the span keeps its size;
+    with neither, its old line numbers. An end before the start: the span is empty now."""
     assert then.start is not None and then.end is not None
-    start, end = then.start, then.end
-    if then.before:
-        above = _nearest(lines, then.before, then.start - len(then.before))
-        if above is not None:
-            shift = above + len(then.before) - then.start
-            start, end = start + shift, end + shift
-    if then.after:
-        below = _nearest(lines, then.after, end + 1)
-        if below is not None and below - 1 >= start - 1:
-            end = below - 1
-    return start, min(end, len(lines))
+    size = then.end - then.start + 1
+    above = _anchor(lines, then.before, then.start, above=True)
+    below = _anchor(lines, then.after, then.end + 1, above=False)
+    if above is not None and below is not None and below >= above:
+        return above, below - 1
+    if above is not None:
+        return above, min(above + size - 1, len(lines))
+    if below is not None:
+        return max(below - size, 1), below - 1
+    return then.start, min(then.end, len(lines))
+
+
+def _anchor(lines: list[str], context: list[str], at: int, *, above: bool) -> int | None:
+    """The line where the span starts (context above it) or the line after it ends (context below), found by the
+    longest run of context lines next to the span that occurs in `lines`, nearest its old place."""
+    for k in range(len(context), 0, -1):
+        part = context[-k:] if above else context[:k]
+        if not any(line.strip() for line in part):
+            continue  # blank lines are everywhere: they place nothing
+        found = _nearest(lines, part, at - k if above else at)
+        if found is not None:
+            return found + k if above else found
+    return None
 
 
 def _label(path: str, start: int | None, size: int) -> str:

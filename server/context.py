@@ -61,7 +61,7 @@ class ContextItem(BaseModel):
     end_line: int
     whole: bool
     tokens: int
-    code: str | None = None  # the cited code's status (see memory_get's citations); None: cites none
+    code: str | None  # the cited code's status (see memory_get's citations); None: cites none
 
 
 class LeftOut(BaseModel):  # a memory that did not fit; citation and tokens of its most relevant section

@@ -186,7 +186,7 @@ def test_hostile_cited_files(isolated, run_scan, conn):
         memory(
             "Hostile",
             "[huge](../../../src/huge.bin#L1) [pipe](../../../src/pipe#L1) [blob](../../../src/blob.bin#L2)\n"
-            "[folder](../../../src#L1)\n\n" + many,
+            "[folder](../../../src#L1)\n\n" + many + "\n" + "[" * 100_000 + "](" + " x.py:1" * 30_000,
         ),
     )
     report = run_scan()
