@@ -104,6 +104,42 @@ class Batch:
     looks: dict[str, Look] = field(default_factory=dict)  # cited file → as read
 
 
+CACHED_CHARS = 64 * 1024 * 1024  # cited files' text one scan keeps between its batches
+
+
+@dataclass
+class Cache:
+    """What the batches of one scan share: repositories and what git said, resolved paths, and the cited files
+    as read (up to CACHED_CHARS of text), so that a file cited from every batch is read once."""
+
+    tops: dict[Path, tuple[Path, bool]] = field(default_factory=dict)
+    repos: dict[Path, gitrepo.Repo] = field(default_factory=dict)
+    real: dict[str, str] = field(default_factory=dict)
+    looks: dict[str, Look] = field(default_factory=dict)
+    chars: int = 0
+
+    def realpath(self, path: str) -> str:
+        found = self.real.get(path)
+        if found is None:
+            found = self.real[path] = os.path.realpath(path)
+        return found
+
+    def look(self, file: str, top: Path, limit: int) -> Look:
+        found = self.looks.get(file)
+        if found is None:
+            found = look(file, str(top), limit, real=self.realpath(file), real_top=str(top))
+            size = sum(map(len, found.lines or ()))
+            if self.chars + size <= CACHED_CHARS:
+                self.looks[file] = found
+                self.chars += size
+        return found
+
+    def repo(self, top: Path) -> gitrepo.Repo:
+        if top not in self.repos:
+            self.repos[top] = gitrepo.Repo(top)
+        return self.repos[top]
+
+
 def _lines(data: bytes) -> list[str]:
     """A file's lines for comparison; a binary file is one line naming its hash (compared as a whole)."""
     text, _, binary = decode(data)
@@ -119,11 +155,12 @@ def _binary(lines: list[str] | None) -> bool:
     return lines is not None and len(lines) == 1 and lines[0].startswith("\x00binary file ")
 
 
-def look(file: str, top: str, limit: int) -> Look:
+def look(file: str, top: str, limit: int, *, real: str | None = None, real_top: str | None = None) -> Look:
     """Read a cited file safely: only a regular file inside the repository (symlinks resolved first), at most
-    `limit` bytes, opened without blocking (a FIFO is refused, never waited on)."""
-    real = os.path.realpath(file)
-    if not within(real, os.path.realpath(top)):
+    `limit` bytes, opened without blocking (a FIFO is refused, never waited on). `real` and `real_top`: the
+    resolved paths, when the caller has them."""
+    real = real or os.path.realpath(file)
+    if not within(real, real_top or os.path.realpath(top)):
         return Look(problem="it now leads outside the repository through a symlink; not read")
     try:
         fd = os.open(real, _FLAGS)
@@ -238,10 +275,11 @@ def _read_memory(path: Path, digest: str, limit: int) -> bytes | None:
     return data
 
 
-def prepare(preps: Sequence[Source], config: Config) -> Batch:
-    """Each memory's citations, resolved, baselined and checked. Warnings about them are added to the memory's."""
+def prepare(preps: Sequence[Source], config: Config, cache: Cache | None = None) -> Batch:
+    """Each memory's citations, resolved, baselined and checked. Warnings about them are added to the memory's.
+    `cache`: shared by the batches of one scan."""
     out = Batch()
-    tops: dict[Path, tuple[Path, bool]] = {}
+    cache = cache or Cache()
     memories: list[_Memory] = []
     for prep in preps:
         out.rows[str(prep.path)] = []
@@ -251,20 +289,20 @@ def prepare(preps: Sequence[Source], config: Config) -> Batch:
         prep.warnings.extend(warnings)
         if not cites:
             continue
-        real_folder = Path(os.path.realpath(prep.path.parent))
-        top, git = _top(real_folder, config, tops)
+        real_folder = Path(cache.realpath(str(prep.path.parent)))
+        top, git = _top(real_folder, config, cache.tops)
         folder = real_folder.relative_to(top).as_posix() if real_folder != top else ""
         memories.append(_Memory(prep, cites, top, folder, git))
     by_top: dict[Path, list[_Memory]] = defaultdict(list)
     for memory in memories:
         by_top[memory.top].append(memory)
     for top, group in by_top.items():
-        _prepare_repo(top, group, config, out)
+        _prepare_repo(top, group, config, out, cache)
     return out
 
 
-def _prepare_repo(top: Path, group: list[_Memory], config: Config, out: Batch) -> None:
-    repo = gitrepo.Repo(top) if group[0].git else None
+def _prepare_repo(top: Path, group: list[_Memory], config: Config, out: Batch, cache: Cache) -> None:
+    repo = cache.repo(top) if group[0].git else None
     now_ms = db.now_ms()
     commits: dict[str, gitrepo.Commit] = {}
     if repo is not None:
@@ -278,12 +316,13 @@ def _prepare_repo(top: Path, group: list[_Memory], config: Config, out: Batch) -
     sources: dict[int, gitrepo.Commit | None] = {
         id(m): commits.get(posixpath.join(m.folder, m.prep.path.name)) for m in group
     }
+    candidates = {id(cite): _candidates(cite, m.folder) for m in group for cite in m.cites}
     wanted = {
         (c.sha, cand)
         for m in group
         if (c := sources[id(m)]) is not None
         for cite in m.cites
-        for cand in _candidates(cite, m.folder)
+        for cand in candidates[id(cite)]
     }
     sizes = repo.sizes(wanted) if repo is not None and wanted else {}
     small = [obj for obj, size in sizes.items() if size is not None and size <= config.max_file_bytes]
@@ -293,7 +332,10 @@ def _prepare_repo(top: Path, group: list[_Memory], config: Config, out: Batch) -
         commit = sources[id(m)]
         rows: list[Row] = []
         for cite in m.cites:
-            row = _resolve(cite, m, top, commit, sizes, blobs, then_lines, config, out, now_ms, len(rows))
+            found = candidates[id(cite)]
+            row = _resolve(
+                cite, found, m, top, commit, sizes, blobs, then_lines, config, out, cache, now_ms, len(rows)
+            )
             if row is not None:
                 rows.append(row)
         out.rows[str(m.prep.path)] = rows
@@ -301,6 +343,7 @@ def _prepare_repo(top: Path, group: list[_Memory], config: Config, out: Batch) -
 
 def _resolve(
     cite: Cite,
+    candidates: list[str],
     m: _Memory,
     top: Path,
     commit: gitrepo.Commit | None,
@@ -309,11 +352,11 @@ def _resolve(
     then_lines: dict[tuple[str, str], list[str]],
     config: Config,
     out: Batch,
+    cache: Cache,
     now_ms: int,
     seq: int,
 ) -> Row | None:
     where = f"line {cite.line}" if cite.line > 1 else "the frontmatter"
-    candidates = _candidates(cite, m.folder)
     if not candidates:
         m.prep.warnings.append(
             f"citation {cite.target!r} ({where}) leads outside the repository {top}; it is not read"
@@ -331,8 +374,8 @@ def _resolve(
         if not cite.explicit:
             return None  # a path in prose that names no file
         chosen = candidates[0]
-    file = str(top / chosen)
-    if not within(os.path.realpath(file), str(top)):
+    file = f"{top}/{chosen}"
+    if not within(cache.realpath(file), str(top)):
         m.prep.warnings.append(
             f"citation {cite.target!r} ({where}) leads outside the repository {top} through a symlink; it is not "
             "read"
@@ -340,7 +383,7 @@ def _resolve(
         return None
     current = out.looks.get(file)
     if current is None:
-        current = out.looks[file] = look(file, str(top), config.max_file_bytes)
+        current = out.looks[file] = cache.look(file, top, config.max_file_bytes)
     if commit is not None:
         baseline = _from_git(cite, commit, chosen, sizes, blobs, then_lines, config)
     else:
@@ -475,31 +518,20 @@ def refresh(
 ) -> int:
     """Check the citations of cited files whose content changed (all cited files, or only `files`); `tidy` also
     drops the records of files no memory cites any more. Returns how many citations changed status."""
+    cols = "SELECT file, size, mtime_ns, ctime_ns, inode FROM cited_files"
     if files is None:
-        rows = list(
-            conn.execute("SELECT file, size, mtime_ns, ctime_ns, inode, content_hash FROM cited_files")
-        )
+        rows = conn.execute(cols)
     else:
-        wanted = list(dict.fromkeys(str(f) for f in files))
-        rows = list(
-            conn.execute(
-                "SELECT file, size, mtime_ns, ctime_ns, inode, content_hash FROM cited_files "
-                "WHERE file IN (SELECT value FROM json_each(?))",
-                (json.dumps(wanted),),
-            )
-        )
+        wanted = json.dumps(list(dict.fromkeys(str(f) for f in files)))
+        rows = conn.execute(f"{cols} WHERE file IN (SELECT value FROM json_each(?))", (wanted,))
     seen: dict[str, Look] = {}
     stat_only: dict[str, Look] = {}
-    for file, size, mtime_ns, ctime_ns, inode, digest in rows:
-        st = _stat(file)
-        if st is not None and st == FileStat(size, mtime_ns, ctime_ns, inode):
-            continue
-        if st is None and size == -1:
-            continue  # was gone, is gone
+    for file in _stat_changed(rows):
         top = _top_of_row(conn, file)
         if top is None:
             continue
         current = look(file, top, config.max_file_bytes)
+        digest = conn.execute("SELECT content_hash FROM cited_files WHERE file = ?", (file,)).fetchall()[0][0]
         if current.digest is not None and current.digest == digest:
             stat_only[file] = current
         else:
@@ -514,10 +546,33 @@ def refresh(
                     "WHERE id = ?",
                     (found.status, found.start, found.end, found.diff, found.note, db.now_ms(), cid),
                 )
-            changed = sum(1 for _ in updates)
+            changed = len(updates)
             store_looks(conn, {**stat_only, **seen})
             if tidy:
                 conn.execute("DELETE FROM cited_files WHERE file NOT IN (SELECT file FROM citations)")
+    return changed
+
+
+def _stat_changed(rows: Iterable[tuple[str, int, int, int, int]]) -> list[str]:
+    """The cited files whose stat is not the one recorded. This is the whole cost of a no-op rescan's citations:
+    a stat per cited file, compared field by field without building an object
+    (specs/008-citations/memory/rescan-cost.md)."""
+    changed = []
+    stat = os.stat
+    for file, size, mtime_ns, ctime_ns, inode in rows:
+        try:
+            st = stat(file)
+        except OSError:
+            if size != -1:  # -1: there was no file then either
+                changed.append(file)
+            continue
+        if (
+            st.st_mtime_ns != mtime_ns
+            or st.st_size != size
+            or st.st_ctime_ns != ctime_ns
+            or st.st_ino != inode
+        ):
+            changed.append(file)
     return changed
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 log = logging.getLogger("specmem.git")
 TIMEOUT = 20.0  # seconds for one git command; a slower repository falls back to the working tree
 ARGS_PER_CALL = 500  # paths on one command line
+KEPT_BYTES = 64 * 1024 * 1024  # file contents kept between the batches of one scan
 NO_COMMIT = "0" * 40
 
 
@@ -50,6 +51,9 @@ class Repo:
     top: Path
     failed: str | None = None
     _commits: dict[str, Commit | None] = field(default_factory=dict)
+    _sizes: dict[tuple[str, str], int | None] = field(default_factory=dict)
+    _blobs: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    _kept: int = 0
 
     def _run(self, args: list[str], data: bytes | None = None) -> bytes | None:
         if self.failed is not None:
@@ -122,25 +126,26 @@ class Repo:
 
     def sizes(self, objects: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int | None]:
         """(commit, path) → the file's size at that commit, or None where it has no file there."""
-        wanted = [o for o in dict.fromkeys(objects) if "\n" not in o[1]]
-        out: dict[tuple[str, str], int | None] = dict.fromkeys(wanted)
-        if not wanted:
-            return out
-        answer = self._run(["cat-file", "--batch-check"], "".join(f"{c}:{p}\n" for c, p in wanted).encode())
-        lines = (answer or b"").split(b"\n")
-        for obj, line in zip(wanted, lines, strict=False):
-            fields = line.split()
-            if len(fields) == 3 and fields[1] == b"blob":
-                out[obj] = int(fields[2])
-        return out
+        asked = [o for o in dict.fromkeys(objects) if "\n" not in o[1]]
+        wanted = [o for o in asked if o not in self._sizes]
+        if wanted:
+            answer = self._run(
+                ["cat-file", "--batch-check"], "".join(f"{c}:{p}\n" for c, p in wanted).encode()
+            )
+            lines = (answer or b"").split(b"\n")
+            for obj, line in zip(wanted, lines, strict=False):
+                fields = line.split()
+                self._sizes[obj] = int(fields[2]) if len(fields) == 3 and fields[1] == b"blob" else None
+        return {o: self._sizes.get(o) for o in asked}
 
     def read(self, objects: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
         """(commit, path) → the file's bytes at that commit (ask `sizes` first: nothing here is bounded)."""
-        wanted = [o for o in dict.fromkeys(objects) if "\n" not in o[1]]
+        asked = [o for o in dict.fromkeys(objects) if "\n" not in o[1]]
+        out = {o: self._blobs[o] for o in asked if o in self._blobs}
+        wanted = [o for o in asked if o not in out]
         if not wanted:
-            return {}
+            return out
         answer = self._run(["cat-file", "--batch"], "".join(f"{c}:{p}\n" for c, p in wanted).encode())
-        out: dict[tuple[str, str], bytes] = {}
         pos = 0
         data = answer or b""
         for obj in wanted:
@@ -154,6 +159,9 @@ class Repo:
             size = int(fields[2])
             if fields[1] == b"blob":
                 out[obj] = data[pos : pos + size]
+                if self._kept + size <= KEPT_BYTES:
+                    self._blobs[obj] = out[obj]
+                    self._kept += size
             pos += size + 1
         return out
 

@@ -342,6 +342,7 @@ def _keyword_phase(
         gone_by_digest[row.content_hash].append((name, row.id))
 
     vec_model = embedder.model_id if vectors_usable(conn, embedder.model_id) else None
+    cite_cache = citations.Cache()
     claimed: set[int] = set()
     stopped = False
     nothing_to_write = not (changed or stat_only or gone)
@@ -395,7 +396,7 @@ def _keyword_phase(
                 mid = _moved_from_elsewhere(conn, prep.digest, walked.found, claimed)
                 kind = "moved" if mid is not None else kind
             prepared.append((prep, mid, kind))
-        cites = citations.prepare([prep for prep, _, _ in prepared], config)
+        cites = citations.prepare([prep for prep, _, _ in prepared], config, cite_cache)
         with db.write_tx(conn):
             for prep, mid, kind in prepared:
                 stored_id, reused = store.store_memory(conn, prep, mid, vec_model)

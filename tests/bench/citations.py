@@ -78,7 +78,10 @@ def make(top: Path, files: int, cited: bool, seed: int) -> Path:
             listed, body = [blank(x) for x in listed], [blank(x) for x in body]
         meta = "".join(f"  - {x}\n" for x in listed)
         key = "cites" if cited else "notes"
-        lines = [f"---\ntitle: Decision {i}\n" + (f"{key}:\n{meta}" if meta else "") + "---\n", f"# Decision {i}\n"]
+        lines = [
+            f"---\ntitle: Decision {i}\n" + (f"{key}:\n{meta}" if meta else "") + "---\n",
+            f"# Decision {i}\n",
+        ]
         lines += [f"\nWe chose option {i % 7} for reason {i}; {sentence}.\n" for sentence in body]
         (folder / f"d{i}.md").write_text("".join(lines))
     subprocess.run(["git", "init", "-q", str(top)], check=True)
@@ -109,7 +112,7 @@ def measure(tmp: Path, files: int, rounds: int) -> dict[str, object]:
     cited_conn = sides["cited"][2]
     counted = cited_conn.execute("SELECT count(*), count(DISTINCT file) FROM citations").fetchall()[0]
     samples: dict[str, list[tuple[float, float]]] = {"plain": [], "cited": []}
-    for name, (_, cfg, conn) in sides.items():
+    for _, cfg, conn in sides.values():
         timed(conn, cfg, embedder)  # warm
     for _ in range(rounds):
         for name, (_, cfg, conn) in sides.items():
@@ -127,7 +130,10 @@ def measure(tmp: Path, files: int, rounds: int) -> dict[str, object]:
         edits.append(wall)
     for _, _, conn in sides.values():
         conn.close()
-    med = {name: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s)) for name, s in samples.items()}
+    med = {
+        name: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
+        for name, s in samples.items()
+    }
     return {
         "citations": counted[0],
         "cited_files": counted[1],
@@ -145,13 +151,20 @@ def measure(tmp: Path, files: int, rounds: int) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=15, help="No-op rescans of each side (default 15).")
-    parser.add_argument("--no-record", action="store_true", help="Print only; leave tests/bench/results/ alone.")
+    parser.add_argument(
+        "--no-record", action="store_true", help="Print only; leave tests/bench/results/ alone."
+    )
+    parser.add_argument(
+        "--spreads", type=int, nargs="+", default=list(SPREADS), help="Code files cited into."
+    )
     args = parser.parse_args()
     figures: dict[str, object] = {"memories": MEMORIES}
     with tempfile.TemporaryDirectory(prefix="specmem-cite-") as tmp:
-        for files in SPREADS:
+        for files in args.spreads:
             figures[f"spread_{files}"] = measure(Path(tmp), files, args.rounds)
             print(files, figures[f"spread_{files}"], file=sys.stderr)
     if not args.no_record:
