@@ -250,10 +250,15 @@ def _top(folder: Path, config: Config, cache: dict[Path, tuple[Path, bool]]) -> 
 
 
 def _candidates(cite: Cite, folder: str) -> list[str]:
-    """Where a citation may point, relative to the repository top: from the memory's folder, then from the top;
-    paths that climb out of the repository are left out."""
+    """Where a citation may point, relative to the repository top, in the order tried (see Cite); paths that
+    climb out of the repository are left out."""
     raw = cite.path.replace("\\", "/")
-    found = [raw.lstrip("/")] if raw.startswith("/") else [posixpath.join(folder, raw), raw]
+    if raw.startswith("/"):
+        found = [raw.lstrip("/")]
+    elif cite.kind == "link":
+        found = [posixpath.join(folder, raw), raw]
+    else:
+        found = [raw, posixpath.join(folder, raw)]
     out = []
     for candidate in found:
         norm = posixpath.normpath(candidate)
@@ -356,7 +361,7 @@ def _resolve(
     now_ms: int,
     seq: int,
 ) -> Row | None:
-    where = f"line {cite.line}" if cite.line > 1 else "the frontmatter"
+    where = "in the frontmatter" if cite.kind == "frontmatter" else f"line {cite.line}"
     if not candidates:
         m.prep.warnings.append(
             f"citation {cite.target!r} ({where}) leads outside the repository {top}; it is not read"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
 from specmem.indexer.parse import ParsedFile, visible_lines
@@ -32,6 +32,7 @@ TARGET_RE = re.compile(
     r"\s*(<[^>\n]{0,4096}>|[^\s()]+(?:\([^\s()]*\)[^\s()]*)*)(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?\s*\)"
 )
 REF_DEF_RE = re.compile(r"^ {0,3}\[[^\]\n]{1,500}\]:\s*(<[^>\n]{0,4096}>|\S+)")
+CODE_SPAN_RE = re.compile(r"(`+)[^`]+?\1")
 URL_RE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]{0,30}://\S+")
 SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 # A path with lines, standing on its own: not inside a longer word, a URL or another path.
@@ -47,7 +48,9 @@ ENTRY_RE = re.compile(r"^(?P<path>.+?)(?:#L(\d+)(?:C\d+)?(?:-L?(\d+)(?:C\d+)?)?|
 class Cite:
     """One citation as written: `path` is the path part (relative, or `/`-rooted at the repository), `line`
     the memory file's line (1-based) that holds `target`. `explicit` citations count even when the file does
-    not exist (they are then `missing`); the others only name a file that exists."""
+    not exist (they are then `missing`); the others only name a file that exists. A link's path is relative to
+    the memory's folder first (as GitHub reads it); a path in the text or the frontmatter to the repository's top
+    first."""
 
     target: str
     path: str
@@ -55,6 +58,7 @@ class Cite:
     end: int | None
     line: int
     explicit: bool
+    kind: Literal["link", "text", "frontmatter"] = "text"
 
     @property
     def key(self) -> tuple[str, int | None, int | None]:
@@ -94,14 +98,14 @@ def _from_link(raw: str, line: int) -> Cite | None:
     if fragment is None:
         if path.lower().endswith(MARKDOWN):
             return None  # a link to another page
-        return Cite(raw, path, None, None, line, explicit=False)
+        return Cite(raw, path, None, None, line, explicit=False, kind="link")
     m = LINES_RE.match(fragment)
     if m is None:
         return None  # a heading anchor: a link to a section, not to lines
     span = _lines(m.group(1), m.group(2))
     if span is None:
         return None
-    return Cite(raw, path, span[0], span[1], line, explicit=True)
+    return Cite(raw, path, span[0], span[1], line, explicit=True, kind="link")
 
 
 def extract(parsed: ParsedFile, text: str | None = None) -> tuple[list[Cite], list[str]]:
@@ -141,14 +145,17 @@ def extract(parsed: ParsedFile, text: str | None = None) -> tuple[list[Cite], li
 
 
 def _links(text: str, most: int) -> tuple[list[tuple[bool, str]], str]:
-    """The inline links of a line as (is an image, target), at most `most`, and the line with them blanked out."""
+    """The inline links of a line as (is an image, target), at most `most`, and the line with them blanked out.
+    A link quoted in inline code is an example, not a link: it is left to be read as a path in the text."""
     found: list[tuple[bool, str]] = []
     chars = list(text) if "](" in text else None
+    code = [m.span() for m in CODE_SPAN_RE.finditer(text)] if chars is not None and "`" in text else []
     pos = text.find("](")
     while pos >= 0 and chars is not None and len(found) < most:
         opening = text.rfind("[", max(0, pos - MAX_LINK_TEXT), pos)
         m = TARGET_RE.match(text, pos + 2)
-        if opening >= 0 and m is not None and "]" not in text[opening + 1 : pos]:
+        quoted = any(a <= pos < b for a, b in code)
+        if opening >= 0 and m is not None and not quoted and "]" not in text[opening + 1 : pos]:
             image = opening > 0 and text[opening - 1] == "!"
             found.append((image, m.group(1)))
             chars[opening - image : m.end()] = " " * (m.end() - opening + image)
@@ -183,7 +190,7 @@ def _in_line(text: str, line: int, most: int) -> list[Cite]:
                 continue
             span = _lines(m.group(2) or m.group(4), m.group(3) or m.group(5))
             if span is not None:
-                out.append(Cite(m.group(0), path, span[0], span[1], line, explicit=False))
+                out.append(Cite(m.group(0), path, span[0], span[1], line, explicit=False, kind="text"))
     return out
 
 
@@ -218,7 +225,8 @@ def _frontmatter(listed: Any, parsed: ParsedFile, warnings: list[str]) -> list[C
         if SCHEME_RE.match(path) or path.startswith("//"):
             warnings.append(f"`cites` entry {entry!r} is a URL, not a path in the repository; ignored")
             continue
-        out.append(Cite(entry, path, span[0], span[1], _entry_line(parsed, entry), explicit=True))
+        line = _entry_line(parsed, entry)
+        out.append(Cite(entry, path, span[0], span[1], line, explicit=True, kind="frontmatter"))
     return out
 
 

@@ -160,7 +160,7 @@ def test_citations_that_escape_the_repository_are_refused_and_never_read(repo, r
     )
     looked: list[str] = []
     real_look = citations.look
-    monkeypatch.setattr(citations, "look", lambda f, *a: looked.append(f) or real_look(f, *a))
+    monkeypatch.setattr(citations, "look", lambda f, *a, **k: looked.append(f) or real_look(f, *a, **k))
     run_scan()
     row = db.one(conn, "SELECT id, warnings FROM memory_index WHERE rel_path = '006-x/memory/x.md'")
     targets = [r[0] for r in conn.execute("SELECT target FROM citations WHERE memory_id = ?", (row.id,))]
