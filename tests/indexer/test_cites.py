@@ -50,7 +50,9 @@ def test_whole_files_and_the_frontmatter_list():
 
 
 def test_a_link_quoted_in_inline_code_is_read_as_a_path_in_the_text():
-    assert cites("An example: `[x](../../src/cache.py#L10-L40)`.\n") == [("../../src/cache.py", 10, 40, False)]
+    assert cites("An example: `[x](../../src/cache.py#L10-L40)`.\n") == [
+        ("../../src/cache.py", 10, 40, False)
+    ]
 
 
 def test_what_is_not_a_citation():
