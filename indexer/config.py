@@ -126,6 +126,19 @@ def write_lock_of(db_path: Path) -> Path:
     return side_file(db_path, "write.lock")
 
 
+def _utf8_path(path: Path, what: str) -> None:
+    """Paths are stored and shown as UTF-8 text: a name in another encoding (Latin-1 bytes) is refused here."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(text).decode("utf-8", "backslashreplace")
+        raise ConfigError(
+            f"the {what} {shown} has a name that is not UTF-8 (bytes shown as \\xNN); rename it to UTF-8 "
+            "(e.g. `convmv -f latin1 -t utf8`)"
+        ) from None
+
+
 def _path_list(text: str) -> list[str]:
     return [p.strip() for p in text.split(os.pathsep) if p.strip()]
 
@@ -511,6 +524,8 @@ def resolve(
     if not root_values:
         root_values = [(project or cwd) / "specs"]
     resolved_roots = tuple(dict.fromkeys(p.resolve() for p in root_values))
+    for root in resolved_roots:
+        _utf8_path(root, "root folder")
 
     values: dict[str, Any] = {}
     for setting in SETTINGS:
@@ -545,6 +560,7 @@ def resolve(
         slug = hashlib.sha1(str(resolved_roots[0]).encode()).hexdigest()[:12]
         db_path = user_data_dir() / "indexes" / f"{resolved_roots[0].name}-{slug}" / "index.db"
 
+    _utf8_path(db_path, "index path")
     # The adopted conventions' places at the project top become roots of their own, unless roots were chosen
     # for this run (an option or SPECMEM_ROOTS: exactly those folders) or a root already holds them.
     extra: list[tuple[conventions_mod.Convention, Path]] = []
