@@ -1,12 +1,13 @@
-"""Citations of code: resolved in the repository, baselined, and checked against the working tree. This module owns
-the `citations` and `cited_files` tables: their write SQL is here (as store.py's is for memories); the read side
-reads them in server/citations.py. Call the writing functions inside `db.write_tx` where they say so.
+"""Citations of code: resolved in the repository, baselined, and checked against the working tree. It decides what
+the `citations` and `cited_files` tables hold; their SQL is in the storage seam (indexer/store.py writes them,
+server/reads.py reads them for server/citations.py). Call the writing functions inside `db.write_tx` where they
+say so.
 
 1. `prepare` (outside any transaction, once per batch of memories being indexed): each memory's citations
    (cites.py) resolved from its folder, then from the repository top; the baseline read from git (the cited file
    at the commit that last changed the memory, when the memory is committed as it is on disk) or else from the
    working tree; and each span's status now.
-2. `store` (in the batch's transaction): a memory's citations replace its old ones.
+2. `save` (in the batch's transaction): a memory's citations replace its old ones.
 3. `refresh` (after the batches): cited files whose stat changed are read and hashed, like memory files; only
    those whose content changed have their citations checked again. Memories baselined from the working tree that
    were committed since get their git baseline.
@@ -27,19 +28,19 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Protocol, cast
 
 import apsw
 import xxhash
 
-from specmem.indexer import db, gitrepo, spans
+from specmem.indexer import db, gitrepo, spans, store
 from specmem.indexer.cites import Cite, anchor_text, extract
 from specmem.indexer.config import Config
 from specmem.indexer.errors import WriteError
 from specmem.indexer.files import within
 from specmem.indexer.parse import ParsedFile, decode, parse, split_lines
 from specmem.indexer.spans import Now, Status, Then
-from specmem.indexer.store import FileStat
+from specmem.indexer.store import CitationRecord, FileStat
 
 WORKTREE = "worktree"
 RACY_NS = 2_000_000_000  # as scan.py: a file modified this recently is read again at its next look
@@ -462,50 +463,40 @@ def _then_of(text: str | None) -> Then | None:
     return Then(d["start"], d["end"], d["digest"], d["lines"], d["before"], d["after"])
 
 
-def store(conn: apsw.Connection, memory_id: int, rows: list[Row]) -> None:
+def _record(row: Row) -> CitationRecord:
+    b, n, c = row.baseline, row.now, row.cite
+    why = b.why or (None, None)
+    return CitationRecord(
+        row.seq,
+        c.line,
+        c.target,
+        row.path,
+        row.file,
+        c.start,
+        c.end,
+        b.source,
+        b.at_ms,
+        _then_json(b.then),
+        why[0],
+        why[1],
+        n.status,
+        n.start,
+        n.end,
+        n.diff,
+        n.note,
+    )
+
+
+def save(conn: apsw.Connection, memory_id: int, rows: list[Row]) -> None:
     """Replace one memory's citations. Call inside write_tx."""
-    conn.execute("DELETE FROM citations WHERE memory_id = ?", (memory_id,))
-    now = db.now_ms()
-    for row in rows:
-        b, n, c = row.baseline, row.now, row.cite
-        conn.execute(
-            "INSERT INTO citations (memory_id, seq, line, target, path, file, start_line, end_line, baseline, "
-            "baseline_at, span, span_status, span_note, status, now_start, now_end, diff, note, checked_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                memory_id,
-                row.seq,
-                c.line,
-                c.target,
-                row.path,
-                row.file,
-                c.start,
-                c.end,
-                b.source,
-                b.at_ms,
-                _then_json(b.then),
-                b.why[0] if b.why else None,
-                b.why[1] if b.why else None,
-                n.status,
-                n.start,
-                n.end,
-                n.diff,
-                n.note,
-                now,
-            ),
-        )
+    store.store_citations(conn, memory_id, [_record(row) for row in rows])
 
 
-def store_looks(conn: apsw.Connection, looks: dict[str, Look]) -> None:
+def save_looks(conn: apsw.Connection, looks: dict[str, Look]) -> None:
     """Record the stat and hash of cited files just read, so the next look can skip them. Call inside write_tx."""
-    for file, seen in looks.items():
-        st = seen.stat or FileStat(-1, -1)
-        conn.execute(
-            "INSERT INTO cited_files (file, size, mtime_ns, ctime_ns, inode, content_hash) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(file) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
-            "ctime_ns = excluded.ctime_ns, inode = excluded.inode, content_hash = excluded.content_hash",
-            (file, st.size, st.mtime_ns, st.ctime_ns, st.inode, seen.digest),
-        )
+    store.record_cited_files(
+        conn, [(file, seen.stat or FileStat(-1, -1), seen.digest) for file, seen in looks.items()]
+    )
 
 
 # -- refreshing (after a scan's batches) ------------------------------------------------------------------------------
@@ -523,21 +514,15 @@ def refresh(
 ) -> int:
     """Check the citations of cited files whose content changed (all cited files, or only `files`); `tidy` also
     drops the records of files no memory cites any more. Returns how many citations changed status."""
-    cols = "SELECT file, size, mtime_ns, ctime_ns, inode FROM cited_files"
-    if files is None:
-        rows = conn.execute(cols)
-    else:
-        wanted = json.dumps(list(dict.fromkeys(str(f) for f in files)))
-        rows = conn.execute(f"{cols} WHERE file IN (SELECT value FROM json_each(?))", (wanted,))
+    recorded = store.cited_files(conn, None if files is None else list(dict.fromkeys(str(f) for f in files)))
     seen: dict[str, Look] = {}
     stat_only: dict[str, Look] = {}
-    for file in _stat_changed(rows):
+    for file in _stat_changed(recorded):
         top = _top_of_row(conn, file)
         if top is None:
             continue
         current = look(file, top, config.max_file_bytes)
-        digest = conn.execute("SELECT content_hash FROM cited_files WHERE file = ?", (file,)).fetchall()[0][0]
-        if current.digest is not None and current.digest == digest:
+        if current.digest is not None and current.digest == store.cited_file_hash(conn, file):
             stat_only[file] = current
         else:
             seen[file] = current
@@ -545,16 +530,13 @@ def refresh(
     if seen or stat_only or tidy:
         updates = _recheck(conn, seen)
         with db.write_tx(conn):
-            for cid, found in updates:
-                conn.execute(
-                    "UPDATE citations SET status = ?, now_start = ?, now_end = ?, diff = ?, note = ?, checked_at = ? "
-                    "WHERE id = ?",
-                    (found.status, found.start, found.end, found.diff, found.note, db.now_ms(), cid),
-                )
+            store.update_citation_states(
+                conn, [(cid, n.status, n.start, n.end, n.diff, n.note) for cid, n in updates]
+            )
             changed = len(updates)
-            store_looks(conn, {**stat_only, **seen})
+            save_looks(conn, {**stat_only, **seen})
             if tidy:
-                conn.execute("DELETE FROM cited_files WHERE file NOT IN (SELECT file FROM citations)")
+                store.forget_uncited_files(conn)
     return changed
 
 
@@ -583,23 +565,17 @@ def _stat_changed(rows: Iterable[tuple[str, int, int, int, int]]) -> list[str]:
 
 def _top_of_row(conn: apsw.Connection, file: str) -> str | None:
     """The repository top of a cited file: its absolute path less its path in the repository."""
-    found = conn.execute("SELECT path FROM citations WHERE file = ? LIMIT 1", (file,)).fetchall()
-    if not found:
+    rel = store.cited_path(conn, file)
+    if rel is None:
         return None
-    rel = str(found[0][0])
     return file[: len(file) - len(rel) - 1] if file.endswith("/" + rel) else None
 
 
 def _recheck(conn: apsw.Connection, seen: dict[str, Look]) -> list[tuple[int, Now]]:
     updates: list[tuple[int, Now]] = []
     for file, current in seen.items():
-        for row in db.rows(
-            conn,
-            "SELECT id, path, start_line, end_line, baseline, baseline_at, span, span_status, span_note, status, "
-            "now_start, now_end, diff, note FROM citations WHERE file = ?",
-            (file,),
-        ):
-            why = (row.span_status, row.span_note) if row.span_status else None
+        for cid, row in store.citations_of_file(conn, file):
+            why = (cast(Status, row.span_status), row.span_note or "") if row.span_status else None
             baseline = Baseline(row.baseline, row.baseline_at, _then_of(row.span), why)
             now = judge(baseline, current, row.path)
             if (now.status, now.start, now.end, now.diff, now.note) != (
@@ -609,18 +585,13 @@ def _recheck(conn: apsw.Connection, seen: dict[str, Look]) -> list[tuple[int, No
                 row.diff,
                 row.note,
             ):
-                updates.append((row.id, now))
+                updates.append((cid, now))
     return updates
 
 
-def memory_rows(conn: apsw.Connection, memory_id: int) -> list[Any]:
+def memory_rows(conn: apsw.Connection, memory_id: int) -> list[CitationRecord]:
     """One memory's citations as stored (what a re-baseline rewrites)."""
-    return db.rows(
-        conn,
-        "SELECT line, target, start_line, end_line, status, now_start, now_end FROM citations "
-        "WHERE memory_id = ? ORDER BY seq",
-        (memory_id,),
-    )
+    return [row for _, row in store.citations_of_memory(conn, memory_id)]
 
 
 # -- memories committed since they were indexed ---------------------------------------------------------------------
@@ -657,18 +628,13 @@ def adopt_commits(conn: apsw.Connection, config: Config) -> int:
     """Memories baselined from the working tree that have been committed (as they are on disk) since: their
     citations now take the baseline a rebuild would give them. Asks git only when its index or HEAD changed since
     the last look. Returns how many memories changed baseline."""
-    rows = db.rows(
-        conn,
-        # The literal (not a parameter) lets SQLite use the partial index citations_worktree.
-        "SELECT DISTINCT m.id, m.path, m.content_hash FROM citations c JOIN main.memory_index m ON m.id = c.memory_id "
-        f"WHERE c.baseline = '{WORKTREE}'",
-    )
+    rows = store.worktree_baselined(conn, WORKTREE)
     if not rows:
         return 0
     tops: dict[Path, tuple[Path, bool]] = {}
-    by_top: dict[Path, list[Any]] = defaultdict(list)
+    by_top: dict[Path, list[tuple[int, str, str]]] = defaultdict(list)
     for row in rows:
-        top, git = _top(Path(os.path.realpath(Path(row.path).parent)), config, tops)
+        top, git = _top(Path(os.path.realpath(Path(row[1]).parent)), config, tops)
         if git:
             by_top[top].append(row)
     before = json.loads(db.get_config(conn, GIT_STAMP_KEY) or "{}")
@@ -679,13 +645,13 @@ def adopt_commits(conn: apsw.Connection, config: Config) -> int:
     sources: list[Source] = []
     ids: dict[str, int] = {}
     for top in moved:
-        for row in by_top[top]:
-            path = Path(row.path)
-            data = _read_memory(path, row.content_hash, config.max_file_bytes)
+        for memory_id, name, digest in by_top[top]:
+            path = Path(name)
+            data = _read_memory(path, digest, config.max_file_bytes)
             if data is None:
                 continue  # changed on disk since: the next scan re-indexes it anyway
-            sources.append(_Source(path, row.content_hash, parse(data, PurePosixPath(path.name)), []))
-            ids[str(path)] = row.id
+            sources.append(_Source(path, digest, parse(data, PurePosixPath(path.name)), []))
+            ids[str(path)] = memory_id
     batch = prepare(sources, config)
     adopted = {
         name: rows_
@@ -694,8 +660,8 @@ def adopt_commits(conn: apsw.Connection, config: Config) -> int:
     }
     with db.write_tx(conn):
         for name, rows_ in adopted.items():
-            store(conn, ids[name], rows_)
-        store_looks(conn, batch.looks)
+            save(conn, ids[name], rows_)
+        save_looks(conn, batch.looks)
         db.set_config(conn, GIT_STAMP_KEY, json.dumps({**before, **stamps}))
     return len(adopted)
 
@@ -705,7 +671,7 @@ def adopt_commits(conn: apsw.Connection, config: Config) -> int:
 CHECKED_KEY = "cites_checked"
 
 
-def confirming(rows: list[Any], when: str) -> Callable[[bytes], tuple[list[str], bytes]]:
+def confirming(rows: list[CitationRecord], when: str) -> Callable[[bytes], tuple[list[str], bytes]]:
     """A rewrite of a memory file (for write.rewrite_memory) recording that it still holds for the code as it is:
     the line anchors of moved or changed citations point where those lines are now, and `cites_checked: <when>`
     is set in the frontmatter. The changed file is baselined anew when it is indexed (and when it is committed)."""
@@ -722,7 +688,12 @@ def confirming(rows: list[Any], when: str) -> Callable[[bytes], tuple[list[str],
         lines = text[len(bom) :].splitlines(keepends=True)
         changed: list[str] = []
         for row in rows:
-            if row.start_line is None or row.now_start is None or row.status not in ("moved", "changed"):
+            if (
+                row.start_line is None
+                or row.now_start is None
+                or row.now_end is None
+                or row.status not in ("moved", "changed")
+            ):
                 continue
             if (row.now_start, row.now_end) == (row.start_line, row.end_line):
                 continue
@@ -744,9 +715,7 @@ def stat_of(file: str) -> FileStat | None:
 
 def cited_stats(conn: apsw.Connection) -> dict[str, object]:
     """Every cited file with its stat at the last look (None where there was no file): what the watcher polls."""
-    out: dict[str, object] = {}
-    for file, size, mtime_ns, ctime_ns, inode in conn.execute(
-        "SELECT file, size, mtime_ns, ctime_ns, inode FROM cited_files"
-    ):
-        out[file] = None if size == -1 else FileStat(size, mtime_ns, ctime_ns, inode)
-    return out
+    return {
+        file: None if size == -1 else FileStat(size, mtime_ns, ctime_ns, inode)
+        for file, size, mtime_ns, ctime_ns, inode in store.cited_files(conn)
+    }

@@ -1,10 +1,10 @@
 """Reading the citations of code that memories hold (read-only): their status for every answer, and the memories
-whose cited code changed (`specmem stale`, `memory_stale`). The read SQL of the `citations` table lives here;
-indexer/citations.py writes it."""
+whose cited code changed (`specmem stale`, `memory_stale`). Its SQL is in server/reads.py; indexer/citations.py
+decides what the table holds."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,14 +12,10 @@ import apsw
 
 from specmem.indexer import db
 from specmem.indexer.spans import STATUSES
+from specmem.server import reads
 
 # A memory's code status is its worst citation's: changed, then missing, moved, unchecked, current.
-RANK_SQL = "CASE status " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STATUSES)) + " END"
 STALE = ("changed", "missing")  # what `stale` lists and what a context block marks for care
-COLS = (
-    "memory_id, line, target, path, start_line, end_line, baseline, baseline_at, status, now_start, now_end, "
-    "diff, note"
-)
 CODE_DESCRIPTION = (
     "Whether the code this memory cites still matches what it saw: current, moved (same lines elsewhere), changed "
     "(code_notes and memory_get show the diff), missing (file or lines gone), unchecked; null when it cites none"
@@ -91,7 +87,7 @@ def available(conn: apsw.Connection) -> bool:
     return db.has_table(conn, "citations")
 
 
-def _citation(row: Any) -> Citation:
+def _citation(row: reads.CitationRow) -> Citation:
     baseline = row.baseline if row.baseline == "worktree" else f"git {row.baseline.split()[-1][:12]}"
     return Citation(
         target=row.target,
@@ -113,20 +109,18 @@ def of_memories(conn: apsw.Connection, ids: list[int]) -> dict[int, list[Citatio
     if not ids or not available(conn):
         return {}
     out: dict[int, list[Citation]] = {}
-    for row in db.rows(
-        conn,
-        f"SELECT {COLS} FROM citations WHERE memory_id IN (SELECT value FROM json_each(?)) ORDER BY memory_id, seq",
-        (json.dumps(ids),),
-    ):
+    for row in reads.citations_of(conn, ids):
         out.setdefault(row.memory_id, []).append(_citation(row))
     return out
 
 
+def _worst(statuses: Iterable[str]) -> str:
+    return min(statuses, key=lambda s: STATUSES.index(s) if s in STATUSES else len(STATUSES))
+
+
 def code_status(cites: list[Citation]) -> str | None:
     """The worst status of a memory's citations; None when it cites nothing."""
-    if not cites:
-        return None
-    return min((c.status for c in cites), key=lambda s: STATUSES.index(s) if s in STATUSES else len(STATUSES))
+    return _worst(c.status for c in cites) if cites else None
 
 
 def notes(cites: list[Citation]) -> list[str]:
@@ -138,28 +132,17 @@ def worst(conn: apsw.Connection) -> dict[int, str]:
     """Every memory's code status (memories citing nothing are left out): what resources list."""
     if not available(conn):
         return {}
-    return {
-        mid: STATUSES[rank]
-        for mid, rank in conn.execute(f"SELECT memory_id, min({RANK_SQL}) FROM citations GROUP BY memory_id")
-    }
+    found: dict[int, list[str]] = {}
+    for memory_id, status in reads.citation_statuses(conn):
+        found.setdefault(memory_id, []).append(status)
+    return {memory_id: _worst(statuses) for memory_id, statuses in found.items()}
 
 
 def stale(conn: apsw.Connection, *, limit: int = 50, offset: int = 0) -> StaleList:
     """Memories whose cited code changed or is gone, the longest unreviewed first (oldest baseline, then id)."""
     if not available(conn):
         return StaleList(total=0, items=[])
-    marks = ",".join("?" * len(STALE))
-    ranked = (
-        "SELECT c.memory_id, min(c.baseline_at) AS written FROM citations c JOIN memory_index m ON m.id = c.memory_id "
-        f"WHERE c.status IN ({marks}) AND m.importance_tier != 'deprecated' GROUP BY c.memory_id"
-    )
-    total = int(db.scalar(conn, f"SELECT count(*) FROM ({ranked})", STALE))
-    found = db.rows(
-        conn,
-        "SELECT m.id, m.path, m.rel_path, m.title, m.importance_tier AS tier, m.spec_folder, r.written "
-        f"FROM ({ranked}) r JOIN memory_index m ON m.id = r.memory_id ORDER BY r.written, m.id LIMIT ? OFFSET ?",
-        [*STALE, limit, offset],
-    )
+    total, found = reads.citing(conn, STALE, limit, offset)
     cites = of_memories(conn, [r.id for r in found])
     items = []
     for r in found:
@@ -184,8 +167,7 @@ def counts(conn: apsw.Connection) -> dict[str, int]:
     """Citations by status (for stats)."""
     if not available(conn):
         return {}
-    sql = "SELECT status, count(*) FROM citations WHERE memory_id IN (SELECT id FROM memory_index) GROUP BY status"
-    return {status: n for status, n in conn.execute(sql)}
+    return reads.citation_counts(conn)
 
 
 def annotate(conn: apsw.Connection, results: list[Any]) -> None:

@@ -1,7 +1,8 @@
 """Memories as MCP resources, the `remember` and `recall` prompts, and change notifications.
 
-Each memory is the resource `specmem://memory/{id}` (its file's markdown; title, tier, spec folder and the
-status of the code it cites as metadata; a memory whose cited code is not as it was ends with a note saying so); `specmem://path/{+path}` reads one by its path relative to a root. The list is read from the index on
+Each memory is the resource `specmem://memory/{id}` (its file's markdown; title, tier, spec folder and the status
+of the code it cites as metadata; a memory whose cited code is not as it was ends with a note saying so);
+`specmem://path/{+path}` reads one by its path relative to a root. The list is read from the index on
 each `resources/list`, so it is never stale.
 
 Nobody polls memory files: a task in the server's lifespan stats `index.db-updated` (the signal every committed index
@@ -16,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from mcp.server.context import ServerRequestContext
@@ -38,12 +39,14 @@ from mcp_types import (
 from pydantic import Field
 
 from specmem.api import Memories
-from specmem.indexer import db, tiers
 from specmem.indexer.errors import DatabaseError, NotFound, SpecmemError
 from specmem.server import citations
 from specmem.server.context import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET, code_mark
 from specmem.server.mcp.tools import App
 from specmem.server.state import stamp
+
+if TYPE_CHECKING:
+    from specmem.server.reads import MemoryRow
 
 log = logging.getLogger("specmem.server")
 SCHEME = "specmem://memory/"
@@ -76,31 +79,24 @@ def _app(ctx: Any) -> App:
 
 # -- listing and reading ----------------------------------------------------------------------------------------
 
-LISTED = (
-    "SELECT id, path, rel_path, title, importance_tier AS tier, spec_folder, updated_at, NULL AS code, content_hash "
-    f"FROM memory_index WHERE importance_tier != 'deprecated' ORDER BY {tiers.sql_rank('importance_tier')}, rel_path"
-)
 
-
-def listed(mem: Memories) -> list[Any]:
-    """The memories served as resources (all but deprecated ones), most important first, each with its code
-    status (`code`: None when it cites no code); [] without an index."""
+def listed(mem: Memories) -> list[tuple[MemoryRow, str | None]]:
+    """The memories served as resources (all but deprecated ones), most important first, each with the status
+    of the code it cites (None: it cites none); [] without an index."""
     try:
-        conn = mem.reader.conn()
-        rows = db.rows(conn, LISTED)
-        codes = citations.worst(conn)
+        rows, codes = mem.served(), mem.code_statuses()
     except DatabaseError:
         return []
-    return [row._replace(code=codes.get(row.id)) for row in rows]
+    return [(row, codes.get(row.id)) for row in rows]
 
 
-def as_resource(row: Any) -> Resource:
+def as_resource(row: MemoryRow, code: str | None = None) -> Resource:
     modified = dt.datetime.fromtimestamp(row.updated_at / 1000, dt.UTC).isoformat(timespec="seconds")
     meta = {"tier": row.tier, "spec_folder": row.spec_folder, "path": row.path}
     care = ""
-    if row.code is not None:
-        meta["code"] = row.code
-        care = " · cited code changed: read with care" if row.code in citations.STALE else ""
+    if code is not None:
+        meta["code"] = code
+        care = " · cited code changed: read with care" if code in citations.STALE else ""
     return Resource(
         uri=uri(row.id),
         name=row.rel_path,
@@ -119,7 +115,7 @@ async def list_resources(
     start = int(params.cursor) if params and params.cursor and params.cursor.isdigit() else 0
     page = rows[start : start + PAGE]
     following = str(start + PAGE) if start + PAGE < len(rows) else None
-    return ListResourcesResult(resources=[as_resource(r) for r in page], next_cursor=following)
+    return ListResourcesResult(resources=[as_resource(r, code) for r, code in page], next_cursor=following)
 
 
 def _read(ctx: Context, id_or_path: str) -> str:
@@ -288,8 +284,8 @@ def _connection_key(session: ServerSession) -> int:
 def _snapshot(mem: Memories) -> dict[int, tuple[Any, ...]]:
     """id → (what resources/list shows, then the content hash). A change of code status is a change of both."""
     return {
-        r.id: (r.path, r.rel_path, r.title, r.tier, r.spec_folder, r.code, r.content_hash)
-        for r in listed(mem)
+        r.id: (r.path, r.rel_path, r.title, r.tier, r.spec_folder, code, r.content_hash)
+        for r, code in listed(mem)
     }
 
 

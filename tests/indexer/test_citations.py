@@ -30,8 +30,13 @@ def statuses(conn) -> list[tuple]:
     ]
 
 
+def first(conn, sql: str, args=()):
+    found = db.rows(conn, sql, args)
+    return found[0] if found else None
+
+
 def one(conn, target: str):
-    return db.one(conn, "SELECT * FROM citations WHERE target = ?", (target,))
+    return first(conn, "SELECT * FROM citations WHERE target = ?", (target,))
 
 
 @pytest.fixture
@@ -162,7 +167,7 @@ def test_citations_that_escape_the_repository_are_refused_and_never_read(repo, r
     real_look = citations.look
     monkeypatch.setattr(citations, "look", lambda f, *a, **k: looked.append(f) or real_look(f, *a, **k))
     run_scan()
-    row = db.one(conn, "SELECT id, warnings FROM memory_index WHERE rel_path = '006-x/memory/x.md'")
+    row = first(conn, "SELECT id, warnings FROM memory_index WHERE rel_path = '006-x/memory/x.md'")
     targets = [r[0] for r in conn.execute("SELECT target FROM citations WHERE memory_id = ?", (row.id,))]
     assert targets == ["../../../src/cache.py#L1"]
     refused = [w for w in json.loads(row.warnings) if "outside the repository" in w]
@@ -198,7 +203,7 @@ def test_hostile_cited_files(isolated, run_scan, conn):
     assert "not a regular file" in by_target["../../../src/pipe#L1"].note
     assert by_target["../../../src/blob.bin#L2"].status == "current"
     assert len(by_target) == MAX_CITES
-    warnings = db.one(conn, "SELECT warnings FROM memory_index").warnings
+    warnings = first(conn, "SELECT warnings FROM memory_index").warnings
     assert f"only the first {MAX_CITES}" in warnings
     (src / "blob.bin").write_bytes(b"\x00\x02other" * 100)
     run_scan()
