@@ -407,26 +407,32 @@ class Memories:
 
     def write(
         self,
-        memory: Draft | str,
+        title: str | Draft,
         content: str = "",
         spec_folder: str = "",
         *,
+        tier: str = "normal",
+        context_type: str | None = None,
+        trigger_phrases: Sequence[str] = (),
+        tags: Sequence[str] = (),
         on_duplicate: OnDuplicate | None = None,
-        **fields: Any,
     ) -> Written:
         """Save a new memory file (`<spec_folder>/memory/<date>-<slug>.md`, never overwriting one) and index it.
 
-        `memory` is a `Draft`, or its title followed by its content, spec folder and other fields (tier,
-        context_type, trigger_phrases, tags). Memories of the spec folder that already say the same (same
-        content, same title, or similar meaning) are returned in `duplicates`; `on_duplicate` decides: "write"
-        anyway, "skip" (return the existing one), or "update" it (after a checkpoint). By default an exact
-        duplicate is skipped and anything else written with a warning."""
+        `title` may be a whole `Draft` (the edges build one), whose fields then replace the others. Memories of
+        the spec folder that already say the same (same content, same title, or similar meaning) are returned in
+        `duplicates`; `on_duplicate` decides: "write" anyway, "skip" (return the existing one), or "update" it
+        (after a checkpoint). By default an exact duplicate is skipped and anything else written with a warning."""
         from specmem.indexer.draft import Draft
         from specmem.indexer.write import save
         from specmem.results import Written
         from specmem.server.duplicates import find
 
-        draft = memory if isinstance(memory, Draft) else Draft(memory, content, spec_folder, **fields)
+        draft = (
+            title
+            if isinstance(title, Draft)
+            else Draft(title, content, spec_folder, tier, context_type, tuple(trigger_phrases), tuple(tags))
+        )
         with self.writer() as conn:
             outcome = save(
                 conn,
