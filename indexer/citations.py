@@ -13,7 +13,7 @@ say so.
    were committed since get their git baseline.
 
 A citation never leads out of its repository: a path that climbs out of it, or a symlink that points out of it,
-is refused with a warning on the memory and never read. See specs/008-citations/spec.md.
+is refused with a warning on the memory and never read. See specs/009-citations/spec.md.
 """
 
 from __future__ import annotations
@@ -543,7 +543,7 @@ def refresh(
 def _stat_changed(rows: Iterable[tuple[str, int, int, int, int]]) -> list[str]:
     """The cited files whose stat is not the one recorded. This is the whole cost of a no-op rescan's citations:
     a stat per cited file, compared field by field without building an object
-    (specs/008-citations/memory/rescan-cost.md)."""
+    (specs/009-citations/memory/rescan-cost.md)."""
     changed = []
     stat = os.stat
     for file, size, mtime_ns, ctime_ns, inode in rows:

@@ -7,7 +7,7 @@
   when the file exists (prose names hosts and ratios too);
 - a frontmatter list `cites:` of paths, with or without lines, always counted.
 
-Fenced code blocks and HTML comments are skipped, as everywhere in parsing. See specs/008-citations/spec.md.
+Fenced code blocks and HTML comments are skipped, as everywhere in parsing. See specs/009-citations/spec.md.
 """
 
 from __future__ import annotations
