@@ -39,3 +39,31 @@ def test_confirming_a_memory_that_cites_nothing_is_an_error(cited_repo):
     assert cli("scan", "--no-embed").returncode == 0
     r = cli("update", "003-cache/memory/plain.md", "--confirm-citations")
     assert r.returncode != 0 and "cites no code" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_context_shows_the_changed_code_to_the_assistant(cited_repo):
+    r = cli("context", "how long does the cache keep entries")
+    assert r.returncode == 0, r.stderr
+    assert "⚠ The code this memory cites changed since it was written" in r.stdout
+    assert "-line 11\n+TTL = 30  # seconds" in r.stdout
+    block = json.loads(cli("context", "how long does the cache keep entries", "--json").stdout)
+    assert {i["title"]: i["code"] for i in block["items"]}["Cache TTL"] == "changed"
+
+
+def test_deleting_the_index_and_scanning_again_gives_the_same_statuses(cited_repo):
+    before = json.loads(cli("stale", "--json").stdout)
+    got = json.loads(cli("get", "003-cache/memory/keys.md", "--json").stdout)
+    assert before["total"] == 1 and got["citations"][0]["status"] == "moved"
+    index = cited_repo / ".specmem"
+    for f in index.glob("index.db*"):
+        f.unlink()
+    assert not (index / "index.db").exists()
+    r = cli("scan", "--no-embed")
+    assert r.returncode == 0, r.stderr
+    after = json.loads(cli("stale", "--json").stdout)
+    assert [c for m in after["items"] for c in m["citations"]] == [
+        c for m in before["items"] for c in m["citations"]
+    ]
+    assert (
+        json.loads(cli("get", "003-cache/memory/keys.md", "--json").stdout)["citations"] == got["citations"]
+    )

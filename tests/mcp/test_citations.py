@@ -7,7 +7,7 @@ import anyio
 from mcp import Client
 
 from specmem.server.mcp.server import build_server
-from tests.helpers import call
+from tests.helpers import call, serve
 
 
 def run(cfg, scenario) -> None:
@@ -50,3 +50,39 @@ def test_resources_carry_the_code_status(cited_repo, cfg):
         assert note.startswith("⚠ The code this memory cites changed") and "+TTL = 30" in note
 
     run(cfg, scenario)
+
+
+def test_context_and_search_mark_the_memory_whose_code_changed(cited_repo, cfg):
+    async def scenario(client: Client) -> None:
+        block = await call(client, "memory_context", task="how long does the cache keep entries")
+        codes = {i["title"]: i["code"] for i in block["items"]}
+        assert codes["Cache TTL"] == "changed"
+        assert "Cache TTL (normal) · ⚠ cited code changed" in block["text"]
+        assert "-line 11\n+TTL = 30  # seconds" in block["text"]
+        found = await call(client, "memory_search", query="cache keeps entries", mode="keyword")
+        assert found["results"][0]["code_notes"] == ["src/cache.py:10-12 changed (now 12-14)"]
+
+    run(cfg, scenario)
+
+
+def test_a_served_watcher_sees_a_cited_files_edit(cited_repo):
+    """`specmem serve` over stdio hosts the watcher: an edit of the cited file (outside the memory roots) is
+    reported by the next answers, without a scan."""
+    code = cited_repo / "src" / "cache.py"
+
+    async def scenario(client: Client) -> None:
+        assert (await call(client, "memory_get", id_or_path="003-cache/memory/keys.md"))["code"] == "moved"
+        lines = code.read_text().splitlines(keepends=True)
+        lines[31] = "KEYS = 'by tenant'\n"  # line 32: "line 30", inside the moved span
+        code.write_text("".join(lines))
+        with anyio.fail_after(60):
+            while True:
+                got = await call(client, "memory_get", id_or_path="003-cache/memory/keys.md")
+                if got["code"] == "changed":
+                    break
+                await anyio.sleep(0.2)
+        assert "+KEYS = 'by tenant'" in got["citations"][0]["diff"]
+        stale = await call(client, "memory_stale")
+        assert {m["title"] for m in stale["items"]} == {"Cache TTL", "Cache keys"}
+
+    serve(scenario, env={"SPECMEM_WATCH": "1"})
