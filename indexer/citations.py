@@ -18,12 +18,9 @@ is refused with a warning on the memory and never read. See specs/009-citations/
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import posixpath
-import stat as stat_mod
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,18 +31,17 @@ import apsw
 import xxhash
 
 from specmem.indexer import db, gitrepo, spans, store
+from specmem.indexer.cited import Baseline, Look, is_binary, judge, lines_of, look
 from specmem.indexer.cites import Cite, anchor_text, extract
 from specmem.indexer.config import Config
 from specmem.indexer.errors import WriteError
 from specmem.indexer.files import within
-from specmem.indexer.parse import ParsedFile, decode, parse, split_lines
+from specmem.indexer.parse import ParsedFile, parse
 from specmem.indexer.spans import Now, Status, Then
 from specmem.indexer.store import CitationRecord, FileStat
 
 WORKTREE = "worktree"
-RACY_NS = 2_000_000_000  # as scan.py: a file modified this recently is read again at its next look
 GIT_STAMP_KEY = "citations_git_stamps"
-_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class Source(Protocol):
@@ -63,28 +59,6 @@ class _Source:
     digest: str
     parsed: ParsedFile
     warnings: list[str]
-
-
-@dataclass
-class Look:
-    """A cited file as it is now: its stat and lines, or why it was not read (`missing`: there is no file)."""
-
-    stat: FileStat | None = None
-    digest: str | None = None
-    lines: list[str] | None = None
-    problem: str | None = None
-    missing: bool = False
-
-
-@dataclass
-class Baseline:
-    """A span as the memory saw it: `then` (None when there was nothing to keep, and `why` says what to report
-    while the file exists)."""
-
-    source: str  # "git <sha>" or "worktree"
-    at_ms: int
-    then: Then | None
-    why: tuple[Status, str] | None = None
 
 
 @dataclass
@@ -139,90 +113,6 @@ class Cache:
         if top not in self.repos:
             self.repos[top] = gitrepo.Repo(top)
         return self.repos[top]
-
-
-def _lines(data: bytes) -> list[str]:
-    """A file's lines for comparison; a binary file is one line naming its hash (compared as a whole)."""
-    text, _, binary = decode(data)
-    if binary:
-        return [f"\x00binary file {xxhash.xxh3_128_hexdigest(data)}"]
-    lines = split_lines(text)
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
-
-
-def _binary(lines: list[str] | None) -> bool:
-    return lines is not None and len(lines) == 1 and lines[0].startswith("\x00binary file ")
-
-
-def look(file: str, top: str, limit: int, *, real: str | None = None, real_top: str | None = None) -> Look:
-    """Read a cited file safely: only a regular file inside the repository (symlinks resolved first), at most
-    `limit` bytes, opened without blocking (a FIFO is refused, never waited on). `real` and `real_top`: the
-    resolved paths, when the caller has them."""
-    real = real or os.path.realpath(file)
-    if not within(real, real_top or os.path.realpath(top)):
-        return Look(problem="it now leads outside the repository through a symlink; not read")
-    try:
-        fd = os.open(real, _FLAGS)
-    except (FileNotFoundError, NotADirectoryError):
-        return Look(missing=True)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return Look(problem="a symlink was swapped in while it was read; not read")
-        return Look(problem=f"cannot be read ({exc.strerror})")
-    try:
-        st = os.fstat(fd)
-        fs = FileStat.of(st)
-        if not stat_mod.S_ISREG(st.st_mode):
-            kind = "a folder" if stat_mod.S_ISDIR(st.st_mode) else "a FIFO, socket or device"
-            return Look(stat=fs, problem=f"not a regular file ({kind}); not read")
-        if st.st_size > limit:
-            return Look(
-                stat=fs,
-                problem=f"{st.st_size / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB limit (SPECMEM_MAX_FILE_BYTES); "
-                "not read",
-            )
-        started = time.time_ns()
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        data = b"".join(chunks)
-        after = FileStat.of(os.fstat(fd))
-    except OSError as exc:
-        return Look(problem=f"cannot be read ({exc.strerror})")
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        return Look(stat=after, problem=f"grew over the {limit / 1e6:.1f} MB limit while read; not read")
-    if after != fs or after.mtime_ns >= started - RACY_NS:
-        after = (
-            after.recheck()
-        )  # written during the read, or within the clock's granularity: read it again next time
-    return Look(stat=after, digest=xxhash.xxh3_128_hexdigest(data), lines=_lines(data))
-
-
-def judge(baseline: Baseline, now: Look, path: str) -> Now:
-    """The citation's status from its baseline and the file as it is now."""
-    if now.missing:
-        return Now("missing", note="the file is gone")
-    if now.problem is not None or now.lines is None:
-        return Now("unchecked", note=now.problem)
-    if baseline.then is None:
-        status, note = baseline.why or ("unchecked", "no baseline")
-        return Now(status, note=note)
-    then = baseline.then
-    if _binary(now.lines):
-        then = Then(None, None, then.digest, None, [], [])  # compared as a whole, by hash
-    found = spans.compare(then, now.lines, path)
-    if _binary(now.lines) and found.status != "current":
-        return Now(found.status, note="a binary file: compared as a whole, no diff")
-    return found
 
 
 # -- resolving and baselining (outside any transaction) -----------------------------------------------------------
@@ -398,7 +288,7 @@ def _resolve(
 
 
 def _span(cite: Cite, lines: list[str], source: str, at_ms: int) -> Baseline:
-    start, end = (None, None) if _binary(lines) else (cite.start, cite.end)
+    start, end = (None, None) if is_binary(lines) else (cite.start, cite.end)
     then = spans.take(lines, start, end)
     if then is None:
         why = f"lines {cite.start}-{cite.end} were past the end of the file ({len(lines)} lines) when the memory was written"
@@ -426,7 +316,7 @@ def _from_git(
         return Baseline(source, commit.time_ms, None, ("unchecked", why))
     key = (commit.sha, rel)
     if key not in then_lines:
-        then_lines[key] = _lines(blobs[key])
+        then_lines[key] = lines_of(blobs[key])
     return _span(cite, then_lines[key], source, commit.time_ms)
 
 
@@ -500,13 +390,6 @@ def save_looks(conn: apsw.Connection, looks: dict[str, Look]) -> None:
 
 
 # -- refreshing (after a scan's batches) ------------------------------------------------------------------------------
-
-
-def _stat(file: str) -> FileStat | None:
-    try:
-        return FileStat.of(os.stat(file))
-    except OSError:
-        return None
 
 
 def refresh(
@@ -597,33 +480,6 @@ def memory_rows(conn: apsw.Connection, memory_id: int) -> list[CitationRecord]:
 # -- memories committed since they were indexed ---------------------------------------------------------------------
 
 
-def _git_dir(top: Path) -> Path | None:
-    dot = top / ".git"
-    if dot.is_dir():
-        return dot
-    try:
-        text = dot.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    line = text.strip()
-    if not line.startswith("gitdir:"):
-        return None
-    found = Path(line[len("gitdir:") :].strip())
-    return found if found.is_absolute() else top / found
-
-
-def _stamp(top: Path) -> list[int] | None:
-    """What changes when a commit is made or checked out: the stat of git's index and HEAD files."""
-    folder = _git_dir(top)
-    if folder is None:
-        return None
-    out: list[int] = []
-    for name in ("index", "HEAD"):
-        st = _stat(str(folder / name))
-        out += [st.size, st.mtime_ns, st.inode] if st is not None else [-1, -1, -1]
-    return out
-
-
 def adopt_commits(conn: apsw.Connection, config: Config) -> int:
     """Memories baselined from the working tree that have been committed (as they are on disk) since: their
     citations now take the baseline a rebuild would give them. Asks git only when its index or HEAD changed since
@@ -638,7 +494,7 @@ def adopt_commits(conn: apsw.Connection, config: Config) -> int:
         if git:
             by_top[top].append(row)
     before = json.loads(db.get_config(conn, GIT_STAMP_KEY) or "{}")
-    stamps = {str(top): _stamp(top) for top in by_top}
+    stamps = {str(top): gitrepo.stamp(top) for top in by_top}
     moved = [top for top in by_top if stamps[str(top)] != before.get(str(top))]
     if not moved:
         return 0
@@ -706,11 +562,6 @@ def confirming(rows: list[CitationRecord], when: str) -> Callable[[bytes], tuple
         return [*changed, CHECKED_KEY], (bom + updated).encode("utf-8")
 
     return rewrite
-
-
-def stat_of(file: str) -> FileStat | None:
-    """A cited file's stat (None: there is none), as the watcher compares it."""
-    return _stat(file)
 
 
 def cited_stats(conn: apsw.Connection) -> dict[str, object]:

@@ -169,3 +169,34 @@ class Repo:
 def _parts(items: list[str]) -> Iterable[list[str]]:
     for start in range(0, len(items), ARGS_PER_CALL):
         yield items[start : start + ARGS_PER_CALL]
+
+
+def _git_dir(top: Path) -> Path | None:
+    dot = top / ".git"
+    if dot.is_dir():
+        return dot
+    try:
+        text = dot.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    line = text.strip()
+    if not line.startswith("gitdir:"):
+        return None
+    found = Path(line[len("gitdir:") :].strip())
+    return found if found.is_absolute() else top / found
+
+
+def stamp(top: Path) -> list[int] | None:
+    """What changes when a commit is made or checked out: the stat of git's index and HEAD files (no git run)."""
+    folder = _git_dir(top)
+    if folder is None:
+        return None
+    out: list[int] = []
+    for name in ("index", "HEAD"):
+        try:
+            st = os.stat(folder / name)
+        except OSError:
+            out += [-1, -1, -1]
+            continue
+        out += [st.st_size, st.st_mtime_ns, st.st_ino]
+    return out

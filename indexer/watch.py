@@ -38,7 +38,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
-from specmem.indexer import citations, db, files
+from specmem.indexer import citations, cited, db, files
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder, background_thread, embed_pending
 from specmem.indexer.errors import DatabaseError, ModelUnavailable, SpecmemError, WatcherBusy
@@ -456,10 +456,10 @@ class Watcher:
 
     def _check_cited(self) -> None:
         """Queue the cited files whose stat changed since the last look (a stat each: no event, no folder watch)."""
-        changed = {Path(f) for f, st in self._cited.items() if citations.stat_of(f) != st}
+        changed = {Path(f) for f, st in self._cited.items() if cited.stat_of(f) != st}
         if changed:
             for f in changed:
-                self._cited[str(f)] = citations.stat_of(str(f))
+                self._cited[str(f)] = cited.stat_of(str(f))
             with self._cond:
                 if not self._pending and not self._full and not self._cited_pending:
                     self._first_event = time.monotonic()
