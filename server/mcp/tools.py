@@ -307,15 +307,11 @@ def memory_list(
     return app(ctx).memories.list(offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort)
 
 
-@tool("Memories whose cited code changed", READ_ONLY)
-def memory_stale(
-    ctx: Context,
-    limit: Annotated[int, Field(ge=1, le=500)] = 50,
-    offset: Annotated[int, Field(ge=0)] = 0,
-) -> StaleList:
-    """Memories whose cited code changed or is gone since they were written, oldest first, with each diff.
-    Review each against the code; if it still holds, memory_update with confirm_citations; else fix it."""
-    return app(ctx).memories.stale(limit=limit, offset=offset)
+@tool("Stale memories", READ_ONLY)
+def memory_stale(ctx: Context, limit: Annotated[int, Field(ge=1, le=500)] = 50) -> StaleList:
+    """Memories whose cited code changed, oldest first, with diffs. One that holds: memory_update
+    confirm_citations."""
+    return app(ctx).memories.stale(limit=limit)
 
 
 @tool("Memory statistics", READ_ONLY)

@@ -54,13 +54,10 @@ def memory_update(
     context_type: str | None = None,
     trigger_phrases: list[str] | None = None,
     tags: list[str] | None = None,
-    confirm_citations: Annotated[
-        bool, Field(description="It still holds for the cited code as it is now: baseline its citations anew")
-    ] = False,
+    confirm_citations: Annotated[bool, Field(description="It holds for the code now: re-baseline")] = False,
 ) -> Written:
     """Change a memory's frontmatter (title, tier, context type, trigger phrases, tags). Only the keys that
-    change are rewritten; the body, comments, key order and other keys stay as they were. With
-    confirm_citations, line anchors of moved code are updated and cites_checked is set."""
+    change are rewritten; the body, comments, key order and other keys stay as they were."""
     return app(ctx).memories.update(
         id_or_path,
         title=title,
