@@ -377,9 +377,27 @@ def _record(row: Row) -> CitationRecord:
     )
 
 
+def supported(conn: apsw.Connection) -> bool:
+    """Whether the index keeps citations (an engine without the tables, PostgreSQL for now, skips them)."""
+    return db.has_table(conn, "citations")
+
+
 def save(conn: apsw.Connection, memory_id: int, rows: list[Row]) -> None:
     """Replace one memory's citations. Call inside write_tx."""
     store.store_citations(conn, memory_id, [_record(row) for row in rows])
+
+
+def save_of(conn: apsw.Connection, memory_id: int, batch: Batch | None, path: str) -> None:
+    """`save` the citations of the memory at `path` prepared in `batch`; nothing when there is no batch (an
+    engine that keeps no citations). Call inside write_tx."""
+    if batch is not None:
+        save(conn, memory_id, batch.rows[path])
+
+
+def save_looks_of(conn: apsw.Connection, batch: Batch | None) -> None:
+    """`save_looks` of a batch, if any. Call inside write_tx."""
+    if batch is not None:
+        save_looks(conn, batch.looks)
 
 
 def save_looks(conn: apsw.Connection, looks: dict[str, Look]) -> None:
@@ -566,6 +584,8 @@ def confirming(rows: list[CitationRecord], when: str) -> Callable[[bytes], tuple
 
 def cited_stats(conn: apsw.Connection) -> dict[str, object]:
     """Every cited file with its stat at the last look (None where there was no file): what the watcher polls."""
+    if not supported(conn):
+        return {}
     return {
         file: None if size == -1 else FileStat(size, mtime_ns, ctime_ns, inode)
         for file, size, mtime_ns, ctime_ns, inode in store.cited_files(conn)

@@ -388,9 +388,9 @@ def apply(run: ScanRun, plan: Plan) -> None:
     conn, report = run.conn, run.report
     vec_model = run.embedder.model_id if vectors_usable(conn, run.embedder.model_id) else None
     gone_by_digest = plan.gone_by_digest()
-    cite_cache = (
-        citations.Cache()
-    )  # one per scan: a file cited from every batch is read and asked of git once
+    # One per scan: a file cited from every batch is read and asked of git once. None on an engine that keeps no
+    # citations (PostgreSQL, for now).
+    cite_cache = citations.Cache() if citations.supported(conn) else None
     claimed: set[int] = set()
     stopped = False
     count = len(plan.changed)
@@ -408,15 +408,15 @@ def apply(run: ScanRun, plan: Plan) -> None:
             for changed in plan.changed[start : start + step]
             if (found := _prepare(run, plan, changed, gone_by_digest, claimed)) is not None
         ]
-        cites = citations.prepare([prep for prep, _, _ in prepared], run.config, cite_cache)
+        cites = citations.prepare([p for p, _, _ in prepared], run.config, cite_cache) if cite_cache else None
         with db.write_tx(conn):
             for prep, mid, kind in prepared:
                 stored_id, reused = store.store_memory(conn, prep, mid, vec_model)
-                citations.save(conn, stored_id, cites.rows[str(prep.path)])
+                citations.save_of(conn, stored_id, cites, str(prep.path))
                 report.reused_chunks += reused
                 setattr(report, kind, getattr(report, kind) + 1)
                 report.warnings.extend((str(prep.path), w) for w in prep.warnings)
-            citations.save_looks(conn, cites.looks)
+            citations.save_looks_of(conn, cites)
             if start == 0:
                 for mid, st in plan.stat_only:
                     store.update_stat(conn, mid, st)
@@ -435,6 +435,8 @@ def apply(run: ScanRun, plan: Plan) -> None:
 def _check_citations(run: ScanRun) -> None:
     """Check the citations of cited files that changed (every cited file in a full scan), after the memories."""
     conn, config, report = run.conn, run.config, run.report
+    if not citations.supported(conn):
+        return
     adopted = citations.adopt_commits(conn, config) if run.scopes is None else 0
     if run.scopes is None or run.cited:
         changed = report.added or report.updated or report.moved or report.removed

@@ -69,6 +69,7 @@ class SearchResult:
     code_notes: list[str] = field(
         default_factory=list, metadata={"description": "One line per cited place of code that is not current"}
     )
+    project: str | None = described("The project the memory belongs to (its name in a shared index)", None)
 
     @property
     def citation(self) -> str:
