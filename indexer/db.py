@@ -530,6 +530,12 @@ def has_table(conn: apsw.Connection, name: str) -> bool:
 
 
 @engine_specific
+def pending_count(conn: apsw.Connection) -> int:
+    """Memories whose embeddings are not all computed yet (the writer reports it, searches show it)."""
+    return int(scalar(conn, "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"))
+
+
+@engine_specific
 def ensure_vec_table(conn: apsw.Connection, model: str, dim: int) -> bool:
     """Make `vec_memories` match the model; on a change of model or dimension drop every vector.
 

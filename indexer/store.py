@@ -10,13 +10,16 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import apsw
 
 from specmem.indexer import db
-from specmem.indexer.chunk import Chunk
+from specmem.indexer.db import pending_count as pending_count  # read by both sides: the shared base's
 from specmem.indexer.parse import ParsedFile, spec_folder
+
+if TYPE_CHECKING:
+    from specmem.indexer.chunk import Chunk  # xxhash: not for a reader, which imports this module's rows
 
 _IDS = "(SELECT value FROM json_each(?))"  # a list of values passed as one JSON argument
 
@@ -227,12 +230,6 @@ def update_stat(conn: apsw.Connection, memory_id: int, st: FileStat) -> None:
         "UPDATE memory_index SET size = ?, mtime_ns = ?, ctime_ns = ?, inode = ? WHERE id = ?",
         (st.size, st.mtime_ns, st.ctime_ns, st.inode, memory_id),
     )
-
-
-@db.engine_specific
-def pending_count(conn: apsw.Connection) -> int:
-    """Memories whose embeddings are not all computed yet."""
-    return int(db.scalar(conn, "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"))
 
 
 @db.engine_specific

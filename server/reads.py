@@ -6,17 +6,17 @@ JSON1) stays behind these functions. Callers pass values (a `Scope`, a list of q
 get named rows or plain mappings back; no SQL leaves this module. Scores come back higher-is-better on both sides.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string annotation of its fields
+# (about 50 rows' worth, most of this module's import time); evaluated at once they cost nothing.
+import functools
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple, cast
 
 import apsw
 
 from specmem.indexer import db
-from specmem.indexer.store import pending_count as pending_count  # one count, the writer's too
+from specmem.indexer.db import pending_count as pending_count  # one count, the writer's too
 from specmem.indexer.tiers import TIERS
 
 # bm25 column weights: text, title/heading path, trigger phrases, tags, path.
@@ -28,8 +28,7 @@ _IDS = "(SELECT value FROM json_each(?))"  # a list of ids passed as one JSON ar
 # -- which memories a read may return ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):
     """The memories a read may return: the conditions every search has and the user's filters. Each engine turns
     it into its own condition (here `_where`)."""
 
@@ -143,9 +142,23 @@ MEMORY_COLUMNS = (
 )
 
 
+_TAGS = MemoryRow._fields.index("tags")
+
+
 def _memory(values: Sequence[object]) -> MemoryRow:
-    row = MemoryRow._make(values)
-    return row._replace(tags=json.loads(cast(str, row.tags)))
+    row = list(values)
+    row[_TAGS] = _json_list(cast(str, row[_TAGS]))
+    return MemoryRow._make(row)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+def _json_list(text: str) -> list[str]:
+    """A JSON list column as a list of its own (a search decodes the same few tag lists for every candidate)."""
+    return list(_decoded(text))
 
 
 class MemoryDetail(NamedTuple):

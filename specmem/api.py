@@ -288,9 +288,7 @@ class Memories:
 
     def pending(self) -> int:
         """Memories whose embeddings are not computed yet."""
-        from specmem.indexer.store import pending_count
-
-        return self._reader.cached("pending", pending_count)
+        return self._reader.cached("pending", db.pending_count)
 
     # -- indexing ---------------------------------------------------------------------------------------------
 
