@@ -14,7 +14,7 @@ import apsw
 
 from specmem.indexer.errors import SearchError
 from specmem.indexer.tiers import TIERS
-from specmem.server import fusion, keyword, rank, reads, semantic
+from specmem.server import citations, fusion, keyword, rank, reads, semantic
 from specmem.server.keyword import fts_query as fts_query  # the query syntax tests and benchmarks check
 from specmem.server.rank import DESCRIBED, MAX_RULES, Ranked, described, figures
 from specmem.server.rank import ScoreParts as ScoreParts  # a result's field, named here for its users
@@ -66,6 +66,10 @@ class SearchResult:
     parts: ScoreParts
     snippet: str
     always_surfaced: bool = described("Constitutional memory shown whatever the query", False)
+    code: str | None = described(citations.CODE_DESCRIPTION, None)
+    code_notes: list[str] = field(
+        default_factory=list, metadata={"description": "One line per cited place of code that is not current"}
+    )
     project: str | None = described("The project the memory belongs to (its name in a shared index)", None)
 
     @property
@@ -114,7 +118,8 @@ def search(
     4. Fuse: one score per memory (fusion.py; in hybrid mode both sides normalised and weighed).
     5. Rank: × tier weight × recency × confidence (rank.py). With `include_constitutional`, constitutional
        memories lead outside `limit`: all of them when `surface` is None, else the `surface` most relevant.
-    6. Results: the memories shown, each with its best chunk (citation lines), a snippet and its score parts.
+    6. Results: the memories shown, each with its best chunk (citation lines), a snippet, its score parts and
+       the status of the code it cites.
 
     `vectors`, a long-running server's in-memory copy of the vectors (kept up to date by the caller), answers
     the semantic side with the same results as sqlite-vec, faster."""
@@ -148,6 +153,7 @@ def search(
             "memory_list with tier constitutional lists them all"
         )
     results = _results(conn, ranked, found, words, limit)  # 6
+    citations.annotate(conn, results)
     pending = reads.pending_count(conn)
     if pending and used != "keyword":
         notes.append(f"{pending} memories are still waiting for embeddings: they are found by keyword only")
