@@ -148,19 +148,22 @@ def scan(
     one_transaction: bool = False,
     finalize: Callable[[apsw.Connection], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    announce: bool = True,
 ) -> ScanReport:
     """Bring the index in line with the files under the roots (or only under `scopes`: files or folders).
 
     Holds the database's write lock while it classifies files and commits keyword rows, so scans from the CLI,
     the servers and the watcher never interleave. Never deletes rows of folders or files it could not read.
     `one_transaction` commits every change in one transaction; `finalize` runs inside the last one.
-    `should_stop` is asked between batches: a stopped scan keeps what it committed and the next one goes on."""
+    `should_stop` is asked between batches: a stopped scan keeps what it committed and the next one goes on.
+    A full scan records its progress beside the index for other processes; `announce=False` does not (a watcher's
+    periodic check of an index that is complete: searches need not wait for it)."""
     started = time.perf_counter()
     report = ScanReport()
     roots = roots or config.roots
     reset_vectors_if_model_changed(conn, embedder.model_id)
     # A full scan tells other processes how far it is (a server's first search waits for its keyword phase).
-    tracker = scanstate.Tracker(config.scan_state_path) if scopes is None else None
+    tracker = scanstate.Tracker(config.scan_state_path) if scopes is None and announce else None
     progress = _both(tracker, progress)
     try:
         _scan(

@@ -358,7 +358,7 @@ class Memories:
         from specmem.indexer.embed import background_thread
 
         def run() -> None:
-            background_thread(idle=False)
+            background_thread()
             try:
                 self.embed()
             except Exception:  # noqa: BLE001 - logged with its traceback; the next write retries
