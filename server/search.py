@@ -506,6 +506,7 @@ def search(
             {mid: s for mid, (_, s) in sem.items()},
             scoped=scoped,
             keyword_second={mid: s2 for mid, (_, _, s2) in kw.items() if s2 is not None},
+            pending=_pending_among(conn, [mid for mid in kw if mid not in sem]),
         )
         fused = {mid: f.score for mid, f in hybrid.items()}
     elif used == "semantic":
@@ -597,9 +598,12 @@ def search(
         )
 
     pending = int(db.scalar(conn, "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"))
-    if pending and used != "keyword":
-        notes.append(f"{pending} memories are still waiting for embeddings: they are found by keyword only")
     total = int(db.scalar(conn, "SELECT count(*) FROM memory_index"))
+    if pending and used != "keyword":
+        notes.append(
+            f"meaning-based ranking ready for {(total - pending) * 100 // max(total, 1)}% of memories; the other "
+            f"{pending} are waiting for embeddings and ranked by keyword alone"
+        )
     return SearchResponse(
         query=query,
         mode_requested=mode,
@@ -610,6 +614,20 @@ def search(
         total_memories=total,
         notes=notes,
     )
+
+
+def _pending_among(conn: apsw.Connection, ids: list[int]) -> set[int]:
+    """Those of `ids` whose embeddings are still pending."""
+    if not ids:
+        return set()
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM memory_index WHERE embedding_status = 'pending' AND id IN "
+            "(SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+    }
 
 
 def _memory_rows(conn: apsw.Connection, ids: Sequence[int] | set[int]) -> dict[int, dict[str, Any]]:
