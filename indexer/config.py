@@ -5,10 +5,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
-import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +21,6 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MAX_FILE_BYTES = 5 * 1024 * 1024
 DB_DIRNAME = ".specmem"
 PROJECT_FILE = "specmem.toml"
-REMEMBERED_FILE = "remembered-scans.json"
 FALSE_WORDS = ("0", "false", "no", "off")
 TRUE_WORDS = ("1", "true", "yes", "on")
 # A count, size or number of days beyond this is a typo, and would overflow SQLite or the clock.
@@ -79,6 +75,10 @@ class Config:
     def write_lock_path(self) -> Path:
         return write_lock_of(self.db_path)
 
+    @property
+    def embed_lock_path(self) -> Path:
+        return side_file(self.db_path, "embed.lock")
+
     def shown(self) -> list[tuple[str, str, str]]:
         """(setting, value, where it came from) for every setting, secrets masked."""
         rows = [
@@ -103,7 +103,7 @@ class Config:
         return rows
 
 
-SIDE_FILES = ("updated", "write.lock", "watcher.lock", "watcher.json", "scan.json")
+SIDE_FILES = ("updated", "write.lock", "watcher.lock", "watcher.json", "scan.json", "embed.lock")
 
 
 def side_file(db_path: Path, suffix: str) -> Path:
@@ -276,7 +276,8 @@ SETTINGS = [
 _ATTR = {"database": "db_path"}
 
 
-def _is_project(folder: Path) -> bool:
+def is_project(folder: Path) -> bool:
+    """Whether `folder` holds `specmem.toml`, `.git` or `specs/`."""
     return (folder / PROJECT_FILE).is_file() or (folder / ".git").exists() or (folder / "specs").is_dir()
 
 
@@ -284,7 +285,7 @@ def find_project(start: Path | None = None) -> Path | None:
     """The nearest folder at or above `start` holding `specmem.toml`, `.git` or `specs/`, or None."""
     start = (start or Path.cwd()).resolve()
     for folder in (start, *start.parents):
-        if _is_project(folder):
+        if is_project(folder):
             return folder
     return None
 
@@ -321,77 +322,15 @@ def user_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("specmem", appauthor=False))
 
 
-# -- scans remembered outside a configured project ------------------------------------------------------------
-# `specmem scan DIR` where no specmem.toml governs records its roots and index under the folder it ran in, in the
-# user data folder (the index's location depends on the roots, so the record cannot live in the index): the next
-# command run there, or inside those roots, finds them.
-
-
-def _remembered() -> dict[str, dict[str, Any]]:
-    try:
-        data = json.loads((user_data_dir() / REMEMBERED_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def remember(config: Config, cwd: Path | None = None) -> Path:
-    """Record `config`'s roots and index for the folder `cwd` (default: the current one); returns the file."""
-    cwd = (cwd or Path.cwd()).resolve()
-    entries = _remembered()
-    entries[str(cwd)] = {
-        "roots": [str(r) for r in config.roots if r not in config.convention_roots],
-        "db": str(config.db_path),
-        "at_ms": int(time.time() * 1000),
-    }
-    path = user_data_dir() / REMEMBERED_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".remembered.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(entries, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def remembered_for(cwd: Path) -> tuple[Path, list[Path], Path] | None:
-    """(folder it was run in, roots, index) of the scan remembered for `cwd`: run in it or in a folder above it
-    with no project between (a folder holding `.git`, `specs/` or `specmem.toml` is a project of its own: a scan
-    once run in `~` or `/tmp` must not take over every project below it), else one whose roots hold it (the
-    latest)."""
-    entries = _remembered()
-
-    def parsed(folder: str) -> tuple[Path, list[Path], Path] | None:
-        entry = entries[folder]
-        try:
-            return Path(folder), [Path(r) for r in entry["roots"]], Path(entry["db"])
-        except (KeyError, TypeError):
-            return None
-
-    for folder in (cwd, *cwd.parents):
-        if str(folder) in entries:
-            return parsed(str(folder))
-        if _is_project(folder):
-            break
-    holding = [
-        (entry.get("at_ms", 0), folder)
-        for folder, entry in entries.items()
-        if isinstance(entry, dict)
-        and any(cwd == Path(r) or Path(r) in cwd.parents for r in entry.get("roots", []))
-    ]
-    return parsed(max(holding)[1]) if holding else None
-
-
 def missing_index(config: Config) -> str:
     """What to say when there is no index: the roots and the databases looked at, and what to run."""
+    from specmem.indexer.remembered import remembered_for  # (it imports this module)
+
     roots = ", ".join(str(r) for r in config.roots)
     looked = [f"{config.db_path} (database: {config.sources.get('database', 'default')})"]
     remembered = remembered_for(Path.cwd().resolve())
-    if remembered is not None and remembered[2] != config.db_path:
-        looked.append(f"{remembered[2]} (remembered from `specmem scan` in {remembered[0]})")
+    if remembered is not None and remembered.db != config.db_path:
+        looked.append(f"{remembered.db} (remembered from `specmem scan` in {remembered.folder})")
     elif remembered is None and config.project_file is None:
         looked.append(f"no scan remembered for {Path.cwd()}")
     return (
@@ -456,10 +395,12 @@ def resolve(
         sources["roots"] = str(project_file)
     remembered = None
     if not root_values and project_file is None:
+        from specmem.indexer.remembered import remembered_for  # (it imports this module)
+
         remembered = remembered_for(cwd)
         if remembered is not None:
-            root_values = list(remembered[1])
-            sources["roots"] = f"remembered from `specmem scan` in {remembered[0]}"
+            root_values = list(remembered.roots)
+            sources["roots"] = f"remembered from `specmem scan` in {remembered.folder}"
             project = find_project(root_values[0])
     if not root_values:
         root_values = [(project or cwd) / "specs"]
@@ -489,7 +430,7 @@ def resolve(
         base = project_file.parent if sources["database"] == str(project_file) and project_file else cwd
         db_path = (base / Path(values.pop("database")).expanduser()).resolve()
     elif remembered is not None:
-        db_path = remembered[2]
+        db_path = remembered.db
         sources["database"] = sources["roots"]
     elif project is not None:
         db_path = project / DB_DIRNAME / "index.db"

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import apsw
 import xxhash
 
-from specmem.indexer import conventions, db, files, scanstate, signal, store, unfinished
+from specmem.indexer import conventions, db, files, moved, scanstate, signal, store, unfinished
 from specmem.indexer.chunk import chunk_file
 from specmem.indexer.config import Config
 from specmem.indexer.conventions import CONVENTIONS, Convention
@@ -216,6 +216,8 @@ def _scan(
 ) -> None:
     with FileLock(config.write_lock_path, "scan") as write_lock:
         write_lock.acquire(lock_timeout)
+        if scopes is None:
+            moved.rebase(conn, config)  # a project moved with its index: rows follow, nothing is read again
         # What a killed writer changed on disk but did not index is indexed now, whatever this scan's scopes.
         abandoned, left = unfinished.abandoned(conn)
         if abandoned:

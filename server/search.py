@@ -470,10 +470,10 @@ def search(
     used: Mode = mode
     if mode != "keyword":
         index_model = db.get_config(conn, "model")
-        if embedder is None:
+        if index_model is None or not db.has_table(conn, "vec_memories"):
+            notes.append("no embeddings in the index yet: answered in keyword mode")
+        elif embedder is None:
             notes.append("embedding model not loaded yet: answered in keyword mode")
-        elif index_model is None or not db.has_table(conn, "vec_memories"):
-            notes.append("no embeddings in the index yet (run `specmem scan`): answered in keyword mode")
         elif index_model != embedder.model_id:
             notes.append(
                 f"the index was embedded with {index_model}, not {embedder.model_id}: answered in keyword mode; "

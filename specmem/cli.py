@@ -57,6 +57,14 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
 
         extra_roots = kwargs.pop("root_args", ()) or ()
         cfg = configmod.resolve(db=db_path, roots=[*roots, *extra_roots] or None, model=model)
+        remembered = cfg.sources.get("roots", "")
+        if remembered.startswith("remembered"):
+            # Not this folder's own index: say which one answers (`specmem forget` drops the record).
+            say(
+                f"using the index of {', '.join(str(r) for r in cfg.roots)} {remembered} ({cfg.db_path}); "
+                "`specmem forget` forgets it",
+                err=True,
+            )
         return fn(cfg, **kwargs)
 
     return wrapper
@@ -161,6 +169,21 @@ def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool) -> None:
         say(f'next: cd {plan.folder} && specmem scan && specmem search "what did we decide"')
 
 
+@cli.command("forget")
+@click.argument("folder", required=False, type=click.Path(file_okay=False))
+@click.option("--all", "everything", is_flag=True, help="Forget every remembered scan.")
+def forget_cmd(folder: str | None, everything: bool) -> None:
+    """Forget the scan remembered for FOLDER (default: here), the one `specmem scan DIR` recorded outside a
+    configured project, and delete the index it made in the user data folder. The memory files are not touched."""
+    from specmem.api import forget
+
+    scans, deleted = forget(folder, everything=everything)
+    for scan in scans:
+        say(f"forgot {scan.describe()}")
+    for path in deleted:
+        say(f"deleted the index {path}", err=True)
+
+
 @cli.command("scan")
 @click.argument("root_args", nargs=-1, type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Re-read and re-index every file, even unchanged ones.")
@@ -176,7 +199,7 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
     renamed files keep their embeddings. Keyword search sees the changes before the embeddings are computed.
     Progress goes to stderr (a bar on a terminal, a line every few seconds otherwise).
     """
-    from specmem.indexer import config as configmod
+    from specmem.indexer import remembered
     from specmem.indexer.errors import ConfigError
 
     missing = [r for r in cfg.roots if not r.exists()]
@@ -185,23 +208,32 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
             f"root folder {missing[0]} does not exist; create it (`specmem init` does), or pass an existing "
             "folder (specmem scan DIR)"
         )
+    if cfg.sources.get("roots") == "option" and cfg.project_file is None:
+        # Outside a configured project: the next command run here finds these roots and this index, from the
+        # start of this scan (keyword search works long before the embeddings are done).
+        remembered.remember(cfg)
+        roots = " ".join(f"--root {r}" for r in cfg.roots if r not in cfg.convention_roots)
+        say(
+            f"remembered: `specmem search` and the other commands run in {os.getcwd()} use these roots and this "
+            f"index (`specmem forget` forgets them); to keep them in the project for good: specmem init {roots}",
+            err=True,
+        )
     progress = ProgressLine()
-    with opened(cfg) as mem:
-        report = mem.scan(force=force, embed=not no_embed, progress=None if as_json else progress)
+    try:
+        with opened(cfg) as mem:
+            report = mem.scan(force=force, embed=not no_embed, progress=None if as_json else progress)
+    except KeyboardInterrupt:
+        progress.finish()
+        say(
+            "interrupted: what was indexed is kept and searchable; run `specmem scan` again to go on from there",
+            err=True,
+        )
+        exit_now(130)
     progress.finish()
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         print_report(report, cfg)
-    if cfg.sources.get("roots") == "option" and cfg.project_file is None:
-        # Outside a configured project: the next command run here finds these roots and this index.
-        configmod.remember(cfg)
-        roots = " ".join(f"--root {r}" for r in cfg.roots if r not in cfg.convention_roots)
-        say(
-            f"remembered: `specmem search` and the other commands run in {os.getcwd()} use these roots and this "
-            f"index; to keep them in the project for good: specmem init {roots}",
-            err=True,
-        )
 
 
 def print_report(report: ScanReport, cfg: Config) -> None:
