@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -117,6 +118,19 @@ def side_file(db_path: Path, suffix: str) -> Path:
 def write_lock_of(db_path: Path) -> Path:
     """The lock file that serialises the writers of the index at `db_path`."""
     return side_file(db_path, "write.lock")
+
+
+def _utf8_path(path: Path, what: str) -> None:
+    """Paths are stored and shown as UTF-8 text: a name in another encoding (Latin-1 bytes) is refused here."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(text).decode("utf-8", "backslashreplace")
+        raise ConfigError(
+            f"the {what} {shown} has a name that is not UTF-8 (bytes shown as \\xNN); rename it to UTF-8 "
+            "(e.g. `convmv -f latin1 -t utf8`)"
+        ) from None
 
 
 def _path_list(text: str) -> list[str]:
@@ -281,18 +295,40 @@ def is_project(folder: Path) -> bool:
     return (folder / PROJECT_FILE).is_file() or (folder / ".git").exists() or (folder / "specs").is_dir()
 
 
-def find_project(start: Path | None = None) -> Path | None:
-    """The nearest folder at or above `start` holding `specmem.toml`, `.git` or `specs/`, or None."""
-    start = (start or Path.cwd()).resolve()
+def shared(folder: Path) -> bool:
+    """Whether `folder` is a temporary folder every user may write (world-writable and sticky: /tmp, /var/tmp,
+    /dev/shm): what lies in it may be another user's, so it is never a project, and the search stops below it."""
+    try:
+        mode = os.stat(folder).st_mode
+    except OSError:
+        return False
+    return bool(mode & stat.S_IWOTH and mode & stat.S_ISVTX)
+
+
+def upwards(start: Path) -> list[Path]:
+    """`start` and the folders above it where a project may be: up to, not into, a shared folder (/tmp)."""
+    out: list[Path] = []
     for folder in (start, *start.parents):
+        if shared(folder):
+            break
+        out.append(folder)
+    return out
+
+
+def find_project(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above `start` holding `specmem.toml`, `.git` or `specs/`, or None. A shared
+    folder (world-writable, like /tmp) is never one: its `specs/` may be another user's."""
+    start = (start or Path.cwd()).resolve()
+    for folder in upwards(start):
         if is_project(folder):
             return folder
     return None
 
 
 def find_project_file(start: Path) -> Path | None:
-    """The nearest `specmem.toml` at or above `start`, stopping at the repository top."""
-    for folder in (start, *start.parents):
+    """The nearest `specmem.toml` at or above `start`, stopping at the repository top (and below a shared
+    folder such as /tmp, where anybody may put one)."""
+    for folder in upwards(start):
         if (folder / PROJECT_FILE).is_file():
             return folder / PROJECT_FILE
         if (folder / ".git").exists():
@@ -318,8 +354,9 @@ def read_project_file(path: Path) -> dict[str, Any]:
 
 
 def user_data_dir() -> Path:
-    """Where specmem keeps data that belongs to the user rather than to a project."""
-    return Path(platformdirs.user_data_dir("specmem", appauthor=False))
+    """Where specmem keeps data that belongs to the user rather than to a project (symlinks the user made on the
+    way resolved here, once: the folder is then opened as one of specmem's own, never through a symlink)."""
+    return Path(platformdirs.user_data_dir("specmem", appauthor=False)).resolve()
 
 
 def missing_index(config: Config) -> str:
@@ -345,7 +382,7 @@ def user_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get("SPECMEM_CACHE_DIR"):
         return Path(env["SPECMEM_CACHE_DIR"]).expanduser().resolve()
-    return Path(platformdirs.user_cache_dir("specmem", appauthor=False))
+    return Path(platformdirs.user_cache_dir("specmem", appauthor=False)).resolve()
 
 
 def resolve(
@@ -405,6 +442,8 @@ def resolve(
     if not root_values:
         root_values = [(project or cwd) / "specs"]
     resolved_roots = tuple(dict.fromkeys(p.resolve() for p in root_values))
+    for root in resolved_roots:
+        _utf8_path(root, "root folder")
 
     values: dict[str, Any] = {}
     for setting in SETTINGS:
@@ -439,6 +478,7 @@ def resolve(
         slug = hashlib.sha1(str(resolved_roots[0]).encode()).hexdigest()[:12]
         db_path = user_data_dir() / "indexes" / f"{resolved_roots[0].name}-{slug}" / "index.db"
 
+    _utf8_path(db_path, "index path")
     # The adopted conventions' places at the project top become roots of their own, unless roots were chosen
     # for this run (an option or SPECMEM_ROOTS: exactly those folders) or a root already holds them.
     extra: list[tuple[conventions_mod.Convention, Path]] = []

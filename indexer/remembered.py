@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specmem.indexer.atomic import write_own_file
-from specmem.indexer.config import SIDE_FILES, Config, is_project, side_file, user_data_dir
+from specmem.indexer.atomic import read_own_file, write_own_file
+from specmem.indexer.config import SIDE_FILES, Config, is_project, shared, side_file, user_data_dir
+from specmem.indexer.errors import SpecmemError
 from specmem.indexer.lock import FileLock
 
 FILE = "remembered-scans.json"
-LOCK_TIMEOUT = 10.0
+LIMIT = 8 * 1024 * 1024  # bytes of the record read; MAX_SCANS records fit well within it
+MAX_SCANS = 1000  # the oldest are forgotten first
+LOCK_TIMEOUT = 30.0
 # An index in here was made for a remembered scan; `forget` deletes it with the record (else it is the user's).
 INDEXES = "indexes"
 
@@ -47,22 +50,29 @@ def _file() -> Path:
 
 
 def _parse(item: Any, folder: str | None = None) -> Scan | None:
-    try:
-        return Scan(
-            Path(folder if folder is not None else item["folder"]),
-            tuple(Path(r) for r in item["roots"]),
-            Path(item["db"]),
-            int(item.get("at_ms", 0)),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError):
+    """A record, or None for one of an unexpected shape (a hand edit, another version): left out."""
+    folder = folder if folder is not None else item.get("folder") if isinstance(item, dict) else None
+    if not (
+        isinstance(folder, str)
+        and folder
+        and isinstance(item, dict)
+        and isinstance(item.get("roots"), list)
+        and item["roots"]
+        and all(isinstance(r, str) and r for r in item["roots"])
+        and isinstance(item.get("db"), str)
+        and item["db"]
+        and isinstance(item.get("at_ms", 0), int)
+    ):
         return None
+    return Scan(Path(folder), tuple(Path(r) for r in item["roots"]), Path(item["db"]), item.get("at_ms", 0))
 
 
 def load() -> list[Scan]:
-    """Every remembered scan, oldest first (a missing or garbled record is no error: nothing remembered)."""
+    """Every remembered scan, oldest first (a missing or garbled record is no error: nothing remembered; a record
+    file that is a symlink is never read)."""
     try:
-        data = json.loads(_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_own_file(_file(), LIMIT) or b"[]")
+    except (OSError, ValueError, SpecmemError):
         return []
     if isinstance(data, dict):  # the first format: one scan per folder, keyed by it
         found = [_parse(item, folder) for folder, item in data.items()]
@@ -84,7 +94,7 @@ def _save(scans: list[Scan]) -> None:
 def _locked() -> FileLock:
     path = _file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(path.with_name(f"{FILE}-write.lock"), "remember")
+    lock = FileLock(path.with_name(f"{FILE}.lock"), "remember")
     lock.acquire(LOCK_TIMEOUT)
     return lock
 
@@ -102,7 +112,7 @@ def remember(config: Config, cwd: Path | None = None) -> Scan:
     lock = _locked()
     try:
         kept = [s for s in load() if (s.folder, s.roots) != (scan.folder, scan.roots)]
-        _save([*kept, scan])
+        _save([*kept, scan][-MAX_SCANS:])
     finally:
         lock.release()
     return scan
@@ -117,7 +127,7 @@ def candidates(cwd: Path) -> list[Scan]:
         here = [s for s in scans if folder in s.roots or s.folder == folder]
         if here:
             return sorted(here, key=lambda s: (s.holds(cwd), s.at_ms), reverse=True)
-        if is_project(folder):
+        if is_project(folder) and not shared(folder):  # (a shared folder such as /tmp is nobody's project)
             break
     return []
 
