@@ -63,6 +63,9 @@ class InitPlan:
     steps: list[Step] = field(default_factory=list)
     found: list[tuple[Convention, Path]] = field(default_factory=list)  # conventions this project has
     hidden: dict[Path, int] = field(default_factory=dict)  # other hidden folders at the top holding markdown
+    unread: dict[Path, int] = field(
+        default_factory=dict
+    )  # other folders of markdown no root reads (unread.py)
 
     @property
     def created(self) -> list[Step]:

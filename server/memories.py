@@ -111,25 +111,50 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Any:
             dict.fromkeys([text, unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)])
         )
     )
-    candidates: list[Path] = []
+    # A path from here (absolute, or relative to the current folder) names one file; relative to the roots it may
+    # name one in each: then it is ambiguous, and never silently the first.
+    here: list[Path] = []
+    in_roots: list[Path] = []
     for spelling in spellings:
         raw = Path(spelling).expanduser()
-        candidates += [raw] if raw.is_absolute() else [Path.cwd() / raw, *(root / raw for root in cfg.roots)]
-    for candidate in candidates:
-        absolute = Path(os.path.abspath(candidate))
-        row = db.one(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE path = ?", (str(absolute),))
+        here.append(raw if raw.is_absolute() else Path.cwd() / raw)
+        in_roots += [] if raw.is_absolute() else [root / raw for root in cfg.roots]
+    candidates = here + in_roots
+    for candidate in here:
+        row = db.one(
+            conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE path = ?", (os.path.abspath(candidate),)
+        )
         if row is not None:
             return row
-    for spelling in spellings:
-        found = db.rows(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE rel_path = ?", (spelling,))
-        if len(found) == 1:
-            return found[0]
+    matches = {}
+    for candidate in in_roots:
+        row = db.one(
+            conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE path = ?", (os.path.abspath(candidate),)
+        )
+        if row is not None:
+            matches[row.id] = row
+    if not matches:
+        for spelling in spellings:
+            for row in db.rows(
+                conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE rel_path = ?", (spelling,)
+            ):
+                matches[row.id] = row
+    if len(matches) == 1:
+        return next(iter(matches.values()))
+    if matches:
+        raise NotFound(ambiguous(text, [(row.path, row.id) for row in matches.values()]))
     if not any(inside_roots(c, cfg) for c in candidates):
         roots = ", ".join(str(r) for r in cfg.roots)
         raise NotFound(f"{text} is outside the memory roots ({roots}); give a path inside them")
     raise NotFound(
         f"no indexed memory at {text!r}; give an id or a path inside the roots, or run `specmem scan`"
     )
+
+
+def ambiguous(text: str, found: list[tuple[str, int | None]]) -> str:
+    """The error for a name that fits several memories or files: each candidate, and what to give instead."""
+    listed = "; ".join(path if mid is None else f"{path} (id {mid})" for path, mid in sorted(found))
+    return f"{text} is ambiguous: it names {len(found)} memories ({listed}); give the id or the whole path"
 
 
 def find_served(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple[Any, Path]:

@@ -308,6 +308,13 @@ class Memories:
                 return state if building else scanstate.ScanState(os.getpid(), "", "walking", 0, 0, 0, 0)
             time.sleep(WAIT_POLL)  # another process's progress: a file to poll, no event to wait on
 
+    def unread(self) -> dict[Path, int]:
+        """Folders of markdown in the project that no root reads, with their number of markdown files (only when
+        the roots are the project's own: roots chosen for one run are taken as meant)."""
+        from specmem.indexer import unread
+
+        return unread.of(self.config)
+
     def pending(self) -> int:
         """Memories whose embeddings are not computed yet."""
         from specmem.indexer.store import pending_count
@@ -376,9 +383,13 @@ class Memories:
             bases = [Path.cwd(), self.config.project, *self.config.roots]
             candidates = list(dict.fromkeys(base / raw for base in bases))
         inside = [c for c in candidates if memories.inside_roots(c, self.config)]
-        for candidate in inside:
-            if candidate.exists():
-                return Path(os.path.abspath(candidate))
+        if inside and inside[0] == candidates[0] and inside[0].exists():
+            return Path(os.path.abspath(inside[0]))  # from here (or absolute): one file
+        existing = list(dict.fromkeys(Path(os.path.abspath(c)) for c in inside if c.exists()))
+        if len(existing) > 1:  # relative to the project and the roots, it names a file in several of them
+            raise NotFound(memories.ambiguous(text, [(str(p), None) for p in existing]))
+        if existing:
+            return existing[0]
         if inside and raw.is_absolute():
             return Path(os.path.abspath(inside[0]))
         roots = ", ".join(str(r) for r in self.config.roots)
@@ -681,9 +692,14 @@ def init(
     """Set a project up: `specmem.toml`, an example rule and memory (when the first root holds no markdown
     yet), `.specmem/` kept out of git, and `.mcp.json` for Claude Code. Never overwrites a file; the plan says
     what was created, what was kept, and which assistants' memory conventions the project already has."""
-    from specmem.indexer import project
+    from specmem.indexer import files, project, unread
 
     plan = project.plan(Path(folder), [os.fspath(r) for r in roots] if roots else None)
+    read = [plan.folder / r for r in plan.roots] + [place for _, place in plan.found]
+    found = unread.folders(
+        plan.folder, read, files.DEFAULT_POLICY, exclude=(plan.folder / config.DB_DIRNAME,)
+    )
+    plan.unread = {folder: n for folder, n in found.items() if folder not in plan.hidden}
     if not dry_run:
         project.apply(plan)
     return plan

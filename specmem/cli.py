@@ -165,6 +165,7 @@ def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool) -> None:
             f'["{path.name}"] to specmem.toml',
             fg="yellow",
         )
+    print_unread(plan.unread, plan.folder)
     if not dry_run:
         say(f'next: cd {plan.folder} && specmem scan && specmem search "what did we decide"')
 
@@ -200,7 +201,7 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
     Progress goes to stderr (a bar on a terminal, a line every few seconds otherwise).
     """
     from specmem.indexer import remembered
-    from specmem.indexer.errors import ConfigError
+    from specmem.indexer.errors import ConfigError, ModelUnavailable
 
     missing = [r for r in cfg.roots if not r.exists()]
     if missing and len(missing) == len(cfg.roots):
@@ -222,6 +223,7 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
     try:
         with opened(cfg) as mem:
             report = mem.scan(force=force, embed=not no_embed, progress=None if as_json else progress)
+            unread = mem.unread()
     except KeyboardInterrupt:
         progress.finish()
         say(
@@ -231,9 +233,18 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
         exit_now(130)
     progress.finish()
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        shown = {str(folder): count for folder, count in unread.items()}
+        click.echo(json.dumps({**report.to_dict(), "unread": shown}, indent=2))
     else:
         print_report(report, cfg)
+        print_unread(unread, cfg.project)
+    if report.embedding_error and not no_embed:
+        # Keyword search works, but the scan did not do what was asked: say why and how to fix it.
+        raise ModelUnavailable(
+            f"embeddings not computed ({report.embedding_error}); keyword search works on what was indexed: set "
+            "a model that loads (--model, SPECMEM_MODEL or model in specmem.toml; `specmem paths` shows the one "
+            "used), or scan with --no-embed"
+        )
 
 
 def print_report(report: ScanReport, cfg: Config) -> None:
@@ -255,6 +266,17 @@ def print_report(report: ScanReport, cfg: Config) -> None:
         say(f"warning {path}: {message}", fg="yellow")
     print_skipped(report, cfg)
     say(f"index: {cfg.db_path}")
+
+
+def print_unread(unread: dict[Any, int], project: Any) -> None:
+    """Every folder of markdown in the project that no root reads, with the setting that takes it in."""
+    for folder, count in unread.items():
+        rel = folder.relative_to(project).as_posix()
+        say(
+            f"not read: {rel}/ holds {count} markdown file{'s' if count != 1 else ''} outside the roots; to index "
+            f'it, add "{rel}" to roots in specmem.toml',
+            fg="yellow",
+        )
 
 
 def print_skipped(report: ScanReport, cfg: Config) -> None:
@@ -312,7 +334,7 @@ def watch_cmd(cfg: Config, debounce: float, polling: bool, no_embed: bool, verbo
     )
     logging.getLogger("watchdog").setLevel(logging.WARNING)
     for root in cfg.roots:
-        if not root.is_dir():
+        if not root.exists():  # (a convention's file, CLAUDE.md, is a root too)
             say(f"warning: root {root} does not exist yet; watching for it", err=True, fg="yellow")
     ready = threading.Event()
 
@@ -624,6 +646,13 @@ def search_cmd(
             include_deprecated=include_deprecated,
             include_constitutional=not no_constitutional,
         )
+    if mode == "semantic" and response.mode_used != "semantic":
+        from specmem.indexer.errors import SearchError
+
+        # Asked for meaning only, and no meaning can be searched: an answer by keyword would pass for it.
+        raise SearchError(
+            f"semantic search is not possible here: {'; '.join(response.notes)}; use --mode keyword or hybrid"
+        )
     if as_json:
         click.echo(json.dumps(response.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -745,13 +774,23 @@ def list_cmd(
     if as_json:
         click.echo(page.model_dump_json(indent=2))
         return
+    shared = {m.rel_path for m in page.items if sum(o.rel_path == m.rel_path for o in page.items) > 1}
     for m in page.items:
+        # Two roots may each hold a README.md: those are shown by their path from the project, not as twins.
+        shown = m.rel_path if m.rel_path not in shared else _from_project(m.path, cfg)
         say(
             f"{m.id:>5}  {m.tier:<14} {m.spec_folder or '-':<20} {click.style(m.title, bold=True)}  "
-            + click.style(m.rel_path, fg="cyan")
+            + click.style(shown, fg="cyan")
         )
     shown = f"{offset + 1}-{offset + len(page.items)}" if page.items else "none"
     say(click.style(f"{shown} of {page.total} memories", dim=True), err=True)
+
+
+def _from_project(path: str, cfg: Config) -> str:
+    from pathlib import Path
+
+    target = Path(path)
+    return target.relative_to(cfg.project).as_posix() if target.is_relative_to(cfg.project) else path
 
 
 @cli.command("triggers")

@@ -312,8 +312,10 @@ def memory_health(ctx: Context) -> Health:
     state = app(ctx)
     mem = state.memories
     reader = mem.reader
+    stats, pending = mem.stats(), mem.pending()
+    # Taken last: each call above may reopen this thread's connection (another process committed meanwhile),
+    # closing one taken before them.
     conn = reader.conn()
-    stats = mem.stats()
     sig = signal.read(mem.config.signal_path)
     return Health(
         pid=os.getpid(),
@@ -324,7 +326,7 @@ def memory_health(ctx: Context) -> Health:
         model_state=reader.model_state,  # type: ignore[arg-type]
         model_error=reader.model_error,
         index_model=db.get_config(conn, "model"),
-        pending_embeddings=mem.pending(),
+        pending_embeddings=pending,
         memories=stats.memories,
         files_with_warnings=stats.warnings,
         watcher=stats.watcher,

@@ -13,6 +13,8 @@ import specmem
 from specmem.indexer import db
 from tests.helpers import memory, wait_for, write
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture
 def mem(specs: Path):
@@ -117,21 +119,31 @@ def test_import_is_cheap_and_side_effect_free():
     assert set(specmem.__all__) <= set(dir(specmem)) and all(getattr(specmem, n) for n in specmem.__all__)
 
 
-def test_the_readme_example_runs(specs, capsys):
-    """The README's Python API example, run as written against a small project."""
+def test_the_readme_example_runs_from_any_folder(tmp_path, monkeypatch):
+    """The README's Python API example, run as written from a temporary folder and from the folder holding a
+    clone named specmem (where `import specmem` once found the clone's folder as an empty namespace package)."""
     import re
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     example = re.search(r"## Python API.*?```python\n(.*?)```", readme, re.S)
     assert example, "the README has no Python API example"
-    write(
-        specs / "001-db" / "memory" / "apsw.md",
-        memory("Use apsw", "apsw instead of sqlite3: it loads sqlite-vec"),
-    )
-    exec(compile(example.group(1), "README.md", "exec"), {})
-    printed = capsys.readouterr().out
-    assert (
-        "001-db/memory/apsw.md:4-6 normal Use apsw" in printed and "We hash cache keys with xxh3." in printed
+    script = tmp_path / "example.py"
+    script.write_text(example.group(1))
+    holder = tmp_path / "holder"
+    holder.mkdir()
+    (holder / "specmem").symlink_to(ROOT)
+    for key in ("SPECMEM_DB", "SPECMEM_ROOTS"):
+        monkeypatch.delenv(key)
+    before = sorted(p for p in (ROOT / "specs").rglob("*") if p.is_file())
+    for where in (tmp_path, holder):
+        done = subprocess.run(
+            [sys.executable, "-c", script.read_text()], cwd=where, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr
+        assert "/specs/001-db/memory/apsw.md:1-3 normal Use apsw" in done.stdout, done.stdout
+        assert "We hash cache keys with xxh3." in done.stdout
+    assert sorted(p for p in (ROOT / "specs").rglob("*") if p.is_file()) == before, (
+        "the example wrote into the clone"
     )
 
 
