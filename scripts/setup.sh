@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install specmem with its test tools. Safe to run again.
+# Create .venv and install specmem with its test tools and the PostgreSQL driver. Safe to run again.
 #
 # torch comes first, as its CPU build: installed later, as a dependency of sentence-transformers, it would be
 # PyPI's Linux wheel, which pulls CUDA (~20 nvidia-*/triton packages, several GB). On Linux the CPU build comes
@@ -49,7 +49,7 @@ EOF
     fi
 fi
 "${pip[@]}" install --quiet "${torch_args[@]}"
-"${pip[@]}" install --quiet -e '.[test]'
+"${pip[@]}" install --quiet -e '.[test,postgres]'
 # The editable install finds specmem through a finder Python consults after its path entries: run from the folder
 # holding a clone named specmem, `import specmem` took the clone's folder for an empty namespace package (`module
 # 'specmem' has no attribute 'open'`). This .pth (read after setuptools' own) puts that finder first.
