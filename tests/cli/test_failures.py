@@ -44,6 +44,18 @@ def test_a_semantic_search_that_cannot_search_meaning_exits_non_zero(specs):
     assert cli("search", "words").returncode == 0  # hybrid answers by keyword, and says so
 
 
+def test_a_search_whose_model_differs_from_the_index_says_which_not_loading(specs):
+    """A one-shot search said "embedding model not loaded yet" whatever the cause: a wrong model path too."""
+    write(specs / "001-a" / "memory" / "a.md", memory("A", "meaning and words"))
+    assert cli("scan").returncode == 0  # embedded with hash:64
+    wrong = {"SPECMEM_MODEL": "/no/such/model", "HF_HUB_OFFLINE": "1"}
+    done = cli("search", "words", env=wrong)
+    assert done.returncode == 0 and "A" in done.stdout, done.stderr
+    assert "not loaded yet" not in done.stderr and "embedded with hash:64, not /no/such/model" in done.stderr
+    semantic = cli("search", "words", "--mode", "semantic", env=wrong)
+    assert semantic.returncode == 1 and "/no/such/model" in error_line(semantic.stderr)
+
+
 def test_a_name_in_two_roots_is_ambiguous_and_listed_apart(isolated, monkeypatch, tmp_path):
     one, two = isolated / "one", isolated / "two"
     write(one / "README.md", memory("First readme", "alpha"))
