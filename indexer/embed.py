@@ -21,7 +21,7 @@ import xxhash
 from specmem.indexer import db, signal, store
 from specmem.indexer.config import DEFAULT_MODEL
 from specmem.indexer.errors import ModelUnavailable
-from specmem.indexer.tokens import WordPieceCounter
+from specmem.indexer.tokens import token_counter
 
 if TYPE_CHECKING:
     import numpy as np  # imported where vectors are made: a server's start and the CLI need no numpy
@@ -201,21 +201,8 @@ class SentenceTransformerEmbedder:
         return int(getter())
 
     def _get_counter(self) -> Callable[[Sequence[str]], list[int]] | None:
-        if self._counter is None and self.path is not None and (self.path / "tokenizer.json").exists():
-            # A BERT word-piece tokenizer is counted a word at a time (exact, several times faster).
-            self._counter = WordPieceCounter.from_file(self.path / "tokenizer.json")
-            if self._counter is None:
-                from tokenizers import Tokenizer
-
-                tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
-                tokenizer.no_truncation()
-                tokenizer.no_padding()
-
-                def count(texts: Sequence[str]) -> list[int]:
-                    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
-                    return [len(e.ids) for e in encodings]
-
-                self._counter = count
+        if self._counter is None:
+            self._counter = token_counter(self.path)
         return self._counter
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:

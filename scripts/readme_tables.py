@@ -309,6 +309,13 @@ def peers() -> str:
     note = f"{versions['qmd']} on Node {versions['node']}; median of {f['runs']} interleaved runs" + (
         f"; load average {load_avg[0]:.1f} → {load_avg[1]:.1f}" if load_avg else ""
     )
+    before = [
+        f"{label} {m['base_wall_ratio']:.2f}× wall, {m['base_cpu_ratio']:.2f}× CPU"
+        for key, label in PEER_STEPS.items()
+        if "base_wall_ratio" in (m := f["measures"].get(key) or {})
+    ]
+    if before:  # `peers.py --base COMMIT`: that commit's specmem ran in the same rounds
+        note += f". Against commit {versions['base']} in the same rounds: " + "; ".join(before)
     return table(
         [
             "step",
@@ -480,6 +487,53 @@ def render(text: str) -> str:
         return f"<!-- bench:{name} -->{RENDERERS[name]()}<!-- /bench -->"
 
     return BLOCK.sub(block, text)
+
+
+@renderer("numerics")
+def numerics() -> str:
+    f = load("numerics")["figures"]
+    rows = [
+        [
+            name,
+            f"{v['speed_vs_fp32']:.2f}×",
+            f"{v['cosine_min']:.4f} / {v['cosine_p1']:.4f} / {v['cosine_mean']:.4f}",
+            "yes" if v["meets_bound"] else ("reference" if name == "fp32" else "no"),
+        ]
+        for name, v in f["variants"].items()
+    ]
+    load_avg = f["loadavg_before_after"]
+    note = (
+        f"{f['chunks']} chunks of {len(f['corpora'])} corpora, {f['rounds']} rounds, one thread; CPU flags "
+        f"{' '.join(f['cpu_flags'] or ['unknown'])}; load average {load_avg[0]:.1f} → {load_avg[1]:.1f}"
+    )
+    return table(
+        ["graph", "speed vs fp32 (CPU time)", "cosine to fp32 min / 1st pct / mean", "meets the bound"],
+        rows,
+        "numerics",
+    ).replace("</sub>", f" {note}.</sub>", 1)
+
+
+@renderer("first-embedding")
+def first_embedding() -> str:
+    f = load("first_embedding")["figures"]
+    rows = []
+    for kind, label in (("watch", "`specmem watch`"), ("server", "`specmem serve` hosting the watcher")):
+        for variant, name in (("base", f"commit {f['base']}"), ("this", "this tree")):
+            m = f[f"{kind}_{variant}"]
+            rows.append(
+                [
+                    label,
+                    name,
+                    seconds(m["first_embedding_s"]),
+                    f"{m['rss_mb']:.0f} MB",
+                    f"{m['peak_rss_mb']:.0f} MB",
+                ]
+            )
+    load_avg = f["loadavg_before_after"]
+    note = f"median of {f['rounds']} rounds in turns; load average {load_avg[0]:.1f} → {load_avg[1]:.1f}"
+    return table(
+        ["process", "code", "first embedding after ready", "RSS", "peak RSS"], rows, "first_embedding"
+    ).replace("</sub>", f" {note}.</sub>", 1)
 
 
 def main() -> int:

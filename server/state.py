@@ -58,9 +58,9 @@ class ReadState:
         self._caches: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.reloads = 0
-        # Indexing embeds with `embedder` (sentence-transformers, loaded only when a write needs it); searches embed
-        # their query with `query_embedder`, ONNX Runtime when it can run the model: same vectors, no torch import,
-        # ready in about a second and a third of the memory.
+        # Searches embed their query with `query_embedder`, ONNX Runtime when it can run the model: same vectors
+        # as sentence-transformers, no torch import, ready in about a second and a third of the memory. Indexing
+        # (`embedder`) uses the same model object once it needs vectors.
         self._embedder = embedder
         self.query_embedder: Embedder | None = embedder
         self.model_error: str | None = None
@@ -82,11 +82,14 @@ class ReadState:
 
     @property
     def embedder(self) -> Embedder:
-        """The indexing embedder, made on first use: a keyword search never needs it (nor numpy)."""
+        """The indexing embedder, made on first use: a keyword search never needs it (nor numpy). It counts tokens
+        at once and loads its model at the first vector: the query embedder's (ONNX Runtime when it can run it)."""
         if self._embedder is None:
-            from specmem.indexer.embed import get_embedder
+            from specmem.indexer.onnx_embed import get_indexing_embedder
 
-            self._embedder = get_embedder(self.config.model)  # one per model per process: a race is harmless
+            self._embedder = get_indexing_embedder(
+                self.config.model
+            )  # a race makes two equal wrappers: harmless
         return self._embedder
 
     def _load_model(self) -> None:
