@@ -17,6 +17,7 @@ import platformdirs
 
 from specmem.indexer import conventions as conventions_mod
 from specmem.indexer.errors import ConfigError
+from specmem.indexer.pg import is_url, redacted
 
 if TYPE_CHECKING:
     from specmem.indexer.remembered import Scan
@@ -59,7 +60,21 @@ class Config:
     convention_roots: tuple[Path, ...] = ()
     file_roots: tuple[Path, ...] = ()
     project_file: Path | None = None
+    # SPECMEM_DB=postgresql://…: the shared PostgreSQL index (db_path then only places the side files: locks,
+    # scan progress), and this project's name in it (default: the project folder's, i.e. the repository's).
+    db_url: str | None = field(default=None, repr=False)
+    project_name: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def index_name(self) -> str:
+        """The index as messages name it: its file, or the PostgreSQL URL (password hidden) and this project."""
+        return f"{redacted(self.db_url)} (project {self.index_project})" if self.db_url else str(self.db_path)
+
+    @property
+    def index_project(self) -> str:
+        """The name of this project in a shared (PostgreSQL) index."""
+        return self.project_name or self.project.name
 
     @property
     def signal_path(self) -> Path:
@@ -98,6 +113,8 @@ class Config:
                 value = tuple(r for r in value if r not in self.convention_roots)
             if name == "http_token":
                 text = "(set, hidden)" if value else "(none)"
+            elif name == "database" and self.db_url:
+                text = redacted(self.db_url)
             elif isinstance(value, tuple):
                 text = ", ".join(str(v) for v in value) or "(none)"
             else:
@@ -255,6 +272,7 @@ class Setting(NamedTuple):
 SETTINGS = [
     Setting("database", "SPECMEM_DB", "db", _text, "the index file"),
     Setting("roots", "SPECMEM_ROOTS", "roots", _text, "folders of memory files"),
+    Setting("project_name", "SPECMEM_PROJECT", "project", _text, "this project's name in a shared index"),
     Setting("model", "SPECMEM_MODEL", "model", _text, "embedding model"),
     Setting(
         "max_file_bytes", "SPECMEM_MAX_FILE_BYTES", "max_file_bytes", _positive_int, "larger files: head only"
@@ -476,11 +494,13 @@ def _db_path(
 ) -> Path:
     """The index: as set (relative to where it was set), else the remembered scan's, else the project's, else
     one in the user's data folder named after the first root."""
-    if "database" in values:
+    if is_url(values.get("database")):
+        values["db_url"] = values.pop("database")  # the side files stay where the project's index would be
+    elif "database" in values:
         base = project_file.parent if sources["database"] == str(project_file) and project_file else cwd
         return (base / Path(values.pop("database")).expanduser()).resolve()
     if remembered is not None:
-        sources["database"] = sources["roots"]
+        sources.setdefault("database", sources["roots"])
         return remembered.db
     if project is not None:
         return project / DB_DIRNAME / "index.db"

@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 import apsw
 
 from specmem.indexer import atomic
-from specmem.indexer.config import SIDE_FILES, side_file, write_lock_of
+from specmem.indexer.config import SIDE_FILES, Config, side_file, write_lock_of
 from specmem.indexer.errors import DatabaseError, SpecmemError, StateFileError
 from specmem.indexer.lock import FileLock
 
@@ -238,6 +238,16 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
             conn.close()
         raise DatabaseError(f"cannot open the index at {path}: {advice}") from exc
     return conn
+
+
+def open_writer(config: Config) -> apsw.Connection:
+    """A writing connection to the configured index: SQLite's file, or with SPECMEM_DB=postgresql://… a
+    connection bound to this project (a `PgConn`, which the storage seam takes where SQLite takes apsw's)."""
+    if config.db_url:
+        from specmem.indexer import pg
+
+        return cast(apsw.Connection, pg.open_project(config.db_url, config.index_project))
+    return connect(config.db_path)
 
 
 def _open(name: Path | str, flags: int) -> apsw.Connection:

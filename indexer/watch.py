@@ -513,7 +513,7 @@ class Watcher:
             conn.close()
         while True:
             before = db.file_id(self.config.db_path)
-            conn = db.connect(self.config.db_path)
+            conn = db.open_writer(self.config)
             opened = db.file_id(self.config.db_path)
             if before is None or opened == before:  # (else it was replaced while being opened: again)
                 setattr(self, slot, opened)

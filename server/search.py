@@ -65,6 +65,7 @@ class SearchResult:
     parts: ScoreParts
     snippet: str
     always_surfaced: bool = described("Constitutional memory shown whatever the query", False)
+    project: str | None = described("The project the memory belongs to (its name in a shared index)", None)
 
     @property
     def citation(self) -> str:

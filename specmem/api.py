@@ -73,6 +73,10 @@ class Memories:
     ) -> None:
         self.config = config
         self.background = background
+        if config.db_url:  # the PostgreSQL engine behind the storage seam, reads and writes alike
+            from specmem.server import pg_reads
+
+            pg_reads.plug()
         # A long-running host keeps the vectors in memory (1.5 KB a chunk with the default model) for semantic
         # search without a scan of the table; `memory_vectors=False` keeps them on disk only.
         self._reader = ReadState(
@@ -116,7 +120,7 @@ class Memories:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Memories {', '.join(str(r) for r in self.config.roots)} → {self.config.db_path}>"
+        return f"<Memories {', '.join(str(r) for r in self.config.roots)} → {self.config.index_name}>"
 
     @property
     def embedder(self) -> Embedder:
@@ -149,7 +153,7 @@ class Memories:
     @contextmanager
     def writer(self) -> Iterator[apsw.Connection]:
         """A short-lived writing connection (creates the index and applies migrations when needed)."""
-        conn = db.connect(self.config.db_path)
+        conn = db.open_writer(self.config)
         try:
             yield conn
         finally:
@@ -168,16 +172,19 @@ class Memories:
         include_constitutional: bool = True,
         all_rules: bool = False,
         now: dt.datetime | None = None,
+        projects: Sequence[str] | None = None,
     ) -> SearchResponse:
-        """Memories for `query`, best first, with citations, score parts and snippets.
+        """Memories for `query`, best first, with citations, score parts and snippets; each result names its
+        project.
 
         The most relevant constitutional memories (at most `config.surface_constitutional`, SPECMEM_SURFACE) lead
-        the result outside `limit`; `all_rules` puts every one of them there, matched or not."""
+        the result outside `limit`; `all_rules` puts every one of them there, matched or not. `projects`: other
+        projects of a shared (PostgreSQL) index searched too, by name ("*": every project); default this one."""
         if not query.strip():
             raise SearchError('the query is empty: give words to search for, e.g. "token expiry"')
         from specmem.server.search import search
 
-        conn = self._reader.conn()
+        conn = self._reader.conn() if not projects else self._reader.conn_for(projects)
         response = search(
             conn,
             query,
@@ -189,8 +196,11 @@ class Memories:
             include_constitutional=include_constitutional,
             surface=None if all_rules else self.config.surface_constitutional,
             now=now,
-            vectors=None if mode == "keyword" else self._reader.vectors(conn),
+            vectors=None if mode == "keyword" or projects else self._reader.vectors(conn),
         )
+        names = self._reader.project_names(conn, [r.id for r in response.results])
+        for r in response.results:
+            r.project = names.get(r.id, self.config.index_project)
         if response.pending_embeddings and mode != "keyword":
             response.notes.append(self._who_embeds())
         return response

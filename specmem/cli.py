@@ -39,7 +39,8 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--db",
         "db_path",
         type=click.Path(dir_okay=False),
-        help="Index file [env SPECMEM_DB; default <project>/.specmem/index.db].",
+        help="Index file, or a postgresql:// URL for a shared index [env SPECMEM_DB; default "
+        "<project>/.specmem/index.db].",
     )
     @click.option(
         "--root",
@@ -345,7 +346,7 @@ def print_report(report: ScanReport, cfg: Config) -> None:
     for path, message in report.warnings:
         say(f"warning {path}: {message}", fg="yellow")
     print_skipped(report, cfg)
-    say(f"index: {cfg.db_path}")
+    say(f"index: {cfg.index_name}")
 
 
 def print_unread(unread: dict[Any, int], project: Any) -> None:
@@ -720,6 +721,12 @@ def parse_since(value: str | None) -> Any:
 @click.option("--since", help="Only memories modified since this date (YYYY-MM-DD).")
 @click.option("--include-deprecated", is_flag=True, help="Show deprecated memories too.")
 @click.option("--no-constitutional", is_flag=True, help="Do not put constitutional memories first.")
+@click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    help="Search this project of a shared index too ('*': every project); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
 @click.option(
     "--explain",
@@ -740,6 +747,7 @@ def search_cmd(
     since: str | None,
     include_deprecated: bool,
     no_constitutional: bool,
+    projects: tuple[str, ...],
     as_json: bool,
     explain: bool,
 ) -> None:
@@ -762,6 +770,7 @@ def search_cmd(
             filters=filters,
             include_deprecated=include_deprecated,
             include_constitutional=not no_constitutional,
+            projects=list(projects) or None,
         )
     if mode == "semantic" and response.mode_used != "semantic":
         from specmem.indexer.errors import SearchError
@@ -783,7 +792,10 @@ def search_cmd(
         label = "★" if r.always_surfaced else f"{rank - surfaced}."
         say(
             f"{click.style(f'{label} {r.title}', bold=True)}  "
-            + click.style(f"{r.tier} · {r.spec_folder or '-'} · score {figure(r.score)}", dim=True)
+            + click.style(
+                f"{f'{r.project} · ' if projects else ''}{r.tier} · {r.spec_folder or '-'} · score {figure(r.score)}",
+                dim=True,
+            )
         )
         say("   " + click.style(f"{r.path}:{r.start_line}-{r.end_line}", fg="cyan"))
         parts = r.snippet.split("**")

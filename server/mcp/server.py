@@ -145,7 +145,7 @@ def serve(
     server = build_server(config, watch=config.watch, shared=http, client_roots=client_roots)
     log.info(
         "specmem serving %s over %s (built in %.0f ms)",
-        config.db_path,
+        config.index_name,
         "http" if http else "stdio",
         1000 * (time.perf_counter() - started),
     )

@@ -206,6 +206,13 @@ def memory_search(
     include_constitutional: Annotated[
         bool, Field(description="Put the most relevant constitutional rules on top, outside limit")
     ] = True,
+    projects: Annotated[
+        list[Annotated[str, Field(max_length=200)]] | None,
+        Field(
+            description="Other projects of a shared index to search too ('*': all)",
+            max_length=100,
+        ),
+    ] = None,
 ) -> SearchAnswer:
     """Search the project's memories (decisions, conventions, context) by keywords and meaning.
 
@@ -234,6 +241,7 @@ def memory_search(
         include_deprecated=include_deprecated,
         include_constitutional=include_constitutional,
         all_rules=include_constitutional and state.first_search(),
+        projects=projects,
     )
     notes = list(response.notes)
     reader = mem.reader
@@ -322,7 +330,7 @@ def memory_health(ctx: Context) -> Health:
     sig = signal.read(mem.config.signal_path)
     return Health(
         pid=os.getpid(),
-        database=str(mem.config.db_path),
+        database=mem.config.index_name,
         schema_version=stats.schema_version,
         sqlite_vec_version=mem.vector_version(),
         model=mem.config.model,
