@@ -26,6 +26,16 @@ def write_tx(c: PgConn) -> Iterator[PgConn]:
         pg.committed(c.conn, c.project)
 
 
+def pending_count(c: PgConn) -> int:
+    """Memories of the project whose embeddings are not all computed yet."""
+    conn = c.conn
+    project = c.project
+    row = conn.execute(
+        "SELECT count(*) FROM memory_index WHERE project_id = %s AND embedding_status = 'pending'", (project,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def schema_version(c: PgConn) -> int:
     return pg.schema_version(c.conn)
 

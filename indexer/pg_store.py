@@ -313,16 +313,6 @@ def update_stat(c: PgConn, memory_id: int, st: FileStat) -> None:
     )
 
 
-def pending_count(c: PgConn) -> int:
-    """Memories of the project whose embeddings are not all computed yet."""
-    conn = c.conn
-    project = c.project
-    row = conn.execute(
-        "SELECT count(*) FROM memory_index WHERE project_id = %s AND embedding_status = 'pending'", (project,)
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
 # -- vectors ----------------------------------------------------------------------------------------------------
 
 

@@ -1,5 +1,9 @@
 """The live watcher: filesystem events, coalesced per path, applied in one write batch, embeddings behind.
 
+Files that memories cite (code, anywhere in their repository) are not watched through events: their stat is
+compared every ROOT_CHECK seconds, only those files (a folder watch each would cost a thread and an inotify
+instance per folder, and the repository around them is none of specmem's business); a change is a batch too.
+
 Start-up queues a full reconcile (the scan's fast path) as the first batch, so nothing that changed while no
 watcher ran is missed; the observer is scheduled before it, so nothing that changes during it is missed either.
 A safety net repeats that reconcile periodically (`reconcile_interval`), so a change whose event was lost (a
@@ -37,7 +41,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
-from specmem.indexer import db, files
+from specmem.indexer import citations, cited, db, files
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder, background_thread, embed_pending
 from specmem.indexer.errors import DatabaseError, ModelUnavailable, SpecmemError, WatcherBusy
@@ -129,6 +133,8 @@ class Watcher:
         self.lock = FileLock(config.watcher_lock_path, role)
         self._cond = threading.Condition()
         self._pending: set[Path] = set()
+        self._cited_pending: set[Path] = set()  # cited files whose stat changed
+        self._cited: dict[str, object] = {}  # cited file → its stat at the last look (None: no file)
         self._full = False
         self._first_event = 0.0
         self._last_event = 0.0
@@ -218,7 +224,7 @@ class Watcher:
     def idle(self) -> bool:
         """No event waiting, no batch being applied, no embedding running or wanted."""
         with self._cond:
-            quiet = not self._pending and not self._full and not self._busy
+            quiet = not self._pending and not self._cited_pending and not self._full and not self._busy
         return quiet and not self._embedding and not self._embed_wanted.is_set()
 
     # -- events ---------------------------------------------------------------------------------------------
@@ -375,8 +381,9 @@ class Watcher:
 
     # -- batches --------------------------------------------------------------------------------------------
 
-    def _take_batch(self) -> tuple[bool, set[Path]] | None:
-        """Wait for events and then for a quiet moment; None when stopping. Idle waits also check the roots."""
+    def _take_batch(self) -> tuple[bool, set[Path], set[Path]] | None:
+        """Wait for events and then for a quiet moment; None when stopping. Idle waits also check the roots and
+        the cited files."""
         while True:
             check_roots = False
             with self._cond:
@@ -386,14 +393,16 @@ class Watcher:
                     # Checked here, not only when idle: a steady stream of events must not put it off.
                     self._periodic = True
                     self._full = True
-                    self._first_event = self._first_event if self._pending else time.monotonic()
+                    self._first_event = (
+                        self._first_event if self._pending or self._cited_pending else time.monotonic()
+                    )
                     self._last_event = 0.0
-                if self._pending or self._full:
+                if self._pending or self._full or self._cited_pending:
                     now = time.monotonic()
                     due = min(self._last_event + self.debounce, self._first_event + self.max_delay)
                     if now >= due:
-                        batch = (self._full, self._pending)
-                        self._full, self._pending = False, set()
+                        batch = (self._full, self._pending, self._cited_pending)
+                        self._full, self._pending, self._cited_pending = False, set(), set()
                         self._busy = True
                         return batch
                     self._cond.wait(due - now)
@@ -404,6 +413,7 @@ class Watcher:
                 self._check_roots()
                 self._check_db()
                 self._check_lock()
+                self._check_cited()
 
     def _apply_loop(self) -> None:
         conn = None
@@ -412,7 +422,7 @@ class Watcher:
             batch = self._take_batch()
             if batch is None:
                 break
-            full, paths = batch
+            full, paths, cited = batch
             periodic, self._periodic = self._periodic and full, False
             try:
                 conn, reopened = self._connection(conn, "_db_id")
@@ -429,7 +439,9 @@ class Watcher:
                     embed=False,
                     should_stop=self._stopping.is_set,
                     announce=not periodic,
+                    cited=tuple(cited),
                 )
+                self._cited = citations.cited_stats(conn)
                 backoff = 0.5
             except Exception as exc:  # noqa: BLE001 - a failed batch is retried, never fatal
                 log.error(
@@ -440,6 +452,7 @@ class Watcher:
                     self._busy = False
                     self._full = self._full or full
                     self._pending |= paths
+                    self._cited_pending |= cited
                     self._last_event = time.monotonic()
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, RETRY_MAX)
@@ -499,6 +512,21 @@ class Watcher:
             self._rewatch |= set(self.config.roots)
         self._rewatch_roots()
         return False
+
+    def _check_cited(self) -> None:
+        """Queue the cited files whose stat changed since the last look (a stat each: no event, no folder watch)."""
+        changed = {Path(f) for f, st in self._cited.items() if cited.stat_of(f) != st}
+        if changed:
+            for f in changed:
+                self._cited[str(f)] = cited.stat_of(str(f))
+            with self._cond:
+                if not self._pending and not self._full and not self._cited_pending:
+                    self._first_event = time.monotonic()
+                self._last_event = (
+                    0.0  # a stat that changed needs no quiet time: the file was written a while ago
+                )
+                self._cited_pending |= changed
+                self._cond.notify_all()
 
     def _connection(self, conn: apsw.Connection | None, slot: str) -> tuple[apsw.Connection, bool]:
         """The loop's writer connection, reopened when the database file was deleted or replaced (else every

@@ -451,6 +451,31 @@ STARTUP_STEPS = {
 }
 
 
+@renderer("citations")
+def citations() -> str:
+    f = load("citations")["figures"]
+    rows = []
+    for key in sorted((k for k in f if k.startswith("spread_")), key=lambda k: int(k.split("_")[1])):
+        c = f[key]
+        rows.append(
+            [
+                f"{c['citations']:,} citations of {c['cited_files']:,} files",
+                f"{ms(c['plain_noop_ms'])} → {ms(c['cited_noop_ms'])} ms (**×{c['noop_ratio']:.2f}**)",
+                f"{ms(c['plain_noop_cpu_ms'])} → {ms(c['cited_noop_cpu_ms'])} ms (×{c['noop_cpu_ratio']:.2f})",
+                f"{ms(c['one_cited_file_edited_ms'])} ms",
+                f"{c['plain_first_index_s']:.1f} → {c['cited_first_index_s']:.1f} s",
+            ]
+        )
+    header = [
+        f"{f['memories']:,} memories with",
+        "no-op rescan, wall: none → these",
+        "… CPU",
+        "rescan after one cited file changed",
+        "first index",
+    ]
+    return table(header, rows, "citations")
+
+
 @renderer("startup")
 def startup() -> str:
     f = load("startup")["figures"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Collection, Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from specmem.server.keyword import KeywordHit
@@ -177,14 +177,13 @@ def ranked(entries: Iterable[tuple[K, Fused, float]]) -> list[K]:
     ]
 
 
-@dataclass(frozen=True)
-class Candidates:
+class Candidates(NamedTuple):
     """What retrieval found and fusion made of it, by memory id: each side's hit, and one score per memory."""
 
     keyword: Mapping[int, KeywordHit]
     semantic: Mapping[int, SemanticHit]
     scores: Mapping[int, float]  # the fused score (one side's raw score when only one side searched)
-    hybrid: Mapping[int, Fused] = field(default_factory=dict)  # hybrid: how each score was made
+    hybrid: Mapping[int, Fused]  # hybrid: how each score was made (empty otherwise)
 
     def best_chunk(self, memory_id: int) -> int | None:
         """The memory's best chunk: the keyword side's, else the semantic side's; None when neither found it."""
@@ -211,7 +210,7 @@ def combine(
     if not hybrid:
         scores = {mid: hit.score for mid, hit in keyword.items()}
         scores.update({mid: hit.similarity for mid, hit in semantic.items()})  # one side is empty
-        return Candidates(keyword, semantic, scores)
+        return Candidates(keyword, semantic, scores, {})
     fused = fuse(
         {mid: hit.score for mid, hit in keyword.items()},
         {mid: hit.similarity for mid, hit in semantic.items()},

@@ -16,7 +16,8 @@ from specmem.indexer.config import Config
 from specmem.indexer.errors import NotFound
 from specmem.indexer.lock import WatcherInfo, watcher_info
 from specmem.indexer.parse import decode, normalise
-from specmem.server import reads
+from specmem.server import citations, reads
+from specmem.server.citations import Citation
 from specmem.server.reads import MemoryDetail, Scope
 
 
@@ -43,6 +44,11 @@ class Memory(ListItem):
     start_line: int
     end_line: int
     content: str
+    code: str | None = Field(default=None, description=citations.CODE_DESCRIPTION)
+    citations: list[Citation] = Field(
+        default_factory=list,
+        description="The code it cites, each with its status and, when changed, the diff",
+    )
 
 
 class FileWarnings(BaseModel):
@@ -65,6 +71,7 @@ class Stats(BaseModel):
     by_embedding_status: dict[str, int]
     warnings: list[FileWarnings]
     watcher: WatcherInfo | None
+    citations: dict[str, int] = Field(default_factory=dict, description="Citations of code by status")
 
 
 def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> MemoryDetail:
@@ -161,7 +168,15 @@ def get(
         last = min(last, len(lines))
     if (first, last) != (1, max(len(lines), 1)):
         content = "".join(lines[first - 1 : last])
-    return Memory(**row._asdict(), start_line=first, end_line=last, content=content)
+    cites = citations.of_memories(conn, [row.id]).get(row.id, [])
+    return Memory(
+        **row._asdict(),
+        start_line=first,
+        end_line=last,
+        content=content,
+        code=citations.code_status(cites),
+        citations=cites,
+    )
 
 
 def stats(conn: apsw.Connection, cfg: Config) -> Stats:
@@ -183,6 +198,7 @@ def stats(conn: apsw.Connection, cfg: Config) -> Stats:
         by_embedding_status=reads.counts(conn, "embedding_status"),
         warnings=warned,
         watcher=_watcher(cfg),
+        citations=citations.counts(conn),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import apsw
 
@@ -63,8 +63,7 @@ class ScoreParts:
     confidence: float = 1.0
 
 
-@dataclass(frozen=True)
-class Ranked:
+class Ranked(NamedTuple):
     """A memory in the order shown: its row, its score and what it was made of, whether it leads as a rule."""
 
     memory: MemoryRow
@@ -114,13 +113,13 @@ def rank(
         parts = _parts(found, row, now)
         score = parts.fused * parts.tier_weight * parts.recency * parts.confidence
         ranked.append(Ranked(row, score, parts, rule, found.tie_breaker(row.id)))
-    rules = sorted((r for r in ranked if r.surfaced), key=Ranked.key)
+    rules = [r for r in ranked if r.surfaced]
     top = MAX_RULES if surface is None else min(surface, MAX_RULES)
     unshown = 0
     if surface is not None or len(rules) > top:
         # The `top` most relevant rules stay on top; the others compete like any memory (those the query did not
         # match, taken only to show every rule, are left out).
-        on_top = {r.memory.id for r in rules[:top]}
+        on_top = {r.memory.id for r in sorted(rules, key=Ranked.key)[:top]}
         ranked = [
             Ranked(r.memory, r.score, r.parts, r.memory.id in on_top, r.tie_breaker)
             for r in ranked

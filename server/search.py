@@ -14,7 +14,7 @@ import apsw
 
 from specmem.indexer.errors import SearchError
 from specmem.indexer.tiers import TIERS
-from specmem.server import fusion, keyword, rank, reads, semantic
+from specmem.server import citations, fusion, keyword, rank, reads, semantic
 from specmem.server.keyword import fts_query as fts_query  # the query syntax tests and benchmarks check
 from specmem.server.rank import DESCRIBED, MAX_RULES, Ranked, described, figures
 from specmem.server.rank import ScoreParts as ScoreParts  # a result's field, named here for its users
@@ -65,6 +65,10 @@ class SearchResult:
     parts: ScoreParts
     snippet: str
     always_surfaced: bool = described("Constitutional memory shown whatever the query", False)
+    code: str | None = described(citations.CODE_DESCRIPTION, None)
+    code_notes: list[str] = field(
+        default_factory=list, metadata={"description": "One line per cited place of code that is not current"}
+    )
     project: str | None = described("The project the memory belongs to (its name in a shared index)", None)
 
     @property
@@ -114,7 +118,8 @@ def search(
        vector is pending is ranked by its keyword score on both sides).
     5. Rank: × tier weight × recency × confidence (rank.py). With `include_constitutional`, constitutional
        memories lead outside `limit`: all of them when `surface` is None, else the `surface` most relevant.
-    6. Results: the memories shown, each with its best chunk (citation lines), a snippet and its score parts.
+    6. Results: the memories shown, each with its best chunk (citation lines), a snippet, its score parts and
+       the status of the code it cites.
 
     `vectors`, a long-running server's in-memory copy of the vectors (kept up to date by the caller), answers
     the semantic side with the same results as sqlite-vec, faster."""
@@ -152,13 +157,9 @@ def search(
             "memory_list with tier constitutional lists them all"
         )
     results = _results(conn, ranked, found, words, limit)  # 6
+    citations.annotate(conn, results)
     pending = reads.pending_count(conn)
-    if pending and used != "keyword":
-        total = reads.memory_count(conn)
-        notes.append(
-            f"meaning-based ranking ready for {(total - pending) * 100 // max(total, 1)}% of memories; the other "
-            f"{pending} are waiting for embeddings and ranked by keyword alone"
-        )
+    notes += _coverage(conn, pending) if used != "keyword" else []
     return SearchResponse(
         query=query,
         mode_requested=mode,
@@ -169,6 +170,17 @@ def search(
         total_memories=reads.memory_count(conn),
         notes=notes,
     )
+
+
+def _coverage(conn: apsw.Connection, pending: int) -> list[str]:
+    """The note of a search that used meaning while some memories wait for their embeddings."""
+    if not pending:
+        return []
+    total = reads.memory_count(conn)
+    return [
+        f"meaning-based ranking ready for {(total - pending) * 100 // max(total, 1)}% of memories; the other "
+        f"{pending} are waiting for embeddings and ranked by keyword alone"
+    ]
 
 
 def _scope(filters: Filters, include_deprecated: bool, now: dt.datetime) -> Scope:

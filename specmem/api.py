@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from specmem.indexer.scanstate import ScanState
     from specmem.indexer.watch import Watcher
     from specmem.results import Deleted, Validation, Written
+    from specmem.server.citations import StaleList
     from specmem.server.context import ContextBlock
     from specmem.server.memories import Memory, MemoryList, Stats, TriggerMatch
     from specmem.server.reads import MemoryRow
@@ -295,6 +296,13 @@ class Memories:
             budget=DEFAULT_BUDGET if budget is None else budget,
         )
 
+    def stale(self, *, limit: int = 50, offset: int = 0) -> StaleList:
+        """Memories whose cited code changed or is gone since they were written, the longest unreviewed first,
+        each with those citations (and their diffs). Confirm one with `update(..., confirm_citations=True)`."""
+        from specmem.server import citations
+
+        return citations.stale(self._reader.conn(), limit=limit, offset=offset)
+
     def served(self) -> builtins.list[MemoryRow]:
         """Every memory but deprecated ones, most important first (what the MCP server lists as resources)."""
         from specmem.server import reads
@@ -306,6 +314,12 @@ class Memories:
         from specmem.server import reads
 
         return reads.vector_version(self._reader.conn())
+
+    def code_statuses(self) -> dict[int, str]:
+        """Each memory's code status (its worst citation's), for the memories that cite code."""
+        from specmem.server import citations
+
+        return citations.worst(self._reader.conn())
 
     def stats(self) -> Stats:
         """Counts by tier, folder, context type and embedding status; files with warnings; the watcher."""
@@ -340,9 +354,7 @@ class Memories:
 
     def pending(self) -> int:
         """Memories whose embeddings are not computed yet."""
-        from specmem.indexer.store import pending_count
-
-        return self._reader.cached("pending", pending_count)
+        return self._reader.cached("pending", db.pending_count)
 
     # -- indexing ---------------------------------------------------------------------------------------------
 
@@ -575,9 +587,14 @@ class Memories:
         context_type: str | None = None,
         trigger_phrases: Sequence[str] | None = None,
         tags: Sequence[str] | None = None,
+        confirm_citations: bool = False,
     ) -> Written:
-        """Change frontmatter keys of one memory; only the lines of the keys that change are rewritten."""
-        from specmem.indexer.write import update_memory
+        """Change frontmatter keys of one memory; only the lines of the keys that change are rewritten.
+
+        `confirm_citations`: the memory still holds for the code as it is now. Its citations are baselined anew:
+        line anchors of moved or changed code are rewritten to where those lines are now, and `cites_checked`
+        in the frontmatter records when (so the confirmation travels with the file, and a rebuild keeps it)."""
+        from specmem.indexer.write import rewrite_memory, update_memory
         from specmem.results import Written
         from specmem.server import memories
 
@@ -591,6 +608,18 @@ class Memories:
         with self.writer() as conn:
             row, path = memories.find_served(conn, self.config, id_or_path)
             changed = update_memory(conn, self.config, self.embedder, path, changes)
+            if confirm_citations:
+                from specmem.indexer import citations
+
+                cited = citations.memory_rows(conn, row.id)
+                if not cited:
+                    raise WriteError(
+                        f"memory {row.id} cites no code (no links with lines, no `cites:`): nothing to confirm"
+                    )
+                when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                changed += rewrite_memory(
+                    conn, self.config, self.embedder, path, citations.confirming(cited, when)
+                )
             if changed:
                 self._after_write(conn)  # a new title changes the text its chunks are embedded with
         return Written(id=row.id, path=str(path), changed=changed)

@@ -24,6 +24,7 @@ from specmem import DISTRIBUTION
 from specmem.indexer.tiers import TIERS
 
 STATS_SHOWN = 12
+STALE = ("changed", "missing")  # code statuses shown in red (server/citations.py STALE)
 
 if TYPE_CHECKING:
     from specmem.api import Memories
@@ -803,6 +804,8 @@ def search_cmd(
             "   "
             + "".join(click.style(p, bold=True, fg="yellow") if i % 2 else p for i, p in enumerate(parts))
         )
+        for line in r.code_notes:
+            say("   " + click.style(f"cites {line}", fg="red" if r.code in STALE else "yellow"))
         if explain:
             say("   " + click.style(_explain(r.parts), dim=True))
     say(click.style(f"{response.mode_used} search over {response.total_memories} memories", dim=True))
@@ -883,6 +886,10 @@ def get_cmd(cfg: Config, path_or_id: str, as_json: bool) -> None:
     )
     for warning in memory.warnings:
         say(f"warning: {warning}", err=True, fg="yellow")
+    for c in memory.citations:
+        say(f"cites {c.describe()}", err=True, fg="red" if c.status in STALE else None)
+        if c.diff:
+            say(c.diff, err=True, dim=True)
     click.echo(memory.content if memory.content.endswith("\n") else memory.content + "\n", nl=False)
 
 
@@ -958,6 +965,11 @@ def triggers_cmd(cfg: Config, prompt: str, limit: int, as_json: bool) -> None:
 @click.option("--context-type", help="New context type.")
 @click.option("--trigger", "triggers", multiple=True, help="A trigger phrase (repeat; replaces the list).")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeat; replaces the list).")
+@click.option(
+    "--confirm-citations",
+    is_flag=True,
+    help="It still holds for the cited code as it is now: baseline its citations anew (see `specmem stale`).",
+)
 @as_json_option
 @common
 def update_cmd(
@@ -968,9 +980,11 @@ def update_cmd(
     context_type: str | None,
     triggers: tuple[str, ...],
     tags: tuple[str, ...],
+    confirm_citations: bool,
     as_json: bool,
 ) -> None:
-    """Change a memory's frontmatter; only the lines of the keys that change are rewritten."""
+    """Change a memory's frontmatter; only the lines of the keys that change are rewritten. With
+    --confirm-citations, the line anchors of moved code are updated and `cites_checked` records the check."""
     with opened(cfg) as mem:
         written = mem.update(
             id_or_path,
@@ -979,12 +993,49 @@ def update_cmd(
             context_type=context_type,
             trigger_phrases=triggers or None,
             tags=tags or None,
+            confirm_citations=confirm_citations,
         )
     if as_json:
         emit(written)
         return
     changed = ", ".join(written.changed) or "nothing (the values were already so)"
     say(f"memory {written.id} ({written.path}): changed {changed}")
+
+
+@cli.command("stale")
+@click.option("-n", "--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--offset", default=0, type=click.IntRange(0), help="Skip this many first.")
+@click.option("--diff", "show_diff", is_flag=True, help="Show each changed citation's diff.")
+@as_json_option
+@common
+def stale_cmd(cfg: Config, limit: int, offset: int, show_diff: bool, as_json: bool) -> None:
+    """List the memories whose cited code changed or is gone since they were written, oldest first: review each
+    against the code, then fix it, or confirm it with `specmem update ID --confirm-citations`."""
+    with opened(cfg) as mem:
+        found = mem.stale(limit=limit, offset=offset)
+    if as_json:
+        emit(found)
+        return
+    for m in found.items:
+        say(
+            f"{m.id:>5}  {click.style(m.title, bold=True)}  "
+            + click.style(f"{m.rel_path} · written {clock(m.written_ms)}", fg="cyan")
+        )
+        for c in m.citations:
+            say(f"       cites {c.describe()}", fg="red" if c.status in STALE else None)
+            if show_diff and c.diff:
+                say("\n".join("         " + line for line in c.diff.splitlines()), dim=True)
+    if not found.total:
+        say("no memory cites code that changed", err=True)
+    else:
+        shown = f"{offset + 1}-{offset + len(found.items)}" if found.items else "none"
+        say(
+            click.style(
+                f"{shown} of {found.total} memories; once one still holds: specmem update ID --confirm-citations",
+                dim=True,
+            ),
+            err=True,
+        )
 
 
 @cli.command("delete")
@@ -1072,6 +1123,8 @@ def stats_cmd(cfg: Config, as_json: bool) -> None:
         ("spec folders", stats.by_spec_folder),
     ):
         say(f"{name}: {counted(counts)}")
+    if stats.citations:
+        say(f"citations of code: {counted(stats.citations)} (`specmem stale` lists what changed)")
     if stats.watcher:
         w = stats.watcher
         last = (

@@ -21,7 +21,7 @@ import pytest
 from specmem.indexer import config, db
 from specmem.indexer.embed import Embedder, get_embedder
 from specmem.indexer.scan import ScanReport, scan
-from tests.helpers import memory, write
+from tests.helpers import git, memory, write
 
 
 def data_folder() -> tuple[Path | None, str]:
@@ -151,6 +151,31 @@ def indexed_specs(specs: Path, cfg: config.Config) -> Path:
     scan(conn, cfg, get_embedder(cfg.model))
     conn.close()
     return specs
+
+
+@pytest.fixture
+def cited_repo(isolated: Path, cfg: config.Config) -> Path:
+    """The project as a git repository whose memories cite src/cache.py: "Cache TTL" cites lines 10-12, which
+    were edited since it was committed (changed); "Cache keys" cites lines 30-31, moved down by 2. Scanned."""
+    git(isolated, "init", "-q")
+    write(isolated / "src" / "cache.py", "".join(f"line {i}\n" for i in range(1, 61)))
+    write(
+        isolated / "specs" / "003-cache" / "memory" / "ttl.md",
+        memory("Cache TTL", "The cache keeps entries for 5 minutes: [ttl](../../../src/cache.py#L10-L12)."),
+    )
+    write(
+        isolated / "specs" / "003-cache" / "memory" / "keys.md",
+        memory("Cache keys", "Keys: src/cache.py:30-31."),
+    )
+    git(isolated, "add", ".")
+    git(isolated, "commit", "-q", "-m", "memories and code", date="2026-01-01T10:00:00Z")
+    lines = (isolated / "src" / "cache.py").read_text().splitlines(keepends=True)
+    lines[10] = "TTL = 30  # seconds\n"
+    (isolated / "src" / "cache.py").write_text("".join(["# a\n", "# b\n", *lines]))
+    conn = db.connect(cfg.db_path)
+    scan(conn, cfg, get_embedder(cfg.model))
+    conn.close()
+    return isolated
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ TOOLS = (
     tools.memory_match_triggers,
     tools.memory_get,
     tools.memory_list,
+    tools.memory_stale,
     tools.memory_stats,
     tools.memory_health,
     tools.memory_index_scan,

@@ -30,6 +30,7 @@ from specmem.indexer.errors import SpecmemError
 from specmem.indexer.lock import WatcherInfo
 from specmem.indexer.scan import ScanReport
 from specmem.indexer.tiers import Tier
+from specmem.server.citations import StaleList
 from specmem.server.context import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET, ContextBlock
 from specmem.server.memories import FileWarnings, Memory, MemoryList, Stats, TriggerMatch
 from specmem.server.search import Filters, Mode, SearchResult
@@ -312,6 +313,13 @@ def memory_list(
 ) -> MemoryList:
     """A page of memories: ids, paths, titles, tiers, spec folders."""
     return app(ctx).memories.list(offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort)
+
+
+@tool("Stale memories", READ_ONLY)
+def memory_stale(ctx: Context, limit: Annotated[int, Field(ge=1, le=500)] = 50) -> StaleList:
+    """Memories whose cited code changed, oldest first, with diffs. One that holds: memory_update
+    confirm_citations."""
+    return app(ctx).memories.stale(limit=limit)
 
 
 @tool("Memory statistics", READ_ONLY)
