@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from specmem.indexer import config, db, scan
+from specmem.indexer import config, db, remembered, scan
 from specmem.indexer.watch import Watcher
 from tests.helpers import cli, memory, wait_for, write
 
@@ -67,28 +67,28 @@ def test_remembered_scans_of_unexpected_types_break_no_command(isolated, monkeyp
     monkeypatch.delenv("SPECMEM_DB")
     outside = tmp_path / "outside"
     outside.mkdir()
-    for odd in ODD_REMEMBERED:
-        path = config.user_data_dir() / config.REMEMBERED_FILE
+    for odd in [*ODD_REMEMBERED, {"indexes": ODD_REMEMBERED}, {"indexes": [None, 5, {"roots": 3}]}]:
+        path = remembered._file()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(odd))
-        assert config.remembered_for(outside) is None
+        assert remembered.remembered_for(outside) is None
         done = cli("paths", cwd=outside)
         assert done.returncode == 0 and "Traceback" not in done.stderr, (odd, done.stderr)
-        config.remember(config.resolve(), outside)  # junk is dropped, the new entry kept
-        assert config.remembered_for(outside) is not None
+        remembered.remember(config.resolve(), outside)  # junk is dropped, the new entry kept
+        assert remembered.remembered_for(outside) is not None
 
 
 REMEMBER_MANY = """
 import sys
 from pathlib import Path
-from specmem.indexer import config
+from specmem.indexer import config, remembered
 
 cfg = config.resolve()
 sys.stdin.readline()  # all start together
 for i in range(5):
     folder = Path(sys.argv[1]) / f"f{i}"
     folder.mkdir(parents=True)
-    config.remember(cfg, folder)
+    remembered.remember(cfg, folder)
 """
 
 
@@ -105,8 +105,7 @@ def test_scans_remembered_at_the_same_moment_are_all_kept(isolated, tmp_path):
         proc.stdin.write("go\n")
         proc.stdin.close()
     assert all(proc.wait(timeout=120) == 0 for proc in procs)
-    saved = json.loads((config.user_data_dir() / config.REMEMBERED_FILE).read_text())
-    assert len(saved) == 50
+    assert len(remembered.load()) == 50
 
 
 def test_a_project_file_with_a_bom_is_read(isolated, monkeypatch):
