@@ -1,5 +1,5 @@
 """The one atomic file write. Every file specmem writes goes through here: memory files (new, updated, restored,
-deleted), `.db-updated` and the watcher's status file.
+deleted), `index.db-updated` and the watcher's status file.
 
 - The data goes to a temporary file in the target folder first and is fsynced: an unnamed one (O_TMPFILE) where
   the system has it, else a dot name carrying this host and process (`.x.md.<host>-<pid>-<n>.specmem-tmp`).
@@ -585,7 +585,7 @@ def pid_alive(pid: int) -> bool:
 
 def write_own_file(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Replace one of specmem's own small files (next to the database) atomically. Not fsynced unless
-    `durable`: most say what happened lately (`.db-updated`, the watcher's status), and a crash makes them stale
+    `durable`: most say what happened lately (`index.db-updated`, the watcher's status), and a crash makes them stale
     whatever is done."""
     with open_own_folder(Path(path).parent) as folder:
         folder.replace(Path(path).name, data, durable=durable)

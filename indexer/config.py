@@ -61,19 +61,19 @@ class Config:
 
     @property
     def signal_path(self) -> Path:
-        return self.db_path.parent / ".db-updated"
+        return side_file(self.db_path, "updated")
 
     @property
     def watcher_lock_path(self) -> Path:
-        return self.db_path.parent / "watcher.lock"
+        return side_file(self.db_path, "watcher.lock")
 
     @property
     def watcher_status_path(self) -> Path:
-        return self.db_path.parent / "watcher.json"
+        return side_file(self.db_path, "watcher.json")
 
     @property
     def scan_state_path(self) -> Path:
-        return self.db_path.parent / "scan.json"
+        return side_file(self.db_path, "scan.json")
 
     @property
     def write_lock_path(self) -> Path:
@@ -103,9 +103,20 @@ class Config:
         return rows
 
 
+SIDE_FILES = ("updated", "write.lock", "watcher.lock", "watcher.json", "scan.json")
+
+
+def side_file(db_path: Path, suffix: str) -> Path:
+    """One of the index's own files beside it, named after it as SQLite names its `-wal` and `-shm`
+    (`index.db-scan.json`): the index may sit in a user's folder (SPECMEM_DB=~/notes/memory.db), whose files
+    must never be touched, and two indexes in one folder must never share a lock or a progress file."""
+    db_path = Path(db_path)
+    return db_path.with_name(f"{db_path.name}-{suffix}")
+
+
 def write_lock_of(db_path: Path) -> Path:
     """The lock file that serialises the writers of the index at `db_path`."""
-    return Path(db_path).parent / "write.lock"
+    return side_file(db_path, "write.lock")
 
 
 def _path_list(text: str) -> list[str]:

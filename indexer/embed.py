@@ -277,7 +277,7 @@ def embed_pending(
 ) -> tuple[int, int]:
     """Embed every chunk still lacking a vector, in batches committed as they come. Returns (embedded, reused).
 
-    The model runs outside any transaction; each batch's write is one short transaction, then `.db-updated`.
+    The model runs outside any transaction; each batch's write is one short transaction, then `index.db-updated`.
     """
     pending = int(db.scalar(conn, "SELECT count(*) FROM memory_chunks WHERE embedded = 0"))
     if pending == 0 and (vectors_usable(conn, embedder.model_id) or not db.has_table(conn, "vec_memories")):

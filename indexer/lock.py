@@ -1,7 +1,8 @@
 """Advisory lock files: the kernel releases them when their holder dies, so a crash never leaves one stuck.
 
-`watcher.lock` is held for a watcher's whole life (one watcher per database); `write.lock` is held while one
-writer classifies files and commits their keyword rows, so a CLI scan, a server and the watcher never interleave.
+`<index>-watcher.lock` (`index.db-watcher.lock`) is held for a watcher's whole life (one watcher per database);
+`<index>-write.lock` is held while one writer classifies files and commits their keyword rows, so a CLI scan, a
+server and the watcher never interleave.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""A full scan's progress, beside the index (`scan.json`), for other processes: a server's first search waits for
-the keyword phase to finish (or says how far it got), and `specmem doctor` tells a scan in progress from a stalled
-or interrupted one. Replaced atomically at most once a second; removed when the scan ends."""
+"""A full scan's progress, beside the index (`index.db-scan.json`), for other processes: a server's first search
+waits for the keyword phase to finish (or says how far it got), and `specmem doctor` tells a scan in progress from a
+stalled or interrupted one. Replaced atomically at most once a second; removed when the scan ends."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def read(path: Path) -> ScanState | None:
 
 
 class Tracker:
-    """A scan's progress callback that keeps `scan.json` current; `close()` removes it."""
+    """A scan's progress callback that keeps the index's `-scan.json` current; `close()` removes it."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -81,7 +81,7 @@ class Tracker:
             time.time_ns() // 1_000_000,
         )
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".scan.", dir=self.path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         except OSError:
             return  # progress for others is a courtesy; the scan goes on
         try:

@@ -1,4 +1,4 @@
-"""The `.db-updated` signal file: replaced atomically after every committed write batch."""
+"""The `index.db-updated` signal file: replaced atomically after every committed write batch."""
 
 from __future__ import annotations
 

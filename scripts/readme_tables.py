@@ -154,7 +154,7 @@ def server() -> str:
             f"spawn → `tools/list` answered (median of {f['startup_spawns']}; torch installed, not imported)",
             f"{f['startup_to_tools_list_s']:.2f} s",
         ],
-        ["`.db-updated` check before each call (nothing changed)", f"{f['signal_check_us']:.0f} µs"],
+        ["`index.db-updated` check before each call (nothing changed)", f"{f['signal_check_us']:.0f} µs"],
     ]
     rows += [
         [

@@ -1,4 +1,4 @@
-"""What a server process holds between tool calls: a read-only connection reopened when `.db-updated` changes,
+"""What a server process holds between tool calls: a read-only connection reopened when `index.db-updated` changes,
 the caches that go with it, and the embedding model loading in the background.
 
 The check before every call is two `stat`s (signal file and database file); a missing or garbled signal is no

@@ -4,7 +4,7 @@ Each memory is the resource `specmem://memory/{id}` (its file's markdown; title,
 metadata); `specmem://path/{+path}` reads one by its path relative to a root. The list is read from the index on
 each `resources/list`, so it is never stale.
 
-Nobody polls memory files: a task in the server's lifespan stats `.db-updated` (the signal every committed index
+Nobody polls memory files: a task in the server's lifespan stats `index.db-updated` (the signal every committed index
 change replaces) and, when it changed, diffs the memories' listing and content hashes. A changed listing sends
 `resources/list_changed`; a changed file sends `resources/updated` for its URI. Events go to
 `subscriptions/listen` streams (2026-07-28 clients) through the SDK's bus, and to the connections that sent
@@ -182,7 +182,7 @@ def recall(
 
 @dataclass
 class Notifier:
-    """Sends list_changed and updated notifications when the index changes (learned from `.db-updated`)."""
+    """Sends list_changed and updated notifications when the index changes (learned from `index.db-updated`)."""
 
     bus: SubscriptionBus
     # Clients on protocol versions before 2026-07-28: their session (any request's) and subscribed URIs, by

@@ -1,6 +1,6 @@
 """The MCP tools that read and index: module-level functions over the `Memories` of the server's lifespan.
 
-Each tool checks `.db-updated` first (through the API's reader), so a change committed by any process is seen by
+Each tool checks `index.db-updated` first (through the API's reader), so a change committed by any process is seen by
 the next call. Errors the library raises on purpose (`SpecmemError`) become a tool error with their one-line
 message; anything else is a bug, logged with its traceback by the SDK.
 """

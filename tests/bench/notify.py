@@ -3,7 +3,7 @@
 A `specmem serve` (hosting the watcher, hash embedder so the model's load does not count) serves a copy of this
 project's specs/; an MCP client subscribes to one memory over `subscriptions/listen`, and this process appends a
 line to the file, N times. Each figure runs from the write to the event's arrival: the watcher's debounce, the
-keyword commit, the server's next stat of `.db-updated` (every 200 ms) and the diff.
+keyword commit, the server's next stat of `index.db-updated` (every 200 ms) and the diff.
 
     .venv/bin/python tests/bench/notify.py [--edits 20]
 """

@@ -5,7 +5,7 @@
 Measures, in one run:
 - start-up: from spawning `specmem serve` to the `tools/list` answer (median of 5 spawns; torch installed, never
   imported on that path);
-- the cost of the `.db-updated` check made before every call (ReadState.conn with nothing changed), in-process;
+- the cost of the `index.db-updated` check made before every call (ReadState.conn with nothing changed), in-process;
 - memory_search p50/p95 over stdio in keyword and hybrid mode (200 queries each, after the model is ready and the
   server has settled: its hosted watcher's start-up work done), next to the same search called in-process on the
   same index;
