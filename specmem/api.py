@@ -278,6 +278,10 @@ class Memories:
             report = scan(
                 conn, self.config, self.embedder, scopes=scopes, force=force, embed=embed, progress=progress
             )
+        if scopes is None and self.config.searches_project:
+            # The scan searched the project for the conventions' places: read what it found from now on.
+            self.config = config.with_remembered_places(self.config)
+            self._reader.config = self.config
         if not embed:
             self._embed_soon()
         return report
@@ -571,13 +575,15 @@ def init(
     *,
     roots: Sequence[str | os.PathLike[str]] | None = None,
     dry_run: bool = False,
+    examples: bool = False,
 ) -> InitPlan:
-    """Set a project up: `specmem.toml`, an example rule and memory (when the first root holds no markdown
-    yet), `.specmem/` kept out of git, and `.mcp.json` for Claude Code. Never overwrites a file; the plan says
-    what was created, what was kept, and which assistants' memory conventions the project already has."""
+    """Set a project up: `specmem.toml`, an example rule and memory (only where the project keeps no memory yet,
+    or with `examples`), `.specmem/` kept out of git, and `.mcp.json` for Claude Code. Never overwrites a file;
+    the plan says what was created and kept, which memory the project keeps (the roots and the assistants'
+    conventions' places, found anywhere in it) and which markdown is not read."""
     from specmem.indexer import project
 
-    plan = project.plan(Path(folder), [os.fspath(r) for r in roots] if roots else None)
+    plan = project.plan(Path(folder), [os.fspath(r) for r in roots] if roots else None, examples=examples)
     if not dry_run:
         project.apply(plan)
     return plan

@@ -130,13 +130,18 @@ class ProgressLine:
     help="A folder of memory files for the project's settings; repeat for several [default specs].",
 )
 @click.option("--dry-run", is_flag=True, help="Only list what would be created and kept; change nothing.")
-def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool) -> None:
-    """Set up FOLDER (default: here) for specmem: specmem.toml, an example rule and memory, .specmem/ kept out
-    of git, and .mcp.json so that Claude Code starts the MCP server. Never overwrites a file: it says what it
-    kept. Also lists the memory places of other assistants (Spec Kit, Kiro, Cursor, ...) found there."""
+@click.option(
+    "--examples", is_flag=True, help="Write the example rule and memory even where the project keeps memory."
+)
+def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool, examples: bool) -> None:
+    """Set up FOLDER (default: here) for specmem: specmem.toml, .specmem/ kept out of git, and .mcp.json so that
+    Claude Code starts the MCP server; an example rule and memory only where the project keeps no memory yet.
+    Never overwrites a file: it says what it kept. Says which memory it will read (the roots, and the memory
+    places of assistants found anywhere in the project: Spec Kit, Kiro, Cursor, CLAUDE.md, ADRs, ...) and
+    which markdown it will not read, with the setting that reads it."""
     from specmem.api import init
 
-    plan = init(folder, roots=list(roots) or None, dry_run=dry_run)
+    plan = init(folder, roots=list(roots) or None, dry_run=dry_run, examples=examples)
     say(f"specmem init {plan.folder}" + (" (dry run: nothing written)" if dry_run else ""))
     for step in plan.steps:
         verb = ("would create" if dry_run else "created") if step.action == "create" else "kept"
@@ -144,13 +149,14 @@ def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool) -> None:
         say(
             f"  {click.style(f'{verb:<12}', fg='green' if step.action == 'create' else 'yellow')} {where}: {step.why}"
         )
-    if plan.found:
-        found = ", ".join(f"{c.tool} ({p.relative_to(plan.folder).as_posix()})" for c, p in plan.found)
-        say(f"conventions found, read as memory too: {found}")
+    if plan.reads:
+        say(f"reads: {described(plan.folder, [(p, n) for _, p, n in plan.reads])}")
     else:
         say(
-            "conventions found: none (Spec Kit, Kiro, Cursor, Claude Code, Copilot, AGENTS.md are read when present)"
+            "reads: nothing yet (Spec Kit, Kiro, Cursor, CLAUDE.md, AGENTS.md, ADRs, ... are read when present)"
         )
+    if plan.found is not None and plan.found.unread:
+        say(f"not read: {plan.found.unread_summary()}; {READ_ALL}", fg="yellow")
     for path, count in plan.hidden.items():
         say(
             f"not read: {path.name}/ holds {count} markdown file{'s' if count != 1 else ''}; to index it, add include = "
@@ -159,6 +165,34 @@ def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool) -> None:
         )
     if not dry_run:
         say(f'next: cd {plan.folder} && specmem scan && specmem search "what did we decide"')
+
+
+READ_ALL = 'roots = ["."] in specmem.toml reads every markdown file of the project'
+
+
+def described(top: Any, places: list[tuple[Any, int]], shown: int = 3) -> str:
+    """Folders and files read, for people: `specs/ (13 files), .kiro/steering/ (9), AGENTS.md, 10 CLAUDE.md
+    (apps/webapp, docs, packages/core, …)`; files of one name in several folders are grouped."""
+    from pathlib import Path
+
+    def rel(path: Path) -> str:
+        return path.relative_to(top).as_posix() if path.is_relative_to(top) and path != top else str(path)
+
+    parts: list[str] = []
+    by_name: dict[str, list[Path]] = {}
+    for path, count in places:
+        path = Path(path)
+        if path.is_dir():
+            parts.append(f"{rel(path)}/ ({count} file{'s' if count != 1 else ''})")
+        else:
+            by_name.setdefault(path.name, []).append(path)
+    for name, paths in by_name.items():
+        if len(paths) <= shown:
+            parts += [rel(p) for p in paths]
+            continue
+        folders = [rel(p.parent) if p.parent != Path(top) else "the top" for p in paths]
+        parts.append(f"{len(paths)} {name} ({', '.join(folders[:shown])}, …)")
+    return ", ".join(parts)
 
 
 @cli.command("scan")
@@ -188,6 +222,7 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
     progress = ProgressLine()
     with opened(cfg) as mem:
         report = mem.scan(force=force, embed=not no_embed, progress=None if as_json else progress)
+        cfg = mem.config  # with the places the scan found
     progress.finish()
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
@@ -205,8 +240,11 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
 
 
 def print_report(report: ScanReport, cfg: Config) -> None:
+    where = ", ".join(str(r) for r in cfg.roots)
+    if cfg.searches_project:
+        where = described(cfg.project, [(r, files_in(report, r)) for r in cfg.roots if r.exists()])
     say(
-        f"scanned {report.files_seen} files in {', '.join(str(r) for r in cfg.roots)}: "
+        f"scanned {report.files_seen} files in {where}: "
         f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, {report.moved} moved, "
         f"{report.removed} removed"
     )
@@ -222,7 +260,20 @@ def print_report(report: ScanReport, cfg: Config) -> None:
     for path, message in report.warnings:
         say(f"warning {path}: {message}", fg="yellow")
     print_skipped(report, cfg)
+    if report.unread:
+        unread = sum(n for _, n in report.unread)
+        folders = ", ".join(f"{'the top folder' if f == '.' else f + '/'} {n}" for f, n in report.unread[:4])
+        say(
+            f"not read: {unread} other markdown file{'s' if unread != 1 else ''} ({folders}"
+            f"{', …' if len(report.unread) > 4 else ''}); {READ_ALL}",
+            fg="yellow",
+        )
     say(f"index: {cfg.db_path}")
+
+
+def files_in(report: ScanReport, root: Any) -> int:
+    """Memory files the scan saw under one root (`report.per_root`)."""
+    return report.per_root.get(str(root), 0)
 
 
 def print_skipped(report: ScanReport, cfg: Config) -> None:

@@ -53,7 +53,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import DATA, record  # noqa: E402
-from runner import ROOT, SPECMEM, clean_env, git_init, run  # noqa: E402
+from runner import SPECMEM, clean_env, git_init, run  # noqa: E402
 
 SETS = {"dev": "spec-projects-dev", "dev-full": "spec-projects-dev-full"}
 CONFIGS = ("defaults", "whole")
@@ -188,7 +188,9 @@ def ask(project: Path, project_name: str, question: Question, mode: str, config:
     return answer_of(project, project_name, question, mode, json.loads(done.stdout))
 
 
-def ask_in_process(project: Path, project_name: str, questions: list[Question], modes: list[str], config: str) -> list[Answer]:
+def ask_in_process(
+    project: Path, project_name: str, questions: list[Question], modes: list[str], config: str
+) -> list[Answer]:
     """The library call `specmem search` makes, in this process: the same results without a process per
     question (for iteration; recorded figures come from the command)."""
     from specmem.api import Memories
@@ -203,12 +205,19 @@ def ask_in_process(project: Path, project_name: str, questions: list[Question], 
         ]
 
 
-def answer_of(project: Path, project_name: str, question: Question, mode: str, response: dict[str, Any]) -> Answer:
+def answer_of(
+    project: Path, project_name: str, question: Question, mode: str, response: dict[str, Any]
+) -> Answer:
     if response["mode_used"] != mode:
-        raise SystemExit(f"{question.id}: asked for {mode}, answered in {response['mode_used']}: {response['notes']}")
+        raise SystemExit(
+            f"{question.id}: asked for {mode}, answered in {response['mode_used']}: {response['notes']}"
+        )
     top = os.path.realpath(project)
     shown = tuple(
-        (f"{project_name}/{Path(os.path.relpath(os.path.realpath(r['path']), top)).as_posix()}", r["always_surfaced"])
+        (
+            f"{project_name}/{Path(os.path.relpath(os.path.realpath(r['path']), top)).as_posix()}",
+            r["always_surfaced"],
+        )
         for r in response["results"]
     )
     return Answer(question, mode, shown)
@@ -295,7 +304,10 @@ def misses(answers: list[Answer], qrels: dict[str, dict[str, int]]) -> list[str]
         if rank == 1:
             continue
         primary = next(d for d, g in gains.items() if g == 2)
-        first = [f"{'★' if rule else ''}{doc.split('/', 1)[1]}{'(1)' if gains.get(doc) == 1 else ''}" for doc, rule in a.shown[:3]]
+        first = [
+            f"{'★' if rule else ''}{doc.split('/', 1)[1]}{'(1)' if gains.get(doc) == 1 else ''}"
+            for doc, rule in a.shown[:3]
+        ]
         lines.append(
             f"{a.mode:<7} {a.question.id:<10} {a.question.kind:<10} rank {rank or '-':>2}  want {primary.split('/', 1)[1]}"
             f"\n        {a.question.text}\n        shown: {', '.join(first)}"
@@ -307,20 +319,36 @@ def misses(answers: list[Answer], qrels: dict[str, dict[str, int]]) -> list[str]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--set", dest="sets", choices=SETS, action="append", help="Only this set; repeatable.")
-    parser.add_argument("--config", dest="configs", choices=CONFIGS, action="append", help="Default: defaults.")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--set", dest="sets", choices=SETS, action="append", help="Only this set; repeatable."
+    )
+    parser.add_argument(
+        "--config", dest="configs", choices=CONFIGS, action="append", help="Default: defaults."
+    )
     parser.add_argument("--mode", dest="modes", choices=MODES, action="append", help="Default: both.")
-    parser.add_argument("--project", action="append", help="Only this project (corpus folder name); repeatable.")
+    parser.add_argument(
+        "--project", action="append", help="Only this project (corpus folder name); repeatable."
+    )
     parser.add_argument("--cache", type=Path, help="Keep vectors and the projects here between runs.")
-    parser.add_argument("--reuse", action="store_true", help="Ask again in the projects set up by an earlier run.")
+    parser.add_argument(
+        "--reuse", action="store_true", help="Ask again in the projects set up by an earlier run."
+    )
     parser.add_argument("--jobs", type=int, default=2, help="Searches run at once (default 2).")
     parser.add_argument(
-        "--in-process", action="store_true", help="Ask through the CLI's library call in this process (iteration)."
+        "--in-process",
+        action="store_true",
+        help="Ask through the CLI's library call in this process (iteration).",
     )
-    parser.add_argument("--misses", action="store_true", help="List every question whose answer is not first.")
+    parser.add_argument(
+        "--misses", action="store_true", help="List every question whose answer is not first."
+    )
     parser.add_argument("--no-record", action="store_true", help="Do not write results/spec_projects.json.")
-    parser.add_argument("--json", type=Path, help="Also write this run's figures and every answer to this file.")
+    parser.add_argument(
+        "--json", type=Path, help="Also write this run's figures and every answer to this file."
+    )
     args = parser.parse_args()
     sets = args.sets or list(SETS)
     configs = args.configs or ["defaults"]
@@ -347,7 +375,9 @@ def main() -> None:
                         note = "reused"
                     else:
                         setup = set_up(DATA / name / "corpus" / project_name, project, config, vectors)
-                        setups[f"{set_key}/{config}/{project_name}"] = {k: v for k, v in setup.items() if k != "init"}
+                        setups[f"{set_key}/{config}/{project_name}"] = {
+                            k: v for k, v in setup.items() if k != "init"
+                        }
                         note = f"{setup['files']} files, {setup['embedded_chunks']} chunks embedded, {setup['scan_s']} s"
                     print(f"[{set_key} {config}] {project_name}: {note}", file=sys.stderr)
                     mine = [q for q in questions if q.project == project_name]
@@ -356,7 +386,7 @@ def main() -> None:
                         continue
                     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
                         answers += pool.map(
-                            lambda qm, p=project, pn=project_name: ask(p, pn, qm[0], qm[1], config),
+                            lambda qm, p=project, pn=project_name, c=config: ask(p, pn, qm[0], qm[1], c),
                             [(q, m) for q in mine for m in modes],
                         )
                 results.setdefault(set_key, {})[config] = summarise(answers, qrels)
@@ -364,19 +394,33 @@ def main() -> None:
                     print(f"\n## misses: {set_key}, {config}")
                     print("\n".join(misses(answers, qrels)))
                 dump += [
-                    {"set": set_key, "config": config, "mode": a.mode, "question": a.question.id, "shown": a.shown}
+                    {
+                        "set": set_key,
+                        "config": config,
+                        "mode": a.mode,
+                        "question": a.question.id,
+                        "shown": a.shown,
+                    }
                     for a in answers
                 ]
 
     print("\n".join(table(results)))
     if args.json:
         args.json.write_text(json.dumps({"figures": results, "answers": dump}, indent=1) + "\n")
-    complete = not args.project and not args.in_process and set(sets) == set(SETS) and "defaults" in configs and set(modes) == set(MODES)
+    complete = (
+        not args.project
+        and not args.in_process
+        and set(sets) == set(SETS)
+        and "defaults" in configs
+        and set(modes) == set(MODES)
+    )
     if complete and not args.no_record:
         record("spec_projects", {"sets": results, "setup": setups, "reused": args.reuse})
     first = Counter(d["shown"][0][0] for d in dump if d["shown"] and d["shown"][0][1])
     if first:
-        print("rules shown first:", ", ".join(f"{doc} ×{n}" for doc, n in first.most_common(8)), file=sys.stderr)
+        print(
+            "rules shown first:", ", ".join(f"{doc} ×{n}" for doc, n in first.most_common(8)), file=sys.stderr
+        )
 
 
 if __name__ == "__main__":
