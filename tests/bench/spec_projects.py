@@ -97,11 +97,14 @@ def load(name: str) -> tuple[list[Question], dict[str, dict[str, int]]]:
 # -- set-up, as a user does it --------------------------------------------------------------------------------
 
 
+EXTRA_ENV: dict[str, str] = {}  # --env: settings tried on every command of a run (never in a recorded run)
+
+
 def env_for(config: str) -> dict[str, str]:
     extra = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if config == "whole":
         extra["SPECMEM_SURFACE"] = "0"
-    return clean_env(**extra)
+    return clean_env(**{**extra, **EXTRA_ENV})
 
 
 def copy_project(src: Path, dest: Path) -> None:
@@ -345,6 +348,9 @@ def main() -> None:
     parser.add_argument(
         "--misses", action="store_true", help="List every question whose answer is not first."
     )
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="A setting for every command; repeatable."
+    )
     parser.add_argument("--no-record", action="store_true", help="Do not write results/spec_projects.json.")
     parser.add_argument(
         "--json", type=Path, help="Also write this run's figures and every answer to this file."
@@ -353,6 +359,7 @@ def main() -> None:
     sets = args.sets or list(SETS)
     configs = args.configs or ["defaults"]
     modes = args.modes or list(MODES)
+    EXTRA_ENV.update(item.split("=", 1) for item in args.env)
     if args.reuse and not args.cache:
         parser.error("--reuse needs --cache (the projects of the earlier run are kept there)")
 
@@ -410,6 +417,7 @@ def main() -> None:
     complete = (
         not args.project
         and not args.in_process
+        and not args.env
         and set(sets) == set(SETS)
         and "defaults" in configs
         and set(modes) == set(MODES)
