@@ -1,5 +1,6 @@
 """The one atomic file write. Every file specmem writes goes through here: memory files (new, updated, restored,
-deleted), `index.db-updated` and the watcher's status file.
+deleted), `index.db-updated` and the watcher's status file. And the one way to open specmem's own files (locks,
+status and progress files, the remembered scans, the ONNX cache's stamps): `open_own_file`, never through a symlink.
 
 - The data goes to a temporary file in the target folder first and is fsynced: an unnamed one (O_TMPFILE) where
   the system has it, else a dot name carrying this host and process (`.x.md.<host>-<pid>-<n>.specmem-tmp`).
@@ -8,6 +9,11 @@ deleted), `index.db-updated` and the watcher's status file.
   rewritten in place instead, so that its other names keep seeing it.
 - Everything happens relative to a folder descriptor reached from a root through real folders only (O_NOFOLLOW
   at every step), so a symlink swapped in at any moment cannot send a write outside the roots.
+- A file is opened non-blocking and must be a regular file on its descriptor: a FIFO or a device at a memory's
+  path is refused at once instead of hanging the reader.
+- specmem's own files sit in a folder that is itself no symlink, and are opened with O_NOFOLLOW: a repository
+  that commits `.specmem/write.lock -> ~/.bashrc` (or another user's link in a shared folder) is refused with
+  StateFileError instead of having its target truncated.
 
 A failure removes the temporary file (and the folders this write created) and raises WriteError saying what to do.
 The temporary files of writers that died (kill -9) are removed by the next write into the same folder.
@@ -27,7 +33,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Self
 
-from specmem.indexer.errors import WriteError
+from specmem.indexer.errors import StateFileError, WriteError
 
 TMP_SUFFIX = ".specmem-tmp"
 _TMP_RE = re.compile(r"^\..*\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-\d+" + re.escape(TMP_SUFFIX) + "$")
@@ -43,11 +49,36 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _TMPFILE = getattr(os, "O_TMPFILE", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO opened for reading must not wait for a writer
+OWN_FILE_LIMIT = 1 << 20  # specmem's own small files (locks, status, progress): a bigger one is not ours
 _no_tmpfile: set[int] = set()  # devices whose file system refused O_TMPFILE
 
 
 class Changed(WriteError):
     """The file is no longer what the caller read (another program wrote it); nothing was written."""
+
+
+class NotRegular(WriteError):
+    """A memory's path holds something other than a regular file (a FIFO, a socket, a device)."""
+
+
+def _kind(st: os.stat_result | None) -> str:
+    kinds = {
+        stat_mod.S_IFIFO: "a FIFO (named pipe)",
+        stat_mod.S_IFSOCK: "a socket",
+        stat_mod.S_IFCHR: "a character device",
+        stat_mod.S_IFBLK: "a block device",
+        stat_mod.S_IFDIR: "a folder",
+    }
+    return kinds.get(stat_mod.S_IFMT(st.st_mode), "not a regular file") if st else "not a regular file"
+
+
+def not_regular(path: Path | str, st: os.stat_result | None = None) -> str:
+    """What to say about a memory's path that holds something other than a regular file."""
+    return (
+        f"{path} is {_kind(st)}, not a regular file; specmem reads and writes only regular files: "
+        "replace it with one"
+    )
 
 
 def _host() -> str:
@@ -115,12 +146,46 @@ class Folder(_Descriptor):
             os.close(fd)
 
     def _open(self, name: str, flags: int) -> int:
+        """A descriptor on the regular file `name`: never through a symlink, never waiting on a FIFO."""
         try:
-            return os.open(self._at(name), flags | _NOFOLLOW | _CLOEXEC, dir_fd=self.fd)
+            fd = os.open(self._at(name), flags | _NOFOLLOW | _NONBLOCK | _CLOEXEC, dir_fd=self.fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise Changed(f"{self.path / name} became a symlink while being written; try again") from None
+            if exc.errno == errno.ENXIO:  # a FIFO with no reader, opened for writing; or a socket
+                raise NotRegular(not_regular(self.path / name, self.lstat(name))) from None
             raise WriteError(describe(exc, self.path / name, "open")) from None
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise NotRegular(not_regular(self.path / name, st))
+        return fd
+
+    def open_own(self, name: str, flags: int, mode: int = 0o600) -> int:
+        """A descriptor on one of specmem's own files in this folder (see `open_own_file`)."""
+        path = self.path / name
+        if not _NOFOLLOW:  # pragma: no cover - Windows: checked by name first
+            st = self.lstat(name)
+            if st is not None and stat_mod.S_ISLNK(st.st_mode):
+                raise StateFileError(own_link(path))
+        try:
+            fd = os.open(self._at(name), flags | _NOFOLLOW | _NONBLOCK | _CLOEXEC, mode, dir_fd=self.fd)
+        except OSError as exc:
+            st = (
+                self.lstat(name)
+                if exc.errno in (errno.ELOOP, errno.EMLINK, errno.ENXIO, errno.EISDIR)
+                else None
+            )
+            if st is not None and stat_mod.S_ISLNK(st.st_mode):
+                raise StateFileError(own_link(path)) from None
+            if st is not None:
+                raise StateFileError(own_not_regular(path, st)) from None
+            raise
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise StateFileError(own_not_regular(path, st))
+        return fd
 
     # -- writing ------------------------------------------------------------------------------------------------
 
@@ -476,9 +541,87 @@ def open_folder(path: Path, roots: Iterable[Path], *, create: bool = False) -> F
     )
 
 
-def open_own_folder(path: Path) -> Folder:
-    """Open one of specmem's own folders (the database's), as configured."""
-    return _walk(Path(os.path.realpath(path)), (), create=True)
+def own_link(path: Path) -> str:
+    try:
+        target = f" (to {os.readlink(path)})"
+    except OSError:
+        target = ""
+    return (
+        f"{path} is a symlink{target}; specmem never follows a symlink to its own files (a repository or another "
+        "user could point it at any file of yours): delete the link (`rm` it, not its target) and run again"
+    )
+
+
+def own_not_regular(path: Path, st: os.stat_result) -> str:
+    return f"{path} is {_kind(st)}, not a regular file; specmem keeps its own file there: move it away and run again"
+
+
+def open_own_folder(path: Path, *, create: bool = True) -> Folder:
+    """Open the folder holding specmem's own files (the index's folder, the user data and cache folders).
+
+    The folders above it are the user's and are followed as configured; the folder itself must be a real folder,
+    never a symlink (a `.specmem -> elsewhere` committed to a repository is refused with StateFileError). With
+    `create`, it and the folders above are made when missing; without, a missing one raises FileNotFoundError."""
+    path = Path(os.path.abspath(path))
+    if path.parent == path or not _DIR_FD or not _DIRECTORY:  # the file system's top, or Windows: by path
+        if create:
+            os.makedirs(path, exist_ok=True)
+        if os.path.islink(path):
+            raise StateFileError(own_link(path))
+        return Folder(path, None, [])
+    parent = Path(os.path.realpath(path.parent))
+    if create:
+        os.makedirs(parent, exist_ok=True)
+    parent_fd = os.open(parent, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+    created: list[Path] = []
+    try:
+        while True:
+            try:
+                fd = os.open(path.name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=parent_fd)
+                break
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(path.name, 0o777, dir_fd=parent_fd)
+                    created.append(parent / path.name)
+                except FileExistsError:
+                    pass  # made by another process a moment ago (or a link put there): look again
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                    raise
+                st = os.stat(path.name, dir_fd=parent_fd, follow_symlinks=False)
+                if stat_mod.S_ISLNK(st.st_mode):
+                    raise StateFileError(own_link(path)) from None
+                raise StateFileError(
+                    f"{path} is a file, not a folder; specmem keeps its own files there: move it away and run again"
+                ) from None
+    finally:
+        os.close(parent_fd)
+    return Folder(parent / path.name, fd, created)
+
+
+def open_own_file(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:
+    """The one way to open specmem's own files (locks, status and progress files, the remembered scans, the ONNX
+    cache's stamps): neither the file nor its folder may be a symlink, and it must be a regular file (opened
+    non-blocking, checked on the descriptor). Refusals raise StateFileError saying what to remove; a missing file
+    raises FileNotFoundError unless `flags` hold O_CREAT (then its folder is made too); other failures OSError."""
+    path = Path(path)
+    with open_own_folder(path.parent, create=bool(flags & os.O_CREAT)) as folder:
+        return folder.open_own(path.name, flags, mode)
+
+
+def read_own_file(path: Path, limit: int = OWN_FILE_LIMIT) -> bytes | None:
+    """The bytes of one of specmem's own files (at most `limit`), None when it does not exist. Refuses a symlink
+    or a non-regular file (StateFileError); other failures raise OSError."""
+    try:
+        fd = open_own_file(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return os.pread(fd, limit, 0)
+    finally:
+        os.close(fd)
 
 
 class _Swapped(Exception):
@@ -586,6 +729,16 @@ def pid_alive(pid: int) -> bool:
 def write_own_file(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Replace one of specmem's own small files (next to the database) atomically. Not fsynced unless
     `durable`: most say what happened lately (`index.db-updated`, the watcher's status), and a crash makes them stale
-    whatever is done."""
-    with open_own_folder(Path(path).parent) as folder:
-        folder.replace(Path(path).name, data, durable=durable)
+    whatever is done. A symlink or a non-regular file there is refused (StateFileError), never replaced."""
+    path = Path(path)
+    try:
+        folder = open_own_folder(path.parent)
+    except OSError as exc:
+        raise WriteError(describe(exc, path.parent, "create the folder")) from None
+    with folder:
+        st = folder.lstat(path.name)
+        if st is not None and stat_mod.S_ISLNK(st.st_mode):
+            raise StateFileError(own_link(path))
+        if st is not None and not stat_mod.S_ISREG(st.st_mode):
+            raise StateFileError(own_not_regular(path, st))
+        folder.replace(path.name, data, durable=durable)

@@ -8,7 +8,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
+import stat
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -18,14 +18,21 @@ from typing import Any, NamedTuple
 
 import platformdirs
 
+from specmem.indexer import atomic
 from specmem.indexer import conventions as conventions_mod
-from specmem.indexer.errors import ConfigError
+from specmem.indexer.errors import ConfigError, SpecmemError
+from specmem.indexer.lock import FileLock
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MAX_FILE_BYTES = 5 * 1024 * 1024
 DB_DIRNAME = ".specmem"
 PROJECT_FILE = "specmem.toml"
 REMEMBERED_FILE = "remembered-scans.json"
+REMEMBERED_LIMIT = (
+    8 * 1024 * 1024
+)  # bytes of remembered scans read; MAX_REMEMBERED entries fit well within it
+MAX_REMEMBERED = 1000  # folders remembered; the oldest are forgotten first
+REMEMBER_LOCK_TIMEOUT = 30.0
 FALSE_WORDS = ("0", "false", "no", "off")
 TRUE_WORDS = ("1", "true", "yes", "on")
 # A count, size or number of days beyond this is a typo, and would overflow SQLite or the clock.
@@ -121,6 +128,19 @@ def side_file(db_path: Path, suffix: str) -> Path:
 def write_lock_of(db_path: Path) -> Path:
     """The lock file that serialises the writers of the index at `db_path`."""
     return side_file(db_path, "write.lock")
+
+
+def _utf8_path(path: Path, what: str) -> None:
+    """Paths are stored and shown as UTF-8 text: a name in another encoding (Latin-1 bytes) is refused here."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(text).decode("utf-8", "backslashreplace")
+        raise ConfigError(
+            f"the {what} {shown} has a name that is not UTF-8 (bytes shown as \\xNN); rename it to UTF-8 "
+            "(e.g. `convmv -f latin1 -t utf8`)"
+        ) from None
 
 
 def _path_list(text: str) -> list[str]:
@@ -284,18 +304,40 @@ def _is_project(folder: Path) -> bool:
     return (folder / PROJECT_FILE).is_file() or (folder / ".git").exists() or (folder / "specs").is_dir()
 
 
-def find_project(start: Path | None = None) -> Path | None:
-    """The nearest folder at or above `start` holding `specmem.toml`, `.git` or `specs/`, or None."""
-    start = (start or Path.cwd()).resolve()
+def shared(folder: Path) -> bool:
+    """Whether `folder` is a temporary folder every user may write (world-writable and sticky: /tmp, /var/tmp,
+    /dev/shm): what lies in it may be another user's, so it is never a project, and the search stops below it."""
+    try:
+        mode = os.stat(folder).st_mode
+    except OSError:
+        return False
+    return bool(mode & stat.S_IWOTH and mode & stat.S_ISVTX)
+
+
+def _upwards(start: Path) -> list[Path]:
+    """`start` and the folders above it where a project may be: up to, not into, a shared folder (/tmp)."""
+    out: list[Path] = []
     for folder in (start, *start.parents):
+        if shared(folder):
+            break
+        out.append(folder)
+    return out
+
+
+def find_project(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above `start` holding `specmem.toml`, `.git` or `specs/`, or None. A shared
+    folder (world-writable, like /tmp) is never one: its `specs/` may be another user's."""
+    start = (start or Path.cwd()).resolve()
+    for folder in _upwards(start):
         if _is_project(folder):
             return folder
     return None
 
 
 def find_project_file(start: Path) -> Path | None:
-    """The nearest `specmem.toml` at or above `start`, stopping at the repository top."""
-    for folder in (start, *start.parents):
+    """The nearest `specmem.toml` at or above `start`, stopping at the repository top (and below a shared
+    folder such as /tmp, where anybody may put one)."""
+    for folder in _upwards(start):
         if (folder / PROJECT_FILE).is_file():
             return folder / PROJECT_FILE
         if (folder / ".git").exists():
@@ -321,8 +363,9 @@ def read_project_file(path: Path) -> dict[str, Any]:
 
 
 def user_data_dir() -> Path:
-    """Where specmem keeps data that belongs to the user rather than to a project."""
-    return Path(platformdirs.user_data_dir("specmem", appauthor=False))
+    """Where specmem keeps data that belongs to the user rather than to a project (symlinks the user made on the
+    way resolved here, once: the folder is then opened as one of specmem's own, never through a symlink)."""
+    return Path(platformdirs.user_data_dir("specmem", appauthor=False)).resolve()
 
 
 # -- scans remembered outside a configured project ------------------------------------------------------------
@@ -332,33 +375,50 @@ def user_data_dir() -> Path:
 
 
 def _remembered() -> dict[str, dict[str, Any]]:
+    """The remembered scans; entries of unexpected shapes (a hand edit, another version) are left out."""
     try:
-        data = json.loads((user_data_dir() / REMEMBERED_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(atomic.read_own_file(user_data_dir() / REMEMBERED_FILE, REMEMBERED_LIMIT) or b"{}")
+    except (OSError, ValueError, SpecmemError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {folder: entry for folder, entry in data.items() if _valid_entry(entry)}
+
+
+def _valid_entry(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("roots"), list)
+        and bool(entry["roots"])
+        and all(isinstance(r, str) and r for r in entry["roots"])
+        and isinstance(entry.get("db"), str)
+        and bool(entry["db"])
+        and isinstance(entry.get("at_ms", 0), int)
+    )
 
 
 def remember(config: Config, cwd: Path | None = None) -> Path:
-    """Record `config`'s roots and index for the folder `cwd` (default: the current one); returns the file."""
+    """Record `config`'s roots and index for the folder `cwd` (default: the current one); returns the file.
+    Under a lock beside the file, so that scans finishing at the same moment each keep their entry."""
     cwd = (cwd or Path.cwd()).resolve()
-    entries = _remembered()
+    path = user_data_dir() / REMEMBERED_FILE
+    with FileLock(path.with_name(REMEMBERED_FILE + ".lock"), "remember") as lock:
+        lock.acquire(REMEMBER_LOCK_TIMEOUT)
+        entries = _remembered()
+        _add_entry(entries, config, cwd)
+        atomic.write_own_file(path, json.dumps(entries, indent=1).encode(), durable=True)
+    return path
+
+
+def _add_entry(entries: dict[str, dict[str, Any]], config: Config, cwd: Path) -> None:
     entries[str(cwd)] = {
         "roots": [str(r) for r in config.roots if r not in config.convention_roots],
         "db": str(config.db_path),
         "at_ms": int(time.time() * 1000),
     }
-    path = user_data_dir() / REMEMBERED_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".remembered.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(entries, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    if len(entries) > MAX_REMEMBERED:  # the oldest go first
+        for folder, _ in sorted(entries.items(), key=lambda kv: kv[1].get("at_ms", 0))[:-MAX_REMEMBERED]:
+            del entries[folder]
 
 
 def remembered_for(cwd: Path) -> tuple[Path, list[Path], Path] | None:
@@ -410,7 +470,7 @@ def user_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get("SPECMEM_CACHE_DIR"):
         return Path(env["SPECMEM_CACHE_DIR"]).expanduser().resolve()
-    return Path(platformdirs.user_cache_dir("specmem", appauthor=False))
+    return Path(platformdirs.user_cache_dir("specmem", appauthor=False)).resolve()
 
 
 def resolve(
@@ -468,6 +528,8 @@ def resolve(
     if not root_values:
         root_values = [(project or cwd) / "specs"]
     resolved_roots = tuple(dict.fromkeys(p.resolve() for p in root_values))
+    for root in resolved_roots:
+        _utf8_path(root, "root folder")
 
     values: dict[str, Any] = {}
     for setting in SETTINGS:
@@ -502,6 +564,7 @@ def resolve(
         slug = hashlib.sha1(str(resolved_roots[0]).encode()).hexdigest()[:12]
         db_path = user_data_dir() / "indexes" / f"{resolved_roots[0].name}-{slug}" / "index.db"
 
+    _utf8_path(db_path, "index path")
     # The adopted conventions' places become roots of their own, unless roots were chosen for this run (an option
     # or SPECMEM_ROOTS: exactly those folders) or a root already holds them: those at the project top, and those
     # below it that the last full scan found (indexer/places.py: finding them takes a walk of the project).

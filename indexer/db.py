@@ -17,8 +17,8 @@ from typing import Any
 import apsw
 
 from specmem.indexer import atomic
-from specmem.indexer.config import write_lock_of
-from specmem.indexer.errors import DatabaseError, SpecmemError
+from specmem.indexer.config import SIDE_FILES, side_file, write_lock_of
+from specmem.indexer.errors import DatabaseError, SpecmemError, StateFileError
 from specmem.indexer.lock import FileLock
 
 BUSY_TIMEOUT_MS = 15_000
@@ -155,11 +155,19 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
     if readonly:
         if not path.exists():
             raise DatabaseError(f"no index at {path}; run `specmem scan` first")
+        try:
+            _own_files(path, create=False)
+        except OSError as exc:
+            raise DatabaseError(f"cannot open the index at {path}: {exc.strerror}") from exc
+        except StateFileError as exc:
+            raise StateFileError(f"cannot open the index at {path}: {exc}") from None
         flags = apsw.SQLITE_OPEN_READONLY
     else:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _own_files(path, create=True)
             _owner_only(path)
+        except StateFileError as exc:
+            raise StateFileError(f"cannot create or open the index at {path}: {exc}") from None
         except OSError as exc:
             raise DatabaseError(
                 f"cannot create {path}: {exc.strerror}; make {path.parent} writable, or set SPECMEM_DB or --db "
@@ -190,7 +198,7 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
 
 
 def _open(name: Path | str, flags: int) -> apsw.Connection:
-    conn = apsw.Connection(str(name), flags=flags)
+    conn = apsw.Connection(str(name), flags=flags | apsw.SQLITE_OPEN_NOFOLLOW)
     conn.setbusytimeout(BUSY_TIMEOUT_MS)  # before the first statement: a reader may meet a writer at once
     return conn
 
@@ -212,18 +220,36 @@ def _open_reader(path: Path) -> apsw.Connection:
     )
 
 
+def _own_files(path: Path, *, create: bool) -> None:
+    """The index's folder is a real folder and the index, its log files and its side files (locks, signal,
+    status, progress) are regular files, none of them a symlink (a repository may commit `.specmem -> ~/data` or
+    `.specmem/index.db-write.lock -> ~/.bashrc`): StateFileError says what to remove, before anything is written. A `.specmem/` folder holds every memory's text: readable by its owner only (permissions
+    are only ever taken away from group and others, never added: a folder its user made read-only stays so)."""
+    with atomic.open_own_folder(path.parent, create=create) as folder:
+        names = (
+            path.name,
+            *(f"{path.name}{s}" for s in LOG_SUFFIXES),
+            *(side_file(path, s).name for s in SIDE_FILES),
+        )
+        for name in names:
+            st = folder.lstat(name)
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                raise StateFileError(atomic.own_link(path.parent / name))
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                raise StateFileError(atomic.own_not_regular(path.parent / name, st))
+        if create and path.parent.name == ".specmem" and folder.fd is not None:
+            try:
+                current = stat.S_IMODE(os.fstat(folder.fd).st_mode)
+                if current & 0o077:
+                    os.fchmod(folder.fd, current & 0o700)
+            except OSError:
+                pass  # not ours to change (another user's folder)
+
+
 def _owner_only(path: Path) -> None:
-    """The index holds every memory's text (and the checkpoints): readable by its owner only. Permissions are
-    only ever taken away from group and others, never added: a folder its user made read-only stays so."""
+    """Create the index if it is missing (its file is made readable by its owner only)."""
     if not path.exists():
         _create(path)
-    if path.parent.name == ".specmem":
-        try:
-            current = stat.S_IMODE(path.parent.stat().st_mode)
-            if current & 0o077:
-                os.chmod(path.parent, current & 0o700)
-        except OSError:
-            pass  # not ours to change (another user's folder)
 
 
 def _create(path: Path) -> None:

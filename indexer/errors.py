@@ -16,6 +16,11 @@ class DatabaseError(SpecmemError):
     """The index database cannot be opened, created or written."""
 
 
+class StateFileError(DatabaseError):
+    """One of specmem's own files or folders (the index's folder, a lock, a status file) is a symlink or not a
+    regular file: refused, never followed."""
+
+
 class NotFound(SpecmemError):
     """No such memory, anchor, line range or checkpoint; or a path that is not a memory file inside the roots."""
 

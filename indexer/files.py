@@ -93,6 +93,23 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def storable(path: str) -> bool:
+    """Whether a path read from the file system is UTF-8 text, as the index stores paths. A name in another
+    encoding (`caf\xe9.md`, Latin-1, as git and archives leave it) arrives with surrogate escapes and is not."""
+    return path.isascii() or _encodable(path)
+
+
+def shown(path: str | Path) -> str:
+    """A path as text that can be printed and stored: bytes that are not UTF-8 shown as `\xe9`."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+NOT_UTF8 = (
+    "its name is not UTF-8 (bytes shown as \\xNN), and the index stores names as UTF-8 text; not indexed: rename "
+    "it to UTF-8 (e.g. `convmv -f latin1 -t utf8`)"
+)
+
+
 def is_skipped_dir(name: str) -> bool:
     return name.startswith(".") or name in NEVER_DIRS
 
@@ -405,6 +422,10 @@ def walk(
     result = WalkResult()
     missing_roots: set[Path] = set()
     for root in roots:
+        if not storable(str(root)):
+            result.problems.append((shown(root), f"root folder: {NOT_UTF8}"))
+            missing_roots.add(root)
+            continue
         if root in policy.file_roots:
             continue  # one file; when it is gone, its memory is gone
         if not root.is_dir():
@@ -420,6 +441,9 @@ def walk(
         if found_root is None or found_root in missing_roots:
             continue
         root = found_root
+        if not storable(str(scope)):
+            result.problems.append((shown(scope), NOT_UTF8))
+            continue
         if root in policy.file_roots:
             _file_root(root, roots, result)
             continue
@@ -448,6 +472,8 @@ def walk(
             _walk_dir(scope, root, roots, rules, inside, seen_dirs, result)
         elif stat_mod.S_ISREG(st.st_mode) and policy.is_memory_file(scope):
             result.found[str(scope)] = (root, st)
+    # Paths and messages are printed and stored: a name in another encoding is shown with `\xNN` escapes.
+    result.problems = [(shown(p), shown(m)) for p, m in result.problems]
     return result
 
 
@@ -605,6 +631,9 @@ def _walk_dir(
                     continue  # a nested root is walked on its own
                 if layers and rules.matches(layers, path, is_dir=True):
                     continue
+                if not name.isascii() and not _encodable(name):
+                    result.problems.append((shown(path), f"folder: {NOT_UTF8}"))
+                    continue
                 subdirs.append((path, layers))
             elif is_file:
                 if (layers and rules.matches(layers, path, is_dir=False)) or path in found:
@@ -612,6 +641,9 @@ def _walk_dir(
                 if in_hidden and policy.hidden(root, Path(path), False):
                     where = Path(folder)  # in an entered hidden folder
                     result.skipped[where] = result.skipped.get(where, 0) + 1
+                    continue
+                if not name.isascii() and not _encodable(name):
+                    result.problems.append((shown(path), NOT_UTF8))
                     continue
                 try:
                     found[path] = (root, entry.stat())

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from specmem.indexer.atomic import describe, pid_alive, write_own_file
-from specmem.indexer.errors import DatabaseError, LockTimeout, SpecmemError
+from specmem.indexer.atomic import describe, open_own_file, pid_alive, read_own_file, write_own_file
+from specmem.indexer.errors import DatabaseError, LockTimeout, SpecmemError, StateFileError
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
@@ -99,8 +99,8 @@ class FileLock:
                 "role": self.role,
             }
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+                # Never through a symlink (a repository may commit `.specmem/write.lock -> ~/.bashrc`).
+                fd = open_own_file(self.path, os.O_RDWR | os.O_CREAT)
             except OSError as exc:
                 raise DatabaseError(describe(exc, self.path, "open the lock file")) from exc
             try:
@@ -188,9 +188,9 @@ class FileLock:
 
 
 def _same_file(fd: int, path: Path) -> bool:
-    """True when `path` names the file open on `fd` (same device and inode)."""
+    """True when `path` names the file open on `fd` (same device and inode; a symlink there is not it)."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except OSError:
         return False
     held = os.fstat(fd)
@@ -200,9 +200,9 @@ def _same_file(fd: int, path: Path) -> bool:
 def read_holder(path: Path) -> Holder | None:
     """Who holds (or last held) the lock at `path`; None when unknown. Garbled content is not an error."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_own_file(Path(path)) or b"")
         return Holder(int(data["pid"]), str(data["host"]), int(data["since_ms"]), str(data.get("role", "?")))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SpecmemError):
         return None
 
 
@@ -239,6 +239,8 @@ def write_watcher_status(
     }
     try:
         write_own_file(Path(path), json.dumps(record).encode())
+    except StateFileError:
+        raise  # a symlink or a FIFO in its place: said, never followed
     except SpecmemError:
         pass  # the status is informative: a full disk must not stop the watcher
 
@@ -249,10 +251,10 @@ def watcher_info(lock_path: Path, status_path: Path) -> WatcherInfo | None:
     if holder is None or holder.role not in WATCHER_ROLES:
         return None
     try:
-        data = json.loads(Path(status_path).read_text(encoding="utf-8"))
+        data = json.loads(read_own_file(Path(status_path)) or b"")
         if int(data["pid"]) != holder.pid or int(data["since_ms"]) != holder.since_ms:
             data = {}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SpecmemError):
         data = {}
     return WatcherInfo(
         role=holder.role,

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from specmem.indexer import atomic
 from specmem.indexer import config as configmod
 from specmem.indexer.embed import (
     Embedder,
@@ -30,7 +32,7 @@ from specmem.indexer.embed import (
     read_max_tokens,
     resolve_model_path,
 )
-from specmem.indexer.errors import ModelUnavailable
+from specmem.indexer.errors import ModelUnavailable, SpecmemError, StateFileError
 
 log = logging.getLogger("specmem.onnx")
 STAMPS = "identities.json"
@@ -60,8 +62,8 @@ def model_identity(model_dir: Path, cache_dir: Path | None = None) -> str:
     folder = onnx_dir(cache_dir)
     stamps_path = folder / STAMPS
     try:
-        stamps = json.loads(stamps_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        stamps = json.loads(atomic.read_own_file(stamps_path) or b"{}")
+    except (OSError, ValueError, SpecmemError):
         stamps = {}
     if isinstance(stamps, dict) and isinstance(stamps.get(stamp), str):
         return stamps[stamp]
@@ -76,8 +78,8 @@ def model_identity(model_dir: Path, cache_dir: Path | None = None) -> str:
     stamps[stamp] = identity
     stamps = dict(list(stamps.items())[-MAX_STAMPS:])  # the newest installs; older ones only cost a re-hash
     try:
-        _replace(stamps_path, json.dumps(stamps, indent=1).encode())
-    except OSError:
+        atomic.write_own_file(stamps_path, json.dumps(stamps, indent=1).encode(), durable=True)
+    except SpecmemError:
         pass  # only a cache of the digest: the next process hashes again
     return identity
 
@@ -91,11 +93,22 @@ def onnx_path(model_dir: Path, cache_dir: Path | None = None) -> Path:
     return onnx_dir(cache_dir) / f"{slug}-{model_identity(model_dir, cache_dir)[:32]}" / GRAPH_FILE
 
 
-def _replace(path: Path, data: bytes) -> None:
-    from specmem.indexer import atomic  # the one atomic-write routine
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_own_file(path, data, durable=True)
+def _published(path: Path) -> bool:
+    """Whether the graph file is in place. The cache folder is opened as one of specmem's own, and neither the
+    model's folder nor the graph file may be a symlink: one planted in the cache is refused, never loaded."""
+    try:
+        with atomic.open_own_folder(path.parent.parent) as cache:
+            folder = cache.lstat(path.parent.name)
+        if folder is None:
+            return False
+        if stat.S_ISLNK(folder.st_mode):
+            raise StateFileError(atomic.own_link(path.parent))
+        os.close(atomic.open_own_file(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except StateFileError as exc:
+        raise OnnxUnavailable(str(exc)) from None
+    return True
 
 
 def _remove_stale(folder: Path) -> None:
@@ -123,11 +136,10 @@ def ensure_onnx_file(model_dir: Path, cache_dir: Path | None = None) -> Path:
         raise OnnxUnavailable(f"{model_dir.name} has no ONNX translation ({exc})") from None
     except OSError as exc:
         raise OnnxUnavailable(f"cannot read {model_dir}: {exc}") from None
-    if path.is_file():
-        return path
     final = path.parent
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        if _published(path):
+            return path
         _remove_stale(final.parent)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     except OSError as exc:
@@ -142,7 +154,7 @@ def ensure_onnx_file(model_dir: Path, cache_dir: Path | None = None) -> Path:
     except onnx_graph.Unsupported as exc:
         raise OnnxUnavailable(f"{model_dir.name} has no ONNX translation ({exc})") from None
     except OSError as exc:
-        if not path.is_file():  # else another process published the same model first: use its copy
+        if not _published(path):  # else another process published the same model first: use its copy
             raise OnnxUnavailable(
                 f"cannot write {final}: {exc}; set SPECMEM_CACHE_DIR to a writable folder"
             ) from None

@@ -281,7 +281,9 @@ def _keyword_phase(
     policy = files.Policy.of(config)
     with _collector_paused():
         walked = files.walk(roots, exclude=(config.db_path.parent,), scopes=scopes, policy=policy)
-        existing = store.existing(conn, roots, scopes)
+        # (A scope whose name is not UTF-8 has no rows; the walk reported it.)
+        stored = None if scopes is None else tuple(s for s in scopes if files.storable(str(s)))
+        existing = store.existing(conn, roots, stored)
     report.problems.extend(walked.problems)
     report.skipped.extend((str(folder), count) for folder, count in walked.skipped.items())
     report.files_seen = len(walked.found)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from specmem.indexer.atomic import read_own_file, write_own_file
+from specmem.indexer.errors import StateFileError, WriteError
 from specmem.indexer.lock import Holder
 
 KEYWORD_PHASES = ("walking", "checking", "indexing")  # until these end, keyword search sees a partial index
@@ -52,8 +53,8 @@ class ScanState:
 def read(path: Path) -> ScanState | None:
     """The recorded state, or None (no scan running, or a garbled file: neither is an error)."""
     try:
-        return ScanState(**json.loads(Path(path).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
+        return ScanState(**json.loads(read_own_file(Path(path)) or b""))
+    except (OSError, ValueError, TypeError, StateFileError):
         return None
 
 
@@ -81,15 +82,11 @@ class Tracker:
             time.time_ns() // 1_000_000,
         )
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        except OSError:
-            return  # progress for others is a courtesy; the scan goes on
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(asdict(state), fh)
-            os.replace(tmp, self.path)
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
+            write_own_file(self.path, json.dumps(asdict(state)).encode())
+        except StateFileError:
+            raise  # a symlink in its place: refused, with what to remove
+        except WriteError:
+            return  # progress for others is a courtesy; the scan goes on (a full disk)
 
     def close(self) -> None:
         current = read(self.path)

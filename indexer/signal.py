@@ -8,8 +8,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from specmem.indexer.atomic import write_own_file
+from specmem.indexer.atomic import read_own_file, write_own_file
 from specmem.indexer.db import now_ms
+from specmem.indexer.errors import StateFileError
 
 _TOUCHING = threading.Lock()
 
@@ -23,10 +24,10 @@ class Signal:
 def read(path: Path) -> Signal | None:
     """The current signal, or None when the file is missing or garbled (neither is an error)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_own_file(Path(path)) or b"")
         return Signal(int(data["committed_ms"]), int(data["generation"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except (OSError, ValueError, KeyError, TypeError, StateFileError):
+        return None  # a symlink there is refused by the writer (`touch`), with a message
 
 
 def touch(path: Path) -> Signal:

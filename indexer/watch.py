@@ -566,6 +566,7 @@ class WatchHost:
 
     def _run(self) -> None:
         told = False
+        said: set[str] = set()  # a refusal (a symlinked lock) is logged once, then retried quietly
         while not self._stop.is_set():
             try:
                 self.watcher.start()
@@ -585,7 +586,11 @@ class WatchHost:
                         )
                         told = True
                 elif isinstance(exc, SpecmemError):
-                    log.warning("could not start the watcher (%s); retrying in %.0f s", exc, self.retry)
+                    if str(exc) not in said:
+                        said.add(str(exc))
+                        log.warning(
+                            "could not start the watcher (%s); retrying every %.0f s", exc, self.retry
+                        )
                 else:
                     log.exception("could not start the watcher; retrying in %.0f s", self.retry)
                 self._tried.set()

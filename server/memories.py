@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -102,16 +103,27 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Any:
         raise NotFound("a path cannot contain a NUL character")
     if not text.isascii() and not _utf8(text):
         raise NotFound("a path must be UTF-8 text; give an id or a path inside the roots")
-    raw = Path(text).expanduser()
-    candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw, *(root / raw for root in cfg.roots)]
+    # Accents composed or decomposed (macOS and archives write NFD names): either spelling finds the file.
+    spellings = (
+        [text]
+        if text.isascii()
+        else list(
+            dict.fromkeys([text, unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)])
+        )
+    )
+    candidates: list[Path] = []
+    for spelling in spellings:
+        raw = Path(spelling).expanduser()
+        candidates += [raw] if raw.is_absolute() else [Path.cwd() / raw, *(root / raw for root in cfg.roots)]
     for candidate in candidates:
         absolute = Path(os.path.abspath(candidate))
         row = db.one(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE path = ?", (str(absolute),))
         if row is not None:
             return row
-    found = db.rows(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE rel_path = ?", (text,))
-    if len(found) == 1:
-        return found[0]
+    for spelling in spellings:
+        found = db.rows(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE rel_path = ?", (spelling,))
+        if len(found) == 1:
+            return found[0]
     if not any(inside_roots(c, cfg) for c in candidates):
         roots = ", ".join(str(r) for r in cfg.roots)
         raise NotFound(f"{text} is outside the memory roots ({roots}); give a path inside them")

@@ -349,7 +349,11 @@ def main() -> None:
         "--misses", action="store_true", help="List every question whose answer is not first."
     )
     parser.add_argument(
-        "--env", action="append", default=[], metavar="NAME=VALUE", help="A setting for every command; repeatable."
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="A setting for every command; repeatable.",
     )
     parser.add_argument("--no-record", action="store_true", help="Do not write results/spec_projects.json.")
     parser.add_argument(

@@ -312,6 +312,21 @@ def test_fallback_to_torch_when_the_file_is_damaged(tmp_path, monkeypatch):
     assert isinstance(onnx_embed.get_query_embedder(str(model)), SentenceTransformerEmbedder)
 
 
+def test_the_cache_never_follows_a_symlink(tmp_path):
+    model, cache = make_tiny_model(tmp_path / "tiny"), tmp_path / "cache"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (cache / "onnx").mkdir(parents=True)
+    os.symlink(victim, cache / "onnx" / onnx_embed.STAMPS)
+    path = onnx_embed.onnx_path(model, cache)  # the stamps are neither read nor written through the link
+    assert victim.read_text() == "precious"
+    elsewhere = tmp_path / "planted"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, path.parent)  # a graph folder planted in the cache is never loaded
+    with pytest.raises(onnx_embed.OnnxUnavailable, match="is a symlink"):
+        onnx_embed.ensure_onnx_file(model, cache)
+
+
 def test_fallback_to_torch_for_a_model_it_cannot_translate(tmp_path, monkeypatch):
     model = make_tiny_model(tmp_path / "tiny", model_type="roberta")
     monkeypatch.setenv("SPECMEM_CACHE_DIR", str(tmp_path / "cache"))

@@ -516,10 +516,13 @@ def test_keyword_rows_first_then_embeddings_with_their_own_signal(conn, cfg, spe
             == [("done",)]
         )
     )
-    after = signal.read(cfg.signal_path)
-    assert before is not None and after is not None
-    assert after.generation >= before.generation + 2, (
-        "keyword batch and embedding batch each touch the signal"
+    assert before is not None
+    # The signal is replaced just after the embedding batch commits: wait for it, do not race it.
+    wait_for(
+        lambda: (
+            (after := signal.read(cfg.signal_path)) is not None and after.generation >= before.generation + 2
+        ),
+        what="the keyword batch and the embedding batch each to touch the signal",
     )
 
 
