@@ -23,7 +23,7 @@ Figures, by set, configuration, mode and question kind (own-words, paraphrase, b
 answer file shown first / among the first three: the primary file or another that answers fully), MRR of the first
 judged file, nDCG@10 with exponential gains (2^grade - 1; grade 2 = primary, 1 = another file that answers fully),
 and primary@1 (the primary file itself first). `rule_first` counts questions whose first shown result is a rule
-shown on top that is not judged relevant. Figures go to results/spec_projects.json when both sets of the default
+(a constitutional memory, shown on top or ranked) that is not judged relevant. Figures go to results/spec_projects.json when both sets of the default
 configuration ran on every project.
 
 Speed: embeddings are the slow part (about 11,000 chunks for the full set). With `--cache DIR` every vector computed
@@ -72,7 +72,7 @@ class Question:
 
 @dataclass(frozen=True)
 class Answer:
-    """One question's result list as shown: (document id, shown as a rule on top) in order."""
+    """One question's result list as shown: (document id, a rule: constitutional, on top or ranked) in order."""
 
     question: Question
     mode: str
@@ -219,7 +219,7 @@ def answer_of(
     shown = tuple(
         (
             f"{project_name}/{Path(os.path.relpath(os.path.realpath(r['path']), top)).as_posix()}",
-            r["always_surfaced"],
+            r["always_surfaced"] or r["tier"] == "constitutional",
         )
         for r in response["results"]
     )
