@@ -11,12 +11,12 @@ import os
 import re
 import subprocess
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import apsw
 
-from specmem.indexer import atomic, db, files, signal, unfinished
+from specmem.indexer import atomic, db, files, signal, store, unfinished
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder
 from specmem.indexer.errors import CheckpointError, WriteError
@@ -95,15 +95,15 @@ def create(
     for path, root in sorted(_files_in(config, pairs).items()):
         data = path.read_bytes()
         size += len(data)
-        row = db.one(conn, "SELECT confidence, access_count FROM memory_index WHERE path = ?", (str(path),))
+        row = store.votes(conn, str(path))
         entries.append(
             {
                 "root": str(root),
                 "rel": path.relative_to(root).as_posix(),
                 "data": base64.b64encode(data).decode(),
                 "mode": path.stat().st_mode & 0o7777,
-                "confidence": row.confidence if row else None,
-                "access_count": row.access_count if row else None,
+                "confidence": row[0] if row else None,
+                "access_count": row[1] if row else None,
             }
         )
     covered = [[str(root), folder.relative_to(root).as_posix()] for root, folder in pairs]
@@ -119,54 +119,26 @@ def create(
         automatic=automatic,
     )
     with db.write_tx(conn):
-        if conn.execute("SELECT 1 FROM checkpoints WHERE name = ?", (name,)).fetchall():
+        if store.has_checkpoint(conn, name):
             raise CheckpointError(
                 f"a checkpoint named {name!r} exists; choose another name or delete it first"
             )
-        conn.execute(
-            "INSERT INTO checkpoints (name, created_at, scope, git_branch, git_commit, file_count, size_bytes, "
-            "automatic, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                name,
-                info.created_at,
-                spec_folder,
-                info.git_branch,
-                info.git_commit,
-                info.file_count,
-                size,
-                int(automatic),
-                blob,
-            ),
-        )
-        _retain(conn, config, keep=name)
+        store.add_checkpoint(conn, store.CheckpointRow(**asdict(info)), blob)
+        # Checkpoints past the configured count or age go (never the one just made).
+        cutoff = db.now_ms() - int(config.checkpoint_max_days * 86_400_000)
+        store.retain_checkpoints(conn, cutoff, config.checkpoint_max, keep=name)
     return info
 
 
-def _retain(conn: apsw.Connection, config: Config, keep: str) -> None:
-    """Drop checkpoints past the configured count or age (never the one just made). Call inside write_tx."""
-    cutoff = db.now_ms() - int(config.checkpoint_max_days * 86_400_000)
-    conn.execute("DELETE FROM checkpoints WHERE created_at < ? AND name != ?", (cutoff, keep))
-    conn.execute(
-        "DELETE FROM checkpoints WHERE name != ? AND id NOT IN "
-        "(SELECT id FROM checkpoints ORDER BY created_at DESC, id DESC LIMIT ?)",
-        (keep, config.checkpoint_max),
-    )
-
-
 def list_all(conn: apsw.Connection) -> list[CheckpointInfo]:
-    rows = db.rows(
-        conn,
-        "SELECT name, created_at, scope, git_branch, git_commit, file_count, size_bytes, automatic "
-        "FROM checkpoints ORDER BY created_at DESC, id DESC",
-    )
-    return [CheckpointInfo(**{**r._asdict(), "automatic": bool(r.automatic)}) for r in rows]
+    return [CheckpointInfo(**r._asdict()) for r in store.checkpoints(conn)]
 
 
 def delete(conn: apsw.Connection, name: str) -> None:
     with db.write_tx(conn):
-        if not conn.execute("SELECT 1 FROM checkpoints WHERE name = ?", (name,)).fetchall():
+        if not store.has_checkpoint(conn, name):
             raise CheckpointError(f"no checkpoint named {name!r}; checkpoint_list shows them")
-        conn.execute("DELETE FROM checkpoints WHERE name = ?", (name,))
+        store.delete_checkpoint(conn, name)
 
 
 def _covered(config: Config, saved: dict) -> list[tuple[Path, Path]]:
@@ -239,10 +211,10 @@ def restore(
     Every target is checked first (inside the roots, not a folder, its folders not files); any problem refuses
     the whole restore before a byte is written. Should writing fail half-way (a full disk), the index still
     follows what was written and the error says how far it got."""
-    row = db.one(conn, "SELECT data FROM checkpoints WHERE name = ?", (name,))
-    if row is None:
+    data = store.checkpoint_data(conn, name)
+    if data is None:
         raise CheckpointError(f"no checkpoint named {name!r}; checkpoint_list shows them")
-    saved = json.loads(zlib.decompress(row.data))
+    saved = json.loads(zlib.decompress(data))
     report = RestoreReport(name=name, restored=[], unchanged=0, removed=[], newer_kept=[])
     roots = {str(r): r for r in config.roots}
     wanted: dict[Path, dict] = {}
@@ -288,10 +260,7 @@ def restore(
         unfinished.end(c, key)
         for path, entry in wanted.items():
             if entry["confidence"] is not None:
-                c.execute(
-                    "UPDATE memory_index SET confidence = ?, access_count = ? WHERE path = ?",
-                    (entry["confidence"], entry["access_count"], str(path)),
-                )
+                store.set_votes(c, str(path), entry["confidence"], entry["access_count"])
 
     scan(conn, config, embedder, scopes=scopes, embed=False, one_transaction=True, finalize=metadata)
     signal.touch(config.signal_path)

@@ -500,64 +500,34 @@ def user_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("specmem", appauthor=False)).resolve()
 
 
-def resolve(
-    *,
-    db: str | os.PathLike[str] | None = None,
-    roots: Sequence[str | os.PathLike[str]] | None = None,
-    model: str | None = None,
-    max_file_bytes: int | None = None,
-    watch: bool | None = None,
-    threads: int | None = None,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-) -> Config:
-    """Resolve every setting in one order: option, then environment, then `specmem.toml`, then default."""
-    env = os.environ if env is None else env
-    cwd = (cwd or Path.cwd()).resolve()
-    sources: dict[str, str] = {}
-
-    options: dict[str, Any] = {
-        "database": db,
-        "roots": list(roots) if roots else None,
-        "model": model,
-        "max_file_bytes": max_file_bytes,
-        "watch": watch,
-        "threads": threads,
-    }
-    if options["roots"]:
-        root_values = [cwd / Path(r).expanduser() for r in options["roots"]]
+def _given_roots(
+    roots: Sequence[str | os.PathLike[str]] | None, env: Mapping[str, str], cwd: Path, sources: dict[str, str]
+) -> list[Path]:
+    """The roots given for this run: as options, else in SPECMEM_ROOTS; [] when neither."""
+    if roots:
         sources["roots"] = "option"
-    elif env.get("SPECMEM_ROOTS", "").strip():
-        root_values = [cwd / Path(r).expanduser() for r in _path_list(env["SPECMEM_ROOTS"])]
+        return [cwd / Path(r).expanduser() for r in roots]
+    if env.get("SPECMEM_ROOTS", "").strip():
         sources["roots"] = "env SPECMEM_ROOTS"
-    else:
-        root_values = []
-    # With roots given, the project (and its database) is found from the first root, so that
-    # `specmem scan ~/code/app/specs` run from anywhere uses that project's database.
-    start = root_values[0].resolve() if root_values else cwd
-    project_file = find_project_file(root_values[0].resolve() if root_values else cwd)
-    file_settings = read_project_file(project_file) if project_file else {}
-    project = project_file.parent if project_file else find_project(start)
-    if not root_values and "roots" in file_settings:
-        listed = file_settings["roots"]
-        if not isinstance(listed, list) or not all(isinstance(r, str) and r.strip() for r in listed):
-            raise ConfigError(f'{project_file}: roots must be a list of folders, e.g. roots = ["specs"]')
-        assert project_file is not None
-        root_values = [project_file.parent / Path(r).expanduser() for r in listed]
-        sources["roots"] = str(project_file)
-    remembered = None
-    if not root_values and project_file is None:
-        remembered = remembered_for(cwd)
-        if remembered is not None:
-            root_values = list(remembered[1])
-            sources["roots"] = f"remembered from `specmem scan` in {remembered[0]}"
-            project = find_project(root_values[0])
-    if not root_values:
-        root_values = [(project or cwd) / "specs"]
-    resolved_roots = tuple(dict.fromkeys(p.resolve() for p in root_values))
-    for root in resolved_roots:
-        _utf8_path(root, "root folder")
+        return [cwd / Path(r).expanduser() for r in _path_list(env["SPECMEM_ROOTS"])]
+    return []
 
+
+def _file_roots(project_file: Path, listed: object) -> list[Path]:
+    """The roots `specmem.toml` lists, relative to its folder."""
+    if not isinstance(listed, list) or not all(isinstance(r, str) and r.strip() for r in listed):
+        raise ConfigError(f'{project_file}: roots must be a list of folders, e.g. roots = ["specs"]')
+    return [project_file.parent / Path(r).expanduser() for r in listed]
+
+
+def _settings(
+    options: dict[str, Any],
+    env: Mapping[str, str],
+    file_settings: dict[str, Any],
+    project_file: Path | None,
+    sources: dict[str, str],
+) -> dict[str, Any]:
+    """Every setting but the roots, parsed, from the first place that sets it (recorded in `sources`)."""
     values: dict[str, Any] = {}
     for setting in SETTINGS:
         name = setting.name
@@ -574,23 +544,83 @@ def resolve(
         what = setting.env if source.startswith("env") else name
         values[name] = setting.parse(raw, f"{project_file}: {name}" if source == str(project_file) else what)
         sources[name] = source
-
     if "threads" not in values and env.get("OMP_NUM_THREADS", "").strip():
         values["threads"] = _positive_int(env["OMP_NUM_THREADS"], "OMP_NUM_THREADS")
         sources["threads"] = "env OMP_NUM_THREADS"
+    return values
+
+
+def _db_path(
+    values: dict[str, Any],
+    sources: dict[str, str],
+    project_file: Path | None,
+    project: Path | None,
+    remembered: tuple[Path, list[Path], Path] | None,
+    roots: tuple[Path, ...],
+    cwd: Path,
+) -> Path:
+    """The index: as set (relative to where it was set), else the remembered scan's, else the project's, else
+    one in the user's data folder named after the first root."""
     if "database" in values:
         base = project_file.parent if sources["database"] == str(project_file) and project_file else cwd
-        db_path = (base / Path(values.pop("database")).expanduser()).resolve()
-    elif remembered is not None:
-        db_path = remembered[2]
+        return (base / Path(values.pop("database")).expanduser()).resolve()
+    if remembered is not None:
         sources["database"] = sources["roots"]
-    elif project is not None:
-        db_path = project / DB_DIRNAME / "index.db"
-    else:
-        # Outside any project: keep the index out of the user's folders.
-        slug = hashlib.sha1(str(resolved_roots[0]).encode()).hexdigest()[:12]
-        db_path = user_data_dir() / "indexes" / f"{resolved_roots[0].name}-{slug}" / "index.db"
+        return remembered[2]
+    if project is not None:
+        return project / DB_DIRNAME / "index.db"
+    # Outside any project: keep the index out of the user's folders.
+    slug = hashlib.sha1(str(roots[0]).encode()).hexdigest()[:12]
+    return user_data_dir() / "indexes" / f"{roots[0].name}-{slug}" / "index.db"
 
+
+def resolve(
+    *,
+    db: str | os.PathLike[str] | None = None,
+    roots: Sequence[str | os.PathLike[str]] | None = None,
+    model: str | None = None,
+    max_file_bytes: int | None = None,
+    watch: bool | None = None,
+    threads: int | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Config:
+    """Resolve every setting in one order: option, then environment, then `specmem.toml`, then default."""
+    env = os.environ if env is None else env
+    cwd = (cwd or Path.cwd()).resolve()
+    sources: dict[str, str] = {}
+    options: dict[str, Any] = {
+        "database": db,
+        "model": model,
+        "max_file_bytes": max_file_bytes,
+        "watch": watch,
+        "threads": threads,
+    }
+    root_values = _given_roots(roots, env, cwd, sources)
+    # With roots given, the project (and its database) is found from the first root, so that
+    # `specmem scan ~/code/app/specs` run from anywhere uses that project's database.
+    start = root_values[0].resolve() if root_values else cwd
+    project_file = find_project_file(start)
+    file_settings = read_project_file(project_file) if project_file else {}
+    project = project_file.parent if project_file else find_project(start)
+    if not root_values and "roots" in file_settings:
+        assert project_file is not None
+        root_values = _file_roots(project_file, file_settings["roots"])
+        sources["roots"] = str(project_file)
+    remembered = None
+    if not root_values and project_file is None:
+        remembered = remembered_for(cwd)
+        if remembered is not None:
+            root_values = list(remembered[1])
+            sources["roots"] = f"remembered from `specmem scan` in {remembered[0]}"
+            project = find_project(root_values[0])
+    if not root_values:
+        root_values = [(project or cwd) / "specs"]
+    resolved_roots = tuple(dict.fromkeys(p.resolve() for p in root_values))
+    for root in resolved_roots:
+        _utf8_path(root, "root folder")
+    values = _settings(options, env, file_settings, project_file, sources)
+    db_path = _db_path(values, sources, project_file, project, remembered, resolved_roots, cwd)
     _utf8_path(db_path, "index path")
     # The adopted conventions' places become roots of their own, unless roots were chosen for this run (an option
     # or SPECMEM_ROOTS: exactly those folders) or a root already holds them: those at the project top, and those

@@ -1,9 +1,14 @@
-"""Connections (apsw + sqlite-vec), append-only migrations, the config table and write transactions."""
+"""Connections (apsw + sqlite-vec), append-only migrations, the config table and write transactions.
+
+With indexer/store.py (the write SQL) and server/reads.py (the read SQL) this is the storage seam: the functions
+marked `@engine_specific` are where another engine plugs in (specs/001-indexer/memory/storage-seam.md).
+"""
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import importlib.util
 import os
 import stat
@@ -12,7 +17,8 @@ from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, TypeVar, cast
 
 import apsw
 
@@ -30,8 +36,33 @@ IGNORE_MARKER = "# specmem's index is derived from the memory files: never commi
 # BEGIN IMMEDIATE is retried this many times (each waiting up to the busy timeout) before a write gives up loudly.
 WRITE_ATTEMPTS = 4
 
+F = TypeVar("F", bound=Callable[..., Any])
 Migration = Callable[[apsw.Connection], None]
 MIGRATIONS: list[Migration] = []
+# module name → function name → the dispatching function, for every function of the storage seam
+SEAM: dict[str, dict[str, Any]] = {}
+
+
+def engine_specific(fn: F) -> F:
+    """Mark a function of the storage seam: its body is SQLite's, chosen for an apsw connection (its first
+    argument); another engine registers its own for its connection type with `plug`. Callers keep the
+    function's signature."""
+    generic = functools.singledispatch(fn)
+    SEAM.setdefault(fn.__module__, {})[fn.__name__] = generic
+    return cast(F, generic)
+
+
+def plug(seam: ModuleType, engine: ModuleType, connection: type) -> list[str]:
+    """Use `engine`'s functions for connections of type `connection`, in place of those of `seam` (this module,
+    store or reads) of the same name. Returns the seam's functions the engine does not define."""
+    missing = []
+    for name, generic in SEAM.get(seam.__name__, {}).items():
+        own = getattr(engine, name, None)
+        if own is None:
+            missing.append(name)
+        else:
+            generic.register(connection, own)
+    return missing
 
 
 def migration(fn: Migration) -> Migration:
@@ -147,6 +178,18 @@ def _load_vec(conn: apsw.Connection) -> None:
     conn.enable_load_extension(True)
     conn.load_extension(vec_extension_path())
     conn.enable_load_extension(False)
+
+
+def probe() -> tuple[str, bool]:
+    """(sqlite-vec's version, whether SQLite has FTS5), from a connection in memory; raises what loading fails with."""
+    conn = apsw.Connection(":memory:")
+    try:
+        _load_vec(conn)
+        version = str(conn.execute("SELECT vec_version()").fetchall()[0][0])
+        fts = bool(conn.execute("SELECT sqlite_compileoption_used('ENABLE_FTS5')").fetchall()[0][0])
+    finally:
+        conn.close()
+    return version, fts
 
 
 def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
@@ -338,6 +381,7 @@ def storage_error(conn: apsw.Connection, exc: BaseException) -> DatabaseError | 
     return None if advice is None else DatabaseError(f"cannot write the index at {conn.filename}: {advice}")
 
 
+@engine_specific
 @contextmanager
 def write_tx(conn: apsw.Connection) -> Iterator[apsw.Connection]:
     """One short write transaction (BEGIN IMMEDIATE), retried while another writer holds the lock. A full or
@@ -391,10 +435,12 @@ def migrate(conn: apsw.Connection) -> None:
             set_config(conn, "schema_version", str(len(MIGRATIONS)))
 
 
+@engine_specific
 def schema_version(conn: apsw.Connection) -> int:
     return int(get_config(conn, "schema_version") or 0)
 
 
+@engine_specific
 def get_config(conn: apsw.Connection, key: str) -> str | None:
     try:
         rows = conn.execute("SELECT value FROM config WHERE key = ?", (key,)).fetchall()
@@ -403,6 +449,7 @@ def get_config(conn: apsw.Connection, key: str) -> str | None:
     return str(rows[0][0]) if rows else None
 
 
+@engine_specific
 def set_config(conn: apsw.Connection, key: str, value: str) -> None:
     conn.execute(
         "INSERT INTO config (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -410,10 +457,24 @@ def set_config(conn: apsw.Connection, key: str, value: str) -> None:
     )
 
 
+@engine_specific
+def delete_config(conn: apsw.Connection, key: str) -> None:
+    conn.execute("DELETE FROM config WHERE key = ?", (key,))
+
+
+@engine_specific
+def config_items(conn: apsw.Connection, prefix: str) -> list[tuple[str, str]]:
+    """(key, value) of the config entries whose key starts with `prefix`."""
+    rows = conn.execute("SELECT key, value FROM config WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+    return cast(list[tuple[str, str]], rows.fetchall())
+
+
+@engine_specific
 def has_table(conn: apsw.Connection, name: str) -> bool:
     return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchall())
 
 
+@engine_specific
 def ensure_vec_table(conn: apsw.Connection, model: str, dim: int) -> bool:
     """Make `vec_memories` match the model; on a change of model or dimension drop every vector.
 
@@ -432,6 +493,7 @@ def ensure_vec_table(conn: apsw.Connection, model: str, dim: int) -> bool:
     return True
 
 
+@engine_specific
 def reset_vectors(conn: apsw.Connection) -> None:
     """Drop every vector and mark every memory for embedding again. Call inside write_tx."""
     conn.execute("DROP TABLE IF EXISTS vec_memories")
@@ -458,12 +520,6 @@ def rows(conn: apsw.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any
     return cursor.execute(sql, args).fetchall()
 
 
-def one(conn: apsw.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> Any | None:
-    """The first result row as a named tuple, or None."""
-    found = rows(conn, sql, args)
-    return found[0] if found else None
-
-
 def scalar(conn: apsw.Connection, sql: str, args: Sequence[Any] = ()) -> Any:
     """The first column of the first row (e.g. a count)."""
     return conn.execute(sql, args).fetchall()[0][0]
@@ -485,6 +541,7 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+@engine_specific
 def serve_only(conn: apsw.Connection, roots: Iterable[Path]) -> None:
     """Make a reading connection see only the memories under `roots`: a temporary view named `memory_index`,
     which every unqualified query (and join) reads instead of the table. Rows left by a root that is no longer

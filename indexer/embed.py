@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import apsw
 import xxhash
 
-from specmem.indexer import db, signal
+from specmem.indexer import db, signal, store
 from specmem.indexer.config import DEFAULT_MODEL
 from specmem.indexer.errors import ModelUnavailable
 from specmem.indexer.tokens import WordPieceCounter
@@ -266,6 +266,38 @@ def reset_vectors_if_model_changed(conn: apsw.Connection, model_id: str) -> bool
     return True
 
 
+def _slice_progress(progress: Progress, done: int, batch: int, total: int) -> Callable[[int, int], None]:
+    """Progress within a batch: (texts encoded, texts to encode) → chunks done, counting its reused ones."""
+
+    def report(encoded: int, todo: int) -> None:
+        progress("embedding", done + batch * encoded // todo, max(total, done))
+
+    return report
+
+
+def _encode(
+    embedder: Embedder,
+    todo: dict[str, str],
+    stopping: Callable[[], bool],
+    report: Callable[[int, int], None] | None,
+) -> dict[str, bytes] | None:
+    """text hash → vector of each text, shortest texts first (less padding); None when stopped meanwhile.
+
+    The model runs a slice at a time: progress every few seconds, and a stop request is honoured between
+    slices."""
+    fresh: dict[str, bytes] = {}
+    keys = sorted(todo, key=lambda h: len(todo[h]))
+    for at in range(0, len(keys), ENCODE_SLICE):
+        if stopping():
+            return None
+        part = keys[at : at + ENCODE_SLICE]
+        vectors: np.ndarray = embedder.encode([todo[h] for h in part])
+        fresh.update((h, to_blob(v)) for h, v in zip(part, vectors, strict=True))
+        if report and at + ENCODE_SLICE < len(keys):
+            report(len(fresh), len(keys))
+    return fresh
+
+
 def embed_pending(
     conn: apsw.Connection,
     embedder: Embedder,
@@ -279,7 +311,7 @@ def embed_pending(
 
     The model runs outside any transaction; each batch's write is one short transaction, then `index.db-updated`.
     """
-    pending = int(db.scalar(conn, "SELECT count(*) FROM memory_chunks WHERE embedded = 0"))
+    pending = store.unembedded_count(conn)
     if pending == 0 and (vectors_usable(conn, embedder.model_id) or not db.has_table(conn, "vec_memories")):
         return 0, 0  # nothing to embed: do not load the model
     if progress:
@@ -287,70 +319,28 @@ def embed_pending(
     dim = embedder.dim  # loads the model; raises ModelUnavailable
     with db.write_tx(conn):
         db.ensure_vec_table(conn, embedder.model_id, dim)
-    total = int(db.scalar(conn, "SELECT count(*) FROM memory_chunks WHERE embedded = 0"))
+    total = store.unembedded_count(conn)
     embedded = reused = done = 0
     if progress and total:
         progress("embedding", 0, total)
     last_id = 0
-    while not (should_stop and should_stop()):
+    stopping = should_stop or (lambda: False)
+    while not stopping():
         # Shortest texts first within a batch keeps padding low; id order keeps the walk resumable.
-        rows = db.rows(
-            conn,
-            "SELECT id, heading, text, text_hash FROM memory_chunks WHERE embedded = 0 AND id > ? ORDER BY id LIMIT ?",
-            (last_id, batch_size),
-        )
+        rows = store.unembedded(conn, last_id, batch_size)
         if not rows:
             break
-        last_id = int(rows[-1].id)
-        hashes: list[str] = sorted({r.text_hash for r in rows})
-        cached: dict[str, bytes] = {
-            h: v
-            for h, v in conn.execute(
-                f"SELECT text_hash, vector FROM embedding_cache WHERE model = ? AND text_hash IN "
-                f"({','.join('?' * len(hashes))})",
-                (embedder.model_id, *hashes),
-            )
-        }
+        last_id = rows[-1].id
+        cached = store.cached_vectors(conn, embedder.model_id, sorted({r.text_hash for r in rows}))
         todo = {r.text_hash: f"{r.heading}\n{r.text}" for r in rows if r.text_hash not in cached}
-        fresh: dict[str, bytes] = {}
-        keys = sorted(todo, key=lambda h: len(todo[h]))
-        # The model runs a slice at a time: progress every few seconds, and a stop request is honoured between
-        # slices. A batch stopped before its commit writes nothing; its chunks stay pending for the next run.
-        for at in range(0, len(keys), ENCODE_SLICE):
-            if should_stop and should_stop():
-                return embedded, reused
-            part = keys[at : at + ENCODE_SLICE]
-            vectors: np.ndarray = embedder.encode([todo[h] for h in part])
-            fresh.update((h, to_blob(v)) for h, v in zip(part, vectors, strict=True))
-            if progress and at + ENCODE_SLICE < len(keys):
-                progress("embedding", done + len(rows) * len(fresh) // len(keys), max(total, done))
-        if should_stop and should_stop():
+        report = _slice_progress(progress, done, len(rows), total) if progress else None
+        fresh = _encode(embedder, todo, stopping, report)
+        if fresh is None or stopping():
+            # A batch stopped before its commit writes nothing; its chunks stay pending for the next run.
             return embedded, reused
-        now = db.now_ms()
+        vectors = {r.id: fresh[r.text_hash] if r.text_hash in fresh else cached[r.text_hash] for r in rows}
         with db.write_tx(conn):
-            for h, blob in fresh.items():
-                conn.execute(
-                    "INSERT OR REPLACE INTO embedding_cache (model, text_hash, vector, used_at) VALUES (?, ?, ?, ?)",
-                    (embedder.model_id, h, blob, now),
-                )
-            touched: set[int] = set()
-            for row in rows:
-                # The chunk may have been replaced by another writer while the model ran.
-                live = db.one(
-                    conn, "SELECT memory_id FROM memory_chunks WHERE id = ? AND embedded = 0", (row.id,)
-                )
-                if live is None:
-                    continue
-                vector = fresh[row.text_hash] if row.text_hash in fresh else cached[row.text_hash]
-                conn.execute("INSERT INTO vec_memories (chunk_id, embedding) VALUES (?, ?)", (row.id, vector))
-                conn.execute("UPDATE memory_chunks SET embedded = 1 WHERE id = ?", (row.id,))
-                touched.add(int(live.memory_id))
-            for mid in touched:
-                conn.execute(
-                    "UPDATE memory_index SET embedding_status = 'done' WHERE id = ? AND NOT EXISTS "
-                    "(SELECT 1 FROM memory_chunks WHERE memory_id = ? AND embedded = 0)",
-                    (mid, mid),
-                )
+            store.store_vectors(conn, embedder.model_id, fresh, vectors, db.now_ms())
         signal.touch(signal_path)
         embedded += len(fresh)
         reused += len(rows) - len(fresh)
@@ -358,8 +348,5 @@ def embed_pending(
         if progress:
             progress("embedding", done, max(total, done))
     with db.write_tx(conn):
-        conn.execute(
-            "DELETE FROM embedding_cache WHERE used_at < ? AND text_hash NOT IN (SELECT text_hash FROM memory_chunks)",
-            (db.now_ms() - CACHE_TTL_MS,),
-        )
+        store.forget_vectors(conn, db.now_ms() - CACHE_TTL_MS)
     return embedded, reused

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import apsw
 
-from specmem.indexer import db, signal
+from specmem.indexer import db, signal, store
 from specmem.indexer.config import Config
 from specmem.indexer.errors import NotFound
 
@@ -17,12 +17,11 @@ def validate(conn: apsw.Connection, config: Config, memory_id: int, useful: bool
     if not 0 < memory_id <= db.MAX_ROWID:
         raise NotFound(f"no memory with id {memory_id}; search or list to find its id")
     with db.write_tx(conn):
-        row = db.one(conn, "SELECT confidence FROM memory_index WHERE id = ?", (memory_id,))
-        if row is None:
+        before = store.confidence(conn, memory_id)
+        if before is None:
             raise NotFound(f"no memory with id {memory_id}; search or list to find its id")
-        before = float(row.confidence)
         after = before + STEP * ((1.0 if useful else 0.0) - before)
         after = max(FLOOR, min(1.0, after))
-        conn.execute("UPDATE memory_index SET confidence = ? WHERE id = ?", (after, memory_id))
+        store.set_confidence(conn, memory_id, after)
     signal.touch(config.signal_path)
     return before, after

@@ -8,6 +8,7 @@ import os
 import re
 import stat as stat_mod
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -16,7 +17,7 @@ import pathspec
 
 from specmem.indexer import conventions
 from specmem.indexer.conventions import CONVENTIONS, Convention
-from specmem.indexer.errors import SpecFolderError
+from specmem.indexer.errors import NotFound, SpecFolderError
 
 if TYPE_CHECKING:
     from specmem.indexer.config import Config
@@ -401,6 +402,39 @@ class WalkResult:
         return {Path(p): v for p, v in self.found.items()}
 
 
+def inside_roots(path: Path, roots: Iterable[Path]) -> bool:
+    """Whether `path`, with symlinks resolved, lies inside one of the roots."""
+    real = path.resolve()
+    return any(within(real, root.resolve()) for root in roots)
+
+
+def user_paths(text: str, project: Path, roots: Iterable[Path]) -> list[Path]:
+    """The paths a path named by a user may mean, most likely first: itself when absolute, else relative to the
+    current folder, to the project, then to each root, in each of its spellings (not normalised: `..` is resolved
+    with the symlinks before it). Refuses text that names no file. Every command and tool that takes a path
+    resolves it here."""
+    if "\x00" in text:
+        raise NotFound("a path cannot contain a NUL character")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8
+            raise NotFound("a path must be UTF-8 text; give an id or a path inside the roots") from None
+    found: list[Path] = []
+    for spelling in spellings(text):
+        raw = Path(spelling).expanduser()
+        found += [raw] if raw.is_absolute() else [base / raw for base in (Path.cwd(), project, *roots)]
+    return list(dict.fromkeys(found))
+
+
+def spellings(text: str) -> list[str]:
+    """A name as given, composed (NFC) and decomposed (NFD): macOS and archives write NFD names, and either
+    spelling finds the file."""
+    if text.isascii():
+        return [text]
+    return list(dict.fromkeys([text, unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)]))
+
+
 def root_of(path: Path, roots: tuple[Path, ...]) -> Path | None:
     """The innermost root holding `path`, or None when it lies outside every root."""
     holding = [r for r in roots if within(path, r)]
@@ -540,6 +574,110 @@ def count_markdown(folder: Path) -> int:
     return count
 
 
+_BY_NAME = operator.attrgetter("name")
+
+
+def _listing(
+    folder: str, seen_dirs: set[tuple[int, int]], result: WalkResult
+) -> list[os.DirEntry[str]] | None:
+    """A folder's entries in name order; None (reported) when it cannot be read or was already walked."""
+    try:
+        st = os.stat(folder)
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            result.problems.append((folder, "symlink loop: this folder was already walked; not followed"))
+            return None
+        seen_dirs.add(key)
+        with os.scandir(folder) as listing:
+            return sorted(listing, key=_BY_NAME)
+    except OSError as exc:
+        result.problems.append(
+            (folder, f"cannot read folder ({exc.strerror}); its memories are kept as they were")
+        )
+        result.incomplete.append(Path(folder))
+        return None
+
+
+def _layers_in(
+    folder: str, root: Path, entries: list[os.DirEntry[str]], above: Layers, rules: IgnoreRules
+) -> Layers:
+    """The ignore rules in force in a folder: those above it, with its own ignore files' on top."""
+    if folder == str(root):
+        return rules.inside(root) or ()
+    if any(e.name in IGNORE_FILES for e in entries):
+        return rules.layers(Path(folder), above)
+    return above  # no ignore file here: the rules above are those in force
+
+
+def _leads_out(path: str, roots: tuple[Path, ...], result: WalkResult) -> bool:
+    """Whether a symlink (to a folder or a file) leads outside the roots: it is then never followed."""
+    target = Path(path).resolve()
+    if any(within(target, r) for r in roots):
+        return False
+    result.problems.append((path, f"symlink to {target}, outside the roots; not indexed"))
+    return True
+
+
+def _enters(
+    path: str,
+    name: str,
+    root: Path,
+    root_strs: set[str],
+    excluded: tuple[str, ...],
+    in_hidden: bool,
+    layers: Layers,
+    rules: IgnoreRules,
+    result: WalkResult,
+) -> bool:
+    """Whether the walk goes into this folder. A hidden one the policy leaves out is counted in `skipped` when it
+    holds markdown, so that it is reported, never dropped in silence."""
+    if excluded and any(within(path, x) for x in excluded):
+        return False
+    if (in_hidden or name.startswith(".") or name in NEVER_DIRS) and rules.policy.hidden(
+        root, Path(path), True
+    ):
+        if name not in NEVER_REPORTED and name not in NEVER_DIRS:
+            if not rules.matches(layers, path, is_dir=True) and (count := count_markdown(Path(path))):
+                result.skipped[Path(path)] = count
+        return False
+    if path in root_strs:
+        return False  # a nested root is walked on its own
+    if layers and rules.matches(layers, path, is_dir=True):
+        return False
+    if not name.isascii() and not _encodable(name):
+        result.problems.append((shown(path), f"folder: {NOT_UTF8}"))
+        return False
+    return True
+
+
+def _take(
+    path: str,
+    folder: str,
+    root: Path,
+    entry: os.DirEntry[str],
+    layers: Layers,
+    in_hidden: bool,
+    rules: IgnoreRules,
+    found: dict[str, tuple[Path, os.stat_result]],
+    result: WalkResult,
+) -> None:
+    """Record a memory file the walk found, unless ignored, already found, or in a hidden folder that the policy
+    leaves it out of (counted in `skipped`)."""
+    if (layers and rules.matches(layers, path, is_dir=False)) or path in found:
+        return
+    if in_hidden and rules.policy.hidden(root, Path(path), False):
+        where = Path(folder)  # in an entered hidden folder
+        result.skipped[where] = result.skipped.get(where, 0) + 1
+        return
+    if not entry.name.isascii() and not _encodable(entry.name):
+        result.problems.append((shown(path), NOT_UTF8))
+        return
+    try:
+        found[path] = (root, entry.stat())
+    except OSError as exc:
+        result.problems.append((path, f"cannot stat ({exc.strerror})"))
+
+
 def _walk_dir(
     top: Path,
     root: Path,
@@ -559,32 +697,14 @@ def _walk_dir(
     policy = rules.policy
     found = result.found
     suffixes = policy.suffixes
-    by_name = operator.attrgetter("name")
     # (folder, the layers in force in its parent); a scope below the root was found not to be ignored.
     pending: list[tuple[str, Layers]] = [(str(top), () if top == root else rules.inside(top.parent) or ())]
     while pending:
         folder, above = pending.pop()
-        try:
-            st = os.stat(folder)
-            key = (st.st_dev, st.st_ino)
-            if key in seen_dirs:
-                result.problems.append((folder, "symlink loop: this folder was already walked; not followed"))
-                continue
-            seen_dirs.add(key)
-            with os.scandir(folder) as listing:
-                entries = sorted(listing, key=by_name)
-        except OSError as exc:
-            result.problems.append(
-                (folder, f"cannot read folder ({exc.strerror}); its memories are kept as they were")
-            )
-            result.incomplete.append(Path(folder))
+        entries = _listing(folder, seen_dirs, result)
+        if entries is None:
             continue
-        if folder == root_str:
-            layers = rules.inside(root) or ()
-        elif any(e.name in IGNORE_FILES for e in entries):
-            layers = rules.layers(Path(folder), above)
-        else:
-            layers = above  # no ignore file here: the rules above are those in force
+        layers = _layers_in(folder, root, entries, above, rules)
         rel = folder[len(root_str) + 1 :]
         # Files in a hidden folder the walk entered (a convention's place) are checked against the convention.
         in_hidden = rel.startswith(".") or f"{os.sep}." in rel
@@ -610,45 +730,13 @@ def _walk_dir(
             ):
                 continue
             path = entry.path
-            if is_link and (is_dir or is_file):
-                target = Path(path).resolve()
-                if not any(within(target, r) for r in roots):
-                    result.problems.append((path, f"symlink to {target}, outside the roots; not indexed"))
-                    continue
+            if is_link and (is_dir or is_file) and _leads_out(path, roots, result):
+                continue
             if is_dir:
-                if excluded and any(within(path, x) for x in excluded):
-                    continue
-                if (in_hidden or name.startswith(".") or name in NEVER_DIRS) and policy.hidden(
-                    root, Path(path), True
-                ):
-                    if name not in NEVER_REPORTED and name not in NEVER_DIRS:
-                        if not rules.matches(layers, path, is_dir=True) and (
-                            count := count_markdown(Path(path))
-                        ):
-                            result.skipped[Path(path)] = count
-                    continue
-                if path in root_strs:
-                    continue  # a nested root is walked on its own
-                if layers and rules.matches(layers, path, is_dir=True):
-                    continue
-                if not name.isascii() and not _encodable(name):
-                    result.problems.append((shown(path), f"folder: {NOT_UTF8}"))
-                    continue
-                subdirs.append((path, layers))
+                if _enters(path, name, root, root_strs, excluded, in_hidden, layers, rules, result):
+                    subdirs.append((path, layers))
             elif is_file:
-                if (layers and rules.matches(layers, path, is_dir=False)) or path in found:
-                    continue
-                if in_hidden and policy.hidden(root, Path(path), False):
-                    where = Path(folder)  # in an entered hidden folder
-                    result.skipped[where] = result.skipped.get(where, 0) + 1
-                    continue
-                if not name.isascii() and not _encodable(name):
-                    result.problems.append((shown(path), NOT_UTF8))
-                    continue
-                try:
-                    found[path] = (root, entry.stat())
-                except OSError as exc:
-                    result.problems.append((path, f"cannot stat ({exc.strerror})"))
+                _take(path, folder, root, entry, layers, in_hidden, rules, found, result)
             else:
                 result.problems.append((path, "broken symlink; not indexed"))
         pending.extend(reversed(subdirs))

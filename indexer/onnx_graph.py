@@ -105,15 +105,37 @@ def check_supported(model_dir: Path) -> dict[str, Any]:
 
 
 class _Graph:
-    """Nodes and initializers of the graph being built; large initializers go to the open weights file."""
+    """Nodes and initializers of the graph being built from a model's tensors; large initializers go to the open
+    weights file. Node outputs are named by their order of creation, so the same model gives the same graph."""
 
-    def __init__(self, data: BinaryIO) -> None:
+    def __init__(self, data: BinaryIO, tensors: dict[str, np.ndarray], eps: float) -> None:
         from onnx import TensorProto, helper, numpy_helper
 
         self.helper, self.numpy_helper, self.TensorProto = helper, numpy_helper, TensorProto
         self.data = data
+        self.tensors = tensors
+        self.eps = eps
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
+
+    def weight(self, name: str) -> np.ndarray:
+        try:
+            return self.tensors[name]
+        except KeyError:
+            raise Unsupported(f"no tensor {name}") from None
+
+    def linear(self, x: str, name: str) -> str:
+        # Linear weights are stored (out, in); MatMul wants (in, out).
+        wt = self.const(name + ".weight_t", self.weight(name + ".weight").T)
+        bias = self.const(name + ".bias", self.weight(name + ".bias"))
+        return self.node("Add", [self.node("MatMul", [x, wt]), bias])
+
+    def layer_norm(self, x: str, name: str) -> str:
+        scale, bias = (
+            self.const(name + ".weight", self.weight(name + ".weight")),
+            self.const(name + ".bias", self.weight(name + ".bias")),
+        )
+        return self.node("LayerNormalization", [x, scale, bias], axis=-1, epsilon=self.eps)
 
     def const(self, name: str, value: Any, dtype: Any = np.float32) -> str:
         array = np.asarray(value, dtype=dtype, order="C")  # (ascontiguousarray would make a scalar 1-D)
@@ -149,76 +171,21 @@ def build(model_dir: Path, folder: Path) -> Path:
     w = read_safetensors(model_dir / "model.safetensors")
     if "bert.embeddings.word_embeddings.weight" in w:  # saved from a BertForX class rather than BertModel
         w = {k.removeprefix("bert."): v for k, v in w.items()}
-    heads, hidden = cfg["num_attention_heads"], cfg["hidden_size"]
-    eps = float(cfg.get("layer_norm_eps", 1e-12))
-
-    def weight(name: str) -> np.ndarray:
-        try:
-            return w[name]
-        except KeyError:
-            raise Unsupported(f"no tensor {name}") from None
-
+    hidden = cfg["hidden_size"]
+    ids, mask = "input_ids", "attention_mask"
     with open(folder / DATA_FILE, "wb") as data:
-        g = _Graph(data)
-        const, node = g.const, g.node
-
-        def linear(x: str, name: str) -> str:
-            # Linear weights are stored (out, in); MatMul wants (in, out).
-            wt = const(name + ".weight_t", weight(name + ".weight").T)
-            return node("Add", [node("MatMul", [x, wt]), const(name + ".bias", weight(name + ".bias"))])
-
-        def layer_norm(x: str, name: str) -> str:
-            scale, bias = (
-                const(name + ".weight", weight(name + ".weight")),
-                const(name + ".bias", weight(name + ".bias")),
-            )
-            return node("LayerNormalization", [x, scale, bias], axis=-1, epsilon=eps)
-
-        ids, mask = "input_ids", "attention_mask"
-        # Embeddings: word + position (0..S-1) + token type 0 (one segment), then LayerNorm.
-        word = node(
-            "Gather", [const("word_embeddings", weight("embeddings.word_embeddings.weight")), ids], axis=0
-        )
-        seq_len = node("Shape", [ids], start=1, end=2)
-        positions = const("position_embeddings", weight("embeddings.position_embeddings.weight"))
-        position = node(
-            "Slice", [positions, const("zero", [0], np.int64), seq_len, const("axis_0", [0], np.int64)]
-        )
-        token_type = const("token_type_0", weight("embeddings.token_type_embeddings.weight")[0])
-        x = layer_norm(node("Add", [node("Add", [word, position]), token_type]), "embeddings.LayerNorm")
-        mask_index = node(
+        g = _Graph(data, w, float(cfg.get("layer_norm_eps", 1e-12)))
+        x = _embeddings(g, ids)
+        mask_index = g.node(
             "Cast", [mask], to=TensorProto.INT32
         )  # (batch, S) of 1/0: padded keys get no attention
         for i in range(cfg["num_hidden_layers"]):
-            p = f"encoder.layer.{i}."
-            qkv = [p + f"attention.self.{n}" for n in ("query", "key", "value")]
-            qkv_w = const(p + "qkv.weight", np.concatenate([weight(n + ".weight").T for n in qkv], axis=1))
-            qkv_b = const(p + "qkv.bias", np.concatenate([weight(n + ".bias") for n in qkv]))
-            context = node(
-                "Attention", [x, qkv_w, qkv_b, mask_index], domain="com.microsoft", num_heads=heads
-            )
-            attended = node("Add", [linear(context, p + "attention.output.dense"), x])
-            x = layer_norm(attended, p + "attention.output.LayerNorm")
-            h = linear(x, p + "intermediate.dense")
-            # Exact GELU, 0.5·h·(1 + erf(h/√2)), as BERT's "gelu"; ONNX Runtime fuses it into one kernel.
-            erf = node("Erf", [node("Div", [h, const(f"sqrt2_{i}", np.sqrt(2.0))])])
-            gelu = node(
-                "Mul", [node("Mul", [h, node("Add", [erf, const(f"one_{i}", 1.0)])]), const(f"half_{i}", 0.5)]
-            )
-            x = layer_norm(node("Add", [linear(gelu, p + "output.dense"), x]), p + "output.LayerNorm")
-        if pooling == "mean":
-            weights = node(
-                "Unsqueeze", [node("Cast", [mask], to=TensorProto.FLOAT), const("axis_2", [2], np.int64)]
-            )
-            summed = node(
-                "ReduceSum", [node("Mul", [x, weights]), const("axis_1", [1], np.int64)], keepdims=0
-            )
-            count = node("ReduceSum", [weights, const("axis_1b", [1], np.int64)], keepdims=0)
-            pooled = node("Div", [summed, node("Max", [count, const("min_count", 1e-9)])])
-        else:
-            pooled = node("Gather", [x, const("cls_index", 0, np.int64)], axis=1)
-        norm = node("Max", [node("ReduceL2", [pooled], axes=[-1], keepdims=1), const("min_norm", 1e-12)])
-        node("Div", [pooled, norm], output="sentence_embedding")
+            x = _encoder_layer(g, x, mask_index, i, cfg["num_attention_heads"])
+        pooled = _pooled(g, x, mask, pooling)
+        norm = g.node(
+            "Max", [g.node("ReduceL2", [pooled], axes=[-1], keepdims=1), g.const("min_norm", 1e-12)]
+        )
+        g.node("Div", [pooled, norm], output="sentence_embedding")
         data.flush()
         os.fsync(data.fileno())
     graph = helper.make_graph(
@@ -241,3 +208,48 @@ def build(model_dir: Path, folder: Path) -> Path:
         os.fsync(fh.fileno())
     onnx.checker.check_model(str(path))  # by path, so the weights file is checked too
     return path
+
+
+def _embeddings(g: _Graph, ids: str) -> str:
+    """Word + position (0..S-1) + token type 0 (one segment) embeddings, then LayerNorm."""
+    word = g.node(
+        "Gather", [g.const("word_embeddings", g.weight("embeddings.word_embeddings.weight")), ids], axis=0
+    )
+    seq_len = g.node("Shape", [ids], start=1, end=2)
+    positions = g.const("position_embeddings", g.weight("embeddings.position_embeddings.weight"))
+    position = g.node(
+        "Slice", [positions, g.const("zero", [0], np.int64), seq_len, g.const("axis_0", [0], np.int64)]
+    )
+    token_type = g.const("token_type_0", g.weight("embeddings.token_type_embeddings.weight")[0])
+    return g.layer_norm(g.node("Add", [g.node("Add", [word, position]), token_type]), "embeddings.LayerNorm")
+
+
+def _encoder_layer(g: _Graph, x: str, mask_index: str, i: int, heads: int) -> str:
+    """BERT's layer `i`: self-attention (one fused Attention node) and the feed-forward block, each with its
+    residual and LayerNorm."""
+    p = f"encoder.layer.{i}."
+    qkv = [p + f"attention.self.{n}" for n in ("query", "key", "value")]
+    qkv_w = g.const(p + "qkv.weight", np.concatenate([g.weight(n + ".weight").T for n in qkv], axis=1))
+    qkv_b = g.const(p + "qkv.bias", np.concatenate([g.weight(n + ".bias") for n in qkv]))
+    context = g.node("Attention", [x, qkv_w, qkv_b, mask_index], domain="com.microsoft", num_heads=heads)
+    attended = g.node("Add", [g.linear(context, p + "attention.output.dense"), x])
+    x = g.layer_norm(attended, p + "attention.output.LayerNorm")
+    h = g.linear(x, p + "intermediate.dense")
+    # Exact GELU, 0.5·h·(1 + erf(h/√2)), as BERT's "gelu"; ONNX Runtime fuses it into one kernel.
+    erf = g.node("Erf", [g.node("Div", [h, g.const(f"sqrt2_{i}", np.sqrt(2.0))])])
+    gelu = g.node(
+        "Mul", [g.node("Mul", [h, g.node("Add", [erf, g.const(f"one_{i}", 1.0)])]), g.const(f"half_{i}", 0.5)]
+    )
+    return g.layer_norm(g.node("Add", [g.linear(gelu, p + "output.dense"), x]), p + "output.LayerNorm")
+
+
+def _pooled(g: _Graph, x: str, mask: str, pooling: str) -> str:
+    """The sentence vector: the mean over the tokens the mask keeps, or the CLS token's."""
+    if pooling != "mean":
+        return g.node("Gather", [x, g.const("cls_index", 0, np.int64)], axis=1)
+    weights = g.node(
+        "Unsqueeze", [g.node("Cast", [mask], to=g.TensorProto.FLOAT), g.const("axis_2", [2], np.int64)]
+    )
+    summed = g.node("ReduceSum", [g.node("Mul", [x, weights]), g.const("axis_1", [1], np.int64)], keepdims=0)
+    count = g.node("ReduceSum", [weights, g.const("axis_1b", [1], np.int64)], keepdims=0)
+    return g.node("Div", [summed, g.node("Max", [count, g.const("min_count", 1e-9)])])

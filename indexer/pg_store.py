@@ -69,11 +69,30 @@ def store_memories(
     terms, in a few statements for the whole batch; reuse cached vectors.
 
     Returns (memory id, chunks whose vector came from the cache) for each, in order."""
-    conn = c.conn
-    project = c.project
     if not items:
         return []
     now = pg.now_ms()
+    ids = _memory_rows(c, items, now)
+    chunks = [(mid, prep, ch) for mid, (prep, _) in zip(ids, items, strict=True) for ch in prep.chunks]
+    if chunks:
+        _insert_chunks(c, chunks)
+    reused = _reuse_vectors(c, ids, vec_model, now) if vec_model is not None and chunks else {}
+    statuses = [
+        "none" if not prep.chunks else ("done" if reused.get(mid, 0) == len(prep.chunks) else "pending")
+        for mid, (prep, _) in zip(ids, items, strict=True)
+    ]
+    c.conn.execute(
+        "UPDATE memory_index m SET embedding_status = u.s FROM unnest(%s::bigint[], %s::text[]) AS u(id, s) "
+        "WHERE m.id = u.id",
+        (ids, statuses),
+    )
+    return [(mid, int(reused.get(mid, 0))) for mid in ids]
+
+
+def _memory_rows(c: PgConn, items: Sequence[tuple[Prepared, int | None]], now: int) -> list[int]:
+    """Insert or update each memory's row; the chunks of those replaced are dropped. Returns their ids."""
+    conn = c.conn
+    project = c.project
     # Defensive: a path may have been indexed since the caller looked (one row per path, always).
     holders = dict(
         conn.execute(
@@ -105,65 +124,59 @@ def store_memories(
         ids.append(memory_id)
     if replaced:
         _drop_chunks(c, "memory_id = ANY(%s)", (replaced,))
+    return ids
 
-    chunks = [(mid, prep, c) for mid, (prep, _) in zip(ids, items, strict=True) for c in prep.chunks]
+
+def _insert_chunks(c: PgConn, chunks: list[tuple[int, Prepared, Any]]) -> None:
+    """Insert every chunk of the batch in one statement, and their keyword terms."""
     counted = [
         terms.columns(
             (
-                c.text,
-                c.heading,
+                ch.text,
+                ch.heading,
                 " ; ".join(prep.parsed.trigger_phrases),
                 " ".join(prep.parsed.tags),
                 str(prep.rel),
             )
         )
-        for _, prep, c in chunks
+        for _, prep, ch in chunks
     ]
-    if chunks:
-        rows = conn.execute(
-            "INSERT INTO memory_chunks (memory_id, project_id, seq, heading, anchor, start_line, end_line, text, "
-            "text_hash, length) SELECT m, %s, a, b, c, d, e, f, g, h FROM unnest(%s::bigint[], %s::int[], "
-            "%s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[], %s::int[]) "
-            "WITH ORDINALITY AS u(m, a, b, c, d, e, f, g, h, n) ORDER BY n RETURNING id",
-            (
-                project,
-                [mid for mid, _, _ in chunks],
-                [c.seq for _, _, c in chunks],
-                [c.heading for _, _, c in chunks],
-                [c.anchor for _, _, c in chunks],
-                [c.start_line for _, _, c in chunks],
-                [c.end_line for _, _, c in chunks],
-                [c.text for _, _, c in chunks],
-                [c.text_hash for _, _, c in chunks],
-                [length for _, length in counted],
-            ),
+    rows = c.conn.execute(
+        "INSERT INTO memory_chunks (memory_id, project_id, seq, heading, anchor, start_line, end_line, text, "
+        "text_hash, length) SELECT m, %s, a, b, c, d, e, f, g, h FROM unnest(%s::bigint[], %s::int[], "
+        "%s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[], %s::int[]) "
+        "WITH ORDINALITY AS u(m, a, b, c, d, e, f, g, h, n) ORDER BY n RETURNING id",
+        (
+            c.project,
+            [mid for mid, _, _ in chunks],
+            [ch.seq for _, _, ch in chunks],
+            [ch.heading for _, _, ch in chunks],
+            [ch.anchor for _, _, ch in chunks],
+            [ch.start_line for _, _, ch in chunks],
+            [ch.end_line for _, _, ch in chunks],
+            [ch.text for _, _, ch in chunks],
+            [ch.text_hash for _, _, ch in chunks],
+            [length for _, length in counted],
+        ),
+    ).fetchall()
+    chunk_ids = sorted(int(r[0]) for r in rows)  # ids are handed out in insertion order
+    add_terms(c, zip(chunk_ids, counted, strict=True))
+
+
+def _reuse_vectors(c: PgConn, ids: list[int], vec_model: str, now: int) -> dict[int, int]:
+    """Give these memories' chunks the cached vectors of their text; returns chunks reused by memory id."""
+    return dict(
+        c.conn.execute(
+            f"WITH v AS (INSERT INTO {VEC_TABLE} (chunk_id, project_id, embedding) "
+            "SELECT c.id, c.project_id, e.vector FROM memory_chunks c JOIN embedding_cache e "
+            "ON e.model = %s AND e.text_hash = c.text_hash WHERE c.memory_id = ANY(%s) RETURNING chunk_id), "
+            "u AS (UPDATE memory_chunks SET embedded = true WHERE id IN (SELECT chunk_id FROM v) "
+            "RETURNING memory_id, text_hash), "
+            "t AS (UPDATE embedding_cache SET used_at = %s WHERE model = %s AND text_hash IN "
+            "(SELECT text_hash FROM u)) SELECT memory_id, count(*) FROM u GROUP BY 1",
+            (vec_model, ids, now, vec_model),
         ).fetchall()
-        chunk_ids = sorted(int(r[0]) for r in rows)  # ids are handed out in insertion order
-        add_terms(c, zip(chunk_ids, counted, strict=True))
-    reused: dict[int, int] = {}
-    if vec_model is not None and chunks:
-        reused = dict(
-            conn.execute(
-                f"WITH v AS (INSERT INTO {VEC_TABLE} (chunk_id, project_id, embedding) "
-                "SELECT c.id, c.project_id, e.vector FROM memory_chunks c JOIN embedding_cache e "
-                "ON e.model = %s AND e.text_hash = c.text_hash WHERE c.memory_id = ANY(%s) RETURNING chunk_id), "
-                "u AS (UPDATE memory_chunks SET embedded = true WHERE id IN (SELECT chunk_id FROM v) "
-                "RETURNING memory_id, text_hash), "
-                "t AS (UPDATE embedding_cache SET used_at = %s WHERE model = %s AND text_hash IN "
-                "(SELECT text_hash FROM u)) SELECT memory_id, count(*) FROM u GROUP BY 1",
-                (vec_model, ids, now, vec_model),
-            ).fetchall()
-        )
-    statuses = [
-        "none" if not prep.chunks else ("done" if reused.get(mid, 0) == len(prep.chunks) else "pending")
-        for mid, (prep, _) in zip(ids, items, strict=True)
-    ]
-    conn.execute(
-        "UPDATE memory_index m SET embedding_status = u.s FROM unnest(%s::bigint[], %s::text[]) AS u(id, s) "
-        "WHERE m.id = u.id",
-        (ids, statuses),
     )
-    return [(mid, int(reused.get(mid, 0))) for mid in ids]
 
 
 def add_terms(c: PgConn, chunks: Iterable[tuple[int, tuple[dict[str, list[int]], int]]]) -> None:

@@ -7,13 +7,12 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from specmem.indexer import atomic, conventions, db, files, places
 from specmem.indexer import config as configmod
-from specmem.indexer import conventions, db, files, places
 from specmem.indexer.config import DB_DIRNAME, PROJECT_FILE, Config
 from specmem.indexer.conventions import Convention
 from specmem.indexer.errors import ConfigError
@@ -178,16 +177,9 @@ def apply(init: InitPlan) -> None:
 
 def _create(path: Path, text: str) -> bool:
     """Write a new file atomically under its final name, never replacing one (a hard link claims the name)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
+    # The folder as the plan names it, its symlinks followed: init writes where the user pointed it.
+    with atomic.open_folder(path.parent, [path.parent]) as folder:
+        return folder.create([path.name], text.encode("utf-8")) is not None
 
 
 def _relative(folder: Path, root: str) -> str:

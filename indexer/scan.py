@@ -142,6 +142,72 @@ def read_settled(path: Path, limit: int, st: FileStat) -> tuple[bytes, int | Non
     return data, truncated_from, st.recheck(), False
 
 
+@dataclass
+class ScanRun:
+    """One scan: what it covers, how, and its report as it goes. `scan` builds it; each step takes it."""
+
+    conn: apsw.Connection
+    config: Config
+    embedder: Embedder
+    roots: tuple[Path, ...]
+    scopes: tuple[Path, ...] | None = None  # files or folders; None: every root
+    force: bool = False  # re-index unchanged files too
+    embed: bool = True  # compute embeddings after the keyword rows
+    progress: Progress | None = None
+    lock_timeout: float = WRITE_LOCK_TIMEOUT
+    one_transaction: bool = False  # every change in one transaction
+    finalize: Callable[[apsw.Connection], None] | None = None  # runs inside the last transaction
+    should_stop: Callable[[], bool] | None = None  # asked between batches
+    report: ScanReport = field(default_factory=ScanReport)
+
+    def stopping(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def tell(self, phase: str, done: int, total: int) -> None:
+        if self.progress:
+            self.progress(phase, done, total)
+
+
+class _Changed(NamedTuple):
+    """A file to index (its path as text: a first index of 50,000 files holds them all); `data` is None until its
+    batch reads it."""
+
+    name: str
+    root: Path
+    stat: FileStat
+    data: bytes | None
+    truncated_from: int | None
+    memory_id: int | None
+
+
+@dataclass
+class Plan:
+    """What a scan changes, decided before anything is written: `classify` makes it, `apply` carries it out.
+
+    Paths stay text: a no-op rescan of 50,000 files must not build 100,000 Path objects."""
+
+    walked: files.WalkResult
+    existing: dict[str, store.Indexed]  # the rows under the scan's roots or scopes, by path
+    policy: files.Policy
+    changed: list[_Changed] = field(default_factory=list)  # to index, in walk order
+    stat_only: list[tuple[int, FileStat]] = field(default_factory=list)  # same content, new stat
+    unreadable: set[str] = field(default_factory=set)  # kept as they are
+    vanished: set[str] = field(default_factory=set)  # deleted since the walk
+    gone: dict[str, store.Indexed] = field(default_factory=dict)  # rows whose file is gone (moves claim them)
+    kept_bytes: int = 0  # bytes of changed files kept from the hash check for their batch
+
+    @property
+    def nothing_to_write(self) -> bool:
+        return not (self.changed or self.stat_only or self.gone)
+
+    def gone_by_digest(self) -> dict[str, list[tuple[str, int]]]:
+        """Gone rows by content hash: where a new file with the same content moved from."""
+        out: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for name, row in self.gone.items():
+            out[row.content_hash].append((name, row.id))
+        return out
+
+
 def scan(
     conn: apsw.Connection,
     config: Config,
@@ -164,24 +230,23 @@ def scan(
     `one_transaction` commits every change in one transaction; `finalize` runs inside the last one.
     `should_stop` is asked between batches: a stopped scan keeps what it committed and the next one goes on."""
     started = time.perf_counter()
-    report = ScanReport()
     reset_vectors_if_model_changed(conn, embedder.model_id)
     # A full scan tells other processes how far it is (a server's first search waits for its keyword phase).
     tracker = scanstate.Tracker(config.scan_state_path) if scopes is None else None
     progress = _both(tracker, progress)
     try:
+        unread: list[tuple[str, int]] = []
         if roots is None and scopes is None and config.searches_project:
             # A full scan looks for the conventions' places anywhere in the project first (and remembers them).
             if progress:
                 progress("walking", 0, 0)
             config, found = places.refresh(config)
-            report.unread = sorted(found.unread.items(), key=lambda kv: (-kv[1], kv[0])) if found else []
-        roots = roots or config.roots
-        _scan(
+            unread = sorted(found.unread.items(), key=lambda kv: (-kv[1], kv[0])) if found else []
+        run = ScanRun(
             conn,
             config,
             embedder,
-            roots,
+            roots or config.roots,
             scopes,
             force,
             embed,
@@ -190,13 +255,14 @@ def scan(
             one_transaction,
             finalize,
             should_stop,
-            report,
         )
+        run.report.unread = unread
+        _scan(run)
     finally:
         if tracker is not None:
             tracker.close()
-    report.seconds = time.perf_counter() - started
-    return report
+    run.report.seconds = time.perf_counter() - started
+    return run.report
 
 
 def _both(first: Progress | None, second: Progress | None) -> Progress | None:
@@ -210,234 +276,212 @@ def _both(first: Progress | None, second: Progress | None) -> Progress | None:
     return both
 
 
-def _scan(
-    conn: apsw.Connection,
-    config: Config,
-    embedder: Embedder,
-    roots: tuple[Path, ...],
-    scopes: tuple[Path, ...] | None,
-    force: bool,
-    embed: bool,
-    progress: Progress | None,
-    lock_timeout: float,
-    one_transaction: bool,
-    finalize: Callable[[apsw.Connection], None] | None,
-    should_stop: Callable[[], bool] | None,
-    report: ScanReport,
-) -> None:
-    with FileLock(config.write_lock_path, "scan") as write_lock:
-        write_lock.acquire(lock_timeout)
+def _scan(run: ScanRun) -> None:
+    """The keyword phase under the write lock (classify, then apply), then the embeddings."""
+    with FileLock(run.config.write_lock_path, "scan") as write_lock:
+        write_lock.acquire(run.lock_timeout)
         # What a killed writer changed on disk but did not index is indexed now, whatever this scan's scopes.
-        abandoned, left = unfinished.abandoned(conn)
+        abandoned, left = unfinished.abandoned(run.conn)
         if abandoned:
-            scopes = None if scopes is None else (*scopes, *left)
-            finalize = unfinished.dropping(abandoned, finalize)
-        _keyword_phase(
-            conn,
-            config,
-            embedder,
-            roots,
-            scopes,
-            force,
-            progress,
-            report,
-            one_transaction,
-            finalize,
-            should_stop,
-        )
-    if embed and not (should_stop and should_stop()):
+            run.scopes = None if run.scopes is None else (*run.scopes, *left)
+            run.finalize = unfinished.dropping(abandoned, run.finalize)
+        kw_started = time.perf_counter()
+        if db.get_config(run.conn, "index_format") != INDEX_FORMAT:
+            run.force, run.scopes = True, None  # every file's rows must be rebuilt, not only those in scope
+        plan = classify(run)
+        if plan is not None:  # else stopped while classifying: nothing written yet
+            apply(run, plan)
+            run.report.keyword_seconds = time.perf_counter() - kw_started
+    report = run.report
+    if run.embed and not run.stopping():
         emb_started = time.perf_counter()
         try:
             embedded, reused = embed_pending(
-                conn, embedder, config.signal_path, progress=progress, should_stop=should_stop
+                run.conn,
+                run.embedder,
+                run.config.signal_path,
+                progress=run.progress,
+                should_stop=run.should_stop,
             )
             report.embedded_chunks = embedded
             report.reused_chunks += reused
         except ModelUnavailable as exc:
             report.embedding_error = str(exc)
         report.embed_seconds = time.perf_counter() - emb_started
-    report.pending_embeddings = store.pending_count(conn)
+    report.pending_embeddings = store.pending_count(run.conn)
 
 
-def _keyword_phase(
-    conn: apsw.Connection,
-    config: Config,
-    embedder: Embedder,
-    roots: tuple[Path, ...],
-    scopes: tuple[Path, ...] | None,
-    force: bool,
-    progress: Progress | None,
-    report: ScanReport,
-    one_transaction: bool = False,
-    finalize: Callable[[apsw.Connection], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> None:
-    kw_started = time.perf_counter()
-    stopping = should_stop or (lambda: False)
-    if db.get_config(conn, "index_format") != INDEX_FORMAT:
-        force, scopes = True, None  # every file's rows must be rebuilt, not only those in scope
-    if progress:
-        progress("walking", 0, 0)
-    policy = files.Policy.of(config)
+# -- classify: walk, stat and hash, what is gone ---------------------------------------------------------------
+
+
+def classify(run: ScanRun) -> Plan | None:
+    """Walk the scan's roots or scopes and decide, cheapest test first, what each file needs: nothing (same
+    stat, or same content), a new stat, or indexing; and which rows' files are gone. Writes nothing; None when
+    stopped meanwhile.
+
+    A file with no row (or a forced one) is read only when its batch is prepared, so memory follows the batch,
+    not the corpus; a changed file read here to compare its hash keeps its bytes while they fit in
+    KEEP_READ_BYTES."""
+    run.tell("walking", 0, 0)
+    policy = files.Policy.of(run.config)
     with _collector_paused():
-        walked = files.walk(roots, exclude=(config.db_path.parent,), scopes=scopes, policy=policy)
+        walked = files.walk(run.roots, exclude=(run.config.db_path.parent,), scopes=run.scopes, policy=policy)
         # (A scope whose name is not UTF-8 has no rows; the walk reported it.)
-        stored = None if scopes is None else tuple(s for s in scopes if files.storable(str(s)))
-        existing = store.existing(conn, roots, stored)
+        stored = None if run.scopes is None else tuple(s for s in run.scopes if files.storable(str(s)))
+        existing = store.existing(run.conn, run.roots, stored)
+    report = run.report
     report.problems.extend(walked.problems)
     report.skipped.extend((str(folder), count) for folder, count in walked.skipped.items())
     report.files_seen = len(walked.found)
     for root, _ in walked.found.values():
         report.per_root[str(root)] = report.per_root.get(str(root), 0) + 1
-
-    # Classify: cheapest test first. Reading happens outside any transaction. Paths stay text until a file
-    # turns out to need work: a no-op rescan of 50,000 files must not build 100,000 Path objects. A file with no
-    # row (or a forced one) is read only when its batch is prepared, so memory follows the batch, not the corpus;
-    # a changed file read here to compare its hash keeps its bytes while they fit in KEEP_READ_BYTES.
-    changed: list[_Changed] = []
-    stat_only: list[tuple[int, FileStat]] = []
-    unreadable: set[str] = set()
-    vanished: set[str] = set()
-    kept_bytes = 0
+    plan = Plan(walked, existing, policy)
     total = len(walked.found)
     for done, (name, (root, os_stat)) in enumerate(walked.found.items(), 1):
-        row = existing.get(name)
-        st = FileStat.of(os_stat)
-        if row and not force and row.stat == st:
-            report.unchanged += 1
-        elif not row or force:
-            changed.append(_Changed(name, root, st, None, None, row.id if row else None))
-        else:
-            path = Path(name)
-            try:
-                read = _read(path, config.max_file_bytes, st, report)
-            except FileNotFoundError:
-                # Deleted since the walk: its row goes with the others that are gone.
-                vanished.add(name)
-                continue
-            if read is None:
-                unreadable.add(name)
-                continue
-            data, truncated_from, st = read
-            if digest_of(data, truncated_from) == row.content_hash:
-                if st != row.stat:
-                    stat_only.append((row.id, st))
-                report.unchanged += 1
-            elif kept_bytes + len(data) <= KEEP_READ_BYTES:
-                kept_bytes += len(data)
-                changed.append(_Changed(name, root, st, data, truncated_from, row.id))
-            else:  # read again in its batch, from the stat of the walk (not one marked for a recheck)
-                changed.append(_Changed(name, root, FileStat.of(os_stat), None, None, row.id))
+        _classify_file(run, plan, name, root, os_stat)
         if done % 200 == 0:
-            if progress:
-                progress("checking", done, total)
-            if stopping():
-                return  # nothing written yet
-    if progress and total % 200:
-        progress("checking", total, total)
-
-    gone = {
+            run.tell("checking", done, total)
+            if run.stopping():
+                return None
+    if total % 200:
+        run.tell("checking", total, total)
+    plan.gone = {
         name: row
         for name, row in existing.items()
-        if (name not in walked.found or name in vanished)
-        and name not in unreadable
+        if (name not in walked.found or name in plan.vanished)
+        and name not in plan.unreadable
         and not any(files.within(Path(name), folder) for folder in walked.incomplete)
     }
-    if scopes is None:
+    if run.scopes is None:
         # Rows of a root that is no longer configured, or that a root symlink no longer points to: readers
         # already ignore them (db.serve_only); a full scan removes them, or keeps their id if the file moved in.
-        gone.update(store.outside(conn, roots))
-    gone_by_digest: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for name, row in gone.items():
-        gone_by_digest[row.content_hash].append((name, row.id))
+        plan.gone.update(store.outside(run.conn, run.roots))
+    return plan
 
-    vec_model = embedder.model_id if vectors_usable(conn, embedder.model_id) else None
+
+def _classify_file(run: ScanRun, plan: Plan, name: str, root: Path, os_stat: os.stat_result) -> None:
+    row = plan.existing.get(name)
+    st = FileStat.of(os_stat)
+    if row and not run.force and row.stat == st:
+        run.report.unchanged += 1
+        return
+    if not row or run.force:
+        plan.changed.append(_Changed(name, root, st, None, None, row.id if row else None))
+        return
+    try:
+        read = _read(Path(name), run.config.max_file_bytes, st, run.report)
+    except FileNotFoundError:
+        plan.vanished.add(name)  # deleted since the walk: its row goes with the others that are gone
+        return
+    if read is None:
+        plan.unreadable.add(name)
+        return
+    data, truncated_from, st = read
+    if digest_of(data, truncated_from) == row.content_hash:
+        if st != row.stat:
+            plan.stat_only.append((row.id, st))
+        run.report.unchanged += 1
+    elif plan.kept_bytes + len(data) <= KEEP_READ_BYTES:
+        plan.kept_bytes += len(data)
+        plan.changed.append(_Changed(name, root, st, data, truncated_from, row.id))
+    else:  # read again in its batch, from the stat of the walk (not one marked for a recheck)
+        plan.changed.append(_Changed(name, root, FileStat.of(os_stat), None, None, row.id))
+
+
+# -- apply: prepare and write a batch at a time ----------------------------------------------------------------
+
+
+def apply(run: ScanRun, plan: Plan) -> None:
+    """Index the plan's changed files a batch at a time (read, parse, chunk outside any transaction; one write
+    transaction per batch, then `.db-updated`), record the new stats, and remove the gone rows that no move
+    claimed (in the last batch, after every batch has claimed its moves)."""
+    conn, report = run.conn, run.report
+    vec_model = run.embedder.model_id if vectors_usable(conn, run.embedder.model_id) else None
+    gone_by_digest = plan.gone_by_digest()
     claimed: set[int] = set()
     stopped = False
-    nothing_to_write = not (changed or stat_only or gone)
-    step = max(len(changed), 1) if one_transaction else FILES_PER_BATCH
-    last_start = ((max(len(changed), 1) - 1) // step) * step
-    if nothing_to_write and finalize is not None:
+    count = len(plan.changed)
+    step = max(count, 1) if run.one_transaction else FILES_PER_BATCH
+    last_start = ((max(count, 1) - 1) // step) * step
+    if plan.nothing_to_write and run.finalize is not None:
         with db.write_tx(conn):
-            finalize(conn)
-    for start in range(0, 0 if nothing_to_write else max(len(changed), 1), step):
-        if start and stopping():
+            run.finalize(conn)
+    for start in range(0, 0 if plan.nothing_to_write else max(count, 1), step):
+        if start and run.stopping():
             stopped = True
             break  # the batches committed so far stay; the next scan finds the rest changed
-        batch = changed[start : start + step]
-        prepared = []
-        # Read and prepared here, a batch at a time: a pool of processes did not pay on two cores (see
-        # specs/001-indexer/memory/first-index-in-batches.md).
-        for name, root, st, kept, truncated_from, mid in batch:
-            path = Path(name)
-            if kept is not None:
-                data = kept
-            else:
-                try:
-                    read = _read(path, config.max_file_bytes, st, report)
-                except FileNotFoundError:
-                    if mid is not None:  # deleted since the walk: its row goes with the others that are gone
-                        gone[name] = existing[name]
-                        gone_by_digest[gone[name].content_hash].append((name, mid))
-                    continue
-                if read is None:
-                    continue
-                data, truncated_from, st = read
-            try:
-                base = config.project if root in config.convention_roots else None
-                prep = prepare(path, root, st, data, truncated_from, embedder, policy.conventions, base)
-            except Exception as exc:  # noqa: BLE001 - a bug one file triggers must not stop every other file
-                log.exception("cannot index %s", path)
-                report.problems.append(
-                    (
-                        str(path),
-                        f"cannot be indexed ({type(exc).__name__}: {exc}); this is a bug in specmem, please "
-                        "report it with the file; its memory is kept as it was and retried on its next change",
-                    )
-                )
-                continue
-            kind = "updated" if mid is not None else "added"
-            if mid is None and gone_by_digest.get(prep.digest):
-                old_path, mid = gone_by_digest[prep.digest].pop()
-                del gone[old_path]
-                kind = "moved"
-            elif mid is None and scopes is not None:
-                # The move's other side may lie outside these scopes (the watcher saw the new name first).
-                mid = _moved_from_elsewhere(conn, prep.digest, walked.found, claimed)
-                kind = "moved" if mid is not None else kind
-            prepared.append((prep, mid, kind))
+        prepared = [
+            found
+            for changed in plan.changed[start : start + step]
+            if (found := _prepare(run, plan, changed, gone_by_digest, claimed)) is not None
+        ]
         with db.write_tx(conn):
             for prep, mid, kind in prepared:
                 report.reused_chunks += store.store_memory(conn, prep, mid, vec_model)[1]
                 setattr(report, kind, getattr(report, kind) + 1)
                 report.warnings.extend((str(prep.path), w) for w in prep.warnings)
             if start == 0:
-                for mid, st in stat_only:
+                for mid, st in plan.stat_only:
                     store.update_stat(conn, mid, st)
             if start == last_start:  # after every batch has claimed the gone rows its moves came from
-                store.delete_memories(conn, [row.id for row in gone.values()])
-                report.removed = len(gone)
-            if start == last_start and finalize is not None:
-                finalize(conn)
-        signal.touch(config.signal_path)
-        if progress:
-            progress("indexing", min(start + step, len(changed)), len(changed))
-    if force and not stopped and db.get_config(conn, "index_format") != INDEX_FORMAT:
+                store.delete_memories(conn, [row.id for row in plan.gone.values()])
+                report.removed = len(plan.gone)
+                if run.finalize is not None:
+                    run.finalize(conn)
+        signal.touch(run.config.signal_path)
+        run.tell("indexing", min(start + step, count), count)
+    if run.force and not stopped and db.get_config(conn, "index_format") != INDEX_FORMAT:
         with db.write_tx(conn):
             db.set_config(conn, "index_format", INDEX_FORMAT)
-    report.keyword_seconds = time.perf_counter() - kw_started
 
 
-class _Changed(NamedTuple):
-    """A file to index (its path as text: a first index of 50,000 files holds them all); `data` is None until its
-    batch reads it."""
-
-    name: str
-    root: Path
-    stat: FileStat
-    data: bytes | None
-    truncated_from: int | None
-    memory_id: int | None
+def _prepare(
+    run: ScanRun,
+    plan: Plan,
+    changed: _Changed,
+    gone_by_digest: dict[str, list[tuple[str, int]]],
+    claimed: set[int],
+) -> tuple[Prepared, int | None, str] | None:
+    """A changed file read (unless its bytes were kept), parsed and chunked, with the row it replaces and how it
+    counts (added, updated, moved); None when it cannot be indexed now (reported)."""
+    name, root, st, data, truncated_from, mid = changed
+    path = Path(name)
+    # Read and prepared here, a batch at a time: a pool of processes did not pay on two cores (see
+    # specs/001-indexer/memory/first-index-in-batches.md).
+    if data is None:
+        try:
+            read = _read(path, run.config.max_file_bytes, st, run.report)
+        except FileNotFoundError:
+            if mid is not None:  # deleted since the walk: its row goes with the others that are gone
+                plan.gone[name] = plan.existing[name]
+                gone_by_digest[plan.gone[name].content_hash].append((name, mid))
+            return None
+        if read is None:
+            return None
+        data, truncated_from, st = read
+    try:
+        base = run.config.project if root in run.config.convention_roots else None
+        prep = prepare(path, root, st, data, truncated_from, run.embedder, plan.policy.conventions, base)
+    except Exception as exc:  # noqa: BLE001 - a bug one file triggers must not stop every other file
+        log.exception("cannot index %s", path)
+        run.report.problems.append(
+            (
+                str(path),
+                f"cannot be indexed ({type(exc).__name__}: {exc}); this is a bug in specmem, please "
+                "report it with the file; its memory is kept as it was and retried on its next change",
+            )
+        )
+        return None
+    kind = "updated" if mid is not None else "added"
+    if mid is None and gone_by_digest.get(prep.digest):
+        old_path, mid = gone_by_digest[prep.digest].pop()
+        del plan.gone[old_path]
+        kind = "moved"
+    elif mid is None and run.scopes is not None:
+        # The move's other side may lie outside these scopes (the watcher saw the new name first).
+        mid = _moved_from_elsewhere(run.conn, prep.digest, plan.walked.found, claimed)
+        kind = "moved" if mid is not None else kind
+    return prep, mid, kind
 
 
 def _read(
@@ -475,7 +519,7 @@ def _moved_from_elsewhere(
     conn: apsw.Connection, digest: str, found: dict[str, tuple[Path, os.stat_result]], claimed: set[int]
 ) -> int | None:
     """The id of an indexed memory with this content whose file no longer exists: the source of a move."""
-    for mid, path in conn.execute("SELECT id, path FROM memory_index WHERE content_hash = ?", (digest,)):
+    for mid, path in store.with_content(conn, digest):
         if mid not in claimed and path not in found and not os.path.lexists(path):
             claimed.add(mid)
             return int(mid)

@@ -1,20 +1,24 @@
-"""Storage: one memory's rows (memory_index, memory_chunks, memory_fts, cached vectors) written and removed
-together. Call everything here inside `db.write_tx` unless it only reads."""
+"""The write SQL: one memory's rows (memory_index, memory_chunks, memory_fts, cached vectors) written and removed
+together, what change detection reads, embeddings, checkpoints and feedback. Call everything here inside
+`db.write_tx` unless it only reads. With db.py and server/reads.py this is the storage seam: each function marked
+`@db.engine_specific` is where another engine plugs in (specs/001-indexer/memory/storage-seam.md)."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import apsw
 
 from specmem.indexer import db, files
 from specmem.indexer.chunk import Chunk
 from specmem.indexer.parse import ParsedFile, spec_folder
+
+_IDS = "(SELECT value FROM json_each(?))"  # a list of values passed as one JSON argument
 
 
 class FileStat(NamedTuple):
@@ -72,6 +76,7 @@ class Indexed(NamedTuple):
     content_hash: str
 
 
+@db.engine_specific
 def store_memory(
     conn: apsw.Connection, prep: Prepared, memory_id: int | None, vec_model: str | None
 ) -> tuple[int, int]:
@@ -79,15 +84,35 @@ def store_memory(
 
     Returns (memory id, number of chunks whose vector came from the cache)."""
     now = db.now_ms()
-    p = prep.parsed
     rel = prep.rel  # a path computation: once, not once per chunk
     # Defensive: the path may have been indexed since the caller looked (one row per path, always).
-    holder = db.one(conn, "SELECT id FROM memory_index WHERE path = ?", (str(prep.path),))
+    holder = memory_id_at(conn, str(prep.path))
     if holder is not None and memory_id is None:
-        memory_id = holder.id
-    elif holder is not None and holder.id != memory_id:
-        delete_memories(conn, [holder.id])
-    values = {
+        memory_id = holder
+    elif holder is not None and holder != memory_id:
+        delete_memories(conn, [holder])
+    values = _row(prep, rel, now)
+    if memory_id is None:
+        cols = ", ".join(values) + ", created_at"
+        marks = ", ".join(f":{k}" for k in values) + ", :indexed_at"
+        conn.execute(f"INSERT INTO memory_index ({cols}) VALUES ({marks})", values)
+        memory_id = conn.last_insert_rowid()
+    else:
+        sets = ", ".join(f"{k} = :{k}" for k in values)
+        conn.execute(f"UPDATE memory_index SET {sets} WHERE id = :id", {**values, "id": memory_id})
+        delete_chunks(conn, memory_id)
+
+    reused = _store_chunks(conn, memory_id, prep, str(rel), vec_model, now)
+    all_embedded = reused == len(prep.chunks)
+    status = "none" if not prep.chunks else ("done" if all_embedded else "pending")
+    conn.execute("UPDATE memory_index SET embedding_status = ? WHERE id = ?", (status, memory_id))
+    return memory_id, reused
+
+
+def _row(prep: Prepared, rel: PurePosixPath, now: int) -> dict[str, object]:
+    """A memory's memory_index columns (all but id and created_at)."""
+    p = prep.parsed
+    return {
         "path": str(prep.path),
         "root": str(prep.root),
         "rel_path": str(rel),
@@ -112,19 +137,16 @@ def store_memory(
         "updated_at": min(max(prep.stat.mtime_ns, 0) // 1_000_000, now) or now,
         "indexed_at": now,
     }
-    if memory_id is None:
-        cols = ", ".join(values) + ", created_at"
-        marks = ", ".join(f":{k}" for k in values) + ", :indexed_at"
-        conn.execute(f"INSERT INTO memory_index ({cols}) VALUES ({marks})", values)
-        memory_id = conn.last_insert_rowid()
-    else:
-        sets = ", ".join(f"{k} = :{k}" for k in values)
-        conn.execute(f"UPDATE memory_index SET {sets} WHERE id = :id", {**values, "id": memory_id})
-        delete_chunks(conn, memory_id)
 
+
+def _store_chunks(
+    conn: apsw.Connection, memory_id: int, prep: Prepared, rel_path: str, vec_model: str | None, now: int
+) -> int:
+    """Insert a memory's chunks with their FTS rows, each with its cached vector when there is one; returns how
+    many came with a cached vector."""
+    p = prep.parsed
     triggers = " ; ".join(p.trigger_phrases)
     tags = " ".join(p.tags)
-    all_embedded = True
     reused = 0
     for chunk in prep.chunks:
         text_hash = chunk.text_hash
@@ -145,7 +167,7 @@ def store_memory(
         chunk_id = conn.last_insert_rowid()
         conn.execute(
             "INSERT INTO memory_fts (rowid, text, title, triggers, tags, path) VALUES (?, ?, ?, ?, ?, ?)",
-            (chunk_id, chunk.text, chunk.heading, triggers, tags, values["rel_path"]),
+            (chunk_id, chunk.text, chunk.heading, triggers, tags, rel_path),
         )
         cached = None
         if vec_model is not None:
@@ -162,13 +184,10 @@ def store_memory(
                 (now, vec_model, text_hash),
             )
             reused += 1
-        else:
-            all_embedded = False
-    status = "none" if not prep.chunks else ("done" if all_embedded else "pending")
-    conn.execute("UPDATE memory_index SET embedding_status = ? WHERE id = ?", (status, memory_id))
-    return memory_id, reused
+    return reused
 
 
+@db.engine_specific
 def existing(
     conn: apsw.Connection, roots: Iterable[Path], scopes: tuple[Path, ...] | None
 ) -> dict[str, Indexed]:
@@ -195,6 +214,7 @@ def existing(
     return out
 
 
+@db.engine_specific
 def outside(conn: apsw.Connection, roots: tuple[Path, ...]) -> dict[str, Indexed]:
     """Memories that no longer belong to the index: not below any of the roots, and not indexed under a folder
     above one of them either (that is a narrower scan, `specmem scan specs/003-auth`, not a removed root)."""
@@ -203,14 +223,13 @@ def outside(conn: apsw.Connection, roots: tuple[Path, ...]) -> dict[str, Indexed
         "SELECT id, path, root, size, mtime_ns, ctime_ns, inode, content_hash FROM main.memory_index "
         f"WHERE NOT {db.under('path', roots)}"
     )
-    for row in db.rows(conn, sql):
-        if not any(Path(row.root) == r or Path(row.root) in r.parents for r in roots):
-            out[row.path] = Indexed(
-                row.id, FileStat(row.size, row.mtime_ns, row.ctime_ns, row.inode), row.content_hash
-            )
+    for mid, path, root, size, mtime_ns, ctime_ns, inode, digest in conn.execute(sql):
+        if not any(Path(root) == r or Path(root) in r.parents for r in roots):
+            out[path] = Indexed(mid, FileStat(size, mtime_ns, ctime_ns, inode), digest)
     return out
 
 
+@db.engine_specific
 def update_stat(conn: apsw.Connection, memory_id: int, st: FileStat) -> None:
     """Record a file's new stat when its content did not change. Call inside write_tx."""
     conn.execute(
@@ -219,11 +238,13 @@ def update_stat(conn: apsw.Connection, memory_id: int, st: FileStat) -> None:
     )
 
 
+@db.engine_specific
 def pending_count(conn: apsw.Connection) -> int:
     """Memories whose embeddings are not all computed yet."""
     return int(db.scalar(conn, "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"))
 
 
+@db.engine_specific
 def delete_memories(conn: apsw.Connection, memory_ids: list[int]) -> None:
     """Remove memories with their chunks, FTS rows and vectors. Call inside write_tx."""
     if not memory_ids:
@@ -234,6 +255,7 @@ def delete_memories(conn: apsw.Connection, memory_ids: list[int]) -> None:
         conn.execute("DELETE FROM memory_index WHERE id = ?", (mid,))
 
 
+@db.engine_specific
 def delete_chunks(conn: apsw.Connection, memory_id: int, *, has_vec: bool | None = None) -> None:
     """Remove one memory's chunks with their FTS rows and vectors. Call inside write_tx."""
     if has_vec is None:
@@ -244,3 +266,181 @@ def delete_chunks(conn: apsw.Connection, memory_id: int, *, has_vec: bool | None
         if has_vec:
             conn.execute("DELETE FROM vec_memories WHERE chunk_id = ?", (cid,))
     conn.execute("DELETE FROM memory_chunks WHERE memory_id = ?", (memory_id,))
+
+
+@db.engine_specific
+def memory_id_at(conn: apsw.Connection, path: str) -> int | None:
+    """The id of the memory indexed at this absolute path."""
+    rows = cast(
+        list[tuple[int]], conn.execute("SELECT id FROM memory_index WHERE path = ?", (path,)).fetchall()
+    )
+    return rows[0][0] if rows else None
+
+
+@db.engine_specific
+def with_content(conn: apsw.Connection, digest: str) -> list[tuple[int, str]]:
+    """(id, path) of the memories whose file content has this hash."""
+    sql = "SELECT id, path FROM memory_index WHERE content_hash = ?"
+    return cast(list[tuple[int, str]], conn.execute(sql, (digest,)).fetchall())
+
+
+# -- embeddings -------------------------------------------------------------------------------------------------
+
+
+class PendingChunk(NamedTuple):
+    id: int
+    heading: str
+    text: str
+    text_hash: str
+
+
+@db.engine_specific
+def unembedded_count(conn: apsw.Connection) -> int:
+    """Chunks still waiting for their vector."""
+    return int(db.scalar(conn, "SELECT count(*) FROM memory_chunks WHERE embedded = 0"))
+
+
+@db.engine_specific
+def unembedded(conn: apsw.Connection, after_id: int, limit: int) -> list[PendingChunk]:
+    """Up to `limit` chunks waiting for their vector, by id from `after_id` on (a walk that can resume)."""
+    sql = "SELECT id, heading, text, text_hash FROM memory_chunks WHERE embedded = 0 AND id > ? ORDER BY id LIMIT ?"
+    return [PendingChunk._make(r) for r in conn.execute(sql, (after_id, limit))]
+
+
+@db.engine_specific
+def cached_vectors(conn: apsw.Connection, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
+    """text hash → vector, for those of these chunk texts whose vector of `model` is cached."""
+    sql = f"SELECT text_hash, vector FROM embedding_cache WHERE model = ? AND text_hash IN {_IDS}"
+    return dict(
+        cast(list[tuple[str, bytes]], conn.execute(sql, (model, json.dumps(list(hashes)))).fetchall())
+    )
+
+
+@db.engine_specific
+def store_vectors(
+    conn: apsw.Connection, model: str, fresh: dict[str, bytes], chunks: dict[int, bytes], now: int
+) -> None:
+    """Cache the `fresh` vectors (text hash → vector) and give each chunk (id → vector) its vector, unless it was
+    replaced meanwhile; a memory whose chunks all have theirs is done. Call inside write_tx."""
+    for text_hash, blob in fresh.items():
+        conn.execute(
+            "INSERT OR REPLACE INTO embedding_cache (model, text_hash, vector, used_at) VALUES (?, ?, ?, ?)",
+            (model, text_hash, blob, now),
+        )
+    touched: set[int] = set()
+    for chunk_id, vector in chunks.items():
+        # The chunk may have been replaced by another writer while the model ran.
+        live = cast(
+            list[tuple[int]],
+            conn.execute(
+                "SELECT memory_id FROM memory_chunks WHERE id = ? AND embedded = 0", (chunk_id,)
+            ).fetchall(),
+        )
+        if not live:
+            continue
+        conn.execute("INSERT INTO vec_memories (chunk_id, embedding) VALUES (?, ?)", (chunk_id, vector))
+        conn.execute("UPDATE memory_chunks SET embedded = 1 WHERE id = ?", (chunk_id,))
+        touched.add(live[0][0])
+    for mid in touched:
+        conn.execute(
+            "UPDATE memory_index SET embedding_status = 'done' WHERE id = ? AND NOT EXISTS "
+            "(SELECT 1 FROM memory_chunks WHERE memory_id = ? AND embedded = 0)",
+            (mid, mid),
+        )
+
+
+@db.engine_specific
+def forget_vectors(conn: apsw.Connection, unused_since: int) -> None:
+    """Drop cached vectors no chunk has and none used since `unused_since` (ms). Call inside write_tx."""
+    conn.execute(
+        "DELETE FROM embedding_cache WHERE used_at < ? AND text_hash NOT IN (SELECT text_hash FROM memory_chunks)",
+        (unused_since,),
+    )
+
+
+# -- feedback and checkpoints -----------------------------------------------------------------------------------
+
+
+@db.engine_specific
+def confidence(conn: apsw.Connection, memory_id: int) -> float | None:
+    sql = "SELECT confidence FROM memory_index WHERE id = ?"
+    rows = cast(list[tuple[float]], conn.execute(sql, (memory_id,)).fetchall())
+    return float(rows[0][0]) if rows else None
+
+
+@db.engine_specific
+def set_confidence(conn: apsw.Connection, memory_id: int, value: float) -> None:
+    """Call inside write_tx."""
+    conn.execute("UPDATE memory_index SET confidence = ? WHERE id = ?", (value, memory_id))
+
+
+@db.engine_specific
+def votes(conn: apsw.Connection, path: str) -> tuple[float, int] | None:
+    """(confidence, access count) of the memory at this path: what a checkpoint keeps beside its file."""
+    sql = "SELECT confidence, access_count FROM memory_index WHERE path = ?"
+    rows = cast(list[tuple[float, int]], conn.execute(sql, (path,)).fetchall())
+    return rows[0] if rows else None
+
+
+@db.engine_specific
+def set_votes(conn: apsw.Connection, path: str, confidence: float, access_count: int) -> None:
+    """Call inside write_tx."""
+    sql = "UPDATE memory_index SET confidence = ?, access_count = ? WHERE path = ?"
+    conn.execute(sql, (confidence, access_count, path))
+
+
+class CheckpointRow(NamedTuple):
+    name: str
+    created_at: int
+    scope: str | None
+    git_branch: str | None
+    git_commit: str | None
+    file_count: int
+    size_bytes: int
+    automatic: bool
+
+
+CHECKPOINT_COLUMNS = "name, created_at, scope, git_branch, git_commit, file_count, size_bytes, automatic"
+
+
+@db.engine_specific
+def has_checkpoint(conn: apsw.Connection, name: str) -> bool:
+    return bool(conn.execute("SELECT 1 FROM checkpoints WHERE name = ?", (name,)).fetchall())
+
+
+@db.engine_specific
+def add_checkpoint(conn: apsw.Connection, row: CheckpointRow, data: bytes) -> None:
+    """Call inside write_tx."""
+    sql = f"INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    conn.execute(sql, (*row[:-1], int(row.automatic), data))
+
+
+@db.engine_specific
+def retain_checkpoints(conn: apsw.Connection, older_than: int, most: int, keep: str) -> None:
+    """Drop checkpoints made before `older_than` (ms) or past the `most` newest, never `keep`. Call inside
+    write_tx."""
+    conn.execute("DELETE FROM checkpoints WHERE created_at < ? AND name != ?", (older_than, keep))
+    conn.execute(
+        "DELETE FROM checkpoints WHERE name != ? AND id NOT IN "
+        "(SELECT id FROM checkpoints ORDER BY created_at DESC, id DESC LIMIT ?)",
+        (keep, most),
+    )
+
+
+@db.engine_specific
+def checkpoints(conn: apsw.Connection) -> list[CheckpointRow]:
+    """Every checkpoint, newest first."""
+    sql = f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY created_at DESC, id DESC"
+    return [CheckpointRow._make((*r[:-1], bool(r[-1]))) for r in conn.execute(sql)]
+
+
+@db.engine_specific
+def checkpoint_data(conn: apsw.Connection, name: str) -> bytes | None:
+    rows = conn.execute("SELECT data FROM checkpoints WHERE name = ?", (name,)).fetchall()
+    return cast(bytes, rows[0][0]) if rows else None
+
+
+@db.engine_specific
+def delete_checkpoint(conn: apsw.Connection, name: str) -> None:
+    """Call inside write_tx."""
+    conn.execute("DELETE FROM checkpoints WHERE name = ?", (name,))

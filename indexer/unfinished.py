@@ -36,7 +36,7 @@ def begin(conn: apsw.Connection, scopes: tuple[Path, ...]) -> str:
 
 def end(conn: apsw.Connection, key: str) -> None:
     """Drop a write's record, inside the transaction that indexed what it wrote."""
-    conn.execute("DELETE FROM config WHERE key = ?", (key,))
+    db.delete_config(conn, key)
 
 
 def cancel(conn: apsw.Connection, key: str) -> None:
@@ -53,7 +53,7 @@ def abandoned(conn: apsw.Connection) -> tuple[list[str], list[Path]]:
     keys: list[str] = []
     scopes: list[Path] = []
     here, now = socket.gethostname(), db.now_ms()
-    for key, value in conn.execute("SELECT key, value FROM config WHERE key LIKE ?", (PREFIX + "%",)):
+    for key, value in db.config_items(conn, PREFIX):
         try:
             host, pid, since, _ = key[len(PREFIX) :].rsplit(":", 3)
             dead = (host == here and not pid_alive(int(pid))) or now - int(since) > STALE_MS

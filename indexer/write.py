@@ -2,7 +2,8 @@
 
 A new file never overwrites another: its name is claimed with a hard link from a finished temporary file, which
 fails if the name exists. An update rewrites only the frontmatter lines of the keys it changes; everything else
-(body, key order, comments, unknown keys, line endings) stays byte for byte.
+(body, key order, comments, unknown keys, line endings) stays byte for byte. `save` is the write workflow: a
+draft (draft.py) written, or, when the spec folder already says the same, skipped or merged into the duplicate.
 """
 
 from __future__ import annotations
@@ -12,21 +13,29 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import apsw
-import yaml
 
-from specmem.indexer import atomic, checkpoints, db, files, unfinished
+from specmem.indexer import atomic, checkpoints, db, files, store, tiers, unfinished
 from specmem.indexer.config import Config
+from specmem.indexer.draft import (
+    Draft,
+    Duplicate,
+    OnDuplicate,
+    clean,
+    content_key,
+    metadata,
+    validate_fields,
+    yaml_value,
+)
 from specmem.indexer.embed import Embedder
-from specmem.indexer.errors import SpecmemError, WriteError
-from specmem.indexer.parse import parse
+from specmem.indexer.errors import NotFound, SpecmemError, WriteError
+from specmem.indexer.parse import parse, split_lines
 from specmem.indexer.scan import ScanReport, scan
-from specmem.indexer.tiers import TIERS
 
-MAX_TITLE = 200
 UPDATE_ATTEMPTS = 20  # reads and replaces tried while another program keeps writing the file
 # Frontmatter keys the write tools manage, with the spellings the parser accepts (first = the one written).
 KEYS = {
@@ -36,19 +45,6 @@ KEYS = {
     "trigger_phrases": ("trigger_phrases", "triggerPhrases"),
     "tags": ("tags",),
 }
-
-
-def _clean(name: str, value: str | None) -> None:
-    if value is None:
-        return
-    if "\x00" in value:
-        raise WriteError(f"{name} contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise WriteError(
-            f"{name} is not UTF-8 text (undecodable bytes at character {exc.start}); pass it as UTF-8"
-        ) from None
 
 
 def spec_memory_dir(config: Config, spec_folder: str) -> Path:
@@ -64,67 +60,6 @@ def slug(title: str) -> str:
     return text[:60].rstrip("-") or "memory"
 
 
-def _yaml_value(value: Any) -> str:
-    """One YAML value on one line (flow style), e.g. `Some title`, `'a: b'`, `[x, y]`."""
-    text = yaml.safe_dump([value], default_flow_style=True, allow_unicode=True, width=10**9).strip()
-    return text[1:-1]
-
-
-def render(
-    title: str,
-    content: str,
-    tier: str,
-    context_type: str | None,
-    trigger_phrases: list[str],
-    tags: list[str],
-) -> str:
-    lines = [f"title: {_yaml_value(title)}", f"importance_tier: {tier}"]
-    if context_type:
-        lines.append(f"context_type: {_yaml_value(context_type)}")
-    if trigger_phrases:
-        lines.append("trigger_phrases:")
-        lines += [f"  - {_yaml_value(p)}" for p in trigger_phrases]
-    if tags:
-        lines.append(f"tags: {_yaml_value(tags)}")
-    body = content if content.lstrip().startswith("#") else f"# {title}\n\n{content}"
-    return "---\n" + "\n".join(lines) + "\n---\n" + body.rstrip("\n") + "\n"
-
-
-def validate_fields(
-    config: Config, title: str | None, tier: str | None, texts: dict[str, str | None]
-) -> None:
-    for name, value in texts.items():
-        _clean(name, value)
-    if title is not None and (not title.strip() or len(title) > MAX_TITLE or "\n" in title):
-        raise WriteError(f"title must be one line of 1 to {MAX_TITLE} characters")
-    if tier is not None and tier not in TIERS:
-        raise WriteError(f"unknown tier {tier!r}; use one of: {', '.join(TIERS)}")
-
-
-def validate_memory(
-    config: Config,
-    title: str,
-    tier: str | None,
-    content: str,
-    context_type: str | None,
-    trigger_phrases: list[str],
-    tags: list[str],
-) -> None:
-    """Refuse a new or rewritten memory whose fields would not read back: every text field checked by name."""
-    validate_fields(
-        config,
-        title,
-        tier,
-        {
-            "title": title,
-            "content": content,
-            "context_type": context_type,
-            **{f"trigger phrase {p!r}": p for p in trigger_phrases},
-            **{f"tag {t!r}": t for t in tags},
-        },
-    )
-
-
 def index_now(
     conn: apsw.Connection,
     config: Config,
@@ -136,31 +71,12 @@ def index_now(
 
 
 def write_memory(
-    conn: apsw.Connection,
-    config: Config,
-    embedder: Embedder,
-    *,
-    title: str,
-    content: str,
-    spec_folder: str,
-    tier: str = "normal",
-    context_type: str | None = None,
-    trigger_phrases: list[str] | None = None,
-    tags: list[str] | None = None,
-    today: dt.date | None = None,
+    conn: apsw.Connection, config: Config, embedder: Embedder, draft: Draft, *, today: dt.date | None = None
 ) -> tuple[int, Path]:
     """Create a new memory file and index it; returns (id, path)."""
-    trigger_phrases, tags = list(trigger_phrases or []), list(tags or [])
-    validate_memory(config, title, tier, content, context_type, trigger_phrases, tags)
-    data = render(title, content, tier, context_type, trigger_phrases, tags).encode("utf-8")
-    if len(data) > config.max_file_bytes:
-        raise WriteError(
-            f"the memory would be {len(data)} bytes, over the {config.max_file_bytes}-byte limit "
-            "(SPECMEM_MAX_FILE_BYTES); split it into several memories"
-        )
-    _reads_back(data, title, tier, context_type, trigger_phrases, tags)
-    folder = spec_memory_dir(config, spec_folder)
-    stem = f"{(today or dt.date.today()).isoformat()}-{slug(title)}"
+    data = draft.encoded(config.max_file_bytes)
+    folder = spec_memory_dir(config, draft.spec_folder)
+    stem = f"{(today or dt.date.today()).isoformat()}-{slug(draft.title)}"
     names = (f"{stem}.md" if n == 1 else f"{stem}-{n}.md" for n in range(1, 10_000))
     key = unfinished.begin(conn, (folder,))
     try:
@@ -181,8 +97,8 @@ def write_memory(
         written = place.lstat(name)
         try:
             report = index_now(conn, config, embedder, (path,), finalize=lambda c: unfinished.end(c, key))
-            row = db.one(conn, "SELECT id FROM memory_index WHERE path = ?", (str(path),))
-            if row is None:
+            mid = store.memory_id_at(conn, str(path))
+            if mid is None:
                 why = "; ".join(m for p, m in report.problems if files.within(path, Path(p))) or (
                     "its folder is excluded by .gitignore or .specmemignore, or leads out of the roots"
                 )
@@ -202,33 +118,7 @@ def write_memory(
             if isinstance(exc, SpecmemError):
                 raise WriteError(f"nothing was written: {exc}") from exc
             raise
-    return int(row.id), path
-
-
-def _reads_back(
-    data: bytes, title: str, tier: str, context_type: str | None, triggers: list[str], tags: list[str]
-) -> None:
-    """Refuse a memory whose frontmatter would not read back as given (YAML line breaks such as U+0085)."""
-    got = _metadata(data, "new.md")
-
-    def items(values: list[str]) -> list[str]:
-        return list(dict.fromkeys(v.strip() for v in values if v.strip()))
-
-    asked: dict[str, Any] = {
-        "title": title.strip(),
-        "importance_tier": tier,
-        "context_type": (context_type or "").strip() or None,
-        "trigger_phrases": items(triggers),
-        "tags": items(tags),
-    }
-    # A "Trigger phrases" section in the body adds its own phrases after these.
-    got["trigger_phrases"] = got["trigger_phrases"][: len(asked["trigger_phrases"])]
-    for key, value in asked.items():
-        if got[key] != value:
-            raise WriteError(
-                f"the {key} {value!r} would read back as {got[key]!r}; nothing was written: leave out line "
-                "breaks and control characters"
-            )
+    return mid, path
 
 
 # -- updating frontmatter in place ------------------------------------------------------------------------------
@@ -243,7 +133,7 @@ def update_frontmatter(text: str, changes: dict[str, Any]) -> str:
             "TOML frontmatter (+++) is not updated in place; edit the file by hand or convert it"
         )
     if not lines or lines[0].rstrip("\r\n") != "---":
-        block = "".join(f"{KEYS[k][0]}: {_yaml_value(v)}{nl}" for k, v in changes.items() if v is not None)
+        block = "".join(f"{KEYS[k][0]}: {yaml_value(v)}{nl}" for k, v in changes.items() if v is not None)
         return f"---{nl}{block}---{nl}{text}"
     end = next((i for i in range(1, len(lines)) if lines[i].rstrip("\r\n") in ("---", "...")), None)
     if end is None:
@@ -253,7 +143,7 @@ def update_frontmatter(text: str, changes: dict[str, Any]) -> str:
         if span is None:
             if value is None:
                 continue
-            lines.insert(end, f"{KEYS[key][0]}: {_yaml_value(value)}{nl}")
+            lines.insert(end, f"{KEYS[key][0]}: {yaml_value(value)}{nl}")
             end += 1
             continue
         first, stop, name = span
@@ -284,9 +174,9 @@ def _render_key(name: str, value: Any, old: list[str], nl: str) -> list[str]:
     if isinstance(value, list) and len(old) > 1:
         item = re.match(r"^(\s*-\s*)", old[1])
         prefix = item.group(1) if item else "  - "
-        return [f"{name}:{nl}"] + [f"{prefix}{_yaml_value(v)}{nl}" for v in value]
+        return [f"{name}:{nl}"] + [f"{prefix}{yaml_value(v)}{nl}" for v in value]
     comment = re.search(r"\s+#[^'\"\n]*$", old[0].rstrip("\r\n")) if len(old) == 1 else None
-    return [f"{name}: {_yaml_value(value)}{comment.group(0) if comment else ''}{nl}"]
+    return [f"{name}: {yaml_value(value)}{comment.group(0) if comment else ''}{nl}"]
 
 
 def _set_keys(raw: bytes, changes: dict[str, Any], name: str) -> tuple[list[str], bytes]:
@@ -297,26 +187,15 @@ def _set_keys(raw: bytes, changes: dict[str, Any], name: str) -> tuple[list[str]
         raise WriteError(f"{name} is not UTF-8 text; it cannot be updated in place") from None
     bom = "\ufeff" if text.startswith("\ufeff") else ""
     text = text[len(bom) :]
-    before = _metadata(raw, name)
+    before = metadata(raw, name)
     wanted = {k: v for k, v in changes.items() if v is not None and before.get(k) != v}
     if not wanted:
         return [], raw
     updated = (bom + update_frontmatter(text, wanted)).encode("utf-8")
-    after = _metadata(updated, name)
+    after = metadata(updated, name)
     if any(after[k] != v for k, v in wanted.items()):
         raise WriteError("the updated frontmatter would not read back as asked; the file was left unchanged")
     return sorted(wanted), updated
-
-
-def _metadata(data: bytes, name: str) -> dict[str, Any]:
-    parsed = parse(data, PurePosixPath(name))
-    return {
-        "title": parsed.title,
-        "importance_tier": parsed.tier,
-        "context_type": parsed.context_type,
-        "trigger_phrases": parsed.trigger_phrases,
-        "tags": parsed.tags,
-    }
 
 
 def update_memory(
@@ -328,14 +207,13 @@ def update_memory(
     at the same moment loses nothing. A symlinked memory is updated in the file it points to; a hard-linked one
     in place, so that every name keeps seeing it."""
     validate_fields(
-        config,
         changes.get("title"),
         changes.get("importance_tier"),
         {k: v for k, v in changes.items() if isinstance(v, str)},
     )
     for key in ("trigger_phrases", "tags"):
         for item in changes.get(key) or []:
-            _clean(key, item)
+            clean(key, item)
     path = Path(path)
     return rewrite_memory(conn, config, embedder, path, lambda raw: _set_keys(raw, changes, path.name))
 
@@ -467,3 +345,111 @@ def delete_spec_folder(
 
 def _auto_name() -> str:
     return f"auto-delete-{db.now_ms()}-{os.getpid()}"
+
+
+# -- rewriting a memory with a draft (a duplicate updated) ------------------------------------------------
+
+
+def replace_body(
+    conn: apsw.Connection, config: Config, embedder: Embedder, path: Path, draft: Draft
+) -> list[str]:
+    """Rewrite an existing memory with a draft: its body becomes the draft's and its title the draft's; trigger
+    phrases and tags are merged, the tier is the more important of the two, every other key and comment of
+    the frontmatter stays. Returns what changed. The caller checkpoints the file first."""
+    draft.validate()
+
+    def rewrite(raw: bytes) -> tuple[list[str], bytes]:
+        bom = "\ufeff" if raw.startswith(b"\xef\xbb\xbf") else ""
+        try:
+            text = raw.decode("utf-8")[len(bom) :]
+        except UnicodeDecodeError:
+            raise WriteError(f"{path} is not UTF-8 text; it cannot be updated in place") from None
+        before = parse(raw, PurePosixPath(path.name))
+        current = {
+            "title": before.title,
+            "importance_tier": before.tier,
+            "context_type": before.context_type,
+            "trigger_phrases": before.trigger_phrases,
+            "tags": before.tags,
+        }
+        wanted = {
+            "title": draft.title,
+            "importance_tier": min(before.tier, draft.tier, key=tiers.rank),
+            "context_type": before.context_type or draft.context_type,
+            "trigger_phrases": list(dict.fromkeys([*before.trigger_phrases, *draft.trigger_phrases])),
+            "tags": list(dict.fromkeys([*before.tags, *draft.tags])),
+        }
+        changes = {k: v for k, v in wanted.items() if v is not None and v != current[k]}
+        nl = "\r\n" if "\r\n" in text else "\n"
+        lines = split_lines(text)
+        head = "".join(line + nl for line in lines[: before.body_start])
+        body = draft.body
+        new_body = nl.join(split_lines(body.rstrip("\n"))) + nl
+        if changes:
+            head = update_frontmatter(head, changes)
+        body_changed = content_key("\n".join(lines[before.body_start :])) != content_key(body)
+        return sorted(changes) + (["body"] if body_changed else []), (bom + head + new_body).encode("utf-8")
+
+    return rewrite_memory(conn, config, embedder, path, rewrite)
+
+
+# -- the write workflow -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `save` did with a draft: written, an existing memory updated, or nothing (a duplicate, skipped)."""
+
+    id: int
+    path: str
+    action: Literal["written", "updated", "skipped"]
+    duplicates: list[Duplicate]
+    changed: list[str] = field(default_factory=list)  # updated: what changed
+    warnings: list[str] = field(default_factory=list)
+    checkpoint: str | None = None  # updated: restore it to undo
+
+
+def save(
+    conn: apsw.Connection,
+    config: Config,
+    embedder: Embedder,
+    draft: Draft,
+    found: list[Duplicate],
+    on_duplicate: OnDuplicate | None = None,
+) -> Outcome:
+    """Write a draft, given the memories of its spec folder that already say the same (`found`, strongest first:
+    server/duplicates.py). `on_duplicate` decides: "skip" returns the strongest duplicate and writes nothing;
+    "update" checkpoints the duplicate's folder, then rewrites it with the draft (`replace_body`); "write"
+    writes a new file, with a warning per duplicate. By default an exact duplicate (same content) is skipped
+    and anything else written."""
+    action = on_duplicate or ("skip" if any(d.kind == "same content" for d in found) else "write")
+    if found and action == "skip":
+        return Outcome(found[0].id, found[0].path, "skipped", found)
+    if found and action == "update":
+        return _update(conn, config, embedder, draft, found)
+    mid, path = write_memory(conn, config, embedder, draft)
+    warnings = [
+        f"{d.kind}: memory {d.id} ({d.title}) may already say this; "
+        'update it with on_duplicate="update" instead of keeping two'
+        for d in found
+    ]
+    return Outcome(mid, str(path), "written", found, warnings=warnings)
+
+
+def _update(
+    conn: apsw.Connection, config: Config, embedder: Embedder, draft: Draft, found: list[Duplicate]
+) -> Outcome:
+    """Rewrite the strongest duplicate with the draft, after an automatic checkpoint of its spec folder (the
+    first folder below its root)."""
+    target = found[0]
+    path = Path(target.path)
+    root = files.root_of(path, config.roots)
+    if root is None or not files.inside_roots(path, config.roots):
+        raise NotFound(f"{path} is outside the configured roots; it is not served")
+    rel = path.relative_to(root)
+    name = f"auto-update-{db.now_ms()}-{os.getpid()}"
+    checkpoints.create(
+        conn, config, name, spec_folder=rel.parts[0] if len(rel.parts) > 1 else None, automatic=True
+    )
+    changed = replace_body(conn, config, embedder, path, draft)
+    return Outcome(target.id, str(path), "updated", found, changed=changed, checkpoint=name)

@@ -6,3 +6,4 @@ paths=(specmem indexer server tests scripts)
 .venv/bin/ruff check "${paths[@]}"
 .venv/bin/ruff format --check "${paths[@]}"
 .venv/bin/python scripts/typecheck.py
+.venv/bin/python scripts/complexity.py

@@ -19,10 +19,9 @@ from typing import Literal
 import apsw
 from pydantic import BaseModel
 
-from specmem.indexer import db
 from specmem.indexer.config import Config
 from specmem.indexer.errors import NotFound, SearchError
-from specmem.server import memories
+from specmem.server import memories, reads
 from specmem.server.memories import TriggerMatch
 from specmem.server.search import Mode, SearchResponse
 
@@ -104,15 +103,7 @@ def cite(path: str, config: Config, span: tuple[int, int]) -> str:
 
 def _spans(conn: apsw.Connection, ids: list[int]) -> dict[int, tuple[int, int]]:
     """Each memory's whole body: from its first chunk's first line to its last chunk's last line."""
-    if not ids:
-        return {}
-    rows = db.rows(
-        conn,
-        "SELECT memory_id, min(start_line) AS first, max(end_line) AS last FROM memory_chunks "
-        f"WHERE memory_id IN ({','.join('?' * len(ids))}) GROUP BY memory_id",
-        ids,
-    )
-    return {r.memory_id: (r.first, r.last) for r in rows}
+    return reads.spans(conn, ids) if ids else {}
 
 
 def _section(
@@ -121,22 +112,14 @@ def _section(
     """A chunk's span, widened to its whole anchored section when it is part of one."""
     if anchor is None:
         return start, end
-    row = db.one(
-        conn,
-        "SELECT min(start_line) AS first, max(end_line) AS last FROM memory_chunks "
-        "WHERE memory_id = ? AND anchor = ?",
-        (memory_id, anchor),
-    )
-    return (row.first, row.last) if row is not None and row.first is not None else (start, end)
+    return reads.anchor_span(conn, memory_id, anchor) or (start, end)
 
 
 def _first_chunk(conn: apsw.Connection, memory_id: int) -> tuple[int, int] | None:
-    row = db.one(
-        conn,
-        "SELECT start_line, end_line, anchor FROM memory_chunks WHERE memory_id = ? ORDER BY seq LIMIT 1",
-        (memory_id,),
-    )
-    return None if row is None else _section(conn, memory_id, row.start_line, row.end_line, row.anchor)
+    chunk = reads.chunks(conn, {memory_id: None})[memory_id]
+    if chunk is None or chunk.id is None:
+        return None
+    return _section(conn, memory_id, chunk.start_line, chunk.end_line, chunk.anchor)
 
 
 def candidates(
@@ -193,29 +176,8 @@ def _render(items: list[_Candidate], config: Config) -> str:
     return "\n\n".join(_parts(items, config)) + "\n"
 
 
-def assemble(
-    conn: apsw.Connection,
-    config: Config,
-    count: Counter,
-    task: str,
-    found: SearchResponse,
-    triggered: list[TriggerMatch],
-    *,
-    budget: int = DEFAULT_BUDGET,
-) -> ContextBlock:
-    """The context block for `task` from its search results and trigger matches (see the module's docstring)."""
-    if not MIN_BUDGET <= budget <= MAX_BUDGET:
-        raise SearchError(f"budget must be between {MIN_BUDGET} and {MAX_BUDGET} tokens, not {budget}")
-    notes = list(found.notes)
-    items: list[_Candidate] = []
-    for c in candidates(conn, found, triggered):
-        try:
-            c.row = memories.get(conn, config, c.id)
-        except NotFound as exc:  # removed or moved since the last scan: say so, quote nothing stale
-            notes.append(f"memory {c.id} skipped: {exc}")
-            continue
-        items.append(c)
-
+def _fit(items: list[_Candidate], config: Config, count: Counter, budget: int) -> str:
+    """Choose each candidate's span within `budget` tokens (in place) and return the block's text."""
     # Each part is counted once (parts are joined by blank lines, where word-piece tokenizers split anyway):
     # counting the whole block again for every memory tried made 3,000 rules cost a minute.
     counted: dict[str, int] = {}
@@ -243,6 +205,33 @@ def assemble(
         last = next(c for c in reversed(items) if c.span is not None)
         last.span = last.best if last.span != last.best else None
         text = _render(items, config)
+    return text
+
+
+def assemble(
+    conn: apsw.Connection,
+    config: Config,
+    count: Counter,
+    task: str,
+    found: SearchResponse,
+    triggered: list[TriggerMatch],
+    *,
+    budget: int = DEFAULT_BUDGET,
+) -> ContextBlock:
+    """The context block for `task` from its search results and trigger matches (see the module's docstring)."""
+    if not MIN_BUDGET <= budget <= MAX_BUDGET:
+        raise SearchError(f"budget must be between {MIN_BUDGET} and {MAX_BUDGET} tokens, not {budget}")
+    notes = list(found.notes)
+    items: list[_Candidate] = []
+    for c in candidates(conn, found, triggered):
+        try:
+            c.row = memories.get(conn, config, c.id)
+        except NotFound as exc:  # removed or moved since the last scan: say so, quote nothing stale
+            notes.append(f"memory {c.id} skipped: {exc}")
+            continue
+        items.append(c)
+
+    text = _fit(items, config, count, budget)
     return ContextBlock(
         task=task,
         budget=budget,

@@ -12,6 +12,7 @@ from specmem.indexer.config import Config
 from specmem.indexer.embed import get_embedder
 from specmem.indexer.errors import DatabaseError, ModelUnavailable
 from specmem.indexer.lock import current_holder, read_holder
+from specmem.server import reads
 
 if TYPE_CHECKING:
     import apsw
@@ -69,11 +70,7 @@ def _install(config: Config, load_model: bool) -> list[Check]:
 
     out = [Check("apsw", "ok", f"apsw {apsw.apsw_version()}, SQLite {apsw.sqlite_lib_version()}")]
     try:
-        conn = apsw.Connection(":memory:")
-        conn.enable_load_extension(True)
-        conn.load_extension(db.vec_extension_path())
-        version = conn.execute("SELECT vec_version()").fetchall()[0][0]
-        fts = conn.execute("SELECT sqlite_compileoption_used('ENABLE_FTS5')").fetchall()[0][0]
+        version, fts = db.probe()
         out.append(Check("sqlite-vec", "ok", f"loads ({version})"))
         out.append(
             Check(
@@ -117,13 +114,13 @@ def _database(config: Config) -> list[Check]:
             Check("database", "fail", str(exc), "move the file aside and run `specmem scan` to rebuild it")
         ]
     try:
-        result = conn.execute("PRAGMA integrity_check").fetchall()
-        ok = result == [("ok",)]
+        wrong = reads.integrity(conn)
+        ok = not wrong
         out.append(
             Check(
                 "integrity",
                 "ok" if ok else "fail",
-                "ok" if ok else "; ".join(str(r[0]) for r in result[:5]),
+                "ok" if ok else "; ".join(wrong[:5]),
                 "" if ok else "the index is derived: delete it and run `specmem scan` to rebuild",
             )
         )
@@ -152,9 +149,7 @@ def _database(config: Config) -> list[Check]:
             out.append(Check("embeddings", "ok", f"{index_model}, {db.get_config(conn, 'dim')} dimensions"))
         out += _orphans(conn)
         out.append(_outside(conn, config))
-        pending = conn.execute(
-            "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"
-        ).fetchall()[0][0]
+        pending = reads.pending_count(conn)
         out.append(
             Check(
                 "pending",
@@ -169,26 +164,17 @@ def _database(config: Config) -> list[Check]:
     return out
 
 
-def _orphans(conn) -> list[Check]:  # type: ignore[no-untyped-def]
-    chunks = conn.execute("SELECT count(*) FROM memory_chunks").fetchall()[0][0]
-    fts = conn.execute("SELECT count(*) FROM memory_fts").fetchall()[0][0]
-    orphan_chunks = conn.execute(
-        "SELECT count(*) FROM memory_chunks WHERE memory_id NOT IN (SELECT id FROM memory_index)"
-    ).fetchall()[0][0]
-    orphan_fts = conn.execute(
-        "SELECT count(*) FROM memory_fts WHERE rowid NOT IN (SELECT id FROM memory_chunks)"
-    ).fetchall()[0][0]
+def _orphans(conn: apsw.Connection) -> list[Check]:
+    c = reads.consistency(conn)
+    chunks, fts = c.chunks, c.keyword_rows
     problems = []
-    if orphan_chunks or orphan_fts or chunks != fts:
+    if c.chunks_without_memory or c.keyword_rows_without_chunk or chunks != fts:
         problems.append(
-            f"{orphan_chunks} chunks and {orphan_fts} FTS rows without a memory; {chunks} chunks vs "
-            f"{fts} FTS rows"
+            f"{c.chunks_without_memory} chunks and {c.keyword_rows_without_chunk} FTS rows without a memory; "
+            f"{chunks} chunks vs {fts} FTS rows"
         )
-    if db.has_table(conn, "vec_memories"):
-        vectors = conn.execute("SELECT count(*) FROM vec_memories").fetchall()[0][0]
-        embedded = conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 1").fetchall()[0][0]
-        if vectors != embedded:
-            problems.append(f"{vectors} vectors for {embedded} embedded chunks")
+    if c.vectors is not None and c.vectors != c.embedded_chunks:
+        problems.append(f"{c.vectors} vectors for {c.embedded_chunks} embedded chunks")
     if problems:
         return [
             Check("orphans", "fail", "; ".join(problems), "run `specmem scan --force` to rebuild every row")

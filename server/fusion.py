@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from specmem.server.keyword import KeywordHit
+    from specmem.server.semantic import SemanticHit
 
 K = TypeVar("K", bound=Hashable)
 Normalisation = Literal["minmax", "zscore", "max"]
@@ -166,3 +170,41 @@ def ranked(entries: Iterable[tuple[K, Fused, float]]) -> list[K]:
     return [
         key for key, _, _ in sorted(entries, key=lambda e: order_key(e[1].score * e[2], e[1].norm_sum, e[0]))
     ]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What retrieval found and fusion made of it, by memory id: each side's hit, and one score per memory."""
+
+    keyword: Mapping[int, KeywordHit]
+    semantic: Mapping[int, SemanticHit]
+    scores: Mapping[int, float]  # the fused score (one side's raw score when only one side searched)
+    hybrid: Mapping[int, Fused] = field(default_factory=dict)  # hybrid: how each score was made
+
+    def best_chunk(self, memory_id: int) -> int | None:
+        """The memory's best chunk: the keyword side's, else the semantic side's; None when neither found it."""
+        hit = self.keyword.get(memory_id) or self.semantic.get(memory_id)
+        return hit.chunk_id if hit else None
+
+    def tie_breaker(self, memory_id: int) -> float:
+        """What decides between equal scores: the sum of normalised scores in hybrid mode, else the score."""
+        fused = self.hybrid.get(memory_id)
+        return fused.norm_sum if fused is not None else self.scores.get(memory_id, 0.0)
+
+
+def combine(
+    keyword: Mapping[int, KeywordHit], semantic: Mapping[int, SemanticHit], *, hybrid: bool, scoped: bool
+) -> Candidates:
+    """The candidates of a search with one score each: fused (`hybrid`), else the one side's raw score.
+    `scoped`: the search was filtered and the semantic side ranked every memory in scope."""
+    if not hybrid:
+        scores = {mid: hit.score for mid, hit in keyword.items()}
+        scores.update({mid: hit.similarity for mid, hit in semantic.items()})  # one side is empty
+        return Candidates(keyword, semantic, scores)
+    fused = fuse(
+        {mid: hit.score for mid, hit in keyword.items()},
+        {mid: hit.similarity for mid, hit in semantic.items()},
+        scoped=scoped,
+        keyword_second={mid: hit.second for mid, hit in keyword.items() if hit.second is not None},
+    )
+    return Candidates(keyword, semantic, {mid: f.score for mid, f in fused.items()}, fused)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,8 @@ from specmem.indexer.config import Config
 from specmem.indexer.errors import NotFound
 from specmem.indexer.lock import WatcherInfo, watcher_info
 from specmem.indexer.parse import decode, normalise
+from specmem.server import reads
+from specmem.server.reads import MemoryDetail, Scope
 
 
 class ListItem(BaseModel):
@@ -67,65 +67,25 @@ class Stats(BaseModel):
     watcher: WatcherInfo | None
 
 
-# A memory's index row, named as the models below name them.
-MEMORY_COLS = (
-    "id, path, rel_path, title, importance_tier AS tier, spec_folder, context_type, trigger_phrases, tags, "
-    "expires, anchors, warnings, embedding_status, confidence, line_count, updated_at"
-)
-LIST_COLS = "id, path, rel_path, title, importance_tier AS tier, spec_folder, context_type, updated_at, embedding_status"
-JSON_FIELDS = ("trigger_phrases", "tags", "anchors", "warnings")
-
-
-def inside_roots(path: Path, cfg: Config) -> bool:
-    """Whether `path`, with symlinks resolved, lies inside one of the roots."""
-    real = path.resolve()
-    return any(files.within(real, root.resolve()) for root in cfg.roots)
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8
-        return False
-    return True
-
-
-def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Any:
-    """The memory row (named) for an id or a path (absolute, relative to the cwd, or relative to a root)."""
+def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> MemoryDetail:
+    """The memory's row for an id or a path (absolute, relative to the cwd, or relative to a root)."""
     text = str(path_or_id).strip()
     if text.isascii() and text.isdigit():
-        row = None
-        if int(text) <= db.MAX_ROWID:
-            row = db.one(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE id = ?", (int(text),))
+        row = reads.memory_by_id(conn, int(text)) if int(text) <= db.MAX_ROWID else None
         if row is None:
             raise NotFound(f"no memory with id {text}; `specmem search` or `specmem list` show what exists")
         return row
-    if "\x00" in text:
-        raise NotFound("a path cannot contain a NUL character")
-    if not text.isascii() and not _utf8(text):
-        raise NotFound("a path must be UTF-8 text; give an id or a path inside the roots")
-    # Accents composed or decomposed (macOS and archives write NFD names): either spelling finds the file.
-    spellings = (
-        [text]
-        if text.isascii()
-        else list(
-            dict.fromkeys([text, unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)])
-        )
-    )
-    candidates: list[Path] = []
-    for spelling in spellings:
-        raw = Path(spelling).expanduser()
-        candidates += [raw] if raw.is_absolute() else [Path.cwd() / raw, *(root / raw for root in cfg.roots)]
+    candidates = files.user_paths(text, cfg.project, cfg.roots)
     for candidate in candidates:
         absolute = Path(os.path.abspath(candidate))
-        row = db.one(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE path = ?", (str(absolute),))
+        row = reads.memory_by_path(conn, str(absolute))
         if row is not None:
             return row
-    for spelling in spellings:
-        found = db.rows(conn, f"SELECT {MEMORY_COLS} FROM memory_index WHERE rel_path = ?", (spelling,))
+    for spelling in files.spellings(text):
+        found = reads.memories_by_rel_path(conn, spelling)
         if len(found) == 1:
             return found[0]
-    if not any(inside_roots(c, cfg) for c in candidates):
+    if not any(files.inside_roots(c, cfg.roots) for c in candidates):
         roots = ", ".join(str(r) for r in cfg.roots)
         raise NotFound(f"{text} is outside the memory roots ({roots}); give a path inside them")
     raise NotFound(
@@ -133,11 +93,11 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> Any:
     )
 
 
-def find_served(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple[Any, Path]:
+def find_served(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple[MemoryDetail, Path]:
     """The memory row and its file, refusing a file that (through a symlink) lies outside the roots."""
     row = find(conn, cfg, path_or_id)
     path = Path(row.path)
-    if not inside_roots(path, cfg):
+    if not files.inside_roots(path, cfg.roots):
         raise NotFound(f"{path} is outside the configured roots; it is not served")
     return row, path
 
@@ -168,14 +128,11 @@ def get(
     lines = content.splitlines(keepends=True)
     first, last = 1, max(len(lines), 1)
     if anchor is not None:
-        spans: list[Any] = conn.execute(
-            "SELECT min(start_line), max(end_line) FROM memory_chunks WHERE memory_id = ? AND anchor = ?",
-            (row.id, anchor),
-        ).fetchall()
-        if not spans or spans[0][0] is None:
-            known = ", ".join(json.loads(row.anchors)) or "none"
+        span = reads.anchor_span(conn, row.id, anchor)
+        if span is None:
+            known = ", ".join(row.anchors) or "none"
             raise NotFound(f"memory {row.id} has no anchor {anchor!r} (its anchors: {known})")
-        first, last = spans[0]
+        first, last = span
     elif start_line is not None or end_line is not None:
         first, last = start_line or 1, end_line or len(lines)
         if first < 1 or last < first:
@@ -185,40 +142,26 @@ def get(
         last = min(last, len(lines))
     if (first, last) != (1, max(len(lines), 1)):
         content = "".join(lines[first - 1 : last])
-    fields = row._asdict()
-    fields.update({name: json.loads(fields[name]) for name in JSON_FIELDS})
-    return Memory(**fields, start_line=first, end_line=last, content=content)
-
-
-def _counts(conn: apsw.Connection, column: str) -> dict[str, int]:
-    sql = f"SELECT coalesce({column}, ''), count(*) FROM memory_index GROUP BY 1 ORDER BY 2 DESC, 1"
-    return {k: v for k, v in conn.execute(sql)}
+    return Memory(**row._asdict(), start_line=first, end_line=last, content=content)
 
 
 def stats(conn: apsw.Connection, cfg: Config) -> Stats:
     dim = db.get_config(conn, "dim")
-    warned = [
-        FileWarnings(path=p, messages=json.loads(w))
-        for p, w in conn.execute(
-            "SELECT path, warnings FROM memory_index WHERE warnings != '[]' ORDER BY path"
-        )
-    ]
+    warned = [FileWarnings(path=p, messages=m) for p, m in reads.file_warnings(conn)]
     db_bytes = sum(os.stat(p).st_size for p in (cfg.db_path, Path(f"{cfg.db_path}-wal")) if os.path.exists(p))
     return Stats(
         db_path=str(cfg.db_path),
         db_bytes=db_bytes,
-        files_bytes=db.scalar(conn, "SELECT coalesce(sum(size), 0) FROM memory_index"),
+        files_bytes=reads.files_bytes(conn),
         schema_version=db.schema_version(conn),
         model=db.get_config(conn, "model"),
         dim=int(dim) if dim else None,
-        memories=db.scalar(conn, "SELECT count(*) FROM memory_index"),
-        chunks=db.scalar(
-            conn, "SELECT count(*) FROM memory_chunks WHERE memory_id IN (SELECT id FROM memory_index)"
-        ),
-        by_tier=_counts(conn, "importance_tier"),
-        by_spec_folder=_counts(conn, "spec_folder"),
-        by_context_type=_counts(conn, "context_type"),
-        by_embedding_status=_counts(conn, "embedding_status"),
+        memories=reads.memory_count(conn),
+        chunks=reads.chunk_count(conn),
+        by_tier=reads.counts(conn, "importance_tier"),
+        by_spec_folder=reads.counts(conn, "spec_folder"),
+        by_context_type=reads.counts(conn, "context_type"),
+        by_embedding_status=reads.counts(conn, "embedding_status"),
         warnings=warned,
         watcher=_watcher(cfg),
     )
@@ -234,14 +177,6 @@ class MemoryList(BaseModel):
     items: list[ListItem]
 
 
-SORTS = {
-    "updated": "updated_at DESC, id",
-    "title": "title COLLATE NOCASE, id",
-    "path": "rel_path, id",
-    "tier": f"{tiers.sql_rank('importance_tier')}, updated_at DESC, id",
-}
-
-
 def list_memories(
     conn: apsw.Connection,
     *,
@@ -251,24 +186,10 @@ def list_memories(
     tier: str | None = None,
     sort: str = "updated",
 ) -> MemoryList:
-    """One page of memories, newest first by default."""
-    where, args = ["1"], []
-    if spec_folder:
-        where.append("(spec_folder = ? OR spec_folder LIKE ? ESCAPE '\\')")
-        escaped = spec_folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        args += [spec_folder, f"{escaped}/%"]
-    if tier:
-        where.append("importance_tier = ?")
-        args.append(tier)
-    clause = " AND ".join(where)
-    total = db.scalar(conn, f"SELECT count(*) FROM memory_index WHERE {clause}", args)
-    found = db.rows(
-        conn,
-        f"SELECT {LIST_COLS} FROM memory_index WHERE {clause} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
-        [*args, limit, offset],
-    )
-    items = [ListItem(**r._asdict()) for r in found]
-    return MemoryList(total=total, offset=offset, items=items)
+    """One page of memories, newest first by default (a spec folder includes the folders below it)."""
+    scope = Scope(spec_folder=spec_folder, tiers=(tier,) if tier else (), hide_deprecated=False)
+    total, found = reads.page(conn, scope, sort, offset, limit)
+    return MemoryList(total=total, offset=offset, items=[ListItem(**r._asdict()) for r in found])
 
 
 class TriggerMatch(BaseModel):
@@ -317,12 +238,7 @@ class TriggerIndex:
 
 def trigger_index(conn: apsw.Connection) -> TriggerIndex:
     """The trigger phrases of every memory that is not deprecated, with its memory's row."""
-    rows = db.rows(
-        conn,
-        "SELECT id, path, title, importance_tier AS tier, spec_folder, trigger_phrases FROM memory_index "
-        "WHERE trigger_phrases != '[]' AND importance_tier != 'deprecated'",
-    )
-    return TriggerIndex((phrase, row) for row in rows for phrase in json.loads(row.trigger_phrases))
+    return TriggerIndex((phrase, row) for row, phrases in reads.triggered(conn) for phrase in phrases)
 
 
 def match_triggers(index: TriggerIndex, prompt: str, limit: int) -> list[TriggerMatch]:

@@ -18,15 +18,14 @@ blocks that changed are read again, through the embedding cache, which holds eve
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 import apsw
 import numpy as np
 
 from specmem.indexer import db
+from specmem.server import reads
 
 BLOCK_BITS = 10  # chunk ids per block: 1,024
 MARGIN = 1e-4  # candidates' approximate distances may exceed the k-th by this much (float32 error is ~1e-7)
@@ -87,25 +86,18 @@ class VectorIndex:
     def _refresh(self, conn: apsw.Connection) -> int:
         model = db.get_config(conn, "model")
         dim = db.get_config(conn, "dim")
-        if model is None or dim is None or not db.has_table(conn, "vec_memories"):
+        if model is None or dim is None or not reads.has_vectors(conn):
             self.model = None
             self._clear(0)
             return 0
-        last_id = int(
-            db.scalar(conn, "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'memory_chunks'")
-        )
+        last_id = reads.last_chunk_id(conn)
         if model != self.model or int(dim) != self.dim or last_id < self._last_id:
             # Another model, or a rebuilt index whose ids started again: nothing held is valid.
             self.model = model
             self._clear(int(dim))
         self._last_id = last_id
-        blocks = {
-            b: (n, s)
-            for b, n, s in conn.execute(
-                f"SELECT id >> {BLOCK_BITS}, count(*), sum(id) FROM memory_chunks GROUP BY 1"
-            )
-        }
-        pending = {r[0] for r in conn.execute("SELECT id FROM memory_chunks WHERE embedded = 0")}
+        blocks = reads.chunk_blocks(conn, BLOCK_BITS)
+        pending = reads.unembedded_chunks(conn)
         changed = {b for b in blocks.keys() | self._blocks.keys() if blocks.get(b) != self._blocks.get(b)}
         changed |= {cid >> BLOCK_BITS for cid in pending ^ self._pending}
         if changed:
@@ -128,14 +120,11 @@ class VectorIndex:
             low, high = block << BLOCK_BITS, ((block + 1) << BLOCK_BITS) - 1
             mine = held.get(block)
             if not mine:
-                self._add(conn, model, "c.id BETWEEN ? AND ?", [low, high])  # a block read whole: one range
+                self._add(
+                    reads.chunk_vectors(conn, model, between=(low, high))
+                )  # a block read whole: one range
                 continue
-            live = {
-                r[0]
-                for r in conn.execute(
-                    "SELECT id FROM memory_chunks WHERE id BETWEEN ? AND ? AND embedded = 1", (low, high)
-                )
-            }
+            live = reads.embedded_between(conn, low, high)
             gone = [row for cid, row in mine.items() if cid not in live]
             self._ids[gone] = -1
             self._memories[gone] = -1
@@ -143,16 +132,10 @@ class VectorIndex:
             self._free.extend(gone)
             new = [cid for cid in live if cid not in mine]
             if new:
-                self._add(conn, model, "c.id IN (SELECT value FROM json_each(?))", [json.dumps(new)])
+                self._add(reads.chunk_vectors(conn, model, ids=new))
 
-    def _add(self, conn: apsw.Connection, model: str, which: str, args: list[object]) -> None:
-        rows: list[Any] = conn.execute(
-            # CROSS JOIN: chunks first. Left to the planner, it may scan the whole cache for each block.
-            "SELECT c.id, c.memory_id, e.vector FROM memory_chunks c "
-            "CROSS JOIN embedding_cache e ON e.model = ? AND e.text_hash = c.text_hash "
-            f"WHERE {which} AND c.embedded = 1",
-            [model, *args],
-        ).fetchall()
+    def _add(self, rows: list[tuple[int, int, bytes]]) -> None:
+        """Hold these (chunk id, memory id, vector) rows."""
         if not rows:
             return
         vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
@@ -213,14 +196,10 @@ class VectorIndex:
             ids = self._ids[pick].tolist()
             owners = memories[pick].tolist()
             blobs = [self._vectors[r].tobytes() for r in pick.tolist()]
-        exact = [
-            row[0]
-            for row in conn.cursor().executemany(
-                "SELECT vec_distance_cosine(?, ?)", [(blob, query) for blob in blobs]
-            )
-        ]
+        exact = reads.cosine_distances(conn, blobs, query)
         hits: dict[int, Hit] = {}
-        for d, cid, mid in sorted(z for z in zip(exact, ids, owners, strict=True) if z[0] is not None):
+        measured = [(d, cid, mid) for d, cid, mid in zip(exact, ids, owners, strict=True) if d is not None]
+        for d, cid, mid in sorted(measured):
             if mid not in hits:
                 hits[mid] = Hit(cid, mid, d)
         return dict(list(hits.items())[:k])

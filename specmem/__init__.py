@@ -21,6 +21,7 @@ __all__ = [
     "ContextBlock",
     "DatabaseError",
     "Deleted",
+    "Draft",
     "Filters",
     "InitPlan",
     "LockTimeout",
@@ -55,6 +56,7 @@ _HOME = {
     "Deleted": "specmem.api",
     "Validation": "specmem.api",
     "Config": "specmem.indexer.config",
+    "Draft": "specmem.indexer.draft",
     "ScanReport": "specmem.indexer.scan",
     "CheckpointInfo": "specmem.indexer.checkpoints",
     "RestoreReport": "specmem.indexer.checkpoints",
@@ -106,6 +108,7 @@ if TYPE_CHECKING:
     from specmem.api import Deleted, Memories, Validation, Written, init, open
     from specmem.indexer.checkpoints import CheckpointInfo, RestoreReport
     from specmem.indexer.config import Config
+    from specmem.indexer.draft import Draft
     from specmem.indexer.errors import (
         CheckpointError,
         ConfigError,

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from specmem.indexer.checkpoints import CheckpointInfo, RestoreReport
     from specmem.indexer.config import Config
-    from specmem.indexer.duplicates import OnDuplicate
+    from specmem.indexer.draft import Draft, OnDuplicate
     from specmem.indexer.embed import Embedder
     from specmem.indexer.project import InitPlan
     from specmem.indexer.scan import Progress, ScanReport
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from specmem.results import Deleted, Validation, Written
     from specmem.server.context import ContextBlock
     from specmem.server.memories import Memory, MemoryList, Stats, TriggerMatch
+    from specmem.server.reads import MemoryRow
     from specmem.server.search import Filters, Mode, SearchResponse
 
 log = logging.getLogger("specmem")
@@ -224,6 +225,18 @@ class Memories:
             budget=DEFAULT_BUDGET if budget is None else budget,
         )
 
+    def served(self) -> builtins.list[MemoryRow]:
+        """Every memory but deprecated ones, most important first (what the MCP server lists as resources)."""
+        from specmem.server import reads
+
+        return reads.served(self._reader.conn())
+
+    def vector_version(self) -> str:
+        """The version of the vector search extension the index uses."""
+        from specmem.server import reads
+
+        return reads.vector_version(self._reader.conn())
+
     def stats(self) -> Stats:
         """Counts by tier, folder, context type and embedding status; files with warnings; the watcher."""
         from specmem.server import memories
@@ -293,11 +306,9 @@ class Memories:
         target = self.resolve_path(path)
         if target.is_dir() or not files.Policy.of(self.config).is_memory_file(target):
             raise NotFound(f"{path} is not a memory file: give one *.md file (scan does folders)")
-        if (
-            not target.exists()
-            and db.one(self._reader.conn(), "SELECT id FROM memory_index WHERE path = ?", (str(target),))
-            is None
-        ):
+        from specmem.server import reads
+
+        if not target.exists() and reads.memory_by_path(self._reader.conn(), str(target)) is None:
             raise NotFound(f"{target} does not exist and is not indexed; give the path of a memory file")
         report = self.scan([target])  # a file deleted since it was indexed leaves the index
         if report.files_seen == 0 and target.exists():
@@ -308,18 +319,12 @@ class Memories:
 
     def resolve_path(self, path: str | os.PathLike[str]) -> Path:
         """A path named by a user, resolved against the roots (or the current folder); refused outside them."""
-        from specmem.server import memories
+        from specmem.indexer import files
 
         text = os.fspath(path)
-        if "\x00" in text:
-            raise NotFound("a path cannot contain a NUL character")
+        candidates = files.user_paths(text, self.config.project, self.config.roots)
         raw = Path(text).expanduser()
-        if raw.is_absolute():
-            candidates = [raw]
-        else:
-            bases = [Path.cwd(), self.config.project, *self.config.roots]
-            candidates = list(dict.fromkeys(base / raw for base in bases))
-        inside = [c for c in candidates if memories.inside_roots(c, self.config)]
+        inside = [c for c in candidates if files.inside_roots(c, self.config.roots)]
         for candidate in inside:
             if candidate.exists():
                 return Path(os.path.abspath(candidate))
@@ -392,9 +397,9 @@ class Memories:
 
     def write(
         self,
-        title: str,
-        content: str,
-        spec_folder: str,
+        title: str | Draft,
+        content: str = "",
+        spec_folder: str = "",
         *,
         tier: str = "normal",
         context_type: str | None = None,
@@ -404,75 +409,32 @@ class Memories:
     ) -> Written:
         """Save a new memory file (`<spec_folder>/memory/<date>-<slug>.md`, never overwriting one) and index it.
 
-        Memories of the spec folder that already say the same (same content, same title, or similar meaning)
-        are returned in `duplicates`; `on_duplicate` decides: "write" anyway, "skip" (return the existing one),
-        or "update" it (after a checkpoint). By default an exact duplicate is skipped and anything else written
-        with a warning."""
-        from specmem.indexer import checkpoints, duplicates
-        from specmem.indexer.write import write_memory
+        `title` may be a whole `Draft` (the edges build one), whose fields then replace the others. Memories of
+        the spec folder that already say the same (same content, same title, or similar meaning) are returned in
+        `duplicates`; `on_duplicate` decides: "write" anyway, "skip" (return the existing one), or "update" it
+        (after a checkpoint). By default an exact duplicate is skipped and anything else written with a warning."""
+        from specmem.indexer.draft import Draft
+        from specmem.indexer.write import save
         from specmem.results import Written
-        from specmem.server import memories
+        from specmem.server.duplicates import find
 
-        trigger_phrases, tags = list(trigger_phrases), list(tags)
+        draft = (
+            title
+            if isinstance(title, Draft)
+            else Draft(title, content, spec_folder, tier, context_type, tuple(trigger_phrases), tuple(tags))
+        )
         with self.writer() as conn:
-            found = duplicates.find(
-                conn,
-                self.config,
-                self._similarity_embedder(conn),
-                title=title,
-                content=content,
-                spec_folder=spec_folder,
-            )
-            exact = any(d.kind == "same content" for d in found)
-            action = on_duplicate or ("skip" if exact else "write")
-            if found and action == "skip":
-                return Written(id=found[0].id, path=found[0].path, action="skipped", duplicates=found)
-            if found and action == "update":
-                row, path = memories.find_served(conn, self.config, found[0].id)
-                name = f"auto-update-{db.now_ms()}-{os.getpid()}"
-                rel = Path(row.rel_path)
-                scope = rel.parts[0] if len(rel.parts) > 1 else None
-                checkpoints.create(conn, self.config, name, spec_folder=scope, automatic=True)
-                changed = duplicates.replace_body(
-                    conn,
-                    self.config,
-                    self.embedder,
-                    path,
-                    title=title,
-                    content=content,
-                    tier=tier,
-                    context_type=context_type,
-                    trigger_phrases=trigger_phrases,
-                    tags=tags,
-                )
-                self._after_write(conn)
-                return Written(
-                    id=row.id,
-                    path=str(path),
-                    action="updated",
-                    changed=changed,
-                    duplicates=found,
-                    checkpoint=name,
-                )
-            mid, path = write_memory(
+            outcome = save(
                 conn,
                 self.config,
                 self.embedder,
-                title=title,
-                content=content,
-                spec_folder=spec_folder,
-                tier=tier,
-                context_type=context_type,
-                trigger_phrases=trigger_phrases,
-                tags=tags,
+                draft,
+                find(conn, self._similarity_embedder(conn), draft),
+                on_duplicate,
             )
-            self._after_write(conn)
-        warnings = [
-            f"{d.kind}: memory {d.id} ({d.title}) may already say this; "
-            'update it with on_duplicate="update" instead of keeping two'
-            for d in found
-        ]
-        return Written(id=mid, path=str(path), duplicates=found, warnings=warnings)
+            if outcome.action != "skipped":
+                self._after_write(conn)
+        return Written(**vars(outcome))
 
     def _similarity_embedder(self, conn: apsw.Connection) -> Embedder | None:
         """The embedder for duplicate checks: only when its model is ready and the index holds its vectors."""

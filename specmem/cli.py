@@ -468,19 +468,13 @@ def write_cmd(
 ) -> None:
     """Save a new memory file (CONTENT, or stdin when omitted) and index it at once. Never overwrites a file;
     a memory of the spec folder that says the same is reported (see --on-duplicate)."""
+    from specmem.indexer.draft import Draft
+
     if content is None:
         content = sys.stdin.read()
+    draft = Draft(title, content, spec_folder, tier, context_type, triggers, tags)
     with opened(cfg) as mem:
-        written = mem.write(
-            title,
-            content,
-            spec_folder,
-            tier=tier,
-            context_type=context_type,
-            trigger_phrases=triggers,
-            tags=tags,
-            on_duplicate=on_duplicate,  # type: ignore[arg-type]
-        )
+        written = mem.write(draft, on_duplicate=on_duplicate)  # type: ignore[arg-type]
     for warning in written.warnings:
         say(f"warning: {warning}", err=True, fg="yellow")
     if written.action == "skipped":

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from specmem.indexer.duplicates import Duplicate
+from specmem.indexer.draft import Duplicate
 
 
 class Written(BaseModel):

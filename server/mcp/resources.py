@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from mcp.server.context import ServerRequestContext
@@ -38,11 +38,13 @@ from mcp_types import (
 from pydantic import Field
 
 from specmem.api import Memories
-from specmem.indexer import db, tiers
 from specmem.indexer.errors import DatabaseError, NotFound, SpecmemError
 from specmem.server.context import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET
 from specmem.server.mcp.tools import App
 from specmem.server.state import stamp
+
+if TYPE_CHECKING:
+    from specmem.server.reads import MemoryRow
 
 log = logging.getLogger("specmem.server")
 SCHEME = "specmem://memory/"
@@ -75,21 +77,16 @@ def _app(ctx: Any) -> App:
 
 # -- listing and reading ----------------------------------------------------------------------------------------
 
-LISTED = (
-    "SELECT id, path, rel_path, title, importance_tier AS tier, spec_folder, updated_at, content_hash "
-    f"FROM memory_index WHERE importance_tier != 'deprecated' ORDER BY {tiers.sql_rank('importance_tier')}, rel_path"
-)
 
-
-def listed(mem: Memories) -> list[Any]:
+def listed(mem: Memories) -> list[MemoryRow]:
     """The memories served as resources (all but deprecated ones), most important first; [] without an index."""
     try:
-        return db.rows(mem.reader.conn(), LISTED)
+        return mem.served()
     except DatabaseError:
         return []
 
 
-def as_resource(row: Any) -> Resource:
+def as_resource(row: MemoryRow) -> Resource:
     modified = dt.datetime.fromtimestamp(row.updated_at / 1000, dt.UTC).isoformat(timespec="seconds")
     return Resource(
         uri=uri(row.id),

@@ -24,7 +24,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from specmem.api import Memories, Validation
-from specmem.indexer import db, signal
+from specmem.indexer import signal
 from specmem.indexer.errors import SpecmemError
 from specmem.indexer.lock import WatcherInfo
 from specmem.indexer.scan import ScanReport
@@ -312,18 +312,17 @@ def memory_health(ctx: Context) -> Health:
     state = app(ctx)
     mem = state.memories
     reader = mem.reader
-    conn = reader.conn()
     stats = mem.stats()
     sig = signal.read(mem.config.signal_path)
     return Health(
         pid=os.getpid(),
         database=str(mem.config.db_path),
-        schema_version=db.schema_version(conn),
-        sqlite_vec_version=db.scalar(conn, "SELECT vec_version()"),
+        schema_version=stats.schema_version,
+        sqlite_vec_version=mem.vector_version(),
         model=mem.config.model,
         model_state=reader.model_state,  # type: ignore[arg-type]
         model_error=reader.model_error,
-        index_model=db.get_config(conn, "model"),
+        index_model=stats.model,
         pending_embeddings=mem.pending(),
         memories=stats.memories,
         files_with_warnings=stats.warnings,

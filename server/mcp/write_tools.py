@@ -11,7 +11,7 @@ from pydantic import Field
 
 from specmem.api import Deleted, Written
 from specmem.indexer.checkpoints import CheckpointInfo, RestoreReport
-from specmem.indexer.duplicates import OnDuplicate
+from specmem.indexer.draft import Draft, OnDuplicate
 from specmem.indexer.tiers import Tier
 from specmem.server.mcp.tools import READ_ONLY, app, tool
 
@@ -39,16 +39,10 @@ def memory_write(
 ) -> Written:
     """Save a new memory as a markdown file (named by date and title, never overwriting one) and index it.
     Memories of the spec folder that say the same are returned; on_duplicate decides what happens."""
-    return app(ctx).memories.write(
-        title,
-        content,
-        spec_folder,
-        tier=tier,
-        context_type=context_type,
-        trigger_phrases=trigger_phrases or (),
-        tags=tags or (),
-        on_duplicate=on_duplicate,
+    draft = Draft(
+        title, content, spec_folder, tier, context_type, tuple(trigger_phrases or ()), tuple(tags or ())
     )
+    return app(ctx).memories.write(draft, on_duplicate=on_duplicate)
 
 
 @tool(CHANGES)

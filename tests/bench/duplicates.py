@@ -1,7 +1,7 @@
 """The similarity threshold of duplicate-aware writes, measured on paraphrase and non-paraphrase pairs.
 
 Each pair is a new memory and an existing memory of the same spec folder, compared by the code `memory_write`
-runs (`indexer.duplicates.similarities`: the new memory's title and content as one embedding against the
+runs (`server.duplicates.similarities`: the new memory's title and content as one embedding against the
 existing memory's best chunk, all-MiniLM-L6-v2).
 
 - specs: tests/bench/data/paraphrases.json rewrites each of this project's 31 memories (other title, other words,
@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import specmem  # noqa: E402
-from specmem.indexer.duplicates import similarities  # noqa: E402
+from specmem.server.duplicates import similarities  # noqa: E402
 from tests.bench.common import DATA, ROOT, record  # noqa: E402
 
 FALSE_WARNINGS = 0.05

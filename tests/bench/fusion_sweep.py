@@ -26,16 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import retrieval  # noqa: E402
 
-from specmem.server import fusion  # noqa: E402
-from specmem.server.search import (  # noqa: E402
-    BM25_WEIGHTS,
-    CANDIDATES,
-    Filters,
-    _keyword,
-    _semantic,
-    _where,
-    fts_query,
-)
+from specmem.server import fusion, keyword, reads, semantic  # noqa: E402
+from specmem.server.reads import BM25_WEIGHTS  # noqa: E402
+from specmem.server.search import CANDIDATES, Filters, _scope, fts_query  # noqa: E402
 
 Chunks = dict[str, list[float]]  # document id → its chunks' raw scores, best first
 Rule = Callable[[Chunks, Chunks, bool], dict[str, float]]
@@ -57,16 +50,16 @@ def capture(name: str, work: Path) -> list[dict]:
         return json.loads(path.read_text())
     coll, conn, embedder = retrieval.open_indexed(name, work)
     doc_of = {mid: coll.doc_id(rel) for mid, rel in conn.execute("SELECT id, rel_path FROM memory_index")}
-    today = dt.date.today().isoformat()
+    now = dt.datetime.now().astimezone()
     out = []
     vectors = embedder.encode([q.text for q in coll.judged])
     for q, vector in zip(coll.judged, vectors, strict=True):
         filters = Filters(spec_folder=q.spec_folder)
-        where, args = _where(filters, False, today)
+        scope = _scope(filters, False, now)
         fts = fts_query(q.text)
-        kw = _keyword(conn, fts, where, args, CANDIDATES) if fts else {}
+        kw = keyword.retrieve(conn, keyword.words(q.text), scope, CANDIDATES, seconds=True)
         blob = vector.astype("float32").tobytes()
-        sem = _semantic(conn, blob, embedder.model_id, where, args, CANDIDATES, not filters.is_empty())
+        sem = semantic.retrieve(conn, blob, embedder.model_id, scope, CANDIDATES)
         kw_chunks = _chunk_scores(
             conn,
             f"SELECT c.memory_id, -bm25(memory_fts, {', '.join(map(str, BM25_WEIGHTS))}) FROM memory_fts "
@@ -89,11 +82,7 @@ def capture(name: str, work: Path) -> list[dict]:
             assert second is None or math.isclose(got[1], second), (q.id, mid)
         for mid, (_, best) in sem.items():
             assert math.isclose(sem_chunks[mid][0], best, abs_tol=1e-6), (q.id, mid)
-        visible = (
-            int(conn.execute(f"SELECT count(*) FROM memory_index m WHERE {where}", args).fetchall()[0][0])
-            if not filters.is_empty()
-            else None
-        )
+        visible = len(reads.in_scope(conn, scope)) if scope.filtered else None
         out.append(
             {
                 "id": q.id,

@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from specmem.indexer import config, db
-from specmem.server.search import Filters, _semantic, _where, search
+from specmem.server import semantic
+from specmem.server.search import Filters, _scope, search
 from specmem.server.vectors import VectorIndex
 
 DIM = 384
@@ -199,14 +200,14 @@ def measure(conn, queries: np.ndarray, index: VectorIndex, embedder, words: list
     out["index_refresh_one_memory_cpu_ms"] = round((time.process_time() - c) * 1000, 2)
     out["index_refresh_one_memory_blocks"] = blocks
 
-    where, args = _where(Filters(), False, dt.date.today().isoformat())
+    scope = _scope(Filters(), False, dt.datetime.now().astimezone())
     same, idx_ms = 0, []
     for q in queries:
         blob = q.tobytes()
         t = time.perf_counter()
-        mine = _semantic(conn, blob, embedder.model_id, where, args, 100, False, index)
+        mine = semantic.retrieve(conn, blob, embedder.model_id, scope, 100, index)
         idx_ms.append((time.perf_counter() - t) * 1000)
-        theirs = _semantic(conn, blob, embedder.model_id, where, args, 100, False)
+        theirs = semantic.retrieve(conn, blob, embedder.model_id, scope, 100)
         same += list(mine.items()) == list(theirs.items())
     out["index_semantic_p50_ms"] = round(pct(idx_ms, 50), 2)
     out["index_semantic_p95_ms"] = round(pct(idx_ms, 95), 2)

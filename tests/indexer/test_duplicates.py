@@ -15,7 +15,8 @@ from mcp.client.stdio import StdioServerParameters
 
 import specmem
 from specmem.indexer import config
-from specmem.indexer.duplicates import SIMILARITY, content_key, find
+from specmem.indexer.draft import Draft, content_key
+from specmem.server.duplicates import SIMILARITY, find
 from tests.helpers import memory, write
 
 DECISION = "Readers never block the writer: the index runs in WAL mode with a 15 s busy timeout."
@@ -114,19 +115,21 @@ def test_similar_meaning_with_the_real_model(specs, real_embedder):
         with mem.writer() as conn:
             paraphrase = find(
                 conn,
-                mem.config,
                 real_embedder,
-                title="Write-ahead logging keeps reads unblocked",
-                content="We switched SQLite to WAL journaling so that reading never waits for a writer.",
-                spec_folder="001-db",
+                Draft(
+                    "Write-ahead logging keeps reads unblocked",
+                    "We switched SQLite to WAL journaling so that reading never waits for a writer.",
+                    "001-db",
+                ),
             )
             unrelated = find(
                 conn,
-                mem.config,
                 real_embedder,
-                title="JWT lifetime",
-                content="Access tokens expire after one hour; refresh tokens after thirty days.",
-                spec_folder="001-db",
+                Draft(
+                    "JWT lifetime",
+                    "Access tokens expire after one hour; refresh tokens after thirty days.",
+                    "001-db",
+                ),
             )
         assert [(d.title, d.kind) for d in paraphrase] == [("Use WAL mode", "similar")]
         assert paraphrase[0].similarity >= SIMILARITY and unrelated == []

@@ -441,3 +441,35 @@ def test_write_lock_serialises_writers_and_names_a_stuck_holder(conn, cfg, specs
         with pytest.raises(LockTimeout, match=f"test pid {os.getpid()}"):
             scan.scan(conn, cfg, hash_embedder, lock_timeout=0.2)
     assert scan.scan(conn, cfg, hash_embedder).added == 1
+
+
+def test_classify_plans_without_writing(conn, cfg, specs, run_scan, hash_embedder):
+    """The first step of a scan is a value: which files to index, which stats to record, which rows are gone;
+    nothing is written until `apply` carries it out."""
+    hour_ago = time.time_ns() - 3_600_000_000_000
+    kept = write(specs / "001-a" / "memory" / "kept.md", memory("Kept", "same"))
+    touched = write(specs / "001-a" / "memory" / "touched.md", memory("Touched", "same bytes"))
+    edited = write(specs / "001-a" / "memory" / "edited.md", memory("Edited", "before"))
+    moved = write(specs / "001-a" / "memory" / "moved.md", memory("Moved", "moves away"))
+    for path in (kept, touched, edited, moved):
+        os.utime(path, ns=(hour_ago, hour_ago))
+    run_scan()
+    before = rows(conn)
+    os.utime(touched, ns=(hour_ago, hour_ago + 5_000_000_000))
+    write(edited, memory("Edited", "after"))
+    moved.rename(specs / "002-b.md")
+    new = write(specs / "001-a" / "memory" / "new.md", memory("New", "fresh"))
+
+    run = scan.ScanRun(conn, cfg, hash_embedder, cfg.roots)
+    plan = scan.classify(run)
+    assert plan is not None
+    assert sorted(Path(c.name).name for c in plan.changed) == ["002-b.md", "edited.md", "new.md"]
+    assert [mid for mid, _ in plan.stat_only] == [before["touched.md"][0]]
+    assert [Path(name).name for name in plan.gone] == ["moved.md"]
+    assert plan.gone_by_digest() == {before["moved.md"][1]: [(str(moved), before["moved.md"][0])]}
+    assert run.report.unchanged == 2 and rows(conn) == before
+
+    scan.apply(run, plan)
+    assert (run.report.added, run.report.updated, run.report.moved, run.report.removed) == (1, 1, 1, 0)
+    assert rows(conn)["002-b.md"][0] == before["moved.md"][0] and "new.md" in rows(conn)
+    assert str(new) in {c.name for c in plan.changed}

@@ -15,6 +15,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from specmem.indexer import checkpoints, db
+from specmem.indexer.draft import Draft
 from specmem.indexer.errors import CheckpointError, WriteError
 from specmem.indexer.write import update_frontmatter, update_memory, write_memory
 from tests.helpers import memory, write
@@ -37,12 +38,14 @@ def test_write_creates_a_new_file_never_overwriting(conn, cfg, specs, hash_embed
         conn,
         cfg,
         hash_embedder,
-        title="Use WAL mode!",
-        content="Readers never block.",
-        spec_folder="001-db",
-        tier="important",
-        trigger_phrases=["database is locked"],
-        tags=["sqlite"],
+        Draft(
+            "Use WAL mode!",
+            "Readers never block.",
+            "001-db",
+            tier="important",
+            trigger_phrases=["database is locked"],
+            tags=["sqlite"],
+        ),
         today=TODAY,
     )
     assert path == specs / "001-db" / "memory" / "2026-11-21-use-wal-mode.md"
@@ -53,7 +56,7 @@ def test_write_creates_a_new_file_never_overwriting(conn, cfg, specs, hash_embed
         and "Readers never block." in text
     )
     _, second = write_memory(
-        conn, cfg, hash_embedder, title="Use WAL mode!", content="Again.", spec_folder="001-db", today=TODAY
+        conn, cfg, hash_embedder, Draft("Use WAL mode!", "Again.", "001-db"), today=TODAY
     )
     assert second.name == "2026-11-21-use-wal-mode-2.md" and "Readers never block." in path.read_text()
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")], (
@@ -83,7 +86,7 @@ def test_hostile_writes_are_refused_and_write_nothing(
     args: dict[str, Any] = {"title": "T", "content": "body", "spec_folder": "001-a"} | kwargs
     before = sorted(tmp_path.rglob("*"))
     with pytest.raises(WriteError, match=message):
-        write_memory(conn, cfg, hash_embedder, **args)
+        write_memory(conn, cfg, hash_embedder, Draft(**args))
     after = sorted(p for p in tmp_path.rglob("*") if ".specmem" not in p.parts)
     assert after == [p for p in before if ".specmem" not in p.parts]
     assert rows(conn) == {}
@@ -94,7 +97,7 @@ def test_symlinked_spec_folder_leading_out_is_refused(conn, cfg, specs, tmp_path
     outside.mkdir()
     os.symlink(outside, specs / "001-link")
     with pytest.raises(WriteError, match="leads out of the root"):
-        write_memory(conn, cfg, hash_embedder, title="T", content="x", spec_folder="001-link")
+        write_memory(conn, cfg, hash_embedder, Draft("T", "x", "001-link"))
     assert list(outside.iterdir()) == []
 
 
@@ -109,13 +112,7 @@ def test_concurrent_writers_lose_nothing(cfg, specs, hash_embedder):
             for i in range(15):
                 written.append(
                     write_memory(
-                        conn,
-                        cfg,
-                        hash_embedder,
-                        title="Same title",
-                        content=f"w{n} i{i}",
-                        spec_folder="001-race",
-                        today=TODAY,
+                        conn, cfg, hash_embedder, Draft("Same title", f"w{n} i{i}", "001-race"), today=TODAY
                     )[1]
                 )
         except BaseException as exc:  # noqa: BLE001 - reported below
@@ -325,9 +322,7 @@ def test_a_write_under_the_watcher_is_indexed_once(conn, cfg, specs, hash_embedd
     watcher = Watcher(cfg, hash_embedder, debounce=0.05)
     watcher.start()
     try:
-        mid, path = write_memory(
-            conn, cfg, hash_embedder, title="Watched", content="seen once", spec_folder="001-w"
-        )
+        mid, path = write_memory(conn, cfg, hash_embedder, Draft("Watched", "seen once", "001-w"))
         deadline = dt.datetime.now() + dt.timedelta(seconds=15)
         while not watcher.idle() or watcher.status.last_report is None or watcher.status.batches < 2:
             assert dt.datetime.now() < deadline, "the watcher never applied the write's events"

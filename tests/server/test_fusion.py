@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from specmem.server import fusion
-from specmem.server.search import _recency
+from specmem.server.rank import recency
 
 ids = st.integers(min_value=1, max_value=10_000)
 bm25 = st.floats(min_value=0.01, max_value=60.0, allow_nan=False)
@@ -63,7 +63,7 @@ def test_tied_memories_keep_their_order_whatever_their_age(keys, seconds, days_a
     now = dt.datetime(2025, 6, 30, 12, 0, tzinfo=dt.UTC)
     day = dt.datetime(2025, 6, 30, tzinfo=dt.UTC) - dt.timedelta(days=days_ago)
     ages = {
-        k: _recency(int((day + dt.timedelta(seconds=s)).timestamp() * 1000), now, "normal")
+        k: recency(int((day + dt.timedelta(seconds=s)).timestamp() * 1000), now, "normal")
         for k, s in zip(keys, seconds, strict=False)
     }
     assert order(kw, sem, ages) == sorted(keys)

@@ -325,6 +325,7 @@ def test_keyword_cut_gives_the_same_results_as_grouping_every_match(
     """A cut of the best chunks far smaller than the matches, widened as needed, and ranking only the chunks with
     a query's rarer words when that is provably exact (a share of 100 tries it on every query), rank exactly as
     grouping every match: same memories, same best chunks, same second best scores, with and without filters."""
+    import specmem.server.keyword as keyword_module
     import specmem.server.search as search_module
 
     cases = [
@@ -348,10 +349,10 @@ def test_keyword_cut_gives_the_same_results_as_grouping_every_match(
         ]
 
     monkeypatch.setattr(search_module, "CANDIDATES", 8)
-    monkeypatch.setattr(search_module, "KEYWORD_CUT", 10**6)
+    monkeypatch.setattr(keyword_module, "KEYWORD_CUT", 10**6)
     whole = run()
-    monkeypatch.setattr(search_module, "KEYWORD_CUT", 3)
-    monkeypatch.setattr(search_module, "PRUNE_SHARE", prune_share)
+    monkeypatch.setattr(keyword_module, "KEYWORD_CUT", 3)
+    monkeypatch.setattr(keyword_module, "PRUNE_SHARE", prune_share)
     assert run() == whole
     assert all(whole)
     if mode == "hybrid":

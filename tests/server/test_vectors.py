@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 
 from specmem.indexer import db
 from specmem.indexer.embed import embed_pending
-from specmem.server.search import Filters, _semantic, _where, search
+from specmem.server import semantic
+from specmem.server.search import Filters, _scope, search
 from specmem.server.state import ReadState
 from specmem.server.vectors import VectorIndex
 from tests.helpers import memory, write
@@ -38,9 +41,9 @@ def queries(embedder) -> list[bytes]:
 
 
 def semantic_both(conn, embedder, index: VectorIndex, vector: bytes, filters: Filters) -> tuple[dict, dict]:
-    where, args = _where(filters, False, "2026-01-01")
-    on_disk = _semantic(conn, vector, embedder.model_id, where, args, 7, not filters.is_empty())
-    in_memory = _semantic(conn, vector, embedder.model_id, where, args, 7, not filters.is_empty(), index)
+    scope = _scope(filters, False, dt.datetime(2026, 1, 1).astimezone())
+    on_disk = semantic.retrieve(conn, vector, embedder.model_id, scope, 7)
+    in_memory = semantic.retrieve(conn, vector, embedder.model_id, scope, 7, index)
     return on_disk, in_memory
 
 

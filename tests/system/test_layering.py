@@ -59,3 +59,17 @@ def test_nothing_below_the_api_imports_it_or_the_edges():
         if name.startswith(("specmem.api", "specmem.cli", "specmem.server.mcp"))
     ]
     assert offenders == []
+
+
+def test_the_edges_call_the_api_not_the_database():
+    """The CLI and the MCP edge reach the index through `Memories` only: no connection, no SQL of their own."""
+    edges = [ROOT / "specmem" / "cli.py", *(ROOT / "server" / "mcp").glob("*.py")]
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in edges
+        for name in imports(path)
+        if name == "apsw"
+        or name.startswith("apsw.")
+        or name in ("specmem.indexer.db", "specmem.indexer.store")
+    ]
+    assert offenders == []

@@ -23,6 +23,7 @@ import apsw
 import pytest
 
 from specmem.indexer import checkpoints, db
+from specmem.indexer.draft import Draft
 from specmem.indexer.errors import CheckpointError, DatabaseError, WriteError
 from specmem.indexer.lock import FileLock
 from specmem.indexer.scan import scan
@@ -82,9 +83,7 @@ def test_writes_never_land_outside_while_a_symlink_is_swapped(conn, cfg, specs, 
     try:
         for i in range(300):
             try:
-                written.append(
-                    write_memory(conn, cfg, hash_embedder, title=f"n{i}", content="x", spec_folder="001-x")[1]
-                )
+                written.append(write_memory(conn, cfg, hash_embedder, Draft(f"n{i}", "x", "001-x"))[1])
             except WriteError:
                 refused += 1
     finally:
@@ -135,6 +134,7 @@ KILLED_WRITER = """
 import os, sys, time
 from pathlib import Path
 from specmem.indexer import config, db, write
+from specmem.indexer.draft import Draft
 from specmem.indexer.embed import get_embedder
 
 cfg = config.resolve()
@@ -148,7 +148,7 @@ def paused(*args, **kwargs):
 
 {patch} = paused
 if sys.argv[1] == "write":
-    write.write_memory(conn, cfg, embedder, title="Killed", content="never finished", spec_folder="001-k")
+    write.write_memory(conn, cfg, embedder, Draft("Killed", "never finished", "001-k"))
 else:
     write.update_memory(conn, cfg, embedder, Path(sys.argv[2]), {{"importance_tier": "critical"}})
 """
@@ -179,7 +179,7 @@ def test_kill_9_in_a_write_leaves_nothing_behind(conn, cfg, specs, hash_embedder
         proc.kill()
         proc.wait(30)
         proc.stdout.close()
-    write_memory(conn, cfg, hash_embedder, title="After", content="next write", spec_folder="001-k")
+    write_memory(conn, cfg, hash_embedder, Draft("After", "next write", "001-k"))
     assert leftovers(specs) == [], "a killed writer's temporary file was left in the user's folder"
 
 
@@ -207,14 +207,14 @@ def test_a_full_disk_while_taking_the_write_lock_leaves_nothing_taken(
     scan(conn, cfg, hash_embedder)
     fail_writes_to(monkeypatch, cfg.write_lock_path)
     with pytest.raises(WriteError, match="disk is full") as refused:
-        write_memory(conn, cfg, hash_embedder, title="New", content="x", spec_folder="001-a")
+        write_memory(conn, cfg, hash_embedder, Draft("New", "x", "001-a"))
     assert "nothing was written" in str(refused.value)
     monkeypatch.undo()
     assert sorted(p.name for p in (specs / "001-a" / "memory").iterdir()) == ["old.md"]
     other = FileLock(cfg.write_lock_path, "test")
     assert other.try_acquire(), "the failed writer kept the write lock"
     other.release()
-    _, path = write_memory(conn, cfg, hash_embedder, title="New", content="x", spec_folder="001-a")
+    _, path = write_memory(conn, cfg, hash_embedder, Draft("New", "x", "001-a"))
     assert not path.stem.endswith("-2"), "the failed write left its file behind"
     assert str(path) in indexed(conn)
 
@@ -423,7 +423,7 @@ def test_kill_9_during_a_restore_the_next_write_brings_the_index_in_line(
     on_disk, _ = titles_on_disk_and_indexed(conn, specs)
     assert 0 < sum(t.startswith("v1") for t in on_disk.values()) < 40, "the restore was not stopped half-way"
     # Any later write (here one in another spec folder) brings the index in line with what the restore wrote.
-    write_memory(conn, cfg, hash_embedder, title="Elsewhere", content="x", spec_folder="002-b")
+    write_memory(conn, cfg, hash_embedder, Draft("Elsewhere", "x", "002-b"))
     on_disk, rows = titles_on_disk_and_indexed(conn, specs)
     assert rows == on_disk
 
@@ -594,9 +594,7 @@ def test_a_watcher_follows_its_database_being_deleted(cfg, specs, hash_embedder,
         cfg.db_path.unlink()  # `rm index.db` (its -wal and -shm stay, held open by the watcher)
         if who_rebuilds == "a write":  # a server's write tool, with a connection of its own
             writer = db.connect(cfg.db_path)
-            write_memory(
-                writer, cfg, hash_embedder, title="Written", content="by a tool", spec_folder="002-b"
-            )
+            write_memory(writer, cfg, hash_embedder, Draft("Written", "by a tool", "002-b"))
             writer.close()
         wait_for(lambda: {"Alpha"} <= titles_in_index(cfg), what="the database to be rebuilt")
         write(specs / "001-a" / "memory" / "c.md", memory("Charlie", "edited after the delete"))
@@ -703,14 +701,7 @@ def test_write_refuses_arguments_that_are_not_utf8(specs, isolated, args):
 def test_a_written_memory_reads_back_as_asked_or_is_refused(conn, cfg, specs, hash_embedder, title):
     try:
         _, path = write_memory(
-            conn,
-            cfg,
-            hash_embedder,
-            title=title,
-            content="body",
-            spec_folder="001-a",
-            tier="critical",
-            tags=["t"],
+            conn, cfg, hash_embedder, Draft(title, "body", "001-a", tier="critical", tags=["t"])
         )
     except WriteError as exc:
         assert "one line" in str(exc) or "read back" in str(exc)
