@@ -281,7 +281,7 @@ SETTINGS = [
         "SPECMEM_SURFACE",
         "surface_constitutional",
         _count,
-        "rules on top of a search",
+        "rules among a search's results",
     ),
     Setting(
         "search_wait",

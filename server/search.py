@@ -64,7 +64,7 @@ class SearchResult:
     score: float
     parts: ScoreParts
     snippet: str
-    always_surfaced: bool = described("Constitutional memory shown whatever the query", False)
+    always_surfaced: bool = described("A rule listed on top because every rule was asked for", False)
 
     @property
     def citation(self) -> str:
@@ -111,7 +111,8 @@ def search(
        memory by its best chunk.
     4. Fuse: one score per memory (fusion.py; in hybrid mode both sides normalised and weighed).
     5. Rank: × tier weight × recency × confidence (rank.py). With `include_constitutional`, constitutional
-       memories lead outside `limit`: all of them when `surface` is None, else the `surface` most relevant.
+       memories lead outside `limit` when `surface` is None (all of them); else they are ranked by relevance and
+       at most `rank.rule_share(surface, limit)` of them stand among the first `limit`.
     6. Results: the memories shown, each with its best chunk (citation lines), a snippet and its score parts.
 
     `vectors`, a long-running server's in-memory copy of the vectors (kept up to date by the caller), answers
@@ -138,7 +139,13 @@ def search(
     scoped = scope.filtered and len(found_sem) < k
     found = fusion.combine(found_kw, found_sem, hybrid=used == "hybrid", scoped=scoped)  # 4
     ranked, unshown = rank.rank(
-        conn, found, scope, include_constitutional=include_constitutional, surface=surface, now=now
+        conn,
+        found,
+        scope,
+        include_constitutional=include_constitutional,
+        surface=surface,
+        now=now,
+        limit=limit,
     )  # 5
     if unshown:
         notes.append(

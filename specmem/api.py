@@ -129,8 +129,8 @@ class Memories:
     ) -> SearchResponse:
         """Memories for `query`, best first, with citations, score parts and snippets.
 
-        The most relevant constitutional memories (at most `config.surface_constitutional`, SPECMEM_SURFACE) lead
-        the result outside `limit`; `all_rules` puts every one of them there, matched or not."""
+        Constitutional memories are ranked by relevance and hold at most `config.surface_constitutional`
+        (SPECMEM_SURFACE) and a third of `limit`; `all_rules` puts every one of them on top, matched or not."""
         if not query.strip():
             raise SearchError('the query is empty: give words to search for, e.g. "token expiry"')
         from specmem.server.search import search

@@ -593,7 +593,9 @@ def parse_since(value: str | None) -> Any:
 )
 @click.option("--since", help="Only memories modified since this date (YYYY-MM-DD).")
 @click.option("--include-deprecated", is_flag=True, help="Show deprecated memories too.")
-@click.option("--no-constitutional", is_flag=True, help="Do not put constitutional memories first.")
+@click.option(
+    "--no-constitutional", is_flag=True, help="Rank rules like any memory, beyond their share of the results."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
 @click.option(
     "--explain",
@@ -617,7 +619,7 @@ def search_cmd(
     as_json: bool,
     explain: bool,
 ) -> None:
-    """Search the memories for QUERY, best first. Constitutional memories lead; deprecated ones are hidden."""
+    """Search the memories for QUERY, best first. Rules count by relevance, a few at most; deprecated are hidden."""
     from specmem.server.search import Filters
 
     filters = Filters(

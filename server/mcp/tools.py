@@ -198,7 +198,7 @@ def memory_search(
     filters: Filters | None = None,
     include_deprecated: bool = False,
     include_constitutional: Annotated[
-        bool, Field(description="Put the most relevant constitutional rules on top, outside limit")
+        bool, Field(description="Rank constitutional rules with the results (a third of limit at most)")
     ] = True,
 ) -> SearchAnswer:
     """Search the project's memories (decisions, conventions, context) by keywords and meaning.

@@ -16,8 +16,8 @@ SPECMEM_* setting. What the search prints is what is scored: a rule shown above 
 the ranking like any result (the first ten shown are ranked). Configurations:
 
 - `defaults`: exactly the above (what a user gets).
-- `whole`: `specmem init --root .` (the whole project is the root) and `SPECMEM_SURFACE=0` on every command (no
-  rule shown on top): the engine without the defaults, the issue's reference rows.
+- `whole`: `specmem init --root .` (the whole project is the root): every markdown file read. (Issue 22's reference
+  rows also set `SPECMEM_SURFACE=0`, which then kept rules from the top; rules no longer lead a plain search.)
 
 Figures, by set, configuration, mode and question kind (own-words, paraphrase, buried): hit@1 and hit@3 (a judged
 answer file shown first / among the first three: the primary file or another that answers fully), MRR of the first
@@ -102,8 +102,6 @@ EXTRA_ENV: dict[str, str] = {}  # --env: settings tried on every command of a ru
 
 def env_for(config: str) -> dict[str, str]:
     extra = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    if config == "whole":
-        extra["SPECMEM_SURFACE"] = "0"
     return clean_env(**{**extra, **EXTRA_ENV})
 
 
