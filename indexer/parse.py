@@ -105,7 +105,6 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
         )
         return {}, 0
     import yaml  # here, not at the top: searching (normalise) needs no YAML parser
-    from frontmatter.default_handlers import YAMLHandler
 
     block = "\n".join(lines[1:end])
     size = len(block.encode("utf-8", "surrogatepass"))
@@ -128,7 +127,7 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
             if depth > MAX_NESTING:
                 warnings.append(nested)
                 return {}, end + 1
-            meta = YAMLHandler().load(block) if block.strip() else {}
+            meta = yaml.load(block, Loader=_safe_loader()) if block.strip() else {}
         else:
             if bracket_depth(block) > MAX_NESTING:
                 warnings.append(nested)
@@ -158,14 +157,20 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
     return meta, end + 1
 
 
+def _safe_loader() -> Any:
+    """PyYAML's safe loader, its C version when PyYAML was built with libyaml (several times faster)."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _yaml_shape(block: str) -> tuple[bool, int]:
     """(whether a YAML block refers to an anchor, how deep its collections nest), from parsing events: they expand
     nothing and recurse nowhere, so this is linear in the text. Stops once either is known to be too much."""
     import yaml
-    from frontmatter.default_handlers import SafeLoader as YAMLLoader
 
     depth = deepest = 0
-    for event in yaml.parse(block, Loader=YAMLLoader):
+    for event in yaml.parse(block, Loader=_safe_loader()):
         if isinstance(event, yaml.AliasEvent):
             return True, deepest
         if isinstance(event, yaml.CollectionStartEvent):

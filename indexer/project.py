@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from specmem.indexer import atomic, conventions, db, files, places
+from specmem.indexer import assistants, atomic, conventions, db, files, places
 from specmem.indexer import config as configmod
 from specmem.indexer.config import DB_DIRNAME, PROJECT_FILE, Config
 from specmem.indexer.conventions import Convention
 from specmem.indexer.errors import ConfigError
 from specmem.indexer.places import Found
-
-MCP_FILE = ".mcp.json"  # the project-level MCP client config Claude Code reads from a project's top folder
 
 EXAMPLE_RULE = """---
 title: Example rule - replace it with one your assistant must always follow
@@ -77,19 +73,15 @@ class InitPlan:
         """The conventions' places this project has."""
         return [(c, p) for c, p, _ in self.reads if c is not None]
 
-
-def server_command() -> list[str]:
-    """How to start this install's MCP server: the `specmem` script next to this Python, or `python -m`."""
-    script = Path(sys.executable).parent / ("specmem.exe" if os.name == "nt" else "specmem")
-    if script.is_file():
-        return [str(script.absolute()), "serve"]
-    found = shutil.which("specmem")
-    return [found, "serve"] if found else [str(Path(sys.executable).absolute()), "-m", "specmem", "serve"]
-
-
-def mcp_config() -> dict[str, object]:
-    command = server_command()
-    return {"mcpServers": {"specmem": {"type": "stdio", "command": command[0], "args": command[1:]}}}
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "folder": str(self.folder),
+            "roots": self.roots,
+            "steps": [{"action": s.action, "path": str(s.path), "why": s.why} for s in self.steps],
+            "conventions_found": [{"name": c.name, "tool": c.tool, "path": str(p)} for c, p in self.places],
+            "reads": [{"path": str(p), "markdown_files": n} for _, p, n in self.reads],
+            "hidden": {str(p): n for p, n in self.hidden.items()},
+        }
 
 
 def plan(folder: Path, roots: list[str] | None = None, *, examples: bool = False) -> InitPlan:
@@ -140,22 +132,15 @@ def plan(folder: Path, roots: list[str] | None = None, *, examples: bool = False
     else:
         steps.append(Step("create", ignore, "keeps the index (.specmem/) out of git", db.IGNORE_MARKER))
 
-    mcp = folder / MCP_FILE
-    wanted = json.dumps(mcp_config(), indent=2) + "\n"
-    if not mcp.exists():
-        steps.append(
-            Step("create", mcp, "Claude Code (and other clients) start `specmem serve` here", wanted)
-        )
-    else:
-        try:
-            servers = json.loads(mcp.read_text(encoding="utf-8")).get("mcpServers", {})
-        except (OSError, ValueError, AttributeError):
-            servers = {}
-        if isinstance(servers, dict) and "specmem" in servers:
-            steps.append(Step("keep", mcp, "exists and already starts a specmem server"))
+    for client in assistants.clients_for(folder):
+        path = folder / client.file
+        if not path.exists():
+            why = f"{client.name} starts `specmem serve` from PATH (commit it: no machine's path in it)"
+            steps.append(Step("create", path, why, assistants.config_text(client)))
+        elif assistants.has_entry(client, path):
+            steps.append(Step("keep", path, f"exists and already starts a specmem server for {client.name}"))
         else:
-            entry = json.dumps(mcp_config()["mcpServers"])[1:-1]
-            steps.append(Step("keep", mcp, f"exists without specmem; add to its mcpServers: {entry}"))
+            steps.append(Step("keep", path, f"exists without specmem; {assistants.entry_hint(client)}"))
     return result
 
 

@@ -49,6 +49,11 @@ EOF
     fi
 fi
 "${pip[@]}" install --quiet "${torch_args[@]}"
+# A distribution named `specmem` (this project's name before 0.1.0 was published as specmem-mcp, or PyPI's
+# unrelated `specmem`) would claim the same `specmem` package and command: remove it first.
+if .venv/bin/python -c 'import importlib.metadata as m; m.distribution("specmem")' 2>/dev/null; then
+    "${pip[@]}" uninstall --quiet --yes specmem
+fi
 "${pip[@]}" install --quiet -e '.[test,postgres]'
 .venv/bin/python -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda or "none")' >&2
 echo "specmem installed in .venv: .venv/bin/specmem --help" >&2

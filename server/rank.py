@@ -23,6 +23,12 @@ MAX_RULES = 100
 # `__pydantic_config__`, whose hook puts each field's metadata description into the published JSON schema.
 
 
+def figures(value: float) -> float:
+    """`value` to six significant figures: decimals would turn BM25's tiny weights (a word found in most memories
+    scores about 1e-6) into 0.0 for every hit."""
+    return float(f"{value:.6g}")
+
+
 def _describe(schema: dict[str, Any], cls: type) -> None:
     for f in fields(cls):
         if "description" in f.metadata:
@@ -159,11 +165,11 @@ def _parts(found: Candidates, row: MemoryRow, now: dt.datetime) -> ScoreParts:
     mid = row.id
     kw, sem, f = found.keyword.get(mid), found.semantic.get(mid), found.hybrid.get(mid)
     return ScoreParts(
-        keyword=round(kw.score, 6) if kw else None,
-        keyword_second=round(f.keyword_second, 6) if f and f.keyword_second is not None else None,
-        semantic=round(sem.similarity, 6) if sem else None,
-        keyword_norm=round(f.keyword_norm, 6) if f else None,
-        semantic_norm=round(f.semantic_norm, 6) if f else None,
+        keyword=figures(kw.score) if kw else None,
+        keyword_second=figures(f.keyword_second) if f and f.keyword_second is not None else None,
+        semantic=figures(sem.similarity) if sem else None,
+        keyword_norm=figures(f.keyword_norm) if f else None,
+        semantic_norm=figures(f.semantic_norm) if f else None,
         keyword_weight=f.keyword_weight if f else None,
         semantic_weight=f.semantic_weight if f else None,
         fusion=f.rule if f else None,

@@ -16,7 +16,7 @@ from specmem.indexer.errors import SearchError
 from specmem.indexer.tiers import TIERS
 from specmem.server import fusion, keyword, rank, reads, semantic
 from specmem.server.keyword import fts_query as fts_query  # the query syntax tests and benchmarks check
-from specmem.server.rank import DESCRIBED, MAX_RULES, Ranked, described
+from specmem.server.rank import DESCRIBED, MAX_RULES, Ranked, described, figures
 from specmem.server.rank import ScoreParts as ScoreParts  # a result's field, named here for its users
 from specmem.server.reads import ChunkRow, Scope
 
@@ -246,7 +246,7 @@ def _result(r: Ranked, chunk: ChunkRow, snippet: str | None) -> SearchResult:
         spec_folder=row.spec_folder,
         context_type=row.context_type,
         tags=row.tags,
-        score=round(r.score, 6),
+        score=figures(r.score),
         parts=r.parts,
         snippet=snippet or _excerpt(chunk.text),
         always_surfaced=r.surfaced,

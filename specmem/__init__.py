@@ -13,6 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# The distribution's name on PyPI (`pip install specmem-mcp`; `specmem` there is another project). The import
+# package and the command are `specmem`. Everything that reads the installed version asks for this name.
+DISTRIBUTION = "specmem-mcp"
+
 __all__ = [
     "CheckpointError",
     "CheckpointInfo",
@@ -91,7 +95,7 @@ def __getattr__(name: str) -> Any:
     if name == "__version__":
         from importlib.metadata import version
 
-        value: Any = version("specmem")
+        value: Any = version(DISTRIBUTION)
     elif name in _HOME:
         value = getattr(importlib.import_module(_HOME[name]), name)
     else:

@@ -15,10 +15,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from specmem import DISTRIBUTION
 from specmem.indexer.tiers import TIERS
 
 STATS_SHOWN = 12
@@ -56,7 +58,13 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
         from specmem.indexer import config as configmod
 
         extra_roots = kwargs.pop("root_args", ()) or ()
-        cfg = configmod.resolve(db=db_path, roots=[*roots, *extra_roots] or None, model=model)
+        project = kwargs.pop("project", None)
+        cfg = configmod.resolve(
+            db=db_path,
+            roots=[*roots, *extra_roots] or None,
+            model=model,
+            cwd=Path(project) if project else None,
+        )
         return fn(cfg, **kwargs)
 
     return wrapper
@@ -72,15 +80,61 @@ def say(text: str = "", *, err: bool = False, **style: Any) -> None:
     click.echo(click.style(text, **style) if style else text, err=err)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.version_option(package_name="specmem")
+def emit(value: Any) -> None:
+    """`value` (a pydantic model, a dataclass, a list or dict of them) as indented JSON on stdout: --json."""
+    import pydantic_core
+
+    click.echo(json.dumps(pydantic_core.to_jsonable_python(value), indent=2, ensure_ascii=False))
+
+
+def as_json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")(fn)
+
+
+class Group(click.Group):
+    """The command group: a reader that closes the pipe early (`specmem search x | head -1`) ends the command
+    quietly with status 0, as ripgrep does, instead of a traceback or an error."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            closed_pipe()
+
+
+def closed_pipe() -> None:
+    """Leave quietly after the reader of stdout went away: what is still buffered goes to /dev/null (Python
+    would otherwise try to flush it at exit and print `Exception ignored ... BrokenPipeError`)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
+def color_choice(ctx: click.Context, _: click.Parameter, value: str | None) -> str:
+    """--color wins; else NO_COLOR (https://no-color.org: set and not empty) turns colour off; else auto."""
+    if value is None:
+        value = "never" if os.environ.get("NO_COLOR") else "auto"
+    ctx.color = {"always": True, "never": False}.get(value)  # None: colour only on a terminal
+    return value
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name=DISTRIBUTION, prog_name="specmem")
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    callback=color_choice,
+    expose_value=False,
+    is_eager=True,
+    help="Colour the output: auto (on a terminal, unless NO_COLOR is set), always or never.",
+)
 def cli() -> None:
     """specmem: long-term memory for AI coding assistants, kept as markdown files in your repository.
 
     Memory files are *.md files under the roots (default: the project's specs/ folder), with YAML frontmatter
     giving each an importance tier. `specmem scan` indexes them into SQLite; `specmem search` finds them.
     Settings resolve as: option, then SPECMEM_* environment variable, then specmem.toml, then default
-    (see `specmem paths`).
+    (see `specmem paths`). Every command that prints a result takes --json.
     """
 
 
@@ -133,15 +187,21 @@ class ProgressLine:
 @click.option(
     "--examples", is_flag=True, help="Write the example rule and memory even where the project keeps memory."
 )
-def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool, examples: bool) -> None:
-    """Set up FOLDER (default: here) for specmem: specmem.toml, .specmem/ kept out of git, and .mcp.json so that
-    Claude Code starts the MCP server; an example rule and memory only where the project keeps no memory yet.
-    Never overwrites a file: it says what it kept. Says which memory it will read (the roots, and the memory
-    places of assistants found anywhere in the project: Spec Kit, Kiro, Cursor, CLAUDE.md, ADRs, ...) and
-    which markdown it will not read, with the setting that reads it."""
+@as_json_option
+def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool, examples: bool, as_json: bool) -> None:
+    """Set up FOLDER (default: here) for specmem: specmem.toml, .specmem/ kept out of git, and the MCP configs
+    that start `specmem serve` from PATH: .mcp.json (Claude Code), and .cursor/mcp.json and .vscode/mcp.json when
+    those folders exist; an example rule and memory only where the project keeps no memory yet. Never overwrites
+    a file: it says what it kept. Says which memory it will read (the roots, and the memory places of assistants
+    found anywhere in the project: Spec Kit, Kiro, Cursor, CLAUDE.md, ADRs, ...) and which markdown it will not
+    read, with the setting that reads it."""
     from specmem.api import init
 
     plan = init(folder, roots=list(roots) or None, dry_run=dry_run, examples=examples)
+    steps = next_steps(plan.folder) if not dry_run else []
+    if as_json:
+        emit({**plan.to_dict(), "dry_run": dry_run, "next": steps})
+        return
     say(f"specmem init {plan.folder}" + (" (dry run: nothing written)" if dry_run else ""))
     for step in plan.steps:
         verb = ("would create" if dry_run else "created") if step.action == "create" else "kept"
@@ -163,8 +223,24 @@ def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool, examples: bool)
             f'["{path.name}"] to specmem.toml',
             fg="yellow",
         )
-    if not dry_run:
-        say(f'next: cd {plan.folder} && specmem scan && specmem search "what did we decide"')
+    from specmem.indexer import assistants
+
+    note = assistants.path_note()
+    if note:
+        say(f"note: {note}", fg="yellow")
+    for line in steps:
+        say(f"next: {line}")
+
+
+def next_steps(folder: Path) -> list[str]:
+    """What to run after `init`, exactly as it can be pasted into a shell here."""
+    import shlex
+
+    from specmem.indexer import assistants
+
+    run = assistants.command()
+    here = "" if folder.resolve() == Path.cwd().resolve() else f"cd {shlex.quote(str(folder))} && "
+    return [f'{here}{run} scan && {run} search "what did we decide"']
 
 
 READ_ALL = 'roots = ["."] in specmem.toml reads every markdown file of the project'
@@ -196,7 +272,7 @@ def described(top: Any, places: list[tuple[Any, int]], shown: int = 3) -> str:
 
 
 @cli.command("scan")
-@click.argument("root_args", nargs=-1, type=click.Path(file_okay=False))
+@click.argument("root_args", metavar="[ROOT]...", nargs=-1, type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Re-read and re-index every file, even unchanged ones.")
 @click.option(
     "--no-embed", is_flag=True, help="Keyword phase only; a later plain scan completes the embeddings."
@@ -278,8 +354,6 @@ def files_in(report: ScanReport, root: Any) -> int:
 
 def print_skipped(report: ScanReport, cfg: Config) -> None:
     """Every hidden folder holding markdown that the scan left out, with the setting that takes it in."""
-    from pathlib import Path
-
     from specmem.indexer import conventions, files
 
     for folder, count in report.skipped:
@@ -296,7 +370,7 @@ def print_skipped(report: ScanReport, cfg: Config) -> None:
 
 
 @cli.command("watch")
-@click.argument("root_args", nargs=-1, type=click.Path(file_okay=False))
+@click.argument("root_args", metavar="[ROOT]...", nargs=-1, type=click.Path(file_okay=False))
 @click.option(
     "--debounce",
     type=click.FloatRange(0.0, 10.0),
@@ -313,8 +387,13 @@ def print_skipped(report: ScanReport, cfg: Config) -> None:
     "--no-embed", is_flag=True, help="Keep keyword rows live only; a later scan computes embeddings."
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every batch and event on stderr.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print each applied batch as one line of JSON on stdout."
+)
 @common
-def watch_cmd(cfg: Config, debounce: float, polling: bool, no_embed: bool, verbose: bool) -> None:
+def watch_cmd(
+    cfg: Config, debounce: float, polling: bool, no_embed: bool, verbose: bool, as_json: bool
+) -> None:
     """Keep the index live: reconcile once, then apply every save, rename, delete and git checkout as it happens.
 
     Changes are coalesced for --debounce seconds and applied in one write batch; keyword search sees them at once,
@@ -337,6 +416,9 @@ def watch_cmd(cfg: Config, debounce: float, polling: bool, no_embed: bool, verbo
 
     def on_batch(report: ScanReport) -> None:
         changed = report.added + report.updated + report.moved + report.removed
+        if as_json and (changed or not ready.is_set()):
+            click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+            sys.stdout.flush()
         if not ready.is_set():
             ready.set()
             say(
@@ -408,6 +490,12 @@ def exit_now(code: int) -> None:
     help="Host the live watcher when no other process does (default on) [env SPECMEM_WATCH=0 turns it off].",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every tool call on stderr.")
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, exists=True),
+    help="Serve the project in this folder, as if started there (VS Code and Cursor pass ${workspaceFolder}). "
+    "Without it, a server started outside any project serves the client's first workspace root.",
+)
 @common
 def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None, verbose: bool) -> None:
     """Run the MCP server: memory_search, memory_get, memory_list and the other tools.
@@ -419,6 +507,7 @@ def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None,
     """
     import dataclasses
 
+    from specmem.indexer import config as configmod
     from specmem.indexer.embed import use_threads
     from specmem.server.mcp.server import serve
 
@@ -436,7 +525,11 @@ def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None,
     # then do not fight over every core (with two threads, four paced servers and a writing watcher had a p95 of
     # 359 ms instead of 54: tests/bench/concurrency.py). SPECMEM_THREADS overrides it.
     use_threads(cfg.threads or 1)
-    serve(cfg, http=http, host=host, port=port)
+    # No project here and no roots given (a client that starts its servers in the home folder): the server asks
+    # the client for its workspace roots rather than serving whatever scan was remembered for a parent folder.
+    chosen = cfg.sources.get("roots", "").startswith(("option", "env"))
+    outside = cfg.project_file is None and configmod.find_project(Path.cwd()) is None and not chosen
+    serve(cfg, http=http, host=host, port=port, outside_project=outside)
     exit_now(0)
 
 
@@ -454,6 +547,7 @@ def serve_cmd(cfg: Config, http: bool, host: str, port: int, watch: bool | None,
     "else write with a warning].",
 )
 @click.argument("content", required=False)
+@as_json_option
 @common
 def write_cmd(
     cfg: Config,
@@ -465,6 +559,7 @@ def write_cmd(
     tags: tuple[str, ...],
     on_duplicate: str | None,
     content: str | None,
+    as_json: bool,
 ) -> None:
     """Save a new memory file (CONTENT, or stdin when omitted) and index it at once. Never overwrites a file;
     a memory of the spec folder that says the same is reported (see --on-duplicate)."""
@@ -475,6 +570,9 @@ def write_cmd(
     draft = Draft(title, content, spec_folder, tier, context_type, triggers, tags)
     with opened(cfg) as mem:
         written = mem.write(draft, on_duplicate=on_duplicate)  # type: ignore[arg-type]
+    if as_json:
+        emit(written)
+        return
     for warning in written.warnings:
         say(f"warning: {warning}", err=True, fg="yellow")
     if written.action == "skipped":
@@ -495,35 +593,48 @@ def checkpoint_group() -> None:
 @checkpoint_group.command("create")
 @click.argument("name")
 @click.option("--spec-folder", help="Only this spec folder (default: every memory file).")
+@as_json_option
 @common
-def checkpoint_create_cmd(cfg: Config, name: str, spec_folder: str | None) -> None:
+def checkpoint_create_cmd(cfg: Config, name: str, spec_folder: str | None, as_json: bool) -> None:
     """Save a checkpoint called NAME."""
     with opened(cfg) as mem:
         info = mem.checkpoint(name, spec_folder=spec_folder)
+    if as_json:
+        emit(info)
+        return
     say(f"checkpoint {name}: {info.file_count} files, {info.size_bytes} bytes")
 
 
 @checkpoint_group.command("list")
+@as_json_option
 @common
-def checkpoint_list_cmd(cfg: Config) -> None:
+def checkpoint_list_cmd(cfg: Config, as_json: bool) -> None:
     """Checkpoints, newest first."""
     with opened(cfg) as mem:
-        for c in mem.checkpoints():
-            where = f" · {c.git_branch}@{(c.git_commit or '')[:8]}" if c.git_branch else ""
-            say(
-                f"{c.name}  {clock(c.created_at)}  scope {c.scope or 'all'}  {c.file_count} files"
-                f"{where}{' (automatic)' if c.automatic else ''}"
-            )
+        listed = mem.checkpoints()
+    if as_json:
+        emit(listed)
+        return
+    for c in listed:
+        where = f" · {c.git_branch}@{(c.git_commit or '')[:8]}" if c.git_branch else ""
+        say(
+            f"{c.name}  {clock(c.created_at)}  scope {c.scope or 'all'}  {c.file_count} files"
+            f"{where}{' (automatic)' if c.automatic else ''}"
+        )
 
 
 @checkpoint_group.command("restore")
 @click.argument("name")
 @click.option("--clear-newer", is_flag=True, help="Also delete memory files created since the checkpoint.")
+@as_json_option
 @common
-def checkpoint_restore_cmd(cfg: Config, name: str, clear_newer: bool) -> None:
+def checkpoint_restore_cmd(cfg: Config, name: str, clear_newer: bool, as_json: bool) -> None:
     """Rewrite the memory files to their content in checkpoint NAME and re-index them."""
     with opened(cfg) as mem:
         report = mem.restore(name, clear_newer=clear_newer)
+    if as_json:
+        emit(report)
+        return
     say(f"restored {len(report.restored)} files, {report.unchanged} unchanged, {len(report.removed)} removed")
     for path in report.newer_kept:
         say(f"kept (created since; --clear-newer removes it): {path}")
@@ -531,23 +642,31 @@ def checkpoint_restore_cmd(cfg: Config, name: str, clear_newer: bool) -> None:
 
 @checkpoint_group.command("delete")
 @click.argument("name")
+@as_json_option
 @common
-def checkpoint_delete_cmd(cfg: Config, name: str) -> None:
+def checkpoint_delete_cmd(cfg: Config, name: str, as_json: bool) -> None:
     """Delete checkpoint NAME."""
     with opened(cfg) as mem:
         mem.delete_checkpoint(name)
+    if as_json:
+        emit({"deleted": name})
+        return
     say(f"deleted checkpoint {name}")
 
 
 @cli.command("doctor")
 @click.option("--no-model", is_flag=True, help="Skip loading the embedding model (a few seconds).")
+@as_json_option
 @common
-def doctor_cmd(cfg: Config, no_model: bool) -> None:
+def doctor_cmd(cfg: Config, no_model: bool, as_json: bool) -> None:
     """Check the install (apsw, FTS5, sqlite-vec, the model offline) and the index (integrity, schema, model,
     orphan rows, pending embeddings, watcher lock), and say what to do about each problem. Exit 1 on a failure."""
     from specmem.server import doctor
 
     checks = doctor.run(cfg, load_model=not no_model)
+    if as_json:
+        emit(checks)
+        sys.exit(1 if any(c.status == "fail" for c in checks) else 0)
     colour = {"ok": "green", "warn": "yellow", "fail": "red"}
     for c in checks:
         click.echo(f"{click.style(f'{c.status:>4}', fg=colour[c.status])} {c.name:<11} {c.detail}")
@@ -652,7 +771,7 @@ def search_cmd(
         label = "★" if r.always_surfaced else f"{rank - surfaced}."
         say(
             f"{click.style(f'{label} {r.title}', bold=True)}  "
-            + click.style(f"{r.tier} · {r.spec_folder or '-'} · score {r.score:.4f}", dim=True)
+            + click.style(f"{r.tier} · {r.spec_folder or '-'} · score {figure(r.score)}", dim=True)
         )
         say("   " + click.style(f"{r.path}:{r.start_line}-{r.end_line}", fg="cyan"))
         parts = r.snippet.split("**")
@@ -665,6 +784,12 @@ def search_cmd(
     say(click.style(f"{response.mode_used} search over {response.total_memories} memories", dim=True))
 
 
+def figure(value: float) -> str:
+    """A score with three significant figures: 10.5, 0.531, 1.6e-06. BM25 gives a word found in most memories a
+    tiny weight, so keyword scores can all be below 0.0001, where fixed decimals print 0.0000 for each."""
+    return f"{value:.3g}"
+
+
 def _explain(parts: ScoreParts) -> str:
     """One line: each side's raw → normalised × weight, then the multipliers."""
     sides = []
@@ -672,15 +797,15 @@ def _explain(parts: ScoreParts) -> str:
         ("keyword bm25", parts.keyword, parts.keyword_norm, parts.keyword_weight),
         ("semantic cosine", parts.semantic, parts.semantic_norm, parts.semantic_weight),
     ):
-        shown = "not found" if raw is None else f"{raw:.4f}"
+        shown = "not found" if raw is None else figure(raw)
         if name == "keyword bm25" and parts.keyword_second is not None:
-            shown += f" (2nd chunk {parts.keyword_second:.4f})"
+            shown += f" (2nd chunk {figure(parts.keyword_second)})"
         if norm is not None:
             shown += f" → {norm:.3f} × {weight:.2f}"
         sides.append(f"{name} {shown}")
     rule = f" ({parts.fusion})" if parts.fusion else ""
     return (
-        f"{' + '.join(sides)} = fused {parts.fused:.4f}{rule}; × tier {parts.tier_weight:g}"
+        f"{' + '.join(sides)} = fused {figure(parts.fused)}{rule}; × tier {parts.tier_weight:g}"
         f" × recency {parts.recency:.3f} × confidence {parts.confidence:.2f}"
     )
 
@@ -799,6 +924,7 @@ def triggers_cmd(cfg: Config, prompt: str, limit: int, as_json: bool) -> None:
 @click.option("--context-type", help="New context type.")
 @click.option("--trigger", "triggers", multiple=True, help="A trigger phrase (repeat; replaces the list).")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeat; replaces the list).")
+@as_json_option
 @common
 def update_cmd(
     cfg: Config,
@@ -808,6 +934,7 @@ def update_cmd(
     context_type: str | None,
     triggers: tuple[str, ...],
     tags: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Change a memory's frontmatter; only the lines of the keys that change are rewritten."""
     with opened(cfg) as mem:
@@ -819,6 +946,9 @@ def update_cmd(
             trigger_phrases=triggers or None,
             tags=tags or None,
         )
+    if as_json:
+        emit(written)
+        return
     changed = ", ".join(written.changed) or "nothing (the values were already so)"
     say(f"memory {written.id} ({written.path}): changed {changed}")
 
@@ -827,11 +957,24 @@ def update_cmd(
 @click.argument("id_or_path", required=False)
 @click.option("--spec-folder", help="Delete every memory of this spec folder (needs --yes).")
 @click.option("--yes", is_flag=True, help="Confirm deleting a whole spec folder.")
+@as_json_option
 @common
-def delete_cmd(cfg: Config, id_or_path: str | None, spec_folder: str | None, yes: bool) -> None:
+def delete_cmd(
+    cfg: Config, id_or_path: str | None, spec_folder: str | None, yes: bool, as_json: bool
+) -> None:
     """Delete one memory (ID_OR_PATH) or a whole spec folder, after an automatic checkpoint that undoes it."""
+    from specmem.indexer.errors import WriteError
+
+    if spec_folder is not None and id_or_path is None and not yes:
+        # Said here: the library's message names its own parameter (confirm), not this command's flag.
+        raise WriteError(
+            f"deleting every memory of {spec_folder!r} needs --yes (a checkpoint is taken first: it can be undone)"
+        )
     with opened(cfg) as mem:
         deleted = mem.delete(id_or_path, spec_folder=spec_folder, confirm=yes)
+    if as_json:
+        emit(deleted)
+        return
     for path in deleted.deleted:
         say(f"deleted {path}")
     say(f"undo with: specmem checkpoint restore {deleted.checkpoint}", err=True)
@@ -840,21 +983,29 @@ def delete_cmd(cfg: Config, id_or_path: str | None, spec_folder: str | None, yes
 @cli.command("validate")
 @click.argument("memory_id", type=int)
 @click.option("--useful/--not-useful", required=True, help="Whether the memory helped.")
+@as_json_option
 @common
-def validate_cmd(cfg: Config, memory_id: int, useful: bool) -> None:
+def validate_cmd(cfg: Config, memory_id: int, useful: bool, as_json: bool) -> None:
     """Record whether memory MEMORY_ID helped: its confidence moves toward 1 or 0 and weighs its ranking."""
     with opened(cfg) as mem:
         v = mem.validate(memory_id, useful)
+    if as_json:
+        emit(v)
+        return
     say(f"memory {v.id}: confidence {v.confidence_before:.2f} → {v.confidence_after:.2f}")
 
 
 @cli.command("save")
 @click.argument("path")
+@as_json_option
 @common
-def save_cmd(cfg: Config, path: str) -> None:
+def save_cmd(cfg: Config, path: str, as_json: bool) -> None:
     """Index one memory file now (after writing or editing it), without a full scan."""
     with opened(cfg) as mem:
         report = mem.save(path)
+    if as_json:
+        emit(report.to_dict())
+        return
     say(
         f"{path}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
         f"{report.removed} removed"
@@ -919,8 +1070,9 @@ def clock(ms: int) -> str:
 
 
 @cli.command("paths")
+@as_json_option
 @common
-def paths_cmd(cfg: Config) -> None:
+def paths_cmd(cfg: Config, as_json: bool) -> None:
     """Print every resolved setting and where it came from (option, SPECMEM_* variable, specmem.toml, default)."""
     from specmem.indexer import config as configmod
     from specmem.indexer.embed import resolve_model_path
@@ -934,6 +1086,9 @@ def paths_cmd(cfg: Config) -> None:
         ("user data", str(configmod.user_data_dir()), ""),
         ("user cache", str(configmod.user_cache_dir()), "the ONNX model; SPECMEM_CACHE_DIR"),
     ]
+    if as_json:
+        emit({name: {"value": value, "source": source} for name, value, source in rows})
+        return
     width = max(len(name) for name, _, _ in rows)
     for name, value, source in rows:
         say(f"{name:>{width}}: {value}" + (click.style(f"  ({source})", dim=True) if source else ""))
@@ -946,6 +1101,9 @@ def main() -> None:
 
     try:
         cli.main(prog_name="specmem", standalone_mode=False)
+        sys.stdout.flush()  # here, where a closed pipe can still be told apart from a bug
+    except BrokenPipeError:
+        closed_pipe()
     except click.exceptions.Abort:
         say("aborted", err=True)
         sys.exit(130)
@@ -955,8 +1113,6 @@ def main() -> None:
     except SpecmemError as exc:
         say(f"error: {exc}", err=True, fg="red")
         sys.exit(1)
-    except BrokenPipeError:
-        sys.exit(0)
 
 
 if __name__ == "__main__":

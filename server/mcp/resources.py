@@ -7,14 +7,18 @@ each `resources/list`, so it is never stale.
 Nobody polls memory files: a task in the server's lifespan stats `index.db-updated` (the signal every committed index
 change replaces) and, when it changed, diffs the memories' listing and content hashes. A changed listing sends
 `resources/list_changed`; a changed file sends `resources/updated` for its URI. Events go to
-`subscriptions/listen` streams (2026-07-28 clients) through the SDK's bus, and to the connections that sent
-`resources/subscribe` (clients on earlier protocol versions).
+`subscriptions/listen` streams (2026-07-28 clients) through the SDK's bus; on earlier protocol versions
+`list_changed` goes to every initialized connection and `updated` to those that sent `resources/subscribe` for
+the URI (protocol.py records both).
+
+Completions: the `remember` prompt's `spec_folder` and the `specmem://path/{+path}` template's `path`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,12 +32,13 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INVALID_PARAMS,
     Annotations,
-    EmptyResult,
+    Completion,
+    CompletionArgument,
     ListResourcesResult,
     PaginatedRequestParams,
+    PromptReference,
     Resource,
-    SubscribeRequestParams,
-    UnsubscribeRequestParams,
+    ResourceTemplateReference,
 )
 from pydantic import Field
 
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("specmem.server")
 SCHEME = "specmem://memory/"
 MIME = "text/markdown"
+PATH_TEMPLATE = "specmem://path/{+path}"
 PAGE = 1_000  # resources per resources/list page
 POLL_SECONDS = 0.2  # how often the signal file is stat'ed (a stat costs microseconds)
 # A tier's resource priority (MCP annotations: 1 = most important).
@@ -99,10 +105,8 @@ def as_resource(row: MemoryRow) -> Resource:
     )
 
 
-async def list_resources(
-    ctx: ServerRequestContext[App], params: PaginatedRequestParams | None
-) -> ListResourcesResult:
-    rows = await anyio.to_thread.run_sync(listed, _app(ctx).memories)
+async def list_resources(app: App, params: PaginatedRequestParams | None) -> ListResourcesResult:
+    rows = await anyio.to_thread.run_sync(listed, app.memories)
     start = int(params.cursor) if params and params.cursor and params.cursor.isdigit() else 0
     page = rows[start : start + PAGE]
     following = str(start + PAGE) if start + PAGE < len(rows) else None
@@ -138,7 +142,7 @@ def remember(
 ) -> str:
     """Save a decision as a memory: the assistant writes it with a tier, trigger phrases and tags."""
     try:
-        folders = list(_app(ctx).memories.stats().by_spec_folder)
+        folders = spec_folders(_app(ctx).memories)
     except SpecmemError:  # no index yet: the prompt still works, without the list
         folders = []
     where = (
@@ -182,6 +186,34 @@ def recall(
     )
 
 
+def spec_folders(mem: Memories) -> list[str]:
+    """The spec folders that hold memories, biggest first (memories outside any spec folder are not one)."""
+    counts = mem.stats().by_spec_folder
+    return sorted((f for f in counts if f), key=lambda f: (-counts[f], f))
+
+
+# -- completions ------------------------------------------------------------------------------------------------
+
+COMPLETIONS = 100  # the protocol's most values per answer
+
+
+async def complete(app: App, ref: Any, argument: CompletionArgument) -> Completion | None:
+    """Values for the `remember` prompt's spec_folder and the path template's path that start with what was
+    typed (case-insensitive), most used folders first, paths in order."""
+    typed = argument.value.lower()
+    if isinstance(ref, PromptReference) and ref.name == "remember" and argument.name == "spec_folder":
+        values = await anyio.to_thread.run_sync(spec_folders, app.memories)
+    elif isinstance(ref, ResourceTemplateReference) and ref.uri == PATH_TEMPLATE and argument.name == "path":
+        values = [r.rel_path for r in await anyio.to_thread.run_sync(listed, app.memories)]
+        values.sort()
+    else:
+        return None
+    matching = [v for v in values if v.lower().startswith(typed)]
+    return Completion(
+        values=matching[:COMPLETIONS], total=len(matching), has_more=len(matching) > COMPLETIONS
+    )
+
+
 # -- notifications ----------------------------------------------------------------------------------------------
 
 
@@ -190,21 +222,25 @@ class Notifier:
     """Sends list_changed and updated notifications when the index changes (learned from `index.db-updated`)."""
 
     bus: SubscriptionBus
-    # Clients on protocol versions before 2026-07-28: their session (any request's) and subscribed URIs, by
-    # connection. The SDK gives a new session object per request; the connection is what stays.
+    # Connections on protocol versions before 2026-07-28: a session of each (any request's serves: they send on
+    # the connection's own channel) and the URIs it subscribed to.
     legacy: dict[int, tuple[ServerSession, set[str]]] = field(default_factory=dict)
 
-    async def subscribe(self, ctx: ServerRequestContext[App], params: SubscribeRequestParams) -> EmptyResult:
-        session = ctx.session
-        wanted = str(params.uri)
+    def _entry(self, session: ServerSession) -> tuple[ServerSession, set[str]]:
+        key = _connection_key(session)
+        if key not in self.legacy and len(self.legacy) >= MAX_CONNECTIONS:
+            del self.legacy[next(iter(self.legacy))]  # the oldest: most likely a connection that closed
+        return self.legacy.setdefault(key, (session, set()))
+
+    def connect(self, session: ServerSession) -> None:
+        self._entry(session)
+
+    def subscribe(self, session: ServerSession, wanted: str) -> None:
         if len(wanted) > MAX_URI_CHARS:
             raise MCPError(
                 INVALID_PARAMS, f"the URI is too long ({len(wanted)} characters, at most {MAX_URI_CHARS})"
             )
-        key = _connection_key(session)
-        if key not in self.legacy and len(self.legacy) >= MAX_CONNECTIONS:
-            del self.legacy[next(iter(self.legacy))]  # the oldest: most likely a connection that closed
-        entry = self.legacy.setdefault(key, (session, set()))
+        entry = self._entry(session)
         if wanted not in entry[1] and len(entry[1]) >= MAX_SUBSCRIPTIONS:
             raise MCPError(
                 INVALID_PARAMS,
@@ -212,23 +248,21 @@ class Notifier:
                 "listen to resources/list_changed",
             )
         entry[1].add(wanted)
-        return EmptyResult()
 
-    async def unsubscribe(
-        self, ctx: ServerRequestContext[App], params: UnsubscribeRequestParams
-    ) -> EmptyResult:
-        entry = self.legacy.get(_connection_key(ctx.session))
+    def unsubscribe(self, session: ServerSession, uri: str) -> None:
+        entry = self.legacy.get(_connection_key(session))
         if entry is not None:
-            entry[1].discard(str(params.uri))
-        return EmptyResult()
+            entry[1].discard(uri)
 
-    async def run(self, mem: Memories, *, interval: float = POLL_SECONDS) -> None:
-        """Watch the signal file's stamp until cancelled; diff the memories whenever it changes."""
-        config = mem.config
+    async def run(self, app: App, *, interval: float = POLL_SECONDS) -> None:
+        """Watch the signal file's stamp until cancelled; diff the memories whenever it changes (the served
+        project can change once, when a server started outside one adopts the client's root)."""
         seen: object = None
         before: dict[int, tuple[Any, ...]] | None = None
         while True:
-            current = (stamp(config.signal_path), stamp(config.db_path))
+            mem = app.memories
+            config = mem.config
+            current = (config.db_path, stamp(config.signal_path), stamp(config.db_path))
             if current != seen:
                 seen = current
                 try:
@@ -255,7 +289,7 @@ class Notifier:
             if target is not None and target not in uris:
                 continue
             try:
-                if target is None:
+                if target is None:  # every connection: list_changed needs no subscription
                     await session.send_resource_list_changed()
                 else:
                     await session.send_resource_updated(target)
@@ -265,8 +299,9 @@ class Notifier:
 
 
 def _connection_key(session: ServerSession) -> int:
-    # The SDK builds a ServerSession per request; all of one connection's share its Connection object.
-    return id(getattr(session, "_connection", session))
+    # The SDK builds a ServerSession per request. All of one connection's return the connection's one record of
+    # the client's `initialize` parameters (a public property), so its identity names the connection.
+    return id(session.client_params)
 
 
 def _snapshot(mem: Memories) -> dict[int, tuple[Any, ...]]:
@@ -274,15 +309,15 @@ def _snapshot(mem: Memories) -> dict[int, tuple[Any, ...]]:
     return {r.id: (r.path, r.rel_path, r.title, r.tier, r.spec_folder, r.content_hash) for r in listed(mem)}
 
 
-def register(server: MCPServer, notifier: Notifier) -> None:
-    """Add the resource templates, the prompts and the list/subscribe handlers to `server`."""
+def register(server: MCPServer, serving: Callable[[], App]) -> None:
+    """Add the resource templates, the prompts and completions to `server`; `serving` gives the running App
+    (the SDK hands a completion handler no request context)."""
     server.resource(f"{SCHEME}{{id}}", name="memory", mime_type=MIME)(read_memory)
-    server.resource("specmem://path/{+path}", name="memory-by-path", mime_type=MIME)(read_path)
-    server.prompt()(remember)
-    server.prompt()(recall)
-    # MCPServer serves a fixed resource list and no resources/subscribe; these handlers make the list follow
-    # the index and let clients before 2026-07-28 subscribe. The low-level server is where handlers live.
-    lowlevel = server._lowlevel_server  # noqa: SLF001
-    lowlevel.add_request_handler("resources/list", PaginatedRequestParams, list_resources)
-    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, notifier.subscribe)
-    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, notifier.unsubscribe)
+    server.resource(PATH_TEMPLATE, name="memory-by-path", mime_type=MIME)(read_path)
+    server.prompt(title="Remember a decision")(remember)
+    server.prompt(title="Recall memories for a task")(recall)
+
+    async def completion(ref: Any, argument: CompletionArgument, _: Any) -> Completion | None:
+        return await complete(serving(), ref, argument)
+
+    server.completion()(completion)

@@ -14,15 +14,19 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from pathlib import Path
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
+from specmem import DISTRIBUTION
 from specmem.api import Memories
 from specmem.indexer.config import Config
 from specmem.server.mcp import tools, write_tools
+from specmem.server.mcp.arguments import CheckedTool, closed
+from specmem.server.mcp.protocol import Protocol
 from specmem.server.mcp.resources import Notifier, register
 from specmem.server.mcp.tools import App, Registered, registered
 
@@ -55,58 +59,104 @@ INSTRUCTIONS = (
 
 
 def build_server(
-    config: Config, *, load_model: bool = True, watch: bool = False, shared: bool = False
+    config: Config,
+    *,
+    load_model: bool = True,
+    watch: bool = False,
+    shared: bool = False,
+    client_roots: bool = False,
 ) -> MCPServer:
-    """The specmem MCP server for one index; `shared` when many clients use one process (HTTP)."""
+    """The specmem MCP server for one index; `shared` when many clients use one process (HTTP);
+    `client_roots` when it was started outside any project and should serve the client's first root."""
 
     bus = InMemorySubscriptionBus()
     notifier = Notifier(bus)
+    running: list[App] = []
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[App]:
         from specmem.indexer.watch import WatchHost
 
-        memories = Memories(config, background=True, load_model=load_model)
-        host = WatchHost(config, memories.embedder) if watch else None
-        if host is not None:
-            host.start()  # in its own thread: the protocol never waits for the lock, the reconcile or a scan
+        hosts: list[WatchHost] = []
+
+        def open_project(cfg: Config) -> Memories:
+            memories = Memories(cfg, background=True, load_model=load_model)
+            if watch:
+                host = WatchHost(cfg, memories.embedder)
+                host.start()  # in its own thread: the protocol never waits for the lock, the reconcile or a scan
+                hosts.append(host)
+            return memories
+
+        def adopt(folder: Path) -> None:
+            """Serve the project at `folder` (the client's root) instead of the one resolved at start."""
+            from specmem.indexer import config as configmod
+
+            cfg = configmod.resolve(cwd=folder, model=config.model)
+            old, state.memories = state.memories, open_project(cfg)
+            log.warning("serving %s (index %s): the client's root", cfg.project, cfg.db_path)
+            while len(hosts) > 1:
+                hosts.pop(0).stop()
+            old.close()
+
+        state = App(
+            memories=open_project(config),
+            watching=lambda: bool(hosts) and hosts[-1].watching,
+            settling=lambda: bool(hosts) and hosts[-1].settling,
+            rules_pending=not shared,
+            ask_roots=adopt if client_roots else None,
+        )
+        running.append(state)
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(notifier.run, memories)
-                yield App(
-                    memories=memories,
-                    watching=lambda: host is not None and host.watching,
-                    settling=lambda: host is not None and host.settling,
-                    rules_pending=not shared,
-                )
+                tasks.start_soon(notifier.run, state)
+                yield state
                 tasks.cancel_scope.cancel()
         finally:
-            if host is not None:
+            running.remove(state)
+            for host in hosts:
                 host.stop()
-            memories.close()
+            state.memories.close()
 
     server = MCPServer(
         "specmem",
-        version=version("specmem"),
+        version=version(DISTRIBUTION),
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         tools=[lean(registered(t)) for t in TOOLS],
         subscriptions=bus,
     )
-    register(server, notifier)
+    register(server, lambda: running[-1])
+    server.middleware.append(Protocol(notifier))
     return server
 
 
-def serve(config: Config, *, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Run the server until the client disconnects (stdio) or the process is stopped (HTTP)."""
+def serve(
+    config: Config,
+    *,
+    http: bool = False,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    outside_project: bool = False,
+) -> None:
+    """Run the server until the client disconnects (stdio) or the process is stopped (HTTP). A stdio server
+    `outside_project` serves the client's first root once the client lists it."""
     started = time.perf_counter()
-    server = build_server(config, watch=config.watch, shared=http)
+    client_roots = outside_project and not http
+    server = build_server(config, watch=config.watch, shared=http, client_roots=client_roots)
     log.info(
         "specmem serving %s over %s (built in %.0f ms)",
         config.db_path,
         "http" if http else "stdio",
         1000 * (time.perf_counter() - started),
     )
+    if outside_project:
+        log.warning(
+            "started outside any project (%s): %s",
+            Path.cwd(),
+            "the client's first root will be served"
+            if client_roots
+            else f"serving {config.db_path}; start it in the project or pass --project",
+        )
     if http:
         from specmem.server.mcp import http as http_transport
 
@@ -118,15 +168,17 @@ def serve(config: Config, *, http: bool = False, host: str = "127.0.0.1", port: 
 
 
 def lean(marked: Registered) -> Tool:
-    """A tool as listed to clients: dedented description and output schema only where asked for. Every
-    session pays for `tools/list` in its context."""
-    listed = Tool.from_function(
+    """A tool as listed to clients: its title, dedented description, output schema only where asked for, and
+    arguments checked by name (arguments.py). Every session pays for `tools/list` in its context."""
+    listed = CheckedTool.from_function(
         marked.fn,
+        title=marked.title,
         description=inspect.cleandoc(marked.fn.__doc__ or ""),
         annotations=marked.annotations,
         structured_output=marked.output_schema,
     )
     _lean_schema(listed.parameters)
+    closed(listed.parameters)
     if listed.output_schema is not None:
         _lean_schema(listed.output_schema)
     return listed

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import anyio.from_thread
 import pydantic_core
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -52,6 +53,9 @@ class App:
     # Over stdio a server process has one client: its first search shows every rule, later ones the few that
     # matter most (SPECMEM_SURFACE). Over HTTP clients share the process and cannot be told apart.
     rules_pending: bool = False
+    # A stdio server started outside any project: serve the project of a folder (the client's first root) once
+    # the client has said which; protocol.py calls it before the first request that needs the index.
+    ask_roots: Callable[[Path], None] | None = None
 
     def first_search(self) -> bool:
         first, self.rules_pending = self.rules_pending, False
@@ -61,6 +65,7 @@ class App:
 @dataclass(frozen=True)
 class Registered:
     fn: Callable[..., Any]
+    title: str
     annotations: ToolAnnotations
     output_schema: bool
 
@@ -76,13 +81,14 @@ def result(value: Any, text: str | None = None) -> CallToolResult:
 
 
 def tool(
+    title: str,
     annotations: ToolAnnotations,
     *,
     output_schema: bool = False,
     text: Callable[[Any], str] | None = None,
 ) -> Callable[[F], F]:
-    """Mark a module-level function as a tool (server.py lists the tools the server offers); `SpecmemError`
-    becomes a one-line tool error.
+    """Mark a module-level function as a tool with a human-readable `title` (server.py lists the tools the
+    server offers); `SpecmemError` becomes a one-line tool error.
 
     Results keep their structured content either way; only tools whose clients gain from it publish an output
     schema (every schema is paid for in each session's context by `tools/list`). `text` renders the result's
@@ -103,7 +109,7 @@ def tool(
             log.info("%s answered in %.0f ms", fn.__name__, 1000 * (time.perf_counter() - started))
             return result(value, text(value) if text else None)
 
-        fn.registered = Registered(call, annotations, output_schema)  # type: ignore[attr-defined]
+        fn.registered = Registered(call, title, annotations, output_schema)  # type: ignore[attr-defined]
         return fn
 
     return register
@@ -189,7 +195,7 @@ def index_state(mem: Memories) -> IndexState:
     )
 
 
-@tool(READ_ONLY)
+@tool("Search memories", READ_ONLY)
 def memory_search(
     ctx: Context,
     query: Annotated[str, Field(max_length=10_000)],
@@ -252,7 +258,7 @@ def memory_search(
     )
 
 
-@tool(READ_ONLY, output_schema=True, text=lambda block: block.text)
+@tool("Memories for a task", READ_ONLY, output_schema=True, text=lambda block: block.text)
 def memory_context(
     ctx: Context,
     task: Annotated[str, Field(description="The task or the user's prompt", max_length=100_000)],
@@ -263,7 +269,7 @@ def memory_context(
     return app(ctx).memories.context(task, budget=budget)
 
 
-@tool(READ_ONLY)
+@tool("Match trigger phrases", READ_ONLY)
 def memory_match_triggers(
     ctx: Context,
     prompt: Annotated[str, Field(max_length=100_000)],
@@ -273,7 +279,7 @@ def memory_match_triggers(
     return app(ctx).memories.triggers(prompt, limit=limit)
 
 
-@tool(READ_ONLY)
+@tool("Read a memory", READ_ONLY)
 def memory_get(
     ctx: Context,
     id_or_path: Annotated[
@@ -287,7 +293,7 @@ def memory_get(
     return app(ctx).memories.get(id_or_path, anchor=anchor, start_line=start_line, end_line=end_line)
 
 
-@tool(READ_ONLY)
+@tool("List memories", READ_ONLY)
 def memory_list(
     ctx: Context,
     offset: Annotated[int, Field(ge=0)] = 0,
@@ -300,13 +306,13 @@ def memory_list(
     return app(ctx).memories.list(offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort)
 
 
-@tool(READ_ONLY)
+@tool("Memory statistics", READ_ONLY)
 def memory_stats(ctx: Context) -> Stats:
     """Counts by tier, spec folder, context type and embedding status; files with warnings."""
     return app(ctx).memories.stats()
 
 
-@tool(READ_ONLY)
+@tool("Server health", READ_ONLY)
 def memory_health(ctx: Context) -> Health:
     """Whether everything works: model, versions, database, pending embeddings, file warnings, watcher."""
     state = app(ctx)
@@ -357,7 +363,7 @@ def summary(report: ScanReport, scope: tuple[Path, ...] | list[Path]) -> ScanSum
     )
 
 
-@tool(INDEXES)
+@tool("Index the memory files", INDEXES)
 def memory_index_scan(
     ctx: Context,
     spec_folder: Annotated[str | None, Field(description="Only this spec folder, e.g. 003-auth")] = None,
@@ -371,10 +377,37 @@ def memory_index_scan(
     mem = app(ctx).memories
     paths = [path_prefix] if path_prefix else None
     scope = mem.scopes(paths, spec_folder) or mem.config.roots
-    return summary(mem.scan(paths, spec_folder=spec_folder, force=force), scope)
+    return summary(mem.scan(paths, spec_folder=spec_folder, force=force, progress=Progress(ctx)), scope)
 
 
-@tool(INDEXES)
+class Progress:
+    """A scan's progress as MCP progress notifications (sent only when the client gave a progress token).
+
+    A scan has phases (walking, checking, indexing, ...), each counting from 0; the protocol wants a value that
+    only grows, so the value is the work done over all phases so far, and the message names the phase. The tool
+    runs in a worker thread: each notification is handed to the event loop, at most one per percent of a phase."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.finished = 0  # work of the phases before this one
+        self.phase: str | None = None
+        self.done = 0
+        self.sent = -1  # the last value sent
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if phase != self.phase:
+            self.finished += self.done
+            self.phase = phase
+        self.done = done
+        value = self.finished + done
+        if value <= self.sent or (value - self.sent < max(total // 100, 1) and done < total):
+            return
+        self.sent = value
+        message = f"{phase}: {done}/{total}" if total else f"{phase}…"
+        anyio.from_thread.run(self.ctx.report_progress, float(value), None, message)
+
+
+@tool("Index one memory file", INDEXES)
 def memory_save(
     ctx: Context,
     path: Annotated[
@@ -387,7 +420,7 @@ def memory_save(
     return summary(report, [mem.resolve_path(path)])
 
 
-@tool(VOTES)
+@tool("Rate a memory", VOTES)
 def memory_validate(
     ctx: Context,
     id: Annotated[int, Field(description="The memory's id")],

@@ -23,7 +23,7 @@ DESTROYS = ToolAnnotations(
 )
 
 
-@tool(CHANGES)
+@tool("Write a memory", CHANGES)
 def memory_write(
     ctx: Context,
     title: Annotated[str, Field(max_length=200)],
@@ -45,7 +45,7 @@ def memory_write(
     return app(ctx).memories.write(draft, on_duplicate=on_duplicate)
 
 
-@tool(CHANGES)
+@tool("Update a memory's metadata", CHANGES)
 def memory_update(
     ctx: Context,
     id_or_path: str,
@@ -67,7 +67,7 @@ def memory_update(
     )
 
 
-@tool(DESTROYS)
+@tool("Delete memories", DESTROYS)
 def memory_delete(
     ctx: Context,
     id_or_path: str | None = None,
@@ -79,19 +79,19 @@ def memory_delete(
     return app(ctx).memories.delete(id_or_path, spec_folder=spec_folder, confirm=confirm)
 
 
-@tool(CHANGES)
+@tool("Create a checkpoint", CHANGES)
 def checkpoint_create(ctx: Context, name: str, spec_folder: str | None = None) -> CheckpointInfo:
     """Save the content of every memory file (all, or one spec folder) and their validation scores."""
     return app(ctx).memories.checkpoint(name, spec_folder=spec_folder)
 
 
-@tool(READ_ONLY)
+@tool("List checkpoints", READ_ONLY)
 def checkpoint_list(ctx: Context) -> list[CheckpointInfo]:
     """Checkpoints, newest first, with scope, git branch and commit, file count and size."""
     return app(ctx).memories.checkpoints()
 
 
-@tool(DESTROYS)
+@tool("Restore a checkpoint", DESTROYS)
 def checkpoint_restore(
     ctx: Context,
     name: str,
@@ -102,7 +102,7 @@ def checkpoint_restore(
     return app(ctx).memories.restore(name, clear_newer=clear_newer)
 
 
-@tool(DESTROYS)
+@tool("Delete a checkpoint", DESTROYS)
 def checkpoint_delete(ctx: Context, name: str) -> dict[str, str]:
     """Delete one checkpoint."""
     app(ctx).memories.delete_checkpoint(name)

@@ -21,6 +21,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from specmem import DISTRIBUTION
 from specmem.indexer import config, db
 from tests.helpers import call, cli, fails, memory, serve, write
 
@@ -162,7 +163,7 @@ def test_snippets_do_not_double_markdown_bold(corpus):
 def test_server_reports_its_version(corpus):
     async def scenario(client: Client) -> None:
         assert client.server_info.name == "specmem"
-        assert client.server_info.version == version("specmem")
+        assert client.server_info.version == version(DISTRIBUTION)
 
     serve(scenario)
 
@@ -346,8 +347,19 @@ def test_init_then_scan_then_the_configured_mcp_server_answers(isolated, monkeyp
     assert found.returncode == 0 and "Tech stack" in found.stdout, found.stdout
 
     server = json.loads((top / ".mcp.json").read_text())["mcpServers"]["specmem"]
+    assert server == {
+        "type": "stdio",
+        "command": "specmem",
+        "args": ["serve"],
+    }  # no machine's path: committable
+    on_path = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    }  # as after an install
     params = StdioServerParameters(
-        command=server["command"], args=server["args"], env={**os.environ, "SPECMEM_WATCH": "0"}, cwd=str(top)
+        command=server["command"],
+        args=server["args"],
+        env={**os.environ, **on_path, "SPECMEM_WATCH": "0"},
+        cwd=str(top),
     )
 
     async def main() -> None:
@@ -367,7 +379,9 @@ def test_init_keeps_an_existing_mcp_config_and_says_what_to_add(isolated, tmp_pa
     write(top / "specs" / "a.md", "# A\n")
     done = cli("init", str(top), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "kept         .mcp.json: exists without specmem; add to its mcpServers:" in done.stdout
+    assert (
+        'kept         .mcp.json: exists without specmem; add to its "mcpServers": "specmem": {' in done.stdout
+    )
     assert json.loads((top / ".mcp.json").read_text()) == {"mcpServers": {"other": {"command": "x"}}}
     assert "the project keeps 1 memory file; no examples added" in done.stdout
     assert not (top / "specs" / "constitutional").exists()
@@ -406,7 +420,7 @@ def test_cli_does_what_the_mcp_tools_do(corpus):
     assert deleted.returncode == 0 and "undo with: specmem checkpoint restore auto-delete-" in deleted.stderr
     assert not (corpus / "001-a" / "memory" / "bold.md").exists()
     refused = cli("delete", "--spec-folder", "002-b")
-    assert refused.returncode == 1 and "needs confirm" in refused.stderr
+    assert refused.returncode == 1 and "needs --yes" in refused.stderr
     assert cli("delete", "--spec-folder", "002-b", "--yes").returncode == 0
     assert json.loads(cli("list", "--json").stdout)["total"] == 0
 

@@ -82,8 +82,11 @@ def test_read_tools_success_and_errors(indexed_specs, cfg):
             include_constitutional=False,
         )
         assert [r["title"] for r in filtered["results"]] == ["JWT tokens"]
-        assert "type=less_than_equal" in await fails(client, "memory_search", query="x", limit=101)
-        assert "type=literal_error" in await fails(client, "memory_search", query="x", mode="fuzzy")
+        assert "limit: input should be less than or equal to 100" in await fails(
+            client, "memory_search", query="x", limit=101
+        )
+        bad_mode = await fails(client, "memory_search", query="x", mode="fuzzy")
+        assert bad_mode.endswith("mode: 'fuzzy' is not one of: keyword, semantic, hybrid"), bad_mode
 
         matches = await call(
             client, "memory_match_triggers", prompt="Why is the DATABASE   is locked error back?"
@@ -114,7 +117,9 @@ def test_read_tools_success_and_errors(indexed_specs, cfg):
         assert [i["title"] for i in page2["items"]] == ["Old sessions", "WAL mode"]
         assert (await call(client, "memory_list", spec_folder="002-auth"))["total"] == 2
         assert (await call(client, "memory_list", tier="critical"))["items"][0]["title"] == "WAL mode"
-        assert "type=literal_error" in await fails(client, "memory_list", tier="urgent")
+        bad_tier = await fails(client, "memory_list", tier="urgent")
+        assert "tier: 'urgent' is not one of: constitutional, critical, important, normal" in bad_tier
+        assert "\n" not in bad_tier and "pydantic" not in bad_tier
 
         stats = await call(client, "memory_stats")
         assert stats["memories"] == 4 and stats["by_tier"]["deprecated"] == 1 and stats["files_bytes"] > 0

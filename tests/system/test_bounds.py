@@ -12,7 +12,6 @@ import re
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 
-import anyio
 import pytest
 from mcp.shared.exceptions import MCPError
 
@@ -187,25 +186,20 @@ def test_3000_rules_are_bounded_in_search_and_context(many_rules, monkeypatch):
 
 def test_subscriptions_per_connection_are_bounded():
     notifier = resources.Notifier(bus=None)  # type: ignore[arg-type]
-    ctx = SimpleNamespace(session=SimpleNamespace(_connection=object()))
-
-    async def subscribe_many() -> None:
-        for i in range(resources.MAX_SUBSCRIPTIONS):
-            await notifier.subscribe(ctx, SimpleNamespace(uri=f"specmem://memory/{i}"))  # type: ignore[arg-type]
-        await notifier.subscribe(ctx, SimpleNamespace(uri="specmem://memory/0"))  # type: ignore[arg-type]
-        with pytest.raises(MCPError, match="subscriptions"):
-            await notifier.subscribe(ctx, SimpleNamespace(uri="specmem://memory/x"))  # type: ignore[arg-type]
-        with pytest.raises(MCPError, match="long"):
-            other = SimpleNamespace(session=SimpleNamespace(_connection=object()))
-            await notifier.subscribe(other, SimpleNamespace(uri="specmem://memory/" + "9" * 5000))  # type: ignore[arg-type]
-
-    anyio.run(subscribe_many)
+    # A connection is told apart by its one record of the client's initialize parameters (see _connection_key).
+    session = SimpleNamespace(client_params=object())
+    for i in range(resources.MAX_SUBSCRIPTIONS):
+        notifier.subscribe(session, f"specmem://memory/{i}")  # type: ignore[arg-type]
+    notifier.subscribe(session, "specmem://memory/0")  # type: ignore[arg-type]
+    with pytest.raises(MCPError, match="subscriptions"):
+        notifier.subscribe(session, "specmem://memory/x")  # type: ignore[arg-type]
+    with pytest.raises(MCPError, match="long"):
+        other = SimpleNamespace(client_params=object())
+        notifier.subscribe(other, "specmem://memory/" + "9" * 5000)  # type: ignore[arg-type]
     assert sum(len(uris) for _, uris in notifier.legacy.values()) == resources.MAX_SUBSCRIPTIONS
 
-    async def many_connections() -> None:
-        for _ in range(resources.MAX_CONNECTIONS + 5):
-            one = SimpleNamespace(session=SimpleNamespace(_connection=object()))
-            await notifier.subscribe(one, SimpleNamespace(uri="specmem://memory/1"))  # type: ignore[arg-type]
-
-    anyio.run(many_connections)
+    kept = []  # the sessions stay alive, as connections do, so each key is distinct
+    for _ in range(resources.MAX_CONNECTIONS + 5):
+        kept.append(SimpleNamespace(client_params=object()))
+        notifier.connect(kept[-1])  # type: ignore[arg-type]
     assert len(notifier.legacy) == resources.MAX_CONNECTIONS
