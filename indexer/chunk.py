@@ -11,7 +11,14 @@ from dataclasses import dataclass
 
 import xxhash
 
-from specmem.indexer.parse import ANCHOR_CLOSE_RE, ANCHOR_OPEN_RE, HEADING_RE, ParsedFile, visible_lines
+from specmem.indexer.parse import (
+    ANCHOR_CLOSE_RE,
+    ANCHOR_OPEN_RE,
+    HEADING_LINE_RE,
+    HEADING_RE,
+    ParsedFile,
+    visible_lines,
+)
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 HEADING_SEP = " › "
@@ -71,7 +78,8 @@ def _sections(parsed: ParsedFile, warnings: list[str]) -> list[tuple[str, str | 
         return HEADING_SEP.join(deduped)
 
     cur_start, cur_anchor, cur_path, anchor_line = parsed.body_start, None, path(), 0
-    for i, visible in visible_lines(lines, parsed.body_start):
+    # Only heading lines and lines with a fence or a comment marker (anchors are comments) can change a section.
+    for i, visible in visible_lines(lines, parsed.body_start, HEADING_LINE_RE):
         raw = lines[i]
         if cur_anchor is None:
             opened = ANCHOR_OPEN_RE.match(raw)

@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 import apsw
 
 from specmem.indexer import atomic
-from specmem.indexer.config import SIDE_FILES, side_file, write_lock_of
+from specmem.indexer.config import SIDE_FILES, Config, side_file, write_lock_of
 from specmem.indexer.errors import DatabaseError, SpecmemError, StateFileError
 from specmem.indexer.lock import FileLock
 
@@ -165,6 +165,51 @@ def m003_stat_identity(conn: apsw.Connection) -> None:
     )
 
 
+@migration
+def m004_citations(conn: apsw.Connection) -> None:
+    # Owned by indexer/citations.py (writes) and server/citations.py (reads). `span` is the baseline (JSON: start,
+    # end, digest, lines kept, lines around it), NULL when there was none, and then span_status/span_note say
+    # what to report; status..note are the state now. cited_files: the stat and hash of each cited file at its
+    # last look (size -1: there was no file), so a rescan reads only the cited files whose stat changed.
+    conn.execute(
+        """
+        CREATE TABLE citations (
+            id INTEGER PRIMARY KEY,
+            memory_id INTEGER NOT NULL REFERENCES memory_index(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            line INTEGER NOT NULL,
+            target TEXT NOT NULL,
+            path TEXT NOT NULL,
+            file TEXT NOT NULL,
+            start_line INTEGER,
+            end_line INTEGER,
+            baseline TEXT NOT NULL,
+            baseline_at INTEGER NOT NULL,
+            span TEXT,
+            span_status TEXT,
+            span_note TEXT,
+            status TEXT NOT NULL,
+            now_start INTEGER,
+            now_end INTEGER,
+            diff TEXT,
+            note TEXT,
+            checked_at INTEGER NOT NULL
+        );
+        CREATE INDEX citations_memory ON citations(memory_id);
+        CREATE INDEX citations_file ON citations(file);
+        CREATE INDEX citations_worktree ON citations(memory_id) WHERE baseline = 'worktree';
+        CREATE TABLE cited_files (
+            file TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            ctime_ns INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            content_hash TEXT
+        ) WITHOUT ROWID;
+        """
+    )
+
+
 def vec_extension_path() -> str:
     """The sqlite-vec extension bundled with the sqlite-vec package, found without importing the package (its
     import pulls in numpy and sqlite3, a third of a second on every CLI command)."""
@@ -238,6 +283,16 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
             conn.close()
         raise DatabaseError(f"cannot open the index at {path}: {advice}") from exc
     return conn
+
+
+def open_writer(config: Config) -> apsw.Connection:
+    """A writing connection to the configured index: SQLite's file, or with SPECMEM_DB=postgresql://… a
+    connection bound to this project (a `PgConn`, which the storage seam takes where SQLite takes apsw's)."""
+    if config.db_url:
+        from specmem.indexer import pg
+
+        return cast(apsw.Connection, pg.open_project(config.db_url, config.index_project))
+    return connect(config.db_path)
 
 
 def _open(name: Path | str, flags: int) -> apsw.Connection:
@@ -472,6 +527,12 @@ def config_items(conn: apsw.Connection, prefix: str) -> list[tuple[str, str]]:
 @engine_specific
 def has_table(conn: apsw.Connection, name: str) -> bool:
     return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchall())
+
+
+@engine_specific
+def pending_count(conn: apsw.Connection) -> int:
+    """Memories whose embeddings are not all computed yet (the writer reports it, searches show it)."""
+    return int(scalar(conn, "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"))
 
 
 @engine_specific

@@ -18,9 +18,8 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import xxhash
 
 from specmem.indexer import atomic
@@ -34,6 +33,10 @@ from specmem.indexer.embed import (
     verify_model,
 )
 from specmem.indexer.errors import ModelUnavailable, SpecmemError, StateFileError
+from specmem.indexer.tokens import token_counter
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where vectors are made: a keyword-only scan needs no numpy
 
 log = logging.getLogger("specmem.onnx")
 STAMPS = "identities.json"
@@ -247,16 +250,13 @@ class OnnxEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if self._counter is None:
-            from tokenizers import Tokenizer
-
-            counter = Tokenizer.from_file(str(self.path / "tokenizer.json"))
-            counter.no_truncation()
-            counter.no_padding()
-            self._counter = counter
-        return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
+            self._counter = token_counter(self.path)  # the torch embedder's counter: the same chunks
+        return self._counter(texts)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 rows, one per text, in order. Batches hold texts of similar length (less padding)."""
+        import numpy as np
+
         session = self.load()
         texts = list(texts)
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
@@ -293,6 +293,37 @@ def onnx_enabled(env: Mapping[str, str] | None = None) -> bool:
     """SPECMEM_ONNX=0 keeps every embedding on torch (to compare, or to step around an ONNX Runtime problem)."""
     value = (os.environ if env is None else env).get("SPECMEM_ONNX", "1")
     return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+class IndexingEmbedder:
+    """The embedder that indexes. Chunking only counts tokens, with the model's tokenizer as the torch embedder
+    counts them (the same chunks); the model itself is chosen and loaded at the first vector: the process's query
+    embedder, ONNX Runtime when it can run the model, else sentence-transformers. One model per process, and no
+    torch in a server or a watcher unless ONNX cannot run the model."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._counter = get_embedder(name)  # loads nothing until asked for vectors; never asked here
+        self.model_id = self._counter.model_id
+        self.max_tokens = self._counter.max_tokens
+
+    @property
+    def dim(self) -> int:
+        return get_query_embedder(self.name).dim
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self._counter.count_tokens(texts)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return get_query_embedder(self.name).encode(texts)
+
+
+def get_indexing_embedder(name: str) -> Embedder:
+    """The embedder that scans, watchers and write tools use for model `name` (see IndexingEmbedder); with
+    SPECMEM_ONNX=0 or a `hash:` model, `get_embedder`'s."""
+    if name.startswith("hash:") or not onnx_enabled():
+        return get_embedder(name)
+    return IndexingEmbedder(name)
 
 
 def get_query_embedder(name: str) -> Embedder:

@@ -9,8 +9,10 @@ import datetime as dt
 import re
 import tomllib
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -18,6 +20,9 @@ from specmem.indexer.tiers import DEFAULT_TIER, TIERS
 
 FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 HEADING_RE = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
+HEADING_LINE_RE = re.compile(
+    r"\n {0,3}#"
+)  # a newline, then any line HEADING_RE can match (for visible_lines)
 # Anchor markers stand alone on their line (a marker quoted inside a sentence or inline code is text).
 ANCHOR_OPEN_RE = re.compile(r"^\s*<!--\s*ANCHOR:\s*([\w.\-]+)\s*-->\s*$", re.IGNORECASE)
 ANCHOR_CLOSE_RE = re.compile(r"^\s*<!--\s*/ANCHOR:\s*([\w.\-]+)\s*-->\s*$", re.IGNORECASE)
@@ -28,6 +33,9 @@ BODY_TIER_RE = re.compile(
     re.IGNORECASE,
 )
 TRIGGER_HEADING_RE = re.compile(r"^trigger[ _-]?phrases?$", re.IGNORECASE)
+# Words the two patterns above need, with their flags: a file without them has neither.
+_IMPORTANCE = re.compile("importance", re.IGNORECASE)
+_TRIGGER = re.compile("trigger", re.IGNORECASE)
 LIST_ITEM_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.*\S)\s*$")
 # Real frontmatter is a few hundred bytes; a bigger block is not metadata, and parsing it costs time and memory.
 MAX_FRONTMATTER_BYTES = 64 * 1024
@@ -196,11 +204,18 @@ def bracket_depth(text: str) -> int:
     return deepest
 
 
-def visible_lines(lines: list[str], start: int = 0) -> Iterator[tuple[int, str]]:
-    """(index, text) of lines outside fenced code blocks, with HTML comments blanked out."""
+def visible_lines(
+    lines: list[str], start: int = 0, only: re.Pattern[str] | None = None
+) -> Iterator[tuple[int, str]]:
+    """(index, text) of lines outside fenced code blocks, with HTML comments blanked out.
+
+    With `only` (a pattern matching a newline and the start of a line), lines it does not find are left out when
+    their visible text is their raw text or nothing: only lines with a fence, a comment marker or a match are
+    looked at, found by one search of the text from each such line to the next (no loop over the others)."""
+    indexes = range(start, len(lines)) if only is None else _candidates(lines, start, only)
     fence: str | None = None
     in_comment = False
-    for i in range(start, len(lines)):
+    for i in indexes:
         line = lines[i]
         m = FENCE_RE.match(line)
         if fence is not None:
@@ -212,6 +227,28 @@ def visible_lines(lines: list[str], start: int = 0) -> Iterator[tuple[int, str]]
             continue
         text, in_comment = _strip_comments(line, in_comment)
         yield i, text
+
+
+# What can change what the lines after it show: a fence, or a comment's start or end. Each begins with a literal,
+# which the regex engine finds by a fast scan of the text.
+_STATE_RES = (re.compile(r"\n {0,3}(?:`{3}|~{3})"), re.compile("<!--"), re.compile("-->"))
+
+
+def _candidates(lines: list[str], start: int, only: re.Pattern[str]) -> list[int]:
+    """Indexes of the lines from `start` that `only` or one of `_STATE_RES` finds, in order. Every other line
+    keeps the fence and comment state of the line before it, and shows its raw text or nothing."""
+    # Each line follows a newline, which is where a line's pattern starts.
+    text = "\n" + "\n".join(lines[start:])
+    starts = [0, *accumulate(len(line) + 1 for line in lines[start:])]  # its newline, per line
+    found: set[int] = set()
+    last = len(starts) - 2
+    for pattern in (*_STATE_RES, only):
+        match = pattern.search(text)
+        while match is not None:
+            i = bisect_right(starts, match.start()) - 1
+            found.add(i)
+            match = pattern.search(text, starts[i + 1]) if i < last else None
+    return [start + i for i in sorted(found)]
 
 
 def _strip_comments(line: str, in_comment: bool) -> tuple[str, bool]:
@@ -329,7 +366,16 @@ def _expires(value: Any, warnings: list[str]) -> str | None:
         return None
 
 
+def _mentions(lines: list[str], start: int, word: re.Pattern[str]) -> bool:
+    """Whether a visible line may hold `word`: with no HTML comment, visible text is raw text or nothing, so the
+    raw text tells (with comments, pieces around one could join into the word: the caller looks line by line)."""
+    text = "\n".join(lines[start:])
+    return "<!--" in text or word.search(text) is not None
+
+
 def _body_tier(lines: list[str], start: int) -> str | None:
+    if not _mentions(lines, start, _IMPORTANCE):
+        return None
     for _, text in visible_lines(lines, start):
         m = BODY_TIER_RE.match(text)
         if m and m.group(1).lower() in TIERS:
@@ -340,6 +386,8 @@ def _body_tier(lines: list[str], start: int) -> str | None:
 def _trigger_section(lines: list[str], start: int, warnings: list[str]) -> list[str]:
     """The items of `## Trigger phrases` sections; stops one past MAX_TRIGGER_PHRASES (the caller says so)."""
     phrases: list[str] = []
+    if not _mentions(lines, start, _TRIGGER):
+        return phrases
     in_section = False
     for _, text in visible_lines(lines, start):
         h = HEADING_RE.match(text)
@@ -358,7 +406,7 @@ def _trigger_section(lines: list[str], start: int, warnings: list[str]) -> list[
 
 
 def first_heading(lines: list[str], start: int) -> str | None:
-    for _, text in visible_lines(lines, start):
+    for _, text in visible_lines(lines, start, HEADING_LINE_RE):
         h = HEADING_RE.match(text)
         if h and len(h.group(1)) == 1 and h.group(2).strip():
             return h.group(2).strip()

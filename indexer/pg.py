@@ -72,6 +72,9 @@ class PgConn:
     def project(self) -> int:
         return self.projects[0]
 
+    def close(self) -> None:
+        self.conn.close()
+
 
 def migration(fn: Migration) -> Migration:
     MIGRATIONS.append(fn)
@@ -192,7 +195,7 @@ def _psycopg() -> Any:
         import psycopg
     except ImportError:
         raise DatabaseError(
-            "SPECMEM_DB names PostgreSQL, but psycopg is not installed; pip install 'specmem[postgres]'"
+            "SPECMEM_DB names PostgreSQL, but psycopg is not installed; pip install 'specmem-mcp[postgres]'"
         ) from None
     return psycopg
 
@@ -229,6 +232,45 @@ def connect(url: str, *, migrate_schema: bool = True) -> psycopg.Connection[Any]
             conn.close()
             raise
     return conn
+
+
+def open_project(url: str, name: str, *, write: bool = True, also: list[str] | None = None) -> PgConn:
+    """A connection to the index at `url` bound to the project `name` (a writer applies migrations and makes the
+    project on first use; a reader of a project never scanned gets DatabaseError). `also`: more projects a read
+    may see (their names; None: just this one, ["*"]: every project). Puts the engine behind the storage seam."""
+    from specmem.indexer import pg_store
+
+    pg_store.plug()
+    conn = connect(url, migrate_schema=write)
+    try:
+        if write:
+            with write_tx(conn):
+                own = project_id(conn, name)
+        else:
+            if schema_version(conn) == 0:
+                raise DatabaseError(f"the index at {redacted(url)} is empty; run `specmem scan` first")
+            own = project_id(conn, name, create=False)
+            if own is None and also is None:
+                raise DatabaseError(
+                    f"project {name!r} is not in the index at {redacted(url)}; run `specmem scan` in it first"
+                )
+        ids = [] if own is None else [own]
+        if also is not None:
+            ids += [i for i in project_ids(conn, None if "*" in also else also).values() if i not in ids]
+        assert ids or not write
+        return PgConn(conn, tuple(ids) or (-1,))
+    except BaseException:
+        conn.close()
+        raise
+
+
+def alive(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the connection answers a query now."""
+    try:
+        conn.execute("SELECT 1")
+    except Exception:  # noqa: BLE001 - any failure of a connection means it is not usable
+        return False
+    return True
 
 
 def pool(url: str, max_size: int = POOL_MAX) -> ConnectionPool:

@@ -5,24 +5,37 @@ indexer/store.py, for the same `Prepared` values. Call everything here inside `p
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sys
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from specmem.indexer import pg, terms
+from specmem.indexer import db, pg, pg_db, store, terms
+from specmem.indexer.chunk import Chunk
+from specmem.indexer.errors import DatabaseError
 from specmem.indexer.parse import spec_folder
 from specmem.indexer.pg import PgConn
-from specmem.indexer.store import FileStat, Indexed, Prepared
+from specmem.indexer.store import (
+    CHECKPOINT_COLUMNS,
+    CheckpointRow,
+    FileStat,
+    Indexed,
+    PendingChunk,
+    Prepared,
+)
 
 if TYPE_CHECKING:
     import psycopg
 
     Conn = psycopg.Connection[Any]
 
-VEC_TABLE = "vec_memories"
+VEC_TABLE = pg_db.VEC_TABLE
 
 
 def store_memory(c: PgConn, prep: Prepared, memory_id: int | None, vec_model: str | None) -> tuple[int, int]:
@@ -66,7 +79,9 @@ def store_memories(
     c: PgConn, items: Sequence[tuple[Prepared, int | None]], vec_model: str | None
 ) -> list[tuple[int, int]]:
     """Insert or replace a batch of memories (each with the id it had, or None) with their chunks and keyword
-    terms, in a few statements for the whole batch; reuse cached vectors.
+    terms, in a few statements for the whole batch; reuse cached vectors. In four steps: 1. the memory rows
+    (inserted or updated, their old chunks dropped); 2. every chunk in one insert, its terms in one COPY;
+    3. cached vectors given to the chunks whose text has one; 4. each memory's embedding status.
 
     Returns (memory id, chunks whose vector came from the cache) for each, in order."""
     if not items:
@@ -74,8 +89,7 @@ def store_memories(
     now = pg.now_ms()
     ids = _memory_rows(c, items, now)
     chunks = [(mid, prep, ch) for mid, (prep, _) in zip(ids, items, strict=True) for ch in prep.chunks]
-    if chunks:
-        _insert_chunks(c, chunks)
+    _insert_chunks(c, chunks)
     reused = _reuse_vectors(c, ids, vec_model, now) if vec_model is not None and chunks else {}
     statuses = [
         "none" if not prep.chunks else ("done" if reused.get(mid, 0) == len(prep.chunks) else "pending")
@@ -90,14 +104,13 @@ def store_memories(
 
 
 def _memory_rows(c: PgConn, items: Sequence[tuple[Prepared, int | None]], now: int) -> list[int]:
-    """Insert or update each memory's row; the chunks of those replaced are dropped. Returns their ids."""
+    """Insert or update each memory's row; the chunks of those updated are dropped. Returns their ids."""
     conn = c.conn
-    project = c.project
     # Defensive: a path may have been indexed since the caller looked (one row per path, always).
     holders = dict(
         conn.execute(
             "SELECT path, id FROM memory_index WHERE project_id = %s AND path = ANY(%s)",
-            (project, [str(prep.path) for prep, _ in items]),
+            (c.project, [str(prep.path) for prep, _ in items]),
         ).fetchall()
     )
     ids: list[int] = []
@@ -108,7 +121,7 @@ def _memory_rows(c: PgConn, items: Sequence[tuple[Prepared, int | None]], now: i
             memory_id = int(holder)
         elif holder is not None and holder != memory_id:
             delete_memories(c, [int(holder)])
-        values = _values(prep, project, now)
+        values = _values(prep, c.project, now)
         if memory_id is None:
             cols = ", ".join(values) + ", created_at"
             marks = ", ".join(f"%({k})s" for k in values) + ", %(indexed_at)s"
@@ -127,8 +140,10 @@ def _memory_rows(c: PgConn, items: Sequence[tuple[Prepared, int | None]], now: i
     return ids
 
 
-def _insert_chunks(c: PgConn, chunks: list[tuple[int, Prepared, Any]]) -> None:
-    """Insert every chunk of the batch in one statement, and their keyword terms."""
+def _insert_chunks(c: PgConn, chunks: list[tuple[int, Prepared, Chunk]]) -> None:
+    """Every chunk (memory id, its file, the chunk) in one insert, with its keyword terms."""
+    if not chunks:
+        return
     counted = [
         terms.columns(
             (
@@ -164,19 +179,18 @@ def _insert_chunks(c: PgConn, chunks: list[tuple[int, Prepared, Any]]) -> None:
 
 
 def _reuse_vectors(c: PgConn, ids: list[int], vec_model: str, now: int) -> dict[int, int]:
-    """Give these memories' chunks the cached vectors of their text; returns chunks reused by memory id."""
-    return dict(
-        c.conn.execute(
-            f"WITH v AS (INSERT INTO {VEC_TABLE} (chunk_id, project_id, embedding) "
-            "SELECT c.id, c.project_id, e.vector FROM memory_chunks c JOIN embedding_cache e "
-            "ON e.model = %s AND e.text_hash = c.text_hash WHERE c.memory_id = ANY(%s) RETURNING chunk_id), "
-            "u AS (UPDATE memory_chunks SET embedded = true WHERE id IN (SELECT chunk_id FROM v) "
-            "RETURNING memory_id, text_hash), "
-            "t AS (UPDATE embedding_cache SET used_at = %s WHERE model = %s AND text_hash IN "
-            "(SELECT text_hash FROM u)) SELECT memory_id, count(*) FROM u GROUP BY 1",
-            (vec_model, ids, now, vec_model),
-        ).fetchall()
-    )
+    """Give these memories' chunks the cached vectors of their texts; memory id → how many got one."""
+    rows = c.conn.execute(
+        f"WITH v AS (INSERT INTO {VEC_TABLE} (chunk_id, project_id, embedding) "
+        "SELECT c.id, c.project_id, e.vector FROM memory_chunks c JOIN embedding_cache e "
+        "ON e.model = %s AND e.text_hash = c.text_hash WHERE c.memory_id = ANY(%s) RETURNING chunk_id), "
+        "u AS (UPDATE memory_chunks SET embedded = true WHERE id IN (SELECT chunk_id FROM v) "
+        "RETURNING memory_id, text_hash), "
+        "t AS (UPDATE embedding_cache SET used_at = %s WHERE model = %s AND text_hash IN "
+        "(SELECT text_hash FROM u)) SELECT memory_id, count(*) FROM u GROUP BY 1",
+        (vec_model, ids, now, vec_model),
+    ).fetchall()
+    return {int(m): int(n) for m, n in rows}
 
 
 def add_terms(c: PgConn, chunks: Iterable[tuple[int, tuple[dict[str, list[int]], int]]]) -> None:
@@ -299,94 +313,65 @@ def update_stat(c: PgConn, memory_id: int, st: FileStat) -> None:
     )
 
 
-def pending_count(c: PgConn) -> int:
-    """Memories of the project whose embeddings are not all computed yet."""
-    conn = c.conn
-    project = c.project
-    row = conn.execute(
-        "SELECT count(*) FROM memory_index WHERE project_id = %s AND embedding_status = 'pending'", (project,)
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
 # -- vectors ----------------------------------------------------------------------------------------------------
 
 
 def has_vectors(c: PgConn) -> bool:
-    conn = c.conn
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (VEC_TABLE,)).fetchone()
-    return bool(row and row[0])
+    return pg_db.has_table(c, VEC_TABLE)
 
 
-def ensure_vec_table(c: PgConn, model: str, dim: int) -> bool:
-    """Make the vector table match the model (one model per database); on a change of model or dimension drop every
-    vector. Returns True when the vectors were reset. Call inside write_tx."""
-    conn = c.conn
-    same = pg.get_config(conn, "model") == model and pg.get_config(conn, "dim") == str(dim)
-    if same and has_vectors(c):
-        return False
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (pg.MIGRATE_KEY,))
-    reset_vectors(c)
-    conn.execute(
-        f"CREATE TABLE {VEC_TABLE} (chunk_id BIGINT PRIMARY KEY REFERENCES memory_chunks(id) ON DELETE CASCADE, "
-        f"project_id INTEGER NOT NULL, embedding vector({int(dim)}) NOT NULL)"
-    )
-    conn.execute(f"CREATE INDEX {VEC_TABLE}_project ON {VEC_TABLE} (project_id)")
-    conn.execute(f"CREATE INDEX {VEC_TABLE}_hnsw ON {VEC_TABLE} USING hnsw (embedding vector_cosine_ops)")
-    pg.set_config(conn, "model", model)
-    pg.set_config(conn, "dim", str(dim))
-    return True
+def vector_text(vector: bytes) -> str:
+    """A float32 vector's bytes (as SQLite stores them) as pgvector reads them ('[0.1,0.2,...]')."""
+    return "[" + ",".join(map(repr, array("f", vector))) + "]"
 
 
-def reset_vectors(c: PgConn) -> None:
-    """Drop every vector and mark every memory for embedding again. Call inside write_tx."""
-    conn = c.conn
-    conn.execute(f"DROP TABLE IF EXISTS {VEC_TABLE}")
-    conn.execute("DELETE FROM config WHERE key IN ('model', 'dim')")
-    conn.execute("UPDATE memory_chunks SET embedded = false WHERE embedded")
-    conn.execute("UPDATE memory_index SET embedding_status = 'pending' WHERE embedding_status = 'done'")
+def unembedded_count(c: PgConn) -> int:
+    row = c.conn.execute(
+        "SELECT count(*) FROM memory_chunks WHERE project_id = %s AND NOT embedded", (c.project,)
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
-def vector_text(vector: Sequence[float]) -> str:
-    """A vector as pgvector reads it ('[0.1,0.2,...]')."""
-    return "[" + ",".join(map(repr, vector)) + "]"
-
-
-def pending_chunks(c: PgConn, after: int, limit: int) -> list[tuple[int, str, str, str]]:
-    """(chunk id, text hash, heading, text) of chunks of the project still waiting for a vector, by id after
-    `after`."""
-    conn = c.conn
-    project = c.project
-    rows = conn.execute(
-        "SELECT id, text_hash, heading, text FROM memory_chunks WHERE project_id = %s AND NOT embedded AND id > %s "
+def unembedded(c: PgConn, after_id: int, limit: int) -> list[PendingChunk]:
+    """Up to `limit` chunks of the project waiting for their vector, by id from `after_id` on."""
+    rows = c.conn.execute(
+        "SELECT id, heading, text, text_hash FROM memory_chunks WHERE project_id = %s AND NOT embedded AND id > %s "
         "ORDER BY id LIMIT %s",
-        (project, after, limit),
+        (c.project, after_id, limit),
     ).fetchall()
-    return [(int(i), str(h), str(hd), str(t)) for i, h, hd, t in rows]
+    return [PendingChunk(int(i), str(h), str(t), str(th)) for i, h, t, th in rows]
 
 
-def store_vectors(c: PgConn, model: str, found: Sequence[tuple[int, str, Sequence[float]]]) -> None:
-    """Store computed vectors (chunk id, text hash, vector) in the cache and for their chunks (those still there),
-    and mark memories whose chunks all have one as done. Call inside write_tx."""
+def cached_vectors(c: PgConn, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
+    """text hash → vector (float32 bytes) for those of these hashes the cache holds (shared by every project)."""
+    rows = c.conn.execute(
+        "SELECT text_hash, vector::real[] FROM embedding_cache WHERE model = %s AND text_hash = ANY(%s)",
+        (model, list(hashes)),
+    ).fetchall()
+    return {str(h): array("f", v).tobytes() for h, v in rows}
+
+
+def store_vectors(c: PgConn, model: str, fresh: dict[str, bytes], chunks: dict[int, bytes], now: int) -> None:
+    """Cache the `fresh` vectors and give each chunk (id → vector) its vector, unless it was replaced meanwhile;
+    a memory whose chunks all have theirs is done. Call inside write_tx."""
     conn = c.conn
-    if not found:
+    if fresh:
+        hashes = sorted(fresh)
+        conn.execute(
+            "INSERT INTO embedding_cache (model, text_hash, vector, used_at) "
+            "SELECT %s, h, v::vector, %s FROM unnest(%s::text[], %s::text[]) AS u(h, v) "
+            "ON CONFLICT (model, text_hash) DO UPDATE SET vector = excluded.vector, used_at = excluded.used_at",
+            (model, now, hashes, [vector_text(fresh[h]) for h in hashes]),
+        )
+    if not chunks:
         return
-    now = pg.now_ms()
-    ids = [cid for cid, _, _ in found]
-    hashes = [h for _, h, _ in found]
-    texts = [vector_text(v) for _, _, v in found]
-    conn.execute(
-        "INSERT INTO embedding_cache (model, text_hash, vector, used_at) "
-        "SELECT DISTINCT ON (h) %s, h, v::vector, %s FROM unnest(%s::text[], %s::text[]) AS u(h, v) "
-        "ON CONFLICT (model, text_hash) DO UPDATE SET used_at = excluded.used_at",
-        (model, now, hashes, texts),
-    )
+    ids = sorted(chunks)
     conn.execute(
         f"WITH v AS (INSERT INTO {VEC_TABLE} (chunk_id, project_id, embedding) "
         "SELECT c.id, c.project_id, u.v::vector FROM unnest(%s::bigint[], %s::text[]) AS u(id, v) "
         "JOIN memory_chunks c ON c.id = u.id AND NOT c.embedded ON CONFLICT (chunk_id) DO NOTHING RETURNING chunk_id) "
         "UPDATE memory_chunks SET embedded = true WHERE id IN (SELECT chunk_id FROM v)",
-        (ids, texts),
+        (ids, [vector_text(chunks[i]) for i in ids]),
     )
     conn.execute(
         "UPDATE memory_index m SET embedding_status = 'done' WHERE m.id IN "
@@ -396,11 +381,126 @@ def store_vectors(c: PgConn, model: str, found: Sequence[tuple[int, str, Sequenc
     )
 
 
-def cached_vectors(c: PgConn, model: str, hashes: Sequence[str]) -> dict[str, str]:
-    """text hash → cached vector (pgvector text) for those of these hashes the cache holds."""
-    conn = c.conn
-    rows = conn.execute(
-        "SELECT text_hash, vector::text FROM embedding_cache WHERE model = %s AND text_hash = ANY(%s)",
-        (model, list(hashes)),
+def forget_vectors(c: PgConn, unused_since: int) -> None:
+    """Drop cached vectors no chunk of any project has and none used since `unused_since` (ms)."""
+    c.conn.execute(
+        "DELETE FROM embedding_cache e WHERE used_at < %s AND NOT EXISTS "
+        "(SELECT 1 FROM memory_chunks c WHERE c.text_hash = e.text_hash)",
+        (unused_since,),
+    )
+
+
+# -- what change detection and moves read ---------------------------------------------------------------------
+
+
+def memory_id_at(c: PgConn, path: str) -> int | None:
+    row = c.conn.execute(
+        "SELECT id FROM memory_index WHERE project_id = %s AND path = %s", (c.project, path)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def with_content(c: PgConn, digest: str) -> list[tuple[int, str]]:
+    rows = c.conn.execute(
+        "SELECT id, path FROM memory_index WHERE project_id = %s AND content_hash = %s", (c.project, digest)
     ).fetchall()
-    return {str(h): str(v) for h, v in rows}
+    return [(int(i), str(p)) for i, p in rows]
+
+
+# -- feedback and checkpoints (per project) ---------------------------------------------------------------------
+
+
+def confidence(c: PgConn, memory_id: int) -> float | None:
+    row = c.conn.execute("SELECT confidence FROM memory_index WHERE id = %s", (memory_id,)).fetchone()
+    return None if row is None else float(row[0])
+
+
+def set_confidence(c: PgConn, memory_id: int, value: float) -> None:
+    c.conn.execute("UPDATE memory_index SET confidence = %s WHERE id = %s", (value, memory_id))
+
+
+def votes(c: PgConn, path: str) -> tuple[float, int] | None:
+    row = c.conn.execute(
+        "SELECT confidence, access_count FROM memory_index WHERE project_id = %s AND path = %s",
+        (c.project, path),
+    ).fetchone()
+    return None if row is None else (float(row[0]), int(row[1]))
+
+
+def set_votes(c: PgConn, path: str, confidence: float, access_count: int) -> None:
+    c.conn.execute(
+        "UPDATE memory_index SET confidence = %s, access_count = %s WHERE project_id = %s AND path = %s",
+        (confidence, access_count, c.project, path),
+    )
+
+
+def has_checkpoint(c: PgConn, name: str) -> bool:
+    sql = "SELECT 1 FROM checkpoints WHERE project_id = %s AND name = %s"
+    return c.conn.execute(sql, (c.project, name)).fetchone() is not None
+
+
+def add_checkpoint(c: PgConn, row: CheckpointRow, data: bytes) -> None:
+    c.conn.execute(
+        f"INSERT INTO checkpoints (project_id, {CHECKPOINT_COLUMNS}, data) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (c.project, *row[:-1], int(row.automatic), data),
+    )
+
+
+def retain_checkpoints(c: PgConn, older_than: int, most: int, keep: str) -> None:
+    c.conn.execute(
+        "DELETE FROM checkpoints WHERE project_id = %s AND created_at < %s AND name != %s",
+        (c.project, older_than, keep),
+    )
+    c.conn.execute(
+        "DELETE FROM checkpoints WHERE project_id = %s AND name != %s AND id NOT IN (SELECT id FROM checkpoints "
+        "WHERE project_id = %s ORDER BY created_at DESC, id DESC LIMIT %s)",
+        (c.project, keep, c.project, most),
+    )
+
+
+def checkpoints(c: PgConn) -> list[CheckpointRow]:
+    rows = c.conn.execute(
+        f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE project_id = %s ORDER BY created_at DESC, id DESC",
+        (c.project,),
+    ).fetchall()
+    return [CheckpointRow._make((*r[:-1], bool(r[-1]))) for r in rows]
+
+
+def checkpoint_data(c: PgConn, name: str) -> bytes | None:
+    sql = "SELECT data FROM checkpoints WHERE project_id = %s AND name = %s"
+    row = c.conn.execute(sql, (c.project, name)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def delete_checkpoint(c: PgConn, name: str) -> None:
+    c.conn.execute("DELETE FROM checkpoints WHERE project_id = %s AND name = %s", (c.project, name))
+
+
+# -- the engine behind the seam ----------------------------------------------------------------------------------
+
+
+def _unsupported(seam: str, name: str) -> Callable[..., Any]:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseError(f"{seam}.{name} is not supported on PostgreSQL yet; use an SQLite index for it")
+
+    return fail
+
+
+def plug_into(seam: ModuleType, engines: Sequence[ModuleType]) -> list[str]:
+    """Register the engines' functions for `PgConn` in place of the seam module's of the same names; a function
+    none of them has raises DatabaseError saying so. Returns those lacking."""
+    lacking: set[str] | None = None
+    for engine in engines:
+        missing = set(db.plug(seam, engine, PgConn))
+        lacking = missing if lacking is None else lacking & missing
+    for name in sorted(lacking or ()):
+        db.SEAM[seam.__name__][name].register(PgConn, _unsupported(seam.__name__.rsplit(".", 1)[-1], name))
+    return sorted(lacking or ())
+
+
+@functools.cache
+def plug() -> dict[str, list[str]]:
+    """Put the engine's write side behind the storage seam (once per process): db.py's functions from
+    indexer/pg_db.py, store.py's from here. Returns the lacking functions by seam module."""
+    return {"db": plug_into(db, [pg_db]), "store": plug_into(store, [sys.modules[__name__]])}

@@ -63,6 +63,9 @@ class InitPlan:
     reads: list[tuple[Convention | None, Path, int]] = field(default_factory=list)
     found: Found | None = None  # what the search of the project found, with the markdown it leaves out
     hidden: dict[Path, int] = field(default_factory=dict)  # other hidden folders at the top holding markdown
+    unread: dict[Path, int] = field(
+        default_factory=dict
+    )  # other folders of markdown no root reads (unread.py)
 
     @property
     def created(self) -> list[Step]:
@@ -81,6 +84,7 @@ class InitPlan:
             "conventions_found": [{"name": c.name, "tool": c.tool, "path": str(p)} for c, p in self.places],
             "reads": [{"path": str(p), "markdown_files": n} for _, p, n in self.reads],
             "hidden": {str(p): n for p, n in self.hidden.items()},
+            "unread": {str(p): n for p, n in self.unread.items()},
         }
 
 

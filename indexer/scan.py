@@ -18,7 +18,18 @@ from typing import NamedTuple
 import apsw
 import xxhash
 
-from specmem.indexer import conventions, db, files, places, scanstate, signal, store, unfinished
+from specmem.indexer import (
+    citations,
+    conventions,
+    db,
+    files,
+    moved,
+    places,
+    scanstate,
+    signal,
+    store,
+    unfinished,
+)
 from specmem.indexer.chunk import chunk_file
 from specmem.indexer.config import Config
 from specmem.indexer.conventions import CONVENTIONS, Convention
@@ -41,7 +52,9 @@ RACY_NS = 2_000_000_000
 # An mtime this far ahead of the clock is reported (a little skew from a network filesystem is not).
 FUTURE_SLACK_NS = 60_000_000_000
 # Bump when parsing or chunking changes what a file's rows would be: the next scan re-indexes every file.
-INDEX_FORMAT = "3"  # 3: a convention's place shows its paths relative to the project
+INDEX_FORMAT = (
+    "4"  # 3: citations of code (indexer/citations.py); 4: convention places shown relative to the project
+)
 
 
 @dataclass
@@ -55,6 +68,7 @@ class ScanReport:
     reused_chunks: int = 0
     pending_embeddings: int = 0
     files_seen: int = 0
+    citations_changed: int = 0  # citations whose status changed because a cited file changed
     unsettled: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
@@ -158,6 +172,7 @@ class ScanRun:
     one_transaction: bool = False  # every change in one transaction
     finalize: Callable[[apsw.Connection], None] | None = None  # runs inside the last transaction
     should_stop: Callable[[], bool] | None = None  # asked between batches
+    cited: tuple[Path, ...] = ()  # cited files whose citations to check again (the watcher names them)
     report: ScanReport = field(default_factory=ScanReport)
 
     def stopping(self) -> bool:
@@ -222,18 +237,23 @@ def scan(
     one_transaction: bool = False,
     finalize: Callable[[apsw.Connection], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    announce: bool = True,
+    cited: tuple[Path, ...] = (),
 ) -> ScanReport:
     """Bring the index in line with the files under the roots (or only under `scopes`: files or folders).
 
     Holds the database's write lock while it classifies files and commits keyword rows, so scans from the CLI,
     the servers and the watcher never interleave. Never deletes rows of folders or files it could not read.
     `one_transaction` commits every change in one transaction; `finalize` runs inside the last one.
-    `should_stop` is asked between batches: a stopped scan keeps what it committed and the next one goes on."""
+    `should_stop` is asked between batches: a stopped scan keeps what it committed and the next one goes on.
+    A full scan records its progress beside the index for other processes; `announce=False` does not (a watcher's
+    periodic check of an index that is complete: searches need not wait for it).
+    The citations of code files that changed are checked again: of every cited file in a full scan, else of
+    those in `cited` (the watcher names them)."""
     started = time.perf_counter()
     reset_vectors_if_model_changed(conn, embedder.model_id)
     # A full scan tells other processes how far it is (a server's first search waits for its keyword phase).
-    tracker = scanstate.Tracker(config.scan_state_path) if scopes is None else None
-    progress = _both(tracker, progress)
+    tracker = scanstate.Tracker(config.scan_state_path) if scopes is None and announce else None
     try:
         unread: list[tuple[str, int]] = []
         if roots is None and scopes is None and config.searches_project:
@@ -250,11 +270,12 @@ def scan(
             scopes,
             force,
             embed,
-            progress,
+            _both(tracker, progress),
             lock_timeout,
             one_transaction,
             finalize,
             should_stop,
+            cited,
         )
         run.report.unread = unread
         _scan(run)
@@ -277,9 +298,12 @@ def _both(first: Progress | None, second: Progress | None) -> Progress | None:
 
 
 def _scan(run: ScanRun) -> None:
-    """The keyword phase under the write lock (classify, then apply), then the embeddings."""
+    """The keyword phase under the write lock (classify, then apply, then the citations of changed code), then
+    the embeddings."""
     with FileLock(run.config.write_lock_path, "scan") as write_lock:
         write_lock.acquire(run.lock_timeout)
+        if run.scopes is None:  # a project moved with its index: rows follow, nothing is read again
+            moved.rebase(run.conn, run.config)
         # What a killed writer changed on disk but did not index is indexed now, whatever this scan's scopes.
         abandoned, left = unfinished.abandoned(run.conn)
         if abandoned:
@@ -292,6 +316,8 @@ def _scan(run: ScanRun) -> None:
         if plan is not None:  # else stopped while classifying: nothing written yet
             apply(run, plan)
             run.report.keyword_seconds = time.perf_counter() - kw_started
+        if not run.stopping():
+            _check_citations(run)
     report = run.report
     if run.embed and not run.stopping():
         emb_started = time.perf_counter()
@@ -398,6 +424,9 @@ def apply(run: ScanRun, plan: Plan) -> None:
     conn, report = run.conn, run.report
     vec_model = run.embedder.model_id if vectors_usable(conn, run.embedder.model_id) else None
     gone_by_digest = plan.gone_by_digest()
+    # One per scan: a file cited from every batch is read and asked of git once. None on an engine that keeps no
+    # citations (PostgreSQL, for now).
+    cite_cache = citations.Cache() if citations.supported(conn) else None
     claimed: set[int] = set()
     stopped = False
     count = len(plan.changed)
@@ -415,11 +444,15 @@ def apply(run: ScanRun, plan: Plan) -> None:
             for changed in plan.changed[start : start + step]
             if (found := _prepare(run, plan, changed, gone_by_digest, claimed)) is not None
         ]
+        cites = citations.prepare([p for p, _, _ in prepared], run.config, cite_cache) if cite_cache else None
         with db.write_tx(conn):
             for prep, mid, kind in prepared:
-                report.reused_chunks += store.store_memory(conn, prep, mid, vec_model)[1]
+                stored_id, reused = store.store_memory(conn, prep, mid, vec_model)
+                citations.save_of(conn, stored_id, cites, str(prep.path))
+                report.reused_chunks += reused
                 setattr(report, kind, getattr(report, kind) + 1)
                 report.warnings.extend((str(prep.path), w) for w in prep.warnings)
+            citations.save_looks_of(conn, cites)
             if start == 0:
                 for mid, st in plan.stat_only:
                     store.update_stat(conn, mid, st)
@@ -433,6 +466,20 @@ def apply(run: ScanRun, plan: Plan) -> None:
     if run.force and not stopped and db.get_config(conn, "index_format") != INDEX_FORMAT:
         with db.write_tx(conn):
             db.set_config(conn, "index_format", INDEX_FORMAT)
+
+
+def _check_citations(run: ScanRun) -> None:
+    """Check the citations of cited files that changed (every cited file in a full scan), after the memories."""
+    conn, config, report = run.conn, run.config, run.report
+    if not citations.supported(conn):
+        return
+    adopted = citations.adopt_commits(conn, config) if run.scopes is None else 0
+    if run.scopes is None or run.cited:
+        changed = report.added or report.updated or report.moved or report.removed
+        only = None if run.scopes is None else [str(p) for p in run.cited]
+        report.citations_changed = citations.refresh(conn, config, only, tidy=bool(changed))
+    if adopted or report.citations_changed:
+        signal.touch(config.signal_path)
 
 
 def _prepare(

@@ -10,13 +10,16 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import apsw
 
 from specmem.indexer import db, files
-from specmem.indexer.chunk import Chunk
+from specmem.indexer.db import pending_count as pending_count  # read by both sides: the shared base's
 from specmem.indexer.parse import ParsedFile, spec_folder
+
+if TYPE_CHECKING:
+    from specmem.indexer.chunk import Chunk  # xxhash: not for a reader, which imports this module's rows
 
 _IDS = "(SELECT value FROM json_each(?))"  # a list of values passed as one JSON argument
 
@@ -239,9 +242,22 @@ def update_stat(conn: apsw.Connection, memory_id: int, st: FileStat) -> None:
 
 
 @db.engine_specific
-def pending_count(conn: apsw.Connection) -> int:
-    """Memories whose embeddings are not all computed yet."""
-    return int(db.scalar(conn, "SELECT count(*) FROM memory_index WHERE embedding_status = 'pending'"))
+@db.engine_specific
+def indexed_roots(conn: apsw.Connection) -> list[Path]:
+    """Every root that indexed memories were found under."""
+    return [Path(r) for (r,) in conn.execute("SELECT DISTINCT root FROM main.memory_index")]
+
+
+@db.engine_specific
+def rebase_root(conn: apsw.Connection, old: Path, new: Path) -> None:
+    """Move the rows under root `old` to root `new`, paths with them; a row whose new path is indexed already is
+    left (the next full scan removes it). Call inside write_tx."""
+    conn.execute(
+        "UPDATE memory_index SET root = :new, path = :new || substr(path, length(:old) + 1) "
+        "WHERE root = :old AND NOT EXISTS "
+        "(SELECT 1 FROM memory_index m WHERE m.path = :new || substr(memory_index.path, length(:old) + 1))",
+        {"old": str(old), "new": str(new)},
+    )
 
 
 @db.engine_specific
@@ -444,3 +460,135 @@ def checkpoint_data(conn: apsw.Connection, name: str) -> bytes | None:
 def delete_checkpoint(conn: apsw.Connection, name: str) -> None:
     """Call inside write_tx."""
     conn.execute("DELETE FROM checkpoints WHERE name = ?", (name,))
+
+
+# -- citations of code (indexer/citations.py decides what they say) ------------------------------------------------
+
+
+class CitationRecord(NamedTuple):
+    """One citation as stored: where it points, its baseline (`span`: JSON of the lines kept, or None and then
+    `span_status`/`span_note` say what to report) and its state now."""
+
+    seq: int
+    line: int
+    target: str
+    path: str  # relative to the repository
+    file: str  # absolute
+    start_line: int | None
+    end_line: int | None
+    baseline: str
+    baseline_at: int
+    span: str | None
+    span_status: str | None
+    span_note: str | None
+    status: str
+    now_start: int | None
+    now_end: int | None
+    diff: str | None
+    note: str | None
+
+
+CITATION_COLUMNS = ", ".join(CitationRecord._fields)
+
+
+class StoredCitation(NamedTuple):
+    """A stored citation with its id (what a re-check or a re-baseline reads)."""
+
+    id: int
+    record: CitationRecord
+
+
+@db.engine_specific
+def store_citations(conn: apsw.Connection, memory_id: int, records: Sequence[CitationRecord]) -> None:
+    """Replace one memory's citations. Call inside write_tx."""
+    conn.execute("DELETE FROM citations WHERE memory_id = ?", (memory_id,))
+    sql = (
+        f"INSERT INTO citations (memory_id, {CITATION_COLUMNS}, checked_at) "
+        f"VALUES (?, {', '.join('?' * len(CitationRecord._fields))}, ?)"
+    )
+    now = db.now_ms()
+    conn.executemany(sql, [(memory_id, *r, now) for r in records])
+
+
+@db.engine_specific
+def citations_of_file(conn: apsw.Connection, file: str) -> list[StoredCitation]:
+    """Every citation of this cited file (absolute path)."""
+    sql = f"SELECT id, {CITATION_COLUMNS} FROM citations WHERE file = ?"
+    return [StoredCitation(r[0], CitationRecord._make(r[1:])) for r in conn.execute(sql, (file,))]
+
+
+@db.engine_specific
+def citations_of_memory(conn: apsw.Connection, memory_id: int) -> list[StoredCitation]:
+    """One memory's citations, in the order written."""
+    sql = f"SELECT id, {CITATION_COLUMNS} FROM citations WHERE memory_id = ? ORDER BY seq"
+    return [StoredCitation(r[0], CitationRecord._make(r[1:])) for r in conn.execute(sql, (memory_id,))]
+
+
+@db.engine_specific
+def cited_path(conn: apsw.Connection, file: str) -> str | None:
+    """The path in its repository of a cited file (absolute path); None when no memory cites it."""
+    rows = conn.execute("SELECT path FROM citations WHERE file = ? LIMIT 1", (file,)).fetchall()
+    return str(rows[0][0]) if rows else None
+
+
+@db.engine_specific
+def update_citation_states(
+    conn: apsw.Connection, states: Sequence[tuple[int, str, int | None, int | None, str | None, str | None]]
+) -> None:
+    """Set (id, status, now_start, now_end, diff, note) of citations just checked. Call inside write_tx."""
+    now = db.now_ms()
+    conn.executemany(
+        "UPDATE citations SET status = ?, now_start = ?, now_end = ?, diff = ?, note = ?, checked_at = ? "
+        "WHERE id = ?",
+        [(*state[1:], now, state[0]) for state in states],
+    )
+
+
+@db.engine_specific
+def worktree_baselined(conn: apsw.Connection, worktree: str) -> list[tuple[int, str, str]]:
+    """(id, path, content hash) of the memories with a citation whose baseline is `worktree`."""
+    # The literal (not a parameter) lets SQLite use the partial index citations_worktree.
+    assert worktree.isalnum(), worktree
+    sql = (
+        "SELECT DISTINCT m.id, m.path, m.content_hash FROM citations c JOIN main.memory_index m "
+        f"ON m.id = c.memory_id WHERE c.baseline = '{worktree}'"
+    )
+    return [(int(i), str(p), str(h)) for i, p, h in conn.execute(sql)]
+
+
+@db.engine_specific
+def cited_files(
+    conn: apsw.Connection, files: Sequence[str] | None = None
+) -> list[tuple[str, int, int, int, int]]:
+    """(file, size, mtime_ns, ctime_ns, inode) of every cited file at its last look, or of those of `files` that
+    are recorded; size -1: there was no file. Plain tuples: a no-op rescan compares 5,000 of them."""
+    sql = "SELECT file, size, mtime_ns, ctime_ns, inode FROM cited_files"
+    if files is None:
+        return cast(list[tuple[str, int, int, int, int]], conn.execute(sql).fetchall())
+    rows = conn.execute(f"{sql} WHERE file IN {_IDS}", (json.dumps(list(files)),)).fetchall()
+    return cast(list[tuple[str, int, int, int, int]], rows)
+
+
+@db.engine_specific
+def cited_file_hash(conn: apsw.Connection, file: str) -> str | None:
+    """The content hash of a cited file at its last look (None: it was not read)."""
+    rows = conn.execute("SELECT content_hash FROM cited_files WHERE file = ?", (file,)).fetchall()
+    return cast(str | None, rows[0][0]) if rows else None
+
+
+@db.engine_specific
+def record_cited_files(conn: apsw.Connection, looks: Sequence[tuple[str, FileStat, str | None]]) -> None:
+    """Record (file, stat, content hash) of cited files just looked at (a stat of size -1: there was no file).
+    Call inside write_tx."""
+    conn.executemany(
+        "INSERT INTO cited_files (file, size, mtime_ns, ctime_ns, inode, content_hash) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(file) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+        "ctime_ns = excluded.ctime_ns, inode = excluded.inode, content_hash = excluded.content_hash",
+        [(file, *st, digest) for file, st, digest in looks],
+    )
+
+
+@db.engine_specific
+def forget_uncited_files(conn: apsw.Connection) -> None:
+    """Drop the records of files no memory cites any more. Call inside write_tx."""
+    conn.execute("DELETE FROM cited_files WHERE file NOT IN (SELECT file FROM citations)")

@@ -1,13 +1,20 @@
 """The live watcher: filesystem events, coalesced per path, applied in one write batch, embeddings behind.
 
+Files that memories cite (code, anywhere in their repository) are not watched through events: their stat is
+compared every ROOT_CHECK seconds, only those files (a folder watch each would cost a thread and an inotify
+instance per folder, and the repository around them is none of specmem's business); a change is a batch too.
+
 Start-up queues a full reconcile (the scan's fast path) as the first batch, so nothing that changed while no
 watcher ran is missed; the observer is scheduled before it, so nothing that changes during it is missed either.
+A safety net repeats that reconcile periodically (`reconcile_interval`), so a change whose event was lost (a
+watch dropped by the OS or by watchdog, an overflowing event queue) is indexed within a bounded time all the same.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import threading
 import time
@@ -34,7 +41,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
-from specmem.indexer import db, files
+from specmem.indexer import citations, cited, db, files
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder, background_thread, embed_pending
 from specmem.indexer.errors import DatabaseError, ModelUnavailable, SpecmemError, WatcherBusy
@@ -49,6 +56,11 @@ ROOT_CHECK = 1.0  # how often the roots themselves are checked (deleted, recreat
 RETRY_MAX = 30.0  # back-off ceiling after a failed batch
 TAKEOVER_RETRY = 2.0  # how often a server that does not watch tries the watcher lock
 EMBED_STOP_WAIT = 0.5  # on stop, how long to wait for the embedding thread to notice
+# The periodic reconcile: every RECONCILE_MIN seconds, less often where it costs more (it then takes at most
+# 1/RECONCILE_FACTOR of the time), and at least every RECONCILE_MAX seconds.
+RECONCILE_MIN = 30.0
+RECONCILE_MAX = 300.0
+RECONCILE_FACTOR = 100
 EVENTS = [
     FileCreatedEvent,
     FileDeletedEvent,
@@ -70,6 +82,8 @@ class WatchStatus:
     last_report: ScanReport | None = None
     embedded_chunks: int = 0
     errors: list[str] = field(default_factory=list)
+    periodic_checks: int = 0  # full reconciles of the safety net
+    missed: int = 0  # changes the safety net found that no event had reported
 
 
 class _Handler(FileSystemEventHandler):
@@ -104,6 +118,7 @@ class Watcher:
         on_batch: Callable[[ScanReport], None] | None = None,
         on_embedded: Callable[[int], None] | None = None,
         role: str = "watcher",
+        reconcile_every: float | None = None,
     ) -> None:
         self.config = config
         self.embedder = embedder
@@ -118,6 +133,8 @@ class Watcher:
         self.lock = FileLock(config.watcher_lock_path, role)
         self._cond = threading.Condition()
         self._pending: set[Path] = set()
+        self._cited_pending: set[Path] = set()  # cited files whose stat changed
+        self._cited: dict[str, object] = {}  # cited file → its stat at the last look (None: no file)
         self._full = False
         self._first_event = 0.0
         self._last_event = 0.0
@@ -136,6 +153,9 @@ class Watcher:
         self._rewatch: set[Path] = set()  # roots whose folder watches must be rebuilt (a folder went away)
         self._db_id: tuple[int, int] | None = None  # the database file the batch connection has open
         self._embed_db_id: tuple[int, int] | None = None
+        self.reconcile_every = reconcile_every  # None: reconcile_interval() adapts it to the roots' size
+        self._next_reconcile = math.inf  # set when the start-up reconcile is applied
+        self._periodic = False  # the queued full reconcile is the safety net's, not an event's
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
@@ -204,7 +224,7 @@ class Watcher:
     def idle(self) -> bool:
         """No event waiting, no batch being applied, no embedding running or wanted."""
         with self._cond:
-            quiet = not self._pending and not self._full and not self._busy
+            quiet = not self._pending and not self._cited_pending and not self._full and not self._busy
         return quiet and not self._embedding and not self._embed_wanted.is_set()
 
     # -- events ---------------------------------------------------------------------------------------------
@@ -361,19 +381,28 @@ class Watcher:
 
     # -- batches --------------------------------------------------------------------------------------------
 
-    def _take_batch(self) -> tuple[bool, set[Path]] | None:
-        """Wait for events and then for a quiet moment; None when stopping. Idle waits also check the roots."""
+    def _take_batch(self) -> tuple[bool, set[Path], set[Path]] | None:
+        """Wait for events and then for a quiet moment; None when stopping. Idle waits also check the roots and
+        the cited files."""
         while True:
             check_roots = False
             with self._cond:
                 if self._stopping.is_set():
                     return None
-                if self._pending or self._full:
+                if not self._full and time.monotonic() >= self._next_reconcile:
+                    # Checked here, not only when idle: a steady stream of events must not put it off.
+                    self._periodic = True
+                    self._full = True
+                    self._first_event = (
+                        self._first_event if self._pending or self._cited_pending else time.monotonic()
+                    )
+                    self._last_event = 0.0
+                if self._pending or self._full or self._cited_pending:
                     now = time.monotonic()
                     due = min(self._last_event + self.debounce, self._first_event + self.max_delay)
                     if now >= due:
-                        batch = (self._full, self._pending)
-                        self._full, self._pending = False, set()
+                        batch = (self._full, self._pending, self._cited_pending)
+                        self._full, self._pending, self._cited_pending = False, set(), set()
                         self._busy = True
                         return batch
                     self._cond.wait(due - now)
@@ -384,6 +413,7 @@ class Watcher:
                 self._check_roots()
                 self._check_db()
                 self._check_lock()
+                self._check_cited()
 
     def _apply_loop(self) -> None:
         conn = None
@@ -392,7 +422,8 @@ class Watcher:
             batch = self._take_batch()
             if batch is None:
                 break
-            full, paths = batch
+            full, paths, cited = batch
+            periodic, self._periodic = self._periodic and full, False
             try:
                 conn, reopened = self._connection(conn, "_db_id")
                 full = full or reopened  # a new database is filled from all the files
@@ -407,7 +438,10 @@ class Watcher:
                     scopes=None if full else tuple(paths),
                     embed=False,
                     should_stop=self._stopping.is_set,
+                    announce=not periodic,
+                    cited=tuple(cited),
                 )
+                self._cited = citations.cited_stats(conn)
                 backoff = 0.5
             except Exception as exc:  # noqa: BLE001 - a failed batch is retried, never fatal
                 log.error(
@@ -418,6 +452,7 @@ class Watcher:
                     self._busy = False
                     self._full = self._full or full
                     self._pending |= paths
+                    self._cited_pending |= cited
                     self._last_event = time.monotonic()
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, RETRY_MAX)
@@ -425,6 +460,14 @@ class Watcher:
                     conn.close()
                     conn = None
                 continue
+            if full:
+                self._next_reconcile = time.monotonic() + self.reconcile_interval(report.seconds)
+            if periodic and self._after_periodic(report, events=bool(paths)):
+                if self.embed:
+                    self._embed_wanted.set()  # (also the safety net of an embedding pass that failed)
+                with self._cond:
+                    self._busy = False
+                continue  # a quiet check is no batch: the last batch shown stays the last change applied
             self.status.batches += 1
             self.status.last_batch_ms = db.now_ms()
             self.status.last_report = report
@@ -443,6 +486,48 @@ class Watcher:
         if conn is not None:
             conn.close()
 
+    def reconcile_interval(self, seconds: float) -> float:
+        """Seconds from one full reconcile to the safety net's next, given how long the last one took."""
+        if self.reconcile_every is not None:
+            return self.reconcile_every
+        return min(max(RECONCILE_FACTOR * seconds, RECONCILE_MIN), RECONCILE_MAX)
+
+    def _after_periodic(self, report: ScanReport, *, events: bool) -> bool:
+        """After the safety net's reconcile: True when it found nothing to do. Changes it found that no event
+        reported mean events were lost: say so, and watch the roots afresh (a lost watch would lose the next
+        change too)."""
+        self.status.periodic_checks += 1
+        found = report.added + report.updated + report.moved + report.removed
+        if not found and not events and not report.unsettled and not report.problems:
+            return True
+        if not found or events:  # (with events in the batch, they may have been the cause)
+            return False
+        self.status.missed += found
+        log.warning(
+            "the periodic check indexed %d change(s) that no filesystem event had reported; watching %s afresh",
+            found,
+            ", ".join(str(r) for r in self.config.roots),
+        )
+        with self._cond:
+            self._rewatch |= set(self.config.roots)
+        self._rewatch_roots()
+        return False
+
+    def _check_cited(self) -> None:
+        """Queue the cited files whose stat changed since the last look (a stat each: no event, no folder watch)."""
+        changed = {Path(f) for f, st in self._cited.items() if cited.stat_of(f) != st}
+        if changed:
+            for f in changed:
+                self._cited[str(f)] = cited.stat_of(str(f))
+            with self._cond:
+                if not self._pending and not self._full and not self._cited_pending:
+                    self._first_event = time.monotonic()
+                self._last_event = (
+                    0.0  # a stat that changed needs no quiet time: the file was written a while ago
+                )
+                self._cited_pending |= changed
+                self._cond.notify_all()
+
     def _connection(self, conn: apsw.Connection | None, slot: str) -> tuple[apsw.Connection, bool]:
         """The loop's writer connection, reopened when the database file was deleted or replaced (else every
         later batch would go into a file nobody reads). True when it was reopened."""
@@ -456,7 +541,7 @@ class Watcher:
             conn.close()
         while True:
             before = db.file_id(self.config.db_path)
-            conn = db.connect(self.config.db_path)
+            conn = db.open_writer(self.config)
             opened = db.file_id(self.config.db_path)
             if before is None or opened == before:  # (else it was replaced while being opened: again)
                 setattr(self, slot, opened)
@@ -501,7 +586,7 @@ class Watcher:
     def _embed_loop(self) -> None:
         conn = None
         # Batches make edits searchable by keyword; embeddings follow on whatever CPU the searches leave.
-        background_thread(idle=self.lock.role == "watcher")
+        background_thread()
         if self.embed:
             try:
                 _ = self.embedder.dim  # load the model now, so the first edit does not wait for it

@@ -44,6 +44,7 @@ KEYS = {
     "context_type": ("context_type", "contextType"),
     "trigger_phrases": ("trigger_phrases", "triggerPhrases"),
     "tags": ("tags",),
+    "cites_checked": ("cites_checked",),  # set when a memory's citations are confirmed (indexer/citations.py)
 }
 
 

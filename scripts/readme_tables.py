@@ -129,6 +129,16 @@ def hugo() -> str:
     return table(["measure", "value"], rows, "hugo")
 
 
+@renderer("first-index")
+def first_index() -> str:
+    f = load("hugo")["figures"]
+    embed_s = f["chunks"] / f["pipeline_chunks_per_s"]
+    return (
+        f"the {f['files']:,} pages of md-hugo-docs ({f['chunks']:,} chunks): keyword phase "
+        f"{f['keyword_phase_s']:.2f} s, embeddings {embed_s:.0f} s ({f['pipeline_chunks_per_s']:.0f} chunks/s)"
+    )
+
+
 @renderer("watch")
 def watch() -> str:
     f = load("watch")["figures"]
@@ -316,6 +326,13 @@ def peers() -> str:
     note = f"{versions['qmd']} on Node {versions['node']}; median of {f['runs']} interleaved runs" + (
         f"; load average {load_avg[0]:.1f} → {load_avg[1]:.1f}" if load_avg else ""
     )
+    before = [
+        f"{label} {m['base_wall_ratio']:.2f}× wall, {m['base_cpu_ratio']:.2f}× CPU"
+        for key, label in PEER_STEPS.items()
+        if "base_wall_ratio" in (m := f["measures"].get(key) or {})
+    ]
+    if before:  # `peers.py --base COMMIT`: that commit's specmem ran in the same rounds
+        note += f". Against commit {versions['base']} in the same rounds: " + "; ".join(before)
     return table(
         [
             "step",
@@ -451,6 +468,31 @@ STARTUP_STEPS = {
 }
 
 
+@renderer("citations")
+def citations() -> str:
+    f = load("citations")["figures"]
+    rows = []
+    for key in sorted((k for k in f if k.startswith("spread_")), key=lambda k: int(k.split("_")[1])):
+        c = f[key]
+        rows.append(
+            [
+                f"{c['citations']:,} citations of {c['cited_files']:,} files",
+                f"{ms(c['plain_noop_ms'])} → {ms(c['cited_noop_ms'])} ms (**×{c['noop_ratio']:.2f}**)",
+                f"{ms(c['plain_noop_cpu_ms'])} → {ms(c['cited_noop_cpu_ms'])} ms (×{c['noop_cpu_ratio']:.2f})",
+                f"{ms(c['one_cited_file_edited_ms'])} ms",
+                f"{c['plain_first_index_s']:.1f} → {c['cited_first_index_s']:.1f} s",
+            ]
+        )
+    header = [
+        f"{f['memories']:,} memories with",
+        "no-op rescan, wall: none → these",
+        "… CPU",
+        "rescan after one cited file changed",
+        "first index",
+    ]
+    return table(header, rows, "citations")
+
+
 @renderer("startup")
 def startup() -> str:
     f = load("startup")["figures"]
@@ -487,6 +529,53 @@ def render(text: str) -> str:
         return f"<!-- bench:{name} -->{RENDERERS[name]()}<!-- /bench -->"
 
     return BLOCK.sub(block, text)
+
+
+@renderer("numerics")
+def numerics() -> str:
+    f = load("numerics")["figures"]
+    rows = [
+        [
+            name,
+            f"{v['speed_vs_fp32']:.2f}×",
+            f"{v['cosine_min']:.4f} / {v['cosine_p1']:.4f} / {v['cosine_mean']:.4f}",
+            "yes" if v["meets_bound"] else ("reference" if name == "fp32" else "no"),
+        ]
+        for name, v in f["variants"].items()
+    ]
+    load_avg = f["loadavg_before_after"]
+    note = (
+        f"{f['chunks']} chunks of {len(f['corpora'])} corpora, {f['rounds']} rounds, one thread; CPU flags "
+        f"{' '.join(f['cpu_flags'] or ['unknown'])}; load average {load_avg[0]:.1f} → {load_avg[1]:.1f}"
+    )
+    return table(
+        ["graph", "speed vs fp32 (CPU time)", "cosine to fp32 min / 1st pct / mean", "meets the bound"],
+        rows,
+        "numerics",
+    ).replace("</sub>", f" {note}.</sub>", 1)
+
+
+@renderer("first-embedding")
+def first_embedding() -> str:
+    f = load("first_embedding")["figures"]
+    rows = []
+    for kind, label in (("watch", "`specmem watch`"), ("server", "`specmem serve` hosting the watcher")):
+        for variant, name in (("base", f"commit {f['base']}"), ("this", "this tree")):
+            m = f[f"{kind}_{variant}"]
+            rows.append(
+                [
+                    label,
+                    name,
+                    seconds(m["first_embedding_s"]),
+                    f"{m['rss_mb']:.0f} MB",
+                    f"{m['peak_rss_mb']:.0f} MB",
+                ]
+            )
+    load_avg = f["loadavg_before_after"]
+    note = f"median of {f['rounds']} rounds in turns; load average {load_avg[0]:.1f} → {load_avg[1]:.1f}"
+    return table(
+        ["process", "code", "first embedding after ready", "RSS", "peak RSS"], rows, "first_embedding"
+    ).replace("</sub>", f" {note}.</sub>", 1)
 
 
 def main() -> int:

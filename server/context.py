@@ -21,7 +21,8 @@ from pydantic import BaseModel
 
 from specmem.indexer.config import Config
 from specmem.indexer.errors import NotFound, SearchError
-from specmem.server import memories, reads
+from specmem.server import citations, memories, reads
+from specmem.server.citations import Citation
 from specmem.server.memories import TriggerMatch
 from specmem.server.search import Mode, SearchResponse
 
@@ -30,6 +31,9 @@ MIN_BUDGET = 200
 MAX_BUDGET = 100_000
 SEARCH_CANDIDATES = 10  # hybrid results considered after the rules and the triggered memories
 LISTED_LEFT_OUT = 5  # left-out memories named in the text (all of them are in `left_out`)
+CITES_LISTED = 5  # citations that are not current named under a memory
+DIFFS_SHOWN = 2  # of which shown with their diff
+CARE = "⚠ The code this memory cites changed since it was written: check it before relying on this memory."
 
 Reason = Literal["rule", "trigger", "search"]
 SECTIONS: dict[Reason, str] = {
@@ -56,6 +60,7 @@ class ContextItem(BaseModel):
     end_line: int
     whole: bool
     tokens: int
+    code: str | None  # the cited code's status (see memory_get's citations); None: cites none
 
 
 class LeftOut(BaseModel):  # a memory that did not fit; citation and tokens of its most relevant section
@@ -168,8 +173,30 @@ def _parts(items: list[_Candidate], config: Config) -> list[str]:
 
 
 def _quoted(c: _Candidate, span: tuple[int, int], config: Config) -> str:
+    """One memory's part: its citation line (marked when the code it cites changed), the quote, the code's status."""
     assert c.row is not None
-    return f"--- {cite(c.row.path, config, span)} · {c.row.title} ({c.row.tier})\n{c.quote(span)}"
+    care = " · ⚠ cited code changed" if c.row.code in citations.STALE else ""
+    head = f"--- {cite(c.row.path, config, span)} · {c.row.title} ({c.row.tier}){care}"
+    return f"{head}\n{c.quote(span)}{code_mark(c.row.citations)}"
+
+
+def code_mark(cites: list[Citation]) -> str:
+    """What a context block says under a memory whose cited code is not as it was: a warning when it changed or
+    is gone, then each such citation, the first few with their diff."""
+    shown = [c for c in cites if c.status != "current"]
+    if not shown:
+        return ""
+    lines = [CARE] if any(c.status in citations.STALE for c in shown) else []
+    diffs = 0
+    for c in shown[:CITES_LISTED]:
+        lines.append(f"Cites {c.describe()}")
+        if c.diff and diffs < DIFFS_SHOWN:
+            hunks = [line for line in c.diff.splitlines() if not line.startswith(("--- ", "+++ "))]
+            lines.append("```diff\n" + "\n".join(hunks) + "\n```")
+            diffs += 1
+    if len(shown) > CITES_LISTED:
+        lines.append(f"… and {len(shown) - CITES_LISTED} more (memory_get lists them)")
+    return "\n" + "\n".join(lines)
 
 
 def _render(items: list[_Candidate], config: Config) -> str:
@@ -251,6 +278,7 @@ def assemble(
                 end_line=c.span[1],
                 whole=c.span == c.whole,
                 tokens=count([c.quote(c.span)])[0],
+                code=c.row.code,
             )
             for c in items
             if c.span is not None and c.row is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from specmem.indexer import db, scanstate, store
 from specmem.indexer.config import Config
@@ -101,10 +101,12 @@ def _install(config: Config, load_model: bool) -> list[Check]:
 
 
 def _database(config: Config) -> list[Check]:
+    if config.db_url:
+        return [*_postgres(config.db_url, config), _lock(config)]
     path = config.db_path
     if not path.exists():
         return [
-            Check("database", "warn", f"no index at {path}", "run `specmem scan` (or start `specmem watch`)")
+            Check("database", "fail", f"no index at {path}", "run `specmem scan` (or start `specmem watch`)")
         ]
     out: list[Check] = []
     try:
@@ -161,6 +163,76 @@ def _database(config: Config) -> list[Check]:
     finally:
         conn.close()
     out.append(_lock(config))
+    return out
+
+
+def _postgres(url: str, config: Config) -> list[Check]:
+    """The shared index: the server reachable, pgvector there, the schema current, the HNSW index valid, the
+    keyword statistics sound, and per project how many memories wait for vectors and when it last changed."""
+    from specmem.indexer import pg
+    from specmem.server import pg_reads
+
+    pg_reads.plug()
+    try:
+        conn = pg.connect(url, migrate_schema=False)
+    except DatabaseError as exc:
+        return [Check("postgresql", "fail", str(exc), "start the server or correct SPECMEM_DB")]
+    try:
+        return [
+            Check("postgresql", "ok", f"{pg.redacted(url)}, server {conn.info.server_version}"),
+            *_pg_checks(conn, config),
+        ]
+    finally:
+        conn.close()
+
+
+def _pg_checks(conn: Any, config: Config) -> list[Check]:
+    from specmem.indexer import pg
+
+    out: list[Check] = []
+    from specmem.server import pg_reads
+
+    ext = pg_reads.extension_version(conn)
+    if ext is None:
+        fix = "run `specmem scan` (it creates the extension), or install pgvector on the server first"
+        return [*out, Check("pgvector", "fail", "the vector extension is not created in this database", fix)]
+    out.append(Check("pgvector", "ok", f"pgvector {ext}"))
+    version, latest = pg.schema_version(conn), len(pg.MIGRATIONS)
+    fix = "" if version == latest else "run `specmem scan` once: writers apply pending migrations"
+    out.append(Check("schema", "ok" if version == latest else "warn", f"version {version} of {latest}", fix))
+    hnsw = pg_reads.hnsw_valid(conn)
+    if hnsw is None:
+        out.append(Check("hnsw", "warn", "no vector index yet", "run `specmem scan` to embed"))
+    else:
+        fix = "" if hnsw else "REINDEX INDEX vec_memories_hnsw (a build was interrupted)"
+        out.append(Check("hnsw", "ok" if hnsw else "fail", "valid" if hnsw else "invalid", fix))
+    projects = pg.project_ids(conn, None)
+    if config.index_project not in projects:
+        out.append(
+            Check(
+                "project",
+                "warn",
+                f"{config.index_project!r} is not in the index yet",
+                "run `specmem scan` in it",
+            )
+        )
+    every = pg.PgConn(conn, tuple(projects.values()) or (-1,))
+    wrong = reads.integrity(cast("apsw.Connection", every))
+    fix = "run `specmem scan --force` in each project named"
+    out.append(
+        Check("integrity", "fail" if wrong else "ok", "; ".join(wrong[:5]) or "ok", fix if wrong else "")
+    )
+    out += _orphans(cast("apsw.Connection", every))
+    now = pg.now_ms()
+    for name, pending, indexed_at in pg_reads.project_states(conn):
+        age = "never" if indexed_at is None else f"{(now - indexed_at) / 1000:.0f} s ago"
+        fix = (
+            ""
+            if not pending
+            else "keep a watcher or server running in that project, or run `specmem scan` there"
+        )
+        detail = f"last change {age}; {pending} memories wait for embeddings"
+        out.append(Check(f"project {name}", "warn" if pending else "ok", detail, fix))
     return out
 
 

@@ -16,7 +16,8 @@ from specmem.indexer.config import Config
 from specmem.indexer.errors import NotFound
 from specmem.indexer.lock import WatcherInfo, watcher_info
 from specmem.indexer.parse import decode, normalise
-from specmem.server import reads
+from specmem.server import citations, reads
+from specmem.server.citations import Citation
 from specmem.server.reads import MemoryDetail, Scope
 
 
@@ -43,6 +44,11 @@ class Memory(ListItem):
     start_line: int
     end_line: int
     content: str
+    code: str | None = Field(default=None, description=citations.CODE_DESCRIPTION)
+    citations: list[Citation] = Field(
+        default_factory=list,
+        description="The code it cites, each with its status and, when changed, the diff",
+    )
 
 
 class FileWarnings(BaseModel):
@@ -65,6 +71,7 @@ class Stats(BaseModel):
     by_embedding_status: dict[str, int]
     warnings: list[FileWarnings]
     watcher: WatcherInfo | None
+    citations: dict[str, int] = Field(default_factory=dict, description="Citations of code by status")
 
 
 def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> MemoryDetail:
@@ -76,21 +83,40 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> MemoryDet
             raise NotFound(f"no memory with id {text}; `specmem search` or `specmem list` show what exists")
         return row
     candidates = files.user_paths(text, cfg.project, cfg.roots)
-    for candidate in candidates:
-        absolute = Path(os.path.abspath(candidate))
-        row = reads.memory_by_path(conn, str(absolute))
+    # A path from here (absolute, or relative to the current folder) names one file; relative to the project and
+    # the roots it may name one in each: then it is ambiguous, and never silently the first.
+    here = [
+        raw if raw.is_absolute() else Path.cwd() / raw
+        for raw in (Path(spelling).expanduser() for spelling in files.spellings(text))
+    ]
+    for candidate in here:
+        row = reads.memory_by_path(conn, os.path.abspath(candidate))
         if row is not None:
             return row
-    for spelling in files.spellings(text):
-        found = reads.memories_by_rel_path(conn, spelling)
-        if len(found) == 1:
-            return found[0]
+    matches: dict[int, MemoryDetail] = {}
+    for candidate in candidates:
+        row = reads.memory_by_path(conn, os.path.abspath(candidate))
+        if row is not None:
+            matches[row.id] = row
+    if not matches:
+        for spelling in files.spellings(text):
+            matches.update((row.id, row) for row in reads.memories_by_rel_path(conn, spelling))
+    if len(matches) == 1:
+        return next(iter(matches.values()))
+    if matches:
+        raise NotFound(ambiguous(text, [(row.path, row.id) for row in matches.values()]))
     if not any(files.inside_roots(c, cfg.roots) for c in candidates):
         roots = ", ".join(str(r) for r in cfg.roots)
         raise NotFound(f"{text} is outside the memory roots ({roots}); give a path inside them")
     raise NotFound(
         f"no indexed memory at {text!r}; give an id or a path inside the roots, or run `specmem scan`"
     )
+
+
+def ambiguous(text: str, found: list[tuple[str, int | None]]) -> str:
+    """The error for a name that fits several memories or files: each candidate, and what to give instead."""
+    listed = "; ".join(path if mid is None else f"{path} (id {mid})" for path, mid in sorted(found))
+    return f"{text} is ambiguous: it names {len(found)} memories ({listed}); give the id or the whole path"
 
 
 def find_served(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple[MemoryDetail, Path]:
@@ -142,7 +168,15 @@ def get(
         last = min(last, len(lines))
     if (first, last) != (1, max(len(lines), 1)):
         content = "".join(lines[first - 1 : last])
-    return Memory(**row._asdict(), start_line=first, end_line=last, content=content)
+    cites = citations.of_memories(conn, [row.id]).get(row.id, [])
+    return Memory(
+        **row._asdict(),
+        start_line=first,
+        end_line=last,
+        content=content,
+        code=citations.code_status(cites),
+        citations=cites,
+    )
 
 
 def stats(conn: apsw.Connection, cfg: Config) -> Stats:
@@ -164,6 +198,7 @@ def stats(conn: apsw.Connection, cfg: Config) -> Stats:
         by_embedding_status=reads.counts(conn, "embedding_status"),
         warnings=warned,
         watcher=_watcher(cfg),
+        citations=citations.counts(conn),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import apsw
 
@@ -63,8 +63,7 @@ class ScoreParts:
     confidence: float = 1.0
 
 
-@dataclass(frozen=True)
-class Ranked:
+class Ranked(NamedTuple):
     """A memory in the order shown: its row, its score and what it was made of, whether it leads as a rule."""
 
     memory: MemoryRow

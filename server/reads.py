@@ -6,17 +6,17 @@ JSON1) stays behind these functions. Callers pass values (a `Scope`, a list of q
 get named rows or plain mappings back; no SQL leaves this module. Scores come back higher-is-better on both sides.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string annotation of its fields
+# (about 50 rows' worth, most of this module's import time); evaluated at once they cost nothing.
+import functools
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple, cast
 
 import apsw
 
 from specmem.indexer import db
-from specmem.indexer.store import pending_count as pending_count  # one count, the writer's too
+from specmem.indexer.db import pending_count as pending_count  # one count, the writer's too
 from specmem.indexer.tiers import TIERS
 
 # bm25 column weights: text, title/heading path, trigger phrases, tags, path.
@@ -28,8 +28,7 @@ _IDS = "(SELECT value FROM json_each(?))"  # a list of ids passed as one JSON ar
 # -- which memories a read may return ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):
     """The memories a read may return: the conditions every search has and the user's filters. Each engine turns
     it into its own condition (here `_where`)."""
 
@@ -143,9 +142,23 @@ MEMORY_COLUMNS = (
 )
 
 
+_TAGS = MemoryRow._fields.index("tags")
+
+
 def _memory(values: Sequence[object]) -> MemoryRow:
-    row = MemoryRow._make(values)
-    return row._replace(tags=json.loads(cast(str, row.tags)))
+    row = list(values)
+    row[_TAGS] = _json_list(cast(str, row[_TAGS]))
+    return MemoryRow._make(row)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+def _json_list(text: str) -> list[str]:
+    """A JSON list column as a list of its own (a search decodes the same few tag lists for every candidate)."""
+    return list(_decoded(text))
 
 
 class MemoryDetail(NamedTuple):
@@ -288,6 +301,15 @@ def files_bytes(conn: apsw.Connection) -> int:
 @db.engine_specific
 def memory_count(conn: apsw.Connection) -> int:
     return int(db.scalar(conn, "SELECT count(*) FROM memory_index"))
+
+
+@db.engine_specific
+def pending_among(conn: apsw.Connection, ids: Sequence[int]) -> set[int]:
+    """Those of `ids` whose embeddings are not computed yet."""
+    if not ids:
+        return set()
+    sql = f"SELECT id FROM memory_index WHERE embedding_status = 'pending' AND id IN {_IDS}"
+    return {int(r[0]) for r in conn.execute(sql, (json.dumps(list(ids)),))}
 
 
 @db.engine_specific
@@ -620,3 +642,80 @@ def cosine_distances(conn: apsw.Connection, vectors: Sequence[bytes], query: byt
     """The engine's own cosine distance of each vector to `query` (None for a zero vector), to the bit."""
     cursor = conn.cursor().executemany("SELECT vec_distance_cosine(?, ?)", [(v, query) for v in vectors])
     return [row[0] for row in cursor]
+
+
+# -- citations of code (server/citations.py says what they mean) -------------------------------------------------
+
+
+class CitationRow(NamedTuple):
+    """A citation as an answer shows it."""
+
+    memory_id: int
+    line: int
+    target: str
+    path: str
+    start_line: int | None
+    end_line: int | None
+    baseline: str
+    baseline_at: int
+    status: str
+    now_start: int | None
+    now_end: int | None
+    diff: str | None
+    note: str | None
+
+
+CITATION_COLUMNS = ", ".join(CitationRow._fields)
+
+
+@db.engine_specific
+def citations_of(conn: apsw.Connection, memory_ids: Sequence[int]) -> list[CitationRow]:
+    """The citations of these memories, by memory and in the order written."""
+    sql = f"SELECT {CITATION_COLUMNS} FROM citations WHERE memory_id IN {_IDS} ORDER BY memory_id, seq"
+    return [CitationRow._make(r) for r in conn.execute(sql, (json.dumps(list(memory_ids)),))]
+
+
+@db.engine_specific
+def citation_statuses(conn: apsw.Connection) -> list[tuple[int, str]]:
+    """Each (memory id, status) that some citation of the memory has."""
+    return cast(
+        list[tuple[int, str]], conn.execute("SELECT DISTINCT memory_id, status FROM citations").fetchall()
+    )
+
+
+class CitingMemory(NamedTuple):
+    """A memory listed for its citations, with when they were baselined (the oldest of those listed)."""
+
+    id: int
+    path: str
+    rel_path: str
+    title: str
+    tier: str
+    spec_folder: str
+    written: int
+
+
+@db.engine_specific
+def citing(
+    conn: apsw.Connection, statuses: Sequence[str], limit: int, offset: int
+) -> tuple[int, list[CitingMemory]]:
+    """How many memories (deprecated ones aside) have a citation in one of `statuses`, and `limit` of them from
+    `offset`, the oldest baseline of those citations first (then by id)."""
+    marks = ",".join("?" * len(statuses))
+    ranked = (
+        "SELECT c.memory_id, min(c.baseline_at) AS written FROM citations c JOIN memory_index m ON m.id = c.memory_id "
+        f"WHERE c.status IN ({marks}) AND m.importance_tier != 'deprecated' GROUP BY c.memory_id"
+    )
+    total = int(db.scalar(conn, f"SELECT count(*) FROM ({ranked})", statuses))
+    sql = (
+        "SELECT m.id, m.path, m.rel_path, m.title, m.importance_tier, m.spec_folder, r.written "
+        f"FROM ({ranked}) r JOIN memory_index m ON m.id = r.memory_id ORDER BY r.written, m.id LIMIT ? OFFSET ?"
+    )
+    return total, [CitingMemory._make(r) for r in conn.execute(sql, [*statuses, limit, offset])]
+
+
+@db.engine_specific
+def citation_counts(conn: apsw.Connection) -> dict[str, int]:
+    """Citations of the memories served, by status."""
+    sql = "SELECT status, count(*) FROM citations WHERE memory_id IN (SELECT id FROM memory_index) GROUP BY status"
+    return dict(cast(list[tuple[str, int]], conn.execute(sql).fetchall()))

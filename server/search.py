@@ -14,7 +14,7 @@ import apsw
 
 from specmem.indexer.errors import SearchError
 from specmem.indexer.tiers import TIERS
-from specmem.server import fusion, keyword, rank, reads, semantic
+from specmem.server import citations, fusion, keyword, rank, reads, semantic
 from specmem.server.keyword import fts_query as fts_query  # the query syntax tests and benchmarks check
 from specmem.server.rank import DESCRIBED, MAX_RULES, Ranked, described, figures
 from specmem.server.rank import ScoreParts as ScoreParts  # a result's field, named here for its users
@@ -65,6 +65,11 @@ class SearchResult:
     parts: ScoreParts
     snippet: str
     always_surfaced: bool = described("A rule listed on top because every rule was asked for", False)
+    code: str | None = described(citations.CODE_DESCRIPTION, None)
+    code_notes: list[str] = field(
+        default_factory=list, metadata={"description": "One line per cited place of code that is not current"}
+    )
+    project: str | None = described("The project the memory belongs to (its name in a shared index)", None)
 
     @property
     def citation(self) -> str:
@@ -109,11 +114,13 @@ def search(
        search answers in keyword mode and says so.
     3. Retrieve: the best `k` memories by keyword (keyword.py, BM25) and by meaning (semantic.py, cosine), each
        memory by its best chunk.
-    4. Fuse: one score per memory (fusion.py; in hybrid mode both sides normalised and weighed).
+    4. Fuse: one score per memory (fusion.py; in hybrid mode both sides normalised and weighed; a memory whose
+       vector is pending is ranked by its keyword score on both sides).
     5. Rank: × tier weight × recency × confidence (rank.py). With `include_constitutional`, constitutional
        memories lead outside `limit` when `surface` is None (all of them); else they are ranked by relevance and
        at most `rank.rule_share(surface, limit)` of them stand among the first `limit`.
-    6. Results: the memories shown, each with its best chunk (citation lines), a snippet and its score parts.
+    6. Results: the memories shown, each with its best chunk (citation lines), a snippet, its score parts and
+       the status of the code it cites.
 
     `vectors`, a long-running server's in-memory copy of the vectors (kept up to date by the caller), answers
     the semantic side with the same results as sqlite-vec, faster."""
@@ -137,7 +144,11 @@ def search(
     )
     # Scoped: the filtered semantic side ranked every memory in scope, not a top-k cut of the index.
     scoped = scope.filtered and len(found_sem) < k
-    found = fusion.combine(found_kw, found_sem, hybrid=used == "hybrid", scoped=scoped)  # 4
+    # A memory whose vector is pending is ranked by what is known, its keyword score (fusion.fuse).
+    waiting = (
+        reads.pending_among(conn, [m for m in found_kw if m not in found_sem]) if used == "hybrid" else set()
+    )
+    found = fusion.combine(found_kw, found_sem, hybrid=used == "hybrid", scoped=scoped, pending=waiting)  # 4
     ranked, unshown = rank.rank(
         conn,
         found,
@@ -147,15 +158,11 @@ def search(
         now=now,
         limit=limit,
     )  # 5
-    if unshown:
-        notes.append(
-            f"{unshown} more constitutional rules are not shown (at most {MAX_RULES} lead a result); "
-            "memory_list with tier constitutional lists them all"
-        )
+    notes += _unshown(unshown)
     results = _results(conn, ranked, found, words, limit)  # 6
+    citations.annotate(conn, results)
     pending = reads.pending_count(conn)
-    if pending and used != "keyword":
-        notes.append(f"{pending} memories are still waiting for embeddings: they are found by keyword only")
+    notes += _coverage(conn, pending) if used != "keyword" else []
     return SearchResponse(
         query=query,
         mode_requested=mode,
@@ -166,6 +173,27 @@ def search(
         total_memories=reads.memory_count(conn),
         notes=notes,
     )
+
+
+def _unshown(unshown: int) -> list[str]:
+    """The note of a search whose rules did not all fit on top."""
+    if not unshown:
+        return []
+    return [
+        f"{unshown} more constitutional rules are not shown (at most {MAX_RULES} lead a result); "
+        "memory_list with tier constitutional lists them all"
+    ]
+
+
+def _coverage(conn: apsw.Connection, pending: int) -> list[str]:
+    """The note of a search that used meaning while some memories wait for their embeddings."""
+    if not pending:
+        return []
+    total = reads.memory_count(conn)
+    return [
+        f"meaning-based ranking ready for {(total - pending) * 100 // max(total, 1)}% of memories; the other "
+        f"{pending} are waiting for embeddings and ranked by keyword alone"
+    ]
 
 
 def _scope(filters: Filters, include_deprecated: bool, now: dt.datetime) -> Scope:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specmem.indexer import config, db
-from specmem.indexer.errors import NotFound, SearchError, WriteError
+from specmem.indexer.errors import NotFound, SearchError, SpecmemError, WriteError
 from specmem.server.state import ReadState
 
 # Everything else is imported by the method that needs it: a CLI keyword search must not pay for numpy, pydantic,
@@ -37,10 +37,12 @@ if TYPE_CHECKING:
     from specmem.indexer.draft import Draft, OnDuplicate
     from specmem.indexer.embed import Embedder
     from specmem.indexer.project import InitPlan
+    from specmem.indexer.remembered import Scan
     from specmem.indexer.scan import Progress, ScanReport
     from specmem.indexer.scanstate import ScanState
     from specmem.indexer.watch import Watcher
     from specmem.results import Deleted, Validation, Written
+    from specmem.server.citations import StaleList
     from specmem.server.context import ContextBlock
     from specmem.server.memories import Memory, MemoryList, Stats, TriggerMatch
     from specmem.server.reads import MemoryRow
@@ -48,6 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("specmem")
 WAIT_POLL = 0.05
+EXIT_EMBED_WAIT = 60.0  # a background host finishes its writes' embeddings for up to this long when it closes
+EMBED_LOCK_TIMEOUT = 600.0
+REBASE_LOCK_TIMEOUT = 30.0
 
 
 class Memories:
@@ -69,6 +74,10 @@ class Memories:
     ) -> None:
         self.config = config
         self.background = background
+        if config.db_url:  # the PostgreSQL engine behind the storage seam, reads and writes alike
+            from specmem.server import pg_reads
+
+            pg_reads.plug()
         # A long-running host keeps the vectors in memory (1.5 KB a chunk with the default model) for semantic
         # search without a scan of the table; `memory_vectors=False` keeps them on disk only.
         self._reader = ReadState(
@@ -76,14 +85,33 @@ class Memories:
             load_model=background and load_model,
             embedder=embedder,
             memory_vectors=background if memory_vectors is None else memory_vectors,
+            on_first_open=self._follow_a_move,
         )
         self._own_embedder = embedder is not None
-        self._embedding = threading.Lock()
+        # A background host's embedding worker (see _embed_soon): started by the first write, or at once to
+        # embed what an earlier process left pending.
+        self._worker: threading.Thread | None = None
+        self._worker_lock = threading.Lock()
+        self._embed_wanted = threading.Event()
+        self._embed_busy = False
+        self._wrote = False  # this process wrote memories whose embeddings it owes
+        self._closing = threading.Event()
+        if background and load_model:
+            self._start_worker(sweep=True)
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close the read connections (writers are closed after each write)."""
+    def close(self, *, embed_wait: float = EXIT_EMBED_WAIT) -> None:
+        """Close the read connections (writers are closed after each write). A background host first finishes
+        the embeddings of what it wrote, for up to `embed_wait` seconds (the next process finishes the rest)."""
+        if self._worker is not None and self._wrote:
+            deadline = time.monotonic() + embed_wait
+            if self._embed_wanted.is_set() or self._embed_busy:
+                log.info("finishing the embeddings of the memories written here before closing")
+            while (self._embed_wanted.is_set() or self._embed_busy) and time.monotonic() < deadline:
+                time.sleep(WAIT_POLL)
+        self._closing.set()
+        self._embed_wanted.set()  # wakes the worker, which then ends
         self._reader.close()
 
     def __enter__(self) -> Memories:
@@ -93,11 +121,30 @@ class Memories:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Memories {', '.join(str(r) for r in self.config.roots)} → {self.config.db_path}>"
+        return f"<Memories {', '.join(str(r) for r in self.config.roots)} → {self.config.index_name}>"
 
     @property
     def embedder(self) -> Embedder:
         return self._reader.embedder
+
+    def _follow_a_move(self, conn: apsw.Connection) -> None:
+        """Before the first read: an index whose project was moved or renamed is rebased onto the new roots (one
+        short write; a scan would do the same), so that a search right after the move finds everything."""
+        from specmem.indexer import moved
+        from specmem.indexer.lock import FileLock
+
+        if not moved.moves(conn, self.config):
+            return
+        try:
+            with self.writer() as writer, FileLock(self.config.write_lock_path, "rebase") as lock:
+                lock.acquire(REBASE_LOCK_TIMEOUT)
+                moved.rebase(writer, self.config)
+        except SpecmemError as exc:
+            log.warning(
+                "the project moved, and its index could not be brought along here (%s): run `specmem scan` "
+                "where the index can be written",
+                exc,
+            )
 
     @property
     def reader(self) -> ReadState:
@@ -107,7 +154,7 @@ class Memories:
     @contextmanager
     def writer(self) -> Iterator[apsw.Connection]:
         """A short-lived writing connection (creates the index and applies migrations when needed)."""
-        conn = db.connect(self.config.db_path)
+        conn = db.open_writer(self.config)
         try:
             yield conn
         finally:
@@ -126,17 +173,21 @@ class Memories:
         include_constitutional: bool = True,
         all_rules: bool = False,
         now: dt.datetime | None = None,
+        projects: Sequence[str] | None = None,
     ) -> SearchResponse:
-        """Memories for `query`, best first, with citations, score parts and snippets.
+        """Memories for `query`, best first, with citations, score parts and snippets; each result names its
+        project.
 
         Constitutional memories are ranked by relevance and hold at most `config.surface_constitutional`
-        (SPECMEM_SURFACE) and a third of `limit`; `all_rules` puts every one of them on top, matched or not."""
+        (SPECMEM_SURFACE) and a third of `limit`; `all_rules` puts every one of them on top, matched or not.
+        `projects`: other projects of a shared (PostgreSQL) index searched too, by name ("*": every project);
+        default this one."""
         if not query.strip():
             raise SearchError('the query is empty: give words to search for, e.g. "token expiry"')
         from specmem.server.search import search
 
-        conn = self._reader.conn()
-        return search(
+        conn = self._reader.conn() if not projects else self._reader.conn_for(projects)
+        response = search(
             conn,
             query,
             limit=limit,
@@ -147,8 +198,29 @@ class Memories:
             include_constitutional=include_constitutional,
             surface=None if all_rules else self.config.surface_constitutional,
             now=now,
-            vectors=None if mode == "keyword" else self._reader.vectors(conn),
+            vectors=None if mode == "keyword" or projects else self._reader.vectors(conn),
         )
+        names = self._reader.project_names(conn, [r.id for r in response.results])
+        for r in response.results:
+            r.project = names.get(r.id, self.config.index_project)
+        if response.pending_embeddings and mode != "keyword":
+            response.notes.append(self._who_embeds())
+        return response
+
+    def _who_embeds(self) -> str:
+        """Who is computing the missing embeddings, or what to run: said with every search that lacks some."""
+        from specmem.indexer import scanstate
+        from specmem.indexer.lock import current_holder
+
+        state = scanstate.read(self.config.scan_state_path)
+        if state is not None and state.alive:
+            return f"a scan (pid {state.pid}) is computing them: {state.describe()}"
+        holder = current_holder(self.config.watcher_lock_path)
+        if holder is not None:
+            return f"the {holder.describe()} that keeps this index live is computing them"
+        if self.background:
+            return "this server computes them once its model is loaded"
+        return "run `specmem scan` to compute them"
 
     def _query_embedder(self, conn: apsw.Connection, mode: Mode) -> Embedder | None:
         if mode == "keyword":
@@ -225,6 +297,13 @@ class Memories:
             budget=DEFAULT_BUDGET if budget is None else budget,
         )
 
+    def stale(self, *, limit: int = 50, offset: int = 0) -> StaleList:
+        """Memories whose cited code changed or is gone since they were written, the longest unreviewed first,
+        each with those citations (and their diffs). Confirm one with `update(..., confirm_citations=True)`."""
+        from specmem.server import citations
+
+        return citations.stale(self._reader.conn(), limit=limit, offset=offset)
+
     def served(self) -> builtins.list[MemoryRow]:
         """Every memory but deprecated ones, most important first (what the MCP server lists as resources)."""
         from specmem.server import reads
@@ -236,6 +315,12 @@ class Memories:
         from specmem.server import reads
 
         return reads.vector_version(self._reader.conn())
+
+    def code_statuses(self) -> dict[int, str]:
+        """Each memory's code status (its worst citation's), for the memories that cite code."""
+        from specmem.server import citations
+
+        return citations.worst(self._reader.conn())
 
     def stats(self) -> Stats:
         """Counts by tier, folder, context type and embedding status; files with warnings; the watcher."""
@@ -261,11 +346,16 @@ class Memories:
                 return state if building else scanstate.ScanState(os.getpid(), "", "walking", 0, 0, 0, 0)
             time.sleep(WAIT_POLL)  # another process's progress: a file to poll, no event to wait on
 
+    def unread(self) -> dict[Path, int]:
+        """Folders of markdown in the project that no root reads, with their number of markdown files (only when
+        the roots are the project's own: roots chosen for one run are taken as meant)."""
+        from specmem.indexer import unread
+
+        return unread.of(self.config)
+
     def pending(self) -> int:
         """Memories whose embeddings are not computed yet."""
-        from specmem.indexer.store import pending_count
-
-        return self._reader.cached("pending", pending_count)
+        return self._reader.cached("pending", db.pending_count)
 
     # -- indexing ---------------------------------------------------------------------------------------------
 
@@ -325,9 +415,15 @@ class Memories:
         candidates = files.user_paths(text, self.config.project, self.config.roots)
         raw = Path(text).expanduser()
         inside = [c for c in candidates if files.inside_roots(c, self.config.roots)]
-        for candidate in inside:
-            if candidate.exists():
-                return Path(os.path.abspath(candidate))
+        if inside and inside[0] == candidates[0] and inside[0].exists():
+            return Path(os.path.abspath(inside[0]))  # from here (or absolute): one file
+        existing = list(dict.fromkeys(Path(os.path.abspath(c)) for c in inside if c.exists()))
+        if len(existing) > 1:  # relative to the project and the roots, it names a file in several of them
+            from specmem.server import memories
+
+            raise NotFound(memories.ambiguous(text, [(str(p), None) for p in existing]))
+        if existing:
+            return existing[0]
         if inside and raw.is_absolute():
             return Path(os.path.abspath(inside[0]))
         roots = ", ".join(str(r) for r in self.config.roots)
@@ -358,24 +454,68 @@ class Memories:
         return embedded
 
     def _embed_soon(self) -> None:
-        """In a background host, embed what a write left pending, off the caller's thread (one pass at a time)."""
-        if not self.background or self._reader.ready_embedder() is None:
+        """In a background host, have the embedding worker embed what a write left pending: at once, or as soon
+        as the model has loaded. Wanted again while a pass runs, it runs once more (nothing written meanwhile is
+        left behind)."""
+        if not self.background:
             return
-        if not self._embedding.acquire(blocking=False):
-            return
+        self._wrote = True
+        self._embed_wanted.set()
+        self._start_worker(sweep=False)
 
+    def _start_worker(self, *, sweep: bool) -> None:
+        with self._worker_lock:
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._embed_worker, args=(sweep,), name="specmem-embed", daemon=True
+                )
+                self._worker.start()
+
+    def _embed_worker(self, sweep: bool) -> None:
+        """Embeds pending chunks whenever wanted, after the model has loaded. `sweep`: first embed what earlier
+        processes left pending (a server that exited before its writes were embedded), unless a watcher keeps
+        this index live (it embeds them) or the index cannot be written here."""
         from specmem.indexer.embed import background_thread
 
-        def run() -> None:
-            background_thread(idle=False)
+        background_thread()
+        if not self._reader.wait_model():
+            self._embed_wanted.clear()
+            return  # no model: searches answer in keyword mode, and nothing can be embedded here
+        if sweep and not self._closing.is_set() and self._left_pending():
+            self._embed_wanted.set()
+        while True:
+            self._embed_wanted.wait()
+            if self._closing.is_set():
+                return
+            self._embed_busy = True
+            self._embed_wanted.clear()
             try:
-                self.embed()
+                self._embed_pass()
             except Exception:  # noqa: BLE001 - logged with its traceback; the next write retries
                 log.exception("background embedding failed")
             finally:
-                self._embedding.release()
+                self._embed_busy = False
 
-        threading.Thread(target=run, name="specmem-embed", daemon=True).start()
+    def _left_pending(self) -> bool:
+        from specmem.indexer.lock import current_holder
+
+        if current_holder(self.config.watcher_lock_path) is not None:
+            return False
+        if not os.access(self.config.db_path, os.W_OK) or not os.access(self.config.db_path.parent, os.W_OK):
+            return False
+        try:
+            return self.pending() > 0
+        except SpecmemError:
+            return False  # no index yet
+
+    def _embed_pass(self) -> None:
+        """One `embed()` at a time per index among the servers: several starting together would each compute the
+        same vectors. One that waits here finds little or nothing left when its turn comes."""
+        from specmem.indexer.lock import FileLock
+
+        with FileLock(self.config.embed_lock_path, "embed") as lock:
+            lock.acquire(EMBED_LOCK_TIMEOUT)
+            self.embed()
 
     def watch(self, **options: Any) -> Watcher:
         """Start keeping the index live (see `Watcher`); call `.stop()` on the result, or use it in `with`."""
@@ -452,9 +592,14 @@ class Memories:
         context_type: str | None = None,
         trigger_phrases: Sequence[str] | None = None,
         tags: Sequence[str] | None = None,
+        confirm_citations: bool = False,
     ) -> Written:
-        """Change frontmatter keys of one memory; only the lines of the keys that change are rewritten."""
-        from specmem.indexer.write import update_memory
+        """Change frontmatter keys of one memory; only the lines of the keys that change are rewritten.
+
+        `confirm_citations`: the memory still holds for the code as it is now. Its citations are baselined anew:
+        line anchors of moved or changed code are rewritten to where those lines are now, and `cites_checked`
+        in the frontmatter records when (so the confirmation travels with the file, and a rebuild keeps it)."""
+        from specmem.indexer.write import rewrite_memory, update_memory
         from specmem.results import Written
         from specmem.server import memories
 
@@ -468,6 +613,20 @@ class Memories:
         with self.writer() as conn:
             row, path = memories.find_served(conn, self.config, id_or_path)
             changed = update_memory(conn, self.config, self.embedder, path, changes)
+            if confirm_citations:
+                from specmem.indexer import citations
+
+                cited = citations.memory_rows(conn, row.id)
+                if not cited:
+                    raise WriteError(
+                        f"memory {row.id} cites no code (no links with lines, no `cites:`): nothing to confirm"
+                    )
+                when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                changed += rewrite_memory(
+                    conn, self.config, self.embedder, path, citations.confirming(cited, when)
+                )
+            if changed:
+                self._after_write(conn)  # a new title changes the text its chunks are embedded with
         return Written(id=row.id, path=str(path), changed=changed)
 
     def delete(
@@ -543,12 +702,41 @@ def init(
     or with `examples`), `.specmem/` kept out of git, and `.mcp.json` for Claude Code. Never overwrites a file;
     the plan says what was created and kept, which memory the project keeps (the roots and the assistants'
     conventions' places, found anywhere in it) and which markdown is not read."""
-    from specmem.indexer import project
+    from specmem.indexer import files, project, unread
 
     plan = project.plan(Path(folder), [os.fspath(r) for r in roots] if roots else None, examples=examples)
+    read = [plan.folder / r for r in plan.roots] + [place for _, place in plan.places]
+    found = unread.folders(
+        plan.folder, read, files.DEFAULT_POLICY, exclude=(plan.folder / config.DB_DIRNAME,)
+    )
+    plan.unread = {folder: n for folder, n in found.items() if folder not in plan.hidden}
     if not dry_run:
         project.apply(plan)
     return plan
+
+
+def forget(
+    folder: str | os.PathLike[str] | None = None, *, everything: bool = False
+) -> tuple[builtins.list[Scan], builtins.list[Path]]:
+    """Forget the scan remembered for `folder` (default: the current one; the one commands run there use), or
+    `everything`; an index specmem made for it in the user data folder is deleted too. Returns the scans forgotten
+    and the index files deleted."""
+    from specmem.indexer import remembered
+
+    where = Path(folder or ".").expanduser().resolve()
+    if everything:
+        scans = remembered.load()
+    else:
+        found = remembered.remembered_for(where)
+        scans = [found] if found is not None else []
+    if not scans:
+        known = remembered.load()
+        listed = "; ".join(s.describe() for s in known[-5:]) if known else "none"
+        raise NotFound(
+            f"no scan is remembered for {where}; remembered: {listed}"
+            + (" (run `specmem forget` in a folder above, or `specmem forget --all`)" if known else "")
+        )
+    return scans, remembered.forget(scans)
 
 
 def open(  # noqa: A001 - specmem.open(...), like sqlite3.connect or io.open

@@ -24,6 +24,7 @@ from specmem import DISTRIBUTION
 from specmem.indexer.tiers import TIERS
 
 STATS_SHOWN = 12
+STALE = ("changed", "missing")  # code statuses shown in red (server/citations.py STALE)
 
 if TYPE_CHECKING:
     from specmem.api import Memories
@@ -39,7 +40,8 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--db",
         "db_path",
         type=click.Path(dir_okay=False),
-        help="Index file [env SPECMEM_DB; default <project>/.specmem/index.db].",
+        help="Index file, or a postgresql:// URL for a shared index [env SPECMEM_DB; default "
+        "<project>/.specmem/index.db].",
     )
     @click.option(
         "--root",
@@ -65,6 +67,14 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
             model=model,
             cwd=Path(project) if project else None,
         )
+        remembered = cfg.sources.get("roots", "")
+        if remembered.startswith("remembered"):
+            # Not this folder's own index: say which one answers (`specmem forget` drops the record).
+            say(
+                f"using the index of {', '.join(str(r) for r in cfg.roots)} {remembered} ({cfg.db_path}); "
+                "`specmem forget` forgets it",
+                err=True,
+            )
         return fn(cfg, **kwargs)
 
     return wrapper
@@ -223,6 +233,8 @@ def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool, examples: bool,
             f'["{path.name}"] to specmem.toml',
             fg="yellow",
         )
+    if plan.found is None or not plan.found.unread:
+        print_unread(plan.unread, plan.folder)
     from specmem.indexer import assistants
 
     note = assistants.path_note()
@@ -271,6 +283,25 @@ def described(top: Any, places: list[tuple[Any, int]], shown: int = 3) -> str:
     return ", ".join(parts)
 
 
+@cli.command("forget")
+@click.argument("folder", required=False, type=click.Path(file_okay=False))
+@click.option("--all", "everything", is_flag=True, help="Forget every remembered scan.")
+@as_json_option
+def forget_cmd(folder: str | None, everything: bool, as_json: bool) -> None:
+    """Forget the scan remembered for FOLDER (default: here), the one `specmem scan DIR` recorded outside a
+    configured project, and delete the index it made in the user data folder. The memory files are not touched."""
+    from specmem.api import forget
+
+    scans, deleted = forget(folder, everything=everything)
+    if as_json:
+        emit({"forgot": [scan.describe() for scan in scans], "deleted": [str(p) for p in deleted]})
+        return
+    for scan in scans:
+        say(f"forgot {scan.describe()}")
+    for path in deleted:
+        say(f"deleted the index {path}", err=True)
+
+
 @cli.command("scan")
 @click.argument("root_args", metavar="[ROOT]...", nargs=-1, type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Re-read and re-index every file, even unchanged ones.")
@@ -286,8 +317,8 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
     renamed files keep their embeddings. Keyword search sees the changes before the embeddings are computed.
     Progress goes to stderr (a bar on a terminal, a line every few seconds otherwise).
     """
-    from specmem.indexer import config as configmod
-    from specmem.indexer.errors import ConfigError
+    from specmem.indexer import remembered
+    from specmem.indexer.errors import ConfigError, ModelUnavailable
 
     missing = [r for r in cfg.roots if not r.exists()]
     if missing and len(missing) == len(cfg.roots):
@@ -295,23 +326,43 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
             f"root folder {missing[0]} does not exist; create it (`specmem init` does), or pass an existing "
             "folder (specmem scan DIR)"
         )
-    progress = ProgressLine()
-    with opened(cfg) as mem:
-        report = mem.scan(force=force, embed=not no_embed, progress=None if as_json else progress)
-        cfg = mem.config  # with the places the scan found
-    progress.finish()
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        print_report(report, cfg)
     if cfg.sources.get("roots") == "option" and cfg.project_file is None:
-        # Outside a configured project: the next command run here finds these roots and this index.
-        configmod.remember(cfg)
+        # Outside a configured project: the next command run here finds these roots and this index, from the
+        # start of this scan (keyword search works long before the embeddings are done).
+        remembered.remember(cfg)
         roots = " ".join(f"--root {r}" for r in cfg.roots if r not in cfg.convention_roots)
         say(
             f"remembered: `specmem search` and the other commands run in {os.getcwd()} use these roots and this "
-            f"index; to keep them in the project for good: specmem init {roots}",
+            f"index (`specmem forget` forgets them); to keep them in the project for good: specmem init {roots}",
             err=True,
+        )
+    progress = ProgressLine()
+    try:
+        with opened(cfg) as mem:
+            report = mem.scan(force=force, embed=not no_embed, progress=None if as_json else progress)
+            cfg = mem.config  # with the places the scan found
+            # A scan that searched the whole project reports what it leaves out itself (report.unread).
+            unread = {} if report.unread else mem.unread()
+    except KeyboardInterrupt:
+        progress.finish()
+        say(
+            "interrupted: what was indexed is kept and searchable; run `specmem scan` again to go on from there",
+            err=True,
+        )
+        exit_now(130)
+    progress.finish()
+    if as_json:
+        shown = {str(folder): count for folder, count in unread.items()}
+        click.echo(json.dumps({**report.to_dict(), **({"unread": shown} if shown else {})}, indent=2))
+    else:
+        print_report(report, cfg)
+        print_unread(unread, cfg.project)
+    if report.embedding_error and not no_embed:
+        # Keyword search works, but the scan did not do what was asked: say why and how to fix it.
+        raise ModelUnavailable(
+            f"embeddings not computed ({report.embedding_error}); keyword search works on what was indexed: set "
+            "a model that loads (--model, SPECMEM_MODEL or model in specmem.toml; `specmem paths` shows the one "
+            "used), or scan with --no-embed"
         )
 
 
@@ -344,7 +395,18 @@ def print_report(report: ScanReport, cfg: Config) -> None:
             f"{', …' if len(report.unread) > 4 else ''}); {READ_ALL}",
             fg="yellow",
         )
-    say(f"index: {cfg.db_path}")
+    say(f"index: {cfg.index_name}")
+
+
+def print_unread(unread: dict[Any, int], project: Any) -> None:
+    """Every folder of markdown in the project that no root reads, with the setting that takes it in."""
+    for folder, count in unread.items():
+        rel = folder.relative_to(project).as_posix()
+        say(
+            f"not read: {rel}/ holds {count} markdown file{'s' if count != 1 else ''} outside the roots; to index "
+            f'it, add "{rel}" to roots in specmem.toml',
+            fg="yellow",
+        )
 
 
 def files_in(report: ScanReport, root: Any) -> int:
@@ -410,7 +472,7 @@ def watch_cmd(
     )
     logging.getLogger("watchdog").setLevel(logging.WARNING)
     for root in cfg.roots:
-        if not root.is_dir():
+        if not root.exists():  # (a convention's file, CLAUDE.md, is a root too)
             say(f"warning: root {root} does not exist yet; watching for it", err=True, fg="yellow")
     ready = threading.Event()
 
@@ -715,6 +777,12 @@ def parse_since(value: str | None) -> Any:
 @click.option(
     "--no-constitutional", is_flag=True, help="Rank rules like any memory, beyond their share of the results."
 )
+@click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    help="Search this project of a shared index too ('*': every project); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
 @click.option(
     "--explain",
@@ -735,6 +803,7 @@ def search_cmd(
     since: str | None,
     include_deprecated: bool,
     no_constitutional: bool,
+    projects: tuple[str, ...],
     as_json: bool,
     explain: bool,
 ) -> None:
@@ -757,6 +826,14 @@ def search_cmd(
             filters=filters,
             include_deprecated=include_deprecated,
             include_constitutional=not no_constitutional,
+            projects=list(projects) or None,
+        )
+    if mode == "semantic" and response.mode_used != "semantic":
+        from specmem.indexer.errors import SearchError
+
+        # Asked for meaning only, and no meaning can be searched: an answer by keyword would pass for it.
+        raise SearchError(
+            f"semantic search is not possible here: {'; '.join(response.notes)}; use --mode keyword or hybrid"
         )
     if as_json:
         click.echo(json.dumps(response.to_dict(), indent=2, ensure_ascii=False))
@@ -771,7 +848,10 @@ def search_cmd(
         label = "★" if r.always_surfaced else f"{rank - surfaced}."
         say(
             f"{click.style(f'{label} {r.title}', bold=True)}  "
-            + click.style(f"{r.tier} · {r.spec_folder or '-'} · score {figure(r.score)}", dim=True)
+            + click.style(
+                f"{f'{r.project} · ' if projects else ''}{r.tier} · {r.spec_folder or '-'} · score {figure(r.score)}",
+                dim=True,
+            )
         )
         say("   " + click.style(f"{r.path}:{r.start_line}-{r.end_line}", fg="cyan"))
         parts = r.snippet.split("**")
@@ -779,6 +859,8 @@ def search_cmd(
             "   "
             + "".join(click.style(p, bold=True, fg="yellow") if i % 2 else p for i, p in enumerate(parts))
         )
+        for line in r.code_notes:
+            say("   " + click.style(f"cites {line}", fg="red" if r.code in STALE else "yellow"))
         if explain:
             say("   " + click.style(_explain(r.parts), dim=True))
     say(click.style(f"{response.mode_used} search over {response.total_memories} memories", dim=True))
@@ -859,6 +941,10 @@ def get_cmd(cfg: Config, path_or_id: str, as_json: bool) -> None:
     )
     for warning in memory.warnings:
         say(f"warning: {warning}", err=True, fg="yellow")
+    for c in memory.citations:
+        say(f"cites {c.describe()}", err=True, fg="red" if c.status in STALE else None)
+        if c.diff:
+            say(c.diff, err=True, dim=True)
     click.echo(memory.content if memory.content.endswith("\n") else memory.content + "\n", nl=False)
 
 
@@ -885,13 +971,23 @@ def list_cmd(
     if as_json:
         click.echo(page.model_dump_json(indent=2))
         return
+    shared = {m.rel_path for m in page.items if sum(o.rel_path == m.rel_path for o in page.items) > 1}
     for m in page.items:
+        # Two roots may each hold a README.md: those are shown by their path from the project, not as twins.
+        shown = m.rel_path if m.rel_path not in shared else _from_project(m.path, cfg)
         say(
             f"{m.id:>5}  {m.tier:<14} {m.spec_folder or '-':<20} {click.style(m.title, bold=True)}  "
-            + click.style(m.rel_path, fg="cyan")
+            + click.style(shown, fg="cyan")
         )
     shown = f"{offset + 1}-{offset + len(page.items)}" if page.items else "none"
     say(click.style(f"{shown} of {page.total} memories", dim=True), err=True)
+
+
+def _from_project(path: str, cfg: Config) -> str:
+    from pathlib import Path
+
+    target = Path(path)
+    return target.relative_to(cfg.project).as_posix() if target.is_relative_to(cfg.project) else path
 
 
 @cli.command("triggers")
@@ -924,6 +1020,11 @@ def triggers_cmd(cfg: Config, prompt: str, limit: int, as_json: bool) -> None:
 @click.option("--context-type", help="New context type.")
 @click.option("--trigger", "triggers", multiple=True, help="A trigger phrase (repeat; replaces the list).")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeat; replaces the list).")
+@click.option(
+    "--confirm-citations",
+    is_flag=True,
+    help="It still holds for the cited code as it is now: baseline its citations anew (see `specmem stale`).",
+)
 @as_json_option
 @common
 def update_cmd(
@@ -934,9 +1035,11 @@ def update_cmd(
     context_type: str | None,
     triggers: tuple[str, ...],
     tags: tuple[str, ...],
+    confirm_citations: bool,
     as_json: bool,
 ) -> None:
-    """Change a memory's frontmatter; only the lines of the keys that change are rewritten."""
+    """Change a memory's frontmatter; only the lines of the keys that change are rewritten. With
+    --confirm-citations, the line anchors of moved code are updated and `cites_checked` records the check."""
     with opened(cfg) as mem:
         written = mem.update(
             id_or_path,
@@ -945,12 +1048,49 @@ def update_cmd(
             context_type=context_type,
             trigger_phrases=triggers or None,
             tags=tags or None,
+            confirm_citations=confirm_citations,
         )
     if as_json:
         emit(written)
         return
     changed = ", ".join(written.changed) or "nothing (the values were already so)"
     say(f"memory {written.id} ({written.path}): changed {changed}")
+
+
+@cli.command("stale")
+@click.option("-n", "--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--offset", default=0, type=click.IntRange(0), help="Skip this many first.")
+@click.option("--diff", "show_diff", is_flag=True, help="Show each changed citation's diff.")
+@as_json_option
+@common
+def stale_cmd(cfg: Config, limit: int, offset: int, show_diff: bool, as_json: bool) -> None:
+    """List the memories whose cited code changed or is gone since they were written, oldest first: review each
+    against the code, then fix it, or confirm it with `specmem update ID --confirm-citations`."""
+    with opened(cfg) as mem:
+        found = mem.stale(limit=limit, offset=offset)
+    if as_json:
+        emit(found)
+        return
+    for m in found.items:
+        say(
+            f"{m.id:>5}  {click.style(m.title, bold=True)}  "
+            + click.style(f"{m.rel_path} · written {clock(m.written_ms)}", fg="cyan")
+        )
+        for c in m.citations:
+            say(f"       cites {c.describe()}", fg="red" if c.status in STALE else None)
+            if show_diff and c.diff:
+                say("\n".join("         " + line for line in c.diff.splitlines()), dim=True)
+    if not found.total:
+        say("no memory cites code that changed", err=True)
+    else:
+        shown = f"{offset + 1}-{offset + len(found.items)}" if found.items else "none"
+        say(
+            click.style(
+                f"{shown} of {found.total} memories; once one still holds: specmem update ID --confirm-citations",
+                dim=True,
+            ),
+            err=True,
+        )
 
 
 @cli.command("delete")
@@ -1038,6 +1178,8 @@ def stats_cmd(cfg: Config, as_json: bool) -> None:
         ("spec folders", stats.by_spec_folder),
     ):
         say(f"{name}: {counted(counts)}")
+    if stats.citations:
+        say(f"citations of code: {counted(stats.citations)} (`specmem stale` lists what changed)")
     if stats.watcher:
         w = stats.watcher
         last = (

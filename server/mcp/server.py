@@ -38,6 +38,7 @@ TOOLS = (
     tools.memory_match_triggers,
     tools.memory_get,
     tools.memory_list,
+    tools.memory_stale,
     tools.memory_stats,
     tools.memory_health,
     tools.memory_index_scan,
@@ -145,7 +146,7 @@ def serve(
     server = build_server(config, watch=config.watch, shared=http, client_roots=client_roots)
     log.info(
         "specmem serving %s over %s (built in %.0f ms)",
-        config.db_path,
+        config.index_name,
         "http" if http else "stdio",
         1000 * (time.perf_counter() - started),
     )

@@ -30,6 +30,7 @@ from specmem.indexer.errors import SpecmemError
 from specmem.indexer.lock import WatcherInfo
 from specmem.indexer.scan import ScanReport
 from specmem.indexer.tiers import Tier
+from specmem.server.citations import StaleList
 from specmem.server.context import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET, ContextBlock
 from specmem.server.memories import FileWarnings, Memory, MemoryList, Stats, TriggerMatch
 from specmem.server.search import Filters, Mode, SearchResult
@@ -206,6 +207,13 @@ def memory_search(
     include_constitutional: Annotated[
         bool, Field(description="Rank constitutional rules with the results (a third of limit at most)")
     ] = True,
+    projects: Annotated[
+        list[Annotated[str, Field(max_length=200)]] | None,
+        Field(
+            description="Other projects of a shared index to search too ('*': all)",
+            max_length=100,
+        ),
+    ] = None,
 ) -> SearchAnswer:
     """Search the project's memories (decisions, conventions, context) by keywords and meaning.
 
@@ -234,6 +242,7 @@ def memory_search(
         include_deprecated=include_deprecated,
         include_constitutional=include_constitutional,
         all_rules=include_constitutional and state.first_search(),
+        projects=projects,
     )
     notes = list(response.notes)
     reader = mem.reader
@@ -306,6 +315,13 @@ def memory_list(
     return app(ctx).memories.list(offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort)
 
 
+@tool("Stale memories", READ_ONLY)
+def memory_stale(ctx: Context, limit: Annotated[int, Field(ge=1, le=500)] = 50) -> StaleList:
+    """Memories whose cited code changed, oldest first, with diffs. One that holds: memory_update
+    confirm_citations."""
+    return app(ctx).memories.stale(limit=limit)
+
+
 @tool("Memory statistics", READ_ONLY)
 def memory_stats(ctx: Context) -> Stats:
     """Counts by tier, spec folder, context type and embedding status; files with warnings."""
@@ -322,7 +338,7 @@ def memory_health(ctx: Context) -> Health:
     sig = signal.read(mem.config.signal_path)
     return Health(
         pid=os.getpid(),
-        database=str(mem.config.db_path),
+        database=mem.config.index_name,
         schema_version=stats.schema_version,
         sqlite_vec_version=mem.vector_version(),
         model=mem.config.model,

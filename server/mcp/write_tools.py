@@ -54,6 +54,7 @@ def memory_update(
     context_type: str | None = None,
     trigger_phrases: list[str] | None = None,
     tags: list[str] | None = None,
+    confirm_citations: Annotated[bool, Field(description="It holds for the code now: re-baseline")] = False,
 ) -> Written:
     """Change a memory's frontmatter (title, tier, context type, trigger phrases, tags). Only the keys that
     change are rewritten; the body, comments, key order and other keys stay as they were."""
@@ -64,6 +65,7 @@ def memory_update(
         context_type=context_type,
         trigger_phrases=trigger_phrases,
         tags=tags,
+        confirm_citations=confirm_citations,
     )
 
 

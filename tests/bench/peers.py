@@ -36,7 +36,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from runner import PYTHON, ROOT, SPECMEM, Run, clean_env, project_copy, run, summary  # noqa: E402
+from runner import (  # noqa: E402
+    PYTHON,
+    ROOT,
+    SPECMEM,
+    Run,
+    clean_env,
+    extract,
+    project_copy,
+    run,
+    summary,
+)
 
 BENCH = Path(__file__).resolve().parent
 PEERS = BENCH / ".peers"
@@ -138,9 +148,10 @@ class Tools:
             XDG_CONFIG_HOME=str(self.qmd_config), XDG_CACHE_HOME=str(cache or self.qmd_cache), NO_COLOR="1"
         )
 
-    def specmem_scan(self, db: Path | None = None) -> Run:
+    def specmem_scan(self, db: Path | None = None, env: dict[str, str] | None = None) -> Run:
         return run(
-            self.specmem("scan", "--no-embed", "--db", db or self.specmem_db, self.root), env=clean_env()
+            self.specmem("scan", "--no-embed", "--db", db or self.specmem_db, self.root),
+            env=env or clean_env(),
         )
 
     def qmd_update(self, cache: Path | None = None) -> Run:
@@ -165,49 +176,56 @@ def qmd_counts(r: Run) -> tuple[int, int, int, int]:
 
 def rounds(
     n: int,
-    specmem: Callable[[int], Run],
-    qmd: Callable[[int], Run],
+    tools: dict[str, Callable[[int], Run]],
     *,
     before: Callable[[int], None] | None = None,
-) -> tuple[list[Run], list[Run]]:
-    """n rounds of both tools back to back, specmem first in even rounds, qmd first in odd ones; `before(i)`
-    prepares round i for both."""
-    s_runs: list[Run] = []
-    q_runs: list[Run] = []
+) -> dict[str, list[Run]]:
+    """n rounds of every tool back to back, the order rotated every round (with two tools: specmem first in even
+    rounds, qmd first in odd ones); `before(i)` prepares round i for all."""
+    names = list(tools)
+    runs: dict[str, list[Run]] = {name: [] for name in names}
     for i in range(n):
         if before is not None:
             before(i)
-        if i % 2 == 0:
-            s_runs.append(specmem(i))
-            q_runs.append(qmd(i))
-        else:
-            q_runs.append(qmd(i))
-            s_runs.append(specmem(i))
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            runs[name].append(tools[name](i))
         print(
-            f"  round {i + 1}/{n}: specmem {s_runs[-1].wall_s:.3f} s, qmd {q_runs[-1].wall_s:.3f} s",
+            f"  round {i + 1}/{n}: " + ", ".join(f"{name} {runs[name][-1].wall_s:.3f} s" for name in names),
             file=sys.stderr,
         )
-    return s_runs, q_runs
+    return runs
 
 
-def compare(s_runs: list[Run], q_runs: list[Run]) -> dict[str, object]:
-    s, q = summary(s_runs), summary(q_runs)
-    return {
+def compare(runs: dict[str, list[Run]]) -> dict[str, object]:
+    """Medians of each tool; ratios specmem / qmd and, with a base commit, specmem / the base's specmem."""
+    s, q = summary(runs["specmem"]), summary(runs["qmd"])
+    out: dict[str, object] = {
         "specmem": s,
         "qmd": q,
         "wall_ratio": round(s["wall_s"] / q["wall_s"], 3),  # type: ignore[operator]
         "cpu_ratio": round(s["cpu_s"] / q["cpu_s"], 3),  # type: ignore[operator]
     }
+    if "base" in runs:
+        b = summary(runs["base"])
+        out["base"] = b
+        out["base_wall_ratio"] = round(s["wall_s"] / b["wall_s"], 3)  # type: ignore[operator]
+        out["base_cpu_ratio"] = round(s["cpu_s"] / b["cpu_s"], 3)  # type: ignore[operator]
+    return out
 
 
-def measure(tools: Tools, n: int, files_expected: int) -> dict[str, dict[str, object]]:
+def measure(
+    tools: Tools, n: int, files_expected: int, base: Path | None = None
+) -> dict[str, dict[str, object]]:
+    """Every step in rounds; with `base` (an earlier commit's package, imported ahead of this tree's), that
+    specmem also takes its turn in the steps a code change moves most: the first keyword index and the search."""
     tmp, out = tools.tmp, {}
+    base_env = clean_env(PYTHONPATH=str(base)) if base else None
 
     print("first keyword index (fresh database / fresh cache folder)", file=sys.stderr)
 
-    def first_specmem(i: int) -> Run:
+    def first_specmem(i: int, env: dict[str, str] | None = None) -> Run:
         db = tmp / f"first-specmem-{i}" / "index.db"
-        r = tools.specmem_scan(db)
+        r = tools.specmem_scan(db, env)
         assert specmem_counts(r)[:2] == (files_expected, files_expected), r.stdout
         shutil.rmtree(db.parent)
         return r
@@ -219,8 +237,12 @@ def measure(tools: Tools, n: int, files_expected: int) -> dict[str, dict[str, ob
         shutil.rmtree(cache)
         return r
 
-    first_specmem(-1), first_qmd(-1)  # warm-up: the corpus in the page cache, byte code compiled
-    out["first_keyword_index"] = compare(*rounds(n, first_specmem, first_qmd))
+    first: dict[str, Callable[[int], Run]] = {"specmem": first_specmem, "qmd": first_qmd}
+    if base_env:
+        first["base"] = lambda i: first_specmem(i, base_env)
+    for step in first.values():
+        step(-1)  # warm-up: the corpus in the page cache, byte code compiled
+    out["first_keyword_index"] = compare(rounds(n, first))
 
     # The warm indexes that every later measure uses.
     tools.specmem_scan()
@@ -239,7 +261,7 @@ def measure(tools: Tools, n: int, files_expected: int) -> dict[str, dict[str, ob
         return r
 
     noop_specmem(-1), noop_qmd(-1)
-    out["noop_rescan"] = compare(*rounds(n, noop_specmem, noop_qmd))
+    out["noop_rescan"] = compare(rounds(n, {"specmem": noop_specmem, "qmd": noop_qmd}))
 
     print("one file changed, rescan", file=sys.stderr)
     files = sorted(tools.root.rglob("*.md"))
@@ -259,16 +281,18 @@ def measure(tools: Tools, n: int, files_expected: int) -> dict[str, dict[str, ob
         assert qmd_counts(r)[:2] == (0, 1), r.stdout
         return r
 
-    out["one_file_changed"] = compare(*rounds(n, changed_specmem, changed_qmd, before=edit))
+    out["one_file_changed"] = compare(
+        rounds(n, {"specmem": changed_specmem, "qmd": changed_qmd}, before=edit)
+    )
 
     print("keyword search, whole process", file=sys.stderr)
 
-    def search_specmem(i: int) -> Run:
+    def search_specmem(i: int, env: dict[str, str] | None = None) -> Run:
         r = run(
             tools.specmem(
                 "search", "--mode", "keyword", "-n", "10", "--db", tools.specmem_db, QUERIES[i % len(QUERIES)]
             ),
-            env=clean_env(),
+            env=env or clean_env(),
         )
         assert "no memories match" not in r.stdout and r.stdout.strip(), r.stdout
         return r
@@ -278,8 +302,12 @@ def measure(tools: Tools, n: int, files_expected: int) -> dict[str, dict[str, ob
         assert "qmd://" in r.stdout, r.stdout + r.stderr
         return r
 
-    search_specmem(0), search_qmd(0)
-    out["keyword_search_cli"] = compare(*rounds(max(n, len(QUERIES)), search_specmem, search_qmd))
+    search: dict[str, Callable[[int], Run]] = {"specmem": search_specmem, "qmd": search_qmd}
+    if base_env:
+        search["base"] = lambda i: search_specmem(i, base_env)
+    for step in search.values():
+        step(0)
+    out["keyword_search_cli"] = compare(rounds(max(n, len(QUERIES)), search))
 
     for flag in ("--version", "--help"):
         print(flag, file=sys.stderr)
@@ -291,7 +319,7 @@ def measure(tools: Tools, n: int, files_expected: int) -> dict[str, dict[str, ob
             return run(tools.qmd(flag), env=tools.qmd_env())
 
         flag_specmem(-1), flag_qmd(-1)
-        out[flag.strip("-")] = compare(*rounds(max(n, 10), flag_specmem, flag_qmd))
+        out[flag.strip("-")] = compare(rounds(max(n, 10), {"specmem": flag_specmem, "qmd": flag_qmd}))
     return out
 
 
@@ -332,6 +360,11 @@ def main() -> None:
     parser.add_argument(
         "--no-record", action="store_true", help="Print only; leave tests/bench/results/ alone."
     )
+    parser.add_argument(
+        "--base",
+        help="An earlier commit whose specmem also runs the first keyword index and the search, in the same "
+        "rounds (before/after of a change, on the same load).",
+    )
     args = parser.parse_args()
     if args.install:
         install()
@@ -358,7 +391,11 @@ def main() -> None:
         root = project_copy(corpus, project)
         files = sum(1 for _ in root.rglob("*.md"))
         tools = Tools(tmp, root)
-        measures = measure(tools, args.runs, files)
+        base = None
+        if args.base:
+            base = extract(args.base, tmp / "base")
+            versions["base"] = run(["git", "-C", ROOT, "rev-parse", "--short", args.base]).stdout.strip()
+        measures = measure(tools, args.runs, files, base)
     figures = {
         "corpus": CORPUS_NAME,
         "files": files,

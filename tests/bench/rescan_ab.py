@@ -16,27 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from runner import PYTHON, ROOT, clean_env, run  # noqa: E402
-
-
-def extract(commit: str, into: Path) -> Path:
-    """The package as of `commit`, laid out to be imported from `into` (the repository maps three folders)."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", commit, "specmem", "indexer", "server"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    for sub in ("indexer", "server"):
-        (into / sub).rename(into / "specmem" / sub)
-    return into
+from runner import PYTHON, clean_env, extract, run  # noqa: E402
 
 
 def scan(root: Path, db: Path, pythonpath: Path | None) -> dict[str, float]:

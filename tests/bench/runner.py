@@ -113,3 +113,17 @@ def git_init(folder: Path) -> None:
     """Make `folder` the top of a git repository (no commit needed): memory files normally live in one, and
     specmem reads ignore files from the repository top down."""
     subprocess.run(["git", "init", "-q", str(folder)], check=True, capture_output=True)
+
+
+def extract(commit: str, into: Path) -> Path:
+    """The package as of `commit`, laid out to be imported from `into` (the repository maps three folders)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", commit, "specmem", "indexer", "server"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    for sub in ("indexer", "server"):
+        (into / sub).rename(into / "specmem" / sub)
+    return into

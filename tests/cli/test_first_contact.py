@@ -62,6 +62,10 @@ def test_real_model_draws_no_progress_bars_in_scan_and_watch(specs, isolated):
         seen = wait_for_line(proc, "ready")
         write(specs / "001-a" / "memory" / "b.md", memory("Beta", "a second memory, embedded by the watcher"))
         seen += wait_for_line(proc, "embedded")
+        maps = Path(f"/proc/{proc.pid}/maps")
+        if maps.exists():  # Linux: the watcher embedded with ONNX Runtime, torch never loaded (issue 28)
+            libraries = maps.read_text()
+            assert "onnxruntime" in libraries and "libtorch" not in libraries
     finally:
         proc.send_signal(signal.SIGTERM)
         rest = proc.communicate(timeout=60)[1]

@@ -386,3 +386,50 @@ def test_cli_hybrid_search_does_not_import_torch(specs, isolated, monkeypatch):
 def test_specmem_onnx_0_keeps_queries_on_torch(monkeypatch):
     monkeypatch.setenv("SPECMEM_ONNX", "0")
     assert isinstance(onnx_embed.get_query_embedder(MODEL), SentenceTransformerEmbedder)
+
+
+def test_a_scan_embeds_with_onnx_without_importing_torch(specs, isolated, monkeypatch, torch_embedder):
+    """Scans, watchers and write tools share one indexing embedder (server/state.py): its vectors come from ONNX
+    Runtime and equal torch's, its chunks are counted by the same tokenizer."""
+    bodies = {
+        "backups": "Nightly backups are copied to the storage bucket and kept for thirty days.",
+        "tokens": "Access tokens expire after one hour; refresh tokens rotate on every use.",
+    }
+    for name, body in bodies.items():
+        write(specs / "001-x" / "memory" / f"{name}.md", memory(name.title(), body))
+    monkeypatch.setenv("SPECMEM_MODEL", MODEL)
+    exe = Path(sys.executable).with_name("specmem")
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1", "NO_COLOR": "1"}
+    done = subprocess.run(
+        [str(exe), "scan"], capture_output=True, text=True, env=env, cwd=isolated, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    modules = imported_modules(done.stderr)
+    assert "onnxruntime" in modules
+    assert not {m for m in modules if m.split(".")[0] in TORCH_MODULES}
+    conn = db.connect(config.resolve().db_path)
+    rows = list(
+        conn.execute(
+            "SELECT c.heading, c.text, v.embedding FROM memory_chunks c JOIN vec_memories v ON v.chunk_id = c.id"
+        )
+    )
+    conn.close()
+    assert len(rows) == len(bodies)
+    stored = np.array([np.frombuffer(blob, dtype=np.float32) for _, _, blob in rows])
+    reference = torch_embedder.encode([f"{heading}\n{text}" for heading, text, _ in rows])
+    assert cosines(stored, reference).min() > 0.9999
+
+
+def test_the_indexing_embedder_counts_tokens_without_loading_a_model(monkeypatch):
+    monkeypatch.setattr(onnx_embed, "get_query_embedder", lambda name: pytest.fail("a model was loaded"))
+    embedder = onnx_embed.get_indexing_embedder(MODEL)
+    reference = SentenceTransformerEmbedder(MODEL)
+    texts = real_chunks(40)
+    assert embedder.count_tokens(texts) == reference.count_tokens(texts)
+    assert (embedder.model_id, embedder.max_tokens) == (reference.model_id, reference.max_tokens)
+
+
+def test_specmem_onnx_0_keeps_indexing_on_torch(monkeypatch):
+    monkeypatch.setenv("SPECMEM_ONNX", "0")
+    assert isinstance(onnx_embed.get_indexing_embedder(MODEL), SentenceTransformerEmbedder)
+    assert onnx_embed.get_indexing_embedder("hash:64").model_id == "hash:64"

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from specmem.indexer.parse import parse, spec_folder
+from specmem.indexer.parse import BODY_TIER_RE, parse, spec_folder
+from specmem.indexer.tiers import TIERS
 from tests.corpus import generate
 
 
@@ -203,3 +204,50 @@ def test_generated_corpus_parses_as_written():
         else:
             assert r.warnings == [], (m.rel_path, r.warnings)
         assert "\r" not in "".join(r.lines) and not r.lines[0].startswith("\ufeff")
+
+
+# Lines that open or close fences and comments, headings, anchors and words the parser looks for, in any order.
+_LINE_PARTS = [
+    "# Title",
+    "  ## Sub",
+    "    # code, not a heading",
+    "```",
+    "~~~~",
+    " ```python",
+    "<!-- note",
+    "-->",
+    "<!-- inline --> # after a comment",
+    "text <!-- a --> more <!-- b",
+    "<!-- ANCHOR:a -->",
+    "<!-- /ANCHOR:a -->",
+    "importance_tier: critical",
+    "impor<!-- -->tance_tier: important",
+    "## Trigger phrases",
+    "- a phrase",
+    "plain text",
+    "",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_LINE_PARTS), max_size=30), st.integers(0, 3))
+def test_visible_lines_of_candidates_are_those_of_every_line(lines, start):
+    from specmem.indexer.parse import ANCHOR_OPEN_RE, HEADING_LINE_RE, HEADING_RE, visible_lines
+
+    every = list(visible_lines(lines, start))
+    some = list(visible_lines(lines, start, HEADING_LINE_RE))
+    assert set(some) <= set(every)
+    wanted = [
+        (i, t)
+        for i, t in every
+        if HEADING_RE.match(t) or ANCHOR_OPEN_RE.match(lines[i]) or "<!--" in lines[i]
+    ]
+    assert set(wanted) <= set(some)
+    # And a file made of them parses as a line-by-line look at every line would.
+    parsed = parse("\n".join(lines).encode(), PurePosixPath("x.md"))
+    tiers = [
+        m.group(1).lower()
+        for _, t in visible_lines(lines)
+        if (m := BODY_TIER_RE.match(t)) and m.group(1).lower() in TIERS
+    ]
+    assert parsed.tier == (tiers[0] if tiers else "normal")

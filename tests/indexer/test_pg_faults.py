@@ -170,3 +170,41 @@ def _reads(url: str) -> bool:
             return conn.execute("SELECT 1").fetchone() == (1,)
     except DatabaseError:
         return False
+
+
+def test_the_database_restarted_under_the_api(own_server, specs) -> None:
+    """A long-lived Memories (a server's) on PostgreSQL: while the database is down its searches fail with the one
+    clear error; once it is back they answer again, the same as before, without reopening anything."""
+    import specmem
+    from tests.helpers import memory, write
+
+    server, stop = own_server
+    for i in range(5):
+        write(
+            specs / "001-auth" / "memory" / f"m{i}.md", memory(f"Token note {i}", f"token expiry number {i}")
+        )
+    with specmem.open(db=server.get_uri()) as mem:
+        mem.scan()
+        before = [h.path for h in mem.search("token expiry", mode="keyword").results]
+        assert before
+        stop()
+
+        def refused() -> bool:
+            try:
+                mem.search("token expiry", mode="keyword")
+            except DatabaseError as exc:
+                return "cannot reach PostgreSQL" in str(exc) and "Nothing is lost" in str(exc)
+            except Exception:  # noqa: BLE001 - the call that meets the dead connection first
+                return False
+            return False
+
+        wait_for(refused, timeout=60)
+        server.ensure_postgres_running()
+
+        def answers() -> bool:
+            try:
+                return [h.path for h in mem.search("token expiry", mode="keyword").results] == before
+            except DatabaseError:
+                return False
+
+        wait_for(answers, timeout=60)

@@ -5,6 +5,8 @@ from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from specmem.indexer.chunk import chunk_file
@@ -131,3 +133,18 @@ def test_chunks_are_the_same_with_either_counter(fast, real, minilm, shared_data
 def test_the_embedder_counts_with_the_word_cache(minilm, real):
     assert isinstance(minilm._get_counter(), WordPieceCounter)
     assert minilm.count_tokens(TEXTS) == real(TEXTS)
+
+
+_TEXTS = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=9, max_codepoint=0x2FF), max_size=60),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789 -.#_", max_size=300),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_TEXTS, max_size=12))
+def test_counts_equal_the_real_tokenizer_on_random_texts(fast, real, texts):
+    # Word pieces of made-up words (WordPiece's longest match, done here for ASCII), punctuation runs, control
+    # characters and accents, one at a time and as one batch.
+    assert fast(texts) == real(texts)
+    assert [fast([t])[0] for t in texts] == real(texts)

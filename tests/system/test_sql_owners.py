@@ -9,7 +9,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNERS = {"indexer/db.py", "indexer/store.py", "server/reads.py"}
-ENGINES = {"indexer/pg.py", "indexer/pg_store.py", "server/pg_reads.py"}  # PostgreSQL's, in the seam's shape
+# PostgreSQL's, in the seam's shape: db.py's part in pg.py and pg_db.py, reads.py's in pg_reads.py and pg_keyword.py
+ENGINES = {
+    "indexer/pg.py",
+    "indexer/pg_db.py",
+    "indexer/pg_store.py",
+    "server/pg_reads.py",
+    "server/pg_keyword.py",
+}
 SQL = re.compile(
     r"\bSELECT\s|\bINSERT\s+(OR\s+\w+\s+)?INTO\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b|\bPRAGMA\s"
     r"|\b(CREATE|DROP|ALTER)\s+(TEMP\s+|VIRTUAL\s+|UNIQUE\s+)?(TABLE|INDEX|VIEW)\b|\bBEGIN\s+IMMEDIATE\b"

@@ -1,0 +1,39 @@
+"""`specmem serve` on a shared PostgreSQL index (a real PostgreSQL with pgvector, started by the `pg_server`
+fixture): memory_search stays in its project unless given `projects`, and each result names its project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from tests.helpers import call, cli, fails, memory, serve, write
+
+
+@pytest.fixture(autouse=True)
+def no_watcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPECMEM_WATCH", "0")
+
+
+def test_memory_search_projects(tmp_path: Path, pg_url: str) -> None:
+    for name, body in (
+        ("payments", "idempotency keys on every charge"),
+        ("search", "idempotency of the indexer"),
+    ):
+        write(tmp_path / name / "specs" / "001-x" / "memory" / "a.md", memory(f"{name} note", body))
+        (tmp_path / name / ".git").mkdir()
+        env = {"SPECMEM_DB": pg_url, "SPECMEM_ROOTS": str(tmp_path / name / "specs")}
+        assert cli("scan", cwd=tmp_path / name, env=env).returncode == 0
+
+    async def scenario(client: Client) -> None:
+        own = await call(client, "memory_search", query="idempotency", mode="keyword")
+        assert [r["project"] for r in own["results"]] == ["payments"]
+        every = await call(client, "memory_search", query="idempotency", mode="keyword", projects=["*"])
+        assert sorted(r["project"] for r in every["results"]) == ["payments", "search"]
+        named = await call(client, "memory_search", query="indexer", mode="keyword", projects=["search"])
+        assert [(r["project"], r["title"]) for r in named["results"]] == [("search", "search note")]
+        assert "no project 'nope'" in await fails(client, "memory_search", query="x", projects=["nope"])
+
+    env = {"SPECMEM_DB": pg_url, "SPECMEM_ROOTS": str(tmp_path / "payments" / "specs")}
+    serve(scenario, env=env, cwd=tmp_path / "payments")
