@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -233,8 +233,7 @@ def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool, examples: bool,
             f'["{path.name}"] to specmem.toml',
             fg="yellow",
         )
-    if plan.found is None or not plan.found.unread:
-        print_unread(plan.unread, plan.folder)
+    print_unread(plan.unread, plan.folder, named=list(plan.found.unread) if plan.found else [])
     from specmem.indexer import assistants
 
     note = assistants.path_note()
@@ -341,8 +340,7 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
         with opened(cfg) as mem:
             report = mem.scan(force=force, embed=not no_embed, progress=None if as_json else progress)
             cfg = mem.config  # with the places the scan found
-            # A scan that searched the whole project reports what it leaves out itself (report.unread).
-            unread = {} if report.unread else mem.unread()
+            unread = mem.unread()
     except KeyboardInterrupt:
         progress.finish()
         say(
@@ -353,10 +351,10 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
     progress.finish()
     if as_json:
         shown = {str(folder): count for folder, count in unread.items()}
-        click.echo(json.dumps({**report.to_dict(), **({"unread": shown} if shown else {})}, indent=2))
+        click.echo(json.dumps({**report.to_dict(), "unread_folders": shown}, indent=2))
     else:
         print_report(report, cfg)
-        print_unread(unread, cfg.project)
+        print_unread(unread, cfg.project, named=[f for f, _ in report.unread])
     if report.embedding_error and not no_embed:
         # Keyword search works, but the scan did not do what was asked: say why and how to fix it.
         raise ModelUnavailable(
@@ -398,10 +396,13 @@ def print_report(report: ScanReport, cfg: Config) -> None:
     say(f"index: {cfg.index_name}")
 
 
-def print_unread(unread: dict[Any, int], project: Any) -> None:
-    """Every folder of markdown in the project that no root reads, with the setting that takes it in."""
+def print_unread(unread: dict[Any, int], project: Any, named: Sequence[str] = ()) -> None:
+    """Every folder of markdown in the project that no root reads, with the setting that takes it in; folders
+    under a top folder the "not read" summary already `named` are left to it."""
     for folder, count in unread.items():
         rel = folder.relative_to(project).as_posix()
+        if rel.split("/")[0] in named:
+            continue
         say(
             f"not read: {rel}/ holds {count} markdown file{'s' if count != 1 else ''} outside the roots; to index "
             f'it, add "{rel}" to roots in specmem.toml',
