@@ -5,36 +5,29 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
-import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import platformdirs
 
-from specmem.indexer import atomic
 from specmem.indexer import conventions as conventions_mod
-from specmem.indexer.errors import ConfigError, SpecmemError
-from specmem.indexer.lock import FileLock
+from specmem.indexer.errors import ConfigError
 from specmem.indexer.pg import is_url, redacted
+
+if TYPE_CHECKING:
+    from specmem.indexer.remembered import Scan
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MAX_FILE_BYTES = 5 * 1024 * 1024
 DB_DIRNAME = ".specmem"
 PROJECT_FILE = "specmem.toml"
-REMEMBERED_FILE = "remembered-scans.json"
 MAX_PROJECT_FILE_BYTES = 1024 * 1024
 SHOWN_CHARS = 80  # how much of a bad setting an error message quotes
-REMEMBERED_LIMIT = (
-    8 * 1024 * 1024
-)  # bytes of remembered scans read; MAX_REMEMBERED entries fit well within it
-MAX_REMEMBERED = 1000  # folders remembered; the oldest are forgotten first
-REMEMBER_LOCK_TIMEOUT = 30.0
 FALSE_WORDS = ("0", "false", "no", "off")
 TRUE_WORDS = ("1", "true", "yes", "on")
 # A count, size or number of days beyond this is a typo, and would overflow SQLite or the clock.
@@ -103,6 +96,10 @@ class Config:
     def write_lock_path(self) -> Path:
         return write_lock_of(self.db_path)
 
+    @property
+    def embed_lock_path(self) -> Path:
+        return side_file(self.db_path, "embed.lock")
+
     def shown(self) -> list[tuple[str, str, str]]:
         """(setting, value, where it came from) for every setting, secrets masked."""
         rows = [
@@ -129,7 +126,7 @@ class Config:
         return rows
 
 
-SIDE_FILES = ("updated", "write.lock", "watcher.lock", "watcher.json", "scan.json")
+SIDE_FILES = ("updated", "write.lock", "watcher.lock", "watcher.json", "scan.json", "embed.lock")
 
 
 def side_file(db_path: Path, suffix: str) -> Path:
@@ -326,7 +323,8 @@ SETTINGS = [
 _ATTR = {"database": "db_path"}
 
 
-def _is_project(folder: Path) -> bool:
+def is_project(folder: Path) -> bool:
+    """Whether `folder` holds `specmem.toml`, `.git` or `specs/`."""
     return (folder / PROJECT_FILE).is_file() or (folder / ".git").exists() or (folder / "specs").is_dir()
 
 
@@ -340,7 +338,7 @@ def shared(folder: Path) -> bool:
     return bool(mode & stat.S_IWOTH and mode & stat.S_ISVTX)
 
 
-def _upwards(start: Path) -> list[Path]:
+def upwards(start: Path) -> list[Path]:
     """`start` and the folders above it where a project may be: up to, not into, a shared folder (/tmp)."""
     out: list[Path] = []
     for folder in (start, *start.parents):
@@ -354,8 +352,8 @@ def find_project(start: Path | None = None) -> Path | None:
     """The nearest folder at or above `start` holding `specmem.toml`, `.git` or `specs/`, or None. A shared
     folder (world-writable, like /tmp) is never one: its `specs/` may be another user's."""
     start = (start or Path.cwd()).resolve()
-    for folder in _upwards(start):
-        if _is_project(folder):
+    for folder in upwards(start):
+        if is_project(folder):
             return folder
     return None
 
@@ -363,7 +361,7 @@ def find_project(start: Path | None = None) -> Path | None:
 def find_project_file(start: Path) -> Path | None:
     """The nearest `specmem.toml` at or above `start`, stopping at the repository top (and below a shared
     folder such as /tmp, where anybody may put one)."""
-    for folder in _upwards(start):
+    for folder in upwards(start):
         if (folder / PROJECT_FILE).is_file():
             return folder / PROJECT_FILE
         if (folder / ".git").exists():
@@ -409,94 +407,15 @@ def user_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("specmem", appauthor=False)).resolve()
 
 
-# -- scans remembered outside a configured project ------------------------------------------------------------
-# `specmem scan DIR` where no specmem.toml governs records its roots and index under the folder it ran in, in the
-# user data folder (the index's location depends on the roots, so the record cannot live in the index): the next
-# command run there, or inside those roots, finds them.
-
-
-def _remembered() -> dict[str, dict[str, Any]]:
-    """The remembered scans; entries of unexpected shapes (a hand edit, another version) are left out."""
-    try:
-        data = json.loads(atomic.read_own_file(user_data_dir() / REMEMBERED_FILE, REMEMBERED_LIMIT) or b"{}")
-    except (OSError, ValueError, SpecmemError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {folder: entry for folder, entry in data.items() if _valid_entry(entry)}
-
-
-def _valid_entry(entry: Any) -> bool:
-    return (
-        isinstance(entry, dict)
-        and isinstance(entry.get("roots"), list)
-        and bool(entry["roots"])
-        and all(isinstance(r, str) and r for r in entry["roots"])
-        and isinstance(entry.get("db"), str)
-        and bool(entry["db"])
-        and isinstance(entry.get("at_ms", 0), int)
-    )
-
-
-def remember(config: Config, cwd: Path | None = None) -> Path:
-    """Record `config`'s roots and index for the folder `cwd` (default: the current one); returns the file.
-    Under a lock beside the file, so that scans finishing at the same moment each keep their entry."""
-    cwd = (cwd or Path.cwd()).resolve()
-    path = user_data_dir() / REMEMBERED_FILE
-    with FileLock(path.with_name(REMEMBERED_FILE + ".lock"), "remember") as lock:
-        lock.acquire(REMEMBER_LOCK_TIMEOUT)
-        entries = _remembered()
-        _add_entry(entries, config, cwd)
-        atomic.write_own_file(path, json.dumps(entries, indent=1).encode(), durable=True)
-    return path
-
-
-def _add_entry(entries: dict[str, dict[str, Any]], config: Config, cwd: Path) -> None:
-    entries[str(cwd)] = {
-        "roots": [str(r) for r in config.roots if r not in config.convention_roots],
-        "db": str(config.db_path),
-        "at_ms": int(time.time() * 1000),
-    }
-    if len(entries) > MAX_REMEMBERED:  # the oldest go first
-        for folder, _ in sorted(entries.items(), key=lambda kv: kv[1].get("at_ms", 0))[:-MAX_REMEMBERED]:
-            del entries[folder]
-
-
-def remembered_for(cwd: Path) -> tuple[Path, list[Path], Path] | None:
-    """(folder it was run in, roots, index) of the scan remembered for `cwd`: run in it or in a folder above it
-    with no project between (a folder holding `.git`, `specs/` or `specmem.toml` is a project of its own: a scan
-    once run in `~` or `/tmp` must not take over every project below it), else one whose roots hold it (the
-    latest)."""
-    entries = _remembered()
-
-    def parsed(folder: str) -> tuple[Path, list[Path], Path] | None:
-        entry = entries[folder]
-        try:
-            return Path(folder), [Path(r) for r in entry["roots"]], Path(entry["db"])
-        except (KeyError, TypeError):
-            return None
-
-    for folder in (cwd, *cwd.parents):
-        if str(folder) in entries:
-            return parsed(str(folder))
-        if _is_project(folder):
-            break
-    holding = [
-        (entry.get("at_ms", 0), folder)
-        for folder, entry in entries.items()
-        if isinstance(entry, dict)
-        and any(cwd == Path(r) or Path(r) in cwd.parents for r in entry.get("roots", []))
-    ]
-    return parsed(max(holding)[1]) if holding else None
-
-
 def missing_index(config: Config) -> str:
     """What to say when there is no index: the roots and the databases looked at, and what to run."""
+    from specmem.indexer.remembered import remembered_for  # (it imports this module)
+
     roots = ", ".join(str(r) for r in config.roots)
     looked = [f"{config.db_path} (database: {config.sources.get('database', 'default')})"]
     remembered = remembered_for(Path.cwd().resolve())
-    if remembered is not None and remembered[2] != config.db_path:
-        looked.append(f"{remembered[2]} (remembered from `specmem scan` in {remembered[0]})")
+    if remembered is not None and remembered.db != config.db_path:
+        looked.append(f"{remembered.db} (remembered from `specmem scan` in {remembered.folder})")
     elif remembered is None and config.project_file is None:
         looked.append(f"no scan remembered for {Path.cwd()}")
     return (
@@ -569,7 +488,7 @@ def _db_path(
     sources: dict[str, str],
     project_file: Path | None,
     project: Path | None,
-    remembered: tuple[Path, list[Path], Path] | None,
+    remembered: Scan | None,
     roots: tuple[Path, ...],
     cwd: Path,
 ) -> Path:
@@ -582,7 +501,7 @@ def _db_path(
         return (base / Path(values.pop("database")).expanduser()).resolve()
     if remembered is not None:
         sources.setdefault("database", sources["roots"])
-        return remembered[2]
+        return remembered.db
     if project is not None:
         return project / DB_DIRNAME / "index.db"
     # Outside any project: keep the index out of the user's folders.
@@ -639,10 +558,12 @@ def resolve(
         sources["roots"] = str(project_file)
     remembered = None
     if not root_values and project_file is None:
+        from specmem.indexer.remembered import remembered_for  # (it imports this module)
+
         remembered = remembered_for(cwd)
         if remembered is not None:
-            root_values = list(remembered[1])
-            sources["roots"] = f"remembered from `specmem scan` in {remembered[0]}"
+            root_values = list(remembered.roots)
+            sources["roots"] = f"remembered from `specmem scan` in {remembered.folder}"
             project = find_project(root_values[0])
     if not root_values:
         root_values = [(project or cwd) / "specs"]

@@ -236,20 +236,13 @@ def use_threads(count: int) -> None:
         torch.set_num_threads(count)
 
 
-def background_thread(*, idle: bool) -> None:
-    """Make the calling thread yield the CPU to searches: embeddings are background work, answers are not.
+def background_thread() -> None:
+    """Make the calling thread yield the CPU to searches and to keyword batches: embeddings are background work.
 
-    Linux schedules threads, so this touches only the calling thread. `idle` (SCHED_IDLE) runs it only when a
-    core has nothing else to do and lets any woken search preempt it at once: for the standalone watcher, whose
-    process serves no searches. Otherwise nice 19, which still guarantees a small share of the CPU: a server's
-    own embedding thread shares the GIL with its searches, and a thread that never runs could hold the GIL.
-    Without SCHED_IDLE (or permission for it) the thread gets nice 19; elsewhere nothing changes."""
-    if idle:
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            return
-        except (AttributeError, OSError):
-            pass
+    Linux schedules threads, so this touches only the calling thread: nice 19, which still guarantees it a small
+    share of the CPU. Not SCHED_IDLE: the thread shares the GIL with the process's other threads (a server's
+    searches, a watcher's batches), and on a busy machine an idle-class thread descheduled while holding the GIL
+    stalled them all for seconds (specs/007-robustness/memory/searches-come-first.md). Elsewhere nothing changes."""
     if sys.platform.startswith("linux"):
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)

@@ -58,6 +58,9 @@ class InitPlan:
     steps: list[Step] = field(default_factory=list)
     found: list[tuple[Convention, Path]] = field(default_factory=list)  # conventions this project has
     hidden: dict[Path, int] = field(default_factory=dict)  # other hidden folders at the top holding markdown
+    unread: dict[Path, int] = field(
+        default_factory=dict
+    )  # other folders of markdown no root reads (unread.py)
 
     @property
     def created(self) -> list[Step]:
@@ -70,6 +73,7 @@ class InitPlan:
             "steps": [{"action": s.action, "path": str(s.path), "why": s.why} for s in self.steps],
             "conventions_found": [{"name": c.name, "tool": c.tool, "path": str(p)} for c, p in self.found],
             "hidden": {str(p): n for p, n in self.hidden.items()},
+            "unread": {str(p): n for p, n in self.unread.items()},
         }
 
 

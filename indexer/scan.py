@@ -18,7 +18,7 @@ from typing import NamedTuple
 import apsw
 import xxhash
 
-from specmem.indexer import citations, conventions, db, files, scanstate, signal, store, unfinished
+from specmem.indexer import citations, conventions, db, files, moved, scanstate, signal, store, unfinished
 from specmem.indexer.chunk import chunk_file
 from specmem.indexer.config import Config
 from specmem.indexer.conventions import CONVENTIONS, Convention
@@ -216,6 +216,7 @@ def scan(
     one_transaction: bool = False,
     finalize: Callable[[apsw.Connection], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    announce: bool = True,
     cited: tuple[Path, ...] = (),
 ) -> ScanReport:
     """Bring the index in line with the files under the roots (or only under `scopes`: files or folders).
@@ -224,12 +225,14 @@ def scan(
     the servers and the watcher never interleave. Never deletes rows of folders or files it could not read.
     `one_transaction` commits every change in one transaction; `finalize` runs inside the last one.
     `should_stop` is asked between batches: a stopped scan keeps what it committed and the next one goes on.
+    A full scan records its progress beside the index for other processes; `announce=False` does not (a watcher's
+    periodic check of an index that is complete: searches need not wait for it).
     The citations of code files that changed are checked again: of every cited file in a full scan, else of
     those in `cited` (the watcher names them)."""
     started = time.perf_counter()
     reset_vectors_if_model_changed(conn, embedder.model_id)
     # A full scan tells other processes how far it is (a server's first search waits for its keyword phase).
-    tracker = scanstate.Tracker(config.scan_state_path) if scopes is None else None
+    tracker = scanstate.Tracker(config.scan_state_path) if scopes is None and announce else None
     run = ScanRun(
         conn,
         config,
@@ -270,6 +273,8 @@ def _scan(run: ScanRun) -> None:
     the embeddings."""
     with FileLock(run.config.write_lock_path, "scan") as write_lock:
         write_lock.acquire(run.lock_timeout)
+        if run.scopes is None:  # a project moved with its index: rows follow, nothing is read again
+            moved.rebase(run.conn, run.config)
         # What a killed writer changed on disk but did not index is indexed now, whatever this scan's scopes.
         abandoned, left = unfinished.abandoned(run.conn)
         if abandoned:

@@ -233,6 +233,25 @@ def update_stat(conn: apsw.Connection, memory_id: int, st: FileStat) -> None:
 
 
 @db.engine_specific
+@db.engine_specific
+def indexed_roots(conn: apsw.Connection) -> list[Path]:
+    """Every root that indexed memories were found under."""
+    return [Path(r) for (r,) in conn.execute("SELECT DISTINCT root FROM main.memory_index")]
+
+
+@db.engine_specific
+def rebase_root(conn: apsw.Connection, old: Path, new: Path) -> None:
+    """Move the rows under root `old` to root `new`, paths with them; a row whose new path is indexed already is
+    left (the next full scan removes it). Call inside write_tx."""
+    conn.execute(
+        "UPDATE memory_index SET root = :new, path = :new || substr(path, length(:old) + 1) "
+        "WHERE root = :old AND NOT EXISTS "
+        "(SELECT 1 FROM memory_index m WHERE m.path = :new || substr(memory_index.path, length(:old) + 1))",
+        {"old": str(old), "new": str(new)},
+    )
+
+
+@db.engine_specific
 def delete_memories(conn: apsw.Connection, memory_ids: list[int]) -> None:
     """Remove memories with their chunks, FTS rows and vectors. Call inside write_tx."""
     if not memory_ids:

@@ -6,12 +6,15 @@ instance per folder, and the repository around them is none of specmem's busines
 
 Start-up queues a full reconcile (the scan's fast path) as the first batch, so nothing that changed while no
 watcher ran is missed; the observer is scheduled before it, so nothing that changes during it is missed either.
+A safety net repeats that reconcile periodically (`reconcile_interval`), so a change whose event was lost (a
+watch dropped by the OS or by watchdog, an overflowing event queue) is indexed within a bounded time all the same.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import threading
 import time
@@ -53,6 +56,11 @@ ROOT_CHECK = 1.0  # how often the roots themselves are checked (deleted, recreat
 RETRY_MAX = 30.0  # back-off ceiling after a failed batch
 TAKEOVER_RETRY = 2.0  # how often a server that does not watch tries the watcher lock
 EMBED_STOP_WAIT = 0.5  # on stop, how long to wait for the embedding thread to notice
+# The periodic reconcile: every RECONCILE_MIN seconds, less often where it costs more (it then takes at most
+# 1/RECONCILE_FACTOR of the time), and at least every RECONCILE_MAX seconds.
+RECONCILE_MIN = 30.0
+RECONCILE_MAX = 300.0
+RECONCILE_FACTOR = 100
 EVENTS = [
     FileCreatedEvent,
     FileDeletedEvent,
@@ -74,6 +82,8 @@ class WatchStatus:
     last_report: ScanReport | None = None
     embedded_chunks: int = 0
     errors: list[str] = field(default_factory=list)
+    periodic_checks: int = 0  # full reconciles of the safety net
+    missed: int = 0  # changes the safety net found that no event had reported
 
 
 class _Handler(FileSystemEventHandler):
@@ -108,6 +118,7 @@ class Watcher:
         on_batch: Callable[[ScanReport], None] | None = None,
         on_embedded: Callable[[int], None] | None = None,
         role: str = "watcher",
+        reconcile_every: float | None = None,
     ) -> None:
         self.config = config
         self.embedder = embedder
@@ -142,6 +153,9 @@ class Watcher:
         self._rewatch: set[Path] = set()  # roots whose folder watches must be rebuilt (a folder went away)
         self._db_id: tuple[int, int] | None = None  # the database file the batch connection has open
         self._embed_db_id: tuple[int, int] | None = None
+        self.reconcile_every = reconcile_every  # None: reconcile_interval() adapts it to the roots' size
+        self._next_reconcile = math.inf  # set when the start-up reconcile is applied
+        self._periodic = False  # the queued full reconcile is the safety net's, not an event's
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
@@ -375,6 +389,14 @@ class Watcher:
             with self._cond:
                 if self._stopping.is_set():
                     return None
+                if not self._full and time.monotonic() >= self._next_reconcile:
+                    # Checked here, not only when idle: a steady stream of events must not put it off.
+                    self._periodic = True
+                    self._full = True
+                    self._first_event = (
+                        self._first_event if self._pending or self._cited_pending else time.monotonic()
+                    )
+                    self._last_event = 0.0
                 if self._pending or self._full or self._cited_pending:
                     now = time.monotonic()
                     due = min(self._last_event + self.debounce, self._first_event + self.max_delay)
@@ -401,6 +423,7 @@ class Watcher:
             if batch is None:
                 break
             full, paths, cited = batch
+            periodic, self._periodic = self._periodic and full, False
             try:
                 conn, reopened = self._connection(conn, "_db_id")
                 full = full or reopened  # a new database is filled from all the files
@@ -415,6 +438,7 @@ class Watcher:
                     scopes=None if full else tuple(paths),
                     embed=False,
                     should_stop=self._stopping.is_set,
+                    announce=not periodic,
                     cited=tuple(cited),
                 )
                 self._cited = citations.cited_stats(conn)
@@ -436,6 +460,14 @@ class Watcher:
                     conn.close()
                     conn = None
                 continue
+            if full:
+                self._next_reconcile = time.monotonic() + self.reconcile_interval(report.seconds)
+            if periodic and self._after_periodic(report, events=bool(paths)):
+                if self.embed:
+                    self._embed_wanted.set()  # (also the safety net of an embedding pass that failed)
+                with self._cond:
+                    self._busy = False
+                continue  # a quiet check is no batch: the last batch shown stays the last change applied
             self.status.batches += 1
             self.status.last_batch_ms = db.now_ms()
             self.status.last_report = report
@@ -453,6 +485,33 @@ class Watcher:
                 self.on_batch(report)
         if conn is not None:
             conn.close()
+
+    def reconcile_interval(self, seconds: float) -> float:
+        """Seconds from one full reconcile to the safety net's next, given how long the last one took."""
+        if self.reconcile_every is not None:
+            return self.reconcile_every
+        return min(max(RECONCILE_FACTOR * seconds, RECONCILE_MIN), RECONCILE_MAX)
+
+    def _after_periodic(self, report: ScanReport, *, events: bool) -> bool:
+        """After the safety net's reconcile: True when it found nothing to do. Changes it found that no event
+        reported mean events were lost: say so, and watch the roots afresh (a lost watch would lose the next
+        change too)."""
+        self.status.periodic_checks += 1
+        found = report.added + report.updated + report.moved + report.removed
+        if not found and not events and not report.unsettled and not report.problems:
+            return True
+        if not found or events:  # (with events in the batch, they may have been the cause)
+            return False
+        self.status.missed += found
+        log.warning(
+            "the periodic check indexed %d change(s) that no filesystem event had reported; watching %s afresh",
+            found,
+            ", ".join(str(r) for r in self.config.roots),
+        )
+        with self._cond:
+            self._rewatch |= set(self.config.roots)
+        self._rewatch_roots()
+        return False
 
     def _check_cited(self) -> None:
         """Queue the cited files whose stat changed since the last look (a stat each: no event, no folder watch)."""
@@ -527,7 +586,7 @@ class Watcher:
     def _embed_loop(self) -> None:
         conn = None
         # Batches make edits searchable by keyword; embeddings follow on whatever CPU the searches leave.
-        background_thread(idle=self.lock.role == "watcher")
+        background_thread()
         if self.embed:
             try:
                 _ = self.embedder.dim  # load the model now, so the first edit does not wait for it

@@ -112,6 +112,16 @@ def hugo() -> str:
     return table(["measure", "value"], rows, "hugo")
 
 
+@renderer("first-index")
+def first_index() -> str:
+    f = load("hugo")["figures"]
+    embed_s = f["chunks"] / f["pipeline_chunks_per_s"]
+    return (
+        f"the {f['files']:,} pages of md-hugo-docs ({f['chunks']:,} chunks): keyword phase "
+        f"{f['keyword_phase_s']:.2f} s, embeddings {embed_s:.0f} s ({f['pipeline_chunks_per_s']:.0f} chunks/s)"
+    )
+
+
 @renderer("watch")
 def watch() -> str:
     f = load("watch")["figures"]

@@ -55,5 +55,11 @@ if .venv/bin/python -c 'import importlib.metadata as m; m.distribution("specmem"
     "${pip[@]}" uninstall --quiet --yes specmem
 fi
 "${pip[@]}" install --quiet -e '.[test,postgres]'
+# The editable install finds specmem through a finder Python consults after its path entries: run from the folder
+# holding a clone named specmem, `import specmem` took the clone's folder for an empty namespace package (`module
+# 'specmem' has no attribute 'open'`). This .pth (read after setuptools' own) puts that finder first.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo 'import sys; sys.meta_path.sort(key=lambda f: not getattr(f, "__module__", "").startswith("__editable___specmem"))' \
+    >"$site/specmem-editable-first.pth"
 .venv/bin/python -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda or "none")' >&2
 echo "specmem installed in .venv: .venv/bin/specmem --help" >&2

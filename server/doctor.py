@@ -106,7 +106,7 @@ def _database(config: Config) -> list[Check]:
     path = config.db_path
     if not path.exists():
         return [
-            Check("database", "warn", f"no index at {path}", "run `specmem scan` (or start `specmem watch`)")
+            Check("database", "fail", f"no index at {path}", "run `specmem scan` (or start `specmem watch`)")
         ]
     out: list[Check] = []
     try:

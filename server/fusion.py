@@ -9,7 +9,7 @@ tests/bench/fusion_sweep.py reproduces the choice).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
 
@@ -124,11 +124,15 @@ def fuse(
     *,
     scoped: bool = False,
     keyword_second: Mapping[K, float] | None = None,
+    pending: Collection[K] = (),
 ) -> dict[K, Fused]:
     """Every memory found by either side, with its fused score. Raw scores in, higher is better on both sides:
     each memory's best chunk, and in `keyword_second` the BM25 of its second best chunk (none: counts 0).
 
-    `scoped`: the search was filtered and the semantic side ranked every memory in scope (no top-k cut)."""
+    `scoped`: the search was filtered and the semantic side ranked every memory in scope (no top-k cut).
+    `pending`: memories whose embeddings are not computed yet. One the semantic side did not return is ranked by
+    what is known: its normalised keyword score stands for both sides, never the semantic side's floor (a memory
+    just written would otherwise drop below every memory that matches its meaning less well)."""
     second = keyword_second or {}
     kw_scores = rule.keyword_scores(keyword, second)
     kw_norm, kw_floor = normalise(kw_scores, rule.keyword_norm)
@@ -140,15 +144,16 @@ def fuse(
     name = f"{rule.keyword_norm}/{rule.semantic_norm}, {why}"
     if rule.keyword_second_share and second:
         name += f", keyword + {rule.keyword_second_share:g} × 2nd chunk"
+    unknown = {k for k in pending if k in keyword and k not in semantic}
     return {
         key: Fused(
             keyword=keyword.get(key),
             semantic=semantic.get(key),
             keyword_norm=kw_norm.get(key, kw_floor),
-            semantic_norm=sem_norm.get(key, sem_floor),
+            semantic_norm=kw_norm[key] if key in unknown else sem_norm.get(key, sem_floor),
             keyword_weight=w_kw,
             semantic_weight=1.0 - w_kw,
-            rule=name,
+            rule=f"{name}, embedding pending: the keyword score stands for both" if key in unknown else name,
             keyword_second=second.get(key) if key in keyword else None,
         )
         for key in dict.fromkeys([*keyword, *semantic])
@@ -192,10 +197,16 @@ class Candidates(NamedTuple):
 
 
 def combine(
-    keyword: Mapping[int, KeywordHit], semantic: Mapping[int, SemanticHit], *, hybrid: bool, scoped: bool
+    keyword: Mapping[int, KeywordHit],
+    semantic: Mapping[int, SemanticHit],
+    *,
+    hybrid: bool,
+    scoped: bool,
+    pending: Collection[int] = (),
 ) -> Candidates:
     """The candidates of a search with one score each: fused (`hybrid`), else the one side's raw score.
-    `scoped`: the search was filtered and the semantic side ranked every memory in scope."""
+    `scoped`: the search was filtered and the semantic side ranked every memory in scope. `pending`: memories
+    whose embeddings are not computed yet (ranked by their keyword score on both sides, see `fuse`)."""
     if not hybrid:
         scores = {mid: hit.score for mid, hit in keyword.items()}
         scores.update({mid: hit.similarity for mid, hit in semantic.items()})  # one side is empty
@@ -205,5 +216,6 @@ def combine(
         {mid: hit.similarity for mid, hit in semantic.items()},
         scoped=scoped,
         keyword_second={mid: hit.second for mid, hit in keyword.items() if hit.second is not None},
+        pending=pending,
     )
     return Candidates(keyword, semantic, {mid: f.score for mid, f in fused.items()}, fused)

@@ -83,21 +83,40 @@ def find(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> MemoryDet
             raise NotFound(f"no memory with id {text}; `specmem search` or `specmem list` show what exists")
         return row
     candidates = files.user_paths(text, cfg.project, cfg.roots)
-    for candidate in candidates:
-        absolute = Path(os.path.abspath(candidate))
-        row = reads.memory_by_path(conn, str(absolute))
+    # A path from here (absolute, or relative to the current folder) names one file; relative to the project and
+    # the roots it may name one in each: then it is ambiguous, and never silently the first.
+    here = [
+        raw if raw.is_absolute() else Path.cwd() / raw
+        for raw in (Path(spelling).expanduser() for spelling in files.spellings(text))
+    ]
+    for candidate in here:
+        row = reads.memory_by_path(conn, os.path.abspath(candidate))
         if row is not None:
             return row
-    for spelling in files.spellings(text):
-        found = reads.memories_by_rel_path(conn, spelling)
-        if len(found) == 1:
-            return found[0]
+    matches: dict[int, MemoryDetail] = {}
+    for candidate in candidates:
+        row = reads.memory_by_path(conn, os.path.abspath(candidate))
+        if row is not None:
+            matches[row.id] = row
+    if not matches:
+        for spelling in files.spellings(text):
+            matches.update((row.id, row) for row in reads.memories_by_rel_path(conn, spelling))
+    if len(matches) == 1:
+        return next(iter(matches.values()))
+    if matches:
+        raise NotFound(ambiguous(text, [(row.path, row.id) for row in matches.values()]))
     if not any(files.inside_roots(c, cfg.roots) for c in candidates):
         roots = ", ".join(str(r) for r in cfg.roots)
         raise NotFound(f"{text} is outside the memory roots ({roots}); give a path inside them")
     raise NotFound(
         f"no indexed memory at {text!r}; give an id or a path inside the roots, or run `specmem scan`"
     )
+
+
+def ambiguous(text: str, found: list[tuple[str, int | None]]) -> str:
+    """The error for a name that fits several memories or files: each candidate, and what to give instead."""
+    listed = "; ".join(path if mid is None else f"{path} (id {mid})" for path, mid in sorted(found))
+    return f"{text} is ambiguous: it names {len(found)} memories ({listed}); give the id or the whole path"
 
 
 def find_served(conn: apsw.Connection, cfg: Config, path_or_id: str | int) -> tuple[MemoryDetail, Path]:

@@ -304,6 +304,15 @@ def memory_count(conn: apsw.Connection) -> int:
 
 
 @db.engine_specific
+def pending_among(conn: apsw.Connection, ids: Sequence[int]) -> set[int]:
+    """Those of `ids` whose embeddings are not computed yet."""
+    if not ids:
+        return set()
+    sql = f"SELECT id FROM memory_index WHERE embedding_status = 'pending' AND id IN {_IDS}"
+    return {int(r[0]) for r in conn.execute(sql, (json.dumps(list(ids)),))}
+
+
+@db.engine_specific
 def chunk_count(conn: apsw.Connection) -> int:
     """Chunks of the memories served (those of rows hidden from this connection aside)."""
     return int(

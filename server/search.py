@@ -114,7 +114,8 @@ def search(
        search answers in keyword mode and says so.
     3. Retrieve: the best `k` memories by keyword (keyword.py, BM25) and by meaning (semantic.py, cosine), each
        memory by its best chunk.
-    4. Fuse: one score per memory (fusion.py; in hybrid mode both sides normalised and weighed).
+    4. Fuse: one score per memory (fusion.py; in hybrid mode both sides normalised and weighed; a memory whose
+       vector is pending is ranked by its keyword score on both sides).
     5. Rank: × tier weight × recency × confidence (rank.py). With `include_constitutional`, constitutional
        memories lead outside `limit`: all of them when `surface` is None, else the `surface` most relevant.
     6. Results: the memories shown, each with its best chunk (citation lines), a snippet, its score parts and
@@ -142,7 +143,11 @@ def search(
     )
     # Scoped: the filtered semantic side ranked every memory in scope, not a top-k cut of the index.
     scoped = scope.filtered and len(found_sem) < k
-    found = fusion.combine(found_kw, found_sem, hybrid=used == "hybrid", scoped=scoped)  # 4
+    # A memory whose vector is pending is ranked by what is known, its keyword score (fusion.fuse).
+    waiting = (
+        reads.pending_among(conn, [m for m in found_kw if m not in found_sem]) if used == "hybrid" else set()
+    )
+    found = fusion.combine(found_kw, found_sem, hybrid=used == "hybrid", scoped=scoped, pending=waiting)  # 4
     ranked, unshown = rank.rank(
         conn, found, scope, include_constitutional=include_constitutional, surface=surface, now=now
     )  # 5
@@ -154,8 +159,7 @@ def search(
     results = _results(conn, ranked, found, words, limit)  # 6
     citations.annotate(conn, results)
     pending = reads.pending_count(conn)
-    if pending and used != "keyword":
-        notes.append(f"{pending} memories are still waiting for embeddings: they are found by keyword only")
+    notes += _coverage(conn, pending) if used != "keyword" else []
     return SearchResponse(
         query=query,
         mode_requested=mode,
@@ -166,6 +170,17 @@ def search(
         total_memories=reads.memory_count(conn),
         notes=notes,
     )
+
+
+def _coverage(conn: apsw.Connection, pending: int) -> list[str]:
+    """The note of a search that used meaning while some memories wait for their embeddings."""
+    if not pending:
+        return []
+    total = reads.memory_count(conn)
+    return [
+        f"meaning-based ranking ready for {(total - pending) * 100 // max(total, 1)}% of memories; the other "
+        f"{pending} are waiting for embeddings and ranked by keyword alone"
+    ]
 
 
 def _scope(filters: Filters, include_deprecated: bool, now: dt.datetime) -> Scope:

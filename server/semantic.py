@@ -30,10 +30,10 @@ def query_vector(
 ) -> tuple[bytes | None, str | None]:
     """The query's vector (float32 bytes), or None with the reason a search must answer by keyword instead."""
     index_model = db.get_config(conn, "model")
+    if index_model is None or not reads.has_vectors(conn):
+        return None, "no embeddings in the index yet: answered in keyword mode"
     if embedder is None:
         return None, "embedding model not loaded yet: answered in keyword mode"
-    if index_model is None or not reads.has_vectors(conn):
-        return None, "no embeddings in the index yet (run `specmem scan`): answered in keyword mode"
     if index_model != embedder.model_id:
         return None, (
             f"the index was embedded with {index_model}, not {embedder.model_id}: answered in keyword mode; "

@@ -57,8 +57,12 @@ class ReadState:
         load_model: bool = True,
         embedder: Embedder | None = None,
         memory_vectors: bool = False,
+        on_first_open: Callable[[apsw.Connection], None] | None = None,
     ) -> None:
         self.config = config
+        # Called once, with the first connection opened: what the owner checks before the first read (Memories
+        # rebases an index whose project moved).
+        self._on_first_open = on_first_open
         self._local = threading.local()
         self._open: set[apsw.Connection] = set()
         self._cache_stamp: tuple[object, object] | None = None
@@ -73,6 +77,7 @@ class ReadState:
         self.query_embedder: Embedder | None = embedder
         self.model_error: str | None = None
         self._model_ready = threading.Event()
+        self._model_tried = threading.Event()  # loaded or failed; set at once when nothing loads it
         # The vectors as an in-memory matrix (server/vectors.py): loaded in a thread at the first semantic search,
         # then refreshed by what changed whenever the index changes on disk.
         self._memory_vectors = memory_vectors  # the matrix (and numpy) is made by the first semantic search
@@ -82,6 +87,8 @@ class ReadState:
         self._vectors_ready = threading.Event()
         if load_model:
             threading.Thread(target=self._load_model, name="specmem-model", daemon=True).start()
+        else:
+            self._model_tried.set()
 
     # -- the model --------------------------------------------------------------------------------------------
 
@@ -112,6 +119,8 @@ class ReadState:
             log.exception("embedding model failed to load")
         else:
             self._model_ready.set()
+        finally:
+            self._model_tried.set()
 
     @property
     def model_state(self) -> str:
@@ -122,6 +131,11 @@ class ReadState:
     def ready_embedder(self) -> Embedder | None:
         """The query embedder if its model is loaded; never waits for it."""
         return self.query_embedder if self._model_ready.is_set() else None
+
+    def wait_model(self, timeout: float | None = None) -> bool:
+        """Wait for the background load of the model to end; whether the model is ready."""
+        self._model_tried.wait(timeout)
+        return self._model_ready.is_set()
 
     # -- the connection ---------------------------------------------------------------------------------------
 
@@ -148,6 +162,9 @@ class ReadState:
             db.serve_only(local.conn, self.config.roots)
             with self._lock:
                 self._open.add(local.conn)
+                first, self._on_first_open = self._on_first_open, None
+            if first is not None:
+                first(local.conn)
         local.stamp = current
         with self._lock:
             if self._cache_stamp != current:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specmem.indexer import config, db
-from specmem.indexer.errors import NotFound, SearchError, WriteError
+from specmem.indexer.errors import NotFound, SearchError, SpecmemError, WriteError
 from specmem.server.state import ReadState
 
 # Everything else is imported by the method that needs it: a CLI keyword search must not pay for numpy, pydantic,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from specmem.indexer.draft import Draft, OnDuplicate
     from specmem.indexer.embed import Embedder
     from specmem.indexer.project import InitPlan
+    from specmem.indexer.remembered import Scan
     from specmem.indexer.scan import Progress, ScanReport
     from specmem.indexer.scanstate import ScanState
     from specmem.indexer.watch import Watcher
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("specmem")
 WAIT_POLL = 0.05
+EXIT_EMBED_WAIT = 60.0  # a background host finishes its writes' embeddings for up to this long when it closes
+EMBED_LOCK_TIMEOUT = 600.0
+REBASE_LOCK_TIMEOUT = 30.0
 
 
 class Memories:
@@ -81,14 +85,33 @@ class Memories:
             load_model=background and load_model,
             embedder=embedder,
             memory_vectors=background if memory_vectors is None else memory_vectors,
+            on_first_open=self._follow_a_move,
         )
         self._own_embedder = embedder is not None
-        self._embedding = threading.Lock()
+        # A background host's embedding worker (see _embed_soon): started by the first write, or at once to
+        # embed what an earlier process left pending.
+        self._worker: threading.Thread | None = None
+        self._worker_lock = threading.Lock()
+        self._embed_wanted = threading.Event()
+        self._embed_busy = False
+        self._wrote = False  # this process wrote memories whose embeddings it owes
+        self._closing = threading.Event()
+        if background and load_model:
+            self._start_worker(sweep=True)
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close the read connections (writers are closed after each write)."""
+    def close(self, *, embed_wait: float = EXIT_EMBED_WAIT) -> None:
+        """Close the read connections (writers are closed after each write). A background host first finishes
+        the embeddings of what it wrote, for up to `embed_wait` seconds (the next process finishes the rest)."""
+        if self._worker is not None and self._wrote:
+            deadline = time.monotonic() + embed_wait
+            if self._embed_wanted.is_set() or self._embed_busy:
+                log.info("finishing the embeddings of the memories written here before closing")
+            while (self._embed_wanted.is_set() or self._embed_busy) and time.monotonic() < deadline:
+                time.sleep(WAIT_POLL)
+        self._closing.set()
+        self._embed_wanted.set()  # wakes the worker, which then ends
         self._reader.close()
 
     def __enter__(self) -> Memories:
@@ -103,6 +126,25 @@ class Memories:
     @property
     def embedder(self) -> Embedder:
         return self._reader.embedder
+
+    def _follow_a_move(self, conn: apsw.Connection) -> None:
+        """Before the first read: an index whose project was moved or renamed is rebased onto the new roots (one
+        short write; a scan would do the same), so that a search right after the move finds everything."""
+        from specmem.indexer import moved
+        from specmem.indexer.lock import FileLock
+
+        if not moved.moves(conn, self.config):
+            return
+        try:
+            with self.writer() as writer, FileLock(self.config.write_lock_path, "rebase") as lock:
+                lock.acquire(REBASE_LOCK_TIMEOUT)
+                moved.rebase(writer, self.config)
+        except SpecmemError as exc:
+            log.warning(
+                "the project moved, and its index could not be brought along here (%s): run `specmem scan` "
+                "where the index can be written",
+                exc,
+            )
 
     @property
     def reader(self) -> ReadState:
@@ -160,7 +202,24 @@ class Memories:
         names = self._reader.project_names(conn, [r.id for r in response.results])
         for r in response.results:
             r.project = names.get(r.id, self.config.index_project)
+        if response.pending_embeddings and mode != "keyword":
+            response.notes.append(self._who_embeds())
         return response
+
+    def _who_embeds(self) -> str:
+        """Who is computing the missing embeddings, or what to run: said with every search that lacks some."""
+        from specmem.indexer import scanstate
+        from specmem.indexer.lock import current_holder
+
+        state = scanstate.read(self.config.scan_state_path)
+        if state is not None and state.alive:
+            return f"a scan (pid {state.pid}) is computing them: {state.describe()}"
+        holder = current_holder(self.config.watcher_lock_path)
+        if holder is not None:
+            return f"the {holder.describe()} that keeps this index live is computing them"
+        if self.background:
+            return "this server computes them once its model is loaded"
+        return "run `specmem scan` to compute them"
 
     def _query_embedder(self, conn: apsw.Connection, mode: Mode) -> Embedder | None:
         if mode == "keyword":
@@ -286,6 +345,13 @@ class Memories:
                 return state if building else scanstate.ScanState(os.getpid(), "", "walking", 0, 0, 0, 0)
             time.sleep(WAIT_POLL)  # another process's progress: a file to poll, no event to wait on
 
+    def unread(self) -> dict[Path, int]:
+        """Folders of markdown in the project that no root reads, with their number of markdown files (only when
+        the roots are the project's own: roots chosen for one run are taken as meant)."""
+        from specmem.indexer import unread
+
+        return unread.of(self.config)
+
     def pending(self) -> int:
         """Memories whose embeddings are not computed yet."""
         return self._reader.cached("pending", db.pending_count)
@@ -344,9 +410,15 @@ class Memories:
         candidates = files.user_paths(text, self.config.project, self.config.roots)
         raw = Path(text).expanduser()
         inside = [c for c in candidates if files.inside_roots(c, self.config.roots)]
-        for candidate in inside:
-            if candidate.exists():
-                return Path(os.path.abspath(candidate))
+        if inside and inside[0] == candidates[0] and inside[0].exists():
+            return Path(os.path.abspath(inside[0]))  # from here (or absolute): one file
+        existing = list(dict.fromkeys(Path(os.path.abspath(c)) for c in inside if c.exists()))
+        if len(existing) > 1:  # relative to the project and the roots, it names a file in several of them
+            from specmem.server import memories
+
+            raise NotFound(memories.ambiguous(text, [(str(p), None) for p in existing]))
+        if existing:
+            return existing[0]
         if inside and raw.is_absolute():
             return Path(os.path.abspath(inside[0]))
         roots = ", ".join(str(r) for r in self.config.roots)
@@ -377,24 +449,68 @@ class Memories:
         return embedded
 
     def _embed_soon(self) -> None:
-        """In a background host, embed what a write left pending, off the caller's thread (one pass at a time)."""
-        if not self.background or self._reader.ready_embedder() is None:
+        """In a background host, have the embedding worker embed what a write left pending: at once, or as soon
+        as the model has loaded. Wanted again while a pass runs, it runs once more (nothing written meanwhile is
+        left behind)."""
+        if not self.background:
             return
-        if not self._embedding.acquire(blocking=False):
-            return
+        self._wrote = True
+        self._embed_wanted.set()
+        self._start_worker(sweep=False)
 
+    def _start_worker(self, *, sweep: bool) -> None:
+        with self._worker_lock:
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._embed_worker, args=(sweep,), name="specmem-embed", daemon=True
+                )
+                self._worker.start()
+
+    def _embed_worker(self, sweep: bool) -> None:
+        """Embeds pending chunks whenever wanted, after the model has loaded. `sweep`: first embed what earlier
+        processes left pending (a server that exited before its writes were embedded), unless a watcher keeps
+        this index live (it embeds them) or the index cannot be written here."""
         from specmem.indexer.embed import background_thread
 
-        def run() -> None:
-            background_thread(idle=False)
+        background_thread()
+        if not self._reader.wait_model():
+            self._embed_wanted.clear()
+            return  # no model: searches answer in keyword mode, and nothing can be embedded here
+        if sweep and not self._closing.is_set() and self._left_pending():
+            self._embed_wanted.set()
+        while True:
+            self._embed_wanted.wait()
+            if self._closing.is_set():
+                return
+            self._embed_busy = True
+            self._embed_wanted.clear()
             try:
-                self.embed()
+                self._embed_pass()
             except Exception:  # noqa: BLE001 - logged with its traceback; the next write retries
                 log.exception("background embedding failed")
             finally:
-                self._embedding.release()
+                self._embed_busy = False
 
-        threading.Thread(target=run, name="specmem-embed", daemon=True).start()
+    def _left_pending(self) -> bool:
+        from specmem.indexer.lock import current_holder
+
+        if current_holder(self.config.watcher_lock_path) is not None:
+            return False
+        if not os.access(self.config.db_path, os.W_OK) or not os.access(self.config.db_path.parent, os.W_OK):
+            return False
+        try:
+            return self.pending() > 0
+        except SpecmemError:
+            return False  # no index yet
+
+    def _embed_pass(self) -> None:
+        """One `embed()` at a time per index among the servers: several starting together would each compute the
+        same vectors. One that waits here finds little or nothing left when its turn comes."""
+        from specmem.indexer.lock import FileLock
+
+        with FileLock(self.config.embed_lock_path, "embed") as lock:
+            lock.acquire(EMBED_LOCK_TIMEOUT)
+            self.embed()
 
     def watch(self, **options: Any) -> Watcher:
         """Start keeping the index live (see `Watcher`); call `.stop()` on the result, or use it in `with`."""
@@ -504,6 +620,8 @@ class Memories:
                 changed += rewrite_memory(
                     conn, self.config, self.embedder, path, citations.confirming(cited, when)
                 )
+            if changed:
+                self._after_write(conn)  # a new title changes the text its chunks are embedded with
         return Written(id=row.id, path=str(path), changed=changed)
 
     def delete(
@@ -577,12 +695,41 @@ def init(
     """Set a project up: `specmem.toml`, an example rule and memory (when the first root holds no markdown
     yet), `.specmem/` kept out of git, and `.mcp.json` for Claude Code. Never overwrites a file; the plan says
     what was created, what was kept, and which assistants' memory conventions the project already has."""
-    from specmem.indexer import project
+    from specmem.indexer import files, project, unread
 
     plan = project.plan(Path(folder), [os.fspath(r) for r in roots] if roots else None)
+    read = [plan.folder / r for r in plan.roots] + [place for _, place in plan.found]
+    found = unread.folders(
+        plan.folder, read, files.DEFAULT_POLICY, exclude=(plan.folder / config.DB_DIRNAME,)
+    )
+    plan.unread = {folder: n for folder, n in found.items() if folder not in plan.hidden}
     if not dry_run:
         project.apply(plan)
     return plan
+
+
+def forget(
+    folder: str | os.PathLike[str] | None = None, *, everything: bool = False
+) -> tuple[builtins.list[Scan], builtins.list[Path]]:
+    """Forget the scan remembered for `folder` (default: the current one; the one commands run there use), or
+    `everything`; an index specmem made for it in the user data folder is deleted too. Returns the scans forgotten
+    and the index files deleted."""
+    from specmem.indexer import remembered
+
+    where = Path(folder or ".").expanduser().resolve()
+    if everything:
+        scans = remembered.load()
+    else:
+        found = remembered.remembered_for(where)
+        scans = [found] if found is not None else []
+    if not scans:
+        known = remembered.load()
+        listed = "; ".join(s.describe() for s in known[-5:]) if known else "none"
+        raise NotFound(
+            f"no scan is remembered for {where}; remembered: {listed}"
+            + (" (run `specmem forget` in a folder above, or `specmem forget --all`)" if known else "")
+        )
+    return scans, remembered.forget(scans)
 
 
 def open(  # noqa: A001 - specmem.open(...), like sqlite3.connect or io.open

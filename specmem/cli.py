@@ -67,6 +67,14 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
             model=model,
             cwd=Path(project) if project else None,
         )
+        remembered = cfg.sources.get("roots", "")
+        if remembered.startswith("remembered"):
+            # Not this folder's own index: say which one answers (`specmem forget` drops the record).
+            say(
+                f"using the index of {', '.join(str(r) for r in cfg.roots)} {remembered} ({cfg.db_path}); "
+                "`specmem forget` forgets it",
+                err=True,
+            )
         return fn(cfg, **kwargs)
 
     return wrapper
@@ -219,6 +227,7 @@ def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool, as_json: bool) 
             f'["{path.name}"] to specmem.toml',
             fg="yellow",
         )
+    print_unread(plan.unread, plan.folder)
     from specmem.indexer import assistants
 
     note = assistants.path_note()
@@ -239,6 +248,25 @@ def next_steps(folder: Path) -> list[str]:
     return [f'{here}{run} scan && {run} search "what did we decide"']
 
 
+@cli.command("forget")
+@click.argument("folder", required=False, type=click.Path(file_okay=False))
+@click.option("--all", "everything", is_flag=True, help="Forget every remembered scan.")
+@as_json_option
+def forget_cmd(folder: str | None, everything: bool, as_json: bool) -> None:
+    """Forget the scan remembered for FOLDER (default: here), the one `specmem scan DIR` recorded outside a
+    configured project, and delete the index it made in the user data folder. The memory files are not touched."""
+    from specmem.api import forget
+
+    scans, deleted = forget(folder, everything=everything)
+    if as_json:
+        emit({"forgot": [scan.describe() for scan in scans], "deleted": [str(p) for p in deleted]})
+        return
+    for scan in scans:
+        say(f"forgot {scan.describe()}")
+    for path in deleted:
+        say(f"deleted the index {path}", err=True)
+
+
 @cli.command("scan")
 @click.argument("root_args", metavar="[ROOT]...", nargs=-1, type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Re-read and re-index every file, even unchanged ones.")
@@ -254,8 +282,8 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
     renamed files keep their embeddings. Keyword search sees the changes before the embeddings are computed.
     Progress goes to stderr (a bar on a terminal, a line every few seconds otherwise).
     """
-    from specmem.indexer import config as configmod
-    from specmem.indexer.errors import ConfigError
+    from specmem.indexer import remembered
+    from specmem.indexer.errors import ConfigError, ModelUnavailable
 
     missing = [r for r in cfg.roots if not r.exists()]
     if missing and len(missing) == len(cfg.roots):
@@ -263,22 +291,41 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
             f"root folder {missing[0]} does not exist; create it (`specmem init` does), or pass an existing "
             "folder (specmem scan DIR)"
         )
-    progress = ProgressLine()
-    with opened(cfg) as mem:
-        report = mem.scan(force=force, embed=not no_embed, progress=None if as_json else progress)
-    progress.finish()
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        print_report(report, cfg)
     if cfg.sources.get("roots") == "option" and cfg.project_file is None:
-        # Outside a configured project: the next command run here finds these roots and this index.
-        configmod.remember(cfg)
+        # Outside a configured project: the next command run here finds these roots and this index, from the
+        # start of this scan (keyword search works long before the embeddings are done).
+        remembered.remember(cfg)
         roots = " ".join(f"--root {r}" for r in cfg.roots if r not in cfg.convention_roots)
         say(
             f"remembered: `specmem search` and the other commands run in {os.getcwd()} use these roots and this "
-            f"index; to keep them in the project for good: specmem init {roots}",
+            f"index (`specmem forget` forgets them); to keep them in the project for good: specmem init {roots}",
             err=True,
+        )
+    progress = ProgressLine()
+    try:
+        with opened(cfg) as mem:
+            report = mem.scan(force=force, embed=not no_embed, progress=None if as_json else progress)
+            unread = mem.unread()
+    except KeyboardInterrupt:
+        progress.finish()
+        say(
+            "interrupted: what was indexed is kept and searchable; run `specmem scan` again to go on from there",
+            err=True,
+        )
+        exit_now(130)
+    progress.finish()
+    if as_json:
+        shown = {str(folder): count for folder, count in unread.items()}
+        click.echo(json.dumps({**report.to_dict(), "unread": shown}, indent=2))
+    else:
+        print_report(report, cfg)
+        print_unread(unread, cfg.project)
+    if report.embedding_error and not no_embed:
+        # Keyword search works, but the scan did not do what was asked: say why and how to fix it.
+        raise ModelUnavailable(
+            f"embeddings not computed ({report.embedding_error}); keyword search works on what was indexed: set "
+            "a model that loads (--model, SPECMEM_MODEL or model in specmem.toml; `specmem paths` shows the one "
+            "used), or scan with --no-embed"
         )
 
 
@@ -301,6 +348,17 @@ def print_report(report: ScanReport, cfg: Config) -> None:
         say(f"warning {path}: {message}", fg="yellow")
     print_skipped(report, cfg)
     say(f"index: {cfg.index_name}")
+
+
+def print_unread(unread: dict[Any, int], project: Any) -> None:
+    """Every folder of markdown in the project that no root reads, with the setting that takes it in."""
+    for folder, count in unread.items():
+        rel = folder.relative_to(project).as_posix()
+        say(
+            f"not read: {rel}/ holds {count} markdown file{'s' if count != 1 else ''} outside the roots; to index "
+            f'it, add "{rel}" to roots in specmem.toml',
+            fg="yellow",
+        )
 
 
 def print_skipped(report: ScanReport, cfg: Config) -> None:
@@ -361,7 +419,7 @@ def watch_cmd(
     )
     logging.getLogger("watchdog").setLevel(logging.WARNING)
     for root in cfg.roots:
-        if not root.is_dir():
+        if not root.exists():  # (a convention's file, CLAUDE.md, is a root too)
             say(f"warning: root {root} does not exist yet; watching for it", err=True, fg="yellow")
     ready = threading.Event()
 
@@ -715,6 +773,13 @@ def search_cmd(
             include_constitutional=not no_constitutional,
             projects=list(projects) or None,
         )
+    if mode == "semantic" and response.mode_used != "semantic":
+        from specmem.indexer.errors import SearchError
+
+        # Asked for meaning only, and no meaning can be searched: an answer by keyword would pass for it.
+        raise SearchError(
+            f"semantic search is not possible here: {'; '.join(response.notes)}; use --mode keyword or hybrid"
+        )
     if as_json:
         click.echo(json.dumps(response.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -851,13 +916,23 @@ def list_cmd(
     if as_json:
         click.echo(page.model_dump_json(indent=2))
         return
+    shared = {m.rel_path for m in page.items if sum(o.rel_path == m.rel_path for o in page.items) > 1}
     for m in page.items:
+        # Two roots may each hold a README.md: those are shown by their path from the project, not as twins.
+        shown = m.rel_path if m.rel_path not in shared else _from_project(m.path, cfg)
         say(
             f"{m.id:>5}  {m.tier:<14} {m.spec_folder or '-':<20} {click.style(m.title, bold=True)}  "
-            + click.style(m.rel_path, fg="cyan")
+            + click.style(shown, fg="cyan")
         )
     shown = f"{offset + 1}-{offset + len(page.items)}" if page.items else "none"
     say(click.style(f"{shown} of {page.total} memories", dim=True), err=True)
+
+
+def _from_project(path: str, cfg: Config) -> str:
+    from pathlib import Path
+
+    target = Path(path)
+    return target.relative_to(cfg.project).as_posix() if target.is_relative_to(cfg.project) else path
 
 
 @cli.command("triggers")

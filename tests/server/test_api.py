@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 import specmem
-from tests.helpers import memory, write
+from specmem.indexer import db
+from tests.helpers import memory, wait_for, write
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -116,19 +119,113 @@ def test_import_is_cheap_and_side_effect_free():
     assert set(specmem.__all__) <= set(dir(specmem)) and all(getattr(specmem, n) for n in specmem.__all__)
 
 
-def test_the_readme_example_runs(specs, capsys):
-    """The README's Python API example, run as written against a small project."""
+def test_the_readme_example_runs_from_any_folder(tmp_path, monkeypatch):
+    """The README's Python API example, run as written from a temporary folder and from the folder holding a
+    clone named specmem (where `import specmem` once found the clone's folder as an empty namespace package)."""
     import re
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     example = re.search(r"## Python API.*?```python\n(.*?)```", readme, re.S)
     assert example, "the README has no Python API example"
-    write(
-        specs / "001-db" / "memory" / "apsw.md",
-        memory("Use apsw", "apsw instead of sqlite3: it loads sqlite-vec"),
+    script = tmp_path / "example.py"
+    script.write_text(example.group(1))
+    holder = tmp_path / "holder"
+    holder.mkdir()
+    (holder / "specmem").symlink_to(ROOT)
+    for key in ("SPECMEM_DB", "SPECMEM_ROOTS"):
+        monkeypatch.delenv(key)
+    before = sorted(p for p in (ROOT / "specs").rglob("*") if p.is_file())
+    for where in (tmp_path, holder):
+        done = subprocess.run(
+            [sys.executable, "-c", script.read_text()], cwd=where, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr
+        assert "/specs/001-db/memory/apsw.md:1-3 normal Use apsw" in done.stdout, done.stdout
+        assert "We hash cache keys with xxh3." in done.stdout
+    assert sorted(p for p in (ROOT / "specs").rglob("*") if p.is_file()) == before, (
+        "the example wrote into the clone"
     )
-    exec(compile(example.group(1), "README.md", "exec"), {})
-    printed = capsys.readouterr().out
-    assert (
-        "001-db/memory/apsw.md:4-6 normal Use apsw" in printed and "We hash cache keys with xxh3." in printed
-    )
+
+
+# -- embeddings owed by a background host (issue 23, item 4) -----------------------------------------------------
+
+
+class Gated:
+    """The hash embedder behind two gates: its model "loads" when `loaded` is set, and the embedding worker's
+    encode waits for `encoded` (other threads, such as a write's duplicate check, pass)."""
+
+    def __init__(self, inner, loaded: threading.Event, encoded: threading.Event) -> None:
+        self.inner, self.loaded, self.encoded = inner, loaded, encoded
+        self.model_id, self.max_tokens = inner.model_id, inner.max_tokens
+        self.waiting = threading.Event()
+
+    @property
+    def dim(self) -> int:
+        self.loaded.wait(60)
+        return self.inner.dim
+
+    def count_tokens(self, texts):
+        return self.inner.count_tokens(texts)
+
+    def encode(self, texts):
+        if threading.current_thread().name == "specmem-embed":
+            self.waiting.set()
+            self.encoded.wait(60)
+        return self.inner.encode(texts)
+
+
+def status(cfg, mid: int) -> str:
+    conn = db.connect(cfg.db_path, readonly=True)
+    try:
+        return conn.execute("SELECT embedding_status FROM memory_index WHERE id = ?", (mid,)).fetchall()[0][0]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def indexed(specs, cfg, hash_embedder):
+    write(specs / "001-a" / "memory" / "old.md", memory("Old", "an embedded memory"))
+    with specmem.Memories(cfg, embedder=hash_embedder) as mem:
+        mem.scan()
+    return cfg
+
+
+def test_a_memory_written_while_the_model_loads_is_embedded_once_it_has(indexed, hash_embedder):
+    loaded, encoded = threading.Event(), threading.Event()
+    encoded.set()
+    mem = specmem.Memories(indexed, embedder=Gated(hash_embedder, loaded, encoded), background=True)
+    try:
+        written = mem.write("Fresh", "written while the model loads", "009-new")
+        assert status(indexed, written.id) == "pending"
+        loaded.set()
+        wait_for(lambda: status(indexed, written.id) == "done", what="the embedding once the model loaded")
+    finally:
+        mem.close()
+
+
+def test_a_background_host_finishes_its_writes_embeddings_before_it_closes(indexed, hash_embedder):
+    loaded, encoded = threading.Event(), threading.Event()
+    loaded.set()
+    embedder = Gated(hash_embedder, loaded, encoded)
+    mem = specmem.Memories(indexed, embedder=embedder, background=True)
+    written = mem.write("Fresh", "written just before the server exits", "009-new")
+    wait_for(embedder.waiting.is_set, what="the embedding to start")
+    at_close: list[str] = []
+    closing = threading.Thread(target=lambda: (mem.close(), at_close.append(status(indexed, written.id))))
+    closing.start()
+    encoded.set()
+    closing.join(60)
+    assert at_close == ["done"]
+
+
+def test_embeddings_left_pending_by_an_earlier_process_are_computed_by_the_next_server(indexed):
+    write(indexed.roots[0] / "002-b" / "memory" / "left.md", memory("Left", "written, never embedded"))
+    with specmem.Memories(indexed) as mem:
+        mem.scan(embed=False)
+        left = mem.search("never embedded", mode="keyword", include_constitutional=False).results[0].id
+    assert status(indexed, left) == "pending"
+    mem = specmem.Memories(indexed, background=True)  # a server with no watcher (SPECMEM_WATCH=0)
+    try:
+        wait_for(lambda: status(indexed, left) == "done", what="the next server to embed what was left")
+    finally:
+        mem.close()

@@ -149,7 +149,37 @@ def test_pending_embeddings_are_reported(specs, run_scan, conn, hash_embedder):
     run_scan(embed=False)
     r = search(conn, "alpha", embedder=hash_embedder)
     assert r.pending_embeddings == 1 and {"A", "B"} <= set(titles(r))
-    assert any("waiting for embeddings" in n for n in r.notes)
+    assert any("waiting for embeddings" in n and "ready for 50% of memories" in n for n in r.notes)
+
+
+def test_a_memory_waiting_for_its_embedding_ranks_by_keyword_without_a_penalty(
+    specs, run_scan, conn, hash_embedder
+):
+    """A memory just written is first by keyword; it must not drop below memories that only match its meaning
+    because its own vector is not computed yet (issue 23: 7th in hybrid, 1st in keyword)."""
+    for i in range(12):
+        write(
+            specs / f"{i:03d}-x" / "memory" / "m.md",
+            memory(
+                f"Cache note {i}",
+                f"cache eviction policy number {i} keeps the cache warm and the keys hashed",
+            ),
+        )
+    run_scan()
+    write(
+        specs / "100-new" / "memory" / "new.md",
+        memory("Eviction", "cache eviction policy: least recently used"),
+    )
+    run_scan(embed=False)
+    query = "cache eviction policy least recently used"
+    keyword = search(conn, query, mode="keyword", embedder=hash_embedder, include_constitutional=False)
+    hybrid = search(conn, query, mode="hybrid", embedder=hash_embedder, include_constitutional=False)
+    assert titles(keyword)[0] == "Eviction"
+    assert hybrid.mode_used == "hybrid" and titles(hybrid)[0] == "Eviction", titles(hybrid)
+    assert "embedding pending" in (hybrid.results[0].parts.fusion or "")
+    run_scan()  # embedded: now ranked by both sides as usual
+    hybrid = search(conn, query, mode="hybrid", embedder=hash_embedder, include_constitutional=False)
+    assert "embedding pending" not in (hybrid.results[0].parts.fusion or "")
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from specmem.indexer import atomic, config, db, scanstate
+from specmem.indexer import atomic, config, db, remembered, scanstate
 from specmem.indexer.errors import StateFileError
 from specmem.indexer.lock import FileLock, write_watcher_status
 from specmem.indexer.watch import Watcher
@@ -120,13 +120,13 @@ def test_progress_and_signal_readers_ignore_a_link_and_the_writer_refuses_it(cfg
 
 
 def test_remembered_scans_are_never_written_through_a_link(cfg):
-    store = config.user_data_dir() / config.REMEMBERED_FILE
+    store = config.user_data_dir() / remembered.FILE
     store.parent.mkdir(parents=True)
     target = victim(cfg.project)
     os.symlink(target, store)
-    assert config.remembered_for(cfg.project) is None
+    assert remembered.remembered_for(cfg.project) is None
     with pytest.raises(StateFileError):
-        config.remember(cfg)
+        remembered.remember(cfg)
     assert untouched(target)
 
 
