@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import stat
 import tomllib
@@ -60,6 +62,9 @@ class Config:
     # single files are also in `file_roots`.
     convention_roots: tuple[Path, ...] = ()
     file_roots: tuple[Path, ...] = ()
+    # The roots are the project's own (specmem.toml or the default): a full scan searches the project for the
+    # conventions' places below its top (indexer/places.py) and the settings read the ones it found.
+    searches_project: bool = False
     project_file: Path | None = None
     # SPECMEM_DB=postgresql://…: the shared PostgreSQL index (db_path then only places the side files: locks,
     # scan progress), and this project's name in it (default: the project folder's, i.e. the repository's).
@@ -123,7 +128,7 @@ class Config:
             rows.append((name, text, self.sources.get(name, "default")))
             if name == "roots" and self.convention_roots:
                 shown = ", ".join(str(r) for r in self.convention_roots)
-                rows.append(("convention roots", shown, "found at the project top"))
+                rows.append(("convention roots", shown, "the conventions' places in the project"))
         return rows
 
 
@@ -293,7 +298,7 @@ SETTINGS = [
         "SPECMEM_SURFACE",
         "surface_constitutional",
         _count,
-        "rules on top of a search",
+        "rules among a search's results",
     ),
     Setting(
         "search_wait",
@@ -509,20 +514,6 @@ def _db_path(
     return user_data_dir() / "indexes" / f"{roots[0].name}-{slug}" / "index.db"
 
 
-def _convention_places(
-    project: Path | None, values: dict[str, Any], sources: dict[str, str], roots: tuple[Path, ...]
-) -> list[tuple[conventions_mod.Convention, Path]]:
-    """The adopted conventions' places at the project top, which become roots of their own, unless roots were
-    chosen for this run (an option or SPECMEM_ROOTS: exactly those folders) or a root already holds them."""
-    extra: list[tuple[conventions_mod.Convention, Path]] = []
-    if project is not None and not sources.get("roots", "").startswith(("option", "env", "remembered")):
-        adopted = conventions_mod.named(values.get("conventions", conventions_mod.NAMES))
-        for convention, place in conventions_mod.found_at(project, adopted):
-            if not any(place == r or r in place.parents for r in roots):
-                extra.append((convention, place))
-    return extra
-
-
 def resolve(
     *,
     db: str | os.PathLike[str] | None = None,
@@ -573,14 +564,70 @@ def resolve(
     values = _settings(options, env, file_settings, project_file, sources)
     db_path = _db_path(values, sources, project_file, project, remembered, resolved_roots, cwd)
     _utf8_path(db_path, "index path")
-    extra = _convention_places(project, values, sources, resolved_roots)
-    return Config(
+    # The adopted conventions' places become roots of their own, unless roots were chosen for this run (an option
+    # or SPECMEM_ROOTS: exactly those folders) or a root already holds them: those at the project top, and those
+    # below it that the last full scan found (indexer/places.py: finding them takes a walk of the project).
+    config = Config(
         project=project or cwd,
         db_path=db_path,
-        roots=resolved_roots + tuple(place for _, place in extra),
-        convention_roots=tuple(place for _, place in extra),
-        file_roots=tuple(place for c, place in extra if not c.folder),
+        roots=resolved_roots,
+        searches_project=project is not None
+        and not sources.get("roots", "").startswith(("option", "env", "remembered")),
         project_file=project_file,
         sources=sources,
         **values,
     )
+    return with_remembered_places(config) if config.searches_project else config
+
+
+def with_remembered_places(config: Config) -> Config:
+    """`config` with the conventions' places as roots: at the project top, and below it as the last full scan
+    found them."""
+    adopted = conventions_mod.named(config.conventions)
+    return with_places(config, remembered_places(config.db_path, config.project, adopted))
+
+
+def with_places(config: Config, below: Sequence[tuple[conventions_mod.Convention, Path]]) -> Config:
+    """`config` with the adopted conventions' places as roots of their own: those at the project top and `below`
+    (places found below it), except where a root of the settings already holds one."""
+    own = tuple(r for r in config.roots if r not in config.convention_roots)
+    adopted = conventions_mod.named(config.conventions)
+    extra: dict[Path, conventions_mod.Convention] = {}
+    for convention, place in [*conventions_mod.found_at(config.project, adopted), *below]:
+        if place not in extra and not any(place == r or r in place.parents for r in own):
+            extra[place] = convention
+    return dataclasses.replace(
+        config,
+        roots=own + tuple(extra),
+        convention_roots=tuple(extra),
+        file_roots=tuple(place for place, c in extra.items() if not c.folder),
+    )
+
+
+def places_file(db_path: Path) -> Path:
+    """Where a full scan remembers the conventions' places it found below the project top."""
+    return side_file(db_path, "places.json")
+
+
+def remembered_places(
+    db_path: Path, project: Path, adopted: Sequence[conventions_mod.Convention]
+) -> list[tuple[conventions_mod.Convention, Path]]:
+    """The places the last full scan found below the project top that still exist and whose convention is
+    adopted; nothing when none were remembered or the file is unreadable (the next scan writes it again)."""
+    try:
+        data = json.loads(places_file(db_path).read_text(encoding="utf-8"))
+        listed = [(str(p["convention"]), str(p["path"])) for p in data["places"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    out = []
+    for name, rel in listed:
+        place = project / rel
+        if ".." in Path(rel).parts or Path(rel).is_absolute() or place.is_symlink():
+            continue
+        folder = place.is_dir()
+        if not folder and not place.is_file():
+            continue  # gone since: the next scan forgets it
+        kind = next((c for c in adopted if c.name == name and c.folder == folder), None)
+        if kind is not None:
+            out.append((kind, place))
+    return out

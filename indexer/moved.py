@@ -18,7 +18,7 @@ log = logging.getLogger("specmem.moved")
 def moves(conn: apsw.Connection, config: Config) -> dict[Path, Path]:
     """Old root → new root for every indexed root that no longer exists and sits where a configured root sits
     in its project, the project's folder aside (`/a/app/specs` → `/b/app2/specs`). Empty when nothing moved."""
-    if config.db_url:
+    if config.db_url or not isinstance(conn, apsw.Connection):
         return {}  # a shared PostgreSQL index is keyed by project, not by one machine's folders
     indexed = store.indexed_roots(conn)
     stale = [r for r in indexed if r not in config.roots and not r.exists()]

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from specmem.indexer import assistants, atomic, conventions, db, files
-from specmem.indexer.config import DB_DIRNAME, PROJECT_FILE
+from specmem.indexer import assistants, atomic, conventions, db, files, places
+from specmem.indexer import config as configmod
+from specmem.indexer.config import DB_DIRNAME, PROJECT_FILE, Config
 from specmem.indexer.conventions import Convention
 from specmem.indexer.errors import ConfigError, WriteError
+from specmem.indexer.places import Found
 
 EXAMPLE_RULE = """---
 title: Example rule - replace it with one your assistant must always follow
@@ -56,7 +58,10 @@ class InitPlan:
     folder: Path
     roots: list[str]
     steps: list[Step] = field(default_factory=list)
-    found: list[tuple[Convention, Path]] = field(default_factory=list)  # conventions this project has
+    # Where the project keeps memory that specmem reads: the roots that exist (with their markdown files), then the
+    # conventions' places (at the top and below it), each with its convention (None for a root).
+    reads: list[tuple[Convention | None, Path, int]] = field(default_factory=list)
+    found: Found | None = None  # what the search of the project found, with the markdown it leaves out
     hidden: dict[Path, int] = field(default_factory=dict)  # other hidden folders at the top holding markdown
     unread: dict[Path, int] = field(
         default_factory=dict
@@ -66,19 +71,27 @@ class InitPlan:
     def created(self) -> list[Step]:
         return [s for s in self.steps if s.action == "create"]
 
+    @property
+    def places(self) -> list[tuple[Convention, Path]]:
+        """The conventions' places this project has."""
+        return [(c, p) for c, p, _ in self.reads if c is not None]
+
     def to_dict(self) -> dict[str, object]:
         return {
             "folder": str(self.folder),
             "roots": self.roots,
             "steps": [{"action": s.action, "path": str(s.path), "why": s.why} for s in self.steps],
-            "conventions_found": [{"name": c.name, "tool": c.tool, "path": str(p)} for c, p in self.found],
+            "conventions_found": [{"name": c.name, "tool": c.tool, "path": str(p)} for c, p in self.places],
+            "reads": [{"path": str(p), "markdown_files": n} for _, p, n in self.reads],
             "hidden": {str(p): n for p, n in self.hidden.items()},
             "unread": {str(p): n for p, n in self.unread.items()},
         }
 
 
-def plan(folder: Path, roots: list[str] | None = None) -> InitPlan:
-    """What `specmem init` would do in `folder`, with `roots` (default `specs`), changing nothing."""
+def plan(folder: Path, roots: list[str] | None = None, *, examples: bool = False) -> InitPlan:
+    """What `specmem init` would do in `folder`, with `roots` (default `specs`), changing nothing. The example
+    rule and memory are written only where the project keeps no memory yet (none in the roots, no convention's
+    place anywhere in it), or when `examples` asks for them."""
     folder = folder.expanduser().absolute()
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder} is a file; give the project's folder")
@@ -87,9 +100,9 @@ def plan(folder: Path, roots: list[str] | None = None) -> InitPlan:
     steps = result.steps
 
     project_file = folder / PROJECT_FILE
-    found = conventions.found_at(folder) if folder.is_dir() else []
-    result.found = found
-    result.hidden = _other_hidden(folder, found)
+    if folder.is_dir():
+        _what_it_reads(result)
+    result.hidden = _other_hidden(folder, result.places)
     if project_file.exists():
         steps.append(Step("keep", project_file, "exists; its settings stay as they are"))
     else:
@@ -98,23 +111,21 @@ def plan(folder: Path, roots: list[str] | None = None) -> InitPlan:
                 "create",
                 project_file,
                 f"the project's settings: roots = {json.dumps(listed)}",
-                _toml(listed, found),
+                _toml(listed, result.places),
             )
         )
 
     first = (folder / listed[0]).resolve() if not Path(listed[0]).is_absolute() else Path(listed[0])
-    holding = _markdown_in(first)
-    if holding:
-        steps.append(
-            Step(
-                "keep",
-                first,
-                f"holds {holding} markdown file{'s' if holding != 1 else ''} already; no examples added",
-            )
-        )
+    memory = sum(n for _, _, n in result.reads)
+    if memory and not examples:
+        kept = f"the project keeps {memory} memory file{'s' if memory != 1 else ''}; no examples added (--examples adds them)"
+        if first.is_dir():
+            steps.append(Step("keep", first, kept))
+        else:
+            steps.append(Step("create", first, f"the folder for new memories; {kept}"))
     else:
         rule = first / "constitutional" / "example-rule.md"
-        steps.append(Step("create", rule, "an example rule: rules lead every search", EXAMPLE_RULE))
+        steps.append(Step("create", rule, "an example rule (a constitutional memory)", EXAMPLE_RULE))
         example = first / "000-project" / "memory" / "project-memory-lives-in-markdown.md"
         text = EXAMPLE_MEMORY.format(root=listed[0])
         steps.append(Step("create", example, "an example memory (a decision)", text))
@@ -141,8 +152,10 @@ def apply(init: InitPlan) -> None:
     """Create what the plan says to create; a file that appeared since the plan is kept, never overwritten.
     A folder that cannot be written is a WriteError saying which; a symlinked `.specmem` is refused."""
     for step in init.created:
-        assert step.content is not None
         try:
+            if step.content is None:  # a folder for new memories
+                step.path.mkdir(parents=True, exist_ok=True)
+                continue
             if step.path.parent.name == DB_DIRNAME:
                 # The index holds every memory: owner only, as db.connect makes it; never through a symlink.
                 with atomic.open_own_folder(step.path.parent) as own:
@@ -179,6 +192,22 @@ def _markdown_in(folder: Path) -> int:
     return files.count_markdown(folder) if folder.is_dir() else 0
 
 
+def _what_it_reads(result: InitPlan) -> None:
+    """Fill `reads` and `found`: the roots, and the conventions' places at the top and anywhere below it (the
+    search a full scan makes), with the markdown left out."""
+    folder = result.folder
+    roots = tuple(Path(r) if Path(r).is_absolute() else (folder / r).resolve() for r in result.roots)
+    own = configmod.with_places(
+        Config(project=folder, db_path=folder / DB_DIRNAME / "index.db", roots=roots, searches_project=True),
+        (),
+    )
+    result.found = places.search(folder, own)
+    result.reads = [(None, r, _markdown_in(r)) for r in roots if r.is_dir()]
+    top = conventions.found_at(folder, conventions.named(own.conventions))
+    for convention, place in [*((c, p) for c, p in top if p in own.convention_roots), *result.found.places]:
+        result.reads.append((convention, place, _markdown_in(place) if convention.folder else 1))
+
+
 def _other_hidden(folder: Path, found: list[tuple[Convention, Path]]) -> dict[Path, int]:
     if not folder.is_dir():
         return {}
@@ -200,10 +229,11 @@ def _toml(roots: list[str], found: list[tuple[Convention, Path]]) -> str:
     here = f"found here: {', '.join(names)}" if names else "none found here yet"
     return f"""# specmem: this project's memory settings (`specmem paths` shows what they resolve to).
 
-# Folders of memory files (*.md), relative to this file.
+# Folders of memory files (*.md), relative to this file. ["."] reads every markdown file of the project.
 roots = {json.dumps(roots)}
 
-# Places where other assistants keep memory, read as memory too ({here}).
+# Places where assistants keep memory, read as memory too ({here}); CLAUDE.md, AGENTS.md,
+# .cursor/rules/ and decision records (docs/adr/, ...) at any depth.
 # All known ones by default: {json.dumps(list(conventions.NAMES))}; [] reads none.
 # conventions = {json.dumps(list(conventions.NAMES))}
 

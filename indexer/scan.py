@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import NamedTuple
 
 import apsw
@@ -25,6 +25,7 @@ from specmem.indexer import (
     db,
     files,
     moved,
+    places,
     scanstate,
     signal,
     store,
@@ -52,7 +53,9 @@ RACY_NS = 2_000_000_000
 # An mtime this far ahead of the clock is reported (a little skew from a network filesystem is not).
 FUTURE_SLACK_NS = 60_000_000_000
 # Bump when parsing or chunking changes what a file's rows would be: the next scan re-indexes every file.
-INDEX_FORMAT = "3"  # 3: citations of code (indexer/citations.py)
+INDEX_FORMAT = (
+    "4"  # 3: citations of code (indexer/citations.py); 4: convention places shown relative to the project
+)
 
 
 @dataclass
@@ -72,6 +75,10 @@ class ScanReport:
     problems: list[tuple[str, str]] = field(default_factory=list)
     # Hidden folders holding markdown that were left out (path, files): `include` in specmem.toml takes them.
     skipped: list[tuple[str, int]] = field(default_factory=list)
+    # A full scan of a project's own roots: the markdown outside the roots and the conventions' places, by first
+    # folder (`.`: the top), which `roots = ["."]` in specmem.toml would read (indexer/places.py).
+    unread: list[tuple[str, int]] = field(default_factory=list)
+    per_root: dict[str, int] = field(default_factory=dict)  # memory files seen under each root
     embedding_error: str | None = None
     keyword_seconds: float = 0.0
     embed_seconds: float = 0.0
@@ -82,6 +89,7 @@ class ScanReport:
         data["warnings"] = [{"path": p, "message": m} for p, m in self.warnings]
         data["problems"] = [{"path": p, "message": m} for p, m in self.problems]
         data["skipped"] = [{"path": p, "markdown_files": n} for p, n in self.skipped]
+        data["unread"] = [{"folder": p, "markdown_files": n} for p, n in self.unread]
         return data
 
 
@@ -105,8 +113,11 @@ def prepare(
     truncated_from: int | None,
     embedder: Embedder,
     adopted: tuple[Convention, ...] = CONVENTIONS,
+    base: Path | None = None,
 ) -> Prepared:
-    rel = PurePosixPath(path.name if path == root else path.relative_to(root).as_posix())
+    """Parse and chunk one file. Its path is shown relative to `base` (the project, for a convention's place:
+    `apps/web/CLAUDE.md`, scoped to `apps/web`), else to its root."""
+    rel = store.relative(path, root, base)
     parsed = parse(data, rel, truncated_from=truncated_from)
     tier, context_type = conventions.defaults(path, parsed.meta, adopted)
     if tier and not parsed.tier_given:
@@ -121,7 +132,7 @@ def prepare(
             f"modified in the future ({when}, {ahead / 86_400e9:.1f} days ahead); counted as modified when it was "
             "indexed: fix the clock that wrote it, or `touch` the file"
         )
-    return Prepared(path, root, stat, digest_of(data, truncated_from), parsed, chunks, warnings)
+    return Prepared(path, root, stat, digest_of(data, truncated_from), parsed, chunks, warnings, base)
 
 
 def read_settled(path: Path, limit: int, st: FileStat) -> tuple[bytes, int | None, FileStat, bool]:
@@ -242,22 +253,30 @@ def scan(
     reset_vectors_if_model_changed(conn, embedder.model_id)
     # A full scan tells other processes how far it is (a server's first search waits for its keyword phase).
     tracker = scanstate.Tracker(config.scan_state_path) if scopes is None and announce else None
-    run = ScanRun(
-        conn,
-        config,
-        embedder,
-        roots or config.roots,
-        scopes,
-        force,
-        embed,
-        _both(tracker, progress),
-        lock_timeout,
-        one_transaction,
-        finalize,
-        should_stop,
-        cited,
-    )
     try:
+        unread: list[tuple[str, int]] = []
+        if roots is None and scopes is None and config.searches_project:
+            # A full scan looks for the conventions' places anywhere in the project first (and remembers them).
+            if progress:
+                progress("walking", 0, 0)
+            config, found = places.refresh(config)
+            unread = sorted(found.unread.items(), key=lambda kv: (-kv[1], kv[0])) if found else []
+        run = ScanRun(
+            conn,
+            config,
+            embedder,
+            roots or config.roots,
+            scopes,
+            force,
+            embed,
+            _both(tracker, progress),
+            lock_timeout,
+            one_transaction,
+            finalize,
+            should_stop,
+            cited,
+        )
+        run.report.unread = unread
         _scan(run)
     finally:
         if tracker is not None:
@@ -339,6 +358,8 @@ def classify(run: ScanRun) -> Plan | None:
     report.problems.extend(walked.problems)
     report.skipped.extend((str(folder), count) for folder, count in walked.skipped.items())
     report.files_seen = len(walked.found)
+    for root, _ in walked.found.values():
+        report.per_root[str(root)] = report.per_root.get(str(root), 0) + 1
     plan = Plan(walked, existing, policy)
     total = len(walked.found)
     for done, (name, (root, os_stat)) in enumerate(walked.found.items(), 1):
@@ -485,7 +506,8 @@ def _prepare(
             return None
         data, truncated_from, st = read
     try:
-        prep = prepare(path, root, st, data, truncated_from, run.embedder, plan.policy.conventions)
+        base = run.config.project if root in run.config.convention_roots else None
+        prep = prepare(path, root, st, data, truncated_from, run.embedder, plan.policy.conventions, base)
     except Exception as exc:  # noqa: BLE001 - a bug one file triggers must not stop every other file
         log.exception("cannot index %s", path)
         run.report.problems.append(

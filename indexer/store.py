@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple, cast
 
 import apsw
 
-from specmem.indexer import db
+from specmem.indexer import db, files
 from specmem.indexer.db import pending_count as pending_count  # read by both sides: the shared base's
 from specmem.indexer.parse import ParsedFile, spec_folder
 
@@ -54,12 +54,21 @@ class Prepared:
     parsed: ParsedFile
     chunks: list[Chunk]
     warnings: list[str]
+    base: Path | None = None  # what `rel` is relative to, when not the root (a convention's place)
 
     @property
     def rel(self) -> PurePosixPath:
-        if self.path == self.root:  # a root that is one file (CLAUDE.md at the project top)
-            return PurePosixPath(self.path.name)
-        return PurePosixPath(self.path.relative_to(self.root).as_posix())
+        return relative(self.path, self.root, self.base)
+
+
+def relative(path: Path, root: Path, base: Path | None = None) -> PurePosixPath:
+    """A memory's path as shown (`rel_path`; its spec folder comes from it): relative to `base` when given and
+    holding it, else to its root; a root that is one file (CLAUDE.md at the project top) is its own name."""
+    if base is not None and path != base and files.within(path, base):
+        return PurePosixPath(path.relative_to(base).as_posix())
+    if path == root:
+        return PurePosixPath(path.name)
+    return PurePosixPath(path.relative_to(root).as_posix())
 
 
 class Indexed(NamedTuple):

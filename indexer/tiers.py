@@ -8,9 +8,11 @@ Tier = Literal["constitutional", "critical", "important", "normal", "temporary",
 TIERS: tuple[str, ...] = get_args(Tier)
 DEFAULT_TIER: Tier = "normal"
 
-# Multiplies a memory's relevance in search. Constitutional memories are also surfaced on top (search.py).
+# Multiplies a memory's relevance in search. A constitutional memory (a rule) is context an assistant loads once
+# (memory_context, a session's first search, where every rule leads): in other searches it counts by relevance
+# alone (specs/002-search/memory/rules-by-relevance.md).
 WEIGHTS: dict[str, float] = {
-    "constitutional": 1.5,
+    "constitutional": 1.0,
     "critical": 1.5,
     "important": 1.2,
     "normal": 1.0,

@@ -87,6 +87,23 @@ def retrieval() -> str:
     return table(["collection", "mode", "nDCG@10", "Recall@10"], rows, "retrieval")
 
 
+@renderer("spec-projects")
+def spec_projects() -> str:
+    """Each set with the defaults a user gets, by mode, then hybrid by question kind."""
+    sets = load("spec_projects")["figures"]["sets"]
+    keys = ("hit@1", "hit@3", "mrr", "ndcg@10")
+    rows = []
+    for group in ("all", "kind own-words", "kind paraphrase", "kind buried"):
+        for set_name, configs in sets.items():
+            for mode in ("keyword", "hybrid") if group == "all" else ("hybrid",):
+                f = configs["defaults"][mode][group]
+                label = mode if group == "all" else f"{mode}, {group.removeprefix('kind ')}"
+                name = f"spec-projects-{set_name} ({f['questions']})"
+                rows.append([name, label, *(f"{f[k]:.3f}" for k in keys), str(f["rule_first"])])
+    header = ["set (questions)", "mode", "hit@1", "hit@3", "MRR", "nDCG@10", "a rule first, not the answer"]
+    return table(header, rows, "spec_projects")
+
+
 @renderer("hugo")
 def hugo() -> str:
     f = load("hugo")["figures"]

@@ -252,6 +252,12 @@ def project_names(read: PgConn, ids: Iterable[int]) -> dict[int, str]:
     return {int(mid): str(name) for mid, name in read.conn.execute(sql, (ids_of(ids),))}
 
 
+def pending_among(read: PgConn, ids: Iterable[int]) -> set[int]:
+    """Those of `ids` whose embeddings are not computed yet."""
+    sql = "SELECT id FROM memory_index WHERE embedding_status = 'pending' AND id = ANY(%s)"
+    return {int(mid) for (mid,) in read.conn.execute(sql, (ids_of(ids),))}
+
+
 # -- chunks ------------------------------------------------------------------------------------------------------
 
 

@@ -1,5 +1,5 @@
-"""Ranking: each candidate's score (fused relevance × tier weight × recency × confidence) and the order shown,
-constitutional memories on top.
+"""Ranking: each candidate's score (fused relevance × tier weight × recency × confidence) and the order shown:
+constitutional memories on top only where every rule is asked for, else ranked by relevance within their share.
 """
 
 from __future__ import annotations
@@ -95,39 +95,69 @@ def rank(
     include_constitutional: bool,
     surface: int | None,
     now: dt.datetime,
+    limit: int,
 ) -> tuple[list[Ranked], int]:
     """Every candidate with its score, in the order shown, and how many rules in scope do not lead for lack of room.
 
-    With `include_constitutional`, constitutional memories lead, outside any limit: all of them in scope when
-    `surface` is None (at most MAX_RULES, the most relevant), else the `surface` most relevant of those found; the
-    others are ranked with everything else (tier weight 1.5)."""
+    Constitutional memories (rules) are context an assistant loads once: with `include_constitutional` and
+    `surface` None (memory_context, a session's first search) every rule in scope leads, outside any limit (at
+    most MAX_RULES, the most relevant). Otherwise a rule is ranked by its relevance like any memory and takes at
+    most its share of the first `limit` places (`rule_share`); rules beyond it follow the other memories."""
     ids = set(found.scores)
     every_rule = include_constitutional and surface is None
     if every_rule:
         ids |= reads.constitutional(conn, scope)
     ranked: list[Ranked] = []
     for row in reads.memory_rows(conn, ids).values():
-        rule = include_constitutional and row.tier == "constitutional"
-        if not (rule and surface is None) and row.id not in found.scores:
+        rule = every_rule and row.tier == "constitutional"
+        if not rule and row.id not in found.scores:
             continue
         parts = _parts(found, row, now)
         score = parts.fused * parts.tier_weight * parts.recency * parts.confidence
         ranked.append(Ranked(row, score, parts, rule, found.tie_breaker(row.id)))
-    rules = [r for r in ranked if r.surfaced]
-    top = MAX_RULES if surface is None else min(surface, MAX_RULES)
-    unshown = 0
-    if surface is not None or len(rules) > top:
-        # The `top` most relevant rules stay on top; the others compete like any memory (those the query did not
-        # match, taken only to show every rule, are left out).
-        on_top = {r.memory.id for r in sorted(rules, key=Ranked.key)[:top]}
-        ranked = [
-            Ranked(r.memory, r.score, r.parts, r.memory.id in on_top, r.tie_breaker)
-            for r in ranked
-            if r.memory.id in on_top or r.memory.id in found.scores
-        ]
-        unshown = len(rules) - top if surface is None else 0
     ranked.sort(key=Ranked.key)
-    return ranked, unshown
+    if every_rule:
+        return _every_rule(ranked, found)
+    if include_constitutional and surface is not None and "constitutional" not in scope.tiers:
+        return _rules_within_share(ranked, rule_share(surface, limit)), 0
+    return ranked, 0
+
+
+def rule_share(surface: int, limit: int) -> int:
+    """The most rules a search's first `limit` results hold: `surface` (SPECMEM_SURFACE), and never more than a
+    third of the limit (rounded up), so rules cannot crowd out the answers."""
+    return min(surface, -(-limit // 3))
+
+
+def _every_rule(ranked: list[Ranked], found: Candidates) -> tuple[list[Ranked], int]:
+    """Rules on top, the MAX_RULES most relevant; the others compete like any memory (those the query did not
+    match, taken only to show every rule, are left out)."""
+    rules = [r for r in ranked if r.surfaced]
+    if len(rules) <= MAX_RULES:
+        return ranked, 0
+    on_top = {r.memory.id for r in rules[:MAX_RULES]}
+    kept = [
+        Ranked(r.memory, r.score, r.parts, r.memory.id in on_top, r.tie_breaker)
+        for r in ranked
+        if r.memory.id in on_top or r.memory.id in found.scores
+    ]
+    kept.sort(key=Ranked.key)
+    return kept, len(rules) - MAX_RULES
+
+
+def _rules_within_share(ranked: list[Ranked], share: int) -> list[Ranked]:
+    """`ranked` with every rule after the first `share` moved behind the other memories (order kept)."""
+    within: list[Ranked] = []
+    beyond: list[Ranked] = []
+    rules = 0
+    for r in ranked:
+        if r.memory.tier == "constitutional":
+            rules += 1
+            if rules > share:
+                beyond.append(r)
+                continue
+        within.append(r)
+    return within + beyond
 
 
 def _parts(found: Candidates, row: MemoryRow, now: dt.datetime) -> ScoreParts:

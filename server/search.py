@@ -65,7 +65,7 @@ class SearchResult:
     score: float
     parts: ScoreParts
     snippet: str
-    always_surfaced: bool = described("Constitutional memory shown whatever the query", False)
+    always_surfaced: bool = described("A rule listed on top because every rule was asked for", False)
     code: str | None = described(citations.CODE_DESCRIPTION, None)
     code_notes: list[str] = field(
         default_factory=list, metadata={"description": "One line per cited place of code that is not current"}
@@ -118,7 +118,8 @@ def search(
     4. Fuse: one score per memory (fusion.py; in hybrid mode both sides normalised and weighed; a memory whose
        vector is pending is ranked by its keyword score on both sides).
     5. Rank: × tier weight × recency × confidence (rank.py). With `include_constitutional`, constitutional
-       memories lead outside `limit`: all of them when `surface` is None, else the `surface` most relevant.
+       memories lead outside `limit` when `surface` is None (all of them); else they are ranked by relevance and
+       at most `rank.rule_share(surface, limit)` of them stand among the first `limit`.
     6. Results: the memories shown, each with its best chunk (citation lines), a snippet, its score parts and
        the status of the code it cites.
 
@@ -150,13 +151,15 @@ def search(
     )
     found = fusion.combine(found_kw, found_sem, hybrid=used == "hybrid", scoped=scoped, pending=waiting)  # 4
     ranked, unshown = rank.rank(
-        conn, found, scope, include_constitutional=include_constitutional, surface=surface, now=now
+        conn,
+        found,
+        scope,
+        include_constitutional=include_constitutional,
+        surface=surface,
+        now=now,
+        limit=limit,
     )  # 5
-    if unshown:
-        notes.append(
-            f"{unshown} more constitutional rules are not shown (at most {MAX_RULES} lead a result); "
-            "memory_list with tier constitutional lists them all"
-        )
+    notes += _unshown(unshown)
     results = _results(conn, ranked, found, words, limit)  # 6
     citations.annotate(conn, results)
     pending = reads.pending_count(conn)
@@ -180,6 +183,16 @@ def _epoch_ms(when: dt.datetime) -> int:
         return int((when if when.tzinfo else when.astimezone()).timestamp() * 1000)
     except (OverflowError, ValueError, OSError):
         return -(2**62) if when.year < 1970 else 2**62
+
+
+def _unshown(unshown: int) -> list[str]:
+    """The note of a search whose rules did not all fit on top."""
+    if not unshown:
+        return []
+    return [
+        f"{unshown} more constitutional rules are not shown (at most {MAX_RULES} lead a result); "
+        "memory_list with tier constitutional lists them all"
+    ]
 
 
 def _coverage(conn: apsw.Connection, pending: int) -> list[str]:

@@ -178,9 +178,10 @@ class Memories:
         """Memories for `query`, best first, with citations, score parts and snippets; each result names its
         project.
 
-        The most relevant constitutional memories (at most `config.surface_constitutional`, SPECMEM_SURFACE) lead
-        the result outside `limit`; `all_rules` puts every one of them there, matched or not. `projects`: other
-        projects of a shared (PostgreSQL) index searched too, by name ("*": every project); default this one."""
+        Constitutional memories are ranked by relevance and hold at most `config.surface_constitutional`
+        (SPECMEM_SURFACE) and a third of `limit`; `all_rules` puts every one of them on top, matched or not.
+        `projects`: other projects of a shared (PostgreSQL) index searched too, by name ("*": every project);
+        default this one."""
         if not query.strip():
             raise SearchError('the query is empty: give words to search for, e.g. "token expiry"')
         from specmem.server.search import search
@@ -380,6 +381,10 @@ class Memories:
             report = scan(
                 conn, self.config, self.embedder, scopes=scopes, force=force, embed=embed, progress=progress
             )
+        if scopes is None and self.config.searches_project:
+            # The scan searched the project for the conventions' places: read what it found from now on.
+            self.config = config.with_remembered_places(self.config)
+            self._reader.config = self.config
         if not embed:
             self._embed_soon()
         return report
@@ -691,14 +696,16 @@ def init(
     *,
     roots: Sequence[str | os.PathLike[str]] | None = None,
     dry_run: bool = False,
+    examples: bool = False,
 ) -> InitPlan:
-    """Set a project up: `specmem.toml`, an example rule and memory (when the first root holds no markdown
-    yet), `.specmem/` kept out of git, and `.mcp.json` for Claude Code. Never overwrites a file; the plan says
-    what was created, what was kept, and which assistants' memory conventions the project already has."""
+    """Set a project up: `specmem.toml`, an example rule and memory (only where the project keeps no memory yet,
+    or with `examples`), `.specmem/` kept out of git, and `.mcp.json` for Claude Code. Never overwrites a file;
+    the plan says what was created and kept, which memory the project keeps (the roots and the assistants'
+    conventions' places, found anywhere in it) and which markdown is not read."""
     from specmem.indexer import files, project, unread
 
-    plan = project.plan(Path(folder), [os.fspath(r) for r in roots] if roots else None)
-    read = [plan.folder / r for r in plan.roots] + [place for _, place in plan.found]
+    plan = project.plan(Path(folder), [os.fspath(r) for r in roots] if roots else None, examples=examples)
+    read = [plan.folder / r for r in plan.roots] + [place for _, place in plan.places]
     found = unread.folders(
         plan.folder, read, files.DEFAULT_POLICY, exclude=(plan.folder / config.DB_DIRNAME,)
     )

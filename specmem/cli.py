@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -194,15 +194,20 @@ class ProgressLine:
     help="A folder of memory files for the project's settings; repeat for several [default specs].",
 )
 @click.option("--dry-run", is_flag=True, help="Only list what would be created and kept; change nothing.")
+@click.option(
+    "--examples", is_flag=True, help="Write the example rule and memory even where the project keeps memory."
+)
 @as_json_option
-def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
-    """Set up FOLDER (default: here) for specmem: specmem.toml, an example rule and memory, .specmem/ kept out
-    of git, and the MCP configs that start `specmem serve` from PATH: .mcp.json (Claude Code), and
-    .cursor/mcp.json and .vscode/mcp.json when those folders exist. Never overwrites a file: it says what it
-    kept. Also lists the memory places of other assistants (Spec Kit, Kiro, Cursor, ...) found there."""
+def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool, examples: bool, as_json: bool) -> None:
+    """Set up FOLDER (default: here) for specmem: specmem.toml, .specmem/ kept out of git, and the MCP configs
+    that start `specmem serve` from PATH: .mcp.json (Claude Code), and .cursor/mcp.json and .vscode/mcp.json when
+    those folders exist; an example rule and memory only where the project keeps no memory yet. Never overwrites
+    a file: it says what it kept. Says which memory it will read (the roots, and the memory places of assistants
+    found anywhere in the project: Spec Kit, Kiro, Cursor, CLAUDE.md, ADRs, ...) and which markdown it will not
+    read, with the setting that reads it."""
     from specmem.api import init
 
-    plan = init(folder, roots=list(roots) or None, dry_run=dry_run)
+    plan = init(folder, roots=list(roots) or None, dry_run=dry_run, examples=examples)
     steps = next_steps(plan.folder) if not dry_run else []
     if as_json:
         emit({**plan.to_dict(), "dry_run": dry_run, "next": steps})
@@ -214,20 +219,21 @@ def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool, as_json: bool) 
         say(
             f"  {click.style(f'{verb:<12}', fg='green' if step.action == 'create' else 'yellow')} {where}: {step.why}"
         )
-    if plan.found:
-        found = ", ".join(f"{c.tool} ({p.relative_to(plan.folder).as_posix()})" for c, p in plan.found)
-        say(f"conventions found, read as memory too: {found}")
+    if plan.reads:
+        say(f"reads: {described(plan.folder, [(p, n) for _, p, n in plan.reads])}")
     else:
         say(
-            "conventions found: none (Spec Kit, Kiro, Cursor, Claude Code, Copilot, AGENTS.md are read when present)"
+            "reads: nothing yet (Spec Kit, Kiro, Cursor, CLAUDE.md, AGENTS.md, ADRs, ... are read when present)"
         )
+    if plan.found is not None and plan.found.unread:
+        say(f"not read: {plan.found.unread_summary()}; {READ_ALL}", fg="yellow")
     for path, count in plan.hidden.items():
         say(
             f"not read: {path.name}/ holds {count} markdown file{'s' if count != 1 else ''}; to index it, add include = "
             f'["{path.name}"] to specmem.toml',
             fg="yellow",
         )
-    print_unread(plan.unread, plan.folder)
+    print_unread(plan.unread, plan.folder, named=list(plan.found.unread) if plan.found else [])
     from specmem.indexer import assistants
 
     note = assistants.path_note()
@@ -246,6 +252,34 @@ def next_steps(folder: Path) -> list[str]:
     run = assistants.command()
     here = "" if folder.resolve() == Path.cwd().resolve() else f"cd {shlex.quote(str(folder))} && "
     return [f'{here}{run} scan && {run} search "what did we decide"']
+
+
+READ_ALL = 'roots = ["."] in specmem.toml reads every markdown file of the project'
+
+
+def described(top: Any, places: list[tuple[Any, int]], shown: int = 3) -> str:
+    """Folders and files read, for people: `specs/ (13 files), .kiro/steering/ (9), AGENTS.md, 10 CLAUDE.md
+    (apps/webapp, docs, packages/core, …)`; files of one name in several folders are grouped."""
+    from pathlib import Path
+
+    def rel(path: Path) -> str:
+        return path.relative_to(top).as_posix() if path.is_relative_to(top) and path != top else str(path)
+
+    parts: list[str] = []
+    by_name: dict[str, list[Path]] = {}
+    for path, count in places:
+        path = Path(path)
+        if path.is_dir():
+            parts.append(f"{rel(path)}/ ({count} file{'s' if count != 1 else ''})")
+        else:
+            by_name.setdefault(path.name, []).append(path)
+    for name, paths in by_name.items():
+        if len(paths) <= shown:
+            parts += [rel(p) for p in paths]
+            continue
+        folders = [rel(p.parent) if p.parent != Path(top) else "the top" for p in paths]
+        parts.append(f"{len(paths)} {name} ({', '.join(folders[:shown])}, …)")
+    return ", ".join(parts)
 
 
 @cli.command("forget")
@@ -305,6 +339,7 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
     try:
         with opened(cfg) as mem:
             report = mem.scan(force=force, embed=not no_embed, progress=None if as_json else progress)
+            cfg = mem.config  # with the places the scan found
             unread = mem.unread()
     except KeyboardInterrupt:
         progress.finish()
@@ -316,10 +351,10 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
     progress.finish()
     if as_json:
         shown = {str(folder): count for folder, count in unread.items()}
-        click.echo(json.dumps({**report.to_dict(), "unread": shown}, indent=2))
+        click.echo(json.dumps({**report.to_dict(), "unread_folders": shown}, indent=2))
     else:
         print_report(report, cfg)
-        print_unread(unread, cfg.project)
+        print_unread(unread, cfg.project, named=[f for f, _ in report.unread])
     if report.embedding_error and not no_embed:
         # Keyword search works, but the scan did not do what was asked: say why and how to fix it.
         raise ModelUnavailable(
@@ -330,8 +365,11 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
 
 
 def print_report(report: ScanReport, cfg: Config) -> None:
+    where = ", ".join(str(r) for r in cfg.roots)
+    if cfg.searches_project:
+        where = described(cfg.project, [(r, files_in(report, r)) for r in cfg.roots if r.exists()])
     say(
-        f"scanned {report.files_seen} files in {', '.join(str(r) for r in cfg.roots)}: "
+        f"scanned {report.files_seen} files in {where}: "
         f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, {report.moved} moved, "
         f"{report.removed} removed"
     )
@@ -347,18 +385,34 @@ def print_report(report: ScanReport, cfg: Config) -> None:
     for path, message in report.warnings:
         say(f"warning {path}: {message}", fg="yellow")
     print_skipped(report, cfg)
+    if report.unread:
+        unread = sum(n for _, n in report.unread)
+        folders = ", ".join(f"{'the top folder' if f == '.' else f + '/'} {n}" for f, n in report.unread[:4])
+        say(
+            f"not read: {unread} other markdown file{'s' if unread != 1 else ''} ({folders}"
+            f"{', …' if len(report.unread) > 4 else ''}); {READ_ALL}",
+            fg="yellow",
+        )
     say(f"index: {cfg.index_name}")
 
 
-def print_unread(unread: dict[Any, int], project: Any) -> None:
-    """Every folder of markdown in the project that no root reads, with the setting that takes it in."""
+def print_unread(unread: dict[Any, int], project: Any, named: Sequence[str] = ()) -> None:
+    """Every folder of markdown in the project that no root reads, with the setting that takes it in; folders
+    under a top folder the "not read" summary already `named` are left to it."""
     for folder, count in unread.items():
         rel = folder.relative_to(project).as_posix()
+        if rel.split("/")[0] in named:
+            continue
         say(
             f"not read: {rel}/ holds {count} markdown file{'s' if count != 1 else ''} outside the roots; to index "
             f'it, add "{rel}" to roots in specmem.toml',
             fg="yellow",
         )
+
+
+def files_in(report: ScanReport, root: Any) -> int:
+    """Memory files the scan saw under one root (`report.per_root`)."""
+    return report.per_root.get(str(root), 0)
 
 
 def print_skipped(report: ScanReport, cfg: Config) -> None:
@@ -721,7 +775,9 @@ def parse_since(value: str | None) -> Any:
 )
 @click.option("--since", help="Only memories modified since this date (YYYY-MM-DD).")
 @click.option("--include-deprecated", is_flag=True, help="Show deprecated memories too.")
-@click.option("--no-constitutional", is_flag=True, help="Do not put constitutional memories first.")
+@click.option(
+    "--no-constitutional", is_flag=True, help="Rank rules like any memory, beyond their share of the results."
+)
 @click.option(
     "--project",
     "projects",
@@ -752,7 +808,7 @@ def search_cmd(
     as_json: bool,
     explain: bool,
 ) -> None:
-    """Search the memories for QUERY, best first. Constitutional memories lead; deprecated ones are hidden."""
+    """Search the memories for QUERY, best first. Rules count by relevance, a few at most; deprecated are hidden."""
     from specmem.server.search import Filters
 
     filters = Filters(

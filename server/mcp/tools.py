@@ -205,7 +205,7 @@ def memory_search(
     filters: Filters | None = None,
     include_deprecated: bool = False,
     include_constitutional: Annotated[
-        bool, Field(description="Put the most relevant constitutional rules on top, outside limit")
+        bool, Field(description="Rank constitutional rules with the results (a third of limit at most)")
     ] = True,
     projects: Annotated[
         list[Annotated[str, Field(max_length=200)]] | None,

@@ -105,9 +105,10 @@ def test_markdown_folders_outside_the_roots_are_listed_by_init_and_scan(isolated
     write(isolated / ".specify" / "templates" / "spec-template.md", "# Template\n")
     write(isolated / ".specify" / "memory" / "constitution.md", "# Constitution\n")  # a Spec Kit project
     write(isolated / "README.md", "# The project\n")
-    expected = [
+    expected = [  # the project-wide summary names docs/; the hidden .specify/templates/ gets its own line
+        "docs/ 2",
+        'roots = ["."] in specmem.toml reads every markdown file of the project',
         'not read: .specify/templates/ holds 1 markdown file outside the roots; to index it, add ".specify/templates"',
-        'not read: docs/ holds 2 markdown files outside the roots; to index it, add "docs" to roots',
     ]
     init = cli("init", "--dry-run")
     assert init.returncode == 0 and all(line in init.stdout for line in expected), init.stdout

@@ -324,15 +324,17 @@ def test_init_then_scan_then_the_configured_mcp_server_answers(isolated, monkeyp
     dry = cli("init", str(top), "--dry-run", cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
     assert "dry run: nothing written" in dry.stdout and "would create specmem.toml" in dry.stdout
-    assert "conventions found, read as memory too: Kiro (.kiro/steering)" in dry.stdout
+    assert "reads: .kiro/steering/ (1 file)" in dry.stdout
     assert 'not read: .notes/ holds 1 markdown file; to index it, add include = [".notes"]' in dry.stdout
     assert not (top / "specmem.toml").exists() and not (top / "specs").exists()
 
     done = cli("init", cwd=top)
     assert done.returncode == 0, done.stderr
-    for name in ("specmem.toml", "specs/constitutional/example-rule.md", ".specmem/.gitignore", ".mcp.json"):
+    for name in ("specmem.toml", ".specmem/.gitignore", ".mcp.json"):
         assert (top / name).is_file(), name
-    assert list((top / "specs" / "000-project" / "memory").glob("*.md"))
+    # The project keeps memory already (Kiro's steering): no example is written into it.
+    assert (top / "specs").is_dir() and not any((top / "specs").iterdir())
+    assert "no examples added (--examples adds them)" in done.stdout
     (top / ".mcp.json").write_text((top / ".mcp.json").read_text())  # untouched from here on
     before = {p: p.read_bytes() for p in top.rglob("*") if p.is_file() and ".git" not in p.parts}
 
@@ -344,7 +346,7 @@ def test_init_then_scan_then_the_configured_mcp_server_answers(isolated, monkeyp
     assert ignored.returncode == 0, "the index folder is kept out of git"
 
     scanned = cli("scan", cwd=top)
-    assert scanned.returncode == 0 and "scanned 3 files" in scanned.stdout, scanned.stdout + scanned.stderr
+    assert scanned.returncode == 0 and "scanned 1 files" in scanned.stdout, scanned.stdout + scanned.stderr
     found = cli("search", "which database", cwd=top)
     assert found.returncode == 0 and "Tech stack" in found.stdout, found.stdout
 
@@ -385,7 +387,7 @@ def test_init_keeps_an_existing_mcp_config_and_says_what_to_add(isolated, tmp_pa
         'kept         .mcp.json: exists without specmem; add to its "mcpServers": "specmem": {' in done.stdout
     )
     assert json.loads((top / ".mcp.json").read_text()) == {"mcpServers": {"other": {"command": "x"}}}
-    assert "holds 1 markdown file already; no examples added" in done.stdout
+    assert "the project keeps 1 memory file; no examples added" in done.stdout
     assert not (top / "specs" / "constitutional").exists()
 
 

@@ -296,36 +296,47 @@ def test_equal_scores_are_ordered_by_id_not_by_file_age(specs, run_scan, conn, h
 
 @pytest.fixture
 def nine_rules(specs):
+    """Nine rules and six memories, all about the cache layer, the rules more so; each rule names its topic."""
     topics = ["tests", "reviews", "logging", "secrets", "migrations", "naming", "errors", "docs", "releases"]
     for topic in topics:
         write(
             specs / "constitutional" / f"{topic}.md",
-            memory(f"Rule about {topic}", f"Always handle {topic} carefully; {topic} matter."),
+            memory(
+                f"Rule about {topic}", f"Cache layer: always handle {topic} carefully in the cache layer."
+            ),
         )
-    for n in range(6):
-        write(specs / "001-a" / "memory" / f"m{n}.md", memory(f"Memory {n}", f"cache layer detail {n}"))
+    for n in range(6):  # weaker matches than any rule: one mention among many other words
+        text = (
+            f"detail {n} of the cache, among notes on builds, deploys, schedules, budgets, hiring and travel"
+        )
+        write(specs / "001-a" / "memory" / f"m{n}.md", memory(f"Memory {n} on the layer", text))
     return specs
 
 
-def test_search_surfaces_at_most_the_configured_rules(nine_rules, monkeypatch):
-    """With 9 constitutional memories, limit 3 gives at most 3 + SPECMEM_SURFACE (default 3) results."""
+def test_rules_are_ranked_by_relevance_within_their_share(nine_rules, monkeypatch):
+    """A rule is ranked like any memory (nothing on top) and rules hold at most a third of the limit, at most
+    SPECMEM_SURFACE (3); every rule leads only when all are asked for (a session's first search)."""
     with specmem.open() as mem:
         mem.scan()
-        found = mem.search("cache layer", limit=3).results
-        assert len(found) <= 3 + mem.config.surface_constitutional == 6
-        assert sum(r.always_surfaced for r in found) <= 3
+        for limit, share in ((3, 1), (6, 2), (9, 3)):
+            found = mem.search("cache layer", limit=limit, mode="keyword").results
+            assert len(found) == limit and not any(r.always_surfaced for r in found)
+            assert sum(r.tier == "constitutional" for r in found) == share
+        # Beyond their share, rules follow the other memories: a longer list still shows them.
+        longer = mem.search("cache layer", limit=15, mode="keyword").results
+        assert [r.tier for r in longer[9:]] == ["constitutional"] * 6
         secrets = mem.search("secrets", limit=3, mode="keyword").results
-        assert secrets[0].title == "Rule about secrets" and secrets[0].always_surfaced
+        assert secrets[0].title == "Rule about secrets" and not secrets[0].always_surfaced
+        asked = mem.search("cache layer", limit=9, mode="keyword", filters=Filters(tiers=["constitutional"]))
+        assert len(asked.results) == 9  # a search for rules is not limited to their share
         every = mem.search("cache layer", limit=3, all_rules=True).results
         assert sum(r.always_surfaced for r in every) == 9 and len(every) == 12
-    monkeypatch.setenv("SPECMEM_SURFACE", "1")
-    with specmem.open() as mem:
-        assert len(mem.search("cache layer", limit=3).results) <= 4
     monkeypatch.setenv("SPECMEM_SURFACE", "0")
     with specmem.open() as mem:
-        ranked = mem.search("secrets", limit=3).results
-        assert not any(r.always_surfaced for r in ranked)
-        assert "Rule about secrets" in [r.title for r in ranked]  # ranked with its tier weight, not hidden
+        ranked = mem.search("cache layer secrets", limit=6, mode="keyword").results
+        assert [r.tier for r in ranked] == ["normal"] * 6  # no rule while other memories answer
+        alone = mem.search("secrets", limit=3, mode="keyword").results
+        assert [r.title for r in alone] == ["Rule about secrets"]  # nor hidden when nothing else does
 
 
 @pytest.fixture
