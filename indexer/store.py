@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple, cast
 
 import apsw
 
-from specmem.indexer import db, files
+from specmem.indexer import db
 from specmem.indexer.db import pending_count as pending_count  # read by both sides: the shared base's
 from specmem.indexer.parse import ParsedFile, spec_folder
 
@@ -64,7 +64,7 @@ class Prepared:
 def relative(path: Path, root: Path, base: Path | None = None) -> PurePosixPath:
     """A memory's path as shown (`rel_path`; its spec folder comes from it): relative to `base` when given and
     holding it, else to its root; a root that is one file (CLAUDE.md at the project top) is its own name."""
-    if base is not None and path != base and files.within(path, base):
+    if base is not None and path != base and path.is_relative_to(base):  # by name, as files.within
         return PurePosixPath(path.relative_to(base).as_posix())
     if path == root:
         return PurePosixPath(path.name)

@@ -108,7 +108,12 @@ class Memories:
             deadline = time.monotonic() + embed_wait
             if self._embed_wanted.is_set() or self._embed_busy:
                 log.info("finishing the embeddings of the memories written here before closing")
-            while (self._embed_wanted.is_set() or self._embed_busy) and time.monotonic() < deadline:
+            # Only while the worker runs: without a model it has ended, and nothing would clear what is wanted.
+            while (
+                self._worker.is_alive()
+                and (self._embed_wanted.is_set() or self._embed_busy)
+                and time.monotonic() < deadline
+            ):
                 time.sleep(WAIT_POLL)
         self._closing.set()
         self._embed_wanted.set()  # wakes the worker, which then ends
