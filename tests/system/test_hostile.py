@@ -111,7 +111,7 @@ def refusal(call: str, bad: str, specs: Path) -> str:
     if call == "memory_write":
         if bad == "link/secret.md":
             return f"{specs}/link/secret.md/memory leads out of the root {specs} (a symlink); refusing to write there"
-        return not_a_name
+        return "spec_folder contains a NUL character" if "\x00" in bad else not_a_name
     if call == "memory_index_scan spec_folder":
         if bad == "link/secret.md":
             return f"no spec folder {bad!r} under the roots"
