@@ -194,7 +194,8 @@ def driven(specs: Path, cfg: config.Config, hash_embedder: Embedder) -> Iterator
         )
         watcher.start()
         started.append(watcher)
-        wait_for(lambda: watcher.status.batches == 1 and watcher.idle(), what="the start-up reconcile")
+        # (on_batch is called last: wait for the report, not for the count)
+        wait_for(lambda: len(reports) == 1 and watcher.idle(), what="the start-up reconcile")
         return watcher
 
     yield start
@@ -223,7 +224,7 @@ def test_events_reach_the_index_when_the_clock_says_the_batch_is_due(driven, spe
     clock.advance(DEBOUNCE * 0.9)
     assert watcher.status.batches == 1 and hits(conn, "aardvark") == set()
     clock.advance(DEBOUNCE)
-    wait_for(lambda: watcher.status.batches == 2, what="the batch of a and b")
+    wait_for(lambda: len(reports) == 2, what="the batch of a and b")
     assert (reports[-1].added, reports[-1].files_seen) == (2, 2)
     assert hits(conn, "aardvark") == {"001-a/memory/a.md"} and hits(conn, "badger") == {"001-a/memory/b.md"}
 
@@ -237,7 +238,7 @@ def test_a_stream_of_events_is_applied_after_max_delay(driven, specs, conn):
         observer.emit(FileModifiedEvent(str(path)))
         assert watcher.status.batches == 1, "applied while the edits never paused"
         clock.advance(DEBOUNCE / 2)
-    wait_for(lambda: watcher.status.batches == 2, what="the batch after MAX_DELAY")
+    wait_for(lambda: len(reports) == 2, what="the batch after MAX_DELAY")
     assert reports[-1].added == 1
 
 
@@ -252,7 +253,7 @@ def test_moves_and_folder_deletions_reach_both_sides(driven, specs, conn):
     observer.emit(FileMovedEvent(str(old), str(new)))
     assert watcher.batches.pending == {old, new}
     clock.advance(DEBOUNCE)
-    wait_for(lambda: watcher.status.batches == 2, what="the move")
+    wait_for(lambda: len(reports) == 2, what="the move")
     assert reports[-1].moved == 1 and hits(conn, "marmot") == {"002-b/memory/new.md"}
     # A folder deleted: its root's watches are rebuilt with the next batch.
     gone = specs / "002-b"
@@ -261,7 +262,7 @@ def test_moves_and_folder_deletions_reach_both_sides(driven, specs, conn):
     observer.emit(DirDeletedEvent(str(gone)))
     scheduled = len(observer.handlers)
     clock.advance(DEBOUNCE)
-    wait_for(lambda: watcher.status.batches == 3, what="the deletion")
+    wait_for(lambda: len(reports) == 3, what="the deletion")
     assert reports[-1].removed == 1 and hits(conn, "marmot") == set()
     assert len(observer.handlers) == scheduled  # the root's watch was replaced, not lost or doubled
 
@@ -271,10 +272,11 @@ def test_the_safety_net_finds_a_change_whose_event_was_lost(driven, specs, conn)
     watcher = driven(clock, observer, reports, embed=False, reconcile_every=30.0)
     clock.advance(30)
     wait_for(lambda: watcher.status.periodic_checks == 1, what="the first periodic check")
-    assert watcher.status.batches == 1 and watcher.status.missed == 0  # a quiet check is no batch
+    assert len(reports) == 1 and watcher.status.missed == 0  # a quiet check is no batch
     write(specs / "001-a" / "memory" / "lost.md", memory("Lost", "the lemming"))  # no event emitted
     clock.advance(29)
     assert watcher.status.periodic_checks == 1
     clock.advance(1)
-    wait_for(lambda: watcher.status.periodic_checks == 2, what="the second periodic check")
-    assert watcher.status.missed == 1 and hits(conn, "lemming") == {"001-a/memory/lost.md"}
+    wait_for(lambda: len(reports) == 2, what="the second periodic check, which finds the change")
+    assert watcher.status.periodic_checks == 2 and watcher.status.missed == 1
+    assert reports[-1].added == 1 and hits(conn, "lemming") == {"001-a/memory/lost.md"}
