@@ -12,7 +12,8 @@ from tests.helpers import write
 
 def searched(top: Path, roots: list[Path]) -> places.Found:
     own = config.with_places(
-        Config(project=top, db_path=top / ".specmem" / "index.db", roots=tuple(roots), searches_project=True), ()
+        Config(project=top, db_path=top / ".specmem" / "index.db", roots=tuple(roots), searches_project=True),
+        (),
     )
     return places.search(top, own)
 
