@@ -31,6 +31,9 @@ class ListItem(BaseModel):
     context_type: str | None
     updated_at: int
     embedding_status: str
+    project: str | None = Field(
+        default=None, description="The project it belongs to (its name in a shared index)"
+    )
 
 
 class Memory(ListItem):
