@@ -214,12 +214,12 @@ class Memories:
     def _who_embeds(self) -> str:
         """Who is computing the missing embeddings, or what to run: said with every search that lacks some."""
         from specmem.indexer import scanstate
-        from specmem.indexer.lock import current_holder
+        from specmem.indexer.lock import watcher_holder
 
         state = scanstate.read(self.config.scan_state_path)
         if state is not None and state.alive:
             return f"a scan (pid {state.pid}) is computing them: {state.describe()}"
-        holder = current_holder(self.config.watcher_lock_path)
+        holder = watcher_holder(self.config)
         if holder is not None:
             return f"the {holder.describe()} that keeps this index live is computing them"
         if self.background:
@@ -529,9 +529,9 @@ class Memories:
                 self._embed_busy = False
 
     def _left_pending(self) -> bool:
-        from specmem.indexer.lock import current_holder
+        from specmem.indexer.lock import watcher_holder
 
-        if current_holder(self.config.watcher_lock_path) is not None:
+        if watcher_holder(self.config) is not None:
             return False
         if not os.access(self.config.db_path, os.W_OK) or not os.access(self.config.db_path.parent, os.W_OK):
             return False
