@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -374,10 +375,15 @@ def schema_version(conn: psycopg.Connection[Any]) -> int:
     return int(get_config(conn, "schema_version") or 0)
 
 
+_MIGRATED: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()  # connections that saw the tables
+
+
 def get_config(conn: psycopg.Connection[Any], key: str) -> str | None:
-    made = conn.execute("SELECT to_regclass('config') IS NOT NULL").fetchone()
-    if not (made and made[0]):
-        return None  # an empty database (a reader never creates the tables)
+    if conn not in _MIGRATED:  # once per connection: the tables, once made, stay
+        made = conn.execute("SELECT to_regclass('config') IS NOT NULL").fetchone()
+        if not (made and made[0]):
+            return None  # an empty database (a reader never creates the tables)
+        _MIGRATED.add(conn)
     row = conn.execute("SELECT value FROM config WHERE key = %s", (key,)).fetchone()
     return None if row is None else str(row[0])
 
