@@ -4,21 +4,26 @@ engine's own batch writer, then hybrid searches through the whole pipeline withi
     .venv/bin/python tests/bench/pg_bulk.py --projects 100 --chunks 10000   # the target: 1,000,000 chunks
     .venv/bin/python tests/bench/pg_bulk.py --projects 20 --chunks 10000    # what fits this machine in minutes
 
-What is synthetic, and how: each project's memories are `tests/corpus.py` files (seeded per project: realistic
-markdown, frontmatter, headings, topics), parsed and chunked by the real pipeline (`scan.prepare`), and written by
-`pg_store.store_memories` (the scan's batch writer) in batches of 2,000 files, without the file system walk or the
-per-batch commits of a scan (this measures search, not indexing). The corpus generator has a small vocabulary, so
-each chunk also gets a line of 12 words drawn from a Zipf-distributed vocabulary of 50,000 made-up words: term
-statistics then have the long tail of real text (most terms rare, a few in most chunks). Vectors are the
+What is synthetic, and how: 2,000 `tests/corpus.py` files (realistic markdown, frontmatter, headings, topics) are
+parsed and chunked once by the real pipeline (`scan.prepare`); each project's files are drawn from them, each with
+a path of its own and every chunk ending with a line of 12 words drawn from a Zipf-distributed vocabulary of
+50,000 made-up words (the generator's own vocabulary is small: this gives the term statistics the long tail of
+real text, most terms rare and a few in most chunks, and makes every chunk's text its own). They are written by
+`pg_store.store_memories` (the scan's batch writer) in batches of 2,000 files, without the file system walk of a
+scan (this measures search, not indexing), then embedded by `embed_pending`. Vectors are the
 deterministic hash embedder's (384 dimensions) of each chunk's text, computed in batches: they follow the words,
 not meaning, which is enough to time pgvector's HNSW (what is timed is the database, not the model). The HNSW
 index is built once after the load, as an operator restoring a dump would. Queries: 3 topic words each, the kind
-of query an assistant sends. Prints and records results/pg_bulk.json.
+of query an assistant sends. Timed: the pipeline as a one-shot search runs it (keyword from the term tables,
+vectors from pgvector), within one project and across all, and within one project as a server runs it (its
+project's vectors in memory, server/vectors.py). Prints and records results/pg_bulk.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import os
 import random
 import shutil
@@ -35,16 +40,16 @@ from common import pct, record  # noqa: E402
 from specmem.indexer import pg, pg_db, pg_store  # noqa: E402
 from specmem.indexer.embed import embed_pending, get_embedder  # noqa: E402
 from specmem.indexer.scan import prepare  # noqa: E402
-from specmem.indexer.store import FileStat  # noqa: E402
+from specmem.indexer.store import FileStat, Prepared  # noqa: E402
 from specmem.server import pg_reads  # noqa: E402
 from specmem.server.search import search  # noqa: E402
+from specmem.server.vectors import VectorIndex  # noqa: E402
 from tests.corpus import generate  # noqa: E402
 
 MODEL = "hash:384"
 BATCH = 2_000  # files per write
 VOCABULARY = 50_000
 QUERY_WORDS = "cache token database session retry queue deploy schema index migration lock timeout".split()
-CHUNKS_PER_FILE = 2.3  # what the corpus generator's files give on average (measured on the first project)
 
 
 def made_up(rng: random.Random) -> list[str]:
@@ -56,45 +61,61 @@ def made_up(rng: random.Random) -> list[str]:
     return sorted(words)
 
 
+def pool_of(files: int, embedder) -> list[Prepared]:  # noqa: ANN001
+    """`files` generated memory files, parsed and chunked by the real pipeline (the projects' shared material)."""
+    root = Path("/bench/pool/specs")
+    out = []
+    for i, mem in enumerate(generate(n=files, seed=0)):
+        st = FileStat(len(mem.data), 1_700_000_000_000_000_000 + i * 1_000_000, 0, i)
+        out.append(prepare(root / mem.rel_path, root, st, mem.data, None, embedder))
+    return out
+
+
+def variant(base: Prepared, root: Path, n: int, tail: str) -> Prepared:
+    """A file of its own made from a pooled one: its own path, and each chunk ends with a line of its own."""
+    path = root / f"{n:06d}-{base.path.name}"
+    chunks = [dataclasses.replace(ch, text=f"{ch.text}\n{tail}") for ch in base.chunks]
+    return dataclasses.replace(
+        base, path=path, root=root, base=None, chunks=chunks, digest=f"{n}-{base.digest}"
+    )
+
+
 def load_project(  # noqa: PLR0913
-    conn,
+    conn,  # noqa: ANN001
     name: str,
     files: int,
-    seed: int,
+    pool: list[Prepared],
     vocab: list[str],
-    weights: list[float],
-    embedder,
-    signal_path: Path,  # noqa: ANN001
+    weights: list[float],  # cumulated
+    embedder,  # noqa: ANN001
+    signal_path: Path,
 ) -> int:
-    """One project's memories written through the engine's batch writer, with vectors; returns its chunks."""
+    """One project's memories written through the engine's batch writer, then embedded; returns its chunks."""
     with pg.write_tx(conn):
         project = pg.project_id(conn, name)
     assert project is not None
     bound = pg.PgConn(conn, (project,))
-    rng = random.Random(seed)
+    rng = random.Random(name)
     root = Path(f"/bench/{name}/specs")
     chunks = 0
-    corpus = generate(n=files, seed=seed)
-    for start in range(0, len(corpus), BATCH):
-        preps = []
-        for i, mem in enumerate(corpus[start : start + BATCH]):
-            tail = " ".join(rng.choices(vocab, weights, k=12))
-            data = mem.data.rstrip(b"\n") + f"\n\n{tail}\n".encode()
-            st = FileStat(len(data), 1_700_000_000_000_000_000 + (start + i) * 1_000_000, 0, start + i)
-            preps.append(prepare(root / mem.rel_path, root, st, data, None, embedder))
+    for start in range(0, files, BATCH):
+        preps = [
+            variant(rng.choice(pool), root, n, " ".join(rng.choices(vocab, cum_weights=weights, k=12)))
+            for n in range(start, min(start + BATCH, files))
+        ]
         with pg_db.write_tx(bound):
             stored = pg_store.store_memories(bound, [(p, None) for p in preps], None)
         assert len(stored) == len(preps)
         chunks += sum(len(p.chunks) for p in preps)
-        embed_pending(bound, embedder, signal_path)
+    embed_pending(bound, embedder, signal_path)
     return chunks
 
 
-def timed(conn, queries, embedder) -> list[float]:  # noqa: ANN001
+def timed(conn, queries, embedder, vectors=None) -> list[float]:  # noqa: ANN001
     out = []
     for words in queries:
         t = time.perf_counter()
-        search(conn, " ".join(words), limit=10, mode="hybrid", embedder=embedder)
+        search(conn, " ".join(words), limit=10, mode="hybrid", embedder=embedder, vectors=vectors)
         out.append((time.perf_counter() - t) * 1000)
     return out
 
@@ -131,13 +152,15 @@ def main() -> None:
     conn.execute(f"DROP INDEX {pg_db.VEC_TABLE}_hnsw")  # built once after the load
     rng = random.Random(0)
     vocab = made_up(rng)
-    weights = [1 / (rank + 1) for rank in range(VOCABULARY)]
-    files = max(1, round(args.chunks / CHUNKS_PER_FILE))
+    weights = list(itertools.accumulate(1 / (rank + 1) for rank in range(VOCABULARY)))  # Zipf, cumulated once
+    pool = pool_of(2_000, embedder)
+    per_file = sum(len(p.chunks) for p in pool) / len(pool)
+    files = max(1, round(args.chunks / per_file))
     t0 = time.perf_counter()
     total = 0
     for i in range(args.projects):
         t = time.perf_counter()
-        total += load_project(conn, f"repo-{i:03d}", files, i, vocab, weights, embedder, work / "signal")
+        total += load_project(conn, f"repo-{i:03d}", files, pool, vocab, weights, embedder, work / "signal")
         print(
             f"project {i + 1}/{args.projects}: {total} chunks so far ({time.perf_counter() - t:.0f} s)",
             file=sys.stderr,
@@ -157,6 +180,12 @@ def main() -> None:
     every = pg.PgConn(conn, tuple(i for n, i in ids.items() if n != "setup"))
     timed(one, queries[:10], embedder)  # warm the caches
     within = timed(one, queries, embedder)
+    # A server keeps its own project's vectors in memory (server/vectors.py) and searches them there.
+    t = time.perf_counter()
+    memory = VectorIndex()
+    memory.refresh(one)
+    vectors_load_s = time.perf_counter() - t
+    served = timed(one, queries, embedder, memory)
     timed(every, queries[:5], embedder)
     across = timed(every, queries, embedder)
     figures = {
@@ -166,9 +195,11 @@ def main() -> None:
         "database_mb": round(size / 1e6),
         "load_s": round(load_s),
         "hnsw_build_s": round(hnsw_s),
+        "server_vectors_load_s": round(vectors_load_s, 1),
         "load": os.getloadavg()[0],
         "hybrid_search_ms": {
             "one_project": {"p50": round(pct(within, 50), 1), "p95": round(pct(within, 95), 1)},
+            "one_project_server": {"p50": round(pct(served, 50), 1), "p95": round(pct(served, 95), 1)},
             "all_projects": {"p50": round(pct(across, 50), 1), "p95": round(pct(across, 95), 1)},
         },
     }
