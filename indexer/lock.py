@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -18,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from specmem.indexer.atomic import describe, open_own_file, pid_alive, read_own_file, write_own_file
+from specmem.indexer.atomic import (
+    describe,
+    hostname,
+    open_own_file,
+    pid_alive,
+    read_own_file,
+    write_own_file,
+)
 from specmem.indexer.errors import DatabaseError, LockTimeout, SpecmemError, StateFileError
 
 if TYPE_CHECKING:
@@ -65,7 +71,7 @@ class Holder:
     @property
     def alive(self) -> bool:
         """Whether the recorded process still runs (only meaningful on this host)."""
-        return self.host != socket.gethostname() or pid_alive(self.pid)
+        return self.host != hostname() or pid_alive(self.pid)
 
     def describe(self) -> str:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since_ms / 1000))
@@ -113,7 +119,7 @@ class FileLock:
                 return True
             record = {
                 "pid": os.getpid(),
-                "host": socket.gethostname(),
+                "host": hostname(),
                 "since_ms": time.time_ns() // 1_000_000,
                 "role": self.role,
             }

@@ -11,7 +11,6 @@ from typing import Any
 import apsw
 
 from specmem.indexer import db
-from specmem.indexer.spans import STATUSES
 from specmem.server import reads
 
 # A memory's code status is its worst citation's: changed, then missing, moved, unchecked, current.
@@ -62,15 +61,9 @@ class Citation:
 
 
 @dataclass
-class StaleMemory:
+class StaleMemory(reads.MemoryRef):
     """A memory whose cited code changed or is gone, with those citations."""
 
-    id: int
-    path: str
-    rel_path: str
-    title: str
-    tier: str
-    spec_folder: str
     written_ms: int  # when its citations were baselined: the memory's commit, or when it was indexed
     code: str
     citations: list[Citation] = field(default_factory=list)
@@ -115,6 +108,9 @@ def of_memories(conn: apsw.Connection, ids: list[int]) -> dict[int, list[Citatio
 
 
 def _worst(statuses: Iterable[str]) -> str:
+    # spans (difflib, xxhash, its patterns) is imported only when some memory cites code: ~5 ms of a search.
+    from specmem.indexer.spans import STATUSES
+
     return min(statuses, key=lambda s: STATUSES.index(s) if s in STATUSES else len(STATUSES))
 
 
@@ -149,12 +145,7 @@ def stale(conn: apsw.Connection, *, limit: int = 50, offset: int = 0) -> StaleLi
         mine = cites.get(r.id, [])
         items.append(
             StaleMemory(
-                id=r.id,
-                path=r.path,
-                rel_path=r.rel_path,
-                title=r.title,
-                tier=r.tier,
-                spec_folder=r.spec_folder,
+                **reads.named(r, reads.MemoryRef),
                 written_ms=r.written,
                 code=code_status(mine) or "current",
                 citations=[c for c in mine if c.status != "current"],
