@@ -9,10 +9,10 @@ retake, holder), so `watch.Watcher` and `watch.WatchHost` elect and take over th
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 from specmem.indexer import pg
+from specmem.indexer.atomic import hostname
 from specmem.indexer.config import Config
 from specmem.indexer.lock import Holder
 
@@ -80,7 +80,7 @@ class WatcherLock:
             return True
         lock = self._project_lock()
         assert lock is not None
-        me = Holder(os.getpid(), socket.gethostname(), pg.now_ms(), self.role)
+        me = Holder(os.getpid(), hostname(), pg.now_ms(), self.role)
         lock.label = label(me)
         if not lock.try_acquire():
             return False

@@ -29,7 +29,7 @@ import time
 import warnings
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
