@@ -5,11 +5,9 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import stat
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +68,9 @@ class Config:
     # scan progress), and this project's name in it (default: the project folder's, i.e. the repository's).
     db_url: str | None = field(default=None, repr=False)
     project_name: str | None = None
+    # Other projects of a shared index that reads include unless a call names its own ("*": every project): a team
+    # server started with SPECMEM_PROJECTS='*' searches, lists and serves the memories of every repository.
+    projects: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -279,6 +280,13 @@ SETTINGS = [
     Setting("database", "SPECMEM_DB", "db", _text, "the index file"),
     Setting("roots", "SPECMEM_ROOTS", "roots", _text, "folders of memory files"),
     Setting("project_name", "SPECMEM_PROJECT", "project", _text, "this project's name in a shared index"),
+    Setting(
+        "projects",
+        "SPECMEM_PROJECTS",
+        "projects",
+        _words,
+        "other projects of a shared index reads include ('*': all)",
+    ),
     Setting("model", "SPECMEM_MODEL", "model", _text, "embedding model"),
     Setting(
         "max_file_bytes", "SPECMEM_MAX_FILE_BYTES", "max_file_bytes", _positive_int, "larger files: head only"
@@ -394,6 +402,8 @@ def read_project_file(path: Path) -> dict[str, Any]:
             f"{path} nests lists or tables more than {MAX_NESTING} deep; settings never do: fix it"
         )
     try:
+        import tomllib  # only when a project file exists (~3 ms of every command otherwise)
+
         data = tomllib.loads(text)
     except (ValueError, RecursionError) as exc:  # TOMLDecodeError, or a number of thousands of digits
         raise ConfigError(f"{path} is not valid TOML ({_shown(exc)}); fix it or delete it") from None
@@ -510,6 +520,8 @@ def _db_path(
     if project is not None:
         return project / DB_DIRNAME / "index.db"
     # Outside any project: keep the index out of the user's folders.
+    import hashlib
+
     slug = hashlib.sha1(str(roots[0]).encode()).hexdigest()[:12]
     return user_data_dir() / "indexes" / f"{roots[0].name}-{slug}" / "index.db"
 
