@@ -6,7 +6,7 @@ too much for every command (seconds on a large repository), so `specmem init` an
 and the scan remembers what it found beside the index (`index.db-places.json`). Settings resolve the remembered
 places as roots of their own, like the places at the project top, so the watcher, the servers and checkpoints deal
 with a handful of folders and files, never with the whole project. The search also counts the markdown it leaves
-out, so that `init` and `scan` can say what is not read and which setting reads it.
+out, so that `init` and `scan` can say what is not read and which setting reads it: it is the one walk that does.
 """
 
 from __future__ import annotations
@@ -23,56 +23,65 @@ from specmem.indexer import conventions, files
 from specmem.indexer.config import Config
 from specmem.indexer.conventions import Convention
 
-EXAMPLES = 4  # folders named when saying what markdown is not read
-
 
 @dataclass
 class Found:
     """What a search of the project found: the places below its top (convention name, path), and the markdown
-    files outside the roots and the places, counted by their first folder (`.` for files at the top)."""
+    files that no root reads, counted by folder (see `search`)."""
 
     places: list[tuple[Convention, Path]] = field(default_factory=list)
-    unread: Counter[str] = field(default_factory=Counter)
+    unread: Counter[Path] = field(default_factory=Counter)
 
-    @property
-    def unread_count(self) -> int:
-        return sum(self.unread.values())
-
-    def unread_summary(self) -> str:
-        """`412 markdown files (docs/ 364, top folder 12, …)`, or an empty text when there are none."""
-        if not self.unread:
-            return ""
-        named = [
-            f"{'the top folder' if top == '.' else top + '/'} {count}"
-            for top, count in self.unread.most_common(EXAMPLES)
-        ]
-        more = ", …" if len(self.unread) > EXAMPLES else ""
-        n = self.unread_count
-        return f"{n} markdown file{'s' if n != 1 else ''} ({', '.join(named)}{more})"
+    def left_out(self, project: Path) -> list[tuple[str, int]]:
+        """The markdown no root reads: (folder relative to `project`, `.` for its top; files), most first."""
+        shown = (
+            (p.relative_to(project).as_posix() if p != project else ".", n) for p, n in self.unread.items()
+        )
+        return sorted(shown, key=lambda kv: (-kv[1], kv[0]))
 
 
 def search(project: Path, config: Config) -> Found:
     """Search `project` (its .gitignore, `.specmemignore` and the `exclude` setting honoured; node_modules and
     hidden folders that hold no convention skipped) for the places of the adopted conventions that are read at any
-    depth, and count the markdown left out. Folders that are roots are not searched: the scan reads them."""
+    depth, and count the markdown left out. Folders that are roots are not searched: the scan reads them.
+
+    This is the one walk that says what is not read: `specmem init`, every full scan (and so the watcher's) and
+    their reports use it. A file left out counts in the outermost folder above it that holds no root (the folder
+    to add to the roots), else in its own folder (`apps/` beside `apps/web/CLAUDE.md`; the project's top); the
+    markdown in a hidden folder the walk does not enter counts in that folder."""
     adopted = conventions.named(config.conventions)
     policy = files.Policy(adopted, config.include, config.exclude)
     inside = tuple(r for r in config.roots if r != project and files.within(r, project) and r.is_dir())
     walked = files.walk((project,), exclude=(*inside, config.db_path.parent), policy=policy)
     found = Found()
     seen: set[Path] = set()
+    left: Counter[Path] = Counter()  # folder → markdown files no root reads
     for name in walked.found:
         path = Path(name)
         if any(files.within(path, r) for r in config.roots):
             continue  # a root (a folder or one file) already reads it
         hit = conventions.place(path, project, adopted)
         if hit is None:
-            rel = path.relative_to(project).parts
-            found.unread[rel[0] if len(rel) > 1 else "."] += 1
+            left[path.parent] += 1
         elif hit[1] not in seen:
             seen.add(hit[1])
             found.places.append(hit)
+    for folder, count in walked.skipped.items():  # hidden folders the walk did not enter
+        if not any(files.within(folder, r) for r in config.roots):  # in a root: the scan reports it
+            left[folder] += count
+    held = (*config.roots, *seen)  # the roots once the places found are read
+    for folder, count in left.items():
+        found.unread[_outermost(folder, project, held)] += count
     return found
+
+
+def _outermost(folder: Path, project: Path, roots: tuple[Path, ...]) -> Path:
+    """The outermost folder from `project` down to `folder` that holds no root, else `folder` itself."""
+    for depth in range(1, len(folder.relative_to(project).parts) + 1):
+        candidate = project.joinpath(*folder.relative_to(project).parts[:depth])
+        if not any(files.within(root, candidate) for root in roots):
+            return candidate
+    return folder
 
 
 def refresh(config: Config) -> tuple[Config, Found | None]:

@@ -61,11 +61,10 @@ class InitPlan:
     # Where the project keeps memory that specmem reads: the roots that exist (with their markdown files), then the
     # conventions' places (at the top and below it), each with its convention (None for a root).
     reads: list[tuple[Convention | None, Path, int]] = field(default_factory=list)
-    found: Found | None = None  # what the search of the project found, with the markdown it leaves out
+    found: Found | None = None  # what the search of the project found
     hidden: dict[Path, int] = field(default_factory=dict)  # other hidden folders at the top holding markdown
-    unread: dict[Path, int] = field(
-        default_factory=dict
-    )  # other folders of markdown no root reads (unread.py)
+    # The other markdown no root reads, by folder (as a scan reports it: ScanReport.unread, places.search).
+    unread: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def created(self) -> list[Step]:
@@ -84,7 +83,7 @@ class InitPlan:
             "conventions_found": [{"name": c.name, "tool": c.tool, "path": str(p)} for c, p in self.places],
             "reads": [{"path": str(p), "markdown_files": n} for _, p, n in self.reads],
             "hidden": {str(p): n for p, n in self.hidden.items()},
-            "unread": {str(p): n for p, n in self.unread.items()},
+            "unread": [{"folder": p, "markdown_files": n} for p, n in self.unread],
         }
 
 
@@ -103,6 +102,8 @@ def plan(folder: Path, roots: list[str] | None = None, *, examples: bool = False
     if folder.is_dir():
         _what_it_reads(result)
     result.hidden = _other_hidden(folder, result.places)
+    if result.found is not None:  # the hidden folders at the top are listed with the setting that reads them
+        result.unread = [(f, n) for f, n in result.found.left_out(folder) if folder / f not in result.hidden]
     if project_file.exists():
         steps.append(Step("keep", project_file, "exists; its settings stay as they are"))
     else:

@@ -75,8 +75,8 @@ class ScanReport:
     problems: list[tuple[str, str]] = field(default_factory=list)
     # Hidden folders holding markdown that were left out (path, files): `include` in specmem.toml takes them.
     skipped: list[tuple[str, int]] = field(default_factory=list)
-    # A full scan of a project's own roots: the markdown outside the roots and the conventions' places, by first
-    # folder (`.`: the top), which `roots = ["."]` in specmem.toml would read (indexer/places.py).
+    # A full scan of a project's own roots: the markdown no root reads, by folder (`.`: the top), most first
+    # (indexer/places.py says which folder counts a file); `roots = ["."]` in specmem.toml would read it all.
     unread: list[tuple[str, int]] = field(default_factory=list)
     per_root: dict[str, int] = field(default_factory=dict)  # memory files seen under each root
     embedding_error: str | None = None
@@ -260,7 +260,7 @@ def scan(
             if progress:
                 progress("walking", 0, 0)
             config, found = places.refresh(config)
-            unread = sorted(found.unread.items(), key=lambda kv: (-kv[1], kv[0])) if found else []
+            unread = found.left_out(config.project) if found else []
         run = ScanRun(
             conn,
             config,

@@ -10,16 +10,16 @@ command, option or help text cannot change without the README following.
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import re
 import sys
 from pathlib import Path
 
 import click
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, also when loaded by its path (tests)
+import readme_block  # noqa: E402
+
+ROOT = readme_block.ROOT
 BLOCK = re.compile(r"(<!-- cli-reference -->\n)(.*?)(<!-- /cli-reference -->)", re.DOTALL)
 SHARED = ("db_path", "roots", "model")  # options of every command that reads the index: listed once
 
@@ -85,23 +85,7 @@ def render(text: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when README.md is stale")
-    args = parser.parse_args()
-    text = README.read_text()
-    new = render(text)
-    if new == text:
-        return 0
-    if args.check:
-        sys.stdout.writelines(
-            difflib.unified_diff(text.splitlines(True), new.splitlines(True), "README.md", "cli")
-        )
-        return 1
-    README.write_text(new)
-    print("README.md: CLI reference rewritten from the click commands", file=sys.stderr)
-    return 0
+    return readme_block.main(__doc__, render, "CLI reference rewritten from the click commands")
 
 
 if __name__ == "__main__":

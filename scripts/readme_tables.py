@@ -10,8 +10,6 @@ sentence); NAME picks a renderer below, and each renderer reads one results file
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import json
 import math
 import re
@@ -19,8 +17,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, also when loaded by its path (tests)
+import readme_block  # noqa: E402
+
+ROOT = readme_block.ROOT
 RESULTS = ROOT / "tests" / "bench" / "results"
 BLOCK = re.compile(r"<!-- bench:([\w-]+) -->(.*?)<!-- /bench -->", re.DOTALL)
 RENDERERS: dict[str, Callable[[], str]] = {}
@@ -579,27 +579,9 @@ def first_embedding() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    return readme_block.main(
+        __doc__, render, "benchmark figures rewritten from tests/bench/results/", failures=(ResultsError,)
     )
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when README.md is stale")
-    args = parser.parse_args()
-    text = README.read_text()
-    try:
-        new = render(text)
-    except ResultsError as exc:
-        print(f"readme_tables: {exc}", file=sys.stderr)
-        return 2
-    if new == text:
-        return 0
-    if args.check:
-        sys.stdout.writelines(
-            difflib.unified_diff(text.splitlines(True), new.splitlines(True), "README.md", "rendered")
-        )
-        return 1
-    README.write_text(new)
-    print("README.md: benchmark figures rewritten from tests/bench/results/", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

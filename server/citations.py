@@ -62,15 +62,9 @@ class Citation:
 
 
 @dataclass
-class StaleMemory:
+class StaleMemory(reads.MemoryRef):
     """A memory whose cited code changed or is gone, with those citations."""
 
-    id: int
-    path: str
-    rel_path: str
-    title: str
-    tier: str
-    spec_folder: str
     written_ms: int  # when its citations were baselined: the memory's commit, or when it was indexed
     code: str
     citations: list[Citation] = field(default_factory=list)
@@ -149,12 +143,7 @@ def stale(conn: apsw.Connection, *, limit: int = 50, offset: int = 0) -> StaleLi
         mine = cites.get(r.id, [])
         items.append(
             StaleMemory(
-                id=r.id,
-                path=r.path,
-                rel_path=r.rel_path,
-                title=r.title,
-                tier=r.tier,
-                spec_folder=r.spec_folder,
+                **reads.named(r, reads.MemoryRef),
                 written_ms=r.written,
                 code=code_status(mine) or "current",
                 citations=[c for c in mine if c.status != "current"],

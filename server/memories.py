@@ -173,7 +173,7 @@ def get(
         content = "".join(lines[first - 1 : last])
     cites = citations.of_memories(conn, [row.id]).get(row.id, [])
     return Memory(
-        **row._asdict(),
+        **reads.named(row),
         start_line=first,
         end_line=last,
         content=content,
@@ -228,7 +228,7 @@ def list_memories(
     scope = Scope(spec_folder=spec_folder, tiers=(tier,) if tier else (), hide_deprecated=False)
     # An offset past the largest id is past every page (SQLite takes nothing bigger): an empty page.
     total, found = reads.page(conn, scope, sort, min(offset, db.MAX_ROWID), limit)
-    return MemoryList(total=total, offset=offset, items=[ListItem(**r._asdict()) for r in found])
+    return MemoryList(total=total, offset=offset, items=[ListItem(**reads.named(r)) for r in found])
 
 
 class TriggerMatch(BaseModel):

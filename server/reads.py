@@ -8,10 +8,11 @@ get named rows or plain mappings back; no SQL leaves this module. Scores come ba
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string annotation of its fields
 # (about 50 rows' worth, most of this module's import time); evaluated at once they cost nothing.
+import dataclasses
 import functools
 import json
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import apsw
 
@@ -119,8 +120,18 @@ def constitutional(conn: apsw.Connection, scope: Scope) -> set[int]:
 # -- memory rows -------------------------------------------------------------------------------------------------
 
 
-class MemoryRow(NamedTuple):
-    """A memory's index row as search, lists and resources name it (`row.tier`, never `row[4]`)."""
+# A memory's columns are its rows' fields, in their order: each named as in memory_index (`m.`) but these.
+_COLUMN_OF = {"tier": "m.importance_tier", "written": "r.written"}
+
+
+def _columns(row_type: type) -> str:
+    """The SELECT list that fills `row_type` (a dataclass of this module), field by field."""
+    return ", ".join(_COLUMN_OF.get(f.name, f"m.{f.name}") for f in dataclasses.fields(row_type))
+
+
+@dataclasses.dataclass(slots=True)
+class MemoryRef:
+    """What names a memory wherever it is listed (`row.tier`, never `row[4]`)."""
 
     id: int
     path: str
@@ -128,6 +139,12 @@ class MemoryRow(NamedTuple):
     title: str
     tier: str
     spec_folder: str
+
+
+@dataclasses.dataclass(slots=True)
+class MemoryRow(MemoryRef):
+    """A memory's index row as search, lists and resources name it."""
+
     context_type: str | None
     tags: list[str]
     updated_at: int
@@ -136,19 +153,14 @@ class MemoryRow(NamedTuple):
     content_hash: str
 
 
-MEMORY_COLUMNS = (
-    "m.id, m.path, m.rel_path, m.title, m.importance_tier, m.spec_folder, m.context_type, m.tags, m.updated_at, "
-    "m.confidence, m.embedding_status, m.content_hash"
-)
-
-
-_TAGS = MemoryRow._fields.index("tags")
+MEMORY_COLUMNS = _columns(MemoryRow)
+_TAGS = [f.name for f in dataclasses.fields(MemoryRow)].index("tags")
 
 
 def _memory(values: Sequence[object]) -> MemoryRow:
     row = list(values)
     row[_TAGS] = _json_list(cast(str, row[_TAGS]))
-    return MemoryRow._make(row)
+    return MemoryRow(*cast(list[Any], row))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -161,21 +173,10 @@ def _json_list(text: str) -> list[str]:
     return list(_decoded(text))
 
 
-class MemoryDetail(NamedTuple):
+@dataclasses.dataclass(slots=True)
+class MemoryDetail(MemoryRow):
     """Everything the index knows of one memory (what `get` shows beside the file's content)."""
 
-    id: int
-    path: str
-    rel_path: str
-    title: str
-    tier: str
-    spec_folder: str
-    context_type: str | None
-    tags: list[str]
-    updated_at: int
-    confidence: float
-    embedding_status: str
-    content_hash: str
     trigger_phrases: list[str]
     expires: str | None
     anchors: list[str]
@@ -183,13 +184,21 @@ class MemoryDetail(NamedTuple):
     line_count: int
 
 
-DETAIL_COLUMNS = f"{MEMORY_COLUMNS}, m.trigger_phrases, m.expires, m.anchors, m.warnings, m.line_count"
+DETAIL_COLUMNS = _columns(MemoryDetail)
 _JSON_LISTS = ("tags", "trigger_phrases", "anchors", "warnings")
 
 
 def _detail(values: Sequence[object]) -> MemoryDetail:
-    row = MemoryDetail._make(values)
-    return row._replace(**{name: json.loads(getattr(row, name)) for name in _JSON_LISTS})
+    row = MemoryDetail(*cast(Sequence[Any], values))
+    for name in _JSON_LISTS:
+        setattr(row, name, json.loads(getattr(row, name)))
+    return row
+
+
+def named(row: MemoryRef, of: type[MemoryRef] | None = None) -> dict[str, Any]:
+    """A row's fields by name (shallow; only those of the row type `of` when given), to build an answer from it:
+    `Memory(**named(row), content=...)`."""
+    return {f.name: getattr(row, f.name) for f in dataclasses.fields(of or row)}
 
 
 @db.engine_specific
@@ -683,15 +692,10 @@ def citation_statuses(conn: apsw.Connection) -> list[tuple[int, str]]:
     )
 
 
-class CitingMemory(NamedTuple):
+@dataclasses.dataclass(slots=True)
+class CitingMemory(MemoryRef):
     """A memory listed for its citations, with when they were baselined (the oldest of those listed)."""
 
-    id: int
-    path: str
-    rel_path: str
-    title: str
-    tier: str
-    spec_folder: str
     written: int
 
 
@@ -707,11 +711,8 @@ def citing(
         f"WHERE c.status IN ({marks}) AND m.importance_tier != 'deprecated' GROUP BY c.memory_id"
     )
     total = int(db.scalar(conn, f"SELECT count(*) FROM ({ranked})", statuses))
-    sql = (
-        "SELECT m.id, m.path, m.rel_path, m.title, m.importance_tier, m.spec_folder, r.written "
-        f"FROM ({ranked}) r JOIN memory_index m ON m.id = r.memory_id ORDER BY r.written, m.id LIMIT ? OFFSET ?"
-    )
-    return total, [CitingMemory._make(r) for r in conn.execute(sql, [*statuses, limit, offset])]
+    sql = f"SELECT {_columns(CitingMemory)} FROM ({ranked}) r JOIN memory_index m ON m.id = r.memory_id ORDER BY r.written, m.id LIMIT ? OFFSET ?"
+    return total, [CitingMemory(*r) for r in conn.execute(sql, [*statuses, limit, offset])]
 
 
 @db.engine_specific

@@ -351,13 +351,6 @@ class Memories:
                 return state if building else scanstate.ScanState(os.getpid(), "", "walking", 0, 0, 0, 0)
             time.sleep(WAIT_POLL)  # another process's progress: a file to poll, no event to wait on
 
-    def unread(self) -> dict[Path, int]:
-        """Folders of markdown in the project that no root reads, with their number of markdown files (only when
-        the roots are the project's own: roots chosen for one run are taken as meant)."""
-        from specmem.indexer import unread
-
-        return unread.of(self.config)
-
     def pending(self) -> int:
         """Memories whose embeddings are not computed yet."""
         return self._reader.cached("pending", db.pending_count)
@@ -707,14 +700,9 @@ def init(
     or with `examples`), `.specmem/` kept out of git, and `.mcp.json` for Claude Code. Never overwrites a file;
     the plan says what was created and kept, which memory the project keeps (the roots and the assistants'
     conventions' places, found anywhere in it) and which markdown is not read."""
-    from specmem.indexer import files, project, unread
+    from specmem.indexer import project
 
     plan = project.plan(Path(folder), [os.fspath(r) for r in roots] if roots else None, examples=examples)
-    read = [plan.folder / r for r in plan.roots] + [place for _, place in plan.places]
-    found = unread.folders(
-        plan.folder, read, files.DEFAULT_POLICY, exclude=(plan.folder / config.DB_DIRNAME,)
-    )
-    plan.unread = {folder: n for folder, n in found.items() if folder not in plan.hidden}
     if not dry_run:
         project.apply(plan)
     return plan

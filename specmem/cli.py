@@ -225,15 +225,13 @@ def init_cmd(folder: str, roots: tuple[str, ...], dry_run: bool, examples: bool,
         say(
             "reads: nothing yet (Spec Kit, Kiro, Cursor, CLAUDE.md, AGENTS.md, ADRs, ... are read when present)"
         )
-    if plan.found is not None and plan.found.unread:
-        say(f"not read: {plan.found.unread_summary()}; {READ_ALL}", fg="yellow")
     for path, count in plan.hidden.items():
         say(
             f"not read: {path.name}/ holds {count} markdown file{'s' if count != 1 else ''}; to index it, add include = "
             f'["{path.name}"] to specmem.toml',
             fg="yellow",
         )
-    print_unread(plan.unread, plan.folder, named=list(plan.found.unread) if plan.found else [])
+    print_unread(plan.unread)
     from specmem.indexer import assistants
 
     note = assistants.path_note()
@@ -340,7 +338,6 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
         with opened(cfg) as mem:
             report = mem.scan(force=force, embed=not no_embed, progress=None if as_json else progress)
             cfg = mem.config  # with the places the scan found
-            unread = mem.unread()
     except KeyboardInterrupt:
         progress.finish()
         say(
@@ -350,11 +347,9 @@ def scan_cmd(cfg: Config, force: bool, no_embed: bool, as_json: bool) -> None:
         exit_now(130)
     progress.finish()
     if as_json:
-        shown = {str(folder): count for folder, count in unread.items()}
-        click.echo(json.dumps({**report.to_dict(), "unread_folders": shown}, indent=2))
+        click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         print_report(report, cfg)
-        print_unread(unread, cfg.project, named=[f for f, _ in report.unread])
     if report.embedding_error and not no_embed:
         # Keyword search works, but the scan did not do what was asked: say why and how to fix it.
         raise ModelUnavailable(
@@ -385,29 +380,32 @@ def print_report(report: ScanReport, cfg: Config) -> None:
     for path, message in report.warnings:
         say(f"warning {path}: {message}", fg="yellow")
     print_skipped(report, cfg)
-    if report.unread:
-        unread = sum(n for _, n in report.unread)
-        folders = ", ".join(f"{'the top folder' if f == '.' else f + '/'} {n}" for f, n in report.unread[:4])
-        say(
-            f"not read: {unread} other markdown file{'s' if unread != 1 else ''} ({folders}"
-            f"{', …' if len(report.unread) > 4 else ''}); {READ_ALL}",
-            fg="yellow",
-        )
+    print_unread(report.unread)
     say(f"index: {cfg.index_name}")
 
 
-def print_unread(unread: dict[Any, int], project: Any, named: Sequence[str] = ()) -> None:
-    """Every folder of markdown in the project that no root reads, with the setting that takes it in; folders
-    under a top folder the "not read" summary already `named` are left to it."""
-    for folder, count in unread.items():
-        rel = folder.relative_to(project).as_posix()
-        if rel.split("/")[0] in named:
-            continue
+UNREAD_LISTED = 8  # folders of unread markdown named one a line; --json lists every one
+
+
+def print_unread(unread: Sequence[tuple[str, int]]) -> None:
+    """The markdown no root reads (a scan's or init's `unread`): how many files, with the setting that reads
+    them all, then the folders that hold them, each with its count."""
+    if not unread:
+        return
+    total = sum(n for _, n in unread)
+    say(
+        f"not read: {total} other markdown file{'s' if total != 1 else ''}; {READ_ALL}, or add a folder below to "
+        "roots",
+        fg="yellow",
+    )
+    for folder, count in unread[:UNREAD_LISTED]:
         say(
-            f"not read: {rel}/ holds {count} markdown file{'s' if count != 1 else ''} outside the roots; to index "
-            f'it, add "{rel}" to roots in specmem.toml',
-            fg="yellow",
+            f"  {'the top folder' if folder == '.' else folder + '/'} ({count} file{'s' if count != 1 else ''})"
         )
+    rest = unread[UNREAD_LISTED:]
+    if rest:
+        n = sum(count for _, count in rest)
+        say(f"  … {len(rest)} more folders ({n} file{'s' if n != 1 else ''}); --json lists every one")
 
 
 def files_in(report: ScanReport, root: Any) -> int:

@@ -3,6 +3,7 @@ and the fix; a name that fits several memories is an error listing them; markdow
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -105,13 +106,21 @@ def test_markdown_folders_outside_the_roots_are_listed_by_init_and_scan(isolated
     write(isolated / ".specify" / "templates" / "spec-template.md", "# Template\n")
     write(isolated / ".specify" / "memory" / "constitution.md", "# Constitution\n")  # a Spec Kit project
     write(isolated / "README.md", "# The project\n")
-    expected = [  # the project-wide summary names docs/; the hidden .specify/templates/ gets its own line
-        "docs/ 2",
-        'roots = ["."] in specmem.toml reads every markdown file of the project',
-        'not read: .specify/templates/ holds 1 markdown file outside the roots; to index it, add ".specify/templates"',
+    expected = [  # the summary counts what the lines below it list (the hidden .specify/templates/ too)
+        'not read: 4 other markdown files; roots = ["."] in specmem.toml reads every markdown file of the project',
+        "  docs/ (2 files)",
+        "  .specify/templates/ (1 file)",
+        "  the top folder (1 file)",
     ]
     init = cli("init", "--dry-run")
     assert init.returncode == 0 and all(line in init.stdout for line in expected), init.stdout
     scan = cli("scan")
     assert scan.returncode == 0 and all(line in scan.stdout for line in expected), scan.stdout
     assert "README.md" not in scan.stdout
+    listed = [  # one structure in both commands' JSON: what the lines above show
+        {"folder": "docs", "markdown_files": 2},
+        {"folder": ".", "markdown_files": 1},
+        {"folder": ".specify/templates", "markdown_files": 1},
+    ]
+    assert json.loads(cli("scan", "--json").stdout)["unread"] == listed
+    assert json.loads(cli("init", "--dry-run", "--json").stdout)["unread"] == listed

@@ -292,12 +292,14 @@ def test_memory_anywhere_in_the_project_is_read_and_scoped_to_its_folder(isolate
     init = cli("init", cwd=top)
     assert init.returncode == 0, init.stderr
     assert "apps/web/CLAUDE.md" in init.stdout and "docs/adr/ (2 files)" in init.stdout, init.stdout
-    assert 'not read: 1 markdown file (docs/ 1); roots = ["."] in specmem.toml' in init.stdout
+    assert 'not read: 1 other markdown file; roots = ["."] in specmem.toml' in init.stdout
+    assert "  docs/ (1 file)" in init.stdout  # docs/guide.md, beside the decision records read in docs/adr/
     assert not (top / "specs" / "constitutional").exists()  # the project keeps memory: no example rule
 
     done = cli("scan", cwd=top)
     assert done.returncode == 0, done.stderr
-    assert "scanned 6 files" in done.stdout and "not read: 1 other markdown file (docs/ 1)" in done.stdout
+    assert "scanned 6 files" in done.stdout and "not read: 1 other markdown file;" in done.stdout
+    assert "  docs/ (1 file)" in done.stdout
     memories = listed(top)
     assert set(memories) == {
         "specs/001-a/spec.md",

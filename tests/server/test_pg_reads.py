@@ -3,6 +3,7 @@ scoped rows on both (a real PostgreSQL with pgvector, started by the `pg_server`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -183,7 +184,7 @@ def _path_keyed(value, paths):
     if isinstance(value, dict):
         return {paths.get(k, k): _path_keyed(v, paths) for k, v in value.items()}
     if isinstance(value, (reads.MemoryRow, reads.MemoryDetail)):
-        return value._replace(id=paths[value.id])
+        return dataclasses.replace(value, id=paths[value.id])
     if isinstance(value, list) or type(value) is tuple:
         return type(value)(_path_keyed(v, paths) for v in value)
     return value
