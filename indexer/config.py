@@ -5,11 +5,9 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import stat
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -394,6 +392,8 @@ def read_project_file(path: Path) -> dict[str, Any]:
             f"{path} nests lists or tables more than {MAX_NESTING} deep; settings never do: fix it"
         )
     try:
+        import tomllib  # only when a project file exists (~3 ms of every command otherwise)
+
         data = tomllib.loads(text)
     except (ValueError, RecursionError) as exc:  # TOMLDecodeError, or a number of thousands of digits
         raise ConfigError(f"{path} is not valid TOML ({_shown(exc)}); fix it or delete it") from None
@@ -510,6 +510,8 @@ def _db_path(
     if project is not None:
         return project / DB_DIRNAME / "index.db"
     # Outside any project: keep the index out of the user's folders.
+    import hashlib
+
     slug = hashlib.sha1(str(roots[0]).encode()).hexdigest()[:12]
     return user_data_dir() / "indexes" / f"{roots[0].name}-{slug}" / "index.db"
 

@@ -6,7 +6,6 @@ marked `@engine_specific` are where another engine plugs in (specs/001-indexer/m
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import functools
 import importlib.util
@@ -404,6 +403,8 @@ def _create(path: Path) -> None:
 def _keep_log_files(conn: apsw.Connection) -> None:
     """Closing never deletes the -wal and -shm files by name (they are truncated instead): should the index be
     deleted and created anew while this connection is open, its close must not delete the new index's log."""
+    import ctypes  # writers only: a reader never sets it
+
     flag = ctypes.c_int(1)
     conn.file_control("main", apsw.SQLITE_FCNTL_PERSIST_WAL, ctypes.addressof(flag))
     conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")

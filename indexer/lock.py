@@ -10,14 +10,20 @@ from __future__ import annotations
 import errno
 import json
 import os
-import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from specmem.indexer.atomic import describe, open_own_file, pid_alive, read_own_file, write_own_file
+from specmem.indexer.atomic import (
+    describe,
+    hostname,
+    open_own_file,
+    pid_alive,
+    read_own_file,
+    write_own_file,
+)
 from specmem.indexer.errors import DatabaseError, LockTimeout, SpecmemError, StateFileError
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
@@ -61,7 +67,7 @@ class Holder:
     @property
     def alive(self) -> bool:
         """Whether the recorded process still runs (only meaningful on this host)."""
-        return self.host != socket.gethostname() or pid_alive(self.pid)
+        return self.host != hostname() or pid_alive(self.pid)
 
     def describe(self) -> str:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since_ms / 1000))
@@ -109,7 +115,7 @@ class FileLock:
                 return True
             record = {
                 "pid": os.getpid(),
-                "host": socket.gethostname(),
+                "host": hostname(),
                 "since_ms": time.time_ns() // 1_000_000,
                 "role": self.role,
             }

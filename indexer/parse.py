@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import tomllib
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -112,6 +111,8 @@ def _frontmatter(lines: list[str], warnings: list[str]) -> tuple[dict[str, Any],
             f"frontmatter opened with `{fence}` on line 1 is never closed; the file is indexed as body"
         )
         return {}, 0
+    import tomllib  # as yaml: a search imports parse for normalise only
+
     import yaml  # here, not at the top: searching (normalise) needs no YAML parser
 
     block = "\n".join(lines[1:end])

@@ -428,6 +428,37 @@ def vectors() -> str:
     )
 
 
+@renderer("hybrid-ab")
+def hybrid_ab() -> str:
+    f = load("hybrid_ab")["figures"]
+    labels = {
+        "before": "before: frequencies counted at each search, then the matrix's k-NN",
+        "counts_kept": "document frequencies kept by the connection",
+        "now": "and the matrix's k-NN in a thread during the keyword side (now)",
+    }
+    rows = [
+        [
+            label,
+            f"{ms(f[name]['wall_p50_ms'])} / {ms(f[name]['wall_p95_ms'])} ms",
+            f"{ms(f[name]['cpu_p50_ms'])} / {ms(f[name]['cpu_p95_ms'])} ms",
+            "1"
+            if name == "before"
+            else f"{f[name + '_wall_p50_ratio']:.2f} / {f[name + '_cpu_p50_ratio']:.2f}",
+        ]
+        for name, label in labels.items()
+    ]
+    load_avg = f["loadavg_before_after"]
+    note = (
+        f"{f['chunks']:,} chunks, {f['queries']} queries in turns, same results {f['same_results_share']:.0%}; "
+        f"load average {load_avg[0]:.1f} → {load_avg[1]:.1f}"
+    )
+    return table(
+        ["hybrid search, in-memory vectors", "wall p50 / p95", "CPU p50 / p95", "p50 vs before: wall / CPU"],
+        rows,
+        "hybrid_ab",
+    ).replace("</sub>", f" {note}.</sub>", 1)
+
+
 @renderer("embed")
 def embed() -> str:
     f = load("embed")["figures"]

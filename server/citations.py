@@ -11,7 +11,6 @@ from typing import Any
 import apsw
 
 from specmem.indexer import db
-from specmem.indexer.spans import STATUSES
 from specmem.server import reads
 
 # A memory's code status is its worst citation's: changed, then missing, moved, unchecked, current.
@@ -109,6 +108,9 @@ def of_memories(conn: apsw.Connection, ids: list[int]) -> dict[int, list[Citatio
 
 
 def _worst(statuses: Iterable[str]) -> str:
+    # spans (difflib, xxhash, its patterns) is imported only when some memory cites code: ~5 ms of a search.
+    from specmem.indexer.spans import STATUSES
+
     return min(statuses, key=lambda s: STATUSES.index(s) if s in STATUSES else len(STATUSES))
 
 

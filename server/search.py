@@ -137,12 +137,7 @@ def search(
     used: Mode = mode if vector is not None else "keyword"
     notes += [why_not] if why_not else []
     words = keyword.words(query)
-    found_kw = (
-        keyword.retrieve(conn, words, scope, k, seconds=used == "hybrid") if used != "semantic" else {}
-    )  # 3
-    found_sem = (
-        semantic.retrieve(conn, vector, embedder.model_id, scope, k, vectors) if vector and embedder else {}
-    )
+    found_kw, found_sem = _retrieve(conn, words, vector, embedder, scope, k, used, vectors)  # 3
     # Scoped: the filtered semantic side ranked every memory in scope, not a top-k cut of the index.
     scoped = scope.filtered and len(found_sem) < k
     # A memory whose vector is pending is ranked by what is known, its keyword score (fusion.fuse).
@@ -174,6 +169,26 @@ def search(
         total_memories=reads.memory_count(conn),
         notes=notes,
     )
+
+
+def _retrieve(
+    conn: apsw.Connection,
+    words: list[str],
+    vector: bytes | None,
+    embedder: Embedder | None,
+    scope: Scope,
+    k: int,
+    used: Mode,
+    vectors: VectorIndex | None,
+) -> tuple[dict[int, keyword.KeywordHit], dict[int, semantic.SemanticHit]]:
+    """Step 3: the best `k` memories by keyword and by meaning. In hybrid mode with the in-memory matrix, its
+    numpy part runs in a thread while the keyword side runs here."""
+    overlap = used == "hybrid" and vector is not None and vectors is not None
+    started = semantic.start(vector, scope, k, vectors) if overlap and vector and vectors else None
+    found_kw = keyword.retrieve(conn, words, scope, k, seconds=used == "hybrid") if used != "semantic" else {}
+    if not (vector and embedder):
+        return found_kw, {}
+    return found_kw, semantic.retrieve(conn, vector, embedder.model_id, scope, k, vectors, started)
 
 
 def _epoch_ms(when: dt.datetime) -> int:

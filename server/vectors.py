@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import apsw
 import numpy as np
@@ -36,6 +37,14 @@ class Hit:
     chunk_id: int
     memory_id: int
     distance: float  # sqlite-vec's cosine distance
+
+
+class Picked(NamedTuple):
+    """Candidate chunks of a k-NN by the matrix: their ids, their memories' ids, their vectors' bytes."""
+
+    ids: list[int]
+    owners: list[int]
+    blobs: list[bytes]
 
 
 class VectorIndex:
@@ -171,21 +180,43 @@ class VectorIndex:
     # -- searching --------------------------------------------------------------------------------------------
 
     def nearest(
-        self, conn: apsw.Connection, query: bytes, k: int, visible: set[int] | None = None
+        self,
+        conn: apsw.Connection,
+        query: bytes,
+        k: int,
+        visible: set[int] | None = None,
+        picked: Picked | None = None,
     ) -> dict[int, Hit]:
         """memory id → its closest chunk, for the `k` memories closest to `query` (a float32 vector's bytes) among
-        `visible` (memory ids; None: every memory), best first. Distances are sqlite-vec's, computed by `conn`."""
+        `visible` (memory ids; None: every memory), best first. Distances are sqlite-vec's, computed by `conn`.
+        `picked`: what `candidates(query, k, visible)` returned, computed earlier (in another thread)."""
+        if picked is None:
+            picked = self.candidates(query, k, visible)
+        ids, owners, blobs = picked
+        if not ids:
+            return {}
+        exact = reads.cosine_distances(conn, blobs, query)
+        hits: dict[int, Hit] = {}
+        measured = [(d, cid, mid) for d, cid, mid in zip(exact, ids, owners, strict=True) if d is not None]
+        for d, cid, mid in sorted(measured):
+            if mid not in hits:
+                hits[mid] = Hit(cid, mid, d)
+        return dict(list(hits.items())[:k])
+
+    def candidates(self, query: bytes, k: int, visible: set[int] | None = None) -> Picked:
+        """The chunks that may be among the `k` memories' closest (see `nearest`), by the matrix alone: numpy
+        work that needs no connection and releases the GIL, so a search runs it while its keyword side runs."""
         q = np.frombuffer(query, dtype=np.float32)
         q_norm = float(np.linalg.norm(q))
         if q_norm == 0.0 or k <= 0:
-            return {}  # a zero vector (a query with no words) is near nothing
+            return Picked([], [], [])  # a zero vector (a query with no words) is near nothing
         with self._lock:
             memories = self._memories[: self._size]
             usable = memories >= 0
             if visible is not None:
                 usable &= np.isin(memories, np.fromiter(visible, dtype=np.int64))
             if not usable.any():
-                return {}
+                return Picked([], [], [])
             distance = 1.0 - (self._vectors[: self._size] @ q) * self._inverse_norms[: self._size] / q_norm
             distance[~usable] = np.inf
             # The k-th memory's distance: from the closest rows, taken 4k at a time until they hold k memories.
@@ -205,13 +236,7 @@ class VectorIndex:
             ids = self._ids[pick].tolist()
             owners = memories[pick].tolist()
             blobs = [self._vectors[r].tobytes() for r in pick.tolist()]
-        exact = reads.cosine_distances(conn, blobs, query)
-        hits: dict[int, Hit] = {}
-        measured = [(d, cid, mid) for d, cid, mid in zip(exact, ids, owners, strict=True) if d is not None]
-        for d, cid, mid in sorted(measured):
-            if mid not in hits:
-                hits[mid] = Hit(cid, mid, d)
-        return dict(list(hits.items())[:k])
+        return Picked(ids, owners, blobs)
 
 
 def _grown(array: np.ndarray, capacity: int, fill: float = 0.0) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import types
 
 from specmem.indexer import db
+from specmem.indexer.scan import scan
 from specmem.server import reads
 from specmem.server.search import Filters, search
 from tests.helpers import memory, write
@@ -44,3 +45,21 @@ def test_an_engine_plugs_in_behind_the_seam(specs, run_scan, conn):
     assert "memory_count" not in missing and "nearest_in_scope" in missing
     assert reads.memory_count(OtherConnection()) == 42
     assert reads.memory_count(conn) == 1
+
+
+def test_document_frequencies_follow_the_index(specs, run_scan, conn, cfg, hash_embedder):
+    """A connection keeps its word counts until the index changes, whether it wrote the change itself or
+    another connection did."""
+    write(specs / "001-a" / "memory" / "a.md", memory("A", "rotation of keys"))
+    run_scan()
+    assert reads.document_frequency(conn, "rotation") == 1
+    write(specs / "001-a" / "memory" / "b.md", memory("B", "rotation again"))
+    run_scan()  # through this connection
+    assert reads.document_frequency(conn, "rotation") == 2
+    write(specs / "001-a" / "memory" / "c.md", memory("C", "rotation, a third time"))
+    other = db.connect(cfg.db_path)
+    try:
+        scan(other, cfg, hash_embedder)
+    finally:
+        other.close()
+    assert reads.document_frequency(conn, "rotation") == 3

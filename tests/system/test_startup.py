@@ -96,6 +96,8 @@ def test_a_keyword_search_loads_nothing_heavy(indexed, extra):
         assert "Tokens" in out and "001-auth/memory/tokens.md" in out
     assert "specmem.server.search" in modules
     assert not heavy(modules)
+    # Nor what only writes, locks, zscore fusion or citations of code need (a few ms each at start-up).
+    assert not modules & {"statistics", "socket", "ctypes", "specmem.indexer.spans"}
 
 
 def test_importing_the_api_loads_no_numpy_and_no_pydantic():
