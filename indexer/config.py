@@ -68,6 +68,9 @@ class Config:
     # scan progress), and this project's name in it (default: the project folder's, i.e. the repository's).
     db_url: str | None = field(default=None, repr=False)
     project_name: str | None = None
+    # Other projects of a shared index that reads include unless a call names its own ("*": every project): a team
+    # server started with SPECMEM_PROJECTS='*' searches, lists and serves the memories of every repository.
+    projects: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -277,6 +280,13 @@ SETTINGS = [
     Setting("database", "SPECMEM_DB", "db", _text, "the index file"),
     Setting("roots", "SPECMEM_ROOTS", "roots", _text, "folders of memory files"),
     Setting("project_name", "SPECMEM_PROJECT", "project", _text, "this project's name in a shared index"),
+    Setting(
+        "projects",
+        "SPECMEM_PROJECTS",
+        "projects",
+        _words,
+        "other projects of a shared index reads include ('*': all)",
+    ),
     Setting("model", "SPECMEM_MODEL", "model", _text, "embedding model"),
     Setting(
         "max_file_bytes", "SPECMEM_MAX_FILE_BYTES", "max_file_bytes", _positive_int, "larger files: head only"

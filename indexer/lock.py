@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from specmem.indexer.atomic import (
     describe,
@@ -25,6 +26,9 @@ from specmem.indexer.atomic import (
     write_own_file,
 )
 from specmem.indexer.errors import DatabaseError, LockTimeout, SpecmemError, StateFileError
+
+if TYPE_CHECKING:
+    from specmem.indexer.config import Config
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
@@ -284,9 +288,19 @@ def write_watcher_status(
         pass  # the status is informative: a full disk must not stop the watcher
 
 
-def watcher_info(lock_path: Path, status_path: Path) -> WatcherInfo | None:
-    """The live watcher of a database with its last batch, or None when no process watches it."""
-    holder = current_holder(lock_path)
+def watcher_holder(config: Config) -> Holder | None:
+    """The live holder of the config's watcher lock, or None: the lock file's; on a shared (PostgreSQL) index, the
+    holder of the project's advisory lock on any machine."""
+    if config.db_url:
+        from specmem.indexer import pg_watch
+
+        return pg_watch.watcher_holder(config)
+    return current_holder(config.watcher_lock_path)
+
+
+def watcher_info(holder: Holder | None, status_path: Path) -> WatcherInfo | None:
+    """The live watcher of a database (`holder`, from watcher_holder) with its last batch, or None when no
+    process watches it."""
     if holder is None or holder.role not in WATCHER_ROLES:
         return None
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -374,11 +375,16 @@ def schema_version(conn: psycopg.Connection[Any]) -> int:
     return int(get_config(conn, "schema_version") or 0)
 
 
+_MIGRATED: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()  # connections that saw the tables
+
+
 def get_config(conn: psycopg.Connection[Any], key: str) -> str | None:
-    row = conn.execute(
-        "SELECT value FROM config WHERE key = %s AND EXISTS (SELECT 1 FROM pg_tables WHERE tablename = 'config')",
-        (key,),
-    ).fetchone()
+    if conn not in _MIGRATED:  # once per connection: the tables, once made, stay
+        made = conn.execute("SELECT to_regclass('config') IS NOT NULL").fetchone()
+        if not (made and made[0]):
+            return None  # an empty database (a reader never creates the tables)
+        _MIGRATED.add(conn)
+    row = conn.execute("SELECT value FROM config WHERE key = %s", (key,)).fetchone()
     return None if row is None else str(row[0])
 
 
@@ -485,14 +491,25 @@ class Listener:
 # -- the per-project locks ----------------------------------------------------------------------------------------
 
 
+# The server ends a session whose peer stopped answering after about a minute (these are per-session settings):
+# without them a lost machine's lock would be held until the server's TCP stack gives up, two hours by default.
+SERVER_KEEPALIVES = (
+    "SET tcp_keepalives_idle = 20; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3"
+)
+
+
 class ProjectLock:
     """The watcher lock of one project: a session advisory lock on a connection of its own. PostgreSQL releases it
     when the session ends, so a holder that dies (kill -9, a lost machine once keepalives give up) frees it and
-    another server takes it over, as the lock file does on one machine."""
+    another server takes it over, as the lock file does on one machine. `label` names the holder to the others
+    (the session's application_name, which every user may read)."""
 
-    def __init__(self, url: str, project: int, lock_class: int = WATCHER_CLASS) -> None:
+    def __init__(
+        self, url: str, project: int, lock_class: int = WATCHER_CLASS, label: str = "specmem"
+    ) -> None:
         self.url = url
         self.key = (lock_class, project)
+        self.label = label
         self._conn: psycopg.Connection[Any] | None = None
 
     @property
@@ -503,21 +520,39 @@ class ProjectLock:
         if self.held:
             return True
         conn = connect(self.url, migrate_schema=False)
-        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", self.key).fetchone()
+        try:
+            conn.execute(SERVER_KEEPALIVES)
+            conn.execute("SELECT set_config('application_name', %s, false)", (self.label[:63],))
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", self.key).fetchone()
+        except BaseException:
+            conn.close()
+            raise
         if row is not None and row[0]:
             self._conn = conn
             return True
         conn.close()
         return False
 
-    def holder_pid(self) -> int | None:
-        """The backend pid of the session holding the lock (any machine), or None when it is free."""
+    def still_held(self) -> bool:
+        """Whether the session holding the lock still answers (a restart of the database ends it, and the lock
+        with it)."""
+        return self._conn is not None and alive(self._conn)
+
+    def holder(self) -> tuple[int, str] | None:
+        """(backend pid, label) of the session holding the lock (any machine), or None when it is free."""
         with connect(self.url, migrate_schema=False) as conn:
             row = conn.execute(
-                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objid = %s",
+                "SELECT l.pid, coalesce(a.application_name, '') FROM pg_locks l LEFT JOIN pg_stat_activity a "
+                "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s "
+                "AND l.objsubid = 2",
                 (self.key[0] & 0xFFFFFFFF, self.key[1]),
             ).fetchone()
-        return None if row is None else int(row[0])
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def holder_pid(self) -> int | None:
+        """The backend pid of the session holding the lock (any machine), or None when it is free."""
+        found = self.holder()
+        return None if found is None else found[0]
 
     def release(self) -> None:
         if self._conn is not None:

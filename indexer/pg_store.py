@@ -6,7 +6,6 @@ indexer/store.py, for the same `Prepared` values. Call everything here inside `p
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from array import array
@@ -19,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from specmem.indexer import db, pg, pg_db, store, terms
 from specmem.indexer.chunk import Chunk
 from specmem.indexer.errors import DatabaseError
-from specmem.indexer.parse import spec_folder
 from specmem.indexer.pg import PgConn
 from specmem.indexer.store import (
     CHECKPOINT_COLUMNS,
@@ -45,34 +43,29 @@ def store_memory(c: PgConn, prep: Prepared, memory_id: int | None, vec_model: st
     return store_memories(c, [(prep, memory_id)], vec_model)[0]
 
 
-def _values(prep: Prepared, project: int, now: int) -> dict[str, Any]:
-    p = prep.parsed
-    return {
-        "project_id": project,
-        "path": str(prep.path),
-        "root": str(prep.root),
-        "rel_path": str(prep.rel),
-        "spec_folder": spec_folder(prep.rel),
-        "title": p.title,
-        "importance_tier": p.tier,
-        "context_type": p.context_type,
-        "trigger_phrases": json.dumps(p.trigger_phrases, ensure_ascii=False),
-        "tags": json.dumps(p.tags, ensure_ascii=False),
-        "expires": p.expires,
-        "anchors": json.dumps(
-            list(dict.fromkeys(c.anchor for c in prep.chunks if c.anchor)), ensure_ascii=False
-        ),
-        "size": prep.stat.size,
-        "mtime_ns": prep.stat.mtime_ns,
-        "ctime_ns": prep.stat.ctime_ns,
-        "inode": prep.stat.inode,
-        "content_hash": prep.digest,
-        "line_count": len(p.lines),
-        "warnings": json.dumps(prep.warnings, ensure_ascii=False),
-        # An mtime in the future would never decay and pass every `since`: it counts as now (scan warns).
-        "updated_at": min(max(prep.stat.mtime_ns, 0) // 1_000_000, now) or now,
-        "indexed_at": now,
-    }
+# memory_index's columns as store.memory_row gives them, with their PostgreSQL types (for a batch sent as arrays).
+ROW_TYPES = {
+    "path": "text",
+    "root": "text",
+    "rel_path": "text",
+    "spec_folder": "text",
+    "title": "text",
+    "importance_tier": "text",
+    "context_type": "text",
+    "trigger_phrases": "text",
+    "tags": "text",
+    "expires": "text",
+    "anchors": "text",
+    "size": "bigint",
+    "mtime_ns": "bigint",
+    "ctime_ns": "bigint",
+    "inode": "numeric",
+    "content_hash": "text",
+    "line_count": "int",
+    "warnings": "text",
+    "updated_at": "bigint",
+    "indexed_at": "bigint",
+}
 
 
 def store_memories(
@@ -104,58 +97,81 @@ def store_memories(
 
 
 def _memory_rows(c: PgConn, items: Sequence[tuple[Prepared, int | None]], now: int) -> list[int]:
-    """Insert or update each memory's row; the chunks of those updated are dropped. Returns their ids."""
-    conn = c.conn
-    # Defensive: a path may have been indexed since the caller looked (one row per path, always).
+    """Insert or update each memory's row (one statement for the new ones, one for the others); the chunks of
+    those updated are dropped. Returns their ids, in order."""
+    paths = [str(prep.path) for prep, _ in items]
+    ids = _known_ids(c, items, paths)
+    rows = [store.memory_row(prep, now) for prep, _ in items]
+    assert rows[0].keys() == ROW_TYPES.keys(), "store.memory_row changed: give ROW_TYPES its columns"
+    replaced = [(i, mid) for i, mid in enumerate(ids) if mid is not None]
+    if replaced:
+        _drop_chunks(c, "memory_id = ANY(%s)", ([mid for _, mid in replaced],))
+        _update_rows(c, [mid for _, mid in replaced], [rows[i] for i, _ in replaced])
+    new = [i for i, mid in enumerate(ids) if mid is None]
+    if new:
+        made = _insert_rows(c, [rows[i] for i in new])
+        for i in new:
+            ids[i] = made[paths[i]]
+    return [int(mid) for mid in ids if mid is not None]
+
+
+def _known_ids(c: PgConn, items: Sequence[tuple[Prepared, int | None]], paths: list[str]) -> list[int | None]:
+    """Each memory's id (None: a new one). Defensive: a path may have been indexed since the caller looked (one
+    row per path, always): that row is taken over, or dropped when the memory comes with another id."""
     holders = dict(
-        conn.execute(
-            "SELECT path, id FROM memory_index WHERE project_id = %s AND path = ANY(%s)",
-            (c.project, [str(prep.path) for prep, _ in items]),
+        c.conn.execute(
+            "SELECT path, id FROM memory_index WHERE project_id = %s AND path = ANY(%s)", (c.project, paths)
         ).fetchall()
     )
-    ids: list[int] = []
-    replaced: list[int] = []
-    for prep, memory_id in items:
-        holder = holders.get(str(prep.path))
+    ids: list[int | None] = []
+    stale: list[int] = []
+    for path, (_, memory_id) in zip(paths, items, strict=True):
+        holder = holders.get(path)
         if holder is not None and memory_id is None:
             memory_id = int(holder)
         elif holder is not None and holder != memory_id:
-            delete_memories(c, [int(holder)])
-        values = _values(prep, c.project, now)
-        if memory_id is None:
-            cols = ", ".join(values) + ", created_at"
-            marks = ", ".join(f"%({k})s" for k in values) + ", %(indexed_at)s"
-            row = conn.execute(
-                f"INSERT INTO memory_index ({cols}) VALUES ({marks}) RETURNING id", values
-            ).fetchone()
-            assert row is not None
-            memory_id = int(row[0])
-        else:
-            sets = ", ".join(f"{k} = %({k})s" for k in values)
-            conn.execute(f"UPDATE memory_index SET {sets} WHERE id = %(id)s", {**values, "id": memory_id})
-            replaced.append(memory_id)
+            stale.append(int(holder))
         ids.append(memory_id)
-    if replaced:
-        _drop_chunks(c, "memory_id = ANY(%s)", (replaced,))
+    if stale:
+        delete_memories(c, stale)
     return ids
+
+
+def _arrays(rows: list[dict[str, object]]) -> tuple[str, list[list[object]]]:
+    """The rows as one typed array per column (unnest's placeholders, and their values)."""
+    marks = ", ".join(f"%s::{kind}[]" for kind in ROW_TYPES.values())
+    return marks, [[row[k] for row in rows] for k in ROW_TYPES]
+
+
+def _update_rows(c: PgConn, ids: list[int], rows: list[dict[str, object]]) -> None:
+    marks, values = _arrays(rows)
+    cols = list(ROW_TYPES)
+    c.conn.execute(
+        f"UPDATE memory_index m SET {', '.join(f'{k} = u.{k}' for k in cols)} "
+        f"FROM unnest(%s::bigint[], {marks}) AS u(id, {', '.join(cols)}) WHERE m.id = u.id",
+        [ids, *values],
+    )
+
+
+def _insert_rows(c: PgConn, rows: list[dict[str, object]]) -> dict[str, int]:
+    """Insert new memories' rows; their ids by path."""
+    marks, values = _arrays(rows)
+    cols = list(ROW_TYPES)
+    made = c.conn.execute(
+        f"INSERT INTO memory_index (project_id, {', '.join(cols)}, created_at) "
+        f"SELECT %s, {', '.join(f'u.{k}' for k in cols)}, u.indexed_at "
+        f"FROM unnest({marks}) AS u({', '.join(cols)}) RETURNING path, id",
+        [c.project, *values],
+    ).fetchall()
+    return {str(path): int(mid) for path, mid in made}
 
 
 def _insert_chunks(c: PgConn, chunks: list[tuple[int, Prepared, Chunk]]) -> None:
     """Every chunk (memory id, its file, the chunk) in one insert, with its keyword terms."""
     if not chunks:
         return
-    counted = [
-        terms.columns(
-            (
-                ch.text,
-                ch.heading,
-                " ; ".join(prep.parsed.trigger_phrases),
-                " ".join(prep.parsed.tags),
-                str(prep.rel),
-            )
-        )
-        for _, prep, ch in chunks
-    ]
+    rel_paths = {id(prep): str(prep.rel) for _, prep, _ in chunks}
+    counted = [terms.columns(store.keyword_columns(prep, rel_paths[id(prep)], ch)) for _, prep, ch in chunks]
     rows = c.conn.execute(
         "INSERT INTO memory_chunks (memory_id, project_id, seq, heading, anchor, start_line, end_line, text, "
         "text_hash, length) SELECT m, %s, a, b, c, d, e, f, g, h FROM unnest(%s::bigint[], %s::int[], "
@@ -200,16 +216,28 @@ def add_terms(c: PgConn, chunks: Iterable[tuple[int, tuple[dict[str, list[int]],
     project = c.project
     df: Counter[str] = Counter()
     rows = tokens = 0
+    lines: list[str] = []
+    for chunk_id, (counts, length) in chunks:
+        rows += 1
+        tokens += length
+        df.update(counts.keys())
+        lines.extend(
+            f"{project}\t{_copy_text(term)}\t{chunk_id}\t{{{','.join(map(str, per_column))}}}\t{length}\n"
+            for term, per_column in counts.items()
+        )
+    # COPY's text format built here in one piece: a row at a time through psycopg cost more than the database.
     with conn.cursor().copy(
         "COPY chunk_terms (project_id, term, chunk_id, counts, length) FROM STDIN"
     ) as copy:
-        for chunk_id, (counts, length) in chunks:
-            rows += 1
-            tokens += length
-            for term, per_column in counts.items():
-                copy.write_row((project, term, chunk_id, per_column, length))
-                df[term] += 1
+        copy.write("".join(lines))
     _count_terms(c, df, rows, tokens)
+
+
+def _copy_text(value: str) -> str:
+    """A value in COPY's text format (backslash, tab and line breaks escaped)."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value
 
 
 def _count_terms(c: PgConn, df: Counter[str], rows: int, tokens: int) -> None:

@@ -445,8 +445,8 @@ def apply(run: ScanRun, plan: Plan) -> None:
         ]
         cites = citations.prepare([p for p, _, _ in prepared], run.config, cite_cache) if cite_cache else None
         with db.write_tx(conn):
-            for prep, mid, kind in prepared:
-                stored_id, reused = store.store_memory(conn, prep, mid, vec_model)
+            stored = store.store_memories(conn, [(prep, mid) for prep, mid, _ in prepared], vec_model)
+            for (prep, _, kind), (stored_id, reused) in zip(prepared, stored, strict=True):
                 citations.save_of(conn, stored_id, cites, str(prep.path))
                 report.reused_chunks += reused
                 setattr(report, kind, getattr(report, kind) + 1)

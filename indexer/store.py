@@ -94,7 +94,7 @@ def store_memory(
         memory_id = holder
     elif holder is not None and holder != memory_id:
         delete_memories(conn, [holder])
-    values = _row(prep, rel, now)
+    values = memory_row(prep, now)
     if memory_id is None:
         cols = ", ".join(values) + ", created_at"
         marks = ", ".join(f":{k}" for k in values) + ", :indexed_at"
@@ -112,9 +112,20 @@ def store_memory(
     return memory_id, reused
 
 
-def _row(prep: Prepared, rel: PurePosixPath, now: int) -> dict[str, object]:
-    """A memory's memory_index columns (all but id and created_at)."""
+@db.engine_specific
+def store_memories(
+    conn: apsw.Connection, items: Sequence[tuple[Prepared, int | None]], vec_model: str | None
+) -> list[tuple[int, int]]:
+    """A scan batch: each memory (with the id it had, or None) stored as `store_memory` does, in order. SQLite
+    writes them one at a time (each statement is a call, not a round trip); a server engine writes the batch in a
+    few statements. Call inside write_tx."""
+    return [store_memory(conn, prep, memory_id, vec_model) for prep, memory_id in items]
+
+
+def memory_row(prep: Prepared, now: int) -> dict[str, object]:
+    """A memory's memory_index columns (all but id and created_at), as every engine stores them."""
     p = prep.parsed
+    rel = prep.rel
     return {
         "path": str(prep.path),
         "root": str(prep.root),
@@ -142,14 +153,18 @@ def _row(prep: Prepared, rel: PurePosixPath, now: int) -> dict[str, object]:
     }
 
 
+def keyword_columns(prep: Prepared, rel_path: str, chunk: Chunk) -> tuple[str, str, str, str, str]:
+    """A chunk's keyword columns (indexer/terms.py COLUMNS: text, title, triggers, tags, path; `rel_path` is
+    `prep.rel`, computed once per memory), as every engine indexes them."""
+    p = prep.parsed
+    return (chunk.text, chunk.heading, " ; ".join(p.trigger_phrases), " ".join(p.tags), rel_path)
+
+
 def _store_chunks(
     conn: apsw.Connection, memory_id: int, prep: Prepared, rel_path: str, vec_model: str | None, now: int
 ) -> int:
     """Insert a memory's chunks with their FTS rows, each with its cached vector when there is one; returns how
     many came with a cached vector."""
-    p = prep.parsed
-    triggers = " ; ".join(p.trigger_phrases)
-    tags = " ".join(p.tags)
     reused = 0
     for chunk in prep.chunks:
         text_hash = chunk.text_hash
@@ -170,7 +185,7 @@ def _store_chunks(
         chunk_id = conn.last_insert_rowid()
         conn.execute(
             "INSERT INTO memory_fts (rowid, text, title, triggers, tags, path) VALUES (?, ?, ?, ?, ?, ?)",
-            (chunk_id, chunk.text, chunk.heading, triggers, tags, rel_path),
+            (chunk_id, *keyword_columns(prep, rel_path, chunk)),
         )
         cached = None
         if vec_model is not None:

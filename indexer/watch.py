@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import apsw
 from watchdog.events import (
@@ -45,8 +46,11 @@ from specmem.indexer import citations, cited, db, files
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder, background_thread, embed_pending
 from specmem.indexer.errors import DatabaseError, ModelUnavailable, SpecmemError, WatcherBusy
-from specmem.indexer.lock import FileLock, read_holder, write_watcher_status
+from specmem.indexer.lock import FileLock, Holder, read_holder, write_watcher_status
 from specmem.indexer.scan import ScanReport, scan
+
+if TYPE_CHECKING:
+    from specmem.indexer.pg_watch import WatcherLock
 
 log = logging.getLogger("specmem.watch")
 
@@ -99,6 +103,16 @@ class _Handler(FileSystemEventHandler):
         )
 
 
+def watcher_lock(config: Config, role: str) -> FileLock | WatcherLock:
+    """The lock that elects one watcher: a lock file beside the index; on a shared (PostgreSQL) index, an
+    advisory lock per project, so one watcher per project runs across every machine."""
+    if config.db_url:
+        from specmem.indexer.pg_watch import WatcherLock
+
+        return WatcherLock(config, role)
+    return FileLock(config.watcher_lock_path, role)
+
+
 class Watcher:
     """Keeps one database in line with the files under its roots until stopped.
 
@@ -130,7 +144,7 @@ class Watcher:
         self.on_batch = on_batch
         self.on_embedded = on_embedded
         self.status = WatchStatus()
-        self.lock = FileLock(config.watcher_lock_path, role)
+        self.lock = watcher_lock(config, role)
         self._cond = threading.Condition()
         self._pending: set[Path] = set()
         self._cited_pending: set[Path] = set()  # cited files whose stat changed
@@ -163,10 +177,10 @@ class Watcher:
     def start(self) -> None:
         """Take the lock, schedule the observer, queue the start-up reconcile and start the worker threads."""
         if not self.lock.try_acquire():
-            holder = read_holder(self.lock.path)
+            holder = self._holder_now()
             who = holder.describe() if holder else "another process"
             raise WatcherBusy(
-                f"{self.config.db_path} is already watched by {who}; it keeps the index live, "
+                f"{self.config.index_name} is already watched by {who}; it keeps the index live, "
                 "so there is nothing to do (stop that process first to watch from here)"
             )
         # watchdog 7 warns when a moved folder's inotify watch is registered again under its new path; the watch
@@ -579,11 +593,14 @@ class Watcher:
             )
             return
         if taken:
-            log.warning("the watcher lock %s was deleted or replaced; took it again", self.lock.path)
+            log.warning(
+                "the watcher lock %s was lost (deleted, replaced, or its session ended); took it again",
+                self.lock.path,
+            )
             return
-        holder = read_holder(self.lock.path)
+        holder = self._holder_now()
         self.yielded = (
-            f"the watcher lock {self.lock.path} was deleted or replaced and "
+            f"the watcher lock {self.lock.path} was lost (deleted, replaced, or its session ended) and "
             f"{holder.describe() if holder else 'another process'} took it; this watcher stops, so that one "
             "watcher keeps this index"
         )
@@ -592,6 +609,12 @@ class Watcher:
         with self._cond:
             self._cond.notify_all()
         self._embed_wanted.set()
+
+    def _holder_now(self) -> Holder | None:
+        """Who holds the watcher lock now (the lock file's record; on a shared index, the lock's session)."""
+        if isinstance(self.lock, FileLock):
+            return read_holder(self.lock.path)
+        return self.lock.current()
 
     def _error(self, message: str) -> None:
         """Say a problem once (until it changes) and keep it in the status."""

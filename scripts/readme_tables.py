@@ -609,6 +609,83 @@ def first_embedding() -> str:
     ).replace("</sub>", f" {note}.</sub>", 1)
 
 
+# One run per set (`--only SET --record-as retrieval_pg_SET`): the sets ran side by side on a loaded machine.
+PG_RETRIEVAL = ("retrieval_pg_cranfield", "retrieval_pg_locomo-dev")
+
+
+@renderer("pg-retrieval")
+def pg_retrieval() -> str:
+    """nDCG@10 on each development set, SQLite and PostgreSQL, with the difference (target: within 0.01)."""
+    rows = []
+    for source in PG_RETRIEVAL:
+        f = load(source)["figures"]
+        for name, modes in f["sqlite"].items():
+            for mode in ("keyword", "semantic", "hybrid"):
+                a, b = modes[mode]["all"]["ndcg@10"], f["postgres"][name][mode]["all"]["ndcg@10"]
+                label = f"{name} ({modes[mode]['all']['queries']})"
+                rows.append([label, mode, f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}"])
+    return table(["set (queries)", "mode", "SQLite", "PostgreSQL", "difference"], rows, *PG_RETRIEVAL)
+
+
+@renderer("pg-scale")
+def pg_scale() -> str:
+    f = load("pg_scale")["figures"]
+    s, h = f["scan_one_project_s"], f["hybrid_search_ms"]
+    rows = [
+        [
+            f"first index of one project ({f['files_per_project']} files)",
+            f"{s['postgres_first_p50']:.2f} s",
+            f"{s['sqlite_first']:.2f} s",
+            f"{s['postgres_first_p50'] / s['sqlite_first']:.2f}×",
+        ],
+        [
+            "no-op rescan",
+            f"{s['postgres_noop_p50'] * 1000:.0f} ms",
+            f"{s['sqlite_noop'] * 1000:.0f} ms",
+            f"{s['postgres_noop_p50'] / s['sqlite_noop']:.2f}×",
+        ],
+        [
+            "hybrid search, one project, p50 / p95",
+            f"{ms(h['postgres_one_project']['p50'])} / {ms(h['postgres_one_project']['p95'])} ms",
+            f"{ms(h['sqlite_one_project']['p50'])} / {ms(h['sqlite_one_project']['p95'])} ms",
+            "",
+        ],
+        [
+            f"hybrid search, all {f['projects']} projects ({f['chunks']:,} chunks), p50 / p95",
+            f"{ms(h['postgres_all_projects']['p50'])} / {ms(h['postgres_all_projects']['p95'])} ms",
+            "",
+            "",
+        ],
+    ]
+    note = f"load average {f['load']:.1f}"
+    return table(["measure", "PostgreSQL", "SQLite", "ratio"], rows, "pg_scale").replace(
+        ".</sub>", f"; {note}.</sub>", 1
+    )
+
+
+@renderer("pg-bulk")
+def pg_bulk() -> str:
+    f = load("pg_bulk")["figures"]
+    h = f["hybrid_search_ms"]
+    rows = [
+        [
+            "chunks (projects × chunks each)",
+            f"{f['chunks']:,} ({f['projects']} × {f['chunks_per_project']:,})",
+        ],
+        ["database size", f"{f['database_mb']:,} MB"],
+        ["bulk load (batch writer + embeddings), HNSW build", f"{f['load_s']} s, {f['hnsw_build_s']} s"],
+    ]
+    for key, label in (
+        ("one_project", "hybrid, one project, one-shot (pgvector), p50 / p95"),
+        ("one_project_server", "hybrid, one project, as a server (its vectors in memory), p50 / p95"),
+        ("all_projects", "hybrid, all projects, p50 / p95"),
+    ):
+        rows.append([label, f"{ms(h[key]['p50'])} / {ms(h[key]['p95'])} ms"])
+    return table(["measure", "value"], rows, "pg_bulk").replace(
+        ".</sub>", f"; load average {f['load']:.1f}.</sub>", 1
+    )
+
+
 def main() -> int:
     return readme_block.main(
         __doc__, render, "benchmark figures rewritten from tests/bench/results/", failures=(ResultsError,)

@@ -61,6 +61,7 @@ class ContextItem(BaseModel):
     whole: bool
     tokens: int
     code: str | None  # the cited code's status (see memory_get's citations); None: cites none
+    project: str | None = None  # the project it belongs to (its name in a shared index)
 
 
 class LeftOut(BaseModel):  # a memory that did not fit; citation and tokens of its most relevant section
@@ -70,6 +71,7 @@ class LeftOut(BaseModel):  # a memory that did not fit; citation and tokens of i
     reason: Reason
     citation: str
     tokens: int
+    project: str | None = None
 
 
 class ContextBlock(BaseModel):  # text: the block to paste; tokens: its size for the model's tokenizer

@@ -11,7 +11,7 @@ from specmem.indexer import db, scanstate, store
 from specmem.indexer.config import Config
 from specmem.indexer.embed import get_embedder
 from specmem.indexer.errors import DatabaseError, ModelUnavailable
-from specmem.indexer.lock import current_holder, read_holder
+from specmem.indexer.lock import read_holder, watcher_holder
 from specmem.server import reads
 
 if TYPE_CHECKING:
@@ -270,10 +270,10 @@ def _outside(conn: apsw.Connection, config: Config) -> Check:
 
 
 def _lock(config: Config) -> Check:
-    live = current_holder(config.watcher_lock_path)
+    live = watcher_holder(config)
     if live is not None:
         return Check("watcher", "ok", f"{live.describe()}")
-    record = read_holder(config.watcher_lock_path)
+    record = None if config.db_url else read_holder(config.watcher_lock_path)
     if record is not None:
         return Check(
             "watcher",

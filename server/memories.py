@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from specmem.indexer import atomic, db, files, tiers
 from specmem.indexer.config import Config
 from specmem.indexer.errors import NotFound, WriteError
-from specmem.indexer.lock import WatcherInfo, watcher_info
+from specmem.indexer.lock import WatcherInfo, watcher_holder, watcher_info
 from specmem.indexer.parse import decode, normalise
 from specmem.server import citations, reads
 from specmem.server.citations import Citation
@@ -31,6 +31,9 @@ class ListItem(BaseModel):
     context_type: str | None
     updated_at: int
     embedding_status: str
+    project: str | None = Field(
+        default=None, description="The project it belongs to (its name in a shared index)"
+    )
 
 
 class Memory(ListItem):
@@ -206,7 +209,7 @@ def stats(conn: apsw.Connection, cfg: Config) -> Stats:
 
 
 def _watcher(cfg: Config) -> WatcherInfo | None:
-    return watcher_info(cfg.watcher_lock_path, cfg.watcher_status_path)
+    return watcher_info(watcher_holder(cfg), cfg.watcher_status_path)
 
 
 class MemoryList(BaseModel):

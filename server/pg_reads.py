@@ -252,6 +252,12 @@ def project_names(read: PgConn, ids: Iterable[int]) -> dict[int, str]:
     return {int(mid): str(name) for mid, name in read.conn.execute(sql, (ids_of(ids),))}
 
 
+def roots(read: PgConn) -> list[str]:
+    """The roots the projects in scope were indexed from (as their indexers recorded them)."""
+    sql = "SELECT DISTINCT root FROM memory_index WHERE project_id = ANY(%s) ORDER BY root"
+    return [str(r) for (r,) in read.conn.execute(sql, (list(read.projects),))]
+
+
 def pending_among(read: PgConn, ids: Iterable[int]) -> set[int]:
     """Those of `ids` whose embeddings are not computed yet."""
     sql = "SELECT id FROM memory_index WHERE embedding_status = 'pending' AND id = ANY(%s)"

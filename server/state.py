@@ -7,6 +7,7 @@ error. Nothing here imports torch or sentence-transformers: the model loads in a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -197,6 +198,27 @@ class ReadState:
         ids = tuple(dict.fromkeys([*own.projects, *(known[name] for name in wanted)]))
         return cast(apsw.Connection, pg.PgConn(own.conn, ids))
 
+    def scoped(self, projects: Sequence[str] | None = None) -> apsw.Connection:
+        """This thread's connection for a read of `projects` besides this one; None: the configured ones
+        (SPECMEM_PROJECTS), none by default."""
+        wanted = self.config.projects if projects is None else projects
+        return self.conn_for(wanted) if wanted else self.conn()
+
+    def config_of(self, conn: apsw.Connection) -> Config:
+        """The configuration a read through `conn` serves files with: this project's, and on a shared index the
+        roots every project it sees was indexed from (a memory of another project is read where its indexer
+        read it, on this machine: a team server holds the clones it indexes)."""
+        if not self.config.db_url:
+            return self.config
+        from pathlib import Path
+
+        from specmem.server import pg_reads
+
+        seen = cast(Any, conn).projects
+        others = self.cached(f"roots {seen}", lambda _: [Path(r) for r in pg_reads.roots(cast(Any, conn))])
+        extra = tuple(r for r in others if r not in self.config.roots)
+        return dataclasses.replace(self.config, roots=self.config.roots + extra) if extra else self.config
+
     def project_names(self, conn: apsw.Connection, memory_ids: Sequence[int]) -> dict[int, str]:
         """memory id → its project's name, for a shared index; {} for a file of one project."""
         if not self.config.db_url or not memory_ids:
@@ -223,6 +245,10 @@ class ReadState:
         from specmem.indexer import pg
 
         return not pg.alive(conn.conn)
+
+    def version(self) -> tuple[object, object]:
+        """What changes whenever the index changes (any writer, on PostgreSQL any machine): compare two."""
+        return self._current()
 
     def _current(self) -> tuple[object, object]:
         """What says the index changed: the signal file's and the index file's stamps; on PostgreSQL the count of

@@ -186,12 +186,13 @@ class Memories:
         Constitutional memories are ranked by relevance and hold at most `config.surface_constitutional`
         (SPECMEM_SURFACE) and a third of `limit`; `all_rules` puts every one of them on top, matched or not.
         `projects`: other projects of a shared (PostgreSQL) index searched too, by name ("*": every project);
-        default this one."""
+        default those of `config.projects` (SPECMEM_PROJECTS), none unless set."""
         if not query.strip():
             raise SearchError('the query is empty: give words to search for, e.g. "token expiry"')
         from specmem.server.search import search
 
-        conn = self._reader.conn() if not projects else self._reader.conn_for(projects)
+        others = self.config.projects if projects is None else projects
+        conn = self._reader.scoped(others)
         response = search(
             conn,
             query,
@@ -203,11 +204,9 @@ class Memories:
             include_constitutional=include_constitutional,
             surface=None if all_rules else self.config.surface_constitutional,
             now=now,
-            vectors=None if mode == "keyword" or projects else self._reader.vectors(conn),
+            vectors=None if mode == "keyword" or others else self._reader.vectors(conn),
         )
-        names = self._reader.project_names(conn, [r.id for r in response.results])
-        for r in response.results:
-            r.project = names.get(r.id, self.config.index_project)
+        self._name_projects(conn, response.results)
         if response.pending_embeddings and mode != "keyword":
             response.notes.append(self._who_embeds())
         return response
@@ -215,12 +214,12 @@ class Memories:
     def _who_embeds(self) -> str:
         """Who is computing the missing embeddings, or what to run: said with every search that lacks some."""
         from specmem.indexer import scanstate
-        from specmem.indexer.lock import current_holder
+        from specmem.indexer.lock import watcher_holder
 
         state = scanstate.read(self.config.scan_state_path)
         if state is not None and state.alive:
             return f"a scan (pid {state.pid}) is computing them: {state.describe()}"
-        holder = current_holder(self.config.watcher_lock_path)
+        holder = watcher_holder(self.config)
         if holder is not None:
             return f"the {holder.describe()} that keeps this index live is computing them"
         if self.background:
@@ -249,17 +248,22 @@ class Memories:
         start_line: int | None = None,
         end_line: int | None = None,
     ) -> Memory:
-        """One memory with its content read from its file (which must lie inside the roots)."""
+        """One memory with its content read from its file (which must lie inside the roots). On a shared index an
+        id may be any project's (search results across projects name theirs); a path is this project's."""
         from specmem.server import memories
 
-        return memories.get(
-            self._reader.conn(),
-            self.config,
+        by_id = self.config.db_url is not None and str(id_or_path).strip().isdigit()
+        conn = self._reader.conn_for(["*"]) if by_id else self._reader.conn()
+        found = memories.get(
+            conn,
+            self._reader.config_of(conn),
             id_or_path,
             anchor=anchor,
             start_line=start_line,
             end_line=end_line,
         )
+        self._name_projects(conn, [found])
+        return found
 
     def list(
         self,
@@ -269,38 +273,60 @@ class Memories:
         spec_folder: str | None = None,
         tier: str | None = None,
         sort: str = "updated",
+        projects: Sequence[str] | None = None,
     ) -> MemoryList:
-        """A page of memories (newest first by default)."""
+        """A page of memories (newest first by default); `projects` as `search` takes them, each item naming
+        its project."""
         from specmem.server import memories
 
-        return memories.list_memories(
-            self._reader.conn(), offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort
+        conn = self._reader.scoped(projects)
+        found = memories.list_memories(
+            conn, offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort
         )
+        self._name_projects(conn, found.items)
+        return found
 
-    def triggers(self, prompt: str, *, limit: int = 10) -> builtins.list[TriggerMatch]:
-        """Memories whose trigger phrases occur in `prompt` as whole words."""
+    def _name_projects(self, conn: apsw.Connection, items: Sequence[Any]) -> None:
+        """Set `project` on each item (anything with an `id`): its project's name in a shared index, else this
+        project's."""
+        names = self._reader.project_names(conn, [item.id for item in items])
+        for item in items:
+            item.project = names.get(item.id, self.config.index_project)
+
+    def triggers(
+        self, prompt: str, *, limit: int = 10, projects: Sequence[str] | None = None
+    ) -> builtins.list[TriggerMatch]:
+        """Memories whose trigger phrases occur in `prompt` as whole words (`projects` as `search` takes them)."""
         from specmem.server import memories
 
-        index = self._reader.cached("triggers", memories.trigger_index)
+        conn = self._reader.scoped(projects)
+        seen = getattr(conn, "projects", ())
+        index = self._reader.cached(f"triggers {seen}", lambda _: memories.trigger_index(conn))
         return memories.match_triggers(index, prompt, limit)
 
-    def context(self, task: str, *, budget: int | None = None) -> ContextBlock:
+    def context(
+        self, task: str, *, budget: int | None = None, projects: Sequence[str] | None = None
+    ) -> ContextBlock:
         """One ready-to-paste block of memories for `task` within `budget` tokens: constitutional rules, then
         memories whose trigger phrases the task contains, then the best search results, each with its citation;
-        what did not fit is listed. `budget` defaults to `context.DEFAULT_BUDGET` (2,000 tokens)."""
+        what did not fit is listed. `budget` defaults to `context.DEFAULT_BUDGET` (2,000 tokens). `projects` as
+        `search` takes them: the rules, triggers and results of those projects too."""
         from specmem.server.context import DEFAULT_BUDGET, SEARCH_CANDIDATES, assemble
 
-        found = self.search(task, limit=SEARCH_CANDIDATES, all_rules=True)
-        triggered = self.triggers(task, limit=100)
-        return assemble(
-            self._reader.conn(),
-            self.config,
+        found = self.search(task, limit=SEARCH_CANDIDATES, all_rules=True, projects=projects)
+        triggered = self.triggers(task, limit=100, projects=projects)
+        conn = self._reader.scoped(projects)
+        block = assemble(
+            conn,
+            self._reader.config_of(conn),
             self.embedder.count_tokens,
             task,
             found,
             triggered,
             budget=DEFAULT_BUDGET if budget is None else budget,
         )
+        self._name_projects(conn, [*block.items, *block.left_out])
+        return block
 
     def stale(self, *, limit: int = 50, offset: int = 0) -> StaleList:
         """Memories whose cited code changed or is gone since they were written, the longest unreviewed first,
@@ -309,11 +335,12 @@ class Memories:
 
         return citations.stale(self._reader.conn(), limit=limit, offset=offset)
 
-    def served(self) -> builtins.list[MemoryRow]:
-        """Every memory but deprecated ones, most important first (what the MCP server lists as resources)."""
+    def served(self, projects: Sequence[str] | None = None) -> builtins.list[MemoryRow]:
+        """Every memory but deprecated ones, most important first (what the MCP server lists as resources);
+        `projects` as `search` takes them."""
         from specmem.server import reads
 
-        return reads.served(self._reader.conn())
+        return reads.served(self._reader.scoped(projects))
 
     def vector_version(self) -> str:
         """The version of the vector search extension the index uses."""
@@ -321,11 +348,11 @@ class Memories:
 
         return reads.vector_version(self._reader.conn())
 
-    def code_statuses(self) -> dict[int, str]:
+    def code_statuses(self, projects: Sequence[str] | None = None) -> dict[int, str]:
         """Each memory's code status (its worst citation's), for the memories that cite code."""
         from specmem.server import citations
 
-        return citations.worst(self._reader.conn())
+        return citations.worst(self._reader.scoped(projects))
 
     def stats(self) -> Stats:
         """Counts by tier, folder, context type and embedding status; files with warnings; the watcher."""
@@ -495,9 +522,9 @@ class Memories:
                 self._embed_busy = False
 
     def _left_pending(self) -> bool:
-        from specmem.indexer.lock import current_holder
+        from specmem.indexer.lock import watcher_holder
 
-        if current_holder(self.config.watcher_lock_path) is not None:
+        if watcher_holder(self.config) is not None:
             return False
         if not os.access(self.config.db_path, os.W_OK) or not os.access(self.config.db_path.parent, os.W_OK):
             return False

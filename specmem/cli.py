@@ -896,13 +896,19 @@ def _explain(parts: ScoreParts) -> str:
 @click.option(
     "-b", "--budget", default=2000, show_default=True, type=click.IntRange(200, 100_000), help="Tokens."
 )
+@click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    help="Include this project of a shared index too ('*': every project); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the block with its items and what was left out.")
 @common
-def context_cmd(cfg: Config, task: str, budget: int, as_json: bool) -> None:
+def context_cmd(cfg: Config, task: str, budget: int, projects: tuple[str, ...], as_json: bool) -> None:
     """Print the memories for TASK as one block to paste into a prompt, within a token budget: rules, then
     memories TASK triggers, then the best search results, each cited path:start-end."""
     with opened(cfg) as mem:
-        block = mem.context(task, budget=budget)
+        block = mem.context(task, budget=budget, projects=list(projects) or None)
     if as_json:
         click.echo(block.model_dump_json(indent=2))
         return
@@ -959,14 +965,34 @@ def get_cmd(cfg: Config, path_or_id: str, as_json: bool) -> None:
 )
 @click.option("-n", "--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--offset", default=0, type=click.IntRange(0), help="Skip this many first.")
+@click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    help="List this project of a shared index too ('*': every project); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the page as JSON.")
 @common
 def list_cmd(
-    cfg: Config, spec_folder: str | None, tier: str | None, sort: str, limit: int, offset: int, as_json: bool
+    cfg: Config,
+    spec_folder: str | None,
+    tier: str | None,
+    sort: str,
+    limit: int,
+    offset: int,
+    projects: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """List memories with their ids, tiers, spec folders and titles (newest first by default)."""
     with opened(cfg) as mem:
-        page = mem.list(offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort)
+        page = mem.list(
+            offset=offset,
+            limit=limit,
+            spec_folder=spec_folder,
+            tier=tier,
+            sort=sort,
+            projects=list(projects) or None,
+        )
     if as_json:
         click.echo(page.model_dump_json(indent=2))
         return
@@ -975,8 +1001,8 @@ def list_cmd(
         # Two roots may each hold a README.md: those are shown by their path from the project, not as twins.
         shown = m.rel_path if m.rel_path not in shared else _from_project(m.path, cfg)
         say(
-            f"{m.id:>5}  {m.tier:<14} {m.spec_folder or '-':<20} {click.style(m.title, bold=True)}  "
-            + click.style(shown, fg="cyan")
+            f"{m.id:>5}  {f'{m.project} · ' if projects else ''}{m.tier:<14} {m.spec_folder or '-':<20} "
+            f"{click.style(m.title, bold=True)}  " + click.style(shown, fg="cyan")
         )
     shown = f"{offset + 1}-{offset + len(page.items)}" if page.items else "none"
     say(click.style(f"{shown} of {page.total} memories", dim=True), err=True)

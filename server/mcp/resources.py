@@ -6,7 +6,7 @@ of the code it cites as metadata; a memory whose cited code is not as it was end
 each `resources/list`, so it is never stale.
 
 Nobody polls memory files: a task in the server's lifespan stats `index.db-updated` (the signal every committed index
-change replaces) and, when it changed, diffs the memories' listing and content hashes. A changed listing sends
+change replaces; on PostgreSQL it counts the change notices heard, from any machine) and, when it changed, diffs the memories' listing and content hashes. A changed listing sends
 `resources/list_changed`; a changed file sends `resources/updated` for its URI. Events go to
 `subscriptions/listen` streams (2026-07-28 clients) through the SDK's bus; on earlier protocol versions
 `list_changed` goes to every initialized connection and `updated` to those that sent `resources/subscribe` for
@@ -48,7 +48,6 @@ from specmem.indexer.errors import DatabaseError, NotFound, SpecmemError
 from specmem.server import citations
 from specmem.server.context import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET, code_mark
 from specmem.server.mcp.tools import App
-from specmem.server.state import stamp
 
 if TYPE_CHECKING:
     from specmem.server.reads import MemoryRow
@@ -279,7 +278,7 @@ class Notifier:
         while True:
             mem = app.memories
             config = mem.config
-            current = (config.db_path, stamp(config.signal_path), stamp(config.db_path))
+            current = (config.db_path, mem.reader.version())
             if current != seen:
                 seen = current
                 try:

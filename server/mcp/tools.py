@@ -196,6 +196,13 @@ def index_state(mem: Memories) -> IndexState:
     )
 
 
+# Other projects of a shared (PostgreSQL) index a read includes; None: those the server was started with.
+Projects = Annotated[
+    list[Annotated[str, Field(max_length=200)]] | None,
+    Field(description="Other projects of a shared index to include too ('*': all)", max_length=100),
+]
+
+
 @tool("Search memories", READ_ONLY)
 def memory_search(
     ctx: Context,
@@ -207,13 +214,7 @@ def memory_search(
     include_constitutional: Annotated[
         bool, Field(description="Rank constitutional rules with the results (a third of limit at most)")
     ] = True,
-    projects: Annotated[
-        list[Annotated[str, Field(max_length=200)]] | None,
-        Field(
-            description="Other projects of a shared index to search too ('*': all)",
-            max_length=100,
-        ),
-    ] = None,
+    projects: Projects = None,
 ) -> SearchAnswer:
     """Search the project's memories (decisions, conventions, context) by keywords and meaning.
 
@@ -272,10 +273,11 @@ def memory_context(
     ctx: Context,
     task: Annotated[str, Field(description="The task or the user's prompt", max_length=100_000)],
     budget: Annotated[int, Field(ge=MIN_BUDGET, le=MAX_BUDGET, description="Tokens")] = DEFAULT_BUDGET,
+    projects: Projects = None,
 ) -> ContextBlock:
     """The memories for a task as one block to paste, within a token budget: rules, then memories the task
     triggers, then the best search results, each cited path:start-end. Lists what did not fit. Call it first."""
-    return app(ctx).memories.context(task, budget=budget)
+    return app(ctx).memories.context(task, budget=budget, projects=projects)
 
 
 @tool("Match trigger phrases", READ_ONLY)
@@ -310,9 +312,12 @@ def memory_list(
     spec_folder: str | None = None,
     tier: Tier | None = None,
     sort: Literal["updated", "title", "path", "tier"] = "updated",
+    projects: Projects = None,
 ) -> MemoryList:
-    """A page of memories: ids, paths, titles, tiers, spec folders."""
-    return app(ctx).memories.list(offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort)
+    """A page of memories: ids, paths, titles, tiers, spec folders, projects."""
+    return app(ctx).memories.list(
+        offset=offset, limit=limit, spec_folder=spec_folder, tier=tier, sort=sort, projects=projects
+    )
 
 
 @tool("Stale memories", READ_ONLY)

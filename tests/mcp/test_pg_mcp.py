@@ -1,5 +1,6 @@
 """`specmem serve` on a shared PostgreSQL index (a real PostgreSQL with pgvector, started by the `pg_server`
-fixture): memory_search stays in its project unless given `projects`, and each result names its project."""
+fixture): memory_search, memory_list and memory_context stay in their project unless given `projects`, each
+result names its project, and memory_get reads any project's memory by id."""
 
 from __future__ import annotations
 
@@ -34,6 +35,15 @@ def test_memory_search_projects(tmp_path: Path, pg_url: str) -> None:
         named = await call(client, "memory_search", query="indexer", mode="keyword", projects=["search"])
         assert [(r["project"], r["title"]) for r in named["results"]] == [("search", "search note")]
         assert "no project 'nope'" in await fails(client, "memory_search", query="x", projects=["nope"])
+        listed = await call(client, "memory_list", projects=["*"])
+        assert sorted(i["project"] for i in listed["items"]) == ["payments", "search"]
+        block = await call(client, "memory_context", task="idempotency of the indexer", projects=["search"])
+        assert {i["project"] for i in block["items"]} == {"payments", "search"}
+        other = next(i for i in listed["items"] if i["project"] == "search")
+        assert (
+            "idempotency of the indexer"
+            in (await call(client, "memory_get", id_or_path=str(other["id"])))["content"]
+        )
 
     env = {"SPECMEM_DB": pg_url, "SPECMEM_ROOTS": str(tmp_path / "payments" / "specs")}
     serve(scenario, env=env, cwd=tmp_path / "payments")
