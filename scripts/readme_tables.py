@@ -686,6 +686,28 @@ def pg_bulk() -> str:
     )
 
 
+@renderer("pg-load")
+def pg_load() -> str:
+    f = load("pg_load")["figures"]
+    rows = [
+        [
+            str(r["servers"]),
+            str(r["clients"]),
+            f"{r['seconds']:.0f} s",
+            f"{r['calls']:,}",
+            str(r["errors"]),
+            f"{r['calls_per_s']:.1f}",
+            f"{ms(r['latency_ms']['p50'])} / {ms(r['latency_ms']['p95'])} ms",
+            f"{r['load']:.1f}",
+        ]
+        for r in f["rounds"]
+    ]
+    header = ["servers", "clients", "for", "searches", "errors", "searches/s", "p50 / p95", "load average"]
+    return table(header, rows, "pg_load").replace(
+        ".</sub>", f"; {f['files']} files, model {f['model']}.</sub>", 1
+    )
+
+
 def main() -> int:
     return readme_block.main(
         __doc__, render, "benchmark figures rewritten from tests/bench/results/", failures=(ResultsError,)
