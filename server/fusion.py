@@ -2,8 +2,8 @@
 
 Pure functions, no I/O. A memory's keyword score is its best chunk's BM25 plus a small share of its second best. Each
 side is normalised over its own candidate set, a memory missing from one side gets that side's floor, and the two are
-combined convexly with weights chosen on development data (specs/002-search/memory/score-fusion.md;
-tests/bench/fusion_sweep.py reproduces the choice).
+combined convexly with weights chosen on development data (specs/002-search/memory/score-fusion.md and
+keyword-lead.md; tests/bench/fusion_sweep.py reproduces the choice).
 """
 
 from __future__ import annotations
@@ -67,7 +67,17 @@ class Rule:
         return out
 
 
-RULE = Rule("minmax", "max", keyword_weight=0.3, scoped_keyword_weight=0.5, keyword_second_share=0.05)
+# lead 0.4: one memory's BM25 far above every other's is a specific lexical match (a detail named in the question);
+# the keyword side then weighs as much as the semantic one (specs/002-search/memory/keyword-lead.md).
+RULE = Rule(
+    "minmax",
+    "max",
+    keyword_weight=0.3,
+    scoped_keyword_weight=0.5,
+    lead=0.4,
+    lead_keyword_weight=0.5,
+    keyword_second_share=0.05,
+)
 
 
 @dataclass(frozen=True)

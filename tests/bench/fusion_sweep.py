@@ -1,6 +1,7 @@
 """Offline sweep of hybrid fusion rules on the development sets: how server/fusion.py's rule and weights were chosen.
 
     .venv/bin/python tests/bench/fusion_sweep.py --cache .cache-bench
+    .venv/bin/python tests/bench/fusion_sweep.py --cache .cache-bench --family "keyword lead"   # all of one family
 
 For every judged query of the four development sets (see retrieval.py) it captures, once, the candidate memories
 that search fuses, with the same filters, candidate depth and SQL as `server.search.search`, and for each the score of
@@ -158,7 +159,8 @@ def top_mean(n: int) -> Aggregate:
 
 def variants() -> dict[str, tuple[str, Rule]]:
     """label → (family, rule). One weight for every query, for each pair of normalisations; then, on the chosen pair
-    and weights, a separate weight for scoped searches, the keyword-lead rule, and a memory's score made from more
+    and weights, a separate weight for scoped searches, the unscoped weight and the keyword-lead rule (on the chosen
+    rule without its lead), and a memory's score made from more
     than its best chunk (keyword: + a share of the second best; semantic: + a share of the second best, a softmax
     over its chunks, the mean of its best two or three), and a shallower candidate depth."""
     out: dict[str, tuple[str, Rule]] = {}
@@ -175,15 +177,14 @@ def variants() -> dict[str, tuple[str, Rule]]:
     for w in weights:
         rule = fusion.Rule(**pair, keyword_weight=chosen.keyword_weight, scoped_keyword_weight=w)
         out[str(rule)] = ("scoped weight", with_rule(rule))
-    for lead in (0.1, 0.2, 0.3, 0.4):
-        for w in (0.5, 0.6, 0.7, 0.8, 0.9):
-            rule = fusion.Rule(
-                **pair,
-                keyword_weight=chosen.keyword_weight,
-                scoped_keyword_weight=chosen.scoped_keyword_weight,
-                lead=lead,
-                lead_keyword_weight=w,
-            )
+    # The chosen rule without its keyword-lead condition: the base of the unscoped-weight and lead families.
+    plain = fusion.Rule(**{**vars(chosen), "lead": None})
+    for w in (0.25, 0.3, 0.35, 0.4, 0.45):
+        rule = fusion.Rule(**{**vars(plain), "keyword_weight": w})
+        out[str(rule)] = ("unscoped weight", with_rule(rule))
+    for lead in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4):
+        for w in (0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9):
+            rule = fusion.Rule(**{**vars(plain), "lead": lead, "lead_keyword_weight": w})
             out[str(rule)] = ("keyword lead", with_rule(rule))
     for share in (0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1, 0.2, 0.3, 0.5):
         rule = fusion.Rule(**{**vars(before), "keyword_second_share": share})
@@ -214,6 +215,9 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, required=True, help="The folder retrieval.py --cache uses.")
     parser.add_argument("--only", choices=retrieval.SETS, action="append")
     parser.add_argument("--top", type=int, default=15, help="How many variants to print, best first.")
+    parser.add_argument(
+        "--family", action="append", help="Also print every variant of this family; repeatable."
+    )
     args = parser.parse_args()
     work = args.cache.resolve()
     names = [n for n in retrieval.SETS if not args.only or n in args.only]
@@ -262,6 +266,11 @@ def main() -> None:
     print(f"| **top {args.top} by min margin, then mean margin** |" + " |" * (len(names) + 1))
     for label in sorted(tried, key=rank, reverse=True)[: args.top]:
         print(row(label))
+    for family in args.family or []:
+        print(f"| **family: {family}** |" + " |" * (len(names) + 1))
+        for label, (fam, _) in families.items():
+            if fam == family:
+                print(row(label))
     cats = sorted(k for k in results["keyword"].get("locomo-dev", {}) if k != "all")
     if cats:
         print("\nlocomo-dev by category (nDCG@10)")

@@ -98,6 +98,9 @@ def test_scores_are_normalised_per_side_and_missing_memories_get_the_floor():
 
 
 BEST_CHUNK_ONLY = fusion.Rule(**{**vars(fusion.RULE), "keyword_second_share": 0.0})
+# The weights of the chosen rule without its keyword-lead condition, which picks the weights of a whole query: a
+# memory's better second chunk can lower the leader's lead and so the keyword weight of every memory.
+FIXED_WEIGHTS = fusion.Rule(**{**vars(fusion.RULE), "lead": None})
 
 
 @settings(max_examples=200, deadline=None)
@@ -116,7 +119,7 @@ def test_a_better_second_chunk_never_moves_its_memory_down(kw, sem, second, key,
     raised = {**second, key: min(kw[key], second.get(key, 0.0) + more)}
 
     def position(seconds):
-        fused = fusion.fuse(kw, sem, keyword_second=seconds)
+        fused = fusion.fuse(kw, sem, FIXED_WEIGHTS, keyword_second=seconds)
         return fusion.ranked((k, f, 1.0) for k, f in fused.items()).index(key)
 
     assert position(raised) <= position(second)
@@ -129,6 +132,22 @@ def test_the_second_chunk_adds_a_share_of_its_bm25_and_is_reported():
     assert fused[2].keyword_norm == pytest.approx((9.0 + share * 9.0 - 1.0) / (10.0 - 1.0))
     assert (fused[1].keyword_second, fused[2].keyword_second, fused[2].keyword) == (None, 9.0, 9.0)
     assert "2nd chunk" in fused[2].rule
+
+
+def test_a_clear_keyword_lead_weighs_keyword_as_much_as_meaning():
+    rule = fusion.RULE
+    assert rule.lead is not None and rule.lead_keyword_weight > rule.keyword_weight
+    # Memory 1 holds the question's rare words (its BM25 leads the next by 47%); memory 2 is closer in meaning.
+    kw, sem = {1: 15.0, 2: 8.0, 3: 4.0}, {1: 0.42, 2: 0.62, 3: 0.40}
+    fused = fusion.fuse(kw, sem)
+    assert {f.keyword_weight for f in fused.values()} == {rule.lead_keyword_weight}
+    assert "keyword leads" in fused[1].rule
+    assert fusion.ranked((k, f, 1.0) for k, f in fused.items())[0] == 1
+    # Without the lead condition the semantic side decides.
+    assert fusion.ranked((k, f, 1.0) for k, f in fusion.fuse(kw, sem, FIXED_WEIGHTS).items())[0] == 2
+    # A lead under the threshold keeps the default weight.
+    close = fusion.fuse({1: 12.0, 2: 10.0, 3: 4.0}, sem)
+    assert {f.keyword_weight for f in close.values()} == {rule.keyword_weight}
 
 
 def test_one_side_empty_gives_all_weight_to_the_other():
