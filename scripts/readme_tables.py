@@ -610,7 +610,7 @@ def first_embedding() -> str:
 
 
 # One run per set (`--only SET --record-as retrieval_pg_SET`): the sets ran side by side on a loaded machine.
-PG_RETRIEVAL = ("retrieval_pg_cranfield", "retrieval_pg_locomo-dev")
+PG_RETRIEVAL = ("retrieval_pg_cranfield", "retrieval_pg_locomo-dev", "retrieval_pg_scifact-train")
 
 
 @renderer("pg-retrieval")
