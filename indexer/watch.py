@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import os
 import threading
 import time
@@ -43,6 +42,7 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from specmem.indexer import citations, cited, db, files
+from specmem.indexer.batches import Batch, Batches
 from specmem.indexer.config import Config
 from specmem.indexer.embed import Embedder, background_thread, embed_pending
 from specmem.indexer.errors import DatabaseError, ModelUnavailable, SpecmemError, WatcherBusy
@@ -133,11 +133,14 @@ class Watcher:
         on_embedded: Callable[[int], None] | None = None,
         role: str = "watcher",
         reconcile_every: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        observer: Callable[[], BaseObserver] | None = None,
     ) -> None:
         self.config = config
         self.embedder = embedder
-        self.debounce = debounce
-        self.max_delay = max_delay
+        # The batching policy (indexer/batches.py) reads this clock; tests give a fake one, and a fake observer.
+        self._clock = clock
+        self._make_observer = observer
         self.polling = polling
         self.polling_interval = polling_interval
         self.embed = embed
@@ -146,12 +149,8 @@ class Watcher:
         self.status = WatchStatus()
         self.lock = watcher_lock(config, role)
         self._cond = threading.Condition()
-        self._pending: set[Path] = set()
-        self._cited_pending: set[Path] = set()  # cited files whose stat changed
+        self.batches = Batches(debounce, max_delay)  # what waits to be applied; under _cond
         self._cited: dict[str, object] = {}  # cited file → its stat at the last look (None: no file)
-        self._full = False
-        self._first_event = 0.0
-        self._last_event = 0.0
         self._stopping = threading.Event()
         self._embed_wanted = threading.Event()
         self._observer: BaseObserver | None = None
@@ -169,8 +168,6 @@ class Watcher:
         self._embed_db_id: tuple[int, int] | None = None
         self.yielded: str | None = None  # why this watcher stopped by itself (another took its lock file)
         self.reconcile_every = reconcile_every  # None: reconcile_interval() adapts it to the roots' size
-        self._next_reconcile = math.inf  # set when the start-up reconcile is applied
-        self._periodic = False  # the queued full reconcile is the safety net's, not an event's
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
@@ -191,7 +188,12 @@ class Watcher:
         )
         try:
             self.status.started_ms = db.now_ms()
-            self._observer = PollingObserver(timeout=self.polling_interval) if self.polling else Observer()
+            if self._make_observer is not None:
+                self._observer = self._make_observer()
+            elif self.polling:
+                self._observer = PollingObserver(timeout=self.polling_interval)
+            else:
+                self._observer = Observer()
             self._observer.start()
             self._check_roots()
             self._queue_full()
@@ -239,7 +241,7 @@ class Watcher:
     def idle(self) -> bool:
         """No event waiting, no batch being applied, no embedding running or wanted."""
         with self._cond:
-            quiet = not self._pending and not self._cited_pending and not self._full and not self._busy
+            quiet = not self.batches.waiting and not self._busy
         return quiet and not self._embedding and not self._embed_wanted.is_set()
 
     # -- events ---------------------------------------------------------------------------------------------
@@ -268,13 +270,8 @@ class Watcher:
             wanted.append(path)
         if not wanted and not full_roots:
             return
-        now = time.monotonic()
         with self._cond:
-            if not self._pending and not self._full:
-                self._first_event = now
-            self._last_event = now
-            self._pending.update(wanted)
-            self._full = self._full or full_roots
+            self.batches.add(wanted, self._clock(), full=full_roots)
             self._cond.notify_all()
 
     _root_changed = False
@@ -290,18 +287,12 @@ class Watcher:
 
     def _queue_full(self) -> None:
         with self._cond:
-            if not self._pending and not self._full:
-                self._first_event = time.monotonic()
-            self._last_event = 0.0  # no need to wait for quiet
-            self._full = True
+            self.batches.add_full(self._clock())
             self._cond.notify_all()
 
     def _queue(self, paths: set[Path]) -> None:
         with self._cond:
-            if not self._pending and not self._full:
-                self._first_event = time.monotonic()
-            self._last_event = time.monotonic()
-            self._pending |= paths
+            self.batches.add(paths, self._clock())
             self._cond.notify_all()
 
     # -- roots ----------------------------------------------------------------------------------------------
@@ -396,34 +387,23 @@ class Watcher:
 
     # -- batches --------------------------------------------------------------------------------------------
 
-    def _take_batch(self) -> tuple[bool, set[Path], set[Path]] | None:
-        """Wait for events and then for a quiet moment; None when stopping. Idle waits also check the roots and
-        the cited files."""
+    def _take_batch(self) -> Batch | None:
+        """Wait for events and then for a quiet moment (indexer/batches.py says when); None when stopping. Idle
+        waits also check the roots and the cited files."""
         while True:
             check_roots = False
             with self._cond:
                 if self._stopping.is_set():
                     return None
-                if not self._full and time.monotonic() >= self._next_reconcile:
-                    # Checked here, not only when idle: a steady stream of events must not put it off.
-                    self._periodic = True
-                    self._full = True
-                    self._first_event = (
-                        self._first_event if self._pending or self._cited_pending else time.monotonic()
-                    )
-                    self._last_event = 0.0
-                if self._pending or self._full or self._cited_pending:
-                    now = time.monotonic()
-                    due = min(self._last_event + self.debounce, self._first_event + self.max_delay)
-                    if now >= due:
-                        batch = (self._full, self._pending, self._cited_pending)
-                        self._full, self._pending, self._cited_pending = False, set(), set()
-                        self._busy = True
-                        return batch
-                    self._cond.wait(due - now)
+                wait = self.batches.due(self._clock())
+                if wait == 0:
+                    self._busy = True
+                    return self.batches.take()
+                if wait is not None:
+                    self._cond.wait(wait)
                 else:
                     self._cond.wait(ROOT_CHECK)
-                    check_roots = not (self._pending or self._full or self._stopping.is_set())
+                    check_roots = not (self.batches.pending or self.batches.full or self._stopping.is_set())
             if check_roots:
                 self._checks(self._check_roots, self._check_db, self._check_lock, self._check_cited)
 
@@ -443,13 +423,12 @@ class Watcher:
             batch = self._take_batch()
             if batch is None:
                 break
-            full, paths, cited = batch
+            full, paths, cited, periodic = batch.full, batch.paths, batch.cited, batch.periodic
             self._checks(self._check_lock)  # a busy stream of edits never reaches the idle checks
             if self._stopping.is_set():  # yielded to the watcher that took the lock file (it reconciles all)
                 with self._cond:
                     self._busy = False
                 break
-            periodic, self._periodic = self._periodic and full, False
             try:
                 conn, reopened = self._connection(conn, "_db_id")
                 full = full or reopened  # a new database is filled from all the files
@@ -476,10 +455,7 @@ class Watcher:
                 self.status.errors = [*self.status.errors[-9:], str(exc)]
                 with self._cond:
                     self._busy = False
-                    self._full = self._full or full
-                    self._pending |= paths
-                    self._cited_pending |= cited
-                    self._last_event = time.monotonic()
+                    self.batches.retry(Batch(full, paths, cited), self._clock())
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, RETRY_MAX)
                 if conn is not None and isinstance(exc, DatabaseError):
@@ -487,7 +463,7 @@ class Watcher:
                     conn = None
                 continue
             if full:
-                self._next_reconcile = time.monotonic() + self.reconcile_interval(report.seconds)
+                self.batches.next_reconcile = self._clock() + self.reconcile_interval(report.seconds)
             if periodic and self._after_periodic(report, events=bool(paths)):
                 if self.embed:
                     self._embed_wanted.set()  # (also the safety net of an embedding pass that failed)
@@ -546,12 +522,7 @@ class Watcher:
             for f in changed:
                 self._cited[str(f)] = cited.stat_of(str(f))
             with self._cond:
-                if not self._pending and not self._full and not self._cited_pending:
-                    self._first_event = time.monotonic()
-                self._last_event = (
-                    0.0  # a stat that changed needs no quiet time: the file was written a while ago
-                )
-                self._cited_pending |= changed
+                self.batches.add_cited(changed, self._clock())
                 self._cond.notify_all()
 
     def _connection(self, conn: apsw.Connection | None, slot: str) -> tuple[apsw.Connection, bool]:

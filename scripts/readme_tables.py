@@ -610,7 +610,7 @@ def first_embedding() -> str:
 
 
 # One run per set (`--only SET --record-as retrieval_pg_SET`): the sets ran side by side on a loaded machine.
-PG_RETRIEVAL = ("retrieval_pg_cranfield", "retrieval_pg_locomo-dev")
+PG_RETRIEVAL = ("retrieval_pg_cranfield", "retrieval_pg_locomo-dev", "retrieval_pg_scifact-train")
 
 
 @renderer("pg-retrieval")
@@ -683,6 +683,28 @@ def pg_bulk() -> str:
         rows.append([label, f"{ms(h[key]['p50'])} / {ms(h[key]['p95'])} ms"])
     return table(["measure", "value"], rows, "pg_bulk").replace(
         ".</sub>", f"; load average {f['load']:.1f}.</sub>", 1
+    )
+
+
+@renderer("pg-load")
+def pg_load() -> str:
+    f = load("pg_load")["figures"]
+    rows = [
+        [
+            str(r["servers"]),
+            str(r["clients"]),
+            f"{r['seconds']:.0f} s",
+            f"{r['calls']:,}",
+            str(r["errors"]),
+            f"{r['calls_per_s']:.1f}",
+            f"{ms(r['latency_ms']['p50'])} / {ms(r['latency_ms']['p95'])} ms",
+            f"{r['load']:.1f}",
+        ]
+        for r in f["rounds"]
+    ]
+    header = ["servers", "clients", "for", "searches", "errors", "searches/s", "p50 / p95", "load average"]
+    return table(header, rows, "pg_load").replace(
+        ".</sub>", f"; {f['files']} files, model {f['model']}.</sub>", 1
     )
 
 

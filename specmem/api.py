@@ -528,10 +528,17 @@ class Memories:
             return False
         if not os.access(self.config.db_path, os.W_OK) or not os.access(self.config.db_path.parent, os.W_OK):
             return False
+        import apsw
+
         try:
             return self.pending() > 0
         except SpecmemError:
             return False  # no index yet
+        except apsw.ConnectionClosedError:
+            # Closed while it looked (a server that ends at once): nothing to sweep.
+            if self._closing.is_set():
+                return False
+            raise
 
     def _embed_pass(self) -> None:
         """One `embed()` at a time per index among the servers: several starting together would each compute the

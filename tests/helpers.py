@@ -1,5 +1,6 @@
 """What the tests share: writing memory files, waiting on conditions, and driving specmem as a user does (the
-`specmem` command, `specmem serve` over stdio through the SDK's client or in raw JSON-RPC lines, HTTP).
+`specmem` command; the MCP server in memory through the SDK's client, or `specmem serve` over stdio through that
+client or in raw JSON-RPC lines, and HTTP).
 
 Tests import from here, never from each other; fixtures live in the conftest.py files."""
 
@@ -109,6 +110,36 @@ def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, 
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+def in_memory(
+    scenario: Callable[[Client], Awaitable[None]],
+    config: Any = None,
+    *,
+    ready: bool = True,
+    **build: Any,
+) -> None:
+    """Run one scenario against `build_server(config)` in this process, through the SDK's client over memory
+    streams: how the tools' behaviour is tested (a server process per scenario cost a second each; tests/system
+    keeps stdio for framing and process life). `config` defaults to what `specmem serve` would resolve here;
+    `build` goes to build_server (watch=True hosts the watcher). `ready`: first wait until the model has loaded
+    (the test embedder loads at once, but on a thread), as a server a client has used for a moment has."""
+    from specmem.indexer import config as configmod
+    from specmem.server.mcp.server import build_server
+
+    server = build_server(config or configmod.resolve(), **build)
+
+    async def main() -> None:
+        with anyio.fail_after(180):
+            async with Client(server) as client:
+                while ready and build.get("load_model", True):
+                    health = await client.call_tool("memory_health", {})
+                    if health.is_error or health.structured_content["model_state"] != "loading":
+                        break
+                    await anyio.sleep(0.02)
+                await scenario(client)
+
+    anyio.run(main)
 
 
 def serve(

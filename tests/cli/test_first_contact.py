@@ -1,4 +1,5 @@
-"""A newcomer's first hour, through real processes: the `specmem` command and `specmem serve` over stdio and HTTP.
+"""A newcomer's first hour, through real processes (the `specmem` command, `specmem serve` over stdio and HTTP)
+and the MCP tools in memory.
 
 Scan progress off a terminal, no stray progress bars, SIGTERM to a watcher, and the answers that used to be silent
 or wrong (empty query, server version, verbose logs, long stats, doubled bold in snippets, memory_save paths)."""
@@ -23,7 +24,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from specmem import DISTRIBUTION
 from specmem.indexer import config, db
-from tests.helpers import call, cli, fails, memory, serve, write
+from tests.helpers import call, cli, fails, in_memory, memory, serve, write
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -149,7 +150,7 @@ def test_blank_query_is_an_error_in_cli_and_mcp(corpus):
     async def scenario(client: Client) -> None:
         assert "the query is empty" in await fails(client, "memory_search", query=" \t")
 
-    serve(scenario)
+    in_memory(scenario)
 
 
 def test_snippets_do_not_double_markdown_bold(corpus):
@@ -161,7 +162,7 @@ def test_snippets_do_not_double_markdown_bold(corpus):
         answer = await call(client, "memory_search", query="framework", mode="keyword")
         assert "****" not in answer["results"][0]["snippet"]
 
-    serve(scenario)
+    in_memory(scenario)
 
 
 def test_server_reports_its_version(corpus):
@@ -169,7 +170,7 @@ def test_server_reports_its_version(corpus):
         assert client.server_info.name == "specmem"
         assert client.server_info.version == version(DISTRIBUTION)
 
-    serve(scenario)
+    in_memory(scenario)
 
 
 def test_verbose_server_logs_calls_but_no_memory_text(corpus):
@@ -226,7 +227,7 @@ def test_stats_keeps_a_hundred_spec_folders_short(specs):
     assert len(json.loads(cli("stats", "--json").stdout)["by_spec_folder"]) == 120
 
 
-def test_memory_save_paths_relative_to_the_project_missing_and_ignored(corpus, isolated):
+def test_memory_save_paths_relative_to_the_project_missing_and_ignored(corpus, isolated, monkeypatch):
     write(corpus / "003-c" / "memory" / "new.md", memory("New one", "saved by path"))
     write(corpus / ".drafts" / "hidden.md", memory("Hidden", "in a dot-folder"))
 
@@ -237,7 +238,8 @@ def test_memory_save_paths_relative_to_the_project_missing_and_ignored(corpus, i
         assert "does not exist" in await fails(client, "memory_save", path="specs/003-c/memory/nope.md")
         assert "is not indexed" in await fails(client, "memory_save", path="specs/.drafts/hidden.md")
 
-    serve(scenario, cwd=isolated.parent)  # a server started elsewhere: paths are still the project's
+    monkeypatch.chdir(isolated.parent)  # a server started elsewhere: paths are still the project's
+    in_memory(scenario)
 
 
 def test_readme_mcp_tools_table_is_one_table_listing_every_tool():
@@ -431,7 +433,7 @@ def test_cli_does_what_the_mcp_tools_do(corpus):
     async def scenario(client: Client) -> None:  # the same index, seen by the server
         assert (await call(client, "memory_list"))["total"] == 0
 
-    serve(scenario)
+    in_memory(scenario)
 
 
 def test_shell_completion_is_generated_by_the_command():
@@ -472,7 +474,7 @@ def test_first_search_on_a_fresh_project_waits_for_the_keyword_phase(specs, cfg)
         assert [r["title"] for r in answer["results"]] == ["The last one"], answer["notes"]
         assert not any(n.startswith("indexing") for n in answer["notes"]), answer["notes"]
 
-    serve(scenario, env={"SPECMEM_WATCH": "1"})
+    in_memory(scenario, watch=True, ready=False)
 
 
 def fake_scan(cfg: config.Config, pid: int, phase: str, done: int, total: int, age_s: float = 0.0) -> None:

@@ -17,7 +17,7 @@ from specmem.indexer import config, conventions, db
 from specmem.indexer.embed import get_embedder
 from specmem.indexer.errors import ConfigError
 from specmem.indexer.watch import Watcher
-from tests.helpers import call, cli, hits, serve, wait_for, write
+from tests.helpers import call, cli, hits, in_memory, wait_for, write
 
 STEERING_ALWAYS = "# Product\n\nWe build a bakery ordering app. Orders close at 18:00.\n"
 STEERING_TECH = "---\ninclusion: always\n---\n# Tech stack\n\nPython 3.12, FastAPI, PostgreSQL.\n"
@@ -218,7 +218,7 @@ def test_spec_kit_project_with_default_roots_over_mcp(isolated, unset_roots, tmp
         assert summary["files_seen"] == 2 and summary["skipped"] == []
         assert str(top / ".specify" / "memory") in summary["scope"]
 
-    serve(scenario, cwd=top)
+    in_memory(scenario, config.resolve(cwd=top))
 
 
 def test_watcher_sees_new_steering_files_and_edits_of_a_top_level_file(isolated, unset_roots, tmp_path):

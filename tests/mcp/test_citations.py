@@ -7,7 +7,7 @@ import anyio
 from mcp import Client
 
 from specmem.server.mcp.server import build_server
-from tests.helpers import call, serve
+from tests.helpers import call, in_memory
 
 
 def run(cfg, scenario) -> None:
@@ -66,7 +66,7 @@ def test_context_and_search_mark_the_memory_whose_code_changed(cited_repo, cfg):
 
 
 def test_a_served_watcher_sees_a_cited_files_edit(cited_repo):
-    """`specmem serve` over stdio hosts the watcher: an edit of the cited file (outside the memory roots) is
+    """A server that hosts the watcher (as `specmem serve` does): an edit of the cited file (outside the memory roots) is
     reported by the next answers, without a scan."""
     code = cited_repo / "src" / "cache.py"
 
@@ -85,4 +85,4 @@ def test_a_served_watcher_sees_a_cited_files_edit(cited_repo):
         stale = await call(client, "memory_stale")
         assert {m["title"] for m in stale["items"]} == {"Cache TTL", "Cache keys"}
 
-    serve(scenario, env={"SPECMEM_WATCH": "1"})
+    in_memory(scenario, watch=True)

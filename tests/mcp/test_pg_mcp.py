@@ -1,20 +1,16 @@
-"""`specmem serve` on a shared PostgreSQL index (a real PostgreSQL with pgvector, started by the `pg_server`
+"""The MCP server on a shared PostgreSQL index (a real PostgreSQL with pgvector, started by the `pg_server`
 fixture): memory_search, memory_list and memory_context stay in their project unless given `projects`, each
 result names its project, and memory_get reads any project's memory by id."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
 from mcp import Client
 
-from tests.helpers import call, cli, fails, memory, serve, write
-
-
-@pytest.fixture(autouse=True)
-def no_watcher(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SPECMEM_WATCH", "0")
+from specmem.indexer import config
+from tests.helpers import call, cli, fails, in_memory, memory, write
 
 
 def test_memory_search_projects(tmp_path: Path, pg_url: str) -> None:
@@ -46,4 +42,4 @@ def test_memory_search_projects(tmp_path: Path, pg_url: str) -> None:
         )
 
     env = {"SPECMEM_DB": pg_url, "SPECMEM_ROOTS": str(tmp_path / "payments" / "specs")}
-    serve(scenario, env=env, cwd=tmp_path / "payments")
+    in_memory(scenario, config.resolve(env={**os.environ, **env}, cwd=tmp_path / "payments"))

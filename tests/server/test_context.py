@@ -1,5 +1,5 @@
-"""memory_context: one block of memories for a task within a token budget, through the library, the CLI and a
-real MCP client over stdio (tokens counted independently with the model's tokenizer)."""
+"""memory_context: one block of memories for a task within a token budget, through the library, the CLI and the
+SDK's MCP client in memory (tokens counted independently with the model's tokenizer)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 
 import specmem
 from specmem.indexer import config
 from specmem.indexer.embed import resolve_model_path
-from tests.helpers import memory, write
+from tests.helpers import in_memory, memory, write
 
 CITATION = re.compile(r"^--- (\S+):(\d+)-(\d+) · ", re.MULTILINE)
 
@@ -128,23 +126,7 @@ def test_cli_context(project, isolated):
     assert bad.returncode == 2 and "budget" in bad.stderr.lower()
 
 
-# -- through a real MCP client, with the model's own tokenizer ----------------------------------------------------
-
-
-def serve(scenario, env: dict[str, str] | None = None) -> None:
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "specmem", "serve"],
-        env={**os.environ, "SPECMEM_WATCH": "0", **(env or {})},
-        cwd=str(Path.cwd()),
-    )
-
-    async def main() -> None:
-        with anyio.fail_after(120):
-            async with Client(params) as client:
-                await scenario(client)
-
-    anyio.run(main)
+# -- through the SDK's MCP client, with the model's own tokenizer ----------------------------------------------------
 
 
 def test_mcp_context_within_budget_counted_independently(project, isolated, real_embedder):
@@ -175,7 +157,8 @@ def test_mcp_context_within_budget_counted_independently(project, isolated, real
         error = await client.call_tool("memory_context", {"task": "x", "budget": 50})
         assert error.is_error
 
-    serve(scenario, {"SPECMEM_MODEL": config.DEFAULT_MODEL, "HF_HUB_OFFLINE": "1"})
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # (real_embedder set it for the session)
+    in_memory(scenario, config.resolve(model=config.DEFAULT_MODEL))
 
 
 def test_every_rule_leads_the_context(specs):

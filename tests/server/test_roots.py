@@ -14,7 +14,7 @@ from mcp import Client
 
 from specmem.indexer import config, db, scan
 from specmem.indexer.embed import get_embedder
-from tests.helpers import call, fails, memory, serve, write
+from tests.helpers import call, fails, in_memory, memory, write
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +77,7 @@ def test_rows_of_a_root_no_longer_configured_are_served_by_no_tool(specs, isolat
         summary = await call(client, "memory_index_scan", force=True)
         assert summary["removed"] == 1
 
-    serve(scenario)
+    in_memory(scenario)
     assert set(all_rows(cfg.db_path)) == {str(kept)}
     assert "outside the roots" not in doctor(isolated)
 
@@ -105,7 +105,7 @@ def test_rows_of_a_root_symlink_that_now_points_elsewhere(isolated, tmp_path, mo
         listed = await call(client, "memory_list")
         assert [item["path"] for item in listed["items"]] == [str(new)]
 
-    serve(scenario)
+    in_memory(scenario)
     assert list(all_rows(before.db_path)) == [str(new)]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from specmem.indexer import config
 from tests.helpers import memory, write
 
 # What a keyword search has no use for: the vector and model stack, the MCP and schema layers, the YAML parser
@@ -117,7 +118,8 @@ def test_importing_the_api_loads_no_numpy_and_no_pydantic():
 
 def test_building_the_mcp_server_loads_no_numpy(isolated):
     """Up to its first answer the server needs the SDK, pydantic and its tools; numpy and the model's runtime load
-    in the model thread (load_model=False here), torch only when indexing needs it."""
+    in the model thread (load_model=False here), torch only when indexing needs it, even with the real model
+    configured."""
     code = (
         "import sys\n"
         "import specmem.cli\n"
@@ -125,7 +127,7 @@ def test_building_the_mcp_server_loads_no_numpy(isolated):
         "from specmem.indexer.embed import use_threads\n"
         "from specmem.server.mcp.server import build_server\n"
         "use_threads(1)\n"
-        "build_server(config.resolve(), load_model=False)\n"
+        f"build_server(config.resolve(model={config.DEFAULT_MODEL!r}), load_model=False)\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'torch', 'sentence_transformers', "
         "'transformers', 'onnxruntime'))\n"
         "assert not loaded, loaded\n"

@@ -1,20 +1,29 @@
-"""The transports under attack and faults, through real server processes: raw JSON-RPC lines written to a
-server's stdin, and real HTTP requests."""
+"""The transports and the server process, through real server processes: raw JSON-RPC lines written to a server's
+stdin (only the protocol on stdout, every line answered, tools/list's size as sent), the model loading while the
+process answers, the SDK's client over streamable HTTP, real HTTP requests under attack, and the MCP Inspector's CLI.
+The tools' behaviour is tested in memory (tests/mcp)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from mcp import Client
 
-from tests.helpers import HEADERS, INIT, StdioServer, free_port, wait_for
+from specmem.indexer import config
+from specmem.server.mcp.server import TOOLS
+from tests.helpers import HEADERS, INIT, StdioServer, call, free_port, serve, wait_for
 
 TIMEOUT = 60.0
 
@@ -61,6 +70,95 @@ def test_every_request_line_gets_an_answer_over_stdio(indexed_specs):
     finally:
         server.close()
     assert server.proc.returncode == 0
+
+
+def test_stdout_carries_only_the_protocol_and_tools_list_fits_in_13_kb(indexed_specs):
+    """Raw JSON-RPC lines, including garbage and hostile input: every stdout line is a protocol message. Every
+    session pays for tools/list in its context: the whole reply, as sent, stays under 13 KB."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specmem", "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    replies: dict[int, dict] = {}
+    lines: dict[int, str] = {}
+
+    def send(message: dict | str) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write((message if isinstance(message, str) else json.dumps(message)) + "\n")
+        proc.stdin.flush()
+
+    def reply(wanted: int) -> dict:
+        assert proc.stdout is not None and proc.stderr is not None
+        while wanted not in replies:
+            line = proc.stdout.readline()
+            assert line, f"server closed stdout; stderr: {proc.stderr.read()}"
+            message = json.loads(line)  # fails the test if anything but JSON reaches stdout
+            if "id" in message and message["id"] is not None:
+                replies[message["id"]], lines[message["id"]] = message, line
+        return replies[wanted]
+
+    def tool(id_: int, name: str, arguments: dict) -> dict:
+        send(
+            {
+                "jsonrpc": "2.0",
+                "id": id_,
+                "method": "tools/call",
+                "params": {"name": name, "arguments": arguments},
+            }
+        )
+        return reply(id_)
+
+    try:
+        init = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        }
+        send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init})
+        assert reply(1)["result"]["serverInfo"]["name"] == "specmem"
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        send({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        tools = reply(2)["result"]["tools"]
+        assert {t["name"] for t in tools} == {t.__name__ for t in TOOLS}
+        assert all(t["description"] for t in tools)
+        assert len(lines[2].encode()) <= 13_000, f"tools/list is {len(lines[2].encode())} bytes"
+        unknown = tool(3, "no_such_tool", {})
+        assert unknown.get("error") or unknown["result"]["isError"]
+        hostile = tool(4, "memory_search", {"query": '" OR 1=1; DROP TABLE memory_index; -- NEAR(* \x00'})
+        assert not hostile["result"]["isError"]
+        send("not json at all")
+        send({"jsonrpc": "2.0", "id": 5, "method": "no/such/method"})
+        assert "error" in reply(5)
+        assert tool(6, "memory_stats", {})["result"]["structuredContent"]["memories"] == 4
+    finally:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.close()
+        proc.wait(30)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_keyword_answer_while_the_model_loads(indexed_specs, cfg):
+    """With the real model configured, the process's first search answers in keyword mode (saying so) instead of
+    waiting for the model, which loads in the background."""
+    env = {"SPECMEM_MODEL": config.DEFAULT_MODEL, "HF_HUB_OFFLINE": "1"}
+
+    async def scenario(client: Client) -> None:
+        first = await call(client, "memory_search", query="readers block writer")
+        assert first["keyword_only"] is True and first["index"]["model_state"] == "loading"
+        assert any("keyword mode" in n for n in first["notes"])
+        assert first["results"], "a keyword answer, not an empty one"
+        deadline = time.monotonic() + 90
+        while (await call(client, "memory_health"))["model_state"] == "loading":
+            assert time.monotonic() < deadline, "the model never finished loading"
+            await anyio.sleep(0.2)
+        health = await call(client, "memory_health")
+        assert health["model_state"] == "ready", health["model_error"]
+
+    serve(scenario, env=env)
 
 
 # -- HTTP --------------------------------------------------------------------------------------------------------
@@ -130,16 +228,49 @@ def test_idle_http_sessions_expire(indexed_specs):
         proc.wait(30)
 
 
-def test_bearer_scheme_is_case_insensitive(indexed_specs):
+def test_streamable_http(indexed_specs):
+    proc, port = http_server({})
+    try:
+
+        async def main() -> None:
+            with anyio.fail_after(60):
+                async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                    names = {t.name for t in (await client.list_tools()).tools}
+                    assert names == {t.__name__ for t in TOOLS}
+                    found = await call(
+                        client, "memory_search", query="tokens expire", include_constitutional=False
+                    )
+                    assert found["results"][0]["title"] == "JWT tokens"
+
+        anyio.run(main)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_http_token_host_and_origin_checks(indexed_specs):
+    """The token is required (its scheme in any case), a foreign Origin is refused, and so is a Host that is not
+    this machine's (DNS rebinding)."""
     proc, port = http_server({"SPECMEM_HTTP_TOKEN": "s3cret-token"})
     url = f"http://127.0.0.1:{port}/mcp"
     try:
         for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
             auth = {**HEADERS, "Authorization": f"{scheme} s3cret-token"}
             assert http_post(url, INIT, auth)[0] == 200, scheme
-        for wrong in ("Basic s3cret-token", "Bearer s3cret-tokenX", "Bearers3cret-token", "s3cret-token"):
+        assert http_post(url, INIT, HEADERS)[0] == 401
+        for wrong in (
+            "Bearer nope",
+            "Basic s3cret-token",
+            "Bearer s3cret-tokenX",
+            "Bearers3cret-token",
+            "s3cret-token",
+        ):
             status, text, _ = http_post(url, INIT, {**HEADERS, "Authorization": wrong})
             assert status == 401 and "SPECMEM_HTTP_TOKEN" in text, wrong
+        auth = {**HEADERS, "Authorization": "Bearer s3cret-token"}
+        assert http_post(url, INIT, {**auth, "Origin": "http://evil.example"})[0] == 403
+        assert http_post(url, INIT, {**auth, "Host": f"evil.example:{port}"})[0] == 421
+        assert http_post(url, INIT, {**auth, "Origin": f"http://localhost:{port}"})[0] == 200
     finally:
         proc.terminate()
         proc.wait(30)
@@ -176,3 +307,46 @@ def test_an_empty_host_is_refused_not_bound_to_every_interface(indexed_specs, is
     )
     assert done.returncode == 1
     assert "--host" in done.stderr and "0.0.0.0" in done.stderr, done.stderr
+
+
+@pytest.mark.network
+def test_mcp_inspector_cli(indexed_specs, isolated):
+    """The MCP Inspector's CLI (downloaded by npx, hence the network marker) lists and calls the tools."""
+    npx = shutil.which("npx")
+    if npx is None:
+        pytest.skip("npx is not installed: the MCP Inspector CLI cannot run here")
+    base = [
+        npx,
+        "-y",
+        "@modelcontextprotocol/inspector",
+        "--cli",
+        sys.executable,
+        "-m",
+        "specmem",
+        "serve",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    listed = subprocess.run(
+        [*base, "--method", "tools/list"], capture_output=True, text=True, timeout=300, cwd=isolated, env=env
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert {t["name"] for t in json.loads(listed.stdout)["tools"]} == {t.__name__ for t in TOOLS}
+    searched = subprocess.run(
+        [
+            *base,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "memory_search",
+            "--tool-arg",
+            "query=tokens expire",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=isolated,
+        env=env,
+    )
+    assert searched.returncode == 0, searched.stderr
+    reply = json.loads(searched.stdout)
+    assert not reply.get("isError") and "JWT tokens" in json.dumps(reply["structuredContent"])
