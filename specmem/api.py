@@ -506,7 +506,7 @@ class Memories:
         if not self._reader.wait_model():
             self._embed_wanted.clear()
             return  # no model: searches answer in keyword mode, and nothing can be embedded here
-        if sweep and not self._closing.is_set() and self._left_pending():
+        if sweep and not self._closing.is_set() and self._sweep_wanted():
             self._embed_wanted.set()
         while True:
             self._embed_wanted.wait()
@@ -521,6 +521,16 @@ class Memories:
             finally:
                 self._embed_busy = False
 
+    def _sweep_wanted(self) -> bool:
+        """Whether earlier processes left chunks to embed; a check that fails (the index closed or dropped under
+        a server that is ending) is no sweep, never an exception in this thread."""
+        try:
+            return self._left_pending()
+        except Exception:  # noqa: BLE001 - best effort: said unless closing, and the next write embeds anyway
+            if not self._closing.is_set():
+                log.exception("could not check for embeddings left pending")
+            return False
+
     def _left_pending(self) -> bool:
         from specmem.indexer.lock import watcher_holder
 
@@ -528,17 +538,10 @@ class Memories:
             return False
         if not os.access(self.config.db_path, os.W_OK) or not os.access(self.config.db_path.parent, os.W_OK):
             return False
-        import apsw
-
         try:
             return self.pending() > 0
         except SpecmemError:
             return False  # no index yet
-        except apsw.ConnectionClosedError:
-            # Closed while it looked (a server that ends at once): nothing to sweep.
-            if self._closing.is_set():
-                return False
-            raise
 
     def _embed_pass(self) -> None:
         """One `embed()` at a time per index among the servers: several starting together would each compute the
